@@ -1,0 +1,116 @@
+//! The command line: `georeg [--config FILE] COMMAND [ARGS]`.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::token::Scope;
+
+pub const USAGE: &str = "\
+georeg: keeps a secondary container registry in step with a primary one
+
+usage: georeg [--config FILE] COMMAND [ARGS]
+
+commands:
+  sync REPO...             copy the repositories from the primary registry now
+  token --scope SCOPE...   print a token for this node's registry, for debugging
+                           (SCOPE like repository:group/app:pull or registry:catalog:*)
+  version                  print the version
+
+options:
+  --config FILE            configuration file (default: $GEOREG_CONFIG, else
+                           /etc/georeg/georeg.toml)
+  -h, --help               this text
+
+Logging goes to stderr; RUST_LOG=debug shows every registry request.
+";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Sync { repositories: Vec<String> },
+    Token { scopes: Vec<Scope> },
+    Version,
+    Help,
+}
+
+#[derive(Debug)]
+pub struct Cli {
+    pub config: Option<PathBuf>,
+    pub command: Command,
+}
+
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
+    let mut config = None;
+    let mut words = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => {
+                let file = args.next().ok_or_else(|| Error::Usage("--config needs a file".into()))?;
+                config = Some(PathBuf::from(file));
+            }
+            a if a.starts_with("--config=") => config = Some(PathBuf::from(&a["--config=".len()..])),
+            "-h" | "--help" => return Ok(Cli { config, command: Command::Help }),
+            "-V" | "--version" => return Ok(Cli { config, command: Command::Version }),
+            _ => words.push(arg),
+        }
+    }
+    let mut words = words.into_iter();
+    let command = match words.next().as_deref() {
+        None | Some("help") => Command::Help,
+        Some("version") => Command::Version,
+        Some("sync") => {
+            let repositories: Vec<String> = words.collect();
+            if repositories.is_empty() {
+                return Err(Error::Usage("sync needs at least one repository name".into()));
+            }
+            if let Some(flag) = repositories.iter().find(|r| r.starts_with('-')) {
+                return Err(Error::Usage(format!("sync: unknown option {flag}")));
+            }
+            Command::Sync { repositories }
+        }
+        Some("token") => {
+            let mut scopes = Vec::new();
+            while let Some(w) = words.next() {
+                let value = match w.as_str() {
+                    "--scope" => words.next().ok_or_else(|| Error::Usage("--scope needs a value".into()))?,
+                    s if s.starts_with("--scope=") => s["--scope=".len()..].to_string(),
+                    other => return Err(Error::Usage(format!("token: unexpected argument {other:?}"))),
+                };
+                let scope = Scope::parse(&value)
+                    .ok_or_else(|| Error::Usage(format!("{value:?} is not a scope like repository:NAME:pull")))?;
+                scopes.push(scope);
+            }
+            Command::Token { scopes }
+        }
+        Some(other) => return Err(Error::Usage(format!("unknown command {other:?}"))),
+    };
+    Ok(Cli { config, command })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Cli> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn parses_commands_and_config() {
+        let cli = p(&["--config", "/x.toml", "sync", "a", "b/c"]).unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("/x.toml")));
+        assert_eq!(cli.command, Command::Sync { repositories: vec!["a".into(), "b/c".into()] });
+        let cli = p(&["token", "--scope", "repository:a:pull", "--scope=registry:catalog:*"]).unwrap();
+        assert_eq!(cli.command, Command::Token { scopes: vec![Scope::repository("a", &["pull"]), Scope::catalog()] });
+        assert_eq!(p(&[]).unwrap().command, Command::Help);
+        assert_eq!(p(&["--version"]).unwrap().command, Command::Version);
+    }
+
+    #[test]
+    fn rejects_bad_usage() {
+        assert!(p(&["sync"]).is_err());
+        assert!(p(&["frobnicate"]).is_err());
+        assert!(p(&["token", "--scope", "nonsense"]).is_err());
+        assert!(p(&["--config"]).is_err());
+    }
+}

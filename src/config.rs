@@ -1,0 +1,370 @@
+//! The configuration file (TOML, default /etc/georeg/georeg.toml).
+//!
+//! Parsing is strict: an unknown key, a wrong type or a bad value stops
+//! georeg with one line naming the file, the key and what is wrong. Relative
+//! paths in the file are taken relative to the file's own directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_PATH: &str = "/etc/georeg/georeg.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Secondary,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Shown on dashboards and sent to the primary with this node's status.
+    pub node_name: String,
+    pub role: Role,
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_state_file")]
+    pub state_file: PathBuf,
+    pub registry: RegistryConfig,
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+    #[serde(default)]
+    pub replication: ReplicationConfig,
+    /// Where this configuration was read from, for messages.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// This node's own registry, and the key pair shared by all nodes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    pub url: String,
+    pub key_file: PathBuf,
+    pub certificate_file: Option<PathBuf>,
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    #[serde(default = "default_service")]
+    pub service: String,
+    #[serde(default = "default_ttl")]
+    pub token_ttl_seconds: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    pub secret_file: Option<PathBuf>,
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// GitLab's `geo_registry_replication_enabled`.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// GitLab's `geo_registry_replication_primary_api_url`.
+    pub primary_api_url: Option<String>,
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig { enabled: true, primary_api_url: None, workers: default_workers() }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:5050".into()
+}
+fn default_state_file() -> PathBuf {
+    "/var/lib/georeg/state.sqlite3".into()
+}
+fn default_issuer() -> String {
+    "gitlab-issuer".into()
+}
+fn default_service() -> String {
+    "container_registry".into()
+}
+fn default_ttl() -> u64 {
+    300
+}
+fn default_workers() -> usize {
+    4
+}
+fn yes() -> bool {
+    true
+}
+
+impl Config {
+    /// The file named by `--config`, else `GEOREG_CONFIG`, else the default.
+    pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
+        if let Some(p) = flag {
+            return p.to_path_buf();
+        }
+        match std::env::var_os("GEOREG_CONFIG") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => PathBuf::from(DEFAULT_PATH),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            file: path.to_path_buf(),
+            key: String::new(),
+            message: format!("cannot read: {e} (pass --config FILE or set GEOREG_CONFIG)"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        let mut config: Config = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+        config.path = path.to_path_buf();
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.state_file = base.join(&config.state_file);
+        config.registry.key_file = base.join(&config.registry.key_file);
+        config.registry.certificate_file = config.registry.certificate_file.map(|p| base.join(p));
+        config.notifications.secret_file = config.notifications.secret_file.map(|p| base.join(p));
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn bad(&self, key: &str, message: impl Into<String>) -> Error {
+        Error::Config { file: self.path.clone(), key: key.into(), message: message.into() }
+    }
+
+    fn validate(&mut self) -> Result<()> {
+        if self.node_name.trim().is_empty() {
+            return Err(self.bad("node_name", "must not be empty"));
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(self.bad("listen", format!("{:?} is not an address:port such as 127.0.0.1:5050", self.listen)));
+        }
+        self.registry.url = self.check_url("registry.url", &self.registry.url)?;
+        if !(10..=3600).contains(&self.registry.token_ttl_seconds) {
+            return Err(self.bad("registry.token_ttl_seconds", "must be between 10 and 3600"));
+        }
+        if !self.registry.key_file.is_file() {
+            return Err(self.bad(
+                "registry.key_file",
+                format!("{} does not exist (copy gitlab-registry.key from the primary)", self.registry.key_file.display()),
+            ));
+        }
+        if let Some(cert) = &self.registry.certificate_file {
+            if !cert.is_file() {
+                return Err(self.bad("registry.certificate_file", format!("{} does not exist", cert.display())));
+            }
+        }
+        self.validate_secret()?;
+        if !(1..=64).contains(&self.replication.workers) {
+            return Err(self.bad("replication.workers", "must be between 1 and 64"));
+        }
+        if let Some(url) = &self.replication.primary_api_url {
+            self.replication.primary_api_url = Some(self.check_url("replication.primary_api_url", url)?);
+        }
+        if self.role == Role::Secondary && self.replication.enabled && self.replication.primary_api_url.is_none() {
+            return Err(self.bad(
+                "replication.primary_api_url",
+                "is required on a secondary with replication enabled: the primary registry's URL",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The notification secret, read from `secret_file` when given there.
+    /// The seed requires it alphanumeric and starting with a letter.
+    fn validate_secret(&mut self) -> Result<()> {
+        let n = &self.notifications;
+        let (key, secret) = match (&n.secret, &n.secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(self.bad("notifications.secret", "set either secret or secret_file, not both"));
+            }
+            (Some(s), None) => ("notifications.secret", s.clone()),
+            (None, Some(file)) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| self.bad("notifications.secret_file", format!("cannot read {}: {e}", file.display())))?;
+                ("notifications.secret_file", text.trim_end_matches(['\n', '\r']).to_string())
+            }
+            (None, None) => return Ok(()),
+        };
+        let mut chars = secret.chars();
+        let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric());
+        if !ok {
+            return Err(self.bad(key, "the secret must be alphanumeric and start with a letter (GitLab's rule)"));
+        }
+        self.notifications.secret = Some(secret);
+        Ok(())
+    }
+
+    fn check_url(&self, key: &str, url: &str) -> Result<String> {
+        let trimmed = url.trim_end_matches('/');
+        let rest = trimmed.strip_prefix("http://").or_else(|| trimmed.strip_prefix("https://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(trimmed.to_string()),
+            _ => Err(self.bad(key, format!("{url:?} is not an http:// or https:// URL"))),
+        }
+    }
+
+    /// The primary registry's URL; only meaningful on a secondary.
+    pub fn primary_api_url(&self) -> Result<&str> {
+        self.replication.primary_api_url.as_deref().ok_or_else(|| {
+            self.bad("replication.primary_api_url", "is not set: this node does not know the primary registry")
+        })
+    }
+}
+
+/// Turns a TOML error into one line: file, dotted key, what is wrong, line.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let message = e.message().trim().replace('\n', " ");
+    let (key, line) = match e.span() {
+        Some(span) => locate_key(text, span.start, &message),
+        None => (String::new(), 0),
+    };
+    let message = if line > 0 { format!("{message} (line {line})") } else { message };
+    Error::Config { file: path.to_path_buf(), key, message }
+}
+
+/// Finds the dotted key an error at byte `offset` is about, and its line.
+fn locate_key(text: &str, offset: usize, message: &str) -> (String, usize) {
+    let offset = offset.min(text.len());
+    let line_no = text[..offset].matches('\n').count() + 1;
+    let lines: Vec<&str> = text.lines().collect();
+    let current = lines.get(line_no - 1).copied().unwrap_or("").trim();
+    let section = lines[..line_no.saturating_sub(1).min(lines.len())]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .chain(std::iter::once(current).filter(|c| c.starts_with('[')))
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    // "missing field `x`" points at the table that lacks it.
+    let missing = message.split('`').nth(1).filter(|_| message.starts_with("missing field"));
+    let leaf = match missing {
+        Some(field) => Some(field.to_string()),
+        None if current.starts_with('[') => None,
+        None => current.split('=').next().map(|k| k.trim().trim_matches('"').to_string()).filter(|k| !k.is_empty()),
+    };
+    let section = if current.starts_with('[') {
+        Some(current.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+    } else {
+        section
+    };
+    let key = match (section, leaf) {
+        (Some(s), Some(k)) if !s.is_empty() => format!("{s}.{k}"),
+        (Some(s), None) => s,
+        (_, Some(k)) => k,
+        (None, None) => String::new(),
+    };
+    (key, line_no)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_dir(secret: &str) -> tempdir::TempDir {
+        let dir = tempdir::TempDir::new();
+        std::fs::write(dir.0.join("key.pem"), include_str!("../tests/data/test-key-pkcs1.pem")).unwrap();
+        std::fs::write(dir.0.join("secret"), secret).unwrap();
+        dir
+    }
+
+    mod tempdir {
+        pub struct TempDir(pub std::path::PathBuf);
+        impl TempDir {
+            pub fn new() -> TempDir {
+                let p = std::env::temp_dir().join(format!("georeg-config-test-{}", crate::token::random_hex(8)));
+                std::fs::create_dir_all(&p).unwrap();
+                TempDir(p)
+            }
+        }
+        impl Drop for TempDir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    const GOOD: &str = r#"
+node_name = "secondary-1"
+role = "secondary"
+state_file = "state.sqlite3"
+
+[registry]
+url = "http://127.0.0.1:5000/"
+key_file = "key.pem"
+
+[notifications]
+secret_file = "secret"
+
+[replication]
+primary_api_url = "http://primary.example.com:5000/"
+workers = 2
+"#;
+
+    fn parse(dir: &tempdir::TempDir, text: &str) -> Result<Config> {
+        Config::parse(&dir.0.join("georeg.toml"), text)
+    }
+
+    fn err(dir: &tempdir::TempDir, text: &str) -> String {
+        parse(dir, text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn good_config_resolves_paths_and_defaults() {
+        let dir = write_dir("Abc123\n");
+        let c = parse(&dir, GOOD).unwrap();
+        assert_eq!(c.registry.url, "http://127.0.0.1:5000");
+        assert_eq!(c.replication.primary_api_url.as_deref(), Some("http://primary.example.com:5000"));
+        assert_eq!(c.state_file, dir.0.join("state.sqlite3"));
+        assert_eq!(c.notifications.secret.as_deref(), Some("Abc123"));
+        assert_eq!(c.registry.issuer, "gitlab-issuer");
+        assert_eq!(c.registry.token_ttl_seconds, 300);
+        assert_eq!(c.replication.workers, 2);
+        assert!(c.replication.enabled);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let dir = write_dir("Abc123");
+        let e = err(&dir, &GOOD.replace("workers = 2", "workers = \"two\""));
+        assert!(e.contains("replication.workers") && e.contains("invalid type"), "{e}");
+        let e = err(&dir, &GOOD.replace("workers = 2", "wokers = 2"));
+        assert!(e.contains("replication.wokers") && e.contains("unknown field"), "{e}");
+        let e = err(&dir, &GOOD.replace("url = \"http://127.0.0.1:5000/\"\n", ""));
+        assert!(e.contains("registry.url") && e.contains("missing field"), "{e}");
+        let e = err(&dir, &GOOD.replace("role = \"secondary\"", "role = \"tertiary\""));
+        assert!(e.contains("role") && e.contains("tertiary"), "{e}");
+        let e = err(&dir, &GOOD.replace("key.pem", "nope.pem"));
+        assert!(e.contains("registry.key_file") && e.contains("does not exist"), "{e}");
+        let e = err(&dir, &GOOD.replace("http://127.0.0.1:5000/", "ftp://x"));
+        assert!(e.contains("registry.url"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+    }
+
+    #[test]
+    fn secret_must_be_alphanumeric_starting_with_a_letter() {
+        for bad in ["1abc", "ab-c", "", "ab c"] {
+            let dir = write_dir(bad);
+            let e = err(&dir, GOOD);
+            assert!(e.contains("notifications.secret_file") && e.contains("alphanumeric"), "{bad}: {e}");
+        }
+        let dir = write_dir("x");
+        let e = err(&dir, &GOOD.replace("secret_file = \"secret\"", "secret = \"9lives\""));
+        assert!(e.contains("notifications.secret:"), "{e}");
+    }
+
+    #[test]
+    fn secondary_needs_primary_url() {
+        let dir = write_dir("Abc");
+        let e = err(&dir, &GOOD.replace("primary_api_url = \"http://primary.example.com:5000/\"", ""));
+        assert!(e.contains("replication.primary_api_url"), "{e}");
+        let primary = GOOD.replace("role = \"secondary\"", "role = \"primary\"").replace("primary_api_url = \"http://primary.example.com:5000/\"", "");
+        assert!(parse(&dir, &primary).is_ok());
+    }
+}

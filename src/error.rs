@@ -1,0 +1,117 @@
+//! The one error type of georeg. Every message names what failed and where
+//! (file and key, registry URL, repository, digest) so that an operator can
+//! act on it without reading the source.
+
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug)]
+pub enum Error {
+    /// The configuration file is missing, unreadable or invalid.
+    Config { file: PathBuf, key: String, message: String },
+    /// The command line could not be understood.
+    Usage(String),
+    /// A key or certificate file could not be read or parsed.
+    Key { path: PathBuf, message: String },
+    /// A registry or georeg node could not be reached, or the connection broke.
+    Transport { url: String, message: String },
+    /// A registry answered a request with an error status.
+    Registry {
+        /// The request, e.g. `PUT http://host/v2/app/manifests/v1`.
+        request: String,
+        status: u16,
+        /// The registry's error code (`MANIFEST_UNKNOWN`...), when it sent one.
+        code: String,
+        message: String,
+    },
+    /// Blob bytes read from the primary did not match the blob's descriptor.
+    BlobMismatch { repository: String, digest: String, message: String },
+    /// A manifest could not be used as it is.
+    Manifest { repository: String, reference: String, message: String },
+    /// Syncing a repository failed; `source` says how.
+    Sync { repository: String, source: Box<Error> },
+    /// The state file could not be opened, migrated, read or written.
+    Store { message: String },
+    /// A local file could not be read or written.
+    Io { path: PathBuf, source: std::io::Error },
+    /// Work stopped because georeg is shutting down.
+    Interrupted,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The process exit code for this error: 2 for a bad invocation or
+    /// configuration (fix the input), 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config { .. } | Error::Usage(_) | Error::Key { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// True when the registry said the repository or manifest does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Registry { status: 404, .. })
+    }
+
+    /// The registry's error code, when this is a registry error.
+    pub fn registry_code(&self) -> Option<&str> {
+        match self {
+            Error::Registry { code, .. } => Some(code),
+            Error::Sync { source, .. } => source.registry_code(),
+            _ => None,
+        }
+    }
+
+    pub fn in_repository(self, repository: &str) -> Error {
+        match self {
+            Error::Sync { .. } | Error::Interrupted => self,
+            other => Error::Sync { repository: repository.to_string(), source: Box::new(other) },
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config { file, key, message } if key.is_empty() => {
+                write!(f, "config {}: {message}", file.display())
+            }
+            Error::Config { file, key, message } => {
+                write!(f, "config {}: {key}: {message}", file.display())
+            }
+            Error::Usage(message) => write!(f, "{message} (see georeg --help)"),
+            Error::Key { path, message } => write!(f, "key {}: {message}", path.display()),
+            Error::Transport { url, message } => write!(f, "cannot reach {url}: {message}"),
+            Error::Registry { request, status, code, message } => {
+                write!(f, "{request} answered {status}")?;
+                if !code.is_empty() {
+                    write!(f, " {code}")?;
+                }
+                if !message.is_empty() {
+                    write!(f, ": {message}")?;
+                }
+                Ok(())
+            }
+            Error::BlobMismatch { repository, digest, message } => {
+                write!(f, "blob {digest} of {repository} from the primary {message}; nothing referencing it was pushed")
+            }
+            Error::Manifest { repository, reference, message } => {
+                write!(f, "manifest {repository}:{reference}: {message}")
+            }
+            Error::Sync { repository, source } => write!(f, "sync {repository} failed: {source}"),
+            Error::Store { message } => write!(f, "state file: {message}"),
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Interrupted => write!(f, "interrupted by shutdown; the next run resumes"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Store { message: e.to_string() }
+    }
+}

@@ -1,0 +1,15 @@
+//! georeg keeps a secondary container registry in step with a primary one,
+//! through the registry HTTP API only, as GitLab Geo's registry replication
+//! does. See README.md for the operator's manual.
+
+pub mod cli;
+pub mod config;
+pub mod digest;
+pub mod encoding;
+pub mod error;
+pub mod manifest;
+pub mod node;
+pub mod registry;
+pub mod replicate;
+pub mod store;
+pub mod token;

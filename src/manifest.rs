@@ -1,0 +1,177 @@
+//! What a manifest references: child manifests (for an index or manifest
+//! list) and blobs (config, layers, artifact `blobs`). The copy engine walks
+//! this graph; it never rewrites a manifest, it pushes the primary's bytes.
+
+use serde::Deserialize;
+
+use crate::digest::Digest;
+
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const OCI_ARTIFACT: &str = "application/vnd.oci.artifact.manifest.v1+json";
+
+/// The Accept header for manifest requests. Without the list types, a
+/// registry answers a manifest list fetched by tag with its linux/amd64
+/// child, and digests no longer match.
+pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.oci.artifact.manifest.v1+json";
+
+/// Registries refuse manifests over 4 MiB; anything larger is not one.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    #[serde(default)]
+    pub media_type: String,
+    pub digest: String,
+    #[serde(default)]
+    pub size: u64,
+    /// Foreign (non-distributable) layers live at these URLs, not in the registry.
+    #[serde(default)]
+    pub urls: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Raw {
+    #[serde(default)]
+    schema_version: Option<u32>,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+    #[serde(default)]
+    blobs: Vec<Descriptor>,
+}
+
+/// A manifest as fetched: its exact bytes, media type and digest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+/// A blob a manifest needs in the repository before it can be pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// Everything a manifest references that must exist before it is pushed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct References {
+    /// Child manifests of an index or manifest list, by digest.
+    pub manifests: Vec<Digest>,
+    /// Config, layers and artifact blobs, minus foreign layers.
+    pub blobs: Vec<BlobRef>,
+}
+
+/// The media type of a manifest: the registry's Content-Type when it is a
+/// manifest type, else the `mediaType` field, else inferred from the shape.
+pub fn media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
+    if let Some(ct) = content_type.map(|c| c.split(';').next().unwrap_or("").trim()) {
+        if ct.starts_with("application/vnd.") {
+            return ct.to_string();
+        }
+    }
+    match serde_json::from_slice::<Raw>(bytes) {
+        Ok(Raw { media_type: Some(m), .. }) => m,
+        Ok(raw) if !raw.manifests.is_empty() => OCI_INDEX.into(),
+        _ => OCI_MANIFEST.into(),
+    }
+}
+
+/// Parses a manifest's references. Fails on JSON that is not a manifest and
+/// on schema 1 manifests, which current registries refuse to accept.
+pub fn references(bytes: &[u8]) -> Result<References, String> {
+    let raw: Raw = serde_json::from_slice(bytes).map_err(|e| format!("is not valid manifest JSON: {e}"))?;
+    if raw.schema_version == Some(1) {
+        return Err("is a Docker schema 1 manifest, which georeg does not replicate (convert it on the primary)".into());
+    }
+    let parse = |d: &Descriptor| Digest::parse(&d.digest).map_err(|e| format!("references {e}"));
+    let mut refs = References::default();
+    for child in &raw.manifests {
+        refs.manifests.push(parse(child)?);
+    }
+    for blob in raw.config.iter().chain(&raw.layers).chain(&raw.blobs) {
+        if !blob.urls.is_empty() {
+            continue; // foreign layer: the registry does not hold its bytes
+        }
+        let digest = parse(blob)?;
+        if !refs.blobs.iter().any(|b| b.digest == digest) {
+            refs.blobs.push(BlobRef { digest, size: blob.size });
+        }
+    }
+    Ok(refs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    #[test]
+    fn image_manifest_lists_config_and_layers_and_skips_foreign_layers() {
+        let m = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": d('a'), "size": 10},
+            "layers": [
+                {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": d('b'), "size": 20},
+                {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "digest": d('c'), "size": 30, "urls": ["https://example.com/layer"]},
+                {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": d('b'), "size": 20}
+            ]
+        });
+        let refs = references(m.to_string().as_bytes()).unwrap();
+        assert!(refs.manifests.is_empty());
+        let digests: Vec<&str> = refs.blobs.iter().map(|b| b.digest.as_str()).collect();
+        assert_eq!(digests, vec![d('a'), d('b')]);
+        assert_eq!(refs.blobs[1].size, 20);
+    }
+
+    #[test]
+    fn index_lists_children_and_artifact_lists_blobs() {
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": d('1'), "size": 1, "platform": {"os": "linux", "architecture": "amd64"}},
+                {"mediaType": OCI_MANIFEST, "digest": d('2'), "size": 1}
+            ]
+        });
+        let refs = references(index.to_string().as_bytes()).unwrap();
+        assert_eq!(refs.manifests, vec![Digest::parse(&d('1')).unwrap(), Digest::parse(&d('2')).unwrap()]);
+        assert_eq!(media_type(None, index.to_string().as_bytes()), OCI_INDEX);
+
+        let artifact = serde_json::json!({"mediaType": OCI_ARTIFACT, "artifactType": "x", "blobs": [{"mediaType": "x", "digest": d('3'), "size": 5}]});
+        let refs = references(artifact.to_string().as_bytes()).unwrap();
+        assert_eq!(refs.blobs.len(), 1);
+    }
+
+    #[test]
+    fn media_type_prefers_the_registry_content_type() {
+        assert_eq!(media_type(Some("application/vnd.docker.distribution.manifest.v2+json; charset=utf-8"), b"{}"), DOCKER_MANIFEST);
+        assert_eq!(media_type(Some("application/json"), b"{\"schemaVersion\":2}"), OCI_MANIFEST);
+    }
+
+    #[test]
+    fn rejects_schema1_and_bad_digests() {
+        assert!(references(br#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap_err().contains("schema 1"));
+        assert!(references(br#"{"schemaVersion":2,"layers":[{"digest":"sha256:xyz","size":1}]}"#).is_err());
+        assert!(references(b"not json").is_err());
+    }
+}

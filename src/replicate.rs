@@ -1,0 +1,390 @@
+//! The copy engine: makes one repository of the secondary registry hold
+//! exactly the tags of the primary, through the registry API only.
+//!
+//! For each tag whose digest differs, the primary's manifest is fetched raw;
+//! the children of an index or manifest list are copied first, by digest,
+//! then every blob (mounted from another repository when georeg knows one
+//! that holds it, else streamed from the primary with its digest checked on
+//! the way), then the tag, with the primary's exact bytes so the digest
+//! comes out identical. Tags the primary no longer has are removed without
+//! touching sibling tags that share their digest.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::digest::{Digest, VerifyingReader};
+use crate::error::{Error, Result};
+use crate::manifest::{self, BlobRef, Manifest};
+use crate::registry::{self, Client, Mount, Target};
+use crate::store::Store;
+
+/// Index nesting deeper than this is refused rather than followed.
+const MAX_DEPTH: usize = 4;
+
+/// `{}`, the OCI empty descriptor's content; config of tag tombstones.
+const EMPTY_JSON: &[u8] = b"{}";
+
+/// Counters shared by every sync of the process (metrics and progress).
+#[derive(Default)]
+pub struct Stats {
+    pub bytes_copied: AtomicU64,
+    pub blobs_copied: AtomicU64,
+    pub blobs_mounted: AtomicU64,
+}
+
+/// What one sync of one repository did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub tags_copied: u64,
+    pub tags_unchanged: u64,
+    pub tags_removed: u64,
+    pub manifests_copied: u64,
+    pub blobs_copied: u64,
+    pub blobs_mounted: u64,
+    pub blobs_present: u64,
+    pub bytes_copied: u64,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} tags copied, {} unchanged, {} removed; {} blobs copied ({}), {} mounted, {} already present",
+            self.tags_copied,
+            self.tags_unchanged,
+            self.tags_removed,
+            self.blobs_copied,
+            human_bytes(self.bytes_copied),
+            self.blobs_mounted,
+            self.blobs_present
+        )
+    }
+}
+
+pub struct Replicator<'a> {
+    pub primary: &'a Client,
+    pub secondary: &'a Target,
+    pub store: &'a Store,
+    pub stats: &'a Stats,
+    /// Set on shutdown; checked between blobs and between tags.
+    pub quit: &'a AtomicBool,
+}
+
+/// What the secondary repository is known to hold during one sync.
+#[derive(Default)]
+struct Seen {
+    manifests: HashSet<Digest>,
+    blobs: HashSet<Digest>,
+}
+
+impl Replicator<'_> {
+    /// Syncs the repository and records the outcome in the state file.
+    pub fn sync(&self, repo: &str) -> Result<Report> {
+        if !registry::valid_repository(repo) {
+            return Err(Error::Usage(format!("{repo:?} is not a valid repository name")));
+        }
+        self.store.mark_started(repo)?;
+        let mut report = Report::default();
+        match self.sync_tags(repo, &mut report) {
+            Ok(()) => {
+                self.store.mark_synced(repo)?;
+                Ok(report)
+            }
+            Err(Error::Interrupted) => {
+                self.store.mark_pending(repo)?;
+                Err(Error::Interrupted)
+            }
+            Err(e) => {
+                let e = e.in_repository(repo);
+                let reason = match &e {
+                    Error::Sync { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
+                self.store.mark_failed(repo, &reason)?;
+                Err(e)
+            }
+        }
+    }
+
+    fn sync_tags(&self, repo: &str, report: &mut Report) -> Result<()> {
+        let wanted = self.tag_digests(self.primary, repo)?;
+        let present = self.tag_digests(self.secondary, repo)?;
+        let mut seen = Seen { manifests: present.values().cloned().collect(), ..Seen::default() };
+        let mut failures: Vec<Error> = Vec::new();
+        for (tag, digest) in &wanted {
+            self.check_quit()?;
+            if present.get(tag) == Some(digest) {
+                self.store.set_tag(repo, tag, digest)?;
+                report.tags_unchanged += 1;
+                continue;
+            }
+            match self.copy_tag(repo, tag, digest, &mut seen, report) {
+                Ok(()) => {}
+                // These say the registry or georeg itself is in trouble: stop here.
+                Err(e @ (Error::Interrupted | Error::Transport { .. } | Error::Store { .. })) => return Err(e),
+                Err(e) => {
+                    log::warn!("{repo}:{tag}: {e}");
+                    failures.push(e);
+                }
+            }
+        }
+        for tag in present.keys().filter(|t| !wanted.contains_key(*t)) {
+            self.check_quit()?;
+            self.remove_tag(repo, tag)?;
+            report.tags_removed += 1;
+        }
+        // A repository is synced only when every tag is: never with one missing.
+        match failures.len() {
+            0 => Ok(()),
+            1 => Err(failures.remove(0)),
+            n => {
+                let first = failures.remove(0);
+                Err(Error::Manifest {
+                    repository: repo.into(),
+                    reference: "*".into(),
+                    message: format!("{n} tags failed; first: {first}"),
+                })
+            }
+        }
+    }
+
+    /// Tag -> digest for the repository on one registry (empty when the
+    /// registry does not know the repository).
+    fn tag_digests(&self, client: &Client, repo: &str) -> Result<BTreeMap<String, Digest>> {
+        let mut map = BTreeMap::new();
+        for tag in client.tags(repo)?.unwrap_or_default() {
+            if !registry::valid_tag(&tag) {
+                log::warn!("{repo}: skipping tag {tag:?} from {}: not a valid tag name", client.url());
+                continue;
+            }
+            // A tag deleted between the listing and the HEAD is simply absent.
+            if let Some(d) = client.manifest_digest(repo, &tag)? {
+                map.insert(tag, d);
+            }
+        }
+        Ok(map)
+    }
+
+    fn copy_tag(&self, repo: &str, tag: &str, digest: &Digest, seen: &mut Seen, report: &mut Report) -> Result<()> {
+        let m = self.primary_manifest(repo, digest)?;
+        self.copy_contents(repo, &m, seen, report, 0)?;
+        self.secondary.put_manifest(repo, tag, &m)?;
+        seen.manifests.insert(m.digest.clone());
+        self.store.set_tag(repo, tag, digest)?;
+        report.tags_copied += 1;
+        log::info!("{repo}:{tag} -> {digest} copied");
+        Ok(())
+    }
+
+    fn primary_manifest(&self, repo: &str, digest: &Digest) -> Result<Manifest> {
+        self.primary.manifest(repo, digest.as_str())?.ok_or_else(|| Error::Manifest {
+            repository: repo.into(),
+            reference: digest.to_string(),
+            message: format!("disappeared from the primary {} during the sync; the next sync retries", self.primary.url()),
+        })
+    }
+
+    /// Makes sure everything `m` references exists in the secondary repository.
+    fn copy_contents(&self, repo: &str, m: &Manifest, seen: &mut Seen, report: &mut Report, depth: usize) -> Result<()> {
+        if seen.manifests.contains(&m.digest) {
+            return Ok(()); // the registry only accepted it with everything it references
+        }
+        let refs = manifest::references(&m.bytes).map_err(|message| Error::Manifest {
+            repository: repo.into(),
+            reference: m.digest.to_string(),
+            message,
+        })?;
+        for child in &refs.manifests {
+            if seen.manifests.contains(child) {
+                continue;
+            }
+            if self.secondary.manifest_digest(repo, child.as_str())?.is_none() {
+                if depth >= MAX_DEPTH {
+                    return Err(Error::Manifest {
+                        repository: repo.into(),
+                        reference: m.digest.to_string(),
+                        message: format!("indexes nest more than {MAX_DEPTH} deep"),
+                    });
+                }
+                let child_manifest = self.primary_manifest(repo, child)?;
+                self.copy_contents(repo, &child_manifest, seen, report, depth + 1)?;
+                self.secondary.put_manifest(repo, child.as_str(), &child_manifest)?;
+                report.manifests_copied += 1;
+            }
+            seen.manifests.insert(child.clone());
+        }
+        for blob in &refs.blobs {
+            self.check_quit()?;
+            self.ensure_blob(repo, blob, seen, report)?;
+        }
+        Ok(())
+    }
+
+    fn ensure_blob(&self, repo: &str, blob: &BlobRef, seen: &mut Seen, report: &mut Report) -> Result<()> {
+        if seen.blobs.contains(&blob.digest) {
+            return Ok(());
+        }
+        if self.secondary.blob_size(repo, &blob.digest)?.is_some() {
+            report.blobs_present += 1;
+        } else {
+            let location = match self.store.blob_source(&blob.digest, repo)? {
+                Some(from) => match self.secondary.mount_blob(repo, &blob.digest, &from) {
+                    Ok(Mount::Mounted) => None,
+                    Ok(Mount::Upload(location)) => {
+                        self.store.forget_blob(&from, &blob.digest)?;
+                        Some(location)
+                    }
+                    Err(e) => {
+                        log::warn!("{repo}: mounting {} from {from} failed, copying instead: {e}", blob.digest);
+                        self.store.forget_blob(&from, &blob.digest)?;
+                        Some(self.secondary.start_upload(repo)?)
+                    }
+                },
+                None => Some(self.secondary.start_upload(repo)?),
+            };
+            match location {
+                None => {
+                    report.blobs_mounted += 1;
+                    self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(location) => {
+                    self.copy_blob(repo, blob, &location)?;
+                    report.blobs_copied += 1;
+                    report.bytes_copied += blob.size;
+                    self.stats.blobs_copied.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.store.record_blob(repo, &blob.digest, blob.size)?;
+        seen.blobs.insert(blob.digest.clone());
+        Ok(())
+    }
+
+    /// Streams one blob from the primary into the open upload at `location`.
+    fn copy_blob(&self, repo: &str, blob: &BlobRef, location: &str) -> Result<()> {
+        let body = match self.primary.blob(repo, &blob.digest) {
+            Ok(body) => body,
+            Err(e) => {
+                self.secondary.cancel_upload(repo, location);
+                return Err(e);
+            }
+        };
+        let counted = Counted { inner: body, stats: self.stats, quit: self.quit };
+        let mut reader = VerifyingReader::new(counted, blob.digest.clone(), blob.size);
+        let result = self.secondary.finish_upload(repo, location, &blob.digest, blob.size, &mut reader);
+        if let Err(e) = result {
+            self.secondary.cancel_upload(repo, location);
+            if self.quit.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            return Err(match reader.failure.take() {
+                Some(message) => Error::BlobMismatch { repository: repo.into(), digest: blob.digest.to_string(), message },
+                None => e,
+            });
+        }
+        log::debug!("{repo}: copied blob {} ({})", blob.digest, human_bytes(blob.size));
+        Ok(())
+    }
+
+    /// Removes one tag from the secondary, leaving sibling tags that share
+    /// its digest in place. Distribution 2.8 can only delete manifests by
+    /// digest, which drops every tag pointing at them; so the tag is first
+    /// re-pointed at a tombstone manifest of its own, and the tombstone is
+    /// deleted by digest.
+    fn remove_tag(&self, repo: &str, tag: &str) -> Result<()> {
+        if !self.secondary.delete_tag(repo, tag)? {
+            let empty = Digest::sha256_of(EMPTY_JSON);
+            if self.secondary.blob_size(repo, &empty)?.is_none() {
+                self.secondary.push_blob_bytes(repo, &empty, EMPTY_JSON)?;
+            }
+            let tombstone = tombstone(repo, tag, &empty);
+            self.secondary.put_manifest(repo, tag, &tombstone)?;
+            self.secondary.delete_manifest(repo, &tombstone.digest)?;
+        }
+        self.store.remove_tag(repo, tag)?;
+        log::info!("{repo}:{tag} removed (gone from the primary)");
+        Ok(())
+    }
+
+    fn check_quit(&self) -> Result<()> {
+        if self.quit.load(Ordering::Relaxed) {
+            Err(Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A manifest unique to (repository, tag, moment): deleting it by digest
+/// can only ever remove that one tag.
+fn tombstone(repo: &str, tag: &str, empty: &Digest) -> Manifest {
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": manifest::OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty.as_str(), "size": EMPTY_JSON.len()},
+        "layers": [],
+        "annotations": {
+            "io.georeg.tombstone": format!("{repo}:{tag}"),
+            "io.georeg.nonce": crate::token::random_hex(16),
+        }
+    });
+    let bytes = body.to_string().into_bytes();
+    Manifest { digest: Digest::sha256_of(&bytes), media_type: manifest::OCI_MANIFEST.into(), bytes }
+}
+
+/// Counts bytes as they stream and stops the stream on shutdown, so that
+/// a large blob does not hold the process past its stop deadline.
+struct Counted<'a, R> {
+    inner: R,
+    stats: &'a Stats,
+    quit: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.quit.load(Ordering::Relaxed) {
+            return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "shutting down"));
+        }
+        let n = self.inner.read(buf)?;
+        self.stats.bytes_copied.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tombstones_are_unique_valid_manifests() {
+        let empty = Digest::sha256_of(EMPTY_JSON);
+        let a = tombstone("g/app", "v1", &empty);
+        let b = tombstone("g/app", "v1", &empty);
+        assert_ne!(a.digest, b.digest);
+        let refs = manifest::references(&a.bytes).unwrap();
+        assert_eq!(refs.blobs, vec![BlobRef { digest: empty, size: 2 }]);
+    }
+
+    #[test]
+    fn human_bytes_formats() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500_000), "1.5 MB");
+        assert_eq!(human_bytes(200_000_000), "200.0 MB");
+    }
+}

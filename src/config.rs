@@ -152,7 +152,10 @@ impl Config {
         if !self.registry.key_file.is_file() {
             return Err(self.bad(
                 "registry.key_file",
-                format!("{} does not exist (copy gitlab-registry.key from the primary)", self.registry.key_file.display()),
+                format!(
+                    "{} does not exist (copy gitlab-registry.key from the primary)",
+                    self.registry.key_file.display()
+                ),
             ));
         }
         if let Some(cert) = &self.registry.certificate_file {
@@ -186,8 +189,9 @@ impl Config {
             }
             (Some(s), None) => ("notifications.secret", s.clone()),
             (None, Some(file)) => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| self.bad("notifications.secret_file", format!("cannot read {}: {e}", file.display())))?;
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    self.bad("notifications.secret_file", format!("cannot read {}: {e}", file.display()))
+                })?;
                 ("notifications.secret_file", text.trim_end_matches(['\n', '\r']).to_string())
             }
             (None, None) => return Ok(()),
@@ -364,7 +368,9 @@ workers = 2
         let dir = write_dir("Abc");
         let e = err(&dir, &GOOD.replace("primary_api_url = \"http://primary.example.com:5000/\"", ""));
         assert!(e.contains("replication.primary_api_url"), "{e}");
-        let primary = GOOD.replace("role = \"secondary\"", "role = \"primary\"").replace("primary_api_url = \"http://primary.example.com:5000/\"", "");
+        let primary = GOOD
+            .replace("role = \"secondary\"", "role = \"primary\"")
+            .replace("primary_api_url = \"http://primary.example.com:5000/\"", "");
         assert!(parse(&dir, &primary).is_ok());
     }
 }

@@ -15,7 +15,8 @@ pub struct Digest(String);
 
 impl Digest {
     pub fn parse(text: &str) -> Result<Digest, String> {
-        let (algorithm, hex) = text.split_once(':').ok_or_else(|| format!("{text:?} is not a digest (algorithm:hex)"))?;
+        let (algorithm, hex) =
+            text.split_once(':').ok_or_else(|| format!("{text:?} is not a digest (algorithm:hex)"))?;
         let len = match algorithm {
             "sha256" => 64,
             "sha512" => 128,
@@ -132,7 +133,10 @@ impl<R: Read> Read for VerifyingReader<R> {
         if n == 0 && self.size == 0 {
             return match self.hasher.take().map(Hasher::finish) {
                 Some(got) if got == self.expected => Ok(0),
-                got => Err(self.fail(format!("did not match its digest (got {})", got.map(|d| d.to_string()).unwrap_or_default()))),
+                got => Err(self.fail(format!(
+                    "did not match its digest (got {})",
+                    got.map(|d| d.to_string()).unwrap_or_default()
+                ))),
             };
         }
         if n == 0 {

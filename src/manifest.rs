@@ -164,7 +164,10 @@ mod tests {
 
     #[test]
     fn media_type_prefers_the_registry_content_type() {
-        assert_eq!(media_type(Some("application/vnd.docker.distribution.manifest.v2+json; charset=utf-8"), b"{}"), DOCKER_MANIFEST);
+        assert_eq!(
+            media_type(Some("application/vnd.docker.distribution.manifest.v2+json; charset=utf-8"), b"{}"),
+            DOCKER_MANIFEST
+        );
         assert_eq!(media_type(Some("application/json"), b"{\"schemaVersion\":2}"), OCI_MANIFEST);
     }
 

@@ -35,9 +35,16 @@ impl Node {
         )?);
         let store = Store::open(&config.state_file)?;
         let agent = registry::agent();
-        let tokens = || TokenCache::new(signer.clone(), &config.registry.service, Duration::from_secs(config.registry.token_ttl_seconds));
+        let tokens = || {
+            TokenCache::new(
+                signer.clone(),
+                &config.registry.service,
+                Duration::from_secs(config.registry.token_ttl_seconds),
+            )
+        };
         let local = Target::new(&config.registry.url, agent.clone(), tokens());
-        let primary = config.replication.primary_api_url.as_deref().map(|url| Client::read_only(url, agent.clone(), tokens()));
+        let primary =
+            config.replication.primary_api_url.as_deref().map(|url| Client::read_only(url, agent.clone(), tokens()));
         Ok(Node { config, signer, store, stats: Stats::default(), quit: AtomicBool::new(false), local, primary })
     }
 
@@ -47,7 +54,8 @@ impl Node {
             Some(p) => p,
             None => {
                 self.config.primary_api_url()?;
-                unreachable!("primary_api_url is set exactly when a primary client exists") // ok: Node::open builds it from that key
+                unreachable!("primary_api_url is set exactly when a primary client exists")
+                // ok: Node::open builds it from that key
             }
         };
         Ok(Replicator { primary, secondary: &self.local, store: &self.store, stats: &self.stats, quit: &self.quit })

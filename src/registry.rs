@@ -21,6 +21,8 @@ use crate::token::{Scope, TokenCache};
 
 const PULL: &[&str] = &["pull"];
 const PUSH_PULL: &[&str] = &["push", "pull"];
+/// Distribution checks a separate `delete` action for DELETE requests.
+const DELETE: &[&str] = &["push", "pull", "delete"];
 /// The largest `n` distribution accepts for `_catalog` (above: 400 PAGINATION_NUMBER_INVALID).
 const CATALOG_PAGE: usize = 1000;
 
@@ -125,7 +127,14 @@ impl Client {
         }
     }
 
-    fn send(&self, method: &str, url: &str, scopes: &[Scope], headers: &[(&str, &str)], body: Body) -> Result<ureq::Response> {
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        scopes: &[Scope],
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Result<ureq::Response> {
         let token = self.tokens.get(scopes);
         let mut req = self.agent.request(method, url).set("Authorization", &format!("Bearer {token}"));
         for (k, v) in headers {
@@ -139,7 +148,9 @@ impl Client {
         match result {
             Ok(resp) => Ok(resp),
             Err(ureq::Error::Status(_, resp)) => Ok(resp),
-            Err(ureq::Error::Transport(t)) => Err(Error::Transport { url: url.to_string(), message: transport_message(&t) }),
+            Err(ureq::Error::Transport(t)) => {
+                Err(Error::Transport { url: url.to_string(), message: transport_message(&t) })
+            }
         }
     }
 
@@ -268,7 +279,8 @@ impl Target {
     /// PUTs the manifest's exact bytes under `reference` (tag or digest).
     pub fn put_manifest(&self, repo: &str, reference: &str, m: &Manifest) -> Result<()> {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
-        let resp = self.send("PUT", &url, &self.repo_scopes(repo), &[("Content-Type", &m.media_type)], Body::Bytes(&m.bytes))?;
+        let resp =
+            self.send("PUT", &url, &self.repo_scopes(repo), &[("Content-Type", &m.media_type)], Body::Bytes(&m.bytes))?;
         let resp = expect(resp, "PUT", &url, &[200, 201])?;
         if let Some(Ok(got)) = resp.header("Docker-Content-Digest").map(Digest::parse) {
             if got != m.digest {
@@ -306,7 +318,14 @@ impl Target {
     /// Completes an upload with the whole blob in one streamed PUT. The
     /// registry checks the digest too; `body` should be a VerifyingReader
     /// so that a bad blob is refused before its last byte is sent.
-    pub fn finish_upload(&self, repo: &str, location: &str, digest: &Digest, size: u64, body: &mut dyn Read) -> Result<()> {
+    pub fn finish_upload(
+        &self,
+        repo: &str,
+        location: &str,
+        digest: &Digest,
+        size: u64,
+        body: &mut dyn Read,
+    ) -> Result<()> {
         let sep = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{sep}digest={}", encode_digest(digest));
         let len = size.to_string();
@@ -318,7 +337,7 @@ impl Target {
 
     /// Abandons an upload session; best effort, the registry purges stale ones anyway.
     pub fn cancel_upload(&self, repo: &str, location: &str) {
-        if let Err(e) = self.send("DELETE", location, &self.repo_scopes(repo), &[], Body::Empty) {
+        if let Err(e) = self.send("DELETE", location, &[Scope::repository(repo, DELETE)], &[], Body::Empty) {
             log::debug!("cancelling upload {location}: {e}");
         }
     }
@@ -333,7 +352,7 @@ impl Target {
     /// Already gone counts as done.
     pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
         let url = format!("{}/v2/{repo}/manifests/{digest}", self.base);
-        let resp = self.send("DELETE", &url, &self.repo_scopes(repo), &[], Body::Empty)?;
+        let resp = self.send("DELETE", &url, &[Scope::repository(repo, DELETE)], &[], Body::Empty)?;
         if resp.status() == 404 {
             return Ok(());
         }
@@ -346,7 +365,7 @@ impl Target {
     /// 400 DIGEST_INVALID because it can only delete by digest.
     pub fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
         let url = format!("{}/v2/{repo}/manifests/{tag}", self.base);
-        let resp = self.send("DELETE", &url, &self.repo_scopes(repo), &[], Body::Empty)?;
+        let resp = self.send("DELETE", &url, &[Scope::repository(repo, DELETE)], &[], Body::Empty)?;
         match resp.status() {
             200 | 202 | 404 => Ok(true),
             400 | 405 => Ok(false),
@@ -486,7 +505,10 @@ mod tests {
 
     #[test]
     fn link_header_parsing() {
-        assert_eq!(link_next(Some("</v2/_catalog?last=b&n=2>; rel=\"next\"")).as_deref(), Some("/v2/_catalog?last=b&n=2"));
+        assert_eq!(
+            link_next(Some("</v2/_catalog?last=b&n=2>; rel=\"next\"")).as_deref(),
+            Some("/v2/_catalog?last=b&n=2")
+        );
         assert_eq!(
             link_next(Some("<https://r.example/v2/x/tags/list?last=a>; rel=\"prev\", <https://r.example/v2/x/tags/list?last=z>; rel=\"next\"")).as_deref(),
             Some("https://r.example/v2/x/tags/list?last=z")
@@ -500,7 +522,8 @@ mod tests {
     fn locations_resolve_against_the_registry() {
         let tokens = TokenCache::new(
             std::sync::Arc::new(crate::token::Signer::new(
-                rsa::pkcs1::DecodeRsaPrivateKey::from_pkcs1_pem(include_str!("../tests/data/test-key-pkcs1.pem")).unwrap(),
+                rsa::pkcs1::DecodeRsaPrivateKey::from_pkcs1_pem(include_str!("../tests/data/test-key-pkcs1.pem"))
+                    .unwrap(),
                 "i",
             )),
             "s",

@@ -181,12 +181,22 @@ impl Replicator<'_> {
         self.primary.manifest(repo, digest.as_str())?.ok_or_else(|| Error::Manifest {
             repository: repo.into(),
             reference: digest.to_string(),
-            message: format!("disappeared from the primary {} during the sync; the next sync retries", self.primary.url()),
+            message: format!(
+                "disappeared from the primary {} during the sync; the next sync retries",
+                self.primary.url()
+            ),
         })
     }
 
     /// Makes sure everything `m` references exists in the secondary repository.
-    fn copy_contents(&self, repo: &str, m: &Manifest, seen: &mut Seen, report: &mut Report, depth: usize) -> Result<()> {
+    fn copy_contents(
+        &self,
+        repo: &str,
+        m: &Manifest,
+        seen: &mut Seen,
+        report: &mut Report,
+        depth: usize,
+    ) -> Result<()> {
         if seen.manifests.contains(&m.digest) {
             return Ok(()); // the registry only accepted it with everything it references
         }
@@ -279,7 +289,9 @@ impl Replicator<'_> {
                 return Err(Error::Interrupted);
             }
             return Err(match reader.failure.take() {
-                Some(message) => Error::BlobMismatch { repository: repo.into(), digest: blob.digest.to_string(), message },
+                Some(message) => {
+                    Error::BlobMismatch { repository: repo.into(), digest: blob.digest.to_string(), message }
+                }
                 None => e,
             });
         }

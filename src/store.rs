@@ -170,7 +170,9 @@ impl Store {
 
     pub fn remove_tag(&self, repository: &str, tag: &str) -> Result<()> {
         self.conn()
-            .prepare_cached("DELETE FROM tags WHERE name = ?2 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)")?
+            .prepare_cached(
+                "DELETE FROM tags WHERE name = ?2 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
+            )?
             .execute([repository, tag])?;
         Ok(())
     }
@@ -196,7 +198,9 @@ impl Store {
 
     pub fn forget_blob(&self, repository: &str, digest: &Digest) -> Result<()> {
         self.conn()
-            .prepare_cached("DELETE FROM blobs WHERE digest = ?2 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)")?
+            .prepare_cached(
+                "DELETE FROM blobs WHERE digest = ?2 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
+            )?
             .execute([repository, digest.as_str()])?;
         Ok(())
     }
@@ -211,7 +215,8 @@ pub fn retry_delay(count: u32, jitter: f64) -> Duration {
 }
 
 fn jitter() -> f64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     0.8 + 0.4 * (f64::from(nanos % 1000) / 1000.0)
 }
 

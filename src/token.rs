@@ -39,11 +39,7 @@ pub struct Scope {
 
 impl Scope {
     pub fn repository(name: &str, actions: &[&str]) -> Scope {
-        Scope {
-            kind: "repository".into(),
-            name: name.into(),
-            actions: actions.iter().map(|a| a.to_string()).collect(),
-        }
+        Scope { kind: "repository".into(), name: name.into(), actions: actions.iter().map(|a| a.to_string()).collect() }
     }
 
     /// `registry:catalog:*`, needed to list the catalog.
@@ -58,11 +54,7 @@ impl Scope {
         if kind.is_empty() || name.is_empty() || actions.is_empty() {
             return None;
         }
-        Some(Scope {
-            kind: kind.into(),
-            name: name.into(),
-            actions: actions.split(',').map(str::to_string).collect(),
-        })
+        Some(Scope { kind: kind.into(), name: name.into(), actions: actions.split(',').map(str::to_string).collect() })
     }
 
     fn cache_key(scopes: &[Scope]) -> String {
@@ -127,17 +119,14 @@ impl Signer {
     /// writes it, or PKCS#8 `BEGIN PRIVATE KEY`) and optionally the
     /// certificate chain to advertise in `x5c`.
     pub fn load(key_file: &Path, certificate_file: Option<&Path>, issuer: &str) -> Result<Signer> {
-        let key_pem = std::fs::read_to_string(key_file).map_err(|e| Error::Key {
-            path: key_file.to_path_buf(),
-            message: format!("cannot read: {e}"),
-        })?;
-        let key = parse_private_key(&key_pem).map_err(|message| Error::Key { path: key_file.to_path_buf(), message })?;
+        let key_pem = std::fs::read_to_string(key_file)
+            .map_err(|e| Error::Key { path: key_file.to_path_buf(), message: format!("cannot read: {e}") })?;
+        let key =
+            parse_private_key(&key_pem).map_err(|message| Error::Key { path: key_file.to_path_buf(), message })?;
         let mut signer = Signer::new(key, issuer);
         if let Some(cert_file) = certificate_file {
-            let cert_pem = std::fs::read_to_string(cert_file).map_err(|e| Error::Key {
-                path: cert_file.to_path_buf(),
-                message: format!("cannot read: {e}"),
-            })?;
+            let cert_pem = std::fs::read_to_string(cert_file)
+                .map_err(|e| Error::Key { path: cert_file.to_path_buf(), message: format!("cannot read: {e}") })?;
             signer
                 .set_certificates(&cert_pem)
                 .map_err(|message| Error::Key { path: cert_file.to_path_buf(), message })?;
@@ -212,11 +201,14 @@ impl Signer {
     /// issuer and validity window (60 s leeway, as the registry allows).
     pub fn verify(&self, token: &str, audience: &str) -> std::result::Result<Claims, String> {
         let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err("not a JWT (expected three dot-separated parts)".into());
         };
         let header_json = encoding::base64_decode(header).ok_or("header is not base64url")?;
-        let header_value: serde_json::Value = serde_json::from_slice(&header_json).map_err(|e| format!("header: {e}"))?;
+        let header_value: serde_json::Value =
+            serde_json::from_slice(&header_json).map_err(|e| format!("header: {e}"))?;
         if header_value.get("alg").and_then(|a| a.as_str()) != Some("RS256") {
             return Err("only RS256 tokens are accepted".into());
         }
@@ -343,7 +335,12 @@ mod tests {
         let mut signer = Signer::new(parse_private_key(KEY_PKCS1).unwrap(), "gitlab-issuer");
         signer.set_certificates(CERT).unwrap();
         let before = now();
-        let token = signer.sign("container_registry", "georeg", Duration::from_secs(300), &[Scope::repository("group/app", &["pull"])]);
+        let token = signer.sign(
+            "container_registry",
+            "georeg",
+            Duration::from_secs(300),
+            &[Scope::repository("group/app", &["pull"])],
+        );
         let parts: Vec<&str> = token.text.split('.').collect();
         assert_eq!(parts.len(), 3);
         let header: serde_json::Value = serde_json::from_slice(&encoding::base64_decode(parts[0]).unwrap()).unwrap();
@@ -359,7 +356,10 @@ mod tests {
         assert_eq!(claims["nbf"].as_u64().unwrap(), iat - 5);
         assert_eq!(claims["exp"].as_u64().unwrap(), iat + 300);
         assert_eq!(claims["jti"].as_str().unwrap().len(), 32);
-        assert_eq!(claims["access"], serde_json::json!([{"type": "repository", "name": "group/app", "actions": ["pull"]}]));
+        assert_eq!(
+            claims["access"],
+            serde_json::json!([{"type": "repository", "name": "group/app", "actions": ["pull"]}])
+        );
         let verified = signer.verify(&token.text, "container_registry").unwrap();
         assert_eq!(verified.access, vec![Scope::repository("group/app", &["pull"])]);
     }
@@ -371,7 +371,9 @@ mod tests {
         assert!(signer.verify(&token, "georeg").is_ok());
         assert!(signer.verify(&token, "container_registry").unwrap_err().contains("audience"));
         let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
-        parts[1] = encoding::base64url(br#"{"iss":"gitlab-issuer","aud":"georeg","iat":1,"nbf":1,"exp":99999999999,"jti":"x"}"#);
+        parts[1] = encoding::base64url(
+            br#"{"iss":"gitlab-issuer","aud":"georeg","iat":1,"nbf":1,"exp":99999999999,"jti":"x"}"#,
+        );
         assert!(signer.verify(&parts.join("."), "georeg").unwrap_err().contains("signature"));
         let other = Signer::new(RsaPrivateKey::new(&mut OsRng, 1024).unwrap(), "gitlab-issuer");
         assert!(other.verify(&token, "georeg").unwrap_err().contains("signature"));
@@ -400,7 +402,10 @@ mod tests {
 
     #[test]
     fn scope_parse() {
-        assert_eq!(Scope::parse("repository:group/app:pull,push"), Some(Scope::repository("group/app", &["pull", "push"])));
+        assert_eq!(
+            Scope::parse("repository:group/app:pull,push"),
+            Some(Scope::repository("group/app", &["pull", "push"]))
+        );
         assert_eq!(Scope::parse("registry:catalog:*"), Some(Scope::catalog()));
         assert_eq!(Scope::parse("repository:x"), None);
     }

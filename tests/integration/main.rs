@@ -1,0 +1,7 @@
+//! Integration tests against real `docker-registry` processes and the real
+//! `georeg` binary. `cargo test` runs them; they need docker-registry and
+//! openssl installed (.ci/run installs both).
+
+mod support;
+
+mod sync;

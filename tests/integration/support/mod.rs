@@ -1,0 +1,244 @@
+//! Shared helpers: a temp dir per test, the shared test key pair, two real
+//! registries (primary and secondary) and the real `georeg` binary.
+
+pub mod oci;
+pub mod registry;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use georeg::token::Signer;
+
+pub use oci::Api;
+pub use registry::Registry;
+
+/// The key pair shared by all nodes, in both PEM formats, and its certificate.
+pub struct Keys {
+    pub pkcs1: PathBuf,
+    pub pkcs8: PathBuf,
+    pub cert: PathBuf,
+    pub signer: Arc<Signer>,
+}
+
+pub fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("georeg-shared-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pkcs1 = dir.join("gitlab-registry.key");
+        let pkcs8 = dir.join("gitlab-registry-pkcs8.key");
+        let cert = dir.join("gitlab-registry.crt");
+        openssl(&["genrsa", "-traditional", "-out", pkcs1.to_str().unwrap(), "2048"]);
+        openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", pkcs1.to_str().unwrap(), "-out", pkcs8.to_str().unwrap()]);
+        openssl(&[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            pkcs1.to_str().unwrap(),
+            "-subj",
+            "/CN=georeg-test",
+            "-days",
+            "3650",
+            "-out",
+            cert.to_str().unwrap(),
+        ]);
+        let signer = Arc::new(Signer::load(&pkcs1, None, registry::ISSUER).unwrap());
+        Keys { pkcs1, pkcs8, cert, signer }
+    })
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is needed by the tests: apt-get install -y openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A directory removed when the test passes and kept (and named) when it fails.
+pub struct TestDir(pub PathBuf);
+
+impl TestDir {
+    pub fn new(name: &str) -> TestDir {
+        let dir = std::env::temp_dir().join(format!("georeg-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TestDir(dir)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test files kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// The outcome of one `georeg` run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn assert_ok(&self) -> &Run {
+        assert_eq!(self.code, 0, "georeg failed:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+pub fn georeg_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_georeg")
+}
+
+/// A primary and a secondary registry, the test's API to each, and a
+/// secondary georeg configuration pointing at them.
+pub struct Env {
+    pub primary: Registry,
+    pub secondary: Registry,
+    pub p: Api,
+    pub s: Api,
+    pub config: PathBuf,
+    // Last, so the registries stop before their files go.
+    pub dir: TestDir,
+}
+
+impl Env {
+    pub fn new(name: &str) -> Env {
+        let dir = TestDir::new(name);
+        let k = keys();
+        let primary = Registry::start(&dir.0, "primary", &k.cert, None);
+        let secondary = Registry::start(&dir.0, "secondary", &k.cert, None);
+        let p = Api::new(&primary.url, k.signer.clone());
+        let s = Api::new(&secondary.url, k.signer.clone());
+        let config = dir.0.join("georeg.toml");
+        let env = Env { primary, secondary, p, s, config, dir };
+        env.write_config(&k.pkcs1, "");
+        env
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.0.join(name)
+    }
+
+    /// Writes the secondary's georeg.toml; `extra` is appended verbatim.
+    pub fn write_config(&self, key: &Path, extra: &str) {
+        std::fs::write(self.path("notification-secret"), "GeoSecret1\n").unwrap();
+        let text = format!(
+            r#"node_name = "secondary-test"
+role = "secondary"
+listen = "127.0.0.1:{listen}"
+state_file = "state.sqlite3"
+
+[registry]
+url = "{secondary}"
+key_file = "{key}"
+issuer = "{issuer}"
+service = "{service}"
+
+[notifications]
+secret_file = "notification-secret"
+
+[replication]
+primary_api_url = "{primary}/"
+workers = 2
+{extra}"#,
+            listen = registry::free_port(),
+            secondary = self.secondary.url,
+            primary = self.primary.url,
+            key = key.display(),
+            issuer = registry::ISSUER,
+            service = registry::SERVICE,
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn georeg(&self, args: &[&str]) -> Run {
+        let out = Command::new(georeg_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run georeg");
+        Run::from(out)
+    }
+
+    /// Asserts what the user cares about: every tag of the primary exists on
+    /// the secondary with the same digest, the secondary has no extra tag,
+    /// and each manifest's bytes are identical.
+    pub fn assert_in_sync(&self, repo: &str) {
+        let want = self.p.tag_digests(repo);
+        let got = self.s.tag_digests(repo);
+        assert_eq!(got, want, "tags of {repo}: secondary (left) differs from primary (right)");
+        for digest in want.values() {
+            let (pb, pt) = self.p.manifest(repo, digest).unwrap();
+            let (sb, st) = self.s.manifest(repo, digest).unwrap();
+            assert_eq!(sb, pb, "manifest bytes of {repo}@{digest}");
+            assert_eq!(st, pt, "content type of {repo}@{digest}");
+        }
+    }
+
+    pub fn state(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.path("state.sqlite3")).unwrap()
+    }
+
+    pub fn sync_state(&self, repo: &str) -> (String, Option<String>) {
+        self.state()
+            .query_row("SELECT sync_state, last_sync_failure FROM repositories WHERE name = ?1", [repo], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap()
+    }
+}
+
+/// Polls `cond` until it holds or `timeout` passes; panics naming `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs georeg and returns its outcome and its peak resident set size in
+/// KiB as the kernel accounted it, read by GNU time. (wait4 on a child of
+/// this test process would not do: the kernel carries the parent's RSS at
+/// fork into the child's high-water mark.)
+pub fn run_measured(env: &Env, args: &[&str]) -> (Run, u64) {
+    let time = Path::new("/usr/bin/time");
+    assert!(time.exists(), "GNU time is needed to measure peak memory: apt-get install -y time");
+    let report = env.path("peak-rss.txt");
+    let out = Command::new(time)
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&report)
+        .arg(georeg_bin())
+        .arg("--config")
+        .arg(&env.config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run georeg under GNU time");
+    let text = std::fs::read_to_string(&report).unwrap();
+    let kb =
+        text.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("GNU time wrote {text:?}"));
+    (Run::from(out), kb)
+}

@@ -1,0 +1,348 @@
+//! The test's own registry client and image builders, written independently
+//! of georeg's so that a bug in georeg's client cannot hide itself: this is
+//! how a user would push images and check what the registries hold.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use georeg::token::{Scope, Signer};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::registry::SERVICE;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+pub fn sha256(data: &[u8]) -> String {
+    let h = Sha256::digest(data);
+    format!("sha256:{}", h.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// Deterministic incompressible bytes (xorshift64*).
+pub struct Noise {
+    state: u64,
+    left: u64,
+}
+
+impl Noise {
+    pub fn new(seed: u64, len: u64) -> Noise {
+        Noise { state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, left: len }
+    }
+}
+
+impl Read for Noise {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.left) as usize;
+        for chunk in buf[..n].chunks_mut(8) {
+            self.state ^= self.state >> 12;
+            self.state ^= self.state << 25;
+            self.state ^= self.state >> 27;
+            let v = self.state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    Noise::new(seed, len as u64).read_to_end(&mut v).unwrap();
+    v
+}
+
+/// An image (or index) ready to push: its manifest bytes, the blobs it
+/// needs and, for an index, its child images.
+#[derive(Clone)]
+pub struct Image {
+    pub manifest: Vec<u8>,
+    pub media_type: String,
+    pub digest: String,
+    pub blobs: Vec<Vec<u8>>,
+    pub children: Vec<Image>,
+}
+
+fn descriptor(media_type: &str, data: &[u8]) -> serde_json::Value {
+    json!({"mediaType": media_type, "digest": sha256(data), "size": data.len()})
+}
+
+fn finish(value: serde_json::Value, media_type: &str, blobs: Vec<Vec<u8>>, children: Vec<Image>) -> Image {
+    // Pretty-printed on purpose: georeg must push these exact bytes, not a re-serialization.
+    let manifest = serde_json::to_vec_pretty(&value).unwrap();
+    Image { digest: sha256(&manifest), manifest, media_type: media_type.into(), blobs, children }
+}
+
+fn config(seed: u64, arch: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}, "georeg_test_seed": seed})).unwrap()
+}
+
+/// An OCI image with layers of the given sizes.
+pub fn oci_image(seed: u64, layer_sizes: &[usize]) -> Image {
+    let layers: Vec<Vec<u8>> =
+        layer_sizes.iter().enumerate().map(|(i, &n)| random_bytes(seed * 100 + i as u64, n)).collect();
+    oci_image_with_layers(seed, "amd64", layers)
+}
+
+pub fn oci_image_with_layers(seed: u64, arch: &str, layers: Vec<Vec<u8>>) -> Image {
+    let cfg = config(seed, arch);
+    let value = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor("application/vnd.oci.image.config.v1+json", &cfg),
+        "layers": layers.iter().map(|l| descriptor("application/vnd.oci.image.layer.v1.tar+gzip", l)).collect::<Vec<_>>(),
+    });
+    let mut blobs = vec![cfg];
+    blobs.extend(layers);
+    finish(value, OCI_MANIFEST, blobs, vec![])
+}
+
+/// A Docker schema 2 image.
+pub fn docker_image(seed: u64, layer_sizes: &[usize]) -> Image {
+    docker_image_arch(seed, "amd64", layer_sizes)
+}
+
+fn docker_image_arch(seed: u64, arch: &str, layer_sizes: &[usize]) -> Image {
+    let cfg = config(seed, arch);
+    let layers: Vec<Vec<u8>> =
+        layer_sizes.iter().enumerate().map(|(i, &n)| random_bytes(seed * 100 + i as u64, n)).collect();
+    let value = json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": descriptor("application/vnd.docker.container.image.v1+json", &cfg),
+        "layers": layers.iter().map(|l| descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", l)).collect::<Vec<_>>(),
+    });
+    let mut blobs = vec![cfg];
+    blobs.extend(layers);
+    finish(value, DOCKER_MANIFEST, blobs, vec![])
+}
+
+fn platform_entry(child: &Image, arch: &str) -> serde_json::Value {
+    json!({"mediaType": child.media_type, "digest": child.digest, "size": child.manifest.len(), "platform": {"architecture": arch, "os": "linux"}})
+}
+
+/// An OCI index over two platform images.
+pub fn oci_index(seed: u64) -> Image {
+    let amd = oci_image_with_layers(seed, "amd64", vec![random_bytes(seed * 7 + 1, 3000)]);
+    let arm = oci_image_with_layers(seed + 1, "arm64", vec![random_bytes(seed * 7 + 2, 4000)]);
+    let value = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [platform_entry(&amd, "amd64"), platform_entry(&arm, "arm64")],
+    });
+    finish(value, OCI_INDEX, vec![], vec![amd, arm])
+}
+
+/// A Docker manifest list over two platform images.
+pub fn docker_list(seed: u64) -> Image {
+    let amd = docker_image_arch(seed, "amd64", &[2500]);
+    let arm = docker_image_arch(seed + 1, "arm64", &[3500]);
+    let value = json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_LIST,
+        "manifests": [platform_entry(&amd, "amd64"), platform_entry(&arm, "arm64")],
+    });
+    finish(value, DOCKER_LIST, vec![], vec![amd, arm])
+}
+
+/// An OCI 1.1 artifact: an image manifest with an artifactType, the empty
+/// config and no layers at all.
+pub fn artifact(seed: u64) -> Image {
+    let empty = b"{}".to_vec();
+    let value = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.signature.v1",
+        "config": descriptor("application/vnd.oci.empty.v1+json", &empty),
+        "layers": [],
+        "annotations": {"org.example.seed": seed.to_string()},
+    });
+    finish(value, OCI_MANIFEST, vec![empty], vec![])
+}
+
+/// A registry as a user sees it, through its HTTP API with tokens signed
+/// by the shared test key.
+pub struct Api {
+    pub url: String,
+    signer: Arc<Signer>,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    pub fn new(url: &str, signer: Arc<Signer>) -> Api {
+        Api { url: url.into(), signer, agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(300)).build() }
+    }
+
+    fn auth(&self, repo: &str) -> String {
+        let t = self.signer.sign(
+            SERVICE,
+            "test",
+            Duration::from_secs(300),
+            &[Scope::repository(repo, &["push", "pull", "delete"])],
+        );
+        format!("Bearer {}", t.text)
+    }
+
+    fn call(&self, method: &str, url: &str, repo: &str) -> ureq::Request {
+        self.agent.request(method, url).set("Authorization", &self.auth(repo))
+    }
+
+    fn upload_location(&self, repo: &str) -> String {
+        let resp =
+            self.call("POST", &format!("{}/v2/{repo}/blobs/uploads/", self.url), repo).call().expect("start upload");
+        let loc = resp.header("Location").unwrap().to_string();
+        if loc.starts_with('/') {
+            format!("{}{loc}", self.url)
+        } else {
+            loc
+        }
+    }
+
+    pub fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = sha256(data);
+        if self.blob_exists(repo, &digest) {
+            return digest;
+        }
+        let loc = self.upload_location(repo);
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        self.call("PUT", &format!("{loc}{sep}digest={digest}"), repo)
+            .set("Content-Type", "application/octet-stream")
+            .send_bytes(data)
+            .unwrap_or_else(|e| panic!("push blob {digest} to {}/{repo}: {e}", self.url));
+        digest
+    }
+
+    /// Pushes `len` bytes of noise from `seed` without holding them in memory.
+    pub fn push_noise_blob(&self, repo: &str, seed: u64, len: u64) -> String {
+        let mut hasher = Sha256::new();
+        let mut noise = Noise::new(seed, len);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = noise.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let digest = format!("sha256:{}", hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let loc = self.upload_location(repo);
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        self.call("PUT", &format!("{loc}{sep}digest={digest}"), repo)
+            .set("Content-Type", "application/octet-stream")
+            .set("Content-Length", &len.to_string())
+            .send(Noise::new(seed, len))
+            .expect("push noise blob");
+        digest
+    }
+
+    pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) {
+        self.call("PUT", &format!("{}/v2/{repo}/manifests/{reference}", self.url), repo)
+            .set("Content-Type", media_type)
+            .send_bytes(bytes)
+            .unwrap_or_else(|e| panic!("put manifest {repo}:{reference} on {}: {}", self.url, describe(e)));
+    }
+
+    /// Pushes the image's children and blobs, then its manifest under `tag`.
+    pub fn push_image(&self, repo: &str, tag: &str, image: &Image) {
+        self.push_contents(repo, image);
+        self.put_manifest(repo, tag, &image.media_type, &image.manifest);
+    }
+
+    fn push_contents(&self, repo: &str, image: &Image) {
+        for child in &image.children {
+            self.push_contents(repo, child);
+            self.put_manifest(repo, &child.digest, &child.media_type, &child.manifest);
+        }
+        for blob in &image.blobs {
+            self.push_blob(repo, blob);
+        }
+    }
+
+    pub fn tags(&self, repo: &str) -> Vec<String> {
+        match self.call("GET", &format!("{}/v2/{repo}/tags/list", self.url), repo).call() {
+            Ok(resp) => {
+                let v: serde_json::Value = serde_json::from_reader(resp.into_reader()).unwrap();
+                let mut tags: Vec<String> = v["tags"]
+                    .as_array()
+                    .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+                    .unwrap_or_default();
+                tags.sort();
+                tags
+            }
+            Err(ureq::Error::Status(404, _)) => vec![],
+            Err(e) => panic!("tags of {repo} on {}: {}", self.url, describe(e)),
+        }
+    }
+
+    /// The digest `reference` resolves to, by HEAD with the full Accept list.
+    pub fn digest(&self, repo: &str, reference: &str) -> Option<String> {
+        match self
+            .call("HEAD", &format!("{}/v2/{repo}/manifests/{reference}", self.url), repo)
+            .set("Accept", ACCEPT)
+            .call()
+        {
+            Ok(resp) => Some(resp.header("Docker-Content-Digest").unwrap().to_string()),
+            Err(ureq::Error::Status(404, _)) => None,
+            Err(e) => panic!("HEAD {repo}:{reference} on {}: {}", self.url, describe(e)),
+        }
+    }
+
+    pub fn tag_digests(&self, repo: &str) -> BTreeMap<String, String> {
+        self.tags(repo).into_iter().filter_map(|t| self.digest(repo, &t).map(|d| (t, d))).collect()
+    }
+
+    pub fn manifest(&self, repo: &str, reference: &str) -> Option<(Vec<u8>, String)> {
+        match self
+            .call("GET", &format!("{}/v2/{repo}/manifests/{reference}", self.url), repo)
+            .set("Accept", ACCEPT)
+            .call()
+        {
+            Ok(resp) => {
+                let ct = resp.header("Content-Type").unwrap_or("").to_string();
+                let mut bytes = Vec::new();
+                resp.into_reader().read_to_end(&mut bytes).unwrap();
+                Some((bytes, ct))
+            }
+            Err(ureq::Error::Status(404, _)) => None,
+            Err(e) => panic!("GET {repo}:{reference} on {}: {}", self.url, describe(e)),
+        }
+    }
+
+    pub fn blob_exists(&self, repo: &str, digest: &str) -> bool {
+        match self.call("HEAD", &format!("{}/v2/{repo}/blobs/{digest}", self.url), repo).call() {
+            Ok(_) => true,
+            Err(ureq::Error::Status(404, _)) => false,
+            Err(e) => panic!("HEAD blob {digest} in {repo} on {}: {}", self.url, describe(e)),
+        }
+    }
+
+    pub fn delete_manifest(&self, repo: &str, digest: &str) {
+        self.call("DELETE", &format!("{}/v2/{repo}/manifests/{digest}", self.url), repo)
+            .call()
+            .unwrap_or_else(|e| panic!("delete {repo}@{digest} on {}: {}", self.url, describe(e)));
+    }
+
+    /// Removes one tag and keeps its siblings, the only way distribution
+    /// 2.8 allows: re-point it at a throwaway manifest and delete that.
+    pub fn delete_tag(&self, repo: &str, tag: &str) {
+        let throwaway = artifact(0xdead_0000 + tag.len() as u64 + rand_seed());
+        self.push_image(repo, tag, &throwaway);
+        self.delete_manifest(repo, &throwaway.digest);
+    }
+}
+
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+fn describe(e: ureq::Error) -> String {
+    match e {
+        ureq::Error::Status(code, resp) => format!("{code} {}", resp.into_string().unwrap_or_default()),
+        other => other.to_string(),
+    }
+}

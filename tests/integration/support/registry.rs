@@ -1,0 +1,165 @@
+//! Real `docker-registry` (distribution 2.8) processes on free loopback
+//! ports, with token auth trusting the test key's certificate: the same
+//! setup as production.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SERVICE: &str = "container_registry";
+pub const ISSUER: &str = "gitlab-issuer";
+
+pub fn registry_binary() -> PathBuf {
+    let path = std::env::var_os("GEOREG_TEST_REGISTRY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/docker-registry"));
+    if !path.exists() {
+        panic!(
+            "the real registry is needed for these tests and {} does not exist: \
+             install it with `apt-get update && apt-get install -y docker-registry` \
+             (or point GEOREG_TEST_REGISTRY at a distribution 2.8 binary)",
+            path.display()
+        );
+    }
+    path
+}
+
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Where the registry should send notifications.
+pub struct Notify {
+    pub url: String,
+    pub secret: String,
+}
+
+pub struct Registry {
+    pub name: String,
+    pub url: String,
+    pub port: u16,
+    pub root: PathBuf,
+    pub log: PathBuf,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Registry {
+    pub fn start(dir: &Path, name: &str, cert: &Path, notify: Option<&Notify>) -> Registry {
+        let port = free_port();
+        Registry::start_on(dir, name, cert, notify, port)
+    }
+
+    pub fn start_on(dir: &Path, name: &str, cert: &Path, notify: Option<&Notify>, port: u16) -> Registry {
+        let root = dir.join(format!("{name}-storage"));
+        std::fs::create_dir_all(&root).unwrap();
+        let mut yaml = format!(
+            "version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:{port}
+  secret: georeg-test-{name}
+auth:
+  token:
+    realm: http://127.0.0.1:1/jwt/auth
+    service: {SERVICE}
+    issuer: {ISSUER}
+    rootcertbundle: {cert}
+",
+            root = root.display(),
+            cert = cert.display()
+        );
+        if let Some(n) = notify {
+            yaml.push_str(&format!(
+                "notifications:
+  endpoints:
+    - name: geo_event
+      url: {}
+      headers:
+        Authorization: [{}]
+      timeout: 500ms
+      threshold: 5
+      backoff: 1s
+",
+                n.url, n.secret
+            ));
+        }
+        let config = dir.join(format!("{name}-registry.yml"));
+        std::fs::write(&config, yaml).unwrap();
+        let mut registry = Registry {
+            name: name.into(),
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            root,
+            log: dir.join(format!("{name}-registry.log")),
+            config,
+            child: None,
+        };
+        registry.run();
+        registry
+    }
+
+    fn run(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(registry_binary())
+            .arg("serve")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        self.child = Some(child);
+        // Up when /v2/ answers (401: it wants a token).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match ureq::get(&format!("{}/v2/", self.url)).timeout(Duration::from_secs(2)).call() {
+                Ok(_) | Err(ureq::Error::Status(_, _)) => return,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => panic!(
+                    "registry {} did not come up on {}: {e}; log: {}",
+                    self.name,
+                    self.url,
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                ),
+            }
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    /// The file holding a blob in the filesystem storage driver.
+    pub fn blob_data_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.root.join("docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,247 @@
+//! `georeg sync`: the copy engine against two real registries.
+
+use crate::support::oci::{self, artifact, docker_image, docker_list, oci_image, oci_index};
+use crate::support::{keys, Env};
+
+#[test]
+fn every_image_kind_replicates_with_identical_digests() {
+    let env = Env::new("kinds");
+    env.p.push_image("kinds/oci", "v1", &oci_image(1, &[1000, 2000]));
+    env.p.push_image("kinds/docker", "v1", &docker_image(2, &[1500]));
+    env.p.push_image("kinds/oci-index", "multi", &oci_index(3));
+    env.p.push_image("kinds/docker-list", "multi", &docker_list(5));
+    env.p.push_image("kinds/artifact", "sig", &artifact(7));
+    let repos = ["kinds/oci", "kinds/docker", "kinds/oci-index", "kinds/docker-list", "kinds/artifact"];
+    let mut args = vec!["sync"];
+    args.extend(repos);
+    let run = env.georeg(&args);
+    run.assert_ok();
+    for repo in repos {
+        env.assert_in_sync(repo);
+        assert!(run.stdout.contains(&format!("{repo}: synced")), "{}", run.stdout);
+        assert_eq!(env.sync_state(repo), ("synced".to_string(), None));
+    }
+    // The children of an index are there by digest, with their blobs.
+    let index = oci_index(3);
+    for child in &index.children {
+        assert_eq!(env.s.digest("kinds/oci-index", &child.digest).as_deref(), Some(child.digest.as_str()));
+        for blob in &child.blobs {
+            assert!(env.s.blob_exists("kinds/oci-index", &oci::sha256(blob)));
+        }
+    }
+    // A second pass finds nothing to do.
+    let again = env.georeg(&["sync", "kinds/oci-index"]);
+    again.assert_ok();
+    assert!(again.stdout.contains("0 tags copied, 1 unchanged"), "{}", again.stdout);
+}
+
+#[test]
+fn repointed_tag_follows_the_primary() {
+    let env = Env::new("repoint");
+    env.p.push_image("app", "v1", &oci_image(10, &[500]));
+    env.p.push_image("app", "stable", &oci_image(10, &[500]));
+    env.georeg(&["sync", "app"]).assert_ok();
+    env.assert_in_sync("app");
+    env.p.push_image("app", "v1", &docker_image(11, &[700]));
+    let run = env.georeg(&["sync", "app"]);
+    run.assert_ok();
+    env.assert_in_sync("app");
+    assert!(run.stdout.contains("1 tags copied, 1 unchanged"), "{}", run.stdout);
+    assert_eq!(env.s.digest("app", "v1"), Some(docker_image(11, &[700]).digest));
+}
+
+#[test]
+fn deleted_tag_is_removed_and_its_sibling_survives() {
+    let env = Env::new("delete-tag");
+    let shared = oci_image(20, &[800]);
+    env.p.push_image("app", "v1", &shared);
+    env.p.push_image("app", "latest", &shared);
+    env.p.push_image("app", "old", &oci_image(21, &[800]));
+    env.georeg(&["sync", "app"]).assert_ok();
+    env.assert_in_sync("app");
+
+    env.p.delete_tag("app", "v1");
+    env.p.delete_manifest("app", &oci_image(21, &[800]).digest); // removes "old" entirely
+    assert_eq!(env.p.tags("app"), vec!["latest"]);
+    let run = env.georeg(&["sync", "app"]);
+    run.assert_ok();
+    assert!(run.stdout.contains("2 removed"), "{}", run.stdout);
+    env.assert_in_sync("app");
+    assert_eq!(env.s.digest("app", "latest"), Some(shared.digest.clone()));
+    let tags: Vec<(String, String)> = env
+        .state()
+        .prepare(
+            "SELECT t.name, t.digest FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = 'app'",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(tags, vec![("latest".to_string(), shared.digest)]);
+}
+
+#[test]
+fn blob_shared_with_another_repository_is_mounted() {
+    let env = Env::new("mount");
+    let layer = oci::random_bytes(30, 50_000);
+    let a = oci::oci_image_with_layers(31, "amd64", vec![layer.clone()]);
+    let b = oci::oci_image_with_layers(32, "amd64", vec![layer.clone()]);
+    env.p.push_image("team/a", "v1", &a);
+    env.p.push_image("team/b", "v1", &b);
+    env.georeg(&["sync", "team/a"]).assert_ok();
+    let run = env.georeg(&["sync", "team/b"]);
+    run.assert_ok();
+    // The config is copied, the shared layer mounted from team/a.
+    assert!(run.stdout.contains("1 blobs copied") && run.stdout.contains("1 mounted"), "{}", run.stdout);
+    env.assert_in_sync("team/b");
+    assert!(env.s.blob_exists("team/b", &oci::sha256(&layer)));
+    // The registry log shows the mount request.
+    let log = std::fs::read_to_string(&env.secondary.log).unwrap();
+    assert!(
+        log.contains("mount=sha256") && (log.contains("from=team%2Fa") || log.contains("from=team/a")),
+        "no mount in the secondary's log"
+    );
+}
+
+#[test]
+fn corrupted_blob_on_the_primary_fails_the_sync_and_pushes_nothing() {
+    let env = Env::new("corrupt");
+    let image = oci_image(40, &[300_000]);
+    let layer_digest = oci::sha256(&image.blobs[1]);
+    env.p.push_image("app", "v1", &image);
+    // Flip one byte of the layer in the primary's storage, keeping its size.
+    let path = env.primary.blob_data_path(&layer_digest);
+    let mut data = std::fs::read(&path).unwrap();
+    data[1000] ^= 0xff;
+    std::fs::write(&path, &data).unwrap();
+
+    let run = env.georeg(&["sync", "app"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("app: FAILED"), "{}", run.stdout);
+    assert!(run.stdout.contains(&layer_digest), "the failure names the digest: {}", run.stdout);
+    assert!(run.stdout.contains("did not match its digest (got sha256:"), "{}", run.stdout);
+    assert!(env.s.tags("app").is_empty(), "the secondary must not get the tag");
+    assert!(!env.s.blob_exists("app", &layer_digest), "the bad blob must not land on the secondary");
+    let (state, failure) = env.sync_state("app");
+    assert_eq!(state, "failed");
+    assert!(failure.unwrap().contains(&layer_digest));
+}
+
+#[test]
+fn large_layer_streams_in_flat_memory() {
+    let env = Env::new("large");
+    const SIZE: u64 = 200 * 1000 * 1000;
+    let layer = env.p.push_noise_blob("big", 50, SIZE);
+    let cfg = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    env.p.push_blob("big", &cfg);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": oci::OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": oci::sha256(&cfg), "size": cfg.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": SIZE}],
+    }))
+    .unwrap();
+    env.p.put_manifest("big", "v1", oci::OCI_MANIFEST, &manifest);
+
+    let (run, peak_rss_kb) = crate::support::run_measured(&env, &["sync", "big"]);
+    run.assert_ok();
+    env.assert_in_sync("big");
+    assert!(env.s.blob_exists("big", &layer));
+    eprintln!("peak RSS copying a 200 MB layer: {} KiB", peak_rss_kb);
+    assert!(peak_rss_kb < 64 * 1024, "peak RSS {peak_rss_kb} KiB, must stay under 64 MiB");
+}
+
+#[test]
+fn pkcs1_and_pkcs8_keys_both_work() {
+    let env = Env::new("keys");
+    env.p.push_image("app", "v1", &oci_image(60, &[100]));
+    env.write_config(&keys().pkcs8, "");
+    env.georeg(&["sync", "app"]).assert_ok();
+    env.assert_in_sync("app");
+    env.p.push_image("app", "v2", &oci_image(61, &[100]));
+    env.write_config(&keys().pkcs1, "");
+    env.georeg(&["sync", "app"]).assert_ok();
+    env.assert_in_sync("app");
+}
+
+#[test]
+fn token_command_prints_a_token_the_registry_accepts() {
+    let env = Env::new("token");
+    env.p.push_image("app", "v1", &oci_image(70, &[100]));
+    let run = env.georeg(&["token", "--scope", "repository:app:pull"]);
+    run.assert_ok();
+    let token = run.stdout.trim();
+    let resp = ureq::get(&format!("{}/v2/app/tags/list", env.primary.url))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call();
+    assert!(resp.is_ok(), "{resp:?}");
+    // The same token grants no push.
+    let push = ureq::post(&format!("{}/v2/app/blobs/uploads/", env.primary.url))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call();
+    assert!(matches!(push, Err(ureq::Error::Status(401, _))), "{push:?}");
+}
+
+#[test]
+fn bad_config_stops_with_one_line_and_exit_code_2() {
+    let env = Env::new("badconfig");
+    let good = std::fs::read_to_string(&env.config).unwrap();
+    let cases = [
+        (good.replace("workers = 2", "workers = \"many\""), "replication.workers"),
+        (good.replace("workers = 2", "wrokers = 2"), "replication.wrokers"),
+        (good.replace("issuer = ", "isuer = "), "registry.isuer"),
+        (format!("{good}\nbogus = 1\n"), "bogus"),
+    ];
+    for (text, key) in cases {
+        std::fs::write(&env.config, text).unwrap();
+        let run = env.georeg(&["sync", "app"]);
+        assert_eq!(run.code, 2, "{key}: {}", run.stderr);
+        let line = run.stderr.trim();
+        assert_eq!(line.lines().count(), 1, "one line: {line}");
+        assert!(line.contains(env.config.to_str().unwrap()) && line.contains(key), "{line}");
+    }
+    std::fs::write(env.path("notification-secret"), "not-alphanumeric!").unwrap();
+    std::fs::write(&env.config, &good).unwrap();
+    let run = env.georeg(&["sync", "app"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("notifications.secret_file") && run.stderr.contains("alphanumeric"), "{}", run.stderr);
+    std::fs::remove_file(&env.config).unwrap();
+    let run = env.georeg(&["sync", "app"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("cannot read"), "{}", run.stderr);
+}
+
+#[test]
+fn primary_is_never_written_to() {
+    let env = Env::new("readonly");
+    env.p.push_image("app", "v1", &oci_image(80, &[100]));
+    env.georeg(&["sync", "app"]).assert_ok();
+    // Every request georeg made to the primary was a read.
+    let log = std::fs::read_to_string(&env.primary.log).unwrap();
+    let georeg_lines: Vec<&str> = log.lines().filter(|l| l.contains("georeg/")).collect();
+    assert!(!georeg_lines.is_empty(), "georeg's requests appear in the primary's access log");
+    for line in georeg_lines {
+        for write in ["PUT", "POST", "PATCH", "DELETE"] {
+            assert!(
+                !line.contains(&format!("method={write} ")) && !line.contains(&format!("\"{write} ")),
+                "write to the primary: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unreachable_primary_fails_naming_it() {
+    let env = Env::new("unreachable");
+    let port = crate::support::registry::free_port();
+    let text =
+        std::fs::read_to_string(&env.config).unwrap().replace(&env.primary.url, &format!("http://127.0.0.1:{port}"));
+    std::fs::write(&env.config, text).unwrap();
+    let run = env.georeg(&["sync", "app"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains(&format!("cannot reach http://127.0.0.1:{port}/v2/app/tags/list")), "{}", run.stdout);
+    let (state, failure) = env.sync_state("app");
+    assert_eq!(state, "failed");
+    assert!(failure.unwrap().contains(&format!("127.0.0.1:{port}")));
+}

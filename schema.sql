@@ -32,6 +32,11 @@ CREATE TABLE repositories (
     last_synced_at    TEXT,
     -- Why the last sync failed, for the operator (NULL after a success).
     last_sync_failure TEXT,
+    -- 1: the next sync compares every tag (new repository, resync, or a
+    -- failed full sync); 0: the next sync only applies new events.
+    full_sync_requested INTEGER NOT NULL DEFAULT 1,
+    -- The events table id up to which this repository's events are applied.
+    events_done_through INTEGER NOT NULL DEFAULT 0,
     created_at        TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
 );
 CREATE INDEX repositories_by_state ON repositories (sync_state, retry_at);
@@ -57,3 +62,39 @@ CREATE TABLE blobs (
     size          INTEGER NOT NULL,
     PRIMARY KEY (digest, repository_id)
 ) WITHOUT ROWID;
+
+-- Registry notifications georeg acts on, in arrival order. On a primary
+-- this is the append-only log secondaries read (GET /api/v1/events); on a
+-- secondary it is what the primary's log or the registry delivered, and
+-- each repository applies its events in id order.
+CREATE TABLE events (
+    -- Increasing, never reused: the log position.
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- The registry's event id; a redelivered event is stored once.
+    event_id         TEXT NOT NULL UNIQUE,
+    received_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    repository       TEXT NOT NULL,
+    -- push: a manifest was pushed (tag set when pushed by tag);
+    -- delete: a tag (tag set), a manifest (digest set) or the whole
+    -- repository (neither set) was deleted.
+    action           TEXT NOT NULL CHECK (action IN ('push', 'delete')),
+    tag              TEXT,
+    digest           TEXT,
+    media_type       TEXT,
+    -- On a secondary following a primary georeg: the id in the primary's log.
+    primary_event_id INTEGER
+);
+CREATE INDEX events_by_repository ON events (repository, id);
+
+-- A secondary's position in the primary georeg's event log (one row).
+CREATE TABLE cursor (
+    id                    INTEGER PRIMARY KEY CHECK (id = 1),
+    -- The last primary log id stored in events; reading resumes after it.
+    last_event_id         INTEGER NOT NULL DEFAULT 0,
+    -- The newest id the primary reported, and when it was read.
+    primary_last_event_id INTEGER NOT NULL DEFAULT 0,
+    updated_at            TEXT,
+    -- Why the last read failed (NULL when it worked).
+    last_error            TEXT
+);
+INSERT INTO cursor (id) VALUES (1);

@@ -11,6 +11,8 @@ georeg: keeps a secondary container registry in step with a primary one
 usage: georeg [--config FILE] COMMAND [ARGS]
 
 commands:
+  serve                    run the daemon: notification endpoint, event log
+                           (primary), replication workers (secondary)
   sync REPO...             copy the repositories from the primary registry now
   token --scope SCOPE...   print a token for this node's registry, for debugging
                            (SCOPE like repository:group/app:pull or registry:catalog:*)
@@ -26,6 +28,7 @@ Logging goes to stderr; RUST_LOG=debug shows every registry request.
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
+    Serve,
     Sync { repositories: Vec<String> },
     Token { scopes: Vec<Scope> },
     Version,
@@ -58,6 +61,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
     let command = match words.next().as_deref() {
         None | Some("help") => Command::Help,
         Some("version") => Command::Version,
+        Some("serve") => {
+            if let Some(extra) = words.next() {
+                return Err(Error::Usage(format!("serve: unexpected argument {extra:?}")));
+            }
+            Command::Serve
+        }
         Some("sync") => {
             let repositories: Vec<String> = words.collect();
             if repositories.is_empty() {

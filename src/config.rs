@@ -69,13 +69,16 @@ pub struct ReplicationConfig {
     pub enabled: bool,
     /// GitLab's `geo_registry_replication_primary_api_url`.
     pub primary_api_url: Option<String>,
+    /// The primary georeg, whose event log this secondary follows. Without
+    /// it, the primary registry notifies this secondary directly.
+    pub primary_node_url: Option<String>,
     #[serde(default = "default_workers")]
     pub workers: usize,
 }
 
 impl Default for ReplicationConfig {
     fn default() -> Self {
-        ReplicationConfig { enabled: true, primary_api_url: None, workers: default_workers() }
+        ReplicationConfig { enabled: true, primary_api_url: None, primary_node_url: None, workers: default_workers() }
     }
 }
 
@@ -170,10 +173,21 @@ impl Config {
         if let Some(url) = &self.replication.primary_api_url {
             self.replication.primary_api_url = Some(self.check_url("replication.primary_api_url", url)?);
         }
+        if let Some(url) = &self.replication.primary_node_url {
+            self.replication.primary_node_url = Some(self.check_url("replication.primary_node_url", url)?);
+        }
         if self.role == Role::Secondary && self.replication.enabled && self.replication.primary_api_url.is_none() {
             return Err(self.bad(
                 "replication.primary_api_url",
                 "is required on a secondary with replication enabled: the primary registry's URL",
+            ));
+        }
+        // Who receives the registry's notifications needs the secret.
+        let receives = self.role == Role::Primary || self.replication.primary_node_url.is_none();
+        if receives && self.notifications.secret.is_none() && self.role == Role::Primary {
+            return Err(self.bad(
+                "notifications.secret_file",
+                "is required on a primary: the registry's notifications must be authenticated",
             ));
         }
         Ok(())

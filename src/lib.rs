@@ -4,12 +4,17 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod digest;
 pub mod encoding;
 pub mod error;
+pub mod events;
+pub mod follow;
 pub mod manifest;
 pub mod node;
 pub mod registry;
 pub mod replicate;
+pub mod server;
 pub mod store;
 pub mod token;
+pub mod worker;

@@ -1,9 +1,9 @@
 //! Everything a command needs, built once from the configuration: the
 //! signer holding the shared key, a pull-only client for the primary
 //! registry, a read-write client for this node's own registry, the state
-//! file, and the process-wide counters.
+//! file, the process-wide counters and the shutdown flag.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,12 +14,17 @@ use crate::replicate::{Replicator, Stats};
 use crate::store::Store;
 use crate::token::{Signer, TokenCache};
 
+/// The audience of tokens georeg nodes sign for each other.
+pub const NODE_AUDIENCE: &str = "georeg";
+
 pub struct Node {
     pub config: Config,
     pub signer: Arc<Signer>,
     pub store: Store,
     pub stats: Stats,
-    pub quit: AtomicBool,
+    /// Set by SIGTERM/SIGINT; every loop and every blob stream checks it.
+    pub quit: Arc<AtomicBool>,
+    pub agent: ureq::Agent,
     /// This node's own registry.
     pub local: Target,
     /// The primary registry, read-only; `None` on the primary itself.
@@ -35,28 +40,38 @@ impl Node {
         )?);
         let store = Store::open(&config.state_file)?;
         let agent = registry::agent();
-        let tokens = || {
-            TokenCache::new(
-                signer.clone(),
-                &config.registry.service,
-                Duration::from_secs(config.registry.token_ttl_seconds),
-            )
-        };
+        let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
+        let tokens = || TokenCache::new(signer.clone(), &config.registry.service, ttl);
         let local = Target::new(&config.registry.url, agent.clone(), tokens());
         let primary =
             config.replication.primary_api_url.as_deref().map(|url| Client::read_only(url, agent.clone(), tokens()));
-        Ok(Node { config, signer, store, stats: Stats::default(), quit: AtomicBool::new(false), local, primary })
+        Ok(Node {
+            config,
+            signer,
+            store,
+            stats: Stats::default(),
+            quit: Arc::new(AtomicBool::new(false)),
+            agent,
+            local,
+            primary,
+        })
+    }
+
+    pub fn quitting(&self) -> bool {
+        self.quit.load(Ordering::Relaxed)
+    }
+
+    /// A short-lived token proving to another georeg node that this node
+    /// holds the shared key.
+    pub fn node_token(&self) -> String {
+        self.signer.sign(NODE_AUDIENCE, &self.config.node_name, Duration::from_secs(60), &[]).text
     }
 
     /// A replicator from the primary into this node's registry.
     pub fn replicator(&self) -> Result<Replicator<'_>> {
-        let primary = match &self.primary {
-            Some(p) => p,
-            None => {
-                self.config.primary_api_url()?;
-                unreachable!("primary_api_url is set exactly when a primary client exists")
-                // ok: Node::open builds it from that key
-            }
+        self.config.primary_api_url()?;
+        let Some(primary) = &self.primary else {
+            return Err(crate::error::Error::Usage("this node has no primary registry configured".into()));
         };
         Ok(Replicator { primary, secondary: &self.local, store: &self.store, stats: &self.stats, quit: &self.quit })
     }

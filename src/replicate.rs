@@ -9,7 +9,7 @@
 //! comes out identical. Tags the primary no longer has are removed without
 //! touching sibling tags that share their digest.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -17,7 +17,7 @@ use crate::digest::{Digest, VerifyingReader};
 use crate::error::{Error, Result};
 use crate::manifest::{self, BlobRef, Manifest};
 use crate::registry::{self, Client, Mount, Target};
-use crate::store::Store;
+use crate::store::{Event, Job, Store};
 
 /// Index nesting deeper than this is refused rather than followed.
 const MAX_DEPTH: usize = 4;
@@ -31,6 +31,9 @@ pub struct Stats {
     pub bytes_copied: AtomicU64,
     pub blobs_copied: AtomicU64,
     pub blobs_mounted: AtomicU64,
+    pub events_received: AtomicU64,
+    pub syncs_succeeded: AtomicU64,
+    pub syncs_failed: AtomicU64,
 }
 
 /// What one sync of one repository did.
@@ -40,6 +43,7 @@ pub struct Report {
     pub tags_unchanged: u64,
     pub tags_removed: u64,
     pub manifests_copied: u64,
+    pub manifests_deleted: u64,
     pub blobs_copied: u64,
     pub blobs_mounted: u64,
     pub blobs_present: u64,
@@ -79,32 +83,120 @@ struct Seen {
 }
 
 impl Replicator<'_> {
-    /// Syncs the repository and records the outcome in the state file.
+    /// Syncs one repository now, in the foreground (`georeg sync`): a full
+    /// comparison of every tag, recorded in the state file like any job.
     pub fn sync(&self, repo: &str) -> Result<Report> {
         if !registry::valid_repository(repo) {
             return Err(Error::Usage(format!("{repo:?} is not a valid repository name")));
         }
-        self.store.mark_started(repo)?;
+        let job = self.store.claim_for_full_sync(repo)?;
+        self.run(&job)
+    }
+
+    /// Does a claimed job (a full sync, or the repository's new events) and
+    /// records the outcome: synced, failed with its reason and next retry,
+    /// or handed back untouched when interrupted by shutdown.
+    pub fn run(&self, job: &Job) -> Result<Report> {
         let mut report = Report::default();
-        match self.sync_tags(repo, &mut report) {
+        let result = if job.full {
+            self.sync_tags(&job.name, &mut report)
+        } else {
+            self.store.events_for(job).and_then(|events| self.apply_events(&job.name, &events, &mut report))
+        };
+        match result {
             Ok(()) => {
-                self.store.mark_synced(repo)?;
+                self.store.finish_job(job)?;
                 Ok(report)
             }
             Err(Error::Interrupted) => {
-                self.store.mark_pending(repo)?;
+                self.store.release_job(job)?;
                 Err(Error::Interrupted)
             }
             Err(e) => {
-                let e = e.in_repository(repo);
                 let reason = match &e {
                     Error::Sync { source, .. } => source.to_string(),
                     other => other.to_string(),
                 };
-                self.store.mark_failed(repo, &reason)?;
-                Err(e)
+                self.store.fail_job(job, &reason)?;
+                Err(e.in_repository(&job.name))
             }
         }
+    }
+
+    /// Applies events: only the tags and digests they name are compared
+    /// with the primary's current state, so one push into a repository of
+    /// thousands of tags costs a handful of requests. The registry delivers
+    /// events out of order and more than once; looking at the primary's
+    /// state now, not at what the event claims, makes that harmless.
+    fn apply_events(&self, repo: &str, events: &[Event], report: &mut Report) -> Result<()> {
+        let mut tags = BTreeSet::new();
+        let mut digests = BTreeSet::new();
+        for e in events {
+            match (&e.tag, &e.digest) {
+                (Some(tag), _) => {
+                    tags.insert(tag.clone());
+                }
+                (None, Some(d)) => match Digest::parse(d) {
+                    Ok(d) => {
+                        digests.insert(d);
+                    }
+                    Err(why) => log::warn!("{repo}: ignoring event {}: {why}", e.event_id),
+                },
+                // The whole repository was deleted: compare everything.
+                (None, None) => return self.sync_tags(repo, report),
+            }
+        }
+        let mut seen = Seen::default();
+        // Pushes by digest first: an index's children arrive that way.
+        for digest in &digests {
+            self.check_quit()?;
+            self.sync_digest(repo, digest, &mut seen, report)?;
+        }
+        for tag in &tags {
+            self.check_quit()?;
+            self.sync_tag(repo, tag, &mut seen, report)?;
+        }
+        Ok(())
+    }
+
+    /// Makes one tag on the secondary what it is on the primary now.
+    fn sync_tag(&self, repo: &str, tag: &str, seen: &mut Seen, report: &mut Report) -> Result<()> {
+        let wanted = self.primary.manifest_digest(repo, tag)?;
+        let present = self.secondary.manifest_digest(repo, tag)?;
+        match (wanted, present) {
+            (Some(w), Some(p)) if w == p => {
+                self.store.set_tag(repo, tag, &w)?;
+                report.tags_unchanged += 1;
+            }
+            (Some(w), _) => self.copy_tag(repo, tag, &w, seen, report)?,
+            (None, Some(_)) => {
+                self.remove_tag(repo, tag)?;
+                report.tags_removed += 1;
+            }
+            (None, None) => self.store.remove_tag(repo, tag)?,
+        }
+        Ok(())
+    }
+
+    /// Makes one manifest, by digest, present on the secondary exactly when
+    /// the primary has it. Deleting it on the secondary drops the tags that
+    /// pointed at it, as deleting it on the primary did.
+    fn sync_digest(&self, repo: &str, digest: &Digest, seen: &mut Seen, report: &mut Report) -> Result<()> {
+        let on_primary = self.primary.manifest_digest(repo, digest.as_str())?.is_some();
+        let on_secondary = self.secondary.manifest_digest(repo, digest.as_str())?.is_some();
+        if on_primary && !on_secondary {
+            let m = self.primary_manifest(repo, digest)?;
+            self.copy_contents(repo, &m, seen, report, 0)?;
+            self.secondary.put_manifest(repo, digest.as_str(), &m)?;
+            seen.manifests.insert(digest.clone());
+            report.manifests_copied += 1;
+        } else if !on_primary && on_secondary {
+            self.secondary.delete_manifest(repo, digest)?;
+            self.store.remove_tags_at(repo, digest)?;
+            report.manifests_deleted += 1;
+            log::info!("{repo}@{digest} deleted (gone from the primary)");
+        }
+        Ok(())
     }
 
     fn sync_tags(&self, repo: &str, report: &mut Report) -> Result<()> {

@@ -1,0 +1,288 @@
+//! Registry notifications: the endpoint the primary registry posts to, and
+//! the event log a primary georeg serves to its secondaries.
+//!
+//! The registry keeps undelivered events in memory, sends them one at a
+//! time and retries a non-2xx answer forever, blocking everything queued
+//! behind it. So a well-formed envelope is always answered 2xx, even when
+//! georeg acts on none of its events (pulls, mounts, blob pushes), and the
+//! answer is sent only after the events it acts on are committed.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::config::Role;
+use crate::digest::Digest;
+use crate::node::Node;
+use crate::registry;
+use crate::server::{Incoming, Reply};
+use crate::store::{Event, NewEvent};
+
+/// Envelopes larger than this are refused with 413.
+pub const MAX_BODY: u64 = 1 << 20;
+/// Content types the registry sends: distribution 2.x, 3.x, and plain JSON.
+const CONTENT_TYPES: [&str; 3] = [
+    "application/vnd.docker.distribution.events.v1+json",
+    "application/vnd.docker.distribution.events.v2+json",
+    "application/json",
+];
+/// Longest long poll of the log a secondary may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+const MAX_PAGE: usize = 1000;
+
+#[derive(Deserialize)]
+struct Envelope {
+    events: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEvent {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    target: RawTarget,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawTarget {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    digest: Option<String>,
+    #[serde(default)]
+    repository: Option<String>,
+    #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+/// `POST /api/v4/container_registry_event/events`.
+pub fn receive(node: &Node, req: &mut Incoming) -> Reply {
+    let Some(secret) = node.config.notifications.secret.as_deref() else {
+        return Reply::error(401, "this node has no notification secret configured (notifications.secret_file)");
+    };
+    let given = req.header("Authorization").unwrap_or_default();
+    if !constant_time_eq(given.as_bytes(), secret.as_bytes()) {
+        log::warn!("notification from {} refused: wrong or missing Authorization header", req.remote);
+        return Reply::error(401, "wrong or missing Authorization header: it must be the notification secret");
+    }
+    let content_type = req.header("Content-Type").unwrap_or_default();
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !CONTENT_TYPES.contains(&media.as_str()) {
+        return Reply::error(415, &format!("Content-Type {content_type:?} is not a registry event envelope"));
+    }
+    if req.content_length.is_some_and(|n| n > MAX_BODY) {
+        return Reply::error(413, &format!("envelope larger than {MAX_BODY} bytes"));
+    }
+    let mut body = Vec::new();
+    if let Err(e) = req.body.take(MAX_BODY + 1).read_to_end(&mut body) {
+        return Reply::error(400, &format!("cannot read the request body: {e}"));
+    }
+    if body.len() as u64 > MAX_BODY {
+        return Reply::error(413, &format!("envelope larger than {MAX_BODY} bytes"));
+    }
+    let (events, ignored) = match parse_envelope(&body) {
+        Ok(parsed) => parsed,
+        Err(message) => return Reply::error(400, &message),
+    };
+    let schedule = node.config.role == Role::Secondary;
+    match node.store.record_events(&events, schedule) {
+        Ok(stored) => {
+            node.stats.events_received.fetch_add(stored as u64, std::sync::atomic::Ordering::Relaxed);
+            if stored > 0 {
+                log::info!("stored {stored} event(s) from {}", req.remote);
+            }
+            Reply::json(
+                200,
+                &serde_json::json!({"stored": stored, "duplicates": events.len() - stored, "ignored": ignored}),
+            )
+        }
+        // Not stored: a 5xx makes the registry deliver it again later.
+        Err(e) => {
+            log::error!("cannot store events: {e}");
+            Reply::error(503, &format!("cannot store events: {e}"))
+        }
+    }
+}
+
+/// The events georeg acts on, and how many it does not act on.
+pub fn parse_envelope(body: &[u8]) -> Result<(Vec<NewEvent>, usize), String> {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let raw_events = envelope.events.ok_or("the envelope has no \"events\" array")?;
+    let mut events = Vec::new();
+    let mut ignored = 0;
+    for value in raw_events {
+        match serde_json::from_value::<RawEvent>(value.clone()).map(|raw| classify(raw, &value)) {
+            Ok(Some(e)) => events.push(e),
+            Ok(None) => ignored += 1,
+            Err(e) => {
+                log::warn!("ignoring an event georeg cannot read ({e}): {value}");
+                ignored += 1;
+            }
+        }
+    }
+    Ok((events, ignored))
+}
+
+/// The event georeg acts on, if any: manifest pushes (by tag or digest),
+/// tag deletes, manifest deletes and repository deletes.
+fn classify(raw: RawEvent, value: &serde_json::Value) -> Option<NewEvent> {
+    let t = raw.target;
+    let repository = t.repository.filter(|r| registry::valid_repository(r))?;
+    let tag = t.tag.filter(|tag| !tag.is_empty());
+    if let Some(tag) = &tag {
+        if !registry::valid_tag(tag) {
+            log::warn!("ignoring event {} for {repository}: invalid tag {tag:?}", raw.id);
+            return None;
+        }
+    }
+    let digest = t.digest.filter(|d| Digest::parse(d).is_ok());
+    let is_blob = t.url.as_deref().is_some_and(|u| u.contains("/blobs/"))
+        || t.media_type.as_deref() == Some("application/octet-stream");
+    let action = match raw.action.as_str() {
+        "push" if !is_blob && (tag.is_some() || digest.is_some()) => "push",
+        "delete" if !is_blob || tag.is_some() => "delete",
+        _ => return None,
+    };
+    // The registry always sends an id; derive a stable one if it did not.
+    let event_id = if raw.id.is_empty() { Digest::sha256_of(value.to_string().as_bytes()).to_string() } else { raw.id };
+    Some(NewEvent {
+        event_id,
+        repository,
+        action: action.into(),
+        tag,
+        digest,
+        media_type: t.media_type.filter(|m| m.starts_with("application/vnd.")),
+    })
+}
+
+/// `GET /api/v1/events?after=ID&limit=N&wait=SECONDS`: the primary's log,
+/// for secondaries holding a JWT signed with the shared key.
+pub fn serve_log(node: &Node, req: &mut Incoming) -> Reply {
+    if node.config.role != Role::Primary {
+        return Reply::error(404, "this node is a secondary; secondaries read the event log of the primary georeg");
+    }
+    if let Err(reply) = check_node_token(node, req) {
+        return reply;
+    }
+    let after: i64 = req.query("after").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let limit: usize = req.query("limit").and_then(|v| v.parse().ok()).unwrap_or(500).clamp(1, MAX_PAGE);
+    let wait = Duration::from_secs(req.query("wait").and_then(|v| v.parse().ok()).unwrap_or(0)).min(MAX_WAIT);
+    let deadline = Instant::now() + wait;
+    loop {
+        let rung = node.store.log.count();
+        let events = match node.store.events_after(after, limit) {
+            Ok(events) => events,
+            Err(e) => return Reply::error(503, &format!("cannot read the event log: {e}")),
+        };
+        let now = Instant::now();
+        if !events.is_empty() || now >= deadline || node.quitting() {
+            let last = node.store.last_event_id().unwrap_or(0);
+            return Reply::json(200, &serde_json::json!({"events": events, "last_event_id": last}));
+        }
+        node.store.log.wait(rung, (deadline - now).min(Duration::from_secs(1)));
+    }
+}
+
+/// Checks `Authorization: Bearer JWT` signed with the shared key for
+/// audience "georeg": how secondaries prove themselves to the primary.
+pub fn check_node_token(node: &Node, req: &Incoming) -> Result<crate::token::Claims, Reply> {
+    let header = req.header("Authorization").unwrap_or_default();
+    let Some(token) = header.strip_prefix("Bearer ") else {
+        return Err(Reply::error(401, "missing 'Authorization: Bearer' token signed with the shared key"));
+    };
+    node.signer.verify(token.trim(), crate::node::NODE_AUDIENCE).map_err(|why| {
+        log::warn!("request from {} refused: {why}", req.remote);
+        Reply::error(401, &format!("token refused: {why}"))
+    })
+}
+
+/// Compares in time independent of where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff));
+    }
+    diff == 0
+}
+
+/// The subset of a followed event that passes the same checks as a
+/// notification; anything else is skipped with a warning.
+pub fn valid_followed(e: &Event) -> bool {
+    let ok = registry::valid_repository(&e.repository)
+        && matches!(e.action.as_str(), "push" | "delete")
+        && e.tag.as_deref().is_none_or(registry::valid_tag)
+        && e.digest.as_deref().is_none_or(|d| Digest::parse(d).is_ok());
+    if !ok {
+        log::warn!("skipping event {} from the primary's log: not a valid event", e.id);
+    }
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(name: &str) -> Vec<u8> {
+        // Envelopes captured from a real distribution 2.8 registry.
+        std::fs::read(format!("{}/tests/data/notifications/{name}.json", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn acts_on_manifest_pushes_and_deletes_only() {
+        let (e, ignored) = parse_envelope(&sample("push-manifest-tagged")).unwrap();
+        assert_eq!((e.len(), ignored), (1, 0));
+        assert_eq!(
+            (e[0].action.as_str(), e[0].repository.as_str(), e[0].tag.as_deref()),
+            ("push", "group/app", Some("v1"))
+        );
+        assert!(e[0].digest.is_some());
+
+        let (e, _) = parse_envelope(&sample("push-manifest-by-digest")).unwrap();
+        assert_eq!((e[0].action.as_str(), e[0].tag.as_deref()), ("push", None));
+
+        let (e, _) = parse_envelope(&sample("delete-tag")).unwrap();
+        assert_eq!((e[0].action.as_str(), e[0].tag.as_deref(), e[0].digest.as_deref()), ("delete", Some("v1"), None));
+
+        for ignored_kind in ["push-blob", "pull-index"] {
+            let (e, ignored) = parse_envelope(&sample(ignored_kind)).unwrap();
+            assert!(e.is_empty() && ignored == 1, "{ignored_kind}");
+        }
+    }
+
+    #[test]
+    fn repository_and_manifest_deletes() {
+        let body = br#"{"events":[
+            {"id":"1","action":"delete","target":{"repository":"g/app","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}},
+            {"id":"2","action":"delete","target":{"repository":"g/app"}},
+            {"id":"3","action":"mount","target":{"repository":"g/app"}},
+            {"id":"4","action":"push","target":{"repository":"Bad Name","tag":"x"}}
+        ]}"#;
+        let (e, ignored) = parse_envelope(body).unwrap();
+        assert_eq!(e.len(), 2);
+        assert!(e[0].digest.is_some() && e[0].tag.is_none());
+        assert!(e[1].digest.is_none() && e[1].tag.is_none());
+        assert_eq!(ignored, 2);
+    }
+
+    #[test]
+    fn malformed_envelopes_are_rejected_with_a_reason() {
+        assert!(parse_envelope(b"{not json").unwrap_err().contains("malformed JSON"));
+        assert!(parse_envelope(br#"{"foo": []}"#).unwrap_err().contains("\"events\""));
+        assert_eq!(parse_envelope(br#"{"events": []}"#).unwrap().0.len(), 0);
+    }
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret1"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

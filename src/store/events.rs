@@ -1,0 +1,235 @@
+//! The event log: registry notifications georeg acts on, stored before they
+//! are acknowledged; and a secondary's cursor in its primary's log.
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use super::{Job, Store, NOW};
+use crate::error::Result;
+
+/// An event to store: one manifest push, or a tag, manifest or repository delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The registry's id for the event, used to store a redelivery once.
+    pub event_id: String,
+    pub repository: String,
+    /// `push` or `delete`.
+    pub action: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+    pub media_type: Option<String>,
+}
+
+/// A stored event, as the primary's log serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the log of the node that stored it.
+    pub id: i64,
+    pub event_id: String,
+    pub received_at: String,
+    pub repository: String,
+    pub action: String,
+    #[serde(default)]
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub digest: Option<String>,
+    #[serde(default)]
+    pub media_type: Option<String>,
+}
+
+/// A secondary's position in its primary's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cursor {
+    pub last_event_id: i64,
+    pub primary_last_event_id: i64,
+    pub updated_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+const EVENT_COLUMNS: &str = "id, event_id, received_at, repository, action, tag, digest, media_type";
+
+fn event_row(r: &rusqlite::Row) -> rusqlite::Result<Event> {
+    Ok(Event {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        received_at: r.get(2)?,
+        repository: r.get(3)?,
+        action: r.get(4)?,
+        tag: r.get(5)?,
+        digest: r.get(6)?,
+        media_type: r.get(7)?,
+    })
+}
+
+impl Store {
+    /// Stores the events in one transaction, each event id once; with
+    /// `schedule`, also queues their repositories for sync. Returns how
+    /// many were new. When this returns, they are on disk.
+    pub fn record_events(&self, events: &[NewEvent], schedule: bool) -> Result<usize> {
+        let tagged: Vec<(&NewEvent, Option<i64>)> = events.iter().map(|e| (e, None)).collect();
+        self.insert_events(&tagged, schedule, None)
+    }
+
+    /// Stores events read from the primary's log and advances the cursor
+    /// past them, atomically: after a crash, reading resumes exactly after
+    /// the last event stored.
+    /// `through` is the last id of the page read, even when events at its
+    /// end were skipped as invalid.
+    pub fn record_followed(&self, events: &[Event], through: i64, primary_last_event_id: i64) -> Result<usize> {
+        let new: Vec<NewEvent> = events
+            .iter()
+            .map(|e| NewEvent {
+                event_id: e.event_id.clone(),
+                repository: e.repository.clone(),
+                action: e.action.clone(),
+                tag: e.tag.clone(),
+                digest: e.digest.clone(),
+                media_type: e.media_type.clone(),
+            })
+            .collect();
+        let tagged: Vec<(&NewEvent, Option<i64>)> = new.iter().zip(events).map(|(n, e)| (n, Some(e.id))).collect();
+        self.insert_events(&tagged, true, Some((through, primary_last_event_id)))
+    }
+
+    fn insert_events(
+        &self,
+        events: &[(&NewEvent, Option<i64>)],
+        schedule: bool,
+        cursor: Option<(i64, i64)>,
+    ) -> Result<usize> {
+        let mut inserted = 0;
+        {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for (e, primary_id) in events {
+                let n = tx
+                    .prepare_cached(
+                        "INSERT INTO events (event_id, repository, action, tag, digest, media_type, primary_event_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (event_id) DO NOTHING",
+                    )?
+                    .execute(params![e.event_id, e.repository, e.action, e.tag, e.digest, e.media_type, primary_id])?;
+                inserted += n;
+                if n == 1 && schedule {
+                    tx.prepare_cached("INSERT INTO repositories (name) VALUES (?1) ON CONFLICT (name) DO NOTHING")?
+                        .execute([&e.repository])?;
+                    tx.prepare_cached(
+                        "UPDATE repositories SET sync_state = 'pending'
+                         WHERE name = ?1 AND sync_state IN ('synced', 'failed')",
+                    )?
+                    .execute([&e.repository])?;
+                }
+            }
+            if let Some((through, primary_last)) = cursor {
+                tx.prepare_cached(&format!(
+                    "UPDATE cursor SET last_event_id = MAX(last_event_id, ?1),
+                     primary_last_event_id = ?2, updated_at = {NOW}, last_error = NULL WHERE id = 1"
+                ))?
+                .execute(params![through, primary_last])?;
+            }
+            tx.commit()?;
+        }
+        if inserted > 0 {
+            self.log.ring();
+            if schedule {
+                self.work.ring();
+            }
+        }
+        Ok(inserted)
+    }
+
+    /// Up to `limit` events after log position `after`, oldest first.
+    pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id > ?1 ORDER BY id LIMIT ?2"))?;
+        let rows = stmt.query_map(params![after, limit as i64], event_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The newest log position, 0 when the log is empty.
+    pub fn last_event_id(&self) -> Result<i64> {
+        Ok(self.conn().query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
+    }
+
+    /// The events a job must apply, oldest first.
+    pub fn events_for(&self, job: &Job) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE repository = ?1 AND id > ?2 AND id <= ?3 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params![job.name, job.after, job.through], event_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn cursor(&self) -> Result<Cursor> {
+        let conn = self.conn();
+        let cursor = conn
+            .query_row(
+                "SELECT last_event_id, primary_last_event_id, updated_at, last_error FROM cursor WHERE id = 1",
+                [],
+                |r| {
+                    Ok(Cursor {
+                        last_event_id: r.get(0)?,
+                        primary_last_event_id: r.get(1)?,
+                        updated_at: r.get(2)?,
+                        last_error: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(cursor.unwrap_or(Cursor { last_event_id: 0, primary_last_event_id: 0, updated_at: None, last_error: None }))
+    }
+
+    /// Records why reading the primary's log failed, for the operator.
+    pub fn cursor_failed(&self, message: &str) -> Result<()> {
+        self.conn().execute("UPDATE cursor SET last_error = ?1 WHERE id = 1", [message])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(id: &str, repo: &str) -> NewEvent {
+        NewEvent {
+            event_id: id.into(),
+            repository: repo.into(),
+            action: "push".into(),
+            tag: Some("v1".into()),
+            digest: None,
+            media_type: None,
+        }
+    }
+
+    #[test]
+    fn duplicate_delivery_is_stored_once() {
+        let store = Store::open_in_memory().unwrap();
+        assert_eq!(store.record_events(&[ev("a", "r"), ev("b", "r")], false).unwrap(), 2);
+        assert_eq!(store.record_events(&[ev("a", "r")], false).unwrap(), 0);
+        assert_eq!(store.last_event_id().unwrap(), 2);
+        let log = store.events_after(0, 10).unwrap();
+        assert_eq!(log.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(store.events_after(1, 10).unwrap().len(), 1);
+        assert!(store.repository("r").unwrap().is_none(), "a primary schedules nothing");
+    }
+
+    #[test]
+    fn followed_events_advance_the_cursor_atomically() {
+        let primary = Store::open_in_memory().unwrap();
+        primary.record_events(&[ev("a", "r1"), ev("b", "r2"), ev("c", "r1")], false).unwrap();
+        let secondary = Store::open_in_memory().unwrap();
+        let page = primary.events_after(0, 2).unwrap();
+        secondary.record_followed(&page, 2, 3).unwrap();
+        let c = secondary.cursor().unwrap();
+        assert_eq!((c.last_event_id, c.primary_last_event_id), (2, 3));
+        assert_eq!(secondary.repository("r2").unwrap().unwrap().sync_state, "pending");
+        // Re-reading the same page changes nothing.
+        assert_eq!(secondary.record_followed(&page, 2, 3).unwrap(), 0);
+        let rest = primary.events_after(c.last_event_id, 10).unwrap();
+        secondary.record_followed(&rest, 3, 3).unwrap();
+        assert_eq!(secondary.cursor().unwrap().last_event_id, 3);
+        secondary.record_followed(&[], 3, 3).unwrap();
+        assert_eq!(secondary.cursor().unwrap().last_event_id, 3, "an empty page keeps the cursor");
+    }
+}

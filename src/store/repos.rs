@@ -1,0 +1,394 @@
+//! Repositories and their sync queue; the tags and blobs georeg placed on
+//! the secondary.
+//!
+//! A repository is claimed by one worker at a time: claiming flips it to
+//! `started` inside a transaction, so two workers (or the daemon and a
+//! foreground `georeg sync`) can never sync the same repository at once. An
+//! event or resync request that arrives while it is `started` leaves a mark
+//! (a newer event id, or `full_sync_requested`) that sends it back to
+//! `pending` when the running sync finishes: nothing that arrives mid-sync
+//! is lost (GitLab issue 32899).
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use super::{jitter, retry_delay, Store, NOW};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+/// A repository's row, as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    pub name: String,
+    pub sync_state: String,
+    pub retry_count: u32,
+    pub retry_at: Option<String>,
+    pub last_synced_at: Option<String>,
+    pub last_sync_failure: Option<String>,
+    pub full_sync_requested: bool,
+    pub events_done_through: i64,
+}
+
+/// A claimed repository: what the worker must do with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub name: String,
+    /// Compare every tag, rather than only apply the new events.
+    pub full: bool,
+    /// Apply events with ids in (after, through].
+    pub after: i64,
+    pub through: i64,
+}
+
+impl Store {
+    /// Makes sure the repository has a row; returns its id.
+    pub fn ensure_repository(&self, name: &str) -> Result<i64> {
+        let conn = self.conn();
+        conn.prepare_cached("INSERT INTO repositories (name) VALUES (?1) ON CONFLICT (name) DO NOTHING")?
+            .execute([name])?;
+        let id = conn.prepare_cached("SELECT id FROM repositories WHERE name = ?1")?.query_row([name], |r| r.get(0))?;
+        Ok(id)
+    }
+
+    pub fn repository(&self, name: &str) -> Result<Option<Repository>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, sync_state, retry_count, retry_at, last_synced_at, last_sync_failure,
+                    full_sync_requested, events_done_through
+             FROM repositories WHERE name = ?1",
+        )?;
+        let row = stmt
+            .query_row([name], |r| {
+                Ok(Repository {
+                    name: r.get(0)?,
+                    sync_state: r.get(1)?,
+                    retry_count: r.get(2)?,
+                    retry_at: r.get(3)?,
+                    last_synced_at: r.get(4)?,
+                    last_sync_failure: r.get(5)?,
+                    full_sync_requested: r.get(6)?,
+                    events_done_through: r.get(7)?,
+                })
+            })
+            .optional()?;
+        Ok(row)
+    }
+
+    /// Queues a full sync of the repository (a resync). A running sync
+    /// finishes first and then the repository goes round again.
+    pub fn request_full_sync(&self, name: &str) -> Result<()> {
+        self.ensure_repository(name)?;
+        self.conn()
+            .prepare_cached(
+                "UPDATE repositories SET full_sync_requested = 1,
+                 sync_state = CASE sync_state WHEN 'started' THEN 'started' ELSE 'pending' END
+                 WHERE name = ?1",
+            )?
+            .execute([name])?;
+        self.work.ring();
+        Ok(())
+    }
+
+    /// Puts back in the queue what a crash left `started`. Run at startup,
+    /// before any worker exists.
+    pub fn recover_started(&self) -> Result<usize> {
+        let n =
+            self.conn().execute("UPDATE repositories SET sync_state = 'pending' WHERE sync_state = 'started'", [])?;
+        Ok(n)
+    }
+
+    /// Claims the repository most worth syncing now: repositories with new
+    /// events first (small, and someone is waiting for them), then never
+    /// synced ones, then other pending ones, then failed ones whose retry
+    /// time has come.
+    pub fn claim_next(&self) -> Result<Option<Job>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let candidate: Option<i64> = tx
+            .prepare_cached(&format!(
+                "SELECT id FROM repositories
+                 WHERE sync_state = 'pending' OR (sync_state = 'failed' AND retry_at <= {NOW})
+                 ORDER BY CASE WHEN sync_state = 'pending' AND full_sync_requested = 0 THEN 0
+                               WHEN last_synced_at IS NULL THEN 1
+                               WHEN sync_state = 'pending' THEN 2
+                               ELSE 3 END,
+                          retry_at, id
+                 LIMIT 1"
+            ))?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        let Some(id) = candidate else { return Ok(None) };
+        let job = claim_row(&tx, id)?;
+        tx.commit()?;
+        Ok(Some(job))
+    }
+
+    /// Claims one repository for a full sync in the foreground (`georeg
+    /// sync`), refusing when something else is syncing it right now.
+    pub fn claim_for_full_sync(&self, name: &str) -> Result<Job> {
+        self.ensure_repository(name)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (id, state): (i64, String) = tx
+            .prepare_cached("SELECT id, sync_state FROM repositories WHERE name = ?1")?
+            .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if state == "started" {
+            return Err(Error::Store {
+                message: format!(
+                    "{name} is being synced right now (state 'started'); wait for that sync, or if georeg is \
+                     not running, start it once so it recovers the repository"
+                ),
+            });
+        }
+        tx.execute("UPDATE repositories SET full_sync_requested = 1 WHERE id = ?1", [id])?;
+        let job = claim_row(&tx, id)?;
+        tx.commit()?;
+        Ok(job)
+    }
+
+    /// Records a successful job. Events that arrived meanwhile, or a resync
+    /// requested meanwhile, send the repository straight back to `pending`.
+    pub fn finish_job(&self, job: &Job) -> Result<()> {
+        let requeued: String = self
+            .conn()
+            .prepare_cached(&format!(
+                "UPDATE repositories SET
+                   events_done_through = MAX(events_done_through, ?2),
+                   retry_count = 0, retry_at = NULL, last_sync_failure = NULL, last_synced_at = {NOW},
+                   sync_state = CASE WHEN full_sync_requested = 1
+                                       OR EXISTS (SELECT 1 FROM events e WHERE e.repository = repositories.name AND e.id > ?2)
+                                     THEN 'pending' ELSE 'synced' END
+                 WHERE id = ?1
+                 RETURNING sync_state"
+            ))?
+            .query_row(params![job.id, job.through], |r| r.get(0))?;
+        if requeued == "pending" {
+            self.work.ring();
+        }
+        Ok(())
+    }
+
+    /// Records a failed job; the retry waits longer with every consecutive
+    /// failure, and the count keeps growing until a sync succeeds.
+    pub fn fail_job(&self, job: &Job, failure: &str) -> Result<()> {
+        let conn = self.conn();
+        let count: u32 = conn
+            .prepare_cached("SELECT retry_count FROM repositories WHERE id = ?1")?
+            .query_row([job.id], |r| r.get(0))?;
+        let delay = retry_delay(count + 1, jitter());
+        conn.prepare_cached(&format!(
+            "UPDATE repositories SET sync_state = 'failed', retry_count = retry_count + 1,
+             retry_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?2), last_sync_failure = ?3,
+             full_sync_requested = MAX(full_sync_requested, ?4)
+             WHERE id = ?1"
+        ))?
+        .execute(params![job.id, format!("+{} seconds", delay.as_secs()), failure, job.full])?;
+        Ok(())
+    }
+
+    /// Gives an unfinished job back (shutdown), as if it had not started.
+    pub fn release_job(&self, job: &Job) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE repositories SET sync_state = 'pending', full_sync_requested = MAX(full_sync_requested, ?2)
+                 WHERE id = ?1",
+            )?
+            .execute(params![job.id, job.full])?;
+        Ok(())
+    }
+
+    /// The last-known digest of each tag of the repository on the secondary.
+    pub fn tags(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT t.name, t.digest FROM tags t JOIN repositories r ON r.id = t.repository_id
+             WHERE r.name = ?1 ORDER BY t.name",
+        )?;
+        let rows = stmt.query_map([name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn set_tag(&self, repository: &str, tag: &str, digest: &Digest) -> Result<()> {
+        let id = self.ensure_repository(repository)?;
+        self.conn()
+            .prepare_cached(&format!(
+                "INSERT INTO tags (repository_id, name, digest) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, synced_at = {NOW}
+                 WHERE digest <> excluded.digest"
+            ))?
+            .execute(params![id, tag, digest.as_str()])?;
+        Ok(())
+    }
+
+    pub fn remove_tag(&self, repository: &str, tag: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "DELETE FROM tags WHERE name = ?2 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
+            )?
+            .execute([repository, tag])?;
+        Ok(())
+    }
+
+    /// Forgets every tag recorded at `digest` (the manifest was deleted).
+    pub fn remove_tags_at(&self, repository: &str, digest: &Digest) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "DELETE FROM tags WHERE digest = ?2 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
+            )?
+            .execute([repository, digest.as_str()])?;
+        Ok(())
+    }
+
+    /// Records that the secondary's `repository` holds the blob.
+    pub fn record_blob(&self, repository: &str, digest: &Digest, size: u64) -> Result<()> {
+        let id = self.ensure_repository(repository)?;
+        self.conn()
+            .prepare_cached("INSERT OR REPLACE INTO blobs (digest, repository_id, size) VALUES (?1, ?2, ?3)")?
+            .execute(params![digest.as_str(), id, size as i64])?;
+        Ok(())
+    }
+
+    /// Another repository of the secondary believed to hold the blob.
+    pub fn blob_source(&self, digest: &Digest, except: &str) -> Result<Option<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT r.name FROM blobs b JOIN repositories r ON r.id = b.repository_id
+             WHERE b.digest = ?1 AND r.name <> ?2 LIMIT 1",
+        )?;
+        Ok(stmt.query_row([digest.as_str(), except], |r| r.get(0)).optional()?)
+    }
+
+    pub fn forget_blob(&self, repository: &str, digest: &Digest) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "DELETE FROM blobs WHERE digest = ?2 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
+            )?
+            .execute([repository, digest.as_str()])?;
+        Ok(())
+    }
+}
+
+/// Flips one repository to `started` and describes the job (inside the
+/// caller's transaction). The job covers every event stored so far.
+fn claim_row(tx: &rusqlite::Transaction, id: i64) -> Result<Job> {
+    let (name, full, after): (String, bool, i64) = tx
+        .prepare_cached("SELECT name, full_sync_requested, events_done_through FROM repositories WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let through: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+    tx.prepare_cached(&format!(
+        "UPDATE repositories SET sync_state = 'started', full_sync_requested = 0, sync_started_at = {NOW}
+         WHERE id = ?1"
+    ))?
+    .execute([id])?;
+    Ok(Job { id, name, full, after, through })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewEvent;
+
+    fn push(repo: &str, id: &str, tag: &str) -> NewEvent {
+        NewEvent {
+            event_id: id.into(),
+            repository: repo.into(),
+            action: "push".into(),
+            tag: Some(tag.into()),
+            digest: None,
+            media_type: None,
+        }
+    }
+
+    #[test]
+    fn failure_backs_off_and_success_resets() {
+        let store = Store::open_in_memory().unwrap();
+        let job = store.claim_for_full_sync("g/app").unwrap();
+        assert!(job.full);
+        assert_eq!(store.repository("g/app").unwrap().unwrap().sync_state, "started");
+        store.fail_job(&job, "boom").unwrap();
+        assert!(store.claim_next().unwrap().is_none(), "not before retry_at");
+        let job = store.claim_for_full_sync("g/app").unwrap();
+        store.fail_job(&job, "boom again").unwrap();
+        let r = store.repository("g/app").unwrap().unwrap();
+        assert_eq!((r.sync_state.as_str(), r.retry_count), ("failed", 2));
+        assert_eq!(r.last_sync_failure.as_deref(), Some("boom again"));
+        assert!(r.retry_at.is_some() && r.full_sync_requested);
+        let job = store.claim_for_full_sync("g/app").unwrap();
+        store.finish_job(&job).unwrap();
+        let r = store.repository("g/app").unwrap().unwrap();
+        assert_eq!((r.sync_state.as_str(), r.retry_count, r.retry_at), ("synced", 0, None));
+        assert!(r.last_synced_at.is_some() && !r.full_sync_requested);
+    }
+
+    #[test]
+    fn one_worker_per_repository_and_events_mid_sync_are_not_lost() {
+        let store = Store::open_in_memory().unwrap();
+        store.record_events(&[push("a", "e1", "v1")], true).unwrap();
+        let job = store.claim_next().unwrap().unwrap();
+        assert_eq!((job.name.as_str(), job.full, job.after, job.through), ("a", true, 0, 1));
+        assert!(store.claim_next().unwrap().is_none(), "a is taken");
+        assert!(store.claim_for_full_sync("a").is_err());
+        // An event arrives while a is syncing.
+        store.record_events(&[push("a", "e2", "v2")], true).unwrap();
+        assert!(store.claim_next().unwrap().is_none(), "still taken");
+        store.finish_job(&job).unwrap();
+        let again = store.claim_next().unwrap().unwrap();
+        assert_eq!((again.name.as_str(), again.full, again.after, again.through), ("a", false, 1, 2));
+        let events = store.events_for(&again).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].tag.as_deref(), Some("v2"));
+        store.finish_job(&again).unwrap();
+        assert_eq!(store.repository("a").unwrap().unwrap().sync_state, "synced");
+    }
+
+    #[test]
+    fn resync_during_a_sync_runs_afterwards_and_release_keeps_work() {
+        let store = Store::open_in_memory().unwrap();
+        let job = store.claim_for_full_sync("a").unwrap();
+        store.request_full_sync("a").unwrap();
+        store.finish_job(&job).unwrap();
+        let r = store.repository("a").unwrap().unwrap();
+        assert_eq!((r.sync_state.as_str(), r.full_sync_requested), ("pending", true));
+        let job = store.claim_next().unwrap().unwrap();
+        store.release_job(&job).unwrap();
+        let r = store.repository("a").unwrap().unwrap();
+        assert_eq!((r.sync_state.as_str(), r.full_sync_requested), ("pending", true));
+    }
+
+    #[test]
+    fn crash_recovery_and_claim_order() {
+        let store = Store::open_in_memory().unwrap();
+        for name in ["old", "new"] {
+            let job = store.claim_for_full_sync(name).unwrap();
+            if name == "old" {
+                store.finish_job(&job).unwrap();
+            }
+        }
+        assert_eq!(store.recover_started().unwrap(), 1);
+        store.ensure_repository("never").unwrap();
+        store.record_events(&[push("old", "e1", "v9")], true).unwrap();
+        // Event work on a synced repository goes first, then never-synced ones.
+        assert_eq!(store.claim_next().unwrap().unwrap().name, "old");
+        let next = store.claim_next().unwrap().unwrap().name;
+        assert!(next == "new" || next == "never", "{next}");
+    }
+
+    #[test]
+    fn tags_and_blob_sources() {
+        let store = Store::open_in_memory().unwrap();
+        let d = Digest::sha256_of(b"x");
+        store.set_tag("a", "v1", &d).unwrap();
+        store.set_tag("a", "v1", &d).unwrap();
+        store.set_tag("a", "v2", &d).unwrap();
+        assert_eq!(store.tags("a").unwrap()[0], ("v1".to_string(), d.to_string()));
+        store.remove_tag("a", "v1").unwrap();
+        assert_eq!(store.tags("a").unwrap().len(), 1);
+        store.remove_tags_at("a", &d).unwrap();
+        assert!(store.tags("a").unwrap().is_empty());
+        store.record_blob("a", &d, 1).unwrap();
+        assert_eq!(store.blob_source(&d, "b").unwrap().as_deref(), Some("a"));
+        assert_eq!(store.blob_source(&d, "a").unwrap(), None);
+        store.forget_blob("a", &d).unwrap();
+        assert_eq!(store.blob_source(&d, "b").unwrap(), None);
+    }
+}

@@ -1,0 +1,49 @@
+//! Replication workers: each claims the repository most worth syncing from
+//! the state file, syncs it, records the outcome, and sleeps on the work
+//! bell when nothing is due. Claiming happens in SQLite, so no two workers
+//! ever hold the same repository.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::node::Node;
+use crate::replicate::Replicator;
+
+/// How long an idle worker sleeps before looking for due retries again.
+const IDLE: Duration = Duration::from_secs(5);
+
+pub fn run(node: &Node, replicator: &Replicator) {
+    while !node.quitting() {
+        let rung = node.store.work.count();
+        match node.store.claim_next() {
+            Ok(Some(job)) => {
+                let started = Instant::now();
+                let kind = if job.full { "full sync" } else { "events" };
+                log::debug!("{}: {kind} started", job.name);
+                match replicator.run(&job) {
+                    Ok(report) => {
+                        node.stats.syncs_succeeded.fetch_add(1, Ordering::Relaxed);
+                        log::info!(
+                            "{}: synced ({kind}) in {:.1}s: {report}",
+                            job.name,
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                    Err(Error::Interrupted) => {
+                        log::info!("{}: interrupted by shutdown; resumes at next start", job.name)
+                    }
+                    Err(e) => {
+                        node.stats.syncs_failed.fetch_add(1, Ordering::Relaxed);
+                        log::warn!("{e}");
+                    }
+                }
+            }
+            Ok(None) => node.store.work.wait(rung, IDLE),
+            Err(e) => {
+                log::error!("cannot claim work from the state file: {e}");
+                node.store.work.wait(rung, IDLE);
+            }
+        }
+    }
+}

@@ -11,6 +11,8 @@ georeg: keeps a secondary container registry in step with a primary one
 usage: georeg [--config FILE] COMMAND [ARGS]
 
 commands:
+  demo [--once]            run a throwaway primary and secondary on loopback and
+                           show an image replicating (needs docker-registry)
   serve                    run the daemon: notification endpoint, event log
                            (primary), replication workers (secondary)
   sync REPO...             copy the repositories from the primary registry now
@@ -28,6 +30,7 @@ Logging goes to stderr; RUST_LOG=debug shows every registry request.
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
+    Demo { once: bool },
     Serve,
     Sync { repositories: Vec<String> },
     Token { scopes: Vec<Scope> },
@@ -61,6 +64,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
     let command = match words.next().as_deref() {
         None | Some("help") => Command::Help,
         Some("version") => Command::Version,
+        Some("demo") => {
+            let once = match words.next().as_deref() {
+                None => false,
+                Some("--once") => true,
+                Some(other) => return Err(Error::Usage(format!("demo: unexpected argument {other:?}"))),
+            };
+            Command::Demo { once }
+        }
         Some("serve") => {
             if let Some(extra) = words.next() {
                 return Err(Error::Usage(format!("serve: unexpected argument {extra:?}")));

@@ -35,6 +35,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", node.signer.sign(&node.config.registry.service, "georeg", ttl, &scopes).text);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo { once } => {
+            georeg::demo::run(once)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve => {
             georeg::daemon::serve(open(config.as_deref())?)?;
             Ok(ExitCode::SUCCESS)

@@ -448,7 +448,8 @@ struct Counted<'a, R> {
 impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.quit.load(Ordering::Relaxed) {
-            return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "shutting down"));
+            // Not ErrorKind::Interrupted: io::copy retries that forever.
+            return Err(std::io::Error::other("georeg is shutting down"));
         }
         let n = self.inner.read(buf)?;
         self.stats.bytes_copied.fetch_add(n as u64, Ordering::Relaxed);

@@ -4,4 +4,6 @@
 
 mod support;
 
+mod demo;
+mod events;
 mod sync;

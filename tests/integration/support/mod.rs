@@ -1,6 +1,7 @@
 //! Shared helpers: a temp dir per test, the shared test key pair, two real
 //! registries (primary and secondary) and the real `georeg` binary.
 
+pub mod daemon;
 pub mod oci;
 pub mod registry;
 
@@ -11,8 +12,23 @@ use std::time::{Duration, Instant};
 
 use georeg::token::Signer;
 
+pub use daemon::Daemon;
 pub use oci::Api;
-pub use registry::Registry;
+pub use registry::{Notify, Registry};
+
+/// The notification secret the test registries send.
+pub const SECRET: &str = "GeoSecret1";
+
+/// How the primary registry's notifications reach the secondary.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// No notifications: `georeg sync` by hand.
+    Manual,
+    /// The primary registry notifies the secondary georeg directly.
+    Direct,
+    /// The primary registry notifies a primary georeg; the secondary follows its log.
+    Follow,
+}
 
 /// The key pair shared by all nodes, in both PEM formats, and its certificate.
 pub struct Keys {
@@ -114,22 +130,93 @@ pub struct Env {
     pub p: Api,
     pub s: Api,
     pub config: PathBuf,
+    pub mode: Mode,
+    /// The secondary georeg's port.
+    pub port: u16,
+    /// The primary georeg's port (Follow mode).
+    pub primary_port: u16,
+    /// Running daemons, stopped (SIGKILL) when the test ends.
+    pub daemons: std::cell::RefCell<Vec<Daemon>>,
     // Last, so the registries stop before their files go.
     pub dir: TestDir,
 }
 
 impl Env {
     pub fn new(name: &str) -> Env {
+        Env::with_mode(name, Mode::Manual)
+    }
+
+    pub fn with_mode(name: &str, mode: Mode) -> Env {
         let dir = TestDir::new(name);
         let k = keys();
-        let primary = Registry::start(&dir.0, "primary", &k.cert, None);
+        let port = registry::free_port();
+        let primary_port = registry::free_port();
+        let notify = match mode {
+            Mode::Manual => None,
+            Mode::Direct => Some(port),
+            Mode::Follow => Some(primary_port),
+        }
+        .map(|p| Notify {
+            url: format!("http://127.0.0.1:{p}/api/v4/container_registry_event/events"),
+            secret: SECRET.into(),
+        });
+        let primary = Registry::start(&dir.0, "primary", &k.cert, notify.as_ref());
         let secondary = Registry::start(&dir.0, "secondary", &k.cert, None);
         let p = Api::new(&primary.url, k.signer.clone());
         let s = Api::new(&secondary.url, k.signer.clone());
         let config = dir.0.join("georeg.toml");
-        let env = Env { primary, secondary, p, s, config, dir };
+        let env = Env { primary, secondary, p, s, config, mode, port, primary_port, daemons: Default::default(), dir };
         env.write_config(&k.pkcs1, "");
+        if mode == Mode::Follow {
+            env.write_primary_config();
+        }
         env
+    }
+
+    pub fn primary_config(&self) -> PathBuf {
+        self.path("georeg-primary.toml")
+    }
+
+    fn write_primary_config(&self) {
+        let text = format!(
+            r#"node_name = "primary-test"
+role = "primary"
+listen = "127.0.0.1:{port}"
+state_file = "primary-state.sqlite3"
+
+[registry]
+url = "{url}"
+key_file = "{key}"
+
+[notifications]
+secret = "{SECRET}"
+"#,
+            port = self.primary_port,
+            url = self.primary.url,
+            key = keys().pkcs1.display(),
+        );
+        std::fs::write(self.primary_config(), text).unwrap();
+    }
+
+    /// Starts the secondary georeg daemon (and, in Follow mode, the primary one first).
+    pub fn start_daemons(&self) {
+        if self.mode == Mode::Follow && !self.daemons.borrow().iter().any(|d| d.name == "primary") {
+            let d = Daemon::start(&self.dir.0, "primary", &self.primary_config(), self.primary_port);
+            self.daemons.borrow_mut().push(d);
+        }
+        self.start_secondary_daemon();
+    }
+
+    pub fn start_secondary_daemon(&self) {
+        let d = Daemon::start(&self.dir.0, "secondary", &self.config, self.port);
+        self.daemons.borrow_mut().push(d);
+    }
+
+    /// Takes the secondary daemon out of the list, to stop or kill it.
+    pub fn take_secondary_daemon(&self) -> Daemon {
+        let mut daemons = self.daemons.borrow_mut();
+        let i = daemons.iter().position(|d| d.name == "secondary").expect("secondary daemon running");
+        daemons.remove(i)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -138,11 +225,11 @@ impl Env {
 
     /// Writes the secondary's georeg.toml; `extra` is appended verbatim.
     pub fn write_config(&self, key: &Path, extra: &str) {
-        std::fs::write(self.path("notification-secret"), "GeoSecret1\n").unwrap();
+        std::fs::write(self.path("notification-secret"), format!("{SECRET}\n")).unwrap();
         let text = format!(
             r#"node_name = "secondary-test"
 role = "secondary"
-listen = "127.0.0.1:{listen}"
+listen = "127.0.0.1:{port}"
 state_file = "state.sqlite3"
 
 [registry]
@@ -157,8 +244,13 @@ secret_file = "notification-secret"
 [replication]
 primary_api_url = "{primary}/"
 workers = 2
-{extra}"#,
-            listen = registry::free_port(),
+{follow}{extra}"#,
+            follow = if self.mode == Mode::Follow {
+                format!("primary_node_url = \"http://127.0.0.1:{}\"\n", self.primary_port)
+            } else {
+                String::new()
+            },
+            port = self.port,
             secondary = self.secondary.url,
             primary = self.primary.url,
             key = key.display(),
@@ -193,6 +285,18 @@ workers = 2
             assert_eq!(sb, pb, "manifest bytes of {repo}@{digest}");
             assert_eq!(st, pt, "content type of {repo}@{digest}");
         }
+    }
+
+    /// True when the secondary holds exactly the primary's tags.
+    pub fn in_sync(&self, repo: &str) -> bool {
+        let want = self.p.tag_digests(repo);
+        !want.is_empty() && self.s.tag_digests(repo) == want
+    }
+
+    /// Waits (bounded) until the repository is in sync, then checks it fully.
+    pub fn wait_in_sync(&self, repo: &str, timeout: Duration) {
+        wait_until(&format!("{repo} to be in sync"), timeout, || self.in_sync(repo));
+        self.assert_in_sync(repo);
     }
 
     pub fn state(&self) -> rusqlite::Connection {

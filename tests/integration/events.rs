@@ -1,0 +1,264 @@
+//! `georeg serve`: event-driven replication from real registry
+//! notifications, in both modes, and the notification endpoint's contract.
+
+use std::time::Duration;
+
+use crate::support::oci::{docker_image, oci_image, oci_index};
+use crate::support::{wait_until, Env, Mode, SECRET};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const ENVELOPE: &str = "application/vnd.docker.distribution.events.v1+json";
+
+fn post(url: &str, auth: Option<&str>, content_type: &str, body: &[u8]) -> (u16, String) {
+    let mut req =
+        ureq::post(&format!("{url}/api/v4/container_registry_event/events")).set("Content-Type", content_type);
+    if let Some(a) = auth {
+        req = req.set("Authorization", a);
+    }
+    match req.send_bytes(body) {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("POST to georeg: {e}"),
+    }
+}
+
+fn event_count(env: &Env) -> i64 {
+    env.state().query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)).unwrap()
+}
+
+fn push_event(id: &str, repo: &str, tag: &str) -> String {
+    serde_json::json!({"events": [{
+        "id": id,
+        "action": "push",
+        "target": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": "sha256:66651c6130ab580fd1fb5c873a79bbf4c2cccb7c12e0d139b65781b9e6159a18",
+            "repository": repo,
+            "tag": tag,
+            "url": format!("http://127.0.0.1:1/v2/{repo}/manifests/sha256:66651c6130ab580fd1fb5c873a79bbf4c2cccb7c12e0d139b65781b9e6159a18"),
+        }
+    }]})
+    .to_string()
+}
+
+fn replicates_pushes_and_deletes(mode: Mode) {
+    let env = Env::with_mode(&format!("events-{mode:?}").to_lowercase(), mode);
+    env.start_daemons();
+    env.p.push_image("group/app", "v1", &oci_image(100, &[2000, 3000]));
+    env.wait_in_sync("group/app", DEADLINE);
+    env.p.push_image("group/app", "multi", &oci_index(101));
+    env.p.push_image("group/app", "v2", &oci_image(100, &[2000, 3000])); // sibling of v1
+    wait_until("multi and v2 on the secondary", DEADLINE, || env.s.tags("group/app").len() == 3);
+    env.wait_in_sync("group/app", DEADLINE);
+    env.p.delete_tag("group/app", "v1");
+    wait_until("v1 to disappear from the secondary", DEADLINE, || env.s.tags("group/app") == vec!["multi", "v2"]);
+    env.assert_in_sync("group/app");
+}
+
+#[test]
+fn direct_notifications_replicate_pushes_and_deletes() {
+    replicates_pushes_and_deletes(Mode::Direct);
+}
+
+#[test]
+fn following_a_primary_georeg_replicates_pushes_and_deletes() {
+    replicates_pushes_and_deletes(Mode::Follow);
+}
+
+#[test]
+fn stopped_secondary_catches_up_from_its_cursor() {
+    let env = Env::with_mode("catch-up", Mode::Follow);
+    env.start_daemons();
+    env.p.push_image("app", "v1", &oci_image(110, &[1000]));
+    env.wait_in_sync("app", DEADLINE);
+    let (took, status) = env.take_secondary_daemon().terminate();
+    assert!(status.success() && took < Duration::from_secs(10), "stopped in {took:?} with {status}");
+    // Pushes while the secondary is down reach the primary georeg's log only.
+    for i in 0..5 {
+        env.p.push_image(&format!("team/r{i}"), "v1", &docker_image(120 + i, &[500]));
+    }
+    env.p.push_image("app", "v2", &oci_image(111, &[1000]));
+    let primary_state = rusqlite::Connection::open(env.path("primary-state.sqlite3")).unwrap();
+    wait_until("the primary georeg to log the pushes", DEADLINE, || {
+        primary_state.query_row("SELECT COUNT(DISTINCT repository) FROM events", [], |r| r.get::<_, i64>(0)).unwrap()
+            >= 6
+    });
+    env.start_secondary_daemon();
+    for i in 0..5 {
+        env.wait_in_sync(&format!("team/r{i}"), DEADLINE);
+    }
+    env.wait_in_sync("app", DEADLINE);
+    // The cursor reached the end of the primary's log.
+    let last: i64 = primary_state.query_row("SELECT MAX(id) FROM events", [], |r| r.get(0)).unwrap();
+    wait_until("the cursor to reach the primary's last event", DEADLINE, || {
+        env.state().query_row("SELECT last_event_id FROM cursor", [], |r| r.get::<_, i64>(0)).unwrap() == last
+    });
+}
+
+#[test]
+fn kill_during_a_large_copy_then_restart_converges() {
+    let env = Env::with_mode("kill9", Mode::Direct);
+    env.start_daemons();
+    // A layer large enough that the copy is still running when the kill lands.
+    let size = 150 * 1000 * 1000;
+    let layer = env.p.push_noise_blob("big", 7, size);
+    let cfg = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    env.p.push_blob("big", &cfg);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::support::oci::OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": crate::support::oci::sha256(&cfg), "size": cfg.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": size}],
+    }))
+    .unwrap();
+    env.p.put_manifest("big", "v1", crate::support::oci::OCI_MANIFEST, &manifest);
+    wait_until("the sync of big to start", DEADLINE, || {
+        env.state()
+            .query_row("SELECT sync_state FROM repositories WHERE name = 'big'", [], |r| r.get::<_, String>(0))
+            .map(|s| s == "started")
+            .unwrap_or(false)
+    });
+    env.take_secondary_daemon().kill9();
+    assert!(env.s.tags("big").is_empty(), "the kill landed before the copy finished");
+    env.start_secondary_daemon();
+    env.wait_in_sync("big", DEADLINE);
+    wait_until("big recorded as synced", DEADLINE, || env.sync_state("big").0 == "synced");
+}
+
+#[test]
+fn sigterm_mid_copy_leaves_nothing_started() {
+    let env = Env::with_mode("sigterm", Mode::Direct);
+    env.start_daemons();
+    let size = 150 * 1000 * 1000;
+    let layer = env.p.push_noise_blob("big", 9, size);
+    let cfg = br#"{"architecture":"arm64","os":"linux"}"#.to_vec();
+    env.p.push_blob("big", &cfg);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::support::oci::OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": crate::support::oci::sha256(&cfg), "size": cfg.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": size}],
+    }))
+    .unwrap();
+    env.p.put_manifest("big", "v1", crate::support::oci::OCI_MANIFEST, &manifest);
+    wait_until("the sync of big to start", DEADLINE, || {
+        env.state()
+            .query_row("SELECT sync_state FROM repositories WHERE name = 'big'", [], |r| r.get::<_, String>(0))
+            .map(|s| s == "started")
+            .unwrap_or(false)
+    });
+    let (took, status) = env.take_secondary_daemon().terminate();
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    let started: i64 = env
+        .state()
+        .query_row("SELECT COUNT(*) FROM repositories WHERE sync_state = 'started'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(started, 0, "nothing left started after a clean stop");
+    env.start_secondary_daemon();
+    env.wait_in_sync("big", DEADLINE);
+}
+
+#[test]
+fn endpoint_authenticates_validates_and_deduplicates() {
+    let env = Env::with_mode("endpoint", Mode::Direct);
+    env.start_daemons();
+    let url = format!("http://127.0.0.1:{}", env.port);
+    let body = push_event("e-1", "group/app", "v1");
+
+    assert_eq!(post(&url, None, ENVELOPE, body.as_bytes()).0, 401);
+    assert_eq!(post(&url, Some("WrongSecret"), ENVELOPE, body.as_bytes()).0, 401);
+    assert_eq!(post(&url, Some(&format!("Bearer {SECRET}")), ENVELOPE, body.as_bytes()).0, 401);
+    assert_eq!(event_count(&env), 0, "nothing stored without the secret");
+
+    let (code, text) = post(&url, Some(SECRET), ENVELOPE, b"{\"events\": [");
+    assert_eq!(code, 400);
+    assert!(text.contains("malformed JSON"), "{text}");
+    let (code, text) = post(&url, Some(SECRET), ENVELOPE, b"{\"foo\": 1}");
+    assert_eq!(code, 400);
+    assert!(text.contains("events"), "{text}");
+    let big = vec![b' '; 2 << 20];
+    assert_eq!(post(&url, Some(SECRET), ENVELOPE, &big).0, 413);
+    assert_eq!(event_count(&env), 0);
+
+    for sample in ["pull-index", "push-blob"] {
+        let bytes =
+            std::fs::read(format!("{}/tests/data/notifications/{sample}.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert_eq!(post(&url, Some(SECRET), ENVELOPE, &bytes).0, 200, "{sample}");
+    }
+    let mount = br#"{"events":[{"id":"m-1","action":"mount","target":{"repository":"group/app","digest":"sha256:66651c6130ab580fd1fb5c873a79bbf4c2cccb7c12e0d139b65781b9e6159a18"}}]}"#;
+    assert_eq!(post(&url, Some(SECRET), "application/json", mount).0, 200);
+    assert_eq!(event_count(&env), 0, "pulls, mounts and blob pushes are not stored");
+
+    assert_eq!(post(&url, Some(SECRET), ENVELOPE, body.as_bytes()).0, 200);
+    assert_eq!(post(&url, Some(SECRET), "application/vnd.docker.distribution.events.v2+json", body.as_bytes()).0, 200);
+    assert_eq!(event_count(&env), 1, "a duplicate delivery is stored once");
+}
+
+#[test]
+fn concurrent_notifications_are_all_stored_exactly_once() {
+    let env = Env::with_mode("load", Mode::Direct);
+    // Replication paused: this measures the endpoint, not the copy engine.
+    env.write_config(&crate::support::keys().pkcs1, "enabled = false\n");
+    env.start_daemons();
+    let url = format!("http://127.0.0.1:{}", env.port);
+    const CLIENTS: usize = 16;
+    const PER_CLIENT: usize = 1000 / CLIENTS + 1;
+    let started = std::time::Instant::now();
+    let failures: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let url = url.clone();
+                s.spawn(move || {
+                    let mut bad = 0;
+                    for i in 0..PER_CLIENT {
+                        let body = push_event(&format!("load-{c}-{i}"), &format!("load/r{}", i % 50), "v1");
+                        let (code, _) = post(&url, Some(SECRET), ENVELOPE, body.as_bytes());
+                        if !(200..300).contains(&code) {
+                            bad += 1;
+                        }
+                    }
+                    bad
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    let elapsed = started.elapsed();
+    eprintln!("{} notifications from {CLIENTS} clients in {elapsed:?}", CLIENTS * PER_CLIENT);
+    assert_eq!(failures, 0, "every notification answered 2xx");
+    assert_eq!(event_count(&env), (CLIENTS * PER_CLIENT) as i64, "each stored exactly once");
+    let distinct: i64 = env.state().query_row("SELECT COUNT(DISTINCT event_id) FROM events", [], |r| r.get(0)).unwrap();
+    assert_eq!(distinct, (CLIENTS * PER_CLIENT) as i64);
+}
+
+#[test]
+fn primary_log_requires_a_token_signed_with_the_shared_key() {
+    let env = Env::with_mode("log-auth", Mode::Follow);
+    env.start_daemons();
+    let url = format!("http://127.0.0.1:{}/api/v1/events?after=0", env.primary_port);
+    let status = |auth: Option<String>| {
+        let mut req = ureq::get(&url);
+        if let Some(a) = auth {
+            req = req.set("Authorization", &a);
+        }
+        match req.call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(status(None), 401);
+    assert_eq!(status(Some("Bearer not.a.jwt".into())), 401);
+    let signer = &crate::support::keys().signer;
+    let wrong_audience = signer.sign("container_registry", "s", Duration::from_secs(60), &[]).text;
+    assert_eq!(status(Some(format!("Bearer {wrong_audience}"))), 401);
+    let other_key = georeg::token::Signer::new(
+        rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap(),
+        crate::support::registry::ISSUER,
+    );
+    let forged = other_key.sign("georeg", "s", Duration::from_secs(60), &[]).text;
+    assert_eq!(status(Some(format!("Bearer {forged}"))), 401);
+    let good = signer.sign("georeg", "s", Duration::from_secs(60), &[]).text;
+    assert_eq!(status(Some(format!("Bearer {good}"))), 200);
+}

@@ -129,21 +129,35 @@ impl Replicator<'_> {
     /// events out of order and more than once; looking at the primary's
     /// state now, not at what the event claims, makes that harmless.
     fn apply_events(&self, repo: &str, events: &[Event], report: &mut Report) -> Result<()> {
-        let mut tags = BTreeSet::new();
+        // For each tag: whether the newest event says it should exist.
+        let mut tags: BTreeMap<String, bool> = BTreeMap::new();
         let mut digests = BTreeSet::new();
         for e in events {
-            match (&e.tag, &e.digest) {
+            let digest = e.digest.as_deref().map(Digest::parse).transpose().unwrap_or_else(|why| {
+                log::warn!("{repo}: ignoring the digest of event {}: {why}", e.event_id);
+                None
+            });
+            match (&e.tag, digest) {
                 (Some(tag), _) => {
-                    tags.insert(tag.clone());
+                    tags.insert(tag.clone(), e.action == "push");
                 }
-                (None, Some(d)) => match Digest::parse(d) {
-                    Ok(d) => {
-                        digests.insert(d);
+                (None, Some(d)) => {
+                    if e.action == "delete" {
+                        // Tags pushed at a deleted manifest went with it.
+                        let pushed_here: Vec<String> = events
+                            .iter()
+                            .filter(|p| p.id < e.id && p.action == "push" && p.digest.as_deref() == Some(d.as_str()))
+                            .filter_map(|p| p.tag.clone())
+                            .collect();
+                        for tag in pushed_here {
+                            tags.insert(tag, false);
+                        }
                     }
-                    Err(why) => log::warn!("{repo}: ignoring event {}: {why}", e.event_id),
-                },
+                    digests.insert(d);
+                }
                 // The whole repository was deleted: compare everything.
-                (None, None) => return self.sync_tags(repo, report),
+                (None, None) if e.action == "delete" => return self.sync_tags(repo, report),
+                (None, None) => log::warn!("{repo}: ignoring event {}: names no tag or digest", e.event_id),
             }
         }
         let mut seen = Seen::default();
@@ -152,16 +166,33 @@ impl Replicator<'_> {
             self.check_quit()?;
             self.sync_digest(repo, digest, &mut seen, report)?;
         }
-        for tag in &tags {
+        for (tag, pushed) in &tags {
             self.check_quit()?;
-            self.sync_tag(repo, tag, &mut seen, report)?;
+            self.sync_tag(repo, tag, *pushed, &mut seen, report)?;
         }
         Ok(())
     }
 
     /// Makes one tag on the secondary what it is on the primary now.
-    fn sync_tag(&self, repo: &str, tag: &str, seen: &mut Seen, report: &mut Report) -> Result<()> {
-        let wanted = self.primary.manifest_digest(repo, tag)?;
+    /// `pushed`: the newest event says the tag was pushed. Distribution
+    /// sends a push notification before it writes the tag link, so a tag
+    /// just announced may not resolve yet; it gets a few seconds to appear
+    /// before its absence is believed.
+    fn sync_tag(&self, repo: &str, tag: &str, pushed: bool, seen: &mut Seen, report: &mut Report) -> Result<()> {
+        let mut wanted = self.primary.manifest_digest(repo, tag)?;
+        if pushed {
+            for wait_ms in [25, 50, 100, 200, 400, 800, 1000] {
+                if wanted.is_some() {
+                    break;
+                }
+                self.check_quit()?;
+                std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+                wanted = self.primary.manifest_digest(repo, tag)?;
+            }
+            if wanted.is_none() {
+                log::info!("{repo}:{tag} was pushed but is gone from the primary; treating it as deleted");
+            }
+        }
         let present = self.secondary.manifest_digest(repo, tag)?;
         match (wanted, present) {
             (Some(w), Some(p)) if w == p => {

@@ -105,11 +105,11 @@ impl Bell {
     }
 }
 
-/// Exponential backoff for the `count`-th consecutive failure: 30 s, 60 s,
-/// 120 s... capped at one hour, scaled by `jitter` (0.8 to 1.2) so that
+/// Exponential backoff for the `count`-th consecutive failure: 10 s, 20 s,
+/// 40 s... capped at one hour, scaled by `jitter` (0.8 to 1.2) so that
 /// repositories failing together do not retry in lockstep.
 pub fn retry_delay(count: u32, jitter: f64) -> Duration {
-    let base = 30u64.saturating_mul(1u64 << count.saturating_sub(1).min(16)).min(3600);
+    let base = 10u64.saturating_mul(1u64 << count.saturating_sub(1).min(16)).min(3600);
     Duration::from_secs((base as f64 * jitter).round() as u64)
 }
 
@@ -181,9 +181,9 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_caps() {
-        assert_eq!(retry_delay(1, 1.0).as_secs(), 30);
-        assert_eq!(retry_delay(2, 1.0).as_secs(), 60);
-        assert_eq!(retry_delay(5, 1.0).as_secs(), 480);
+        assert_eq!(retry_delay(1, 1.0).as_secs(), 10);
+        assert_eq!(retry_delay(2, 1.0).as_secs(), 20);
+        assert_eq!(retry_delay(5, 1.0).as_secs(), 160);
         assert_eq!(retry_delay(50, 1.0).as_secs(), 3600);
         assert_eq!(retry_delay(50, 1.2).as_secs(), 4320);
     }

@@ -262,3 +262,49 @@ fn primary_log_requires_a_token_signed_with_the_shared_key() {
     let good = signer.sign("georeg", "s", Duration::from_secs(60), &[]).text;
     assert_eq!(status(Some(format!("Bearer {good}"))), 200);
 }
+
+/// Requests georeg made to a registry, from its access log.
+fn georeg_requests(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"georeg/") && l.contains("HTTP/1.1\""))
+        .count()
+}
+
+#[test]
+fn one_push_into_a_large_repository_costs_a_handful_of_requests() {
+    let env = Env::with_mode("proportional", Mode::Direct);
+    env.start_daemons();
+    let image = oci_image(130, &[1000]);
+    for i in 0..300 {
+        env.p.push_image("many", &format!("t{i:04}"), &image);
+    }
+    // Let the 300 notifications arrive and be applied before measuring.
+    wait_until("300 events applied", DEADLINE, || {
+        env.state()
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM events) = 300 AND sync_state = 'synced'
+                        AND events_done_through = (SELECT MAX(id) FROM events)
+                 FROM repositories WHERE name = 'many'",
+                [],
+                |r| r.get::<_, bool>(0),
+            )
+            .unwrap_or(false)
+    });
+    env.assert_in_sync("many");
+    let (before_p, before_s) = (georeg_requests(&env.primary.log), georeg_requests(&env.secondary.log));
+    env.p.push_image("many", "new", &oci_image(131, &[1000]));
+    wait_until("the new tag on the secondary", DEADLINE, || env.s.digest("many", "new").is_some());
+    wait_until("the sync to be recorded", DEADLINE, || env.sync_state("many").0 == "synced");
+    let on_primary = georeg_requests(&env.primary.log) - before_p;
+    let on_secondary = georeg_requests(&env.secondary.log) - before_s;
+    eprintln!(
+        "one new tag in a 300-tag repository: {on_primary} requests to the primary, {on_secondary} to the secondary"
+    );
+    // HEAD tag + GET manifest + 2 blob GETs on the primary; HEAD tag, 2 blob
+    // HEADs, 2 x (POST + PUT) and the manifest PUT on the secondary.
+    assert!(on_primary <= 6, "{on_primary} requests to the primary");
+    assert!(on_secondary <= 10, "{on_secondary} requests to the secondary");
+    assert_eq!(env.s.tags("many").len(), 301);
+}

@@ -37,9 +37,31 @@ CREATE TABLE repositories (
     full_sync_requested INTEGER NOT NULL DEFAULT 1,
     -- The events table id up to which this repository's events are applied.
     events_done_through INTEGER NOT NULL DEFAULT 0,
+    -- 1: left out by replication.include/exclude (selective sync): neither
+    -- synced nor verified nor counted in progress.
+    excluded          INTEGER NOT NULL DEFAULT 0,
+    -- Verification compares a checksum of the repository on the primary and
+    -- on the secondary: SHA-256 over its tags sorted by name, one
+    -- "name digest\n" line each, read through each registry's API.
+    -- pending:   to verify (after each sync);
+    -- started:   being verified now;
+    -- succeeded: checksums matched at verified_at;
+    -- failed:    they differed, see verification_failure; a resync is queued;
+    -- disabled:  not verified (excluded by selective sync).
+    verification_state      TEXT NOT NULL DEFAULT 'pending'
+                            CHECK (verification_state IN ('pending', 'started', 'succeeded', 'failed', 'disabled')),
+    verification_started_at TEXT,
+    -- When the checksums last matched, and the checksum they matched at.
+    verified_at             TEXT,
+    verification_checksum   TEXT,
+    -- Both checksums and the first tag that differs, when they did not match.
+    verification_failure    TEXT,
+    -- Consecutive failed verifications (reset when one succeeds).
+    verification_retry_count INTEGER NOT NULL DEFAULT 0,
     created_at        TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
 );
 CREATE INDEX repositories_by_state ON repositories (sync_state, retry_at);
+CREATE INDEX repositories_by_verification ON repositories (verification_state, verified_at);
 
 -- The last-known digest of each tag on the secondary registry, as georeg
 -- left it after its last sync of the repository. The registries remain the

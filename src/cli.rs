@@ -11,11 +11,16 @@ georeg: keeps a secondary container registry in step with a primary one
 usage: georeg [--config FILE] COMMAND [ARGS]
 
 commands:
+  backfill                 one backfill pass now: scan the primary's catalog and
+                           sync every repository not synced yet, with progress
   demo [--once]            run a throwaway primary and secondary on loopback and
                            show an image replicating (needs docker-registry)
   serve                    run the daemon: notification endpoint, event log
                            (primary), replication workers (secondary)
   sync REPO...             copy the repositories from the primary registry now
+  verify [--blobs] [REPO...]
+                           compare checksums of the repositories (default: all)
+                           on both registries; --blobs also re-reads every blob
   token --scope SCOPE...   print a token for this node's registry, for debugging
                            (SCOPE like repository:group/app:pull or registry:catalog:*)
   version                  print the version
@@ -30,7 +35,9 @@ Logging goes to stderr; RUST_LOG=debug shows every registry request.
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
+    Backfill,
     Demo { once: bool },
+    Verify { blobs: bool, repositories: Vec<String> },
     Serve,
     Sync { repositories: Vec<String> },
     Token { scopes: Vec<Scope> },
@@ -64,6 +71,26 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
     let command = match words.next().as_deref() {
         None | Some("help") => Command::Help,
         Some("version") => Command::Version,
+        Some("backfill") => {
+            if let Some(extra) = words.next() {
+                return Err(Error::Usage(format!("backfill: unexpected argument {extra:?}")));
+            }
+            Command::Backfill
+        }
+        Some("verify") => {
+            let mut blobs = false;
+            let mut repositories = Vec::new();
+            for w in words.by_ref() {
+                match w.as_str() {
+                    "--blobs" => blobs = true,
+                    flag if flag.starts_with('-') => {
+                        return Err(Error::Usage(format!("verify: unknown option {flag}")))
+                    }
+                    _ => repositories.push(w),
+                }
+            }
+            Command::Verify { blobs, repositories }
+        }
         Some("demo") => {
             let once = match words.next().as_deref() {
                 None => false,
@@ -123,6 +150,11 @@ mod tests {
         let cli = p(&["token", "--scope", "repository:a:pull", "--scope=registry:catalog:*"]).unwrap();
         assert_eq!(cli.command, Command::Token { scopes: vec![Scope::repository("a", &["pull"]), Scope::catalog()] });
         assert_eq!(p(&[]).unwrap().command, Command::Help);
+        assert_eq!(
+            p(&["verify", "--blobs", "a"]).unwrap().command,
+            Command::Verify { blobs: true, repositories: vec!["a".into()] }
+        );
+        assert_eq!(p(&["backfill"]).unwrap().command, Command::Backfill);
         assert_eq!(p(&["--version"]).unwrap().command, Command::Version);
     }
 

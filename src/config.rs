@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::selective::{self, Selection};
 
 pub const DEFAULT_PATH: &str = "/etc/georeg/georeg.toml";
 
@@ -74,11 +75,38 @@ pub struct ReplicationConfig {
     pub primary_node_url: Option<String>,
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// How often the primary's catalog is scanned for repositories to backfill.
+    #[serde(default = "default_backfill_interval")]
+    pub backfill_interval_seconds: u64,
+    /// How long a successful verification stands before it is repeated.
+    #[serde(default = "default_reverification_interval")]
+    pub reverification_interval_seconds: u64,
+    /// Selective sync: glob patterns of repositories to replicate (all when empty).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Selective sync: glob patterns of repositories never to replicate.
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 impl Default for ReplicationConfig {
     fn default() -> Self {
-        ReplicationConfig { enabled: true, primary_api_url: None, primary_node_url: None, workers: default_workers() }
+        ReplicationConfig {
+            enabled: true,
+            primary_api_url: None,
+            primary_node_url: None,
+            workers: default_workers(),
+            backfill_interval_seconds: default_backfill_interval(),
+            reverification_interval_seconds: default_reverification_interval(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+impl ReplicationConfig {
+    pub fn selection(&self) -> Selection {
+        Selection::new(&self.include, &self.exclude)
     }
 }
 
@@ -99,6 +127,12 @@ fn default_ttl() -> u64 {
 }
 fn default_workers() -> usize {
     4
+}
+fn default_backfill_interval() -> u64 {
+    3600
+}
+fn default_reverification_interval() -> u64 {
+    7 * 24 * 3600
 }
 fn yes() -> bool {
     true
@@ -172,6 +206,19 @@ impl Config {
         }
         if let Some(url) = &self.replication.primary_api_url {
             self.replication.primary_api_url = Some(self.check_url("replication.primary_api_url", url)?);
+        }
+        if self.replication.backfill_interval_seconds < 5 {
+            return Err(self.bad("replication.backfill_interval_seconds", "must be at least 5"));
+        }
+        if self.replication.reverification_interval_seconds < 60 {
+            return Err(self.bad("replication.reverification_interval_seconds", "must be at least 60"));
+        }
+        for (key, patterns) in
+            [("replication.include", &self.replication.include), ("replication.exclude", &self.replication.exclude)]
+        {
+            for p in patterns {
+                selective::check_pattern(p).map_err(|why| self.bad(key, why))?;
+            }
         }
         if let Some(url) = &self.replication.primary_node_url {
             self.replication.primary_node_url = Some(self.check_url("replication.primary_node_url", url)?);

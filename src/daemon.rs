@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::config::Role;
 use crate::error::{Error, Result};
 use crate::node::Node;
-use crate::{follow, server, worker};
+use crate::{backfill, follow, server, worker};
 
 /// Fixed pool of HTTP threads. Each secondary's long poll holds one on a
 /// primary for up to a few seconds; notifications take milliseconds.
@@ -74,6 +74,13 @@ pub fn serve(node: Node) -> Result<()> {
                         .map_err(spawn_err)?,
                 );
             }
+            let node_ref = &node;
+            handles.push(
+                thread::Builder::new()
+                    .name("backfill".into())
+                    .spawn_scoped(s, move || backfill::run(node_ref))
+                    .map_err(spawn_err)?,
+            );
             if let Some(url) = &node.config.replication.primary_node_url {
                 let node = &node;
                 handles.push(

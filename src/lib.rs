@@ -2,7 +2,9 @@
 //! through the registry HTTP API only, as GitLab Geo's registry replication
 //! does. See README.md for the operator's manual.
 
+pub mod backfill;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod demo;
@@ -15,7 +17,9 @@ pub mod manifest;
 pub mod node;
 pub mod registry;
 pub mod replicate;
+pub mod selective;
 pub mod server;
 pub mod store;
 pub mod token;
+pub mod verify;
 pub mod worker;

@@ -8,6 +8,7 @@
 //! callers look at 404s; everything else becomes an [`Error::Registry`]
 //! carrying the registry's own code and message.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::ops::Deref;
 use std::time::Duration;
@@ -192,6 +193,23 @@ impl Client {
             tags.extend(page.tags.unwrap_or_default());
         }
         Ok(Some(tags))
+    }
+
+    /// Tag -> digest for the repository (empty when the registry does not
+    /// know the repository). One HEAD per tag; a tag deleted between the
+    /// listing and its HEAD is simply absent.
+    pub fn tag_digests(&self, repo: &str) -> Result<BTreeMap<String, Digest>> {
+        let mut map = BTreeMap::new();
+        for tag in self.tags(repo)?.unwrap_or_default() {
+            if !valid_tag(&tag) {
+                log::warn!("{repo}: skipping tag {tag:?} from {}: not a valid tag name", self.base);
+                continue;
+            }
+            if let Some(d) = self.manifest_digest(repo, &tag)? {
+                map.insert(tag, d);
+            }
+        }
+        Ok(map)
     }
 
     /// The digest a tag (or digest) resolves to, by HEAD, or `None` when absent.

@@ -231,8 +231,8 @@ impl Replicator<'_> {
     }
 
     fn sync_tags(&self, repo: &str, report: &mut Report) -> Result<()> {
-        let wanted = self.tag_digests(self.primary, repo)?;
-        let present = self.tag_digests(self.secondary, repo)?;
+        let wanted = self.primary.tag_digests(repo)?;
+        let present = self.secondary.tag_digests(repo)?;
         let mut seen = Seen { manifests: present.values().cloned().collect(), ..Seen::default() };
         let mut failures: Vec<Error> = Vec::new();
         for (tag, digest) in &wanted {
@@ -270,23 +270,6 @@ impl Replicator<'_> {
                 })
             }
         }
-    }
-
-    /// Tag -> digest for the repository on one registry (empty when the
-    /// registry does not know the repository).
-    fn tag_digests(&self, client: &Client, repo: &str) -> Result<BTreeMap<String, Digest>> {
-        let mut map = BTreeMap::new();
-        for tag in client.tags(repo)?.unwrap_or_default() {
-            if !registry::valid_tag(&tag) {
-                log::warn!("{repo}: skipping tag {tag:?} from {}: not a valid tag name", client.url());
-                continue;
-            }
-            // A tag deleted between the listing and the HEAD is simply absent.
-            if let Some(d) = client.manifest_digest(repo, &tag)? {
-                map.insert(tag, d);
-            }
-        }
-        Ok(map)
     }
 
     fn copy_tag(&self, repo: &str, tag: &str, digest: &Digest, seen: &mut Seen, report: &mut Report) -> Result<()> {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 use crate::node::Node;
 use crate::replicate::Replicator;
+use crate::verify;
 
 /// How long an idle worker sleeps before looking for due retries again.
 const IDLE: Duration = Duration::from_secs(5);
@@ -39,11 +40,35 @@ pub fn run(node: &Node, replicator: &Replicator) {
                     }
                 }
             }
-            Ok(None) => node.store.work.wait(rung, IDLE),
+            Ok(None) => {
+                if !verify_next(node, replicator) {
+                    node.store.work.wait(rung, IDLE);
+                }
+            }
             Err(e) => {
                 log::error!("cannot claim work from the state file: {e}");
                 node.store.work.wait(rung, IDLE);
             }
         }
     }
+}
+
+/// Verifies the most overdue repository, if any; false when none is due.
+fn verify_next(node: &Node, replicator: &Replicator) -> bool {
+    let interval = node.config.replication.reverification_interval_seconds;
+    let v = match node.store.claim_next_verification(interval) {
+        Ok(Some(v)) => v,
+        Ok(None) => return false,
+        Err(e) => {
+            log::error!("cannot claim a verification from the state file: {e}");
+            return false;
+        }
+    };
+    match verify::run(&node.store, replicator.primary, replicator.secondary, &v, false, &node.quit) {
+        Ok(outcome @ verify::Outcome::Match { .. }) => log::info!("{}: {}", v.name, outcome.describe()),
+        Ok(outcome) => log::warn!("{}: verification failed, resync queued: {}", v.name, outcome.describe()),
+        Err(Error::Interrupted) => {}
+        Err(e) => log::warn!("{}: could not verify: {e}", v.name),
+    }
+    true
 }

@@ -11,6 +11,7 @@
 
 mod events;
 mod repos;
+mod verification;
 
 use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -22,6 +23,7 @@ use crate::error::{Error, Result};
 
 pub use events::{Cursor, Event, NewEvent};
 pub use repos::{Job, Repository};
+pub use verification::Verification;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 

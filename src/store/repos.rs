@@ -107,7 +107,8 @@ impl Store {
         let candidate: Option<i64> = tx
             .prepare_cached(&format!(
                 "SELECT id FROM repositories
-                 WHERE sync_state = 'pending' OR (sync_state = 'failed' AND retry_at <= {NOW})
+                 WHERE (sync_state = 'pending' OR (sync_state = 'failed' AND retry_at <= {NOW}))
+                   AND excluded = 0 AND verification_state <> 'started'
                  ORDER BY CASE WHEN sync_state = 'pending' AND full_sync_requested = 0 THEN 0
                                WHEN last_synced_at IS NULL THEN 1
                                WHEN sync_state = 'pending' THEN 2
@@ -155,6 +156,7 @@ impl Store {
                 "UPDATE repositories SET
                    events_done_through = MAX(events_done_through, ?2),
                    retry_count = 0, retry_at = NULL, last_sync_failure = NULL, last_synced_at = {NOW},
+                   verification_state = CASE WHEN excluded = 1 THEN 'disabled' ELSE 'pending' END,
                    sync_state = CASE WHEN full_sync_requested = 1
                                        OR EXISTS (SELECT 1 FROM events e WHERE e.repository = repositories.name AND e.id > ?2)
                                      THEN 'pending' ELSE 'synced' END
@@ -195,6 +197,74 @@ impl Store {
             )?
             .execute(params![job.id, job.full])?;
         Ok(())
+    }
+
+    /// Records repositories found in the primary's catalog; returns how
+    /// many were new (queued for their first, full sync).
+    pub fn add_repositories(&self, names: &[String]) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut added = 0;
+        for name in names {
+            added += tx
+                .prepare_cached("INSERT INTO repositories (name) VALUES (?1) ON CONFLICT (name) DO NOTHING")?
+                .execute([name])?;
+        }
+        tx.commit()?;
+        drop(conn);
+        if added > 0 {
+            self.work.ring();
+        }
+        Ok(added)
+    }
+
+    /// Repositories selective sync includes that are not synced (pending,
+    /// failed whatever their retry time, or never synced), oldest first.
+    pub fn unsynced_repositories(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name FROM repositories WHERE excluded = 0 AND sync_state IN ('pending', 'failed')
+             ORDER BY last_synced_at IS NOT NULL, id",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every repository name in the state file.
+    pub fn repository_names(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT name FROM repositories ORDER BY name")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Marks repositories in or out of selective sync. A repository coming
+    /// back in is queued for a full sync.
+    pub fn apply_selection(&self, includes: impl Fn(&str) -> bool) -> Result<usize> {
+        let names = self.repository_names()?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut excluded = 0;
+        for name in &names {
+            let out = !includes(name);
+            excluded += usize::from(out);
+            if out {
+                tx.prepare_cached(
+                    "UPDATE repositories SET excluded = 1, verification_state = 'disabled'
+                     WHERE name = ?1 AND excluded = 0",
+                )?
+                .execute([name])?;
+            } else {
+                tx.prepare_cached(
+                    "UPDATE repositories SET excluded = 0, full_sync_requested = 1, verification_state = 'pending',
+                       sync_state = CASE sync_state WHEN 'started' THEN 'started' ELSE 'pending' END
+                     WHERE name = ?1 AND excluded = 1",
+                )?
+                .execute([name])?;
+            }
+        }
+        tx.commit()?;
+        Ok(excluded)
     }
 
     /// The last-known digest of each tag of the repository on the secondary.

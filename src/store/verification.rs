@@ -1,0 +1,142 @@
+//! The verification queue: which synced repositories to compare with the
+//! primary next, and what the comparison found.
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use super::{Store, NOW};
+use crate::error::Result;
+
+/// A repository claimed for verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub id: i64,
+    pub name: String,
+}
+
+impl Store {
+    /// Claims the repository whose verification is most overdue: pending
+    /// ones first, then those verified longest ago, once
+    /// `reverify_after_seconds` have passed. Only synced repositories that
+    /// no worker is syncing are verified, so a check never races a copy.
+    pub fn claim_next_verification(&self, reverify_after_seconds: u64) -> Result<Option<Verification>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: Option<(i64, String)> = tx
+            .prepare_cached(&format!(
+                "SELECT id, name FROM repositories
+                 WHERE sync_state = 'synced' AND excluded = 0
+                   AND (verification_state = 'pending'
+                        OR (verification_state = 'succeeded'
+                            AND verified_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1))
+                        -- could not run (a registry was down): try again later
+                        OR (verification_state = 'failed'
+                            AND verification_started_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-300 seconds')))
+                 ORDER BY verification_state <> 'pending', verified_at, id
+                 LIMIT 1"
+            ))?
+            .query_row([format!("-{reverify_after_seconds} seconds")], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((id, name)) = found else { return Ok(None) };
+        tx.prepare_cached(&format!(
+            "UPDATE repositories SET verification_state = 'started', verification_started_at = {NOW} WHERE id = ?1"
+        ))?
+        .execute([id])?;
+        tx.commit()?;
+        Ok(Some(Verification { id, name }))
+    }
+
+    /// Claims one repository for verification in the foreground (`georeg verify`).
+    pub fn claim_verification(&self, name: &str) -> Result<Verification> {
+        let id = self.ensure_repository(name)?;
+        self.conn()
+            .prepare_cached(&format!(
+                "UPDATE repositories SET verification_state = 'started', verification_started_at = {NOW} WHERE id = ?1"
+            ))?
+            .execute([id])?;
+        Ok(Verification { id, name: name.to_string() })
+    }
+
+    pub fn verification_succeeded(&self, v: &Verification, checksum: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached(&format!(
+                "UPDATE repositories SET verification_state = 'succeeded', verified_at = {NOW},
+                 verification_checksum = ?2, verification_failure = NULL, verification_retry_count = 0
+                 WHERE id = ?1"
+            ))?
+            .execute(params![v.id, checksum])?;
+        Ok(())
+    }
+
+    /// Records a mismatch (or an error while verifying) and queues a full
+    /// sync, whose success queues the next verification.
+    pub fn verification_failed(&self, v: &Verification, failure: &str, resync: bool) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE repositories SET verification_state = 'failed', verification_failure = ?2,
+                 verification_retry_count = verification_retry_count + 1,
+                 full_sync_requested = MAX(full_sync_requested, ?3),
+                 sync_state = CASE WHEN ?3 AND sync_state IN ('synced', 'failed') THEN 'pending' ELSE sync_state END
+                 WHERE id = ?1",
+            )?
+            .execute(params![v.id, failure, resync])?;
+        if resync {
+            self.work.ring();
+        }
+        Ok(())
+    }
+
+    /// Hands a verification back untouched (shutdown).
+    pub fn release_verification(&self, v: &Verification) -> Result<()> {
+        self.conn()
+            .prepare_cached("UPDATE repositories SET verification_state = 'pending' WHERE id = ?1")?
+            .execute([v.id])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_synced_repositories_are_verified_and_failures_resync() {
+        let store = Store::open_in_memory().unwrap();
+        store.add_repositories(&["a".into(), "b".into()]).unwrap();
+        assert!(store.claim_next_verification(3600).unwrap().is_none(), "nothing synced yet");
+        let job = store.claim_next().unwrap().unwrap();
+        store.finish_job(&job).unwrap();
+        let v = store.claim_next_verification(3600).unwrap().unwrap();
+        assert_eq!(v.name, job.name);
+        // A sync claim skips a repository under verification.
+        store.request_full_sync(&job.name).unwrap();
+        let other = store.claim_next().unwrap().unwrap();
+        assert_ne!(other.name, job.name);
+        store.verification_failed(&v, "checksum mismatch", true).unwrap();
+        let r = store.repository(&job.name).unwrap().unwrap();
+        assert_eq!((r.sync_state.as_str(), r.full_sync_requested), ("pending", true));
+    }
+
+    #[test]
+    fn success_is_reverified_after_the_interval() {
+        let store = Store::open_in_memory().unwrap();
+        store.add_repositories(&["a".into()]).unwrap();
+        let job = store.claim_next().unwrap().unwrap();
+        store.finish_job(&job).unwrap();
+        let v = store.claim_next_verification(3600).unwrap().unwrap();
+        store.verification_succeeded(&v, "sha256:x").unwrap();
+        assert!(store.claim_next_verification(3600).unwrap().is_none());
+        // With a zero interval it is due again at once.
+        assert!(store.claim_next_verification(0).unwrap().is_some());
+    }
+
+    #[test]
+    fn selection_excludes_and_readmits() {
+        let store = Store::open_in_memory().unwrap();
+        store.add_repositories(&["team/a".into(), "other/b".into()]).unwrap();
+        assert_eq!(store.apply_selection(|n| n.starts_with("team/")).unwrap(), 1);
+        assert_eq!(store.claim_next().unwrap().unwrap().name, "team/a");
+        assert!(store.claim_next().unwrap().is_none(), "other/b is excluded");
+        assert_eq!(store.apply_selection(|_| true).unwrap(), 0);
+        assert_eq!(store.claim_next().unwrap().unwrap().name, "other/b");
+    }
+}

@@ -1,0 +1,188 @@
+//! Verification: proves that a secondary repository matches the primary.
+//!
+//! The checksum of a repository is SHA-256 over its tags sorted by name,
+//! one "name digest\n" line each (as Geo computes it). It is computed
+//! independently on each registry, through its API, never from georeg's
+//! own records, so a tag changed behind georeg's back is caught. With
+//! `--blobs`, every blob the secondary's manifests reference is also read
+//! back and its digest checked.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::digest::{Digest, VerifyingReader};
+use crate::error::{Error, Result};
+use crate::manifest;
+use crate::registry::Client;
+use crate::store::{Store, Verification};
+
+/// What a verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Match { checksum: String },
+    Mismatch { primary: String, secondary: String, first_difference: String },
+}
+
+impl Outcome {
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Match { checksum } => format!("verified, checksum {checksum}"),
+            Outcome::Mismatch { primary, secondary, first_difference } => {
+                format!(
+                    "checksum mismatch: primary {primary}, secondary {secondary}; first difference: {first_difference}"
+                )
+            }
+        }
+    }
+}
+
+pub fn checksum(tags: &BTreeMap<String, Digest>) -> String {
+    let mut text = String::new();
+    for (tag, digest) in tags {
+        text.push_str(tag);
+        text.push(' ');
+        text.push_str(digest.as_str());
+        text.push('\n');
+    }
+    Digest::sha256_of(text.as_bytes()).to_string()
+}
+
+/// The first tag, in name order, whose digest differs between the two.
+pub fn first_difference(primary: &BTreeMap<String, Digest>, secondary: &BTreeMap<String, Digest>) -> Option<String> {
+    let names: BTreeSet<&String> = primary.keys().chain(secondary.keys()).collect();
+    names.into_iter().find(|n| primary.get(*n) != secondary.get(*n)).map(|n| {
+        let show = |d: Option<&Digest>| d.map(|d| d.to_string()).unwrap_or_else(|| "missing".into());
+        format!("tag {n}: primary {}, secondary {}", show(primary.get(n)), show(secondary.get(n)))
+    })
+}
+
+/// Compares the repository's checksum on both registries.
+pub fn compare(primary: &Client, secondary: &Client, repo: &str) -> Result<Outcome> {
+    let p = primary.tag_digests(repo)?;
+    let s = secondary.tag_digests(repo)?;
+    let (pc, sc) = (checksum(&p), checksum(&s));
+    Ok(match first_difference(&p, &s) {
+        None => Outcome::Match { checksum: pc },
+        Some(first_difference) => Outcome::Mismatch { primary: pc, secondary: sc, first_difference },
+    })
+}
+
+/// Reads back every blob the secondary's tags reference and checks its
+/// digest. Returns (blobs, bytes) checked.
+pub fn check_blobs(secondary: &Client, repo: &str, quit: &AtomicBool) -> Result<(u64, u64)> {
+    let mut manifests: Vec<String> = secondary.tags(repo)?.unwrap_or_default();
+    let mut seen_manifests = BTreeSet::new();
+    let mut seen_blobs = BTreeSet::new();
+    let (mut blobs, mut bytes) = (0, 0);
+    while let Some(reference) = manifests.pop() {
+        if !seen_manifests.insert(reference.clone()) {
+            continue;
+        }
+        let Some(m) = secondary.manifest(repo, &reference)? else { continue };
+        let refs = manifest::references(&m.bytes).map_err(|message| Error::Manifest {
+            repository: repo.into(),
+            reference: reference.clone(),
+            message,
+        })?;
+        manifests.extend(refs.manifests.iter().map(|d| d.to_string()));
+        for blob in refs.blobs {
+            if quit.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            if !seen_blobs.insert(blob.digest.clone()) {
+                continue;
+            }
+            let body = secondary.blob(repo, &blob.digest)?;
+            let mut reader = VerifyingReader::new(body, blob.digest.clone(), blob.size);
+            if std::io::copy(&mut reader, &mut std::io::sink()).is_err() || reader.failure.is_some() {
+                let why = reader.failure.unwrap_or_else(|| "could not be read".into());
+                return Err(Error::Manifest {
+                    repository: repo.into(),
+                    reference: blob.digest.to_string(),
+                    message: format!(
+                        "blob on the secondary {} {why}; delete it from the secondary's storage and resync",
+                        secondary.url()
+                    ),
+                });
+            }
+            blobs += 1;
+            bytes += reader.bytes_read();
+        }
+    }
+    Ok((blobs, bytes))
+}
+
+/// Verifies a claimed repository and records the outcome: a mismatch
+/// queues a full sync; an error (a registry down) is retried later.
+pub fn run(
+    store: &Store,
+    primary: &Client,
+    secondary: &Client,
+    v: &Verification,
+    blobs: bool,
+    quit: &AtomicBool,
+) -> Result<Outcome> {
+    let result = compare(primary, secondary, &v.name).and_then(|outcome| {
+        if blobs && matches!(outcome, Outcome::Match { .. }) {
+            let (n, size) = check_blobs(secondary, &v.name, quit)?;
+            log::info!(
+                "{}: {n} blobs ({}) read back from the secondary and their digests checked",
+                v.name,
+                crate::replicate::human_bytes(size)
+            );
+        }
+        Ok(outcome)
+    });
+    match result {
+        Ok(outcome @ Outcome::Match { .. }) => {
+            if let Outcome::Match { checksum } = &outcome {
+                store.verification_succeeded(v, checksum)?;
+            }
+            Ok(outcome)
+        }
+        Ok(outcome) => {
+            store.verification_failed(v, &outcome.describe(), true)?;
+            Ok(outcome)
+        }
+        Err(Error::Interrupted) => {
+            store.release_verification(v)?;
+            Err(Error::Interrupted)
+        }
+        Err(e) => {
+            store.verification_failed(v, &format!("could not verify: {e}"), matches!(e, Error::Manifest { .. }))?;
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
+    }
+
+    #[test]
+    fn checksum_is_over_sorted_name_digest_lines() {
+        let tags: BTreeMap<String, Digest> = [("v2".to_string(), d('b')), ("v1".to_string(), d('a'))].into();
+        let text = format!("v1 {}\nv2 {}\n", d('a'), d('b'));
+        assert_eq!(checksum(&tags), Digest::sha256_of(text.as_bytes()).to_string());
+        assert_eq!(checksum(&BTreeMap::new()), Digest::sha256_of(b"").to_string());
+    }
+
+    #[test]
+    fn first_difference_names_the_tag() {
+        let p: BTreeMap<String, Digest> =
+            [("a".to_string(), d('1')), ("b".to_string(), d('2')), ("c".to_string(), d('3'))].into();
+        let mut s = p.clone();
+        assert_eq!(first_difference(&p, &s), None);
+        s.insert("c".into(), d('9'));
+        s.remove("b");
+        let diff = first_difference(&p, &s).unwrap();
+        assert!(diff.starts_with("tag b: primary sha256:2222") && diff.ends_with("secondary missing"), "{diff}");
+        s.insert("b".into(), d('2'));
+        s.insert("0extra".into(), d('5'));
+        assert!(first_difference(&p, &s).unwrap().starts_with("tag 0extra: primary missing"));
+    }
+}

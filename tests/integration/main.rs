@@ -4,6 +4,7 @@
 
 mod support;
 
+mod backfill;
 mod demo;
 mod events;
 mod sync;

@@ -120,3 +120,15 @@ CREATE TABLE cursor (
     last_error            TEXT
 );
 INSERT INTO cursor (id) VALUES (1);
+
+-- On a primary: the last status each secondary reported (every 60 s).
+CREATE TABLE nodes (
+    -- The secondary's node_name.
+    name           TEXT PRIMARY KEY,
+    reported_at    TEXT NOT NULL,
+    -- 1 when the secondary reported no problem; else health_message says what.
+    healthy        INTEGER NOT NULL,
+    health_message TEXT,
+    -- The report itself: JSON of the shape of GET /api/v1/status.
+    status         TEXT NOT NULL
+);

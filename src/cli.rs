@@ -17,6 +17,8 @@ commands:
                            show an image replicating (needs docker-registry)
   serve                    run the daemon: notification endpoint, event log
                            (primary), replication workers (secondary)
+  status [--json]          this node's replication status, read from the state file
+                           (works while the daemon is stopped)
   sync REPO...             copy the repositories from the primary registry now
   verify [--blobs] [REPO...]
                            compare checksums of the repositories (default: all)
@@ -39,6 +41,7 @@ pub enum Command {
     Demo { once: bool },
     Verify { blobs: bool, repositories: Vec<String> },
     Serve,
+    Status { json: bool },
     Sync { repositories: Vec<String> },
     Token { scopes: Vec<Scope> },
     Version,
@@ -71,6 +74,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
     let command = match words.next().as_deref() {
         None | Some("help") => Command::Help,
         Some("version") => Command::Version,
+        Some("status") => {
+            let json = match words.next().as_deref() {
+                None => false,
+                Some("--json") => true,
+                Some(other) => return Err(Error::Usage(format!("status: unexpected argument {other:?}"))),
+            };
+            Command::Status { json }
+        }
         Some("backfill") => {
             if let Some(extra) = words.next() {
                 return Err(Error::Usage(format!("backfill: unexpected argument {extra:?}")));

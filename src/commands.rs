@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::token::Scope;
-use crate::{backfill, registry, verify};
+use crate::config::Config;
+use crate::store::Store;
+use crate::{backfill, registry, status, verify};
 
 fn reason(e: &Error) -> String {
     match e {
@@ -112,6 +114,20 @@ pub fn verify(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitC
     if failed > 0 {
         eprintln!("georeg: {failed} of {} repositories failed verification", names.len());
         return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `georeg status [--json]`: straight from the state file, so it works
+/// while the daemon is stopped (and without reading the key).
+pub fn status(config: &Config, json: bool) -> Result<ExitCode> {
+    let store = Store::open(&config.state_file)?;
+    let status = status::collect(config, &store, None, None)?;
+    if json {
+        let text = serde_json::to_string_pretty(&status).map_err(|e| Error::Store { message: e.to_string() })?;
+        println!("{text}");
+    } else {
+        print!("{}", status::text(&status));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -35,6 +35,17 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     #[serde(default)]
     pub replication: ReplicationConfig,
+    /// File holding the admin credential for the dashboard, status API,
+    /// metrics and admin actions (a bearer token, or the password of HTTP
+    /// Basic auth with any user name).
+    pub admin_token_file: Option<PathBuf>,
+    /// Serve the dashboard, status and metrics without a credential even on
+    /// a non-loopback `listen` address. Off unless set explicitly.
+    #[serde(default)]
+    pub admin_open: bool,
+    /// The admin credential, read from `admin_token_file`.
+    #[serde(skip)]
+    pub admin_token: Option<String>,
     /// Where this configuration was read from, for messages.
     #[serde(skip)]
     pub path: PathBuf,
@@ -81,6 +92,10 @@ pub struct ReplicationConfig {
     /// How long a successful verification stands before it is repeated.
     #[serde(default = "default_reverification_interval")]
     pub reverification_interval_seconds: u64,
+    /// How often a secondary checks its health and reports its status to
+    /// the primary georeg.
+    #[serde(default = "default_report_interval")]
+    pub report_interval_seconds: u64,
     /// Selective sync: glob patterns of repositories to replicate (all when empty).
     #[serde(default)]
     pub include: Vec<String>,
@@ -98,6 +113,7 @@ impl Default for ReplicationConfig {
             workers: default_workers(),
             backfill_interval_seconds: default_backfill_interval(),
             reverification_interval_seconds: default_reverification_interval(),
+            report_interval_seconds: default_report_interval(),
             include: Vec::new(),
             exclude: Vec::new(),
         }
@@ -134,6 +150,9 @@ fn default_backfill_interval() -> u64 {
 fn default_reverification_interval() -> u64 {
     7 * 24 * 3600
 }
+fn default_report_interval() -> u64 {
+    60
+}
 fn yes() -> bool {
     true
 }
@@ -167,6 +186,7 @@ impl Config {
         config.registry.key_file = base.join(&config.registry.key_file);
         config.registry.certificate_file = config.registry.certificate_file.map(|p| base.join(p));
         config.notifications.secret_file = config.notifications.secret_file.map(|p| base.join(p));
+        config.admin_token_file = config.admin_token_file.map(|p| base.join(p));
         config.validate()?;
         Ok(config)
     }
@@ -201,6 +221,18 @@ impl Config {
             }
         }
         self.validate_secret()?;
+        if let Some(file) = &self.admin_token_file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| self.bad("admin_token_file", format!("cannot read {}: {e}", file.display())))?;
+            let token = text.trim().to_string();
+            if token.len() < 16 || token.contains(char::is_whitespace) {
+                return Err(self.bad(
+                    "admin_token_file",
+                    "the admin token must be at least 16 characters without spaces (e.g. openssl rand -hex 24)",
+                ));
+            }
+            self.admin_token = Some(token);
+        }
         if !(1..=64).contains(&self.replication.workers) {
             return Err(self.bad("replication.workers", "must be between 1 and 64"));
         }
@@ -209,6 +241,9 @@ impl Config {
         }
         if self.replication.backfill_interval_seconds < 5 {
             return Err(self.bad("replication.backfill_interval_seconds", "must be at least 5"));
+        }
+        if self.replication.report_interval_seconds == 0 {
+            return Err(self.bad("replication.report_interval_seconds", "must be at least 1"));
         }
         if self.replication.reverification_interval_seconds < 60 {
             return Err(self.bad("replication.reverification_interval_seconds", "must be at least 60"));
@@ -273,6 +308,22 @@ impl Config {
             Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(trimmed.to_string()),
             _ => Err(self.bad(key, format!("{url:?} is not an http:// or https:// URL"))),
         }
+    }
+
+    /// Refuses to serve the admin pages to the network without a credential,
+    /// unless the configuration says explicitly that they are open.
+    pub fn check_admin_exposure(&self) -> Result<()> {
+        let loopback = self.listen.parse::<std::net::SocketAddr>().map(|a| a.ip().is_loopback()).unwrap_or(false);
+        if !loopback && self.admin_token.is_none() && !self.admin_open {
+            return Err(self.bad(
+                "admin_token_file",
+                format!(
+                    "listen = {:?} is reachable from the network: set admin_token_file, or admin_open = true to serve the dashboard without a credential",
+                    self.listen
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The primary registry's URL; only meaningful on a secondary.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::config::Role;
 use crate::error::{Error, Result};
 use crate::node::Node;
-use crate::{backfill, follow, server, worker};
+use crate::{backfill, follow, report, server, worker};
 
 /// Fixed pool of HTTP threads. Each secondary's long poll holds one on a
 /// primary for up to a few seconds; notifications take milliseconds.
@@ -26,6 +26,7 @@ pub fn serve(node: Node) -> Result<()> {
         signal_hook::flag::register(signal, node.quit.clone())
             .map_err(|e| Error::Io { path: "signal handler".into(), source: e })?;
     }
+    node.config.check_admin_exposure()?;
     let recovered = node.store.recover_started()?;
     if recovered > 0 {
         log::info!("{recovered} repositories were mid-sync when georeg last stopped; queued again");
@@ -62,6 +63,12 @@ pub fn serve(node: Node) -> Result<()> {
                     .name(format!("http-{i}"))
                     .spawn_scoped(s, move || server::serve_thread(node, server))
                     .map_err(spawn_err)?,
+            );
+        }
+        {
+            let node = &node;
+            handles.push(
+                thread::Builder::new().name("report".into()).spawn_scoped(s, move || report::run(node)).map_err(spawn_err)?,
             );
         }
         if let Some(replicator) = &replicator {

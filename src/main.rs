@@ -31,6 +31,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Demo { once } => demo::run(once).map(|()| ExitCode::SUCCESS),
         Command::Serve => daemon::serve(open(config)?).map(|()| ExitCode::SUCCESS),
+        Command::Status { json } => commands::status(&Config::load(&Config::resolve_path(config))?, json),
         Command::Sync { repositories } => commands::sync(&open(config)?, &repositories),
         Command::Backfill => commands::backfill(&open(config)?),
         Command::Verify { blobs, repositories } => commands::verify(&open(config)?, blobs, &repositories),

@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::error::Result;
 use crate::registry::{self, Client, Target};
-use crate::replicate::{Replicator, Stats};
+use crate::replicate::Replicator;
+use crate::stats::Stats;
 use crate::store::Store;
 use crate::token::{Signer, TokenCache};
 
@@ -29,6 +30,11 @@ pub struct Node {
     pub local: Target,
     /// The primary registry, read-only; `None` on the primary itself.
     pub primary: Option<Client>,
+    /// Random per process: keys the dashboard's form tokens when no admin
+    /// credential is configured.
+    pub process_secret: String,
+    /// The last health check's problem (daemon only), shown on dashboards.
+    pub health_problem: std::sync::Mutex<Option<String>>,
 }
 
 impl Node {
@@ -54,6 +60,8 @@ impl Node {
             agent,
             local,
             primary,
+            process_secret: crate::token::random_hex(16),
+            health_problem: std::sync::Mutex::new(None),
         })
     }
 

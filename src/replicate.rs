@@ -12,11 +12,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::digest::{Digest, VerifyingReader};
 use crate::error::{Error, Result};
 use crate::manifest::{self, BlobRef, Manifest};
 use crate::registry::{self, Client, Mount, Target};
+use crate::stats::Stats;
 use crate::store::{Event, Job, Store};
 
 /// Index nesting deeper than this is refused rather than followed.
@@ -24,17 +26,6 @@ const MAX_DEPTH: usize = 4;
 
 /// `{}`, the OCI empty descriptor's content; config of tag tombstones.
 const EMPTY_JSON: &[u8] = b"{}";
-
-/// Counters shared by every sync of the process (metrics and progress).
-#[derive(Default)]
-pub struct Stats {
-    pub bytes_copied: AtomicU64,
-    pub blobs_copied: AtomicU64,
-    pub blobs_mounted: AtomicU64,
-    pub events_received: AtomicU64,
-    pub syncs_succeeded: AtomicU64,
-    pub syncs_failed: AtomicU64,
-}
 
 /// What one sync of one repository did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -80,6 +71,8 @@ pub struct Replicator<'a> {
 struct Seen {
     manifests: HashSet<Digest>,
     blobs: HashSet<Digest>,
+    /// Bytes copied by this sync so far (shown on the dashboard).
+    progress: Arc<AtomicU64>,
 }
 
 impl Replicator<'_> {
@@ -98,14 +91,19 @@ impl Replicator<'_> {
     /// or handed back untouched when interrupted by shutdown.
     pub fn run(&self, job: &Job) -> Result<Report> {
         let mut report = Report::default();
-        let result = if job.full {
-            self.sync_tags(&job.name, &mut report)
-        } else {
-            self.store.events_for(job).and_then(|events| self.apply_events(&job.name, &events, &mut report))
-        };
+        let progress = self.stats.begin(&job.name);
+        let result = self.store.events_for(job).and_then(|events| {
+            match job.full {
+                true => self.sync_tags(&job.name, &progress, &mut report)?,
+                false => self.apply_events(&job.name, &events, &progress, &mut report)?,
+            }
+            Ok(events.len() as u64)
+        });
+        self.stats.end(&job.name, result.is_ok());
         match result {
-            Ok(()) => {
+            Ok(applied) => {
                 self.store.finish_job(job)?;
+                self.stats.events_processed.fetch_add(applied, Ordering::Relaxed);
                 Ok(report)
             }
             Err(Error::Interrupted) => {
@@ -128,7 +126,7 @@ impl Replicator<'_> {
     /// thousands of tags costs a handful of requests. The registry delivers
     /// events out of order and more than once; looking at the primary's
     /// state now, not at what the event claims, makes that harmless.
-    fn apply_events(&self, repo: &str, events: &[Event], report: &mut Report) -> Result<()> {
+    fn apply_events(&self, repo: &str, events: &[Event], progress: &Arc<AtomicU64>, report: &mut Report) -> Result<()> {
         // For each tag: whether the newest event says it should exist.
         let mut tags: BTreeMap<String, bool> = BTreeMap::new();
         let mut digests = BTreeSet::new();
@@ -156,11 +154,11 @@ impl Replicator<'_> {
                     digests.insert(d);
                 }
                 // The whole repository was deleted: compare everything.
-                (None, None) if e.action == "delete" => return self.sync_tags(repo, report),
+                (None, None) if e.action == "delete" => return self.sync_tags(repo, progress, report),
                 (None, None) => log::warn!("{repo}: ignoring event {}: names no tag or digest", e.event_id),
             }
         }
-        let mut seen = Seen::default();
+        let mut seen = Seen { progress: progress.clone(), ..Seen::default() };
         // Pushes by digest first: an index's children arrive that way.
         for digest in &digests {
             self.check_quit()?;
@@ -230,10 +228,10 @@ impl Replicator<'_> {
         Ok(())
     }
 
-    fn sync_tags(&self, repo: &str, report: &mut Report) -> Result<()> {
+    fn sync_tags(&self, repo: &str, progress: &Arc<AtomicU64>, report: &mut Report) -> Result<()> {
         let wanted = self.primary.tag_digests(repo)?;
         let present = self.secondary.tag_digests(repo)?;
-        let mut seen = Seen { manifests: present.values().cloned().collect(), ..Seen::default() };
+        let mut seen = Seen { manifests: present.values().cloned().collect(), progress: progress.clone(), ..Seen::default() };
         let mut failures: Vec<Error> = Vec::new();
         for (tag, digest) in &wanted {
             self.check_quit()?;
@@ -365,7 +363,7 @@ impl Replicator<'_> {
                     self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
                 }
                 Some(location) => {
-                    self.copy_blob(repo, blob, &location)?;
+                    self.copy_blob(repo, blob, &location, &seen.progress)?;
                     report.blobs_copied += 1;
                     report.bytes_copied += blob.size;
                     self.stats.blobs_copied.fetch_add(1, Ordering::Relaxed);
@@ -378,7 +376,7 @@ impl Replicator<'_> {
     }
 
     /// Streams one blob from the primary into the open upload at `location`.
-    fn copy_blob(&self, repo: &str, blob: &BlobRef, location: &str) -> Result<()> {
+    fn copy_blob(&self, repo: &str, blob: &BlobRef, location: &str, progress: &AtomicU64) -> Result<()> {
         let body = match self.primary.blob(repo, &blob.digest) {
             Ok(body) => body,
             Err(e) => {
@@ -386,7 +384,7 @@ impl Replicator<'_> {
                 return Err(e);
             }
         };
-        let counted = Counted { inner: body, stats: self.stats, quit: self.quit };
+        let counted = Counted { inner: body, stats: self.stats, progress, quit: self.quit };
         let mut reader = VerifyingReader::new(counted, blob.digest.clone(), blob.size);
         let result = self.secondary.finish_upload(repo, location, &blob.digest, blob.size, &mut reader);
         if let Err(e) = result {
@@ -456,6 +454,7 @@ fn tombstone(repo: &str, tag: &str, empty: &Digest) -> Manifest {
 struct Counted<'a, R> {
     inner: R,
     stats: &'a Stats,
+    progress: &'a AtomicU64,
     quit: &'a AtomicBool,
 }
 
@@ -467,6 +466,7 @@ impl<R: Read> Read for Counted<'_, R> {
         }
         let n = self.inner.read(buf)?;
         self.stats.bytes_copied.fetch_add(n as u64, Ordering::Relaxed);
+        self.progress.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }

@@ -3,7 +3,6 @@
 //! bell when nothing is due. Claiming happens in SQLite, so no two workers
 //! ever hold the same repository.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
@@ -24,7 +23,6 @@ pub fn run(node: &Node, replicator: &Replicator) {
                 log::debug!("{}: {kind} started", job.name);
                 match replicator.run(&job) {
                     Ok(report) => {
-                        node.stats.syncs_succeeded.fetch_add(1, Ordering::Relaxed);
                         log::info!(
                             "{}: synced ({kind}) in {:.1}s: {report}",
                             job.name,
@@ -34,10 +32,7 @@ pub fn run(node: &Node, replicator: &Replicator) {
                     Err(Error::Interrupted) => {
                         log::info!("{}: interrupted by shutdown; resumes at next start", job.name)
                     }
-                    Err(e) => {
-                        node.stats.syncs_failed.fetch_add(1, Ordering::Relaxed);
-                        log::warn!("{e}");
-                    }
+                    Err(e) => log::warn!("{e}"),
                 }
             }
             Ok(None) => {

@@ -11,6 +11,7 @@
 
 mod events;
 mod repos;
+mod status;
 mod verification;
 
 use std::path::Path;
@@ -23,6 +24,7 @@ use crate::error::{Error, Result};
 
 pub use events::{Cursor, Event, NewEvent};
 pub use repos::{Job, Repository};
+pub use status::{Counts, NodeReport, RepositoryFilter, RepositoryRow};
 pub use verification::Verification;
 
 const SCHEMA: &str = include_str!("../../schema.sql");

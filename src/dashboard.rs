@@ -1,0 +1,308 @@
+//! The Geo nodes dashboard, served by georeg itself: plain server-rendered
+//! HTML with inline CSS, no scripts, fonts or images from anywhere (hosts
+//! are air-gapped), readable without JavaScript and refreshing itself.
+//! Colour means something: green synced or verified, red failed, amber
+//! queued, blue in progress.
+
+use std::fmt::Write;
+
+use crate::replicate::human_bytes;
+use crate::status::{percent, Status};
+use crate::store::{RepositoryFilter, RepositoryRow};
+
+pub const NODES_PATH: &str = "/admin/geo/nodes";
+pub const REPOSITORIES_PATH: &str = "/admin/geo/replication/container_repositories";
+pub const PAGE_SIZE: usize = 50;
+/// Seconds between automatic refreshes.
+const REFRESH: u32 = 10;
+
+const CSS: &str = "
+:root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--bg:#f6f8fa;--green:#1a7f37;--red:#cf222e;--amber:#bf8700;--blue:#0969da}
+*{box-sizing:border-box}body{margin:0;font:15px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif;color:var(--fg);background:var(--bg)}
+header{background:#fff;border-bottom:1px solid var(--line);padding:14px 28px;display:flex;gap:18px;align-items:baseline;flex-wrap:wrap}
+header h1{font-size:18px;margin:0}header nav a{margin-right:14px;color:var(--blue);text-decoration:none}header .meta{color:var(--muted);margin-left:auto;font-size:13px}
+main{max-width:1100px;margin:24px auto;padding:0 28px}
+section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:18px 22px;margin-bottom:18px}
+h2{font-size:16px;margin:0 0 12px}h3{font-size:14px;margin:16px 0 6px;color:var(--muted);font-weight:600}
+.bar{display:flex;height:14px;border-radius:7px;overflow:hidden;background:#e6eaef;margin:4px 0 6px}.bar span{display:block;height:100%}
+.ok{background:var(--green)}.bad{background:var(--red)}.wait{background:var(--amber)}.run{background:var(--blue)}
+.legend{font-size:13px;color:var(--muted)}.legend b{color:var(--fg);font-weight:600}
+.dot{display:inline-block;width:9px;height:9px;border-radius:50%;margin:0 4px 0 10px;vertical-align:baseline}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:12px}
+.kv{border:1px solid var(--line);border-radius:6px;padding:10px 12px}.kv div:first-child{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.03em}.kv div:last-child{font-size:20px;font-weight:600}
+table{width:100%;border-collapse:collapse;font-size:14px}th,td{text-align:left;padding:7px 8px;border-bottom:1px solid var(--line);vertical-align:top}th{color:var(--muted);font-weight:600;font-size:12px;text-transform:uppercase}
+td.reason{max-width:420px;word-break:break-word;color:var(--muted);font-size:13px}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;border:1px solid var(--line);color:var(--muted)}
+.badge.synced,.badge.succeeded,.badge.healthy{color:var(--green);border-color:var(--green)}.badge.failed,.badge.unhealthy{color:var(--red);border-color:var(--red)}
+.badge.pending{color:var(--amber);border-color:var(--amber)}.badge.started{color:var(--blue);border-color:var(--blue)}.badge.offline{color:#fff;background:var(--muted);border-color:var(--muted)}
+.msg{color:var(--red)}.muted{color:var(--muted)}button{font:inherit;font-size:13px;padding:3px 10px;border:1px solid var(--line);border-radius:6px;background:#f6f8fa;cursor:pointer}
+form.inline{display:inline}.filters{display:flex;gap:8px;align-items:center;margin-bottom:12px;flex-wrap:wrap}.filters input,.filters select{font:inherit;padding:3px 8px;border:1px solid var(--line);border-radius:6px}
+.pages{margin-top:12px;display:flex;gap:12px;align-items:center}.pages a{color:var(--blue)}
+";
+
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a query parameter value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn page(title: &str, status: &Status, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"{REFRESH}\"><title>{title} · georeg</title><style>{CSS}</style></head><body>\
+         <header><h1>georeg</h1><nav><a href=\"{NODES_PATH}\">Geo nodes</a><a href=\"{REPOSITORIES_PATH}\">Container repositories</a></nav>\
+         <span class=\"meta\">{name} · {role} · georeg {version} · refreshes every {REFRESH} s</span></header><main>{body}</main></body></html>",
+        title = escape(title),
+        name = escape(&status.node.name),
+        role = escape(&status.node.role),
+        version = escape(&status.node.version),
+    )
+}
+
+/// One stacked bar and its legend. `parts`: (label, count, css class).
+fn bar(parts: &[(&str, i64, &str)], total: i64) -> String {
+    let mut out = String::from("<div class=\"bar\">");
+    for (label, n, class) in parts {
+        if *n > 0 && !class.is_empty() {
+            let _ = write!(out, "<span class=\"{class}\" style=\"width:{:.2}%\" title=\"{label}\"></span>", percent(*n, total));
+        }
+    }
+    out.push_str("</div><div class=\"legend\">");
+    for (label, n, class) in parts {
+        let dot = if class.is_empty() { String::new() } else { format!("<span class=\"dot {class}\"></span>") };
+        let _ = write!(out, "{dot}{label} <b>{n}</b> ({:.1}%) ", percent(*n, total));
+    }
+    let _ = write!(out, "<span class=\"dot\"></span>Total <b>{total}</b></div>");
+    out
+}
+
+fn sync_bar(r: &crate::store::Counts) -> String {
+    bar(&[("Synced", r.synced, "ok"), ("Failed", r.failed, "bad"), ("Queued", r.pending, "wait"), ("Syncing", r.started, "run")], r.total)
+}
+
+fn verification_bar(r: &crate::store::Counts) -> String {
+    bar(&[("Verified", r.verified, "ok"), ("Failed", r.verification_failed, "bad")], r.total)
+}
+
+fn kv(label: &str, value: &str) -> String {
+    format!("<div class=\"kv\"><div>{}</div><div>{}</div></div>", escape(label), value)
+}
+
+fn health(s: &Status) -> String {
+    if s.healthy {
+        "<span class=\"badge healthy\">Healthy</span>".into()
+    } else {
+        format!(
+            "<span class=\"badge unhealthy\">Unhealthy</span> <span class=\"msg\">{}</span>",
+            escape(s.health_message.as_deref().unwrap_or(""))
+        )
+    }
+}
+
+/// `/admin/geo/nodes`.
+pub fn nodes(s: &Status) -> String {
+    let mut body = String::new();
+    if s.node.role == "primary" {
+        let _ = write!(
+            body,
+            "<section><h2>Primary node: {}</h2>{}<div class=\"grid\" style=\"margin-top:12px\">{}{}{}</div></section>",
+            escape(&s.node.name),
+            health(s),
+            kv("Events stored", &s.events.stored.to_string()),
+            kv("Last event ID", &s.events.last_event_id.to_string()),
+            kv("Events per minute (10 min)", &format!("{:.1}", s.events.per_minute)),
+        );
+        body.push_str("<section><h2>Secondary nodes</h2>");
+        let nodes = s.nodes.clone().unwrap_or_default();
+        if nodes.is_empty() {
+            body.push_str("<p class=\"muted\">No secondary has reported yet. Secondaries report every 60 s once they follow this node (replication.primary_node_url).</p>");
+        }
+        for n in nodes {
+            let _ = write!(
+                body,
+                "<h3>{} <span class=\"badge {}\">{}</span> <span class=\"msg\">{}</span></h3>\
+                 <div class=\"legend\">Last report {} ({} s ago) · last event ID processed {} · lag {} s</div>\
+                 <div class=\"legend\">Synchronization</div>{}<div class=\"legend\">Verification</div>{}",
+                escape(&n.name),
+                escape(&n.health),
+                escape(&n.health),
+                escape(n.message.as_deref().unwrap_or("")),
+                escape(&n.reported_at),
+                n.age_seconds,
+                n.events.cursor_last_event_id.unwrap_or(0),
+                n.events.lag_seconds,
+                sync_bar(&n.repositories),
+                verification_bar(&n.repositories),
+            );
+        }
+        body.push_str("</section>");
+        return page("Geo nodes", s, &body);
+    }
+    let r = &s.repositories;
+    let _ = write!(
+        body,
+        "<section><h2>Secondary node: {}</h2>{} &nbsp; Replication <span class=\"badge {}\">{}</span></section>",
+        escape(&s.node.name),
+        health(s),
+        if s.node.replication_enabled { "synced" } else { "pending" },
+        if s.node.replication_enabled { "Enabled" } else { "Paused" },
+    );
+    let _ = write!(
+        body,
+        "<section><h2>Container repositories</h2><h3>Synchronization</h3>{}<h3>Verification</h3>{}</section>",
+        sync_bar(r),
+        verification_bar(r)
+    );
+    let e = &s.events;
+    let _ = write!(
+        body,
+        "<section><h2>Events</h2><div class=\"grid\">{}{}{}{}</div>{}</section>",
+        kv("Last event ID from primary", &e.last_event_id.to_string()),
+        kv("Last event ID processed", &e.cursor_last_event_id.unwrap_or(0).to_string()),
+        kv("Lag", &format!("{} s", e.lag_seconds)),
+        kv("Cursor updated", &escape(e.cursor_updated_at.as_deref().unwrap_or("—"))),
+        e.cursor_error.as_ref().map(|m| format!("<p class=\"msg\">{}</p>", escape(m))).unwrap_or_default(),
+    );
+    body.push_str("<section><h2>Now</h2>");
+    match &s.oldest_unsynced {
+        Some(o) => {
+            let _ = write!(
+                body,
+                "<p>Oldest unsynced repository: <b>{}</b> <span class=\"muted\">since {}</span></p>",
+                escape(&o.repository),
+                escape(&o.since)
+            );
+        }
+        None => body.push_str("<p class=\"muted\">Every repository is synced.</p>"),
+    }
+    if s.copying.is_empty() {
+        body.push_str("<p class=\"muted\">Nothing is being copied right now.</p>");
+    } else {
+        body.push_str("<table><tr><th>Copying</th><th>Bytes so far</th><th>Rate</th><th>Running for</th></tr>");
+        for c in &s.copying {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}/s</td><td>{:.0} s</td></tr>",
+                escape(&c.repository),
+                human_bytes(c.bytes),
+                human_bytes(c.bytes_per_second as u64),
+                c.seconds
+            );
+        }
+        body.push_str("</table>");
+    }
+    body.push_str("</section>");
+    if !s.recent_failures.is_empty() {
+        body.push_str("<section><h2>Recent failures</h2><table><tr><th>Repository</th><th>Reason</th><th>Retries</th><th>Next retry</th></tr>");
+        for f in &s.recent_failures {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td class=\"reason\">{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&f.name),
+                escape(f.last_sync_failure.as_deref().unwrap_or("")),
+                f.retry_count,
+                escape(f.retry_at.as_deref().unwrap_or(""))
+            );
+        }
+        body.push_str("</table></section>");
+    }
+    page("Geo nodes", s, &body)
+}
+
+/// `/admin/geo/replication/container_repositories`.
+pub fn repositories(s: &Status, rows: &[RepositoryRow], filter: &RepositoryFilter, total: i64, page_no: usize, csrf: &str) -> String {
+    let state = filter.state.clone().unwrap_or_default();
+    let name = filter.name.clone().unwrap_or_default();
+    let mut body = String::from("<section><h2>Container repositories</h2><form class=\"filters\" method=\"get\">");
+    body.push_str("<select name=\"state\">");
+    for (value, label) in [
+        ("", "All states"),
+        ("synced", "Synced"),
+        ("failed", "Failed"),
+        ("pending", "Queued"),
+        ("started", "Syncing"),
+        ("verification_succeeded", "Verified"),
+        ("verification_failed", "Verification failed"),
+        ("verification_pending", "Verification pending"),
+    ] {
+        let selected = if value == state { " selected" } else { "" };
+        let _ = write!(body, "<option value=\"{value}\"{selected}>{label}</option>");
+    }
+    let _ = write!(
+        body,
+        "</select><input name=\"name\" placeholder=\"Filter by name\" value=\"{}\"><button type=\"submit\">Filter</button></form>\
+         <form class=\"inline\" method=\"post\" action=\"{REPOSITORIES_PATH}/resync_failed\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <button type=\"submit\">Resync all failed</button></form>",
+        escape(&name)
+    );
+    body.push_str(
+        "<table style=\"margin-top:12px\"><tr><th>Repository</th><th>Sync</th><th>Verification</th><th>Last synced</th><th>Last failure</th><th></th></tr>",
+    );
+    for r in rows {
+        let failure = r.last_sync_failure.as_deref().or(r.verification_failure.as_deref()).unwrap_or("");
+        let _ = write!(
+            body,
+            "<tr><td>{name}</td><td><span class=\"badge {s}\">{s}</span></td><td><span class=\"badge {v}\">{v}</span></td>\
+             <td>{synced}</td><td class=\"reason\">{failure}</td><td><form class=\"inline\" method=\"post\" action=\"{REPOSITORIES_PATH}/resync\">\
+             <input type=\"hidden\" name=\"name\" value=\"{name}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Resync</button></form></td></tr>",
+            name = escape(&r.name),
+            s = escape(&r.sync_state),
+            v = escape(&r.verification_state),
+            synced = escape(r.last_synced_at.as_deref().unwrap_or("never")),
+            failure = escape(failure),
+        );
+    }
+    if rows.is_empty() {
+        body.push_str("<tr><td colspan=\"6\" class=\"muted\">No repository matches.</td></tr>");
+    }
+    body.push_str("</table>");
+    let pages = ((total as usize).div_ceil(PAGE_SIZE)).max(1);
+    let link = |p: usize| format!("{REPOSITORIES_PATH}?state={}&name={}&page={p}", encode(&state), encode(&name));
+    body.push_str("<div class=\"pages\">");
+    if page_no > 1 {
+        let _ = write!(body, "<a href=\"{}\">← Previous</a>", escape(&link(page_no - 1)));
+    }
+    let _ = write!(body, "<span class=\"muted\">Page {page_no} of {pages} · {total} repositories</span>");
+    if page_no < pages {
+        let _ = write!(body, "<a href=\"{}\">Next →</a>", escape(&link(page_no + 1)));
+    }
+    body.push_str("</div></section>");
+    page("Container repositories", s, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(encode("a b&c/d"), "a%20b%26c/d");
+    }
+
+    #[test]
+    fn bars_show_counts_and_percentages() {
+        let html = bar(&[("Synced", 3, "ok"), ("Failed", 1, "bad")], 4);
+        assert!(html.contains("width:75.00%") && html.contains("Synced <b>3</b> (75.0%)") && html.contains("Total <b>4</b>"));
+        assert!(!bar(&[("Synced", 0, "ok")], 0).contains("NaN"));
+    }
+}

@@ -1,0 +1,231 @@
+//! One picture of a node's state, shared by the dashboard, `GET
+//! /api/v1/status`, `/metrics`, `georeg status` and the reports secondaries
+//! send to the primary: the same numbers everywhere, read from the state
+//! file (plus, in the daemon, what is being copied right now).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Role};
+use crate::error::Result;
+use crate::stats::{Copying, Stats};
+use crate::store::{Counts, RepositoryRow, Store};
+
+/// A secondary whose last report is older than this is shown offline.
+pub const OFFLINE_AFTER_SECONDS: i64 = 600;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub node: NodeInfo,
+    /// False when something needs the operator; `health_message` says what.
+    pub healthy: bool,
+    #[serde(default)]
+    pub health_message: Option<String>,
+    #[serde(default)]
+    pub repositories: Counts,
+    #[serde(default)]
+    pub events: EventsStatus,
+    #[serde(default)]
+    pub oldest_unsynced: Option<Oldest>,
+    #[serde(default)]
+    pub copying: Vec<Copying>,
+    #[serde(default)]
+    pub recent_failures: Vec<RepositoryRow>,
+    /// On a primary: every secondary that reports in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<NodeStatus>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub role: String,
+    pub version: String,
+    pub replication_enabled: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EventsStatus {
+    /// Primary: the newest event in its log. Secondary: the newest event
+    /// id the primary reported ("Last event ID from primary").
+    pub last_event_id: i64,
+    /// Secondary: the last event id read and queued ("Last event ID
+    /// processed"). None on a primary.
+    pub cursor_last_event_id: Option<i64>,
+    /// Seconds since the oldest event not yet applied was received.
+    pub lag_seconds: i64,
+    #[serde(default)]
+    pub cursor_updated_at: Option<String>,
+    #[serde(default)]
+    pub cursor_error: Option<String>,
+    /// Events in the state file.
+    #[serde(default)]
+    pub stored: i64,
+    /// Events stored per minute, averaged over the last ten minutes.
+    #[serde(default)]
+    pub per_minute: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Oldest {
+    pub repository: String,
+    pub since: String,
+}
+
+/// A secondary as the primary sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    /// `healthy`, `unhealthy` or `offline`.
+    pub health: String,
+    pub message: Option<String>,
+    pub reported_at: String,
+    pub age_seconds: i64,
+    pub repositories: Counts,
+    pub events: EventsStatus,
+}
+
+/// Reads the status from the state file. In the daemon, `stats` adds live
+/// activity and `problem` the last health check's finding.
+pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: Option<String>) -> Result<Status> {
+    let primary = config.role == Role::Primary;
+    let cursor = store.cursor()?;
+    let local_last = store.last_event_id()?;
+    let following = config.replication.primary_node_url.is_some();
+    let events = EventsStatus {
+        last_event_id: if following { cursor.primary_last_event_id } else { local_last },
+        cursor_last_event_id: match (primary, following) {
+            (true, _) => None,
+            (false, true) => Some(cursor.last_event_id),
+            (false, false) => Some(local_last),
+        },
+        lag_seconds: if primary { 0 } else { store.lag_seconds()? },
+        cursor_updated_at: cursor.updated_at.clone(),
+        cursor_error: cursor.last_error.clone().filter(|_| following),
+        stored: store.event_count()?,
+        per_minute: store.events_since(600)? as f64 / 10.0,
+    };
+    let health_message =
+        problem.or_else(|| events.cursor_error.as_ref().map(|e| format!("cannot read the primary's event log: {e}")));
+    let nodes = if primary {
+        let reports = store.nodes()?;
+        Some(
+            reports
+                .into_iter()
+                .map(|r| {
+                    let reported: Option<Status> = serde_json::from_str(&r.status).ok();
+                    let health = if r.age_seconds > OFFLINE_AFTER_SECONDS {
+                        "offline"
+                    } else if r.healthy {
+                        "healthy"
+                    } else {
+                        "unhealthy"
+                    };
+                    NodeStatus {
+                        name: r.name,
+                        health: health.into(),
+                        message: if health == "offline" {
+                            Some(format!("no report for {} minutes", r.age_seconds / 60))
+                        } else {
+                            r.health_message
+                        },
+                        reported_at: r.reported_at,
+                        age_seconds: r.age_seconds,
+                        repositories: reported.as_ref().map(|s| s.repositories.clone()).unwrap_or_default(),
+                        events: reported.map(|s| s.events).unwrap_or_default(),
+                    }
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok(Status {
+        node: NodeInfo {
+            name: config.node_name.clone(),
+            role: if primary { "primary" } else { "secondary" }.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            replication_enabled: !primary && config.replication.enabled,
+        },
+        healthy: health_message.is_none(),
+        health_message,
+        repositories: store.counts()?,
+        events,
+        oldest_unsynced: store.oldest_unsynced()?.map(|(repository, since)| Oldest { repository, since }),
+        copying: stats.map(Stats::copying).unwrap_or_default(),
+        recent_failures: store.recent_failures(10)?,
+        nodes,
+    })
+}
+
+/// Percent of `part` in `total`, 0 when there is nothing.
+pub fn percent(part: i64, total: i64) -> f64 {
+    if total <= 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / total as f64
+    }
+}
+
+/// `georeg status` without --json: a few lines an operator reads at a glance.
+pub fn text(s: &Status) -> String {
+    let r = &s.repositories;
+    let mut out = format!(
+        "{} ({} node, georeg {})\nhealth: {}\n",
+        s.node.name,
+        s.node.role,
+        s.node.version,
+        if s.healthy { "healthy".to_string() } else { format!("unhealthy: {}", s.health_message.clone().unwrap_or_default()) }
+    );
+    if s.node.role == "secondary" {
+        out.push_str(&format!(
+            "replication: {}\n",
+            if s.node.replication_enabled { "enabled" } else { "paused (replication.enabled = false)" }
+        ));
+        out.push_str(&format!(
+            "repositories: {} total, {} synced ({:.1}%), {} failed, {} queued, {} syncing\n",
+            r.total,
+            r.synced,
+            percent(r.synced, r.total),
+            r.failed,
+            r.pending,
+            r.started
+        ));
+        out.push_str(&format!(
+            "verification: {} verified ({:.1}%), {} failed, {} pending\n",
+            r.verified,
+            percent(r.verified, r.total),
+            r.verification_failed,
+            r.verification_pending
+        ));
+        out.push_str(&format!(
+            "events: last from primary {}, last processed {}, lag {}s\n",
+            s.events.last_event_id,
+            s.events.cursor_last_event_id.unwrap_or(0),
+            s.events.lag_seconds
+        ));
+        if let Some(o) = &s.oldest_unsynced {
+            out.push_str(&format!("oldest unsynced: {} (since {})\n", o.repository, o.since));
+        }
+        for f in &s.recent_failures {
+            out.push_str(&format!("failed: {}: {}\n", f.name, f.last_sync_failure.clone().unwrap_or_default()));
+        }
+    } else {
+        out.push_str(&format!(
+            "event log: {} events, last id {}, {:.1}/min over 10 min\n",
+            s.events.stored, s.events.last_event_id, s.events.per_minute
+        ));
+        for n in s.nodes.iter().flatten() {
+            out.push_str(&format!(
+                "secondary {}: {}{}, {}/{} synced, lag {}s, reported {}\n",
+                n.name,
+                n.health,
+                n.message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default(),
+                n.repositories.synced,
+                n.repositories.total,
+                n.events.lag_seconds,
+                n.reported_at
+            ));
+        }
+    }
+    out
+}

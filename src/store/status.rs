@@ -1,0 +1,287 @@
+//! Read-only views for the dashboard, the status API, metrics and `georeg
+//! status`, and the node reports a primary keeps.
+
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+use super::{Store, NOW};
+use crate::error::Result;
+
+/// Repository counts by state; excluded repositories are not counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Counts {
+    pub total: i64,
+    pub synced: i64,
+    pub failed: i64,
+    pub pending: i64,
+    pub started: i64,
+    pub verified: i64,
+    pub verification_failed: i64,
+    pub verification_pending: i64,
+}
+
+/// A repository row as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RepositoryRow {
+    pub name: String,
+    pub sync_state: String,
+    pub verification_state: String,
+    pub last_synced_at: Option<String>,
+    pub last_sync_failure: Option<String>,
+    pub retry_count: i64,
+    pub retry_at: Option<String>,
+    pub verified_at: Option<String>,
+    pub verification_failure: Option<String>,
+    /// When it last started syncing (for failures: when the failed attempt began).
+    pub sync_started_at: Option<String>,
+}
+
+/// A secondary's latest report, on a primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeReport {
+    pub name: String,
+    pub reported_at: String,
+    pub age_seconds: i64,
+    pub healthy: bool,
+    pub health_message: Option<String>,
+    pub status: String,
+}
+
+/// Filter of the repository list: by state (a sync or verification state)
+/// and by a substring of the name.
+#[derive(Debug, Clone, Default)]
+pub struct RepositoryFilter {
+    pub state: Option<String>,
+    pub name: Option<String>,
+}
+
+const ROW_COLUMNS: &str = "name, sync_state, verification_state, last_synced_at, last_sync_failure, retry_count, \
+                           retry_at, verified_at, verification_failure, sync_started_at";
+
+fn repository_row(r: &rusqlite::Row) -> rusqlite::Result<RepositoryRow> {
+    Ok(RepositoryRow {
+        name: r.get(0)?,
+        sync_state: r.get(1)?,
+        verification_state: r.get(2)?,
+        last_synced_at: r.get(3)?,
+        last_sync_failure: r.get(4)?,
+        retry_count: r.get(5)?,
+        retry_at: r.get(6)?,
+        verified_at: r.get(7)?,
+        verification_failure: r.get(8)?,
+        sync_started_at: r.get(9)?,
+    })
+}
+
+impl RepositoryFilter {
+    /// The WHERE clause and its two parameters (state, name pattern).
+    fn clause(&self) -> (&'static str, String, String) {
+        let state = self.state.clone().unwrap_or_default();
+        let name = format!("%{}%", self.name.clone().unwrap_or_default().replace(['%', '_'], ""));
+        (
+            "excluded = 0 AND (?1 = '' OR sync_state = ?1 OR ('verification_' || verification_state) = ?1)
+             AND name LIKE ?2",
+            state,
+            name,
+        )
+    }
+}
+
+impl Store {
+    pub fn counts(&self) -> Result<Counts> {
+        let conn = self.conn();
+        let counts = conn.query_row(
+            "SELECT COUNT(*),
+                    COALESCE(SUM(sync_state = 'synced'), 0), COALESCE(SUM(sync_state = 'failed'), 0),
+                    COALESCE(SUM(sync_state = 'pending'), 0), COALESCE(SUM(sync_state = 'started'), 0),
+                    COALESCE(SUM(verification_state = 'succeeded'), 0), COALESCE(SUM(verification_state = 'failed'), 0),
+                    COALESCE(SUM(verification_state IN ('pending', 'started')), 0)
+             FROM repositories WHERE excluded = 0",
+            [],
+            |r| {
+                Ok(Counts {
+                    total: r.get(0)?,
+                    synced: r.get(1)?,
+                    failed: r.get(2)?,
+                    pending: r.get(3)?,
+                    started: r.get(4)?,
+                    verified: r.get(5)?,
+                    verification_failed: r.get(6)?,
+                    verification_pending: r.get(7)?,
+                })
+            },
+        )?;
+        Ok(counts)
+    }
+
+    /// The repository unsynced for longest, and since when.
+    pub fn oldest_unsynced(&self) -> Result<Option<(String, String)>> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT name, COALESCE(last_synced_at, created_at) AS since FROM repositories
+                 WHERE excluded = 0 AND sync_state <> 'synced' ORDER BY since, id LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row)
+    }
+
+    /// The most recent sync failures.
+    pub fn recent_failures(&self, limit: usize) -> Result<Vec<RepositoryRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM repositories WHERE excluded = 0 AND sync_state = 'failed'
+             ORDER BY sync_started_at DESC, id LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map([limit as i64], repository_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One page of the repository list, by name.
+    pub fn repository_page(&self, filter: &RepositoryFilter, offset: usize, limit: usize) -> Result<Vec<RepositoryRow>> {
+        let (clause, state, name) = filter.clause();
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM repositories WHERE {clause} ORDER BY name LIMIT ?3 OFFSET ?4"))?;
+        let rows = stmt.query_map(params![state, name, limit as i64, offset as i64], repository_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn repository_count(&self, filter: &RepositoryFilter) -> Result<i64> {
+        let (clause, state, name) = filter.clause();
+        let conn = self.conn();
+        let n = conn.prepare_cached(&format!("SELECT COUNT(*) FROM repositories WHERE {clause}"))?.query_row(
+            params![state, name],
+            |r| r.get(0),
+        )?;
+        Ok(n)
+    }
+
+    /// Queues a full sync of every failed repository; returns how many.
+    pub fn resync_failed(&self) -> Result<usize> {
+        let n = self.conn().execute(
+            "UPDATE repositories SET full_sync_requested = 1, sync_state = 'pending', retry_at = NULL
+             WHERE sync_state = 'failed' AND excluded = 0",
+            [],
+        )?;
+        if n > 0 {
+            self.work.ring();
+        }
+        Ok(n)
+    }
+
+    /// Seconds since the oldest event not yet applied to the secondary
+    /// registry was received; 0 when every event is applied.
+    pub fn lag_seconds(&self) -> Result<i64> {
+        let conn = self.conn();
+        let lag: Option<i64> = conn.query_row(
+            &format!(
+                "SELECT CAST(strftime('%s', {NOW}) AS INTEGER) - CAST(strftime('%s', MIN(e.received_at)) AS INTEGER)
+                 FROM events e JOIN repositories r ON r.name = e.repository
+                 WHERE e.id > r.events_done_through AND r.excluded = 0"
+            ),
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(lag.unwrap_or(0).max(0))
+    }
+
+    /// Events stored in the last `seconds` seconds.
+    pub fn events_since(&self, seconds: u64) -> Result<i64> {
+        let n = self.conn().query_row(
+            "SELECT COUNT(*) FROM events WHERE received_at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1)",
+            [format!("-{seconds} seconds")],
+            |r| r.get(0),
+        )?;
+        Ok(n)
+    }
+
+    pub fn event_count(&self) -> Result<i64> {
+        Ok(self.conn().query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
+    }
+
+    /// Records a secondary's report (on a primary).
+    pub fn record_node(&self, name: &str, healthy: bool, message: Option<&str>, status: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached(&format!(
+                "INSERT INTO nodes (name, reported_at, healthy, health_message, status) VALUES (?1, {NOW}, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET reported_at = excluded.reported_at, healthy = excluded.healthy,
+                 health_message = excluded.health_message, status = excluded.status"
+            ))?
+            .execute(params![name, healthy, message, status])?;
+        Ok(())
+    }
+
+    pub fn nodes(&self) -> Result<Vec<NodeReport>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT name, reported_at, CAST(strftime('%s', {NOW}) AS INTEGER) - CAST(strftime('%s', reported_at) AS INTEGER),
+                    healthy, health_message, status
+             FROM nodes ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(NodeReport {
+                name: r.get(0)?,
+                reported_at: r.get(1)?,
+                age_seconds: r.get(2)?,
+                healthy: r.get(3)?,
+                health_message: r.get(4)?,
+                status: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Is the state file readable right now? (readiness)
+    pub fn ping(&self) -> Result<()> {
+        self.conn().query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_filters_and_pages() {
+        let store = Store::open_in_memory().unwrap();
+        let names: Vec<String> = (0..25).map(|i| format!("g/r{i:02}")).collect();
+        store.add_repositories(&names).unwrap();
+        for _ in 0..10 {
+            let job = store.claim_next().unwrap().unwrap();
+            store.finish_job(&job).unwrap();
+        }
+        let job = store.claim_next().unwrap().unwrap();
+        store.fail_job(&job, "boom").unwrap();
+        let c = store.counts().unwrap();
+        assert_eq!((c.total, c.synced, c.failed, c.pending, c.started), (25, 10, 1, 14, 0));
+        assert_eq!(c.verification_pending, 25);
+        assert_eq!(store.recent_failures(5).unwrap()[0].last_sync_failure.as_deref(), Some("boom"));
+        let failed = RepositoryFilter { state: Some("failed".into()), name: None };
+        assert_eq!(store.repository_count(&failed).unwrap(), 1);
+        let by_name = RepositoryFilter { state: None, name: Some("r1".into()) };
+        assert_eq!(store.repository_count(&by_name).unwrap(), 10);
+        let page = store.repository_page(&RepositoryFilter::default(), 20, 10).unwrap();
+        assert_eq!(page.len(), 5);
+        assert_eq!(page[0].name, "g/r20");
+        let vfilter = RepositoryFilter { state: Some("verification_pending".into()), name: None };
+        assert_eq!(store.repository_count(&vfilter).unwrap(), 25);
+        assert_eq!(store.oldest_unsynced().unwrap().unwrap().0, job.name);
+        assert_eq!(store.resync_failed().unwrap(), 1);
+        assert_eq!(store.counts().unwrap().failed, 0);
+    }
+
+    #[test]
+    fn node_reports_are_upserted() {
+        let store = Store::open_in_memory().unwrap();
+        store.record_node("s1", true, None, "{}").unwrap();
+        store.record_node("s1", false, Some("registry down"), "{\"x\":1}").unwrap();
+        let nodes = store.nodes().unwrap();
+        assert_eq!(nodes.len(), 1);
+        assert!(!nodes[0].healthy && nodes[0].health_message.as_deref() == Some("registry down"));
+        assert!(nodes[0].age_seconds <= 1);
+    }
+}

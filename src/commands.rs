@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::node::Node;
-use crate::token::Scope;
-use crate::config::Config;
 use crate::store::Store;
+use crate::token::Scope;
 use crate::{backfill, registry, status, verify};
 
 fn reason(e: &Error) -> String {

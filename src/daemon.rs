@@ -68,7 +68,10 @@ pub fn serve(node: Node) -> Result<()> {
         {
             let node = &node;
             handles.push(
-                thread::Builder::new().name("report".into()).spawn_scoped(s, move || report::run(node)).map_err(spawn_err)?,
+                thread::Builder::new()
+                    .name("report".into())
+                    .spawn_scoped(s, move || report::run(node))
+                    .map_err(spawn_err)?,
             );
         }
         if let Some(replicator) = &replicator {

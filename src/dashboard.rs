@@ -83,7 +83,11 @@ fn bar(parts: &[(&str, i64, &str)], total: i64) -> String {
     let mut out = String::from("<div class=\"bar\">");
     for (label, n, class) in parts {
         if *n > 0 && !class.is_empty() {
-            let _ = write!(out, "<span class=\"{class}\" style=\"width:{:.2}%\" title=\"{label}\"></span>", percent(*n, total));
+            let _ = write!(
+                out,
+                "<span class=\"{class}\" style=\"width:{:.2}%\" title=\"{label}\"></span>",
+                percent(*n, total)
+            );
         }
     }
     out.push_str("</div><div class=\"legend\">");
@@ -96,7 +100,15 @@ fn bar(parts: &[(&str, i64, &str)], total: i64) -> String {
 }
 
 fn sync_bar(r: &crate::store::Counts) -> String {
-    bar(&[("Synced", r.synced, "ok"), ("Failed", r.failed, "bad"), ("Queued", r.pending, "wait"), ("Syncing", r.started, "run")], r.total)
+    bar(
+        &[
+            ("Synced", r.synced, "ok"),
+            ("Failed", r.failed, "bad"),
+            ("Queued", r.pending, "wait"),
+            ("Syncing", r.started, "run"),
+        ],
+        r.total,
+    )
 }
 
 fn verification_bar(r: &crate::store::Counts) -> String {
@@ -229,7 +241,14 @@ pub fn nodes(s: &Status) -> String {
 }
 
 /// `/admin/geo/replication/container_repositories`.
-pub fn repositories(s: &Status, rows: &[RepositoryRow], filter: &RepositoryFilter, total: i64, page_no: usize, csrf: &str) -> String {
+pub fn repositories(
+    s: &Status,
+    rows: &[RepositoryRow],
+    filter: &RepositoryFilter,
+    total: i64,
+    page_no: usize,
+    csrf: &str,
+) -> String {
     let state = filter.state.clone().unwrap_or_default();
     let name = filter.name.clone().unwrap_or_default();
     let mut body = String::from("<section><h2>Container repositories</h2><form class=\"filters\" method=\"get\">");
@@ -302,7 +321,11 @@ mod tests {
     #[test]
     fn bars_show_counts_and_percentages() {
         let html = bar(&[("Synced", 3, "ok"), ("Failed", 1, "bad")], 4);
-        assert!(html.contains("width:75.00%") && html.contains("Synced <b>3</b> (75.0%)") && html.contains("Total <b>4</b>"));
+        assert!(
+            html.contains("width:75.00%")
+                && html.contains("Synced <b>3</b> (75.0%)")
+                && html.contains("Total <b>4</b>")
+        );
         assert!(!bar(&[("Synced", 0, "ok")], 0).contains("NaN"));
     }
 }

@@ -50,11 +50,19 @@ pub fn render(status: &Status, stats: &Stats) -> String {
         metric(&mut out, name, "gauge", help, &one(value as f64));
     }
     let counters = [
-        ("georeg_events_received_total", "Registry events stored (notifications, or read from the primary's log).", &stats.events_received),
+        (
+            "georeg_events_received_total",
+            "Registry events stored (notifications, or read from the primary's log).",
+            &stats.events_received,
+        ),
         ("georeg_events_processed_total", "Events applied to the secondary registry.", &stats.events_processed),
         ("georeg_bytes_copied_total", "Blob bytes copied from the primary to the secondary.", &stats.bytes_copied),
         ("georeg_blobs_copied_total", "Blobs copied from the primary.", &stats.blobs_copied),
-        ("georeg_blobs_mounted_total", "Blobs mounted from another repository of the secondary instead of copied.", &stats.blobs_mounted),
+        (
+            "georeg_blobs_mounted_total",
+            "Blobs mounted from another repository of the secondary instead of copied.",
+            &stats.blobs_mounted,
+        ),
         ("georeg_syncs_total", "Repository syncs that succeeded.", &stats.syncs_succeeded),
         ("georeg_sync_failures_total", "Repository syncs that failed.", &stats.syncs_failed),
     ];
@@ -77,7 +85,13 @@ pub fn render(status: &Status, stats: &Stats) -> String {
         let _ = writeln!(out, "georeg_sync_duration_seconds{suffix} {value}");
     }
     let e = &status.events;
-    metric(&mut out, "georeg_last_event_id", "gauge", "Newest event id (from the primary, on a secondary).", &one(e.last_event_id as f64));
+    metric(
+        &mut out,
+        "georeg_last_event_id",
+        "gauge",
+        "Newest event id (from the primary, on a secondary).",
+        &one(e.last_event_id as f64),
+    );
     metric(
         &mut out,
         "georeg_cursor_last_event_id",
@@ -99,12 +113,20 @@ pub fn render(status: &Status, stats: &Stats) -> String {
             .iter()
             .map(|n| (format!("{{node=\"{}\"}}", label_value(&n.name)), f64::from(u8::from(n.health == "healthy"))))
             .collect();
-        metric(&mut out, "georeg_node_healthy", "gauge", "1 when the secondary's last report was healthy and recent.", &healthy);
+        metric(
+            &mut out,
+            "georeg_node_healthy",
+            "gauge",
+            "1 when the secondary's last report was healthy and recent.",
+            &healthy,
+        );
         let age: Vec<(String, f64)> =
             nodes.iter().map(|n| (format!("{{node=\"{}\"}}", label_value(&n.name)), n.age_seconds as f64)).collect();
         metric(&mut out, "georeg_node_report_age_seconds", "gauge", "Seconds since the secondary last reported.", &age);
-        let lag: Vec<(String, f64)> =
-            nodes.iter().map(|n| (format!("{{node=\"{}\"}}", label_value(&n.name)), n.events.lag_seconds as f64)).collect();
+        let lag: Vec<(String, f64)> = nodes
+            .iter()
+            .map(|n| (format!("{{node=\"{}\"}}", label_value(&n.name)), n.events.lag_seconds as f64))
+            .collect();
         metric(&mut out, "georeg_node_lag_seconds", "gauge", "The secondary's reported event lag.", &lag);
     }
     out

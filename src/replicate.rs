@@ -231,7 +231,8 @@ impl Replicator<'_> {
     fn sync_tags(&self, repo: &str, progress: &Arc<AtomicU64>, report: &mut Report) -> Result<()> {
         let wanted = self.primary.tag_digests(repo)?;
         let present = self.secondary.tag_digests(repo)?;
-        let mut seen = Seen { manifests: present.values().cloned().collect(), progress: progress.clone(), ..Seen::default() };
+        let mut seen =
+            Seen { manifests: present.values().cloned().collect(), progress: progress.clone(), ..Seen::default() };
         let mut failures: Vec<Error> = Vec::new();
         for (tag, digest) in &wanted {
             self.check_quit()?;

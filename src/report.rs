@@ -17,7 +17,9 @@ pub fn run(node: &Node) {
     while !node.quitting() {
         let problem = check(node);
         *node.health_problem.lock().unwrap_or_else(|p| p.into_inner()) = problem.clone();
-        if let Some(url) = node.config.replication.primary_node_url.as_deref().filter(|_| node.config.role == Role::Secondary) {
+        if let Some(url) =
+            node.config.replication.primary_node_url.as_deref().filter(|_| node.config.role == Role::Secondary)
+        {
             match send(node, url, problem) {
                 Ok(()) if !last_error.is_empty() => {
                     log::info!("reporting status to the primary georeg at {url} works again");
@@ -68,9 +70,10 @@ fn send(node: &Node, url: &str, problem: Option<String>) -> Result<(), String> {
         .send_bytes(&body);
     match result {
         Ok(_) => Ok(()),
-        Err(ureq::Error::Status(code, r)) => {
-            Err(format!("the primary georeg at {target} refused the status report: {code} {}", r.into_string().unwrap_or_default().trim()))
-        }
+        Err(ureq::Error::Status(code, r)) => Err(format!(
+            "the primary georeg at {target} refused the status report: {code} {}",
+            r.into_string().unwrap_or_default().trim()
+        )),
         Err(e) => Err(format!("cannot report status to the primary georeg at {target}: {e}")),
     }
 }

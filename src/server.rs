@@ -152,9 +152,9 @@ fn repositories_page(node: &Node, req: &Incoming) -> Reply {
     let rows = node.store.repository_page(&filter, (page_no - 1) * PAGE_SIZE, PAGE_SIZE);
     let total = node.store.repository_count(&filter);
     match (rows, total) {
-        (Ok(rows), Ok(total)) => {
-            with_status(node, |s| Reply::html(dashboard::repositories(s, &rows, &filter, total, page_no, &csrf_token(node))))
-        }
+        (Ok(rows), Ok(total)) => with_status(node, |s| {
+            Reply::html(dashboard::repositories(s, &rows, &filter, total, page_no, &csrf_token(node)))
+        }),
         (Err(e), _) | (_, Err(e)) => Reply::error(503, &format!("cannot read the state file: {e}")),
     }
 }
@@ -167,10 +167,15 @@ fn resync(node: &Node, req: &mut Incoming, all_failed: bool) -> Reply {
     }
     let csrf = form_value(&body, "csrf").unwrap_or_default();
     if !events::constant_time_eq(csrf.as_bytes(), csrf_token(node).as_bytes()) {
-        return Reply::error(403, "the form's csrf token is missing or stale: reload the page and press the button again");
+        return Reply::error(
+            403,
+            "the form's csrf token is missing or stale: reload the page and press the button again",
+        );
     }
     let result = if all_failed {
-        node.store.resync_failed().map(|n| log::info!("resync of {n} failed repositories requested from {}", req.remote))
+        node.store
+            .resync_failed()
+            .map(|n| log::info!("resync of {n} failed repositories requested from {}", req.remote))
     } else {
         let name = form_value(&body, "name").unwrap_or_default();
         if !crate::registry::valid_repository(&name) {
@@ -180,7 +185,9 @@ fn resync(node: &Node, req: &mut Incoming, all_failed: bool) -> Reply {
         node.store.request_full_sync(&name)
     };
     match result {
-        Ok(()) => Reply::redirect(&req.header("Referer").filter(|r| r.contains(REPOSITORIES_PATH)).unwrap_or(REPOSITORIES_PATH.into())),
+        Ok(()) => Reply::redirect(
+            &req.header("Referer").filter(|r| r.contains(REPOSITORIES_PATH)).unwrap_or(REPOSITORIES_PATH.into()),
+        ),
         Err(e) => Reply::error(503, &format!("cannot record the resync: {e}")),
     }
 }
@@ -203,7 +210,12 @@ fn receive_node_status(node: &Node, req: &mut Incoming) -> Reply {
         Err(e) => return Reply::error(400, &format!("malformed status report: {e}")),
     };
     let name = if claims.sub.is_empty() { report.node.name.clone() } else { claims.sub };
-    match node.store.record_node(&name, report.healthy, report.health_message.as_deref(), &String::from_utf8_lossy(&body)) {
+    match node.store.record_node(
+        &name,
+        report.healthy,
+        report.health_message.as_deref(),
+        &String::from_utf8_lossy(&body),
+    ) {
         Ok(()) => Reply::json(200, &serde_json::json!({"recorded": name})),
         Err(e) => Reply::error(503, &format!("cannot record the report: {e}")),
     }
@@ -268,7 +280,8 @@ pub fn serve_thread(node: &Node, server: &tiny_http::Server) {
 fn respond(node: &Node, mut rq: tiny_http::Request) {
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let headers = rq.headers().iter().map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().to_string())).collect();
+    let headers =
+        rq.headers().iter().map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().to_string())).collect();
     let remote = rq.remote_addr().map(|a| a.to_string()).unwrap_or_default();
     let method = rq.method().as_str().to_ascii_uppercase();
     let content_length = rq.body_length().map(|n| n as u64);
@@ -285,8 +298,13 @@ fn respond(node: &Node, mut rq: tiny_http::Request) {
         route(node, &mut incoming)
     };
     let len = reply.body.len();
-    let mut response =
-        tiny_http::Response::new(tiny_http::StatusCode(reply.status), Vec::new(), Cursor::new(reply.body), Some(len), None);
+    let mut response = tiny_http::Response::new(
+        tiny_http::StatusCode(reply.status),
+        Vec::new(),
+        Cursor::new(reply.body),
+        Some(len),
+        None,
+    );
     let mut headers = vec![("Content-Type", reply.content_type.to_string())];
     headers.extend(reply.headers.into_iter().map(|(k, v)| (k, v)));
     for (k, v) in headers {

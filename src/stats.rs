@@ -78,7 +78,12 @@ impl Stats {
             .map(|(repository, a)| {
                 let seconds = a.started.elapsed().as_secs_f64();
                 let bytes = a.bytes.load(Ordering::Relaxed);
-                Copying { repository: repository.clone(), seconds, bytes, bytes_per_second: bytes as f64 / seconds.max(0.001) }
+                Copying {
+                    repository: repository.clone(),
+                    seconds,
+                    bytes,
+                    bytes_per_second: bytes as f64 / seconds.max(0.001),
+                }
             })
             .collect()
     }

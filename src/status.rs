@@ -174,7 +174,11 @@ pub fn text(s: &Status) -> String {
         s.node.name,
         s.node.role,
         s.node.version,
-        if s.healthy { "healthy".to_string() } else { format!("unhealthy: {}", s.health_message.clone().unwrap_or_default()) }
+        if s.healthy {
+            "healthy".to_string()
+        } else {
+            format!("unhealthy: {}", s.health_message.clone().unwrap_or_default())
+        }
     );
     if s.node.role == "secondary" {
         out.push_str(&format!(

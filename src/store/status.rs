@@ -140,11 +140,17 @@ impl Store {
     }
 
     /// One page of the repository list, by name.
-    pub fn repository_page(&self, filter: &RepositoryFilter, offset: usize, limit: usize) -> Result<Vec<RepositoryRow>> {
+    pub fn repository_page(
+        &self,
+        filter: &RepositoryFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RepositoryRow>> {
         let (clause, state, name) = filter.clause();
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM repositories WHERE {clause} ORDER BY name LIMIT ?3 OFFSET ?4"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM repositories WHERE {clause} ORDER BY name LIMIT ?3 OFFSET ?4"
+        ))?;
         let rows = stmt.query_map(params![state, name, limit as i64, offset as i64], repository_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -152,10 +158,9 @@ impl Store {
     pub fn repository_count(&self, filter: &RepositoryFilter) -> Result<i64> {
         let (clause, state, name) = filter.clause();
         let conn = self.conn();
-        let n = conn.prepare_cached(&format!("SELECT COUNT(*) FROM repositories WHERE {clause}"))?.query_row(
-            params![state, name],
-            |r| r.get(0),
-        )?;
+        let n = conn
+            .prepare_cached(&format!("SELECT COUNT(*) FROM repositories WHERE {clause}"))?
+            .query_row(params![state, name], |r| r.get(0))?;
         Ok(n)
     }
 

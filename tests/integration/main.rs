@@ -5,6 +5,7 @@
 mod support;
 
 mod backfill;
+mod dashboard;
 mod demo;
 mod events;
 mod sync;

@@ -260,6 +260,24 @@ workers = 2
         std::fs::write(&self.config, text).unwrap();
     }
 
+    /// Puts a top-level key at the start of the secondary's config.
+    pub fn add_top_level(&self, line: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, format!("{line}\n{text}")).unwrap();
+    }
+
+    /// Appends a key to the [replication] table (the config's last table).
+    pub fn add_replication(&self, line: &str) {
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        text.push_str(&format!("\n{line}\n"));
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// The secondary georeg's base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     pub fn georeg(&self, args: &[&str]) -> Run {
         let out = Command::new(georeg_bin())
             .arg("--config")

@@ -149,6 +149,10 @@ impl Store {
 
     /// Records a successful job. Events that arrived meanwhile, or a resync
     /// requested meanwhile, send the repository straight back to `pending`.
+    /// A full sync queues a verification; an event sync does not: it touched
+    /// only the tags its events named, and checksumming every tag after each
+    /// push would turn a handful of requests into thousands. Verification
+    /// still comes round every reverification interval.
     pub fn finish_job(&self, job: &Job) -> Result<()> {
         let requeued: String = self
             .conn()
@@ -156,14 +160,15 @@ impl Store {
                 "UPDATE repositories SET
                    events_done_through = MAX(events_done_through, ?2),
                    retry_count = 0, retry_at = NULL, last_sync_failure = NULL, last_synced_at = {NOW},
-                   verification_state = CASE WHEN excluded = 1 THEN 'disabled' ELSE 'pending' END,
+                   verification_state = CASE WHEN excluded = 1 THEN 'disabled'
+                                             WHEN ?3 THEN 'pending' ELSE verification_state END,
                    sync_state = CASE WHEN full_sync_requested = 1
                                        OR EXISTS (SELECT 1 FROM events e WHERE e.repository = repositories.name AND e.id > ?2)
                                      THEN 'pending' ELSE 'synced' END
                  WHERE id = ?1
                  RETURNING sync_state"
             ))?
-            .query_row(params![job.id, job.through], |r| r.get(0))?;
+            .query_row(params![job.id, job.through, job.full], |r| r.get(0))?;
         if requeued == "pending" {
             self.work.ring();
         }

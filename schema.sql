@@ -35,6 +35,9 @@ CREATE TABLE repositories (
     -- 1: the next sync compares every tag (new repository, resync, or a
     -- failed full sync); 0: the next sync only applies new events.
     full_sync_requested INTEGER NOT NULL DEFAULT 1,
+    -- 1 while the running sync is a full one, so that a crash cannot lose
+    -- the request: startup moves it back into full_sync_requested.
+    full_sync_running   INTEGER NOT NULL DEFAULT 0,
     -- The events table id up to which this repository's events are applied.
     events_done_through INTEGER NOT NULL DEFAULT 0,
     -- 1: left out by replication.include/exclude (selective sync): neither

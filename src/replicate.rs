@@ -93,9 +93,16 @@ impl Replicator<'_> {
         let mut report = Report::default();
         let progress = self.stats.begin(&job.name);
         let result = self.store.events_for(job).and_then(|events| {
-            match job.full {
-                true => self.sync_tags(&job.name, &progress, &mut report)?,
-                false => self.apply_events(&job.name, &events, &progress, &mut report)?,
+            if job.full {
+                // Distribution notifies before it writes the tag link, so
+                // the listing may miss a tag an event just announced: the
+                // events naming tags the listing did not show still apply.
+                let listed = self.sync_tags(&job.name, &progress, &mut report)?;
+                let rest: Vec<Event> =
+                    events.iter().filter(|e| e.tag.as_ref().is_some_and(|t| !listed.contains(t))).cloned().collect();
+                self.apply_events(&job.name, &rest, &progress, &mut report)?;
+            } else {
+                self.apply_events(&job.name, &events, &progress, &mut report)?;
             }
             Ok(events.len() as u64)
         });
@@ -154,7 +161,7 @@ impl Replicator<'_> {
                     digests.insert(d);
                 }
                 // The whole repository was deleted: compare everything.
-                (None, None) if e.action == "delete" => return self.sync_tags(repo, progress, report),
+                (None, None) if e.action == "delete" => return self.sync_tags(repo, progress, report).map(|_| ()),
                 (None, None) => log::warn!("{repo}: ignoring event {}: names no tag or digest", e.event_id),
             }
         }
@@ -228,7 +235,8 @@ impl Replicator<'_> {
         Ok(())
     }
 
-    fn sync_tags(&self, repo: &str, progress: &Arc<AtomicU64>, report: &mut Report) -> Result<()> {
+    /// Compares every tag; returns the tags the primary listed.
+    fn sync_tags(&self, repo: &str, progress: &Arc<AtomicU64>, report: &mut Report) -> Result<BTreeSet<String>> {
         let wanted = self.primary.tag_digests(repo)?;
         let present = self.secondary.tag_digests(repo)?;
         let mut seen =
@@ -258,7 +266,7 @@ impl Replicator<'_> {
         }
         // A repository is synced only when every tag is: never with one missing.
         match failures.len() {
-            0 => Ok(()),
+            0 => Ok(wanted.into_keys().collect()),
             1 => Err(failures.remove(0)),
             n => {
                 let first = failures.remove(0);

@@ -92,8 +92,17 @@ impl Store {
     /// Puts back in the queue what a crash left `started`. Run at startup,
     /// before any worker exists.
     pub fn recover_started(&self) -> Result<usize> {
-        let n =
-            self.conn().execute("UPDATE repositories SET sync_state = 'pending' WHERE sync_state = 'started'", [])?;
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE repositories SET sync_state = 'pending',
+             full_sync_requested = MAX(full_sync_requested, full_sync_running), full_sync_running = 0
+             WHERE sync_state = 'started'",
+            [],
+        )?;
+        conn.execute(
+            "UPDATE repositories SET verification_state = 'pending' WHERE verification_state = 'started'",
+            [],
+        )?;
         Ok(n)
     }
 
@@ -158,7 +167,7 @@ impl Store {
             .conn()
             .prepare_cached(&format!(
                 "UPDATE repositories SET
-                   events_done_through = MAX(events_done_through, ?2),
+                   events_done_through = MAX(events_done_through, ?2), full_sync_running = 0,
                    retry_count = 0, retry_at = NULL, last_sync_failure = NULL, last_synced_at = {NOW},
                    verification_state = CASE WHEN excluded = 1 THEN 'disabled'
                                              WHEN ?3 THEN 'pending' ELSE verification_state END,
@@ -184,7 +193,7 @@ impl Store {
             .query_row([job.id], |r| r.get(0))?;
         let delay = retry_delay(count + 1, jitter());
         conn.prepare_cached(&format!(
-            "UPDATE repositories SET sync_state = 'failed', retry_count = retry_count + 1,
+            "UPDATE repositories SET sync_state = 'failed', retry_count = retry_count + 1, full_sync_running = 0,
              retry_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?2), last_sync_failure = ?3,
              full_sync_requested = MAX(full_sync_requested, ?4)
              WHERE id = ?1"
@@ -197,8 +206,8 @@ impl Store {
     pub fn release_job(&self, job: &Job) -> Result<()> {
         self.conn()
             .prepare_cached(
-                "UPDATE repositories SET sync_state = 'pending', full_sync_requested = MAX(full_sync_requested, ?2)
-                 WHERE id = ?1",
+                "UPDATE repositories SET sync_state = 'pending', full_sync_requested = MAX(full_sync_requested, ?2),
+                 full_sync_running = 0 WHERE id = ?1",
             )?
             .execute(params![job.id, job.full])?;
         Ok(())
@@ -351,7 +360,8 @@ fn claim_row(tx: &rusqlite::Transaction, id: i64) -> Result<Job> {
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let through: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
     tx.prepare_cached(&format!(
-        "UPDATE repositories SET sync_state = 'started', full_sync_requested = 0, sync_started_at = {NOW}
+        "UPDATE repositories SET sync_state = 'started', full_sync_running = full_sync_requested,
+         full_sync_requested = 0, sync_started_at = {NOW}
          WHERE id = ?1"
     ))?
     .execute([id])?;
@@ -428,6 +438,18 @@ mod tests {
         store.release_job(&job).unwrap();
         let r = store.repository("a").unwrap().unwrap();
         assert_eq!((r.sync_state.as_str(), r.full_sync_requested), ("pending", true));
+    }
+
+    #[test]
+    fn a_crash_during_a_full_sync_keeps_the_request() {
+        let store = Store::open_in_memory().unwrap();
+        store.add_repositories(&["a".into()]).unwrap();
+        let job = store.claim_next().unwrap().unwrap();
+        assert!(job.full);
+        // kill -9 here: the next start recovers a full sync, not an empty event job.
+        store.recover_started().unwrap();
+        let again = store.claim_next().unwrap().unwrap();
+        assert!(again.full, "the full sync request survived the crash");
     }
 
     #[test]

@@ -95,29 +95,26 @@ fn stopped_secondary_catches_up_from_its_cursor() {
     });
 }
 
+/// Waits until the daemon reports bytes of the repository being copied.
+fn wait_copy_under_way(env: &Env, repo: &str) {
+    wait_until(&format!("the copy of {repo} to be under way"), DEADLINE, || {
+        let Ok(resp) = ureq::get(&format!("{}/api/v1/status", env.url())).call() else { return false };
+        let status: serde_json::Value = serde_json::from_reader(resp.into_reader()).unwrap_or_default();
+        status["copying"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["repository"] == repo && c["bytes"].as_u64() > Some(0))
+    });
+}
+
 #[test]
 fn kill_during_a_large_copy_then_restart_converges() {
     let env = Env::with_mode("kill9", Mode::Direct);
     env.start_daemons();
     // A layer large enough that the copy is still running when the kill lands.
-    let size = 150 * 1000 * 1000;
-    let layer = env.p.push_noise_blob("big", 7, size);
-    let cfg = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
-    env.p.push_blob("big", &cfg);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": crate::support::oci::OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": crate::support::oci::sha256(&cfg), "size": cfg.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": size}],
-    }))
-    .unwrap();
-    env.p.put_manifest("big", "v1", crate::support::oci::OCI_MANIFEST, &manifest);
-    wait_until("the sync of big to start", DEADLINE, || {
-        env.state()
-            .query_row("SELECT sync_state FROM repositories WHERE name = 'big'", [], |r| r.get::<_, String>(0))
-            .map(|s| s == "started")
-            .unwrap_or(false)
-    });
+    env.p.push_large_image("big", "v1", 7, 150 * 1000 * 1000);
+    wait_copy_under_way(&env, "big");
     env.take_secondary_daemon().kill9();
     assert!(env.s.tags("big").is_empty(), "the kill landed before the copy finished");
     env.start_secondary_daemon();
@@ -129,24 +126,8 @@ fn kill_during_a_large_copy_then_restart_converges() {
 fn sigterm_mid_copy_leaves_nothing_started() {
     let env = Env::with_mode("sigterm", Mode::Direct);
     env.start_daemons();
-    let size = 150 * 1000 * 1000;
-    let layer = env.p.push_noise_blob("big", 9, size);
-    let cfg = br#"{"architecture":"arm64","os":"linux"}"#.to_vec();
-    env.p.push_blob("big", &cfg);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": crate::support::oci::OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": crate::support::oci::sha256(&cfg), "size": cfg.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": size}],
-    }))
-    .unwrap();
-    env.p.put_manifest("big", "v1", crate::support::oci::OCI_MANIFEST, &manifest);
-    wait_until("the sync of big to start", DEADLINE, || {
-        env.state()
-            .query_row("SELECT sync_state FROM repositories WHERE name = 'big'", [], |r| r.get::<_, String>(0))
-            .map(|s| s == "started")
-            .unwrap_or(false)
-    });
+    env.p.push_large_image("big", "v1", 9, 150 * 1000 * 1000);
+    wait_copy_under_way(&env, "big");
     let (took, status) = env.take_secondary_daemon().terminate();
     assert!(status.success(), "{status}");
     assert!(took < Duration::from_secs(10), "stopping took {took:?}");

@@ -131,19 +131,7 @@ fn corrupted_blob_on_the_primary_fails_the_sync_and_pushes_nothing() {
 #[test]
 fn large_layer_streams_in_flat_memory() {
     let env = Env::new("large");
-    const SIZE: u64 = 200 * 1000 * 1000;
-    let layer = env.p.push_noise_blob("big", 50, SIZE);
-    let cfg = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
-    env.p.push_blob("big", &cfg);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": oci::OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": oci::sha256(&cfg), "size": cfg.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": SIZE}],
-    }))
-    .unwrap();
-    env.p.put_manifest("big", "v1", oci::OCI_MANIFEST, &manifest);
-
+    let layer = env.p.push_large_image("big", "v1", 50, 200 * 1000 * 1000);
     let (run, peak_rss_kb) = crate::support::run_measured(&env, &["sync", "big"]);
     run.assert_ok();
     env.assert_in_sync("big");

@@ -240,6 +240,23 @@ impl Api {
         digest
     }
 
+    /// Pushes an image whose one layer is `size` bytes of noise, streamed
+    /// (never held in memory), under `tag`; returns the layer's digest.
+    pub fn push_large_image(&self, repo: &str, tag: &str, seed: u64, size: u64) -> String {
+        let layer = self.push_noise_blob(repo, seed, size);
+        let cfg = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#).into_bytes();
+        self.push_blob(repo, &cfg);
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor("application/vnd.oci.image.config.v1+json", &cfg),
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": size}],
+        }))
+        .unwrap();
+        self.put_manifest(repo, tag, OCI_MANIFEST, &manifest);
+        layer
+    }
+
     pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) {
         self.call("PUT", &format!("{}/v2/{repo}/manifests/{reference}", self.url), repo)
             .set("Content-Type", media_type)

@@ -43,6 +43,11 @@ pub struct Config {
     /// a non-loopback `listen` address. Off unless set explicitly.
     #[serde(default)]
     pub admin_open: bool,
+    /// Events older than this are pruned from the state file (once applied,
+    /// on a secondary). A secondary offline for longer catches up through
+    /// backfill and verification instead of the event log.
+    #[serde(default = "default_event_retention_days")]
+    pub event_retention_days: u64,
     /// The admin credential, read from `admin_token_file`.
     #[serde(skip)]
     pub admin_token: Option<String>,
@@ -150,6 +155,9 @@ fn default_backfill_interval() -> u64 {
 fn default_reverification_interval() -> u64 {
     7 * 24 * 3600
 }
+fn default_event_retention_days() -> u64 {
+    30
+}
 fn default_report_interval() -> u64 {
     60
 }
@@ -241,6 +249,9 @@ impl Config {
         }
         if self.replication.backfill_interval_seconds < 5 {
             return Err(self.bad("replication.backfill_interval_seconds", "must be at least 5"));
+        }
+        if self.event_retention_days == 0 {
+            return Err(self.bad("event_retention_days", "must be at least 1"));
         }
         if self.replication.report_interval_seconds == 0 {
             return Err(self.bad("replication.report_interval_seconds", "must be at least 1"));

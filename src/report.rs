@@ -2,7 +2,8 @@
 //! (60 s by default) a node checks that its registries answer; a secondary
 //! following a primary georeg then POSTs its status there
 //! (`/api/v1/nodes/status`, JWT-authenticated like the event log), so the
-//! primary's dashboard shows every secondary.
+//! primary's dashboard shows every secondary. Once an hour it also prunes
+//! events older than `event_retention_days` from the state file.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,12 @@ use crate::status;
 pub fn run(node: &Node) {
     let interval = Duration::from_secs(node.config.replication.report_interval_seconds);
     let mut last_error = String::new();
+    let mut next_prune = Instant::now();
     while !node.quitting() {
+        if Instant::now() >= next_prune {
+            prune(node);
+            next_prune = Instant::now() + Duration::from_secs(3600);
+        }
         let problem = check(node);
         *node.health_problem.lock().unwrap_or_else(|p| p.into_inner()) = problem.clone();
         if let Some(url) =
@@ -37,6 +43,16 @@ pub fn run(node: &Node) {
         while !node.quitting() && Instant::now() < next {
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// Keeps the event log from growing forever (hourly).
+fn prune(node: &Node) {
+    let days = node.config.event_retention_days;
+    match node.store.prune_events(days, node.config.role == Role::Secondary) {
+        Ok(0) => {}
+        Ok(n) => log::info!("pruned {n} events older than {days} days from the state file"),
+        Err(e) => log::warn!("cannot prune old events: {e}"),
     }
 }
 

@@ -146,7 +146,8 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The newest log position, 0 when the log is empty.
+    /// The newest log position, 0 when no event was ever stored. (Pruning
+    /// always keeps the newest event, so this never goes down.)
     pub fn last_event_id(&self) -> Result<i64> {
         Ok(self.conn().query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
     }
@@ -159,6 +160,18 @@ impl Store {
         ))?;
         let rows = stmt.query_map(params![job.name, job.after, job.through], event_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Deletes events older than `days` days; on a secondary only those
+    /// their repository has applied. Returns how many were deleted.
+    pub fn prune_events(&self, days: u64, applied_only: bool) -> Result<usize> {
+        let n = self.conn().execute(
+            "DELETE FROM events WHERE received_at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1)
+             AND id < (SELECT MAX(id) FROM events)
+             AND (NOT ?2 OR id <= (SELECT r.events_done_through FROM repositories r WHERE r.name = events.repository))",
+            params![format!("-{days} days"), applied_only],
+        )?;
+        Ok(n)
     }
 
     pub fn cursor(&self) -> Result<Cursor> {
@@ -212,6 +225,24 @@ mod tests {
         assert_eq!(log.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(store.events_after(1, 10).unwrap().len(), 1);
         assert!(store.repository("r").unwrap().is_none(), "a primary schedules nothing");
+    }
+
+    #[test]
+    fn pruning_keeps_recent_and_unapplied_events() {
+        let store = Store::open_in_memory().unwrap();
+        store.record_events(&[ev("a", "r1"), ev("b", "r2")], true).unwrap();
+        store.conn().execute("UPDATE events SET received_at = '2000-01-01T00:00:00Z'", []).unwrap();
+        let job = store.claim_next().unwrap().unwrap();
+        store.finish_job(&job).unwrap();
+        // Only the applied one of the two old events goes (the other is newest anyway).
+        assert_eq!(store.prune_events(30, true).unwrap(), 1);
+        assert_eq!(store.event_count().unwrap(), 1);
+        // The newest event always stays, so the log position never goes down.
+        assert_eq!(store.prune_events(30, false).unwrap(), 0);
+        assert_eq!(store.last_event_id().unwrap(), 2);
+        store.record_events(&[ev("c", "r1")], false).unwrap();
+        assert_eq!(store.prune_events(30, false).unwrap(), 1);
+        assert_eq!(store.last_event_id().unwrap(), 3);
     }
 
     #[test]

@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn verifying_reader_withholds_the_last_bytes_of_a_bad_blob() {
-        let data = vec![7u8; 10];
+        let data = [7u8; 10];
         let d = Digest::sha256_of(b"something else");
         let mut r = VerifyingReader::new(&data[..], d, 10);
         let mut buf = [0u8; 64];

@@ -306,7 +306,7 @@ fn respond(node: &Node, mut rq: tiny_http::Request) {
         None,
     );
     let mut headers = vec![("Content-Type", reply.content_type.to_string())];
-    headers.extend(reply.headers.into_iter().map(|(k, v)| (k, v)));
+    headers.extend(reply.headers);
     for (k, v) in headers {
         if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
             response.add_header(h);

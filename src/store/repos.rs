@@ -192,12 +192,12 @@ impl Store {
             .prepare_cached("SELECT retry_count FROM repositories WHERE id = ?1")?
             .query_row([job.id], |r| r.get(0))?;
         let delay = retry_delay(count + 1, jitter());
-        conn.prepare_cached(&format!(
+        conn.prepare_cached(
             "UPDATE repositories SET sync_state = 'failed', retry_count = retry_count + 1, full_sync_running = 0,
              retry_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?2), last_sync_failure = ?3,
              full_sync_requested = MAX(full_sync_requested, ?4)
-             WHERE id = ?1"
-        ))?
+             WHERE id = ?1",
+        )?
         .execute(params![job.id, format!("+{} seconds", delay.as_secs()), failure, job.full])?;
         Ok(())
     }

@@ -22,7 +22,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let found: Option<(i64, String)> = tx
-            .prepare_cached(&format!(
+            .prepare_cached(
                 "SELECT id, name FROM repositories
                  WHERE sync_state = 'synced' AND excluded = 0
                    AND (verification_state = 'pending'
@@ -32,8 +32,8 @@ impl Store {
                         OR (verification_state = 'failed'
                             AND verification_started_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-300 seconds')))
                  ORDER BY verification_state <> 'pending', verified_at, id
-                 LIMIT 1"
-            ))?
+                 LIMIT 1",
+            )?
             .query_row([format!("-{reverify_after_seconds} seconds")], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let Some((id, name)) = found else { return Ok(None) };

@@ -45,10 +45,6 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
     /// SIGTERM, then waits (bounded); returns how long the exit took.
     pub fn terminate(mut self) -> (Duration, std::process::ExitStatus) {
         let mut child = self.child.take().unwrap();

@@ -38,7 +38,6 @@ pub struct Notify {
 pub struct Registry {
     pub name: String,
     pub url: String,
-    pub port: u16,
     pub root: PathBuf,
     pub log: PathBuf,
     config: PathBuf,
@@ -101,7 +100,6 @@ auth:
         let mut registry = Registry {
             name: name.into(),
             url: format!("http://127.0.0.1:{port}"),
-            port,
             root,
             log: dir.join(format!("{name}-registry.log")),
             config,

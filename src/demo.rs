@@ -179,7 +179,8 @@ pub fn run(once: bool) -> Result<()> {
         &format!(
             "node_name = \"demo-secondary\"\nrole = \"secondary\"\nlisten = \"127.0.0.1:{s_geo}\"\nstate_file = \"secondary.sqlite3\"\n\n\
              [registry]\nurl = \"http://127.0.0.1:{s_reg}\"\nkey_file = \"gitlab-registry.key\"\n\n\
-             [replication]\nprimary_api_url = \"http://127.0.0.1:{p_reg}\"\nprimary_node_url = \"http://127.0.0.1:{p_geo}\"\n"
+             [replication]\nprimary_api_url = \"http://127.0.0.1:{p_reg}\"\nprimary_node_url = \"http://127.0.0.1:{p_geo}\"\n\
+             report_interval_seconds = 5\n"
         ),
     )?;
     let path = |p: &Path| p.to_string_lossy().into_owned();
@@ -201,7 +202,8 @@ pub fn run(once: bool) -> Result<()> {
 
     println!(
         "\n  primary registry    http://127.0.0.1:{p_reg}   -> notifies georeg primary   http://127.0.0.1:{p_geo}\n  \
-         secondary registry  http://127.0.0.1:{s_reg}   <- filled by georeg secondary http://127.0.0.1:{s_geo}\n"
+         secondary registry  http://127.0.0.1:{s_reg}   <- filled by georeg secondary http://127.0.0.1:{s_geo}\n\n  \
+         dashboards: http://127.0.0.1:{s_geo}/admin/geo/nodes (secondary), http://127.0.0.1:{p_geo}/admin/geo/nodes (primary)\n"
     );
     push_and_watch(&primary, &secondary, 1, &quit)?;
     if once {

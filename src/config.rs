@@ -35,6 +35,8 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     #[serde(default)]
     pub replication: ReplicationConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// Where this configuration was read from, for messages.
     #[serde(skip)]
     pub path: PathBuf,
@@ -87,6 +89,19 @@ pub struct ReplicationConfig {
     /// Selective sync: glob patterns of repositories never to replicate.
     #[serde(default)]
     pub exclude: Vec<String>,
+}
+
+/// TLS: extra trust for https registries and georeg nodes, and the
+/// optional HTTPS listener of georeg's own server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificates trusted besides the system's (an internal CA).
+    pub ca_file: Option<PathBuf>,
+    /// With `key_file`: serve https on `listen` with this certificate chain (PEM).
+    pub cert_file: Option<PathBuf>,
+    /// The private key of `cert_file` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for ReplicationConfig {
@@ -167,11 +182,14 @@ impl Config {
         config.registry.key_file = base.join(&config.registry.key_file);
         config.registry.certificate_file = config.registry.certificate_file.map(|p| base.join(p));
         config.notifications.secret_file = config.notifications.secret_file.map(|p| base.join(p));
+        for file in [&mut config.tls.ca_file, &mut config.tls.cert_file, &mut config.tls.key_file] {
+            *file = file.take().map(|p| base.join(p));
+        }
         config.validate()?;
         Ok(config)
     }
 
-    fn bad(&self, key: &str, message: impl Into<String>) -> Error {
+    pub(crate) fn bad(&self, key: &str, message: impl Into<String>) -> Error {
         Error::Config { file: self.path.clone(), key: key.into(), message: message.into() }
     }
 
@@ -223,6 +241,7 @@ impl Config {
         if let Some(url) = &self.replication.primary_node_url {
             self.replication.primary_node_url = Some(self.check_url("replication.primary_node_url", url)?);
         }
+        self.validate_tls()?;
         if self.role == Role::Secondary && self.replication.enabled && self.replication.primary_api_url.is_none() {
             return Err(self.bad(
                 "replication.primary_api_url",
@@ -263,6 +282,22 @@ impl Config {
             return Err(self.bad(key, "the secret must be alphanumeric and start with a letter (GitLab's rule)"));
         }
         self.notifications.secret = Some(secret);
+        Ok(())
+    }
+
+    /// Loads what `[tls]` names, so that a bad file stops georeg at start.
+    fn validate_tls(&self) -> Result<()> {
+        if let Some(ca) = &self.tls.ca_file {
+            crate::tls::load_certificates(ca).map_err(|why| self.bad("tls.ca_file", why))?;
+        }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(cert), Some(key)) => {
+                crate::tls::server_config(cert, key).map_err(|(key, why)| self.bad(key, why))?;
+            }
+            (Some(_), None) => return Err(self.bad("tls.key_file", "is required with tls.cert_file")),
+            (None, Some(_)) => return Err(self.bad("tls.cert_file", "is required with tls.key_file")),
+            (None, None) => {}
+        }
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! does. See README.md for the operator's manual.
 
 pub mod backfill;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod encoding;
 pub mod error;
 pub mod events;
 pub mod follow;
+pub mod https;
 pub mod manifest;
 pub mod node;
 pub mod registry;
@@ -20,6 +22,7 @@ pub mod replicate;
 pub mod selective;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod token;
 pub mod verify;
 pub mod worker;

@@ -5,6 +5,8 @@
 mod support;
 
 mod backfill;
+mod check;
 mod demo;
 mod events;
 mod sync;
+mod tls;

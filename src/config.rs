@@ -460,6 +460,27 @@ workers = 2
     }
 
     #[test]
+    fn tls_files_resolve_and_are_checked_at_load() {
+        let dir = write_dir("Abc");
+        std::fs::write(dir.0.join("junk.pem"), "not PEM\n").unwrap();
+        let e = err(&dir, &format!("{GOOD}\n[tls]\nca_file = \"junk.pem\"\n"));
+        assert!(e.contains("tls.ca_file") && e.contains("junk.pem") && e.contains("no BEGIN CERTIFICATE"), "{e}");
+        let e = err(&dir, &format!("{GOOD}\n[tls]\nca_file = \"absent.pem\"\n"));
+        assert!(e.contains("tls.ca_file") && e.contains("cannot read"), "{e}");
+        let e = err(&dir, &format!("{GOOD}\n[tls]\ncert_file = \"junk.pem\"\n"));
+        assert!(e.contains("tls.key_file: is required with tls.cert_file"), "{e}");
+        let e = err(&dir, &format!("{GOOD}\n[tls]\ncert_file = \"junk.pem\"\nkey_file = \"key.pem\"\n"));
+        assert!(e.contains("tls.cert_file"), "{e}");
+        let e = err(&dir, &format!("{GOOD}\n[tls]\ncafile = \"x\"\n"));
+        assert!(e.contains("tls.cafile") && e.contains("unknown field"), "{e}");
+        let c = parse(&dir, GOOD).unwrap();
+        assert!(c.tls.ca_file.is_none() && c.tls.cert_file.is_none());
+        std::fs::write(dir.0.join("ca.pem"), include_str!("../tests/data/test-cert.pem")).unwrap();
+        let c = parse(&dir, &format!("{GOOD}\n[tls]\nca_file = \"ca.pem\"\n")).unwrap();
+        assert_eq!(c.tls.ca_file, Some(dir.0.join("ca.pem")));
+    }
+
+    #[test]
     fn secondary_needs_primary_url() {
         let dir = write_dir("Abc");
         let e = err(&dir, &GOOD.replace("primary_api_url = \"http://primary.example.com:5000/\"", ""));

@@ -49,11 +49,15 @@ impl Report {
     }
 
     fn fail(&mut self, what: &str, error: &str, hint: &str) {
+        self.fail_line(&format!("{what}: {error}"), hint);
+    }
+
+    fn fail_line(&mut self, line: &str, hint: &str) {
         self.failed += 1;
         if hint.is_empty() {
-            println!("FAILED  {what}: {error}");
+            println!("FAILED  {line}");
         } else {
-            println!("FAILED  {what}: {error}; hint: {hint}");
+            println!("FAILED  {line}; hint: {hint}");
         }
     }
 }
@@ -65,7 +69,8 @@ pub fn run(config_path: &Path) -> ExitCode {
     let config = match Config::load(config_path) {
         Ok(config) => config,
         Err(e) => {
-            report.fail("config", &e.to_string(), "fix that line; georeg serve stops with the same message");
+            // The usual one-liner, which names the file and the key already.
+            report.fail_line(&e.to_string(), "georeg serve stops with the same message until it is fixed");
             println!("georeg check: the configuration must be fixed before anything else can be checked");
             return ExitCode::from(2);
         }
@@ -74,7 +79,7 @@ pub fn run(config_path: &Path) -> ExitCode {
         Role::Primary => "primary",
         Role::Secondary => "secondary",
     };
-    report.ok("config", &format!("{} ({role} node {:?})", config.path.display(), config.node_name));
+    report.ok(&format!("config {}", config.path.display()), &format!("{role} node {:?}", config.node_name));
     readable_by_service(&mut report, "config", &config.path);
     if let Some(secret) = &config.notifications.secret_file {
         readable_by_service(&mut report, "notifications.secret_file", secret);
@@ -178,9 +183,7 @@ fn registry_hint(e: &Error, signer: &Signer, url_key: &str) -> String {
              (is registry.key_file the primary's gitlab-registry.key?)",
             signer.kid()
         ),
-        Error::Transport { message, .. } if message.contains("tls.ca_file") || message.contains("TLS") => {
-            String::new()
-        }
+        Error::Transport { message, .. } if message.contains("tls.ca_file") || message.contains("TLS") => String::new(),
         Error::Transport { .. } => format!("is the registry running, and is {url_key} right?"),
         _ => String::new(),
     }
@@ -204,7 +207,9 @@ fn check_local(report: &mut Report, config: &Config, signer: &Signer, local: &Ta
     match (upload, config.role) {
         (Ok(()), _) => report.ok(
             &what,
-            &format!("accepts georeg's tokens, push included (an upload to {THROWAWAY_REPOSITORY} opened and cancelled)"),
+            &format!(
+                "accepts georeg's tokens, push included (an upload to {THROWAWAY_REPOSITORY} opened and cancelled)"
+            ),
         ),
         (Err(e), Role::Secondary) => {
             let mut hint = registry_hint(&e, signer, "registry.url");
@@ -214,7 +219,9 @@ fn check_local(report: &mut Report, config: &Config, signer: &Signer, local: &Ta
             report.fail(&what, &format!("/v2/ answers, but a push is refused: {e}"), &hint)
         }
         // A primary only reads its own registry (nothing is ever pushed there).
-        (Err(e), Role::Primary) => report.ok(&what, &format!("accepts georeg's tokens (push refused, not needed: {e})")),
+        (Err(e), Role::Primary) => {
+            report.ok(&what, &format!("accepts georeg's tokens (push refused, not needed: {e})"))
+        }
     }
 }
 
@@ -238,8 +245,7 @@ fn check_primary_node(report: &mut Report, config: &Config, agent: &ureq::Agent,
     let what = format!("primary georeg {base}");
     let url = format!("{base}{EVENTS_PATH}?after=0&limit=1");
     let token = node::node_token(signer, &config.node_name);
-    let resp =
-        agent.get(&url).set("Authorization", &format!("Bearer {token}")).timeout(Duration::from_secs(20)).call();
+    let resp = agent.get(&url).set("Authorization", &format!("Bearer {token}")).timeout(Duration::from_secs(20)).call();
     match resp {
         Ok(r) => match serde_json::from_reader::<_, LogPage>(r.into_reader().take(1 << 20)) {
             Ok(page) => report.ok(&what, &format!("accepts this node's token; last event id {}", page.last_event_id)),

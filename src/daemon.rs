@@ -65,7 +65,10 @@ pub fn serve(node: Node) -> Result<()> {
         if let Some(front) = front {
             let quit = &node.quit;
             handles.push(
-                thread::Builder::new().name("https".into()).spawn_scoped(s, move || front.run(quit)).map_err(spawn_err)?,
+                thread::Builder::new()
+                    .name("https".into())
+                    .spawn_scoped(s, move || front.run(quit))
+                    .map_err(spawn_err)?,
             );
         }
         if let Some(replicator) = &replicator {

@@ -165,7 +165,8 @@ fn relay(client: TcpStream, tls: Arc<ServerConfig>, socket: &Path) -> io::Result
     let backend = UnixStream::connect(socket)?;
     let conn = Mutex::new(conn);
     thread::scope(|s| {
-        let out = thread::Builder::new().name("https-out".into()).spawn_scoped(s, || answers(&conn, &client, &backend))?;
+        let out =
+            thread::Builder::new().name("https-out".into()).spawn_scoped(s, || answers(&conn, &client, &backend))?;
         let result = requests(&conn, &client, &backend);
         match &result {
             // The client is done: tiny_http finishes any answer, then closes.

@@ -45,8 +45,8 @@ impl Node {
             &config.registry.issuer,
         )?);
         let store = Store::open(&config.state_file)?;
-        let tls = crate::tls::client_config(config.tls.ca_file.as_deref())
-            .map_err(|why| config.bad("tls.ca_file", why))?;
+        let tls =
+            crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
         let agent = registry::agent(tls);
         let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
         let tokens = || TokenCache::new(signer.clone(), &config.registry.service, ttl);

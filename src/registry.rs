@@ -571,11 +571,8 @@ mod tests {
             "s",
             Duration::from_secs(60),
         );
-        let c = Client::read_only(
-            "http://r.example:5000/prefix/",
-            agent(crate::tls::client_config(None).unwrap()),
-            tokens,
-        );
+        let c =
+            Client::read_only("http://r.example:5000/prefix/", agent(crate::tls::client_config(None).unwrap()), tokens);
         assert_eq!(c.url(), "http://r.example:5000/prefix");
         assert_eq!(c.resolve("/v2/a/blobs/uploads/1?_state=x"), "http://r.example:5000/v2/a/blobs/uploads/1?_state=x");
         assert_eq!(c.resolve("https://other/x"), "https://other/x");

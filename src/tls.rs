@@ -106,9 +106,9 @@ pub fn explain(error: &(dyn StdError + 'static)) -> Option<String> {
 fn describe(e: &rustls::Error) -> String {
     use CertificateError as C;
     match e {
-        rustls::Error::InvalidCertificate(
-            C::NotValidForName | C::NotValidForNameContext { .. },
-        ) => format!("its TLS certificate does not name this host ({e}): use a host name or address the certificate lists"),
+        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => format!(
+            "its TLS certificate does not name this host ({e}): use a host name or address the certificate lists"
+        ),
         rustls::Error::InvalidCertificate(
             C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
         ) => format!("its TLS certificate is expired or not yet valid ({e}): renew it, or check this host's clock"),

@@ -72,7 +72,10 @@ fn a_wrong_key_and_an_unreachable_primary_fail_with_hints() {
     assert_eq!(code, 1, "{out}");
     assert!(line(&out, "WARNING key").contains("mode 0644"), "{out}");
     let local = line(&out, "FAILED  this node's registry");
-    assert!(local.contains("401") && local.contains("rootcertbundle") && local.contains("hint: georeg signs with key ID"), "{local}");
+    assert!(
+        local.contains("401") && local.contains("rootcertbundle") && local.contains("hint: georeg signs with key ID"),
+        "{local}"
+    );
     let primary = line(&out, "FAILED  primary registry");
     assert!(primary.contains("401") && primary.contains("hint:"), "{primary}");
 

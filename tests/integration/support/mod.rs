@@ -77,19 +77,58 @@ pub fn test_ca(dir: &Path) -> Https {
     let ext = dir.join("server-ext.cnf");
     let p = |p: &Path| p.to_str().unwrap().to_string();
     openssl(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &p(&ca_key), "-subj", "/CN=georeg test CA",
-        "-days", "30", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        "-out", &p(&ca),
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p(&ca_key),
+        "-subj",
+        "/CN=georeg test CA",
+        "-days",
+        "30",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-out",
+        &p(&ca),
     ]);
-    openssl(&["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", &p(&key), "-subj", "/CN=127.0.0.1", "-out", &p(&csr)]);
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p(&key),
+        "-subj",
+        "/CN=127.0.0.1",
+        "-out",
+        &p(&csr),
+    ]);
     std::fs::write(
         &ext,
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
     openssl(&[
-        "x509", "-req", "-in", &p(&csr), "-CA", &p(&ca), "-CAkey", &p(&ca_key), "-CAcreateserial", "-days", "30",
-        "-extfile", &p(&ext), "-out", &p(&cert),
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &p(&ca),
+        "-CAkey",
+        &p(&ca_key),
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        &p(&ext),
+        "-out",
+        &p(&cert),
     ]);
     Https { cert, key, ca }
 }
@@ -236,19 +275,8 @@ impl Env {
         }
         let s = Api::new(&secondary.url, k.signer.clone());
         let config = dir.0.join("georeg.toml");
-        let env = Env {
-            primary,
-            secondary,
-            p,
-            s,
-            config,
-            mode,
-            port,
-            primary_port,
-            https,
-            daemons: Default::default(),
-            dir,
-        };
+        let env =
+            Env { primary, secondary, p, s, config, mode, port, primary_port, https, daemons: Default::default(), dir };
         env.write_config(&k.pkcs1, "");
         if mode == Mode::Follow {
             env.write_primary_config();

@@ -85,9 +85,9 @@ dpkg-deb --extract "$deb" "$work/extract"
 needed=$(objdump -p "$work/extract/usr/bin/georeg" | awk '/NEEDED/ {print $2}' | sort | tr '\n' ' ')
 unexpected=$(tr ' ' '\n' <<<"$needed" | grep -vE '^(libc\.so\.6|libm\.so\.6|libgcc_s\.so\.1|ld-linux.*|)$')
 if [ -z "$unexpected" ]; then
-    ok "the binary links only the C library: $needed"
+    ok "the binary links only libc, libm and libgcc_s (no OpenSSL, no system SQLite): $needed"
 else
-    bad "the binary links more than the C library: $unexpected"
+    bad "the binary links more than libc, libm and libgcc_s: $unexpected"
 fi
 
 # ---- install

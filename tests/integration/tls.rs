@@ -63,3 +63,23 @@ fn a_secondary_follows_a_primary_georeg_serving_https() {
         .call()
         .is_err());
 }
+
+#[test]
+fn without_the_ca_check_and_the_cursor_say_to_set_tls_ca_file() {
+    let env = Env::with_https("tls-untrusted", Mode::Follow);
+    env.start_daemons();
+    let url = env.primary_node_url();
+    // The cursor thread records why it cannot read the primary's log.
+    crate::support::wait_until("the cursor to record the TLS failure", Duration::from_secs(30), || {
+        let error: Option<String> =
+            env.state().query_row("SELECT last_error FROM cursor", [], |r| r.get(0)).unwrap_or(None);
+        error.is_some_and(|e| e.contains(&url) && e.contains("not trusted") && e.contains("set tls.ca_file"))
+    });
+
+    let run = env.georeg(&["check"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    for what in [format!("FAILED  primary registry {}", env.primary.url), format!("FAILED  primary georeg {url}")] {
+        let line = run.stdout.lines().find(|l| l.starts_with(&what)).unwrap_or_default();
+        assert!(line.contains("set tls.ca_file"), "{what}: {}", run.stdout);
+    }
+}

@@ -13,6 +13,8 @@ usage: georeg [--config FILE] COMMAND [ARGS]
 commands:
   backfill                 one backfill pass now: scan the primary's catalog and
                            sync every repository not synced yet, with progress
+  check                    check the configuration, the key, the registries, the
+                           primary georeg and the state file, one line each
   demo [--once]            run a throwaway primary and secondary on loopback and
                            show an image replicating (needs docker-registry)
   serve                    run the daemon: notification endpoint, event log
@@ -38,6 +40,7 @@ Logging goes to stderr; RUST_LOG=debug shows every registry request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Backfill,
+    Check,
     Demo { once: bool },
     Verify { blobs: bool, repositories: Vec<String> },
     Serve,
@@ -87,6 +90,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
                 return Err(Error::Usage(format!("backfill: unexpected argument {extra:?}")));
             }
             Command::Backfill
+        }
+        Some("check") => {
+            if let Some(extra) = words.next() {
+                return Err(Error::Usage(format!("check: unexpected argument {extra:?}")));
+            }
+            Command::Check
         }
         Some("verify") => {
             let mut blobs = false;
@@ -166,6 +175,7 @@ mod tests {
             Command::Verify { blobs: true, repositories: vec!["a".into()] }
         );
         assert_eq!(p(&["backfill"]).unwrap().command, Command::Backfill);
+        assert_eq!(p(&["check"]).unwrap().command, Command::Check);
         assert_eq!(p(&["--version"]).unwrap().command, Command::Version);
     }
 

@@ -51,6 +51,8 @@ pub struct Config {
     /// The admin credential, read from `admin_token_file`.
     #[serde(skip)]
     pub admin_token: Option<String>,
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// Where this configuration was read from, for messages.
     #[serde(skip)]
     pub path: PathBuf,
@@ -107,6 +109,19 @@ pub struct ReplicationConfig {
     /// Selective sync: glob patterns of repositories never to replicate.
     #[serde(default)]
     pub exclude: Vec<String>,
+}
+
+/// TLS: extra trust for https registries and georeg nodes, and the
+/// optional HTTPS listener of georeg's own server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificates trusted besides the system's (an internal CA).
+    pub ca_file: Option<PathBuf>,
+    /// With `key_file`: serve https on `listen` with this certificate chain (PEM).
+    pub cert_file: Option<PathBuf>,
+    /// The private key of `cert_file` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for ReplicationConfig {
@@ -195,11 +210,14 @@ impl Config {
         config.registry.certificate_file = config.registry.certificate_file.map(|p| base.join(p));
         config.notifications.secret_file = config.notifications.secret_file.map(|p| base.join(p));
         config.admin_token_file = config.admin_token_file.map(|p| base.join(p));
+        for file in [&mut config.tls.ca_file, &mut config.tls.cert_file, &mut config.tls.key_file] {
+            *file = file.take().map(|p| base.join(p));
+        }
         config.validate()?;
         Ok(config)
     }
 
-    fn bad(&self, key: &str, message: impl Into<String>) -> Error {
+    pub(crate) fn bad(&self, key: &str, message: impl Into<String>) -> Error {
         Error::Config { file: self.path.clone(), key: key.into(), message: message.into() }
     }
 
@@ -269,6 +287,7 @@ impl Config {
         if let Some(url) = &self.replication.primary_node_url {
             self.replication.primary_node_url = Some(self.check_url("replication.primary_node_url", url)?);
         }
+        self.validate_tls()?;
         if self.role == Role::Secondary && self.replication.enabled && self.replication.primary_api_url.is_none() {
             return Err(self.bad(
                 "replication.primary_api_url",
@@ -309,6 +328,22 @@ impl Config {
             return Err(self.bad(key, "the secret must be alphanumeric and start with a letter (GitLab's rule)"));
         }
         self.notifications.secret = Some(secret);
+        Ok(())
+    }
+
+    /// Loads what `[tls]` names, so that a bad file stops georeg at start.
+    fn validate_tls(&self) -> Result<()> {
+        if let Some(ca) = &self.tls.ca_file {
+            crate::tls::load_certificates(ca).map_err(|why| self.bad("tls.ca_file", why))?;
+        }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(cert), Some(key)) => {
+                crate::tls::server_config(cert, key).map_err(|(key, why)| self.bad(key, why))?;
+            }
+            (Some(_), None) => return Err(self.bad("tls.key_file", "is required with tls.cert_file")),
+            (None, Some(_)) => return Err(self.bad("tls.cert_file", "is required with tls.key_file")),
+            (None, None) => {}
+        }
         Ok(())
     }
 
@@ -484,6 +519,27 @@ workers = 2
         let dir = write_dir("x");
         let e = err(&dir, &GOOD.replace("secret_file = \"secret\"", "secret = \"9lives\""));
         assert!(e.contains("notifications.secret:"), "{e}");
+    }
+
+    #[test]
+    fn tls_files_resolve_and_are_checked_at_load() {
+        let dir = write_dir("Abc");
+        std::fs::write(dir.0.join("junk.pem"), "not PEM\n").unwrap();
+        let e = err(&dir, &format!("{GOOD}\n[tls]\nca_file = \"junk.pem\"\n"));
+        assert!(e.contains("tls.ca_file") && e.contains("junk.pem") && e.contains("no BEGIN CERTIFICATE"), "{e}");
+        let e = err(&dir, &format!("{GOOD}\n[tls]\nca_file = \"absent.pem\"\n"));
+        assert!(e.contains("tls.ca_file") && e.contains("cannot read"), "{e}");
+        let e = err(&dir, &format!("{GOOD}\n[tls]\ncert_file = \"junk.pem\"\n"));
+        assert!(e.contains("tls.key_file: is required with tls.cert_file"), "{e}");
+        let e = err(&dir, &format!("{GOOD}\n[tls]\ncert_file = \"junk.pem\"\nkey_file = \"key.pem\"\n"));
+        assert!(e.contains("tls.cert_file"), "{e}");
+        let e = err(&dir, &format!("{GOOD}\n[tls]\ncafile = \"x\"\n"));
+        assert!(e.contains("tls.cafile") && e.contains("unknown field"), "{e}");
+        let c = parse(&dir, GOOD).unwrap();
+        assert!(c.tls.ca_file.is_none() && c.tls.cert_file.is_none());
+        std::fs::write(dir.0.join("ca.pem"), include_str!("../tests/data/test-cert.pem")).unwrap();
+        let c = parse(&dir, &format!("{GOOD}\n[tls]\nca_file = \"ca.pem\"\n")).unwrap();
+        assert_eq!(c.tls.ca_file, Some(dir.0.join("ca.pem")));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::config::Role;
 use crate::error::{Error, Result};
 use crate::node::Node;
-use crate::{backfill, follow, report, server, worker};
+use crate::{backfill, follow, https, report, server, worker};
 
 /// Fixed pool of HTTP threads. Each secondary's long poll holds one on a
 /// primary for up to a few seconds; notifications take milliseconds.
@@ -32,16 +32,14 @@ pub fn serve(node: Node) -> Result<()> {
         log::info!("{recovered} repositories were mid-sync when georeg last stopped; queued again");
     }
     let listen = &node.config.listen;
-    let server = tiny_http::Server::http(listen).map_err(|e| Error::Config {
-        file: node.config.path.clone(),
-        key: "listen".into(),
-        message: format!("cannot listen on {listen}: {e}"),
-    })?;
+    let listener = https::bind(&node.config)?;
+    let scheme = listener.scheme();
+    let https::Listener { server, front } = listener;
     let secondary = node.config.role == Role::Secondary;
     let replicating = secondary && node.config.replication.enabled;
     let replicator = if replicating { Some(node.replicator()?) } else { None };
     log::info!(
-        "georeg {} serving on http://{listen} as {} node {:?}{}",
+        "georeg {} serving on {scheme}://{listen} as {} node {:?}{}",
         env!("CARGO_PKG_VERSION"),
         if secondary { "secondary" } else { "primary" },
         node.config.node_name,
@@ -71,6 +69,15 @@ pub fn serve(node: Node) -> Result<()> {
                 thread::Builder::new()
                     .name("report".into())
                     .spawn_scoped(s, move || report::run(node))
+                    .map_err(spawn_err)?,
+            );
+        }
+        if let Some(front) = front {
+            let quit = &node.quit;
+            handles.push(
+                thread::Builder::new()
+                    .name("https".into())
+                    .spawn_scoped(s, move || front.run(quit))
                     .map_err(spawn_err)?,
             );
         }

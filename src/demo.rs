@@ -196,7 +196,9 @@ pub fn run(once: bool) -> Result<()> {
     // The demo plays the user pushing to the primary, so it signs push tokens.
     let signer = Arc::new(Signer::load(&key, None, "gitlab-issuer")?);
     let tokens = |_| TokenCache::new(signer.clone(), "container_registry", Duration::from_secs(300));
-    let agent = registry::agent();
+    let tls = crate::tls::client_config(None)
+        .map_err(|message| Error::Transport { url: "the system trust store".into(), message })?;
+    let agent = registry::agent(tls);
     let primary = Target::new(&format!("http://127.0.0.1:{p_reg}"), agent.clone(), tokens(()));
     let secondary = Target::new(&format!("http://127.0.0.1:{s_reg}"), agent, tokens(()));
 

@@ -72,7 +72,9 @@ fn poll(node: &Node, base: &str) -> Result<bool, String> {
             let hint = if code == 401 { " (do both nodes use the same gitlab-registry.key and issuer?)" } else { "" };
             return Err(format!("the primary georeg at {url} answered {code}: {}{hint}", body.trim()));
         }
-        Err(e) => return Err(format!("cannot reach the primary georeg at {url}: {e}")),
+        Err(ureq::Error::Transport(t)) => {
+            return Err(format!("cannot reach the primary georeg at {url}: {}", crate::registry::transport_message(&t)))
+        }
     };
     let through = page.events.last().map(|e| e.id).unwrap_or(after);
     let valid: Vec<Event> = page.events.iter().filter(|e| valid_followed(e)).cloned().collect();

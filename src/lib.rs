@@ -3,6 +3,7 @@
 //! does. See README.md for the operator's manual.
 
 pub mod backfill;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod encoding;
 pub mod error;
 pub mod events;
 pub mod follow;
+pub mod https;
 pub mod manifest;
 pub mod metrics;
 pub mod node;
@@ -25,6 +27,7 @@ pub mod server;
 pub mod stats;
 pub mod status;
 pub mod store;
+pub mod tls;
 pub mod token;
 pub mod verify;
 pub mod worker;

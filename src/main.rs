@@ -5,7 +5,7 @@ use georeg::cli::{self, Cli, Command};
 use georeg::config::Config;
 use georeg::error::Result;
 use georeg::node::Node;
-use georeg::{commands, daemon, demo};
+use georeg::{check, commands, daemon, demo};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_target(false).init();
@@ -29,6 +29,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("georeg {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Check => Ok(check::run(&Config::resolve_path(config))),
         Command::Demo { once } => demo::run(once).map(|()| ExitCode::SUCCESS),
         Command::Serve => daemon::serve(open(config)?).map(|()| ExitCode::SUCCESS),
         Command::Status { json } => commands::status(&Config::load(&Config::resolve_path(config))?, json),

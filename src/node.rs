@@ -37,6 +37,12 @@ pub struct Node {
     pub health_problem: std::sync::Mutex<Option<String>>,
 }
 
+/// A short-lived token proving to another georeg node that `node_name`
+/// holds the shared key.
+pub fn node_token(signer: &Signer, node_name: &str) -> String {
+    signer.sign(NODE_AUDIENCE, node_name, Duration::from_secs(60), &[]).text
+}
+
 impl Node {
     pub fn open(config: Config) -> Result<Node> {
         let signer = Arc::new(Signer::load(
@@ -45,7 +51,9 @@ impl Node {
             &config.registry.issuer,
         )?);
         let store = Store::open(&config.state_file)?;
-        let agent = registry::agent();
+        let tls =
+            crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
+        let agent = registry::agent(tls);
         let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
         let tokens = || TokenCache::new(signer.clone(), &config.registry.service, ttl);
         let local = Target::new(&config.registry.url, agent.clone(), tokens());
@@ -72,7 +80,7 @@ impl Node {
     /// A short-lived token proving to another georeg node that this node
     /// holds the shared key.
     pub fn node_token(&self) -> String {
-        self.signer.sign(NODE_AUDIENCE, &self.config.node_name, Duration::from_secs(60), &[]).text
+        node_token(&self.signer, &self.config.node_name)
     }
 
     /// A replicator from the primary into this node's registry.

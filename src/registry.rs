@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -29,9 +30,11 @@ const CATALOG_PAGE: usize = 1000;
 
 /// The one HTTP agent of the process. Reads wait up to two minutes for the
 /// next bytes: long enough for a slow storage backend, short enough that a
-/// dead connection fails the sync instead of hanging it.
-pub fn agent() -> ureq::Agent {
+/// dead connection fails the sync instead of hanging it. `tls` decides
+/// which https servers are trusted (see `tls::client_config`).
+pub fn agent(tls: Arc<rustls::ClientConfig>) -> ureq::Agent {
     ureq::AgentBuilder::new()
+        .tls_config(tls)
         .timeout_connect(Duration::from_secs(10))
         .timeout_read(Duration::from_secs(120))
         .timeout_write(Duration::from_secs(120))
@@ -175,6 +178,16 @@ impl Client {
             names.extend(page.repositories.unwrap_or_default());
         }
         Ok(names)
+    }
+
+    /// One catalog page of at most `n` names: proves the catalog token is
+    /// accepted without listing a large registry.
+    pub fn catalog_page(&self, n: usize) -> Result<Vec<String>> {
+        let url = format!("{}/v2/_catalog?n={n}", self.base);
+        let resp = self.send("GET", &url, &[Scope::catalog()], &[], Body::Empty)?;
+        let resp = expect(resp, "GET", &url, &[200])?;
+        let page: Catalog = read_json(resp, "GET", &url)?;
+        Ok(page.repositories.unwrap_or_default())
     }
 
     /// The repository's tags, following `Link` pagination (distribution v3,
@@ -355,9 +368,16 @@ impl Target {
 
     /// Abandons an upload session; best effort, the registry purges stale ones anyway.
     pub fn cancel_upload(&self, repo: &str, location: &str) {
-        if let Err(e) = self.send("DELETE", location, &[Scope::repository(repo, DELETE)], &[], Body::Empty) {
+        if let Err(e) = self.abort_upload(repo, location) {
             log::debug!("cancelling upload {location}: {e}");
         }
+    }
+
+    /// Abandons an upload session; an error when the registry refuses.
+    pub fn abort_upload(&self, repo: &str, location: &str) -> Result<()> {
+        let resp = self.send("DELETE", location, &[Scope::repository(repo, DELETE)], &[], Body::Empty)?;
+        expect(resp, "DELETE", &redact_query(location), &[200, 202, 204])?;
+        Ok(())
     }
 
     /// Uploads a small blob held in memory.
@@ -454,7 +474,11 @@ fn read_json<T: serde::de::DeserializeOwned>(resp: ureq::Response, method: &str,
     })
 }
 
-fn transport_message(t: &ureq::Transport) -> String {
+/// A transport failure in words; a TLS failure says what to change.
+pub fn transport_message(t: &ureq::Transport) -> String {
+    if let Some(tls) = std::error::Error::source(t).and_then(crate::tls::explain) {
+        return tls;
+    }
     let mut message = t.kind().to_string();
     if let Some(m) = t.message() {
         message = format!("{message}: {m}");
@@ -547,7 +571,8 @@ mod tests {
             "s",
             Duration::from_secs(60),
         );
-        let c = Client::read_only("http://r.example:5000/prefix/", agent(), tokens);
+        let c =
+            Client::read_only("http://r.example:5000/prefix/", agent(crate::tls::client_config(None).unwrap()), tokens);
         assert_eq!(c.url(), "http://r.example:5000/prefix");
         assert_eq!(c.resolve("/v2/a/blobs/uploads/1?_state=x"), "http://r.example:5000/v2/a/blobs/uploads/1?_state=x");
         assert_eq!(c.resolve("https://other/x"), "https://other/x");

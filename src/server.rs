@@ -282,7 +282,8 @@ fn respond(node: &Node, mut rq: tiny_http::Request) {
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let headers =
         rq.headers().iter().map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().to_string())).collect();
-    let remote = rq.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+    // None behind the TLS front, whose Unix socket hides the peer.
+    let remote = rq.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "an https client".into());
     let method = rq.method().as_str().to_ascii_uppercase();
     let content_length = rq.body_length().map(|n| n as u64);
     let reply = {

@@ -246,11 +246,23 @@ fn primary_log_requires_a_token_signed_with_the_shared_key() {
 
 /// Requests georeg made to a registry, from its access log.
 fn georeg_requests(log: &std::path::Path) -> usize {
+    georeg_lines(log).len()
+}
+
+fn georeg_lines(log: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .unwrap()
         .lines()
         .filter(|l| l.contains("\"georeg/") && l.contains("HTTP/1.1\""))
-        .count()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Requests georeg made after the first `skip`, up to the verification
+/// that follows every sync: it starts by listing the tags, which an
+/// event-driven sync never does, and it is not the sync's cost.
+fn sync_requests(log: &std::path::Path, skip: usize) -> usize {
+    georeg_lines(log).iter().skip(skip).take_while(|l| !l.contains("/tags/list")).count()
 }
 
 #[test]
@@ -267,6 +279,7 @@ fn one_push_into_a_large_repository_costs_a_handful_of_requests() {
             .query_row(
                 "SELECT (SELECT COUNT(*) FROM events) = 300 AND sync_state = 'synced'
                         AND events_done_through = (SELECT MAX(id) FROM events)
+                        AND verification_state IN ('succeeded', 'failed')
                  FROM repositories WHERE name = 'many'",
                 [],
                 |r| r.get::<_, bool>(0),
@@ -278,14 +291,14 @@ fn one_push_into_a_large_repository_costs_a_handful_of_requests() {
     env.p.push_image("many", "new", &oci_image(131, &[1000]));
     wait_until("the new tag on the secondary", DEADLINE, || env.s.digest("many", "new").is_some());
     wait_until("the sync to be recorded", DEADLINE, || env.sync_state("many").0 == "synced");
-    let on_primary = georeg_requests(&env.primary.log) - before_p;
-    let on_secondary = georeg_requests(&env.secondary.log) - before_s;
+    let on_primary = sync_requests(&env.primary.log, before_p);
+    let on_secondary = sync_requests(&env.secondary.log, before_s);
     eprintln!(
         "one new tag in a 300-tag repository: {on_primary} requests to the primary, {on_secondary} to the secondary"
     );
     // HEAD tag + GET manifest + 2 blob GETs on the primary; HEAD tag, 2 blob
     // HEADs, 2 x (POST + PUT) and the manifest PUT on the secondary.
-    assert!(on_primary <= 6, "{on_primary} requests to the primary");
+    assert!((3..=6).contains(&on_primary), "{on_primary} requests to the primary");
     assert!(on_secondary <= 10, "{on_secondary} requests to the secondary");
     assert_eq!(env.s.tags("many").len(), 301);
 }

@@ -5,7 +5,9 @@
 mod support;
 
 mod backfill;
+mod check;
 mod dashboard;
 mod demo;
 mod events;
 mod sync;
+mod tls;

@@ -8,11 +8,18 @@ pub struct Daemon {
     pub name: String,
     pub url: String,
     pub log: PathBuf,
+    /// An HTTP agent that trusts the daemon's certificate when it serves https.
+    pub agent: ureq::Agent,
     child: Option<Child>,
 }
 
 impl Daemon {
     pub fn start(dir: &Path, name: &str, config: &Path, port: u16) -> Daemon {
+        Daemon::start_at(dir, name, config, &format!("http://127.0.0.1:{port}"), super::agent(None))
+    }
+
+    /// Starts `georeg serve` whose server answers at `url`.
+    pub fn start_at(dir: &Path, name: &str, config: &Path, url: &str, agent: ureq::Agent) -> Daemon {
         let log = dir.join(format!("georeg-{name}.log"));
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let child = Command::new(super::georeg_bin())
@@ -25,7 +32,7 @@ impl Daemon {
             .stderr(file)
             .spawn()
             .expect("start georeg serve");
-        let d = Daemon { name: name.into(), url: format!("http://127.0.0.1:{port}"), log, child: Some(child) };
+        let d = Daemon { name: name.into(), url: url.into(), log, agent, child: Some(child) };
         d.wait_healthy();
         d
     }
@@ -33,7 +40,7 @@ impl Daemon {
     fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if ureq::get(&format!("{}/-/health", self.url)).timeout(Duration::from_secs(1)).call().is_ok() {
+            if self.agent.get(&format!("{}/-/health", self.url)).timeout(Duration::from_secs(1)).call().is_ok() {
                 return;
             }
             assert!(Instant::now() < deadline, "georeg {} did not come up; log:\n{}", self.name, self.log_text());

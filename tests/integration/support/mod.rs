@@ -14,7 +14,7 @@ use georeg::token::Signer;
 
 pub use daemon::Daemon;
 pub use oci::Api;
-pub use registry::{Notify, Registry};
+pub use registry::{Https, Notify, Registry};
 
 /// The notification secret the test registries send.
 pub const SECRET: &str = "GeoSecret1";
@@ -64,6 +64,93 @@ pub fn keys() -> &'static Keys {
         let signer = Arc::new(Signer::load(&pkcs1, None, registry::ISSUER).unwrap());
         Keys { pkcs1, pkcs8, cert, signer }
     })
+}
+
+/// A test CA, and a server certificate it signed for 127.0.0.1
+/// (subjectAltName IP:127.0.0.1), generated with the openssl CLI.
+pub fn test_ca(dir: &Path) -> Https {
+    let ca = dir.join("test-ca.crt");
+    let ca_key = dir.join("test-ca.key");
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    let csr = dir.join("server.csr");
+    let ext = dir.join("server-ext.cnf");
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p(&ca_key),
+        "-subj",
+        "/CN=georeg test CA",
+        "-days",
+        "30",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-out",
+        &p(&ca),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p(&key),
+        "-subj",
+        "/CN=127.0.0.1",
+        "-out",
+        &p(&csr),
+    ]);
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &p(&ca),
+        "-CAkey",
+        &p(&ca_key),
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        &p(&ext),
+        "-out",
+        &p(&cert),
+    ]);
+    Https { cert, key, ca }
+}
+
+/// The tests' own HTTP agent, trusting `ca` when given. Built here with
+/// rustls directly, not with georeg's code, so that it checks georeg.
+pub fn agent(ca: Option<&Path>) -> ureq::Agent {
+    let builder = ureq::AgentBuilder::new().timeout(Duration::from_secs(300));
+    let Some(ca) = ca else {
+        return builder.build();
+    };
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    builder.tls_config(Arc::new(config)).build()
 }
 
 fn openssl(args: &[&str]) {
@@ -135,6 +222,9 @@ pub struct Env {
     pub port: u16,
     /// The primary georeg's port (Follow mode).
     pub primary_port: u16,
+    /// The test CA and server certificate when the primary side (registry
+    /// and, in Follow mode, georeg) serves https.
+    pub https: Option<Https>,
     /// Running daemons, stopped (SIGKILL) when the test ends.
     pub daemons: std::cell::RefCell<Vec<Daemon>>,
     // Last, so the registries stop before their files go.
@@ -147,7 +237,20 @@ impl Env {
     }
 
     pub fn with_mode(name: &str, mode: Mode) -> Env {
+        Env::build(name, mode, false)
+    }
+
+    /// The primary registry (and the primary georeg in Follow mode) serve
+    /// https with a certificate of a test CA; the secondary side stays http.
+    /// Configurations trust the CA only where a test says so.
+    pub fn with_https(name: &str, mode: Mode) -> Env {
+        Env::build(name, mode, true)
+    }
+
+    fn build(name: &str, mode: Mode, https: bool) -> Env {
         let dir = TestDir::new(name);
+        let https = https.then(|| test_ca(&dir.0));
+        let primary_scheme = if https.is_some() && mode == Mode::Follow { "https" } else { "http" };
         let k = keys();
         let port = registry::free_port();
         let primary_port = registry::free_port();
@@ -157,15 +260,23 @@ impl Env {
             Mode::Follow => Some(primary_port),
         }
         .map(|p| Notify {
-            url: format!("http://127.0.0.1:{p}/api/v4/container_registry_event/events"),
+            url: format!(
+                "{}://127.0.0.1:{p}/api/v4/container_registry_event/events",
+                if p == primary_port { primary_scheme } else { "http" }
+            ),
             secret: SECRET.into(),
         });
-        let primary = Registry::start(&dir.0, "primary", &k.cert, notify.as_ref());
+        let primary =
+            Registry::start_with(&dir.0, "primary", &k.cert, notify.as_ref(), registry::free_port(), https.as_ref());
         let secondary = Registry::start(&dir.0, "secondary", &k.cert, None);
-        let p = Api::new(&primary.url, k.signer.clone());
+        let mut p = Api::new(&primary.url, k.signer.clone());
+        if let Some(h) = &https {
+            p = p.trusting(&h.ca);
+        }
         let s = Api::new(&secondary.url, k.signer.clone());
         let config = dir.0.join("georeg.toml");
-        let env = Env { primary, secondary, p, s, config, mode, port, primary_port, daemons: Default::default(), dir };
+        let env =
+            Env { primary, secondary, p, s, config, mode, port, primary_port, https, daemons: Default::default(), dir };
         env.write_config(&k.pkcs1, "");
         if mode == Mode::Follow {
             env.write_primary_config();
@@ -190,10 +301,19 @@ key_file = "{key}"
 
 [notifications]
 secret = "{SECRET}"
-"#,
+{tls}"#,
             port = self.primary_port,
             url = self.primary.url,
             key = keys().pkcs1.display(),
+            tls = match &self.https {
+                Some(h) => format!(
+                    "\n[tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                    h.ca.display(),
+                    h.cert.display(),
+                    h.key.display()
+                ),
+                None => String::new(),
+            },
         );
         std::fs::write(self.primary_config(), text).unwrap();
     }
@@ -201,7 +321,8 @@ secret = "{SECRET}"
     /// Starts the secondary georeg daemon (and, in Follow mode, the primary one first).
     pub fn start_daemons(&self) {
         if self.mode == Mode::Follow && !self.daemons.borrow().iter().any(|d| d.name == "primary") {
-            let d = Daemon::start(&self.dir.0, "primary", &self.primary_config(), self.primary_port);
+            let (url, agent) = (self.primary_node_url(), agent(self.https.as_ref().map(|h| h.ca.as_path())));
+            let d = Daemon::start_at(&self.dir.0, "primary", &self.primary_config(), &url, agent);
             self.daemons.borrow_mut().push(d);
         }
         self.start_secondary_daemon();
@@ -217,6 +338,12 @@ secret = "{SECRET}"
         let mut daemons = self.daemons.borrow_mut();
         let i = daemons.iter().position(|d| d.name == "secondary").expect("secondary daemon running");
         daemons.remove(i)
+    }
+
+    /// The primary georeg's URL (Follow mode).
+    pub fn primary_node_url(&self) -> String {
+        let scheme = if self.https.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.primary_port)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -246,7 +373,7 @@ primary_api_url = "{primary}/"
 workers = 2
 {follow}{extra}"#,
             follow = if self.mode == Mode::Follow {
-                format!("primary_node_url = \"http://127.0.0.1:{}\"\n", self.primary_port)
+                format!("primary_node_url = \"{}\"\n", self.primary_node_url())
             } else {
                 String::new()
             },

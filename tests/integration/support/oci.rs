@@ -175,7 +175,13 @@ pub struct Api {
 
 impl Api {
     pub fn new(url: &str, signer: Arc<Signer>) -> Api {
-        Api { url: url.into(), signer, agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(300)).build() }
+        Api { url: url.into(), signer, agent: super::agent(None) }
+    }
+
+    /// The same API for a registry whose https certificate `ca` signed.
+    pub fn trusting(mut self, ca: &std::path::Path) -> Api {
+        self.agent = super::agent(Some(ca));
+        self
     }
 
     fn auth(&self, repo: &str) -> String {

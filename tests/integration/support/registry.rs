@@ -35,12 +35,22 @@ pub struct Notify {
     pub secret: String,
 }
 
+/// A registry serving https: its certificate and key, and the CA that
+/// signed them (also what the registry trusts for its own notifications).
+pub struct Https {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
 pub struct Registry {
     pub name: String,
     pub url: String,
     pub root: PathBuf,
     pub log: PathBuf,
     config: PathBuf,
+    /// The CA to trust when the registry serves https.
+    ca: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -51,6 +61,17 @@ impl Registry {
     }
 
     pub fn start_on(dir: &Path, name: &str, cert: &Path, notify: Option<&Notify>, port: u16) -> Registry {
+        Registry::start_with(dir, name, cert, notify, port, None)
+    }
+
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        cert: &Path,
+        notify: Option<&Notify>,
+        port: u16,
+        https: Option<&Https>,
+    ) -> Registry {
         let root = dir.join(format!("{name}-storage"));
         std::fs::create_dir_all(&root).unwrap();
         let mut yaml = format!(
@@ -80,6 +101,16 @@ auth:
             root = root.display(),
             cert = cert.display()
         );
+        if let Some(h) = https {
+            yaml = yaml.replace(
+                &format!("  addr: 127.0.0.1:{port}\n"),
+                &format!(
+                    "  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {}\n    key: {}\n",
+                    h.cert.display(),
+                    h.key.display()
+                ),
+            );
+        }
         if let Some(n) = notify {
             yaml.push_str(&format!(
                 "notifications:
@@ -99,10 +130,11 @@ auth:
         std::fs::write(&config, yaml).unwrap();
         let mut registry = Registry {
             name: name.into(),
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{}://127.0.0.1:{port}", if https.is_some() { "https" } else { "http" }),
             root,
             log: dir.join(format!("{name}-registry.log")),
             config,
+            ca: https.map(|h| h.ca.clone()),
             child: None,
         };
         registry.run();
@@ -111,7 +143,12 @@ auth:
 
     fn run(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(registry_binary())
+        let mut command = Command::new(registry_binary());
+        // Go reads extra trust from SSL_CERT_FILE: notifications to an https georeg.
+        if let Some(ca) = &self.ca {
+            command.env("SSL_CERT_FILE", ca);
+        }
+        let child = command
             .arg("serve")
             .arg(&self.config)
             .stdin(Stdio::null())
@@ -122,8 +159,9 @@ auth:
         self.child = Some(child);
         // Up when /v2/ answers (401: it wants a token).
         let deadline = Instant::now() + Duration::from_secs(20);
+        let agent = super::agent(self.ca.as_deref());
         loop {
-            match ureq::get(&format!("{}/v2/", self.url)).timeout(Duration::from_secs(2)).call() {
+            match agent.get(&format!("{}/v2/", self.url)).timeout(Duration::from_secs(2)).call() {
                 Ok(_) | Err(ureq::Error::Status(_, _)) => return,
                 Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
                 Err(e) => panic!(

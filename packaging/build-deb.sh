@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds georeg_VERSION_ARCH.deb from `cargo build --release --locked`, with
+# dpkg-deb alone (no debhelper, no cargo-deb: nothing extra to install).
+#
+#   packaging/build-deb.sh [OUTDIR]      (default: target/debian)
+#
+# VERSION is Cargo.toml's, ARCH is `dpkg --print-architecture`. Prints the
+# path of the package on its last line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+arch=$(dpkg --print-architecture)
+out=$(mkdir -p "${1:-target/debian}" && cd "${1:-target/debian}" && pwd)
+if ! head -n 1 packaging/changelog | grep -q "^georeg ($version)"; then
+    echo "build-deb: warning: packaging/changelog has no entry for $version yet" >&2
+fi
+
+cargo build --release --locked
+bin="${CARGO_TARGET_DIR:-target}/release/georeg"
+
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+install -D -m 0755 "$bin" "$root/usr/bin/georeg"
+strip --strip-unneeded "$root/usr/bin/georeg"
+install -D -m 0644 packaging/georeg.toml "$root/etc/georeg/georeg.toml"
+install -D -m 0644 packaging/georeg.service "$root/lib/systemd/system/georeg.service"
+install -D -m 0644 packaging/copyright "$root/usr/share/doc/georeg/copyright"
+install -D -m 0644 README.md "$root/usr/share/doc/georeg/README.md"
+install -D -m 0644 schema.sql "$root/usr/share/doc/georeg/schema.sql"
+gzip -9n <packaging/changelog >"$root/usr/share/doc/georeg/changelog.gz"
+chmod 0644 "$root/usr/share/doc/georeg/changelog.gz"
+
+install -d -m 0755 "$root/DEBIAN"
+install -m 0755 packaging/postinst packaging/prerm packaging/postrm "$root/DEBIAN/"
+echo /etc/georeg/georeg.toml >"$root/DEBIAN/conffiles"
+
+# Shared libraries: libc (and libgcc_s, which Rust's standard library links
+# for unwinding). SQLite is compiled in, TLS is rustls: no OpenSSL.
+glibc=$(objdump -T "$root/usr/bin/georeg" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+depends="libc6 (>= ${glibc:-2.17}), adduser"
+if objdump -p "$root/usr/bin/georeg" | grep -q 'NEEDED *libgcc_s'; then
+    depends="$depends, libgcc-s1"
+fi
+cat >"$root/DEBIAN/control" <<CONTROL
+Package: georeg
+Version: $version
+Architecture: $arch
+Maintainer: georeg maintainers <georeg@localhost>
+Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
+Depends: $depends
+Section: net
+Priority: optional
+Description: keeps a secondary container registry in step with a primary one
+ georeg replicates every image pushed to a primary container registry into
+ the registry of each secondary, byte for byte and with the same digests,
+ through the registry HTTP API only, as GitLab Geo's registry replication
+ does. It runs as a systemd service (installed, not enabled: configure
+ /etc/georeg/georeg.toml and run \`georeg check\` first) and contacts nothing
+ but the registries and georeg nodes in its configuration.
+CONTROL
+
+deb="$out/georeg_${version}_${arch}.deb"
+dpkg-deb --root-owner-group --build "$root" "$deb" >/dev/null
+echo "$deb"

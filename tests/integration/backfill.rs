@@ -35,7 +35,10 @@ fn fresh_secondary_converges_to_all_synced_and_verified_without_events() {
     }
     env.start_daemons();
     wait_until("30 repositories synced and verified", DEADLINE, || {
-        count(&env, "SELECT COUNT(*) FROM repositories WHERE sync_state = 'synced' AND verification_state = 'succeeded'") == 30
+        count(
+            &env,
+            "SELECT COUNT(*) FROM repositories WHERE sync_state = 'synced' AND verification_state = 'succeeded'",
+        ) == 30
     });
     for i in 0..30 {
         env.assert_in_sync(&mixed(i).0);
@@ -73,13 +76,20 @@ fn tampering_is_reported_by_tag_and_repaired_by_the_next_sync() {
         let line = run.stdout.lines().find(|l| l.starts_with(&format!("{repo}:"))).unwrap();
         assert!(line.contains("FAILED") && line.contains("checksum mismatch") && line.contains("tag v1:"), "{line}");
     }
-    assert!(run.stdout.contains("tag v1: primary sha256:") && run.stdout.contains("secondary missing"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("tag v1: primary sha256:") && run.stdout.contains("secondary missing"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.lines().any(|l| l.starts_with("t/intact: verified")), "{}", run.stdout);
     let failure: String = env
         .state()
         .query_row("SELECT verification_failure FROM repositories WHERE name = 't/replaced'", [], |r| r.get(0))
         .unwrap();
-    assert!(failure.contains("tag v1") && failure.contains("primary sha256:") && failure.contains("secondary sha256:"), "{failure}");
+    assert!(
+        failure.contains("tag v1") && failure.contains("primary sha256:") && failure.contains("secondary sha256:"),
+        "{failure}"
+    );
 
     // The failed verifications queued full syncs; the next pass repairs.
     let run = env.georeg(&["backfill"]);
@@ -136,7 +146,10 @@ fn selective_sync_and_repositories_deleted_on_the_primary() {
     assert!(run.stderr.contains("2 repositories to replicate (2 new), 0 excluded"), "{}", run.stderr);
     env.assert_in_sync("team/a");
     env.assert_in_sync("team/b/c");
-    assert!(env.s.tags("team/secret/x").is_empty() && env.s.tags("other/y").is_empty(), "excluded repositories are not copied");
+    assert!(
+        env.s.tags("team/secret/x").is_empty() && env.s.tags("other/y").is_empty(),
+        "excluded repositories are not copied"
+    );
     assert_eq!(count(&env, "SELECT COUNT(*) FROM repositories"), 2, "excluded repositories are not counted");
 
     // team/a vanishes from the primary (its storage removed): it is emptied on the secondary.
@@ -150,7 +163,10 @@ fn selective_sync_and_repositories_deleted_on_the_primary() {
     // Narrowing the selection marks the repository excluded and stops verifying it.
     env.write_config(&keys().pkcs1, "include = [\"team/b/**\"]\n");
     env.georeg(&["backfill"]).assert_ok();
-    assert_eq!(count(&env, "SELECT COUNT(*) FROM repositories WHERE excluded = 1 AND verification_state = 'disabled'"), 1);
+    assert_eq!(
+        count(&env, "SELECT COUNT(*) FROM repositories WHERE excluded = 1 AND verification_state = 'disabled'"),
+        1
+    );
 }
 
 #[test]
@@ -167,7 +183,8 @@ fn backfill_exits_non_zero_and_names_the_failures() {
     let run = env.georeg(&["backfill"]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("1 repositories failed:"), "{}", run.stdout);
-    let line = run.stdout.lines().find(|l| l.starts_with("bad/one: FAILED")).unwrap_or_else(|| panic!("{}", run.stdout));
+    let line =
+        run.stdout.lines().find(|l| l.starts_with("bad/one: FAILED")).unwrap_or_else(|| panic!("{}", run.stdout));
     assert!(line.contains(&layer), "{line}");
     env.assert_in_sync("good/one");
 }

@@ -65,6 +65,83 @@ impl Drop for Lab {
     }
 }
 
+/// CPU time spent, in seconds, since a [`CpuMark`]: by the tool (this
+/// process and the children it waited for: the tool's processes) and by
+/// each registry.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu {
+    pub tool: f64,
+    pub primary: f64,
+    pub secondary: f64,
+}
+
+pub struct CpuMark {
+    tool: u64,
+    registries: [(Option<u32>, u64); 2],
+}
+
+impl CpuMark {
+    pub fn new(primary: &Registry, secondary: &Registry) -> CpuMark {
+        let pid = |r: &Registry| registry_pid(r);
+        let (p, s) = (pid(primary), pid(secondary));
+        CpuMark { tool: own_ticks(), registries: [(p, p.map(ticks).unwrap_or(0)), (s, s.map(ticks).unwrap_or(0))] }
+    }
+
+    pub fn elapsed(&self) -> Cpu {
+        let tick = clock_tick();
+        let since =
+            |(pid, t0): (Option<u32>, u64)| pid.map(|p| ticks(p).saturating_sub(t0) as f64 / tick).unwrap_or(0.0);
+        Cpu {
+            tool: own_ticks().saturating_sub(self.tool) as f64 / tick,
+            primary: since(self.registries[0]),
+            secondary: since(self.registries[1]),
+        }
+    }
+}
+
+/// Runs `f`, returning what it returned and the CPU time it cost.
+pub fn measured<T>(primary: &Registry, secondary: &Registry, f: impl FnOnce() -> T) -> (T, Cpu) {
+    let mark = CpuMark::new(primary, secondary);
+    let out = f();
+    (out, mark.elapsed())
+}
+
+/// utime + stime of a process, in clock ticks.
+fn ticks(pid: u32) -> u64 {
+    stat_fields(&format!("/proc/{pid}/stat")).iter().skip(11).take(2).sum()
+}
+
+/// This process's CPU time plus that of the children it waited for.
+fn own_ticks() -> u64 {
+    stat_fields("/proc/self/stat").iter().skip(11).take(4).sum()
+}
+
+/// The numeric fields of a /proc stat line after the command name.
+fn stat_fields(path: &str) -> Vec<u64> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let after = text.rfind(')').map(|i| &text[i + 1..]).unwrap_or("");
+    after.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect()
+}
+
+fn clock_tick() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output();
+    out.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(100.0)
+}
+
+/// The process serving a registry, found by its configuration file.
+fn registry_pid(reg: &Registry) -> Option<u32> {
+    let config = format!("{}-registry.yml", reg.name);
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        (cmdline.contains("serve")
+            && cmdline.contains(&config)
+            && cmdline.contains(&reg.root.parent()?.display().to_string()))
+        .then_some(pid)
+    })
+}
+
 /// Stops a registry and deletes its storage (its log stays for the record).
 pub fn discard(mut reg: Registry) {
     reg.stop();

@@ -16,6 +16,8 @@ pub struct Row {
     pub images: u64,
     pub rss_kib: Option<u64>,
     pub requests: Option<u64>,
+    /// CPU seconds of the tool, the primary and the secondary registry.
+    pub cpu: Option<crate::lab::Cpu>,
     /// How georeg compares with this row, filled in by the scenario.
     pub versus: String,
     pub note: String,
@@ -31,6 +33,7 @@ impl Row {
             images,
             rss_kib: None,
             requests: None,
+            cpu: None,
             versus: String::new(),
             note: String::new(),
         }
@@ -43,6 +46,11 @@ impl Row {
 
     pub fn requests(mut self, n: u64) -> Row {
         self.requests = Some(n);
+        self
+    }
+
+    pub fn cpu(mut self, cpu: crate::lab::Cpu) -> Row {
+        self.cpu = Some(cpu);
         self
     }
 
@@ -119,8 +127,10 @@ impl Report {
             let _ = writeln!(md, "- {k}: {v}");
         }
         md.push('\n');
-        md.push_str("| scenario | tool | wall | MB/s | images/s | peak RSS | registry requests | georeg compared |\n");
-        md.push_str("|---|---|--:|--:|--:|--:|--:|---|\n");
+        md.push_str(
+            "| scenario | tool | wall | MB/s | images/s | peak RSS | registry requests | CPU s: tool + primary + secondary | georeg compared |\n",
+        );
+        md.push_str("|---|---|--:|--:|--:|--:|--:|--:|---|\n");
         let mut last = "";
         for r in &self.rows {
             let scenario = if r.scenario == last { "" } else { r.scenario.as_str() };
@@ -128,12 +138,15 @@ impl Report {
             let tool = if r.note.is_empty() { r.tool.clone() } else { format!("{} ({})", r.tool, r.note) };
             let _ = writeln!(
                 md,
-                "| {scenario} | {tool} | {} | {} | {} | {} | {} | {} |",
+                "| {scenario} | {tool} | {} | {} | {} | {} | {} | {} | {} |",
                 seconds(r.wall),
                 if r.bytes > 0 { format!("{:.1}", r.mb_per_s()) } else { "-".into() },
                 if r.images > 0 { format!("{:.1}", r.images_per_s()) } else { "-".into() },
                 r.rss_kib.map(|k| format!("{:.1} MB", k as f64 * 1024.0 / 1e6)).unwrap_or_else(|| "-".into()),
                 r.requests.map(thousands).unwrap_or_else(|| "-".into()),
+                r.cpu
+                    .map(|c| format!("{:.1} + {:.1} + {:.1}", c.tool, c.primary, c.secondary))
+                    .unwrap_or_else(|| "-".into()),
                 if r.versus.is_empty() { "-" } else { &r.versus },
             );
         }

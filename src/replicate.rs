@@ -183,8 +183,15 @@ impl Replicator<'_> {
     /// sends a push notification before it writes the tag link, so a tag
     /// just announced may not resolve yet; it gets a few seconds to appear
     /// before its absence is believed.
+    ///
+    /// The primary's manifest is fetched by tag in one GET (its digest is
+    /// that of its bytes), and the secondary is asked about the tag only
+    /// when georeg's records say it already holds this digest: otherwise a
+    /// copy is due anyway, and putting a tag again is harmless. So a new
+    /// tag costs one request to read it, one per blob (plus the copy of
+    /// the missing ones) and one to write it.
     fn sync_tag(&self, repo: &str, tag: &str, pushed: bool, seen: &mut Seen, report: &mut Report) -> Result<()> {
-        let mut wanted = self.primary.manifest_digest(repo, tag)?;
+        let mut wanted = self.primary.manifest(repo, tag)?;
         if pushed {
             for wait_ms in [25, 50, 100, 200, 400, 800, 1000] {
                 if wanted.is_some() {
@@ -192,24 +199,26 @@ impl Replicator<'_> {
                 }
                 self.check_quit()?;
                 std::thread::sleep(std::time::Duration::from_millis(wait_ms));
-                wanted = self.primary.manifest_digest(repo, tag)?;
+                wanted = self.primary.manifest(repo, tag)?;
             }
             if wanted.is_none() {
                 log::info!("{repo}:{tag} was pushed but is gone from the primary; treating it as deleted");
             }
         }
-        let present = self.secondary.manifest_digest(repo, tag)?;
-        match (wanted, present) {
-            (Some(w), Some(p)) if w == p => {
-                self.store.set_tag(repo, tag, &w)?;
-                report.tags_unchanged += 1;
+        match wanted {
+            Some(m) => {
+                let recorded = self.store.tag_digest(repo, tag)?.as_deref() == Some(m.digest.as_str());
+                if recorded && self.secondary.manifest_digest(repo, tag)?.as_ref() == Some(&m.digest) {
+                    report.tags_unchanged += 1;
+                } else {
+                    self.copy_manifest(repo, tag, m, seen, report)?;
+                }
             }
-            (Some(w), _) => self.copy_tag(repo, tag, &w, seen, report)?,
-            (None, Some(_)) => {
+            None if self.secondary.manifest_digest(repo, tag)?.is_some() => {
                 self.remove_tag(repo, tag)?;
                 report.tags_removed += 1;
             }
-            (None, None) => self.store.remove_tag(repo, tag)?,
+            None => self.store.remove_tag(repo, tag)?,
         }
         Ok(())
     }
@@ -281,12 +290,17 @@ impl Replicator<'_> {
 
     fn copy_tag(&self, repo: &str, tag: &str, digest: &Digest, seen: &mut Seen, report: &mut Report) -> Result<()> {
         let m = self.primary_manifest(repo, digest)?;
+        self.copy_manifest(repo, tag, m, seen, report)
+    }
+
+    /// Copies what the primary's manifest `m` references, then puts it under `tag`.
+    fn copy_manifest(&self, repo: &str, tag: &str, m: Manifest, seen: &mut Seen, report: &mut Report) -> Result<()> {
         self.copy_contents(repo, &m, seen, report, 0)?;
         self.secondary.put_manifest(repo, tag, &m)?;
-        seen.manifests.insert(m.digest.clone());
-        self.store.set_tag(repo, tag, digest)?;
+        self.store.set_tag(repo, tag, &m.digest)?;
         report.tags_copied += 1;
-        log::info!("{repo}:{tag} -> {digest} copied");
+        log::info!("{repo}:{tag} -> {} copied", m.digest);
+        seen.manifests.insert(m.digest);
         Ok(())
     }
 
@@ -344,39 +358,46 @@ impl Replicator<'_> {
         Ok(())
     }
 
+    /// Makes the blob present in the secondary repository with one request
+    /// when it is there already or can be mounted: a mount, from another
+    /// repository georeg knows holds it or else from the repository itself,
+    /// answers 201 when the blob is (now) there, and otherwise 202 with an
+    /// ordinary upload, into which the blob is then copied.
     fn ensure_blob(&self, repo: &str, blob: &BlobRef, seen: &mut Seen, report: &mut Report) -> Result<()> {
         if seen.blobs.contains(&blob.digest) {
             return Ok(());
         }
-        if self.secondary.blob_size(repo, &blob.digest)?.is_some() {
-            report.blobs_present += 1;
-        } else {
-            let location = match self.store.blob_source(&blob.digest, repo)? {
-                Some(from) => match self.secondary.mount_blob(repo, &blob.digest, &from) {
-                    Ok(Mount::Mounted) => None,
-                    Ok(Mount::Upload(location)) => {
-                        self.store.forget_blob(&from, &blob.digest)?;
-                        Some(location)
-                    }
-                    Err(e) => {
+        let from = self.store.blob_source(&blob.digest, repo)?;
+        let location = match self.secondary.mount_blob(repo, &blob.digest, from.as_deref().unwrap_or(repo)) {
+            Ok(Mount::Mounted) => None,
+            Ok(Mount::Upload(location)) => {
+                if let Some(from) = &from {
+                    self.store.forget_blob(from, &blob.digest)?;
+                }
+                Some(location)
+            }
+            Err(e) => {
+                match &from {
+                    Some(from) => {
                         log::warn!("{repo}: mounting {} from {from} failed, copying instead: {e}", blob.digest);
-                        self.store.forget_blob(&from, &blob.digest)?;
-                        Some(self.secondary.start_upload(repo)?)
+                        self.store.forget_blob(from, &blob.digest)?;
                     }
-                },
-                None => Some(self.secondary.start_upload(repo)?),
-            };
-            match location {
-                None => {
-                    report.blobs_mounted += 1;
-                    self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+                    None => log::debug!("{repo}: asking for {} by a mount failed, copying it: {e}", blob.digest),
                 }
-                Some(location) => {
-                    self.copy_blob(repo, blob, &location, &seen.progress)?;
-                    report.blobs_copied += 1;
-                    report.bytes_copied += blob.size;
-                    self.stats.blobs_copied.fetch_add(1, Ordering::Relaxed);
-                }
+                Some(self.secondary.start_upload(repo)?)
+            }
+        };
+        match location {
+            None if from.is_some() => {
+                report.blobs_mounted += 1;
+                self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+            }
+            None => report.blobs_present += 1,
+            Some(location) => {
+                self.copy_blob(repo, blob, &location, &seen.progress)?;
+                report.blobs_copied += 1;
+                report.bytes_copied += blob.size;
+                self.stats.blobs_copied.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.store.record_blob(repo, &blob.digest, blob.size)?;

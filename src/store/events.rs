@@ -1,11 +1,13 @@
 //! The event log: registry notifications georeg acts on, stored before they
 //! are acknowledged; and a secondary's cursor in its primary's log.
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use super::{Job, Store, NOW};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// An event to store: one manifest push, or a tag, manifest or repository delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,13 +63,82 @@ fn event_row(r: &rusqlite::Row) -> rusqlite::Result<Event> {
     })
 }
 
+/// Notifications waiting for the next group commit (see the module docs of
+/// `store`), and the outcomes of committed ones, by ticket.
+#[derive(Default)]
+pub(super) struct Batch {
+    next_ticket: u64,
+    queued: Vec<Queued>,
+    done: HashMap<u64, std::result::Result<usize, String>>,
+}
+
+pub(super) struct Queued {
+    ticket: u64,
+    events: Vec<NewEvent>,
+    schedule: bool,
+}
+
 impl Store {
-    /// Stores the events in one transaction, each event id once; with
-    /// `schedule`, also queues their repositories for sync. Returns how
-    /// many were new. When this returns, they are on disk.
+    fn batch(&self) -> std::sync::MutexGuard<'_, Batch> {
+        self.batch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores the events, each event id once; with `schedule`, also queues
+    /// their repositories for sync. Returns how many were new. When this
+    /// returns, they are on disk.
+    ///
+    /// Group commit: the caller queues its events, then waits for the
+    /// connection. Whoever gets it commits everything queued by then in
+    /// one transaction and leaves each caller its outcome, so concurrent
+    /// notifications share one fsync. Each request has its own savepoint:
+    /// one that fails does not fail the others.
     pub fn record_events(&self, events: &[NewEvent], schedule: bool) -> Result<usize> {
-        let tagged: Vec<(&NewEvent, Option<i64>)> = events.iter().map(|e| (e, None)).collect();
-        self.insert_events(&tagged, schedule, None)
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let ticket = {
+            let mut batch = self.batch();
+            let ticket = batch.next_ticket;
+            batch.next_ticket += 1;
+            batch.queued.push(Queued { ticket, events: events.to_vec(), schedule });
+            ticket
+        };
+        let mut conn = self.conn();
+        let queued = {
+            let mut batch = self.batch();
+            if let Some(outcome) = batch.done.remove(&ticket) {
+                return outcome.map_err(|message| Error::Store { message });
+            }
+            std::mem::take(&mut batch.queued)
+        };
+        let outcomes = commit_batch(&mut conn, &queued);
+        let mut mine = Err(format!("notification batch lost request {ticket}"));
+        let (mut stored, mut scheduled) = (0, false);
+        {
+            let mut batch = self.batch();
+            for (q, outcome) in queued.iter().zip(outcomes) {
+                if let Ok(n) = outcome {
+                    stored += n;
+                    scheduled |= q.schedule && n > 0;
+                }
+                if q.ticket == ticket {
+                    mine = outcome;
+                } else {
+                    batch.done.insert(q.ticket, outcome);
+                }
+            }
+        }
+        // Outcomes are posted before the connection is released: a caller
+        // whose events went into this batch finds its outcome when it gets
+        // the connection.
+        drop(conn);
+        if stored > 0 {
+            self.log.ring();
+            if scheduled {
+                self.work.ring();
+            }
+        }
+        mine.map_err(|message| Error::Store { message })
     }
 
     /// Stores events read from the primary's log and advances the cursor
@@ -97,28 +168,11 @@ impl Store {
         schedule: bool,
         cursor: Option<(i64, i64)>,
     ) -> Result<usize> {
-        let mut inserted = 0;
+        let inserted;
         {
             let mut conn = self.conn();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for (e, primary_id) in events {
-                let n = tx
-                    .prepare_cached(
-                        "INSERT INTO events (event_id, repository, action, tag, digest, media_type, primary_event_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (event_id) DO NOTHING",
-                    )?
-                    .execute(params![e.event_id, e.repository, e.action, e.tag, e.digest, e.media_type, primary_id])?;
-                inserted += n;
-                if n == 1 && schedule {
-                    tx.prepare_cached("INSERT INTO repositories (name) VALUES (?1) ON CONFLICT (name) DO NOTHING")?
-                        .execute([&e.repository])?;
-                    tx.prepare_cached(
-                        "UPDATE repositories SET sync_state = 'pending'
-                         WHERE name = ?1 AND sync_state IN ('synced', 'failed')",
-                    )?
-                    .execute([&e.repository])?;
-                }
-            }
+            inserted = insert_rows(&tx, events, schedule)?;
             if let Some((through, primary_last)) = cursor {
                 tx.prepare_cached(&format!(
                     "UPDATE cursor SET last_event_id = MAX(last_event_id, ?1),
@@ -200,6 +254,58 @@ impl Store {
     }
 }
 
+/// Inserts events, each event id once, and with `schedule` marks their
+/// repositories for sync; returns how many were new.
+fn insert_rows(conn: &Connection, events: &[(&NewEvent, Option<i64>)], schedule: bool) -> rusqlite::Result<usize> {
+    let mut inserted = 0;
+    for (e, primary_id) in events {
+        let n = conn
+            .prepare_cached(
+                "INSERT INTO events (event_id, repository, action, tag, digest, media_type, primary_event_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (event_id) DO NOTHING",
+            )?
+            .execute(params![e.event_id, e.repository, e.action, e.tag, e.digest, e.media_type, primary_id])?;
+        inserted += n;
+        if n == 1 && schedule {
+            conn.prepare_cached("INSERT INTO repositories (name) VALUES (?1) ON CONFLICT (name) DO NOTHING")?
+                .execute([&e.repository])?;
+            conn.prepare_cached(
+                "UPDATE repositories SET sync_state = 'pending'
+                 WHERE name = ?1 AND sync_state IN ('synced', 'failed')",
+            )?
+            .execute([&e.repository])?;
+        }
+    }
+    Ok(inserted)
+}
+
+/// Commits queued notifications in one transaction, each request in its
+/// own savepoint; returns each request's outcome, in order.
+fn commit_batch(conn: &mut Connection, queued: &[Queued]) -> Vec<std::result::Result<usize, String>> {
+    let run = |conn: &mut Connection| -> rusqlite::Result<Vec<std::result::Result<usize, String>>> {
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(queued.len());
+        for q in queued {
+            let savepoint = tx.savepoint()?;
+            let rows: Vec<(&NewEvent, Option<i64>)> = q.events.iter().map(|e| (e, None)).collect();
+            match insert_rows(&savepoint, &rows, q.schedule) {
+                Ok(n) => {
+                    savepoint.commit()?;
+                    outcomes.push(Ok(n));
+                }
+                // Dropping the savepoint rolls this request back, and only it.
+                Err(e) => outcomes.push(Err(e.to_string())),
+            }
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    };
+    match run(conn) {
+        Ok(outcomes) => outcomes,
+        Err(e) => vec![Err(e.to_string()); queued.len()],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +349,62 @@ mod tests {
         store.record_events(&[ev("c", "r1")], false).unwrap();
         assert_eq!(store.prune_events(30, false).unwrap(), 1);
         assert_eq!(store.last_event_id().unwrap(), 3);
+    }
+
+    #[test]
+    fn concurrent_notifications_are_each_stored_once_and_answered_with_their_own_count() {
+        let dir = std::env::temp_dir().join(format!("georeg-group-commit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir.join("state.sqlite3")).unwrap();
+        let (threads, per_thread) = (16, 40);
+        let (own, shared): (usize, usize) = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let store = &store;
+                    s.spawn(move || {
+                        let (mut own, mut shared) = (0, 0);
+                        for i in 0..per_thread {
+                            own += store.record_events(&[ev(&format!("e{t}-{i}"), "r")], true).unwrap();
+                            // Every thread also delivers the same events: each is new once.
+                            shared += store.record_events(&[ev(&format!("shared-{i}"), "r")], true).unwrap();
+                        }
+                        (own, shared)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        });
+        assert_eq!(own, threads * per_thread, "each caller is told its own event was new");
+        assert_eq!(shared, per_thread, "a redelivered event counts as new exactly once");
+        let rows = store.events_after(0, 10_000).unwrap();
+        let ids: std::collections::HashSet<&str> = rows.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids.len(), threads * per_thread + per_thread);
+        assert_eq!(rows.len(), ids.len(), "no event stored twice");
+        assert_eq!(store.repository("r").unwrap().unwrap().sync_state, "pending");
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failing_notification_does_not_fail_the_others_in_its_batch() {
+        let store = Store::open_in_memory().unwrap();
+        let mut bad = ev("bad", "r");
+        bad.action = "pull".into(); // refused by the schema's CHECK
+        let outcomes: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let (store, bad) = (&store, &bad);
+                    s.spawn(move || {
+                        let e = if t == 3 { bad.clone() } else { ev(&format!("ok{t}"), "r") };
+                        store.record_events(&[e], false).is_ok()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(outcomes.iter().filter(|ok| !**ok).count(), 1);
+        assert!(!outcomes[3]);
+        assert_eq!(store.events_after(0, 100).unwrap().len(), 7);
     }
 
     #[test]

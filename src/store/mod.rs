@@ -8,6 +8,12 @@
 //! replication workers meet only here: a handler commits rows, then rings a
 //! [`Bell`] so that sleeping workers look at the tables again. The bells
 //! carry no data, so nothing is lost when the process dies.
+//!
+//! Notifications are group-committed: requests that arrive while another
+//! commit is on its way to disk are stored together in the next
+//! transaction, so a burst from many registries costs one fsync per batch
+//! rather than one per request, and each is still answered only after its
+//! own events are on disk.
 
 mod events;
 mod repos;
@@ -34,6 +40,9 @@ const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Notifications waiting for the next group commit, and the outcomes
+    /// of committed ones until their callers collect them.
+    batch: Mutex<events::Batch>,
     /// Rung when a repository may have become claimable.
     pub work: Bell,
     /// Rung when events were appended (wakes long polls of the log).
@@ -68,7 +77,7 @@ impl Store {
         };
         setup().map_err(|e| e.to_string())?;
         migrate(&mut conn)?;
-        Ok(Store { conn: Mutex::new(conn), work: Bell::default(), log: Bell::default() })
+        Ok(Store { conn: Mutex::new(conn), batch: Mutex::default(), work: Bell::default(), log: Bell::default() })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

@@ -292,6 +292,16 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The digest georeg last left `tag` at on the secondary, if any.
+    pub fn tag_digest(&self, repository: &str, tag: &str) -> Result<Option<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repository_id
+             WHERE r.name = ?1 AND t.name = ?2",
+        )?;
+        Ok(stmt.query_row([repository, tag], |r| r.get(0)).optional()?)
+    }
+
     pub fn set_tag(&self, repository: &str, tag: &str, digest: &Digest) -> Result<()> {
         let id = self.ensure_repository(repository)?;
         self.conn()
@@ -478,6 +488,8 @@ mod tests {
         store.set_tag("a", "v1", &d).unwrap();
         store.set_tag("a", "v2", &d).unwrap();
         assert_eq!(store.tags("a").unwrap()[0], ("v1".to_string(), d.to_string()));
+        assert_eq!(store.tag_digest("a", "v2").unwrap().as_deref(), Some(d.as_str()));
+        assert_eq!(store.tag_digest("a", "v3").unwrap(), None);
         store.remove_tag("a", "v1").unwrap();
         assert_eq!(store.tags("a").unwrap().len(), 1);
         store.remove_tags_at("a", &d).unwrap();

@@ -1,0 +1,557 @@
+//! The benchmark's laboratory: a scratch directory, real registries on
+//! loopback, georeg nodes, processes measured with GNU time, and the
+//! registry requests each tool made, read from the registries' access logs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use georeg::token::{Scope, Signer};
+
+use crate::support::registry::{free_port, Notify, Registry, SERVICE};
+use crate::support::{georeg_bin, keys, SECRET};
+
+/// The harness's own User-Agent: its requests are never counted as a tool's.
+pub const HARNESS_AGENT: &str = "bench-harness/1";
+/// georeg's User-Agent starts with this.
+pub const GEOREG_AGENT: &str = "georeg/";
+/// skopeo identifies itself with this.
+pub const SKOPEO_AGENT: &str = "skopeo/";
+
+/// A scratch directory, removed at the end of a run that did not panic.
+pub struct Lab {
+    pub dir: PathBuf,
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        let dir = match std::env::var_os("GEOREG_BENCH_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => std::env::temp_dir().join(format!("georeg-bench-{}", std::process::id())),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        Lab { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A fresh registry with token auth, storage and access log under the lab.
+    pub fn registry(&self, name: &str, notify: Option<&Notify>) -> Registry {
+        Registry::start(&self.dir, name, &keys().cert, notify)
+    }
+
+    /// The same registry's storage, served again with other notifications.
+    pub fn restart_registry(&self, reg: Registry, notify: Option<&Notify>) -> Registry {
+        let (name, port) = (reg.name.clone(), reg.port);
+        drop(reg);
+        Registry::start_on(&self.dir, &name, &keys().cert, notify, port)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("benchmark files kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// CPU time spent, in seconds, since a [`CpuMark`]: by the tool (this
+/// process and the children it waited for: the tool's processes) and by
+/// each registry.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu {
+    pub tool: f64,
+    pub primary: f64,
+    pub secondary: f64,
+}
+
+pub struct CpuMark {
+    tool: u64,
+    registries: [(Option<u32>, u64); 2],
+}
+
+impl CpuMark {
+    pub fn new(primary: &Registry, secondary: &Registry) -> CpuMark {
+        let pid = |r: &Registry| registry_pid(r);
+        let (p, s) = (pid(primary), pid(secondary));
+        CpuMark { tool: own_ticks(), registries: [(p, p.map(ticks).unwrap_or(0)), (s, s.map(ticks).unwrap_or(0))] }
+    }
+
+    pub fn elapsed(&self) -> Cpu {
+        let tick = clock_tick();
+        let since =
+            |(pid, t0): (Option<u32>, u64)| pid.map(|p| ticks(p).saturating_sub(t0) as f64 / tick).unwrap_or(0.0);
+        Cpu {
+            tool: own_ticks().saturating_sub(self.tool) as f64 / tick,
+            primary: since(self.registries[0]),
+            secondary: since(self.registries[1]),
+        }
+    }
+}
+
+/// Runs `f`, returning what it returned and the CPU time it cost.
+pub fn measured<T>(primary: &Registry, secondary: &Registry, f: impl FnOnce() -> T) -> (T, Cpu) {
+    let mark = CpuMark::new(primary, secondary);
+    let out = f();
+    (out, mark.elapsed())
+}
+
+/// utime + stime of a process, in clock ticks.
+fn ticks(pid: u32) -> u64 {
+    stat_fields(&format!("/proc/{pid}/stat")).iter().skip(11).take(2).sum()
+}
+
+/// This process's CPU time plus that of the children it waited for.
+fn own_ticks() -> u64 {
+    stat_fields("/proc/self/stat").iter().skip(11).take(4).sum()
+}
+
+/// The numeric fields of a /proc stat line after the command name.
+fn stat_fields(path: &str) -> Vec<u64> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let after = text.rfind(')').map(|i| &text[i + 1..]).unwrap_or("");
+    after.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect()
+}
+
+fn clock_tick() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output();
+    out.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(100.0)
+}
+
+/// The process serving a registry, found by its configuration file.
+fn registry_pid(reg: &Registry) -> Option<u32> {
+    let config = format!("{}-registry.yml", reg.name);
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        (cmdline.contains("serve")
+            && cmdline.contains(&config)
+            && cmdline.contains(&reg.root.parent()?.display().to_string()))
+        .then_some(pid)
+    })
+}
+
+/// Stops a registry and deletes its storage (its log stays for the record).
+pub fn discard(mut reg: Registry) {
+    reg.stop();
+    let _ = std::fs::remove_dir_all(&reg.root);
+}
+
+/// Where a registry's access log stood, to read the requests made after.
+pub struct Mark {
+    log: PathBuf,
+    offset: u64,
+}
+
+/// One access-log entry.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub agent: String,
+}
+
+pub fn mark(reg: &Registry) -> Mark {
+    Mark { log: reg.log.clone(), offset: std::fs::metadata(&reg.log).map(|m| m.len()).unwrap_or(0) }
+}
+
+impl Mark {
+    /// Access-log entries written since the mark by clients whose agent
+    /// starts with `agent`.
+    pub fn requests(&self, agent: &str) -> Vec<Request> {
+        let mut file = std::fs::File::open(&self.log).unwrap_or_else(|e| panic!("{}: {e}", self.log.display()));
+        file.seek(SeekFrom::Start(self.offset)).unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        text.lines().filter_map(parse_access).filter(|r| r.agent.starts_with(agent)).collect()
+    }
+}
+
+/// Requests by `agent` on all the marked registries: what one tool cost.
+pub fn count(marks: &[&Mark], agent: &str) -> u64 {
+    // The registry logs a request after answering it: let the last lines land.
+    std::thread::sleep(Duration::from_millis(300));
+    marks.iter().map(|m| m.requests(agent).len() as u64).sum()
+}
+
+/// `127.0.0.1 - - [23/Nov/2026:04:46:50 +0000] "GET /v2/ HTTP/1.1" 401 87 "" "georeg/0.1.0"`
+fn parse_access(line: &str) -> Option<Request> {
+    if !line.contains(" - - [") || line.starts_with("time=") {
+        return None;
+    }
+    let first = line.find('"')?;
+    let rest = &line[first + 1..];
+    let end = rest.find('"')?;
+    let mut request = rest[..end].split(' ');
+    let (method, path) = (request.next()?.to_string(), request.next()?.to_string());
+    // The status code follows the request: its absence means a foreign line.
+    rest[end + 1..].split_whitespace().next()?.parse::<u16>().ok()?;
+    let trimmed = line.trim_end().strip_suffix('"')?;
+    let agent = trimmed[trimmed.rfind('"')? + 1..].to_string();
+    Some(Request { method, path, agent })
+}
+
+/// A process run under GNU time.
+pub struct Measured {
+    pub wall: Duration,
+    pub code: i32,
+    /// Peak resident set size in KiB, as the kernel accounted it.
+    pub rss_kib: u64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn measure(lab: &Lab, label: &str, program: &Path, args: &[String], env: &[(&str, &str)]) -> Measured {
+    let time = Path::new("/usr/bin/time");
+    assert!(time.exists(), "GNU time is needed to measure peak memory: apt-get install -y time");
+    let rss = lab.path(&format!("{label}.rss"));
+    let (out, err) = (lab.path(&format!("{label}.out")), lab.path(&format!("{label}.err")));
+    let started = Instant::now();
+    let status = Command::new(time)
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss)
+        .arg(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let wall = started.elapsed();
+    let text = std::fs::read_to_string(&rss).unwrap_or_default();
+    let rss_kib = text.lines().filter_map(|l| l.trim().parse().ok()).last().unwrap_or(0);
+    Measured {
+        wall,
+        code: status.code().unwrap_or(-1),
+        rss_kib,
+        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+    }
+}
+
+/// A georeg node's configuration in the lab.
+pub struct Georeg {
+    pub name: String,
+    pub config: PathBuf,
+    pub port: u16,
+    pub state: PathBuf,
+}
+
+impl Georeg {
+    /// A secondary filling `secondary` from `primary`; with `follow`, it
+    /// reads the event log of the primary georeg listening on that port.
+    pub fn secondary(
+        lab: &Lab,
+        name: &str,
+        secondary: &Registry,
+        primary: &Registry,
+        workers: usize,
+        follow: Option<u16>,
+    ) -> Georeg {
+        let follow = follow.map(|p| format!("primary_node_url = \"http://127.0.0.1:{p}\"\n")).unwrap_or_default();
+        let extra = format!("[replication]\nprimary_api_url = \"{}/\"\nworkers = {workers}\n{follow}", primary.url);
+        Georeg::write(lab, name, "secondary", &secondary.url, &extra)
+    }
+
+    /// A primary node: stores the primary registry's notifications and serves its log.
+    pub fn primary(lab: &Lab, name: &str, registry_url: &str) -> Georeg {
+        Georeg::write(lab, name, "primary", registry_url, "")
+    }
+
+    fn write(lab: &Lab, name: &str, role: &str, registry_url: &str, extra: &str) -> Georeg {
+        let port = free_port();
+        let config = lab.path(&format!("{name}.toml"));
+        let state = lab.path(&format!("{name}-state.sqlite3"));
+        let text = format!(
+            "node_name = \"{name}\"\nrole = \"{role}\"\nlisten = \"127.0.0.1:{port}\"\nstate_file = \"{state}\"\n\n\
+             [registry]\nurl = \"{url}\"\nkey_file = \"{key}\"\n\n[notifications]\nsecret = \"{SECRET}\"\n\n{extra}",
+            state = state.display(),
+            url = registry_url,
+            key = keys().pkcs1.display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        Georeg { name: name.into(), config, port, state }
+    }
+
+    /// Where a registry must send its notifications to reach this node.
+    pub fn notify(&self) -> Notify {
+        Notify {
+            url: format!("http://127.0.0.1:{}/api/v4/container_registry_event/events", self.port),
+            secret: SECRET.into(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a foreground command under GNU time, logging as an operator would see it.
+    pub fn run(&self, lab: &Lab, label: &str, args: &[String]) -> Measured {
+        let mut all = vec!["--config".to_string(), self.config.display().to_string()];
+        all.extend(args.iter().cloned());
+        measure(lab, label, Path::new(georeg_bin()), &all, &[("RUST_LOG", "info")])
+    }
+
+    pub fn serve(&self, lab: &Lab) -> Serve {
+        let log = lab.path(&format!("{}-serve.log", self.name));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = Command::new(georeg_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start georeg serve");
+        let serve = Serve { child: Some(child), log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ureq::get(&format!("{}/-/health", self.url())).timeout(Duration::from_secs(1)).call().is_err() {
+            assert!(Instant::now() < deadline, "georeg {} did not come up: {}", self.name, serve.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        serve
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(&self.state).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn
+    }
+
+    pub fn query(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).unwrap_or(-1)
+    }
+}
+
+/// A running `georeg serve`, killed when dropped.
+pub struct Serve {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Serve {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its peak resident set size so far, in KiB (VmHWM).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().map(|c| c.id()).unwrap_or(0);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// SIGTERM, then a bounded wait.
+    pub fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The harness's registry client: tokens cached per repository, so that
+/// building a corpus of thousands of blobs costs one signature per
+/// repository, and its own User-Agent, so its requests are never counted.
+pub struct Reg {
+    pub url: String,
+    agent: ureq::Agent,
+    signer: Arc<Signer>,
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+                      application/vnd.docker.distribution.manifest.list.v2+json, \
+                      application/vnd.docker.distribution.manifest.v2+json";
+
+impl Reg {
+    pub fn new(reg: &Registry) -> Reg {
+        Reg {
+            url: reg.url.clone(),
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(600))
+                .user_agent(HARNESS_AGENT)
+                .max_idle_connections_per_host(64)
+                .build(),
+            signer: keys().signer.clone(),
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Bearer ...` with push, pull and delete on `repo`, valid for an hour.
+    pub fn auth(&self, repo: &str) -> String {
+        let mut tokens = self.tokens.lock().unwrap();
+        tokens
+            .entry(repo.to_string())
+            .or_insert_with(|| {
+                let scopes = [Scope::repository(repo, &["push", "pull", "delete"])];
+                format!("Bearer {}", self.signer.sign(SERVICE, "bench", Duration::from_secs(3600), &scopes).text)
+            })
+            .clone()
+    }
+
+    fn call(&self, method: &str, url: &str, repo: &str) -> ureq::Request {
+        self.agent.request(method, url).set("Authorization", &self.auth(repo))
+    }
+
+    /// Opens an upload session; returns its absolute location.
+    pub fn start_upload(&self, repo: &str) -> String {
+        let resp = self
+            .call("POST", &format!("{}/v2/{repo}/blobs/uploads/", self.url), repo)
+            .call()
+            .unwrap_or_else(|e| panic!("POST upload {repo} on {}: {}", self.url, describe(e)));
+        let loc = resp.header("Location").expect("Location").to_string();
+        if loc.starts_with('/') {
+            format!("{}{loc}", self.url)
+        } else {
+            loc
+        }
+    }
+
+    /// PUTs a whole blob, streamed from `body`, into a new upload.
+    pub fn push_blob(&self, repo: &str, digest: &str, size: u64, body: impl Read) {
+        let loc = self.start_upload(repo);
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        self.call("PUT", &format!("{loc}{sep}digest={digest}"), repo)
+            .set("Content-Type", "application/octet-stream")
+            .set("Content-Length", &size.to_string())
+            .send(body)
+            .unwrap_or_else(|e| panic!("PUT blob {digest} to {}/{repo}: {}", self.url, describe(e)));
+    }
+
+    pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) {
+        self.call("PUT", &format!("{}/v2/{repo}/manifests/{reference}", self.url), repo)
+            .set("Content-Type", media_type)
+            .send_bytes(bytes)
+            .unwrap_or_else(|e| panic!("PUT manifest {repo}:{reference} on {}: {}", self.url, describe(e)));
+    }
+
+    pub fn delete_manifest(&self, repo: &str, digest: &str) {
+        self.call("DELETE", &format!("{}/v2/{repo}/manifests/{digest}", self.url), repo)
+            .call()
+            .unwrap_or_else(|e| panic!("DELETE {repo}@{digest} on {}: {}", self.url, describe(e)));
+    }
+
+    /// The digest `reference` resolves to, or `None`.
+    pub fn digest(&self, repo: &str, reference: &str) -> Option<String> {
+        match self
+            .call("HEAD", &format!("{}/v2/{repo}/manifests/{reference}", self.url), repo)
+            .set("Accept", ACCEPT)
+            .call()
+        {
+            Ok(resp) => resp.header("Docker-Content-Digest").map(str::to_string),
+            Err(ureq::Error::Status(404, _)) => None,
+            // The filesystem driver rewrites a tag's link in place: a read
+            // racing that write answers 500 "invalid checksum digest format".
+            Err(ureq::Error::Status(500, _)) => None,
+            Err(e) => panic!("HEAD {repo}:{reference} on {}: {}", self.url, describe(e)),
+        }
+    }
+
+    pub fn tags(&self, repo: &str) -> Vec<String> {
+        match self.call("GET", &format!("{}/v2/{repo}/tags/list", self.url), repo).call() {
+            Ok(resp) => {
+                let v: serde_json::Value = serde_json::from_reader(resp.into_reader()).unwrap();
+                let mut tags: Vec<String> = v["tags"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+                    .unwrap_or_default();
+                tags.sort();
+                tags
+            }
+            Err(ureq::Error::Status(404, _)) => vec![],
+            Err(e) => panic!("tags of {repo} on {}: {}", self.url, describe(e)),
+        }
+    }
+
+    pub fn tag_digests(&self, repo: &str) -> BTreeMap<String, String> {
+        self.tags(repo).into_iter().filter_map(|t| self.digest(repo, &t).map(|d| (t, d))).collect()
+    }
+}
+
+pub fn describe(e: ureq::Error) -> String {
+    match e {
+        ureq::Error::Status(code, resp) => format!("{code} {}", resp.into_string().unwrap_or_default()),
+        other => other.to_string(),
+    }
+}
+
+/// Runs `each` over `items` on up to `threads` named threads.
+pub fn pool<T: Sync>(items: &[T], threads: usize, each: impl Fn(&T) + Sync) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for i in 0..threads.min(items.len()).max(1) {
+            let (next, each) = (&next, &each);
+            std::thread::Builder::new()
+                .name(format!("bench-{i}"))
+                .spawn_scoped(s, move || {
+                    while let Some(item) = items.get(next.fetch_add(1, Ordering::SeqCst)) {
+                        each(item);
+                    }
+                })
+                .expect("start a thread");
+        }
+    });
+}
+
+/// Waits (bounded) for `cond`; panics naming `what` on timeout.
+pub fn wait_for(what: &str, timeout: Duration, poll: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(poll);
+    }
+}
+
+/// The share (0 to 1) of the machine's CPU time spent busy over `window`.
+/// Sampled while the benchmark itself is idle, it shows other work on the
+/// machine that adds noise to the figures.
+pub fn busy_share(window: Duration) -> f64 {
+    fn sample() -> (u64, u64) {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> =
+            stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        let total: u64 = fields.iter().take(8).sum();
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        (total, idle)
+    }
+    let (t0, i0) = sample();
+    std::thread::sleep(window);
+    let (t1, i1) = sample();
+    let total = t1.saturating_sub(t0).max(1);
+    1.0 - i1.saturating_sub(i0) as f64 / total as f64
+}

@@ -1,0 +1,154 @@
+//! The event-driven path: how long a push takes to be pullable from the
+//! secondary (through a primary georeg, as deployed), and how many registry
+//! notifications georeg's endpoint takes in per second.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::corpus::{self, ImagePlan, RepoPlan};
+use crate::lab::{discard, wait_for, Georeg, Lab, Reg};
+use crate::report::{millis, Latency, Report};
+use crate::scenarios::{background, Sizes};
+use crate::support::SECRET;
+
+/// Pushes of a small image, one after another, each timed from the
+/// registry's answer to the manifest PUT until the secondary serves the tag.
+pub fn lag(lab: &Lab, s: &Sizes, report: &mut Report) {
+    const REPO: &str = "lag/app";
+    let what = format!(
+        "lag: push of a {} MB image until pullable from the secondary (primary registry -> primary georeg -> secondary georeg)",
+        s.lag_bytes / 1_000_000
+    );
+    let plans = [RepoPlan {
+        name: REPO.into(),
+        images: (0..s.lag_pushes)
+            .map(|i| ImagePlan { tag: format!("p{i:02}"), layers: vec![(4_000_000_000 + i as u64, s.lag_bytes)] })
+            .collect(),
+    }];
+    eprintln!("bench: {what}");
+    let corpus = corpus::build(&lab.path("lag-files"), &plans, s.workers);
+    let primary = lab.registry("lag-primary", None);
+    let pnode = Georeg::primary(lab, "lag-georeg-primary", &primary.url);
+    let primary = lab.restart_registry(primary, Some(&pnode.notify()));
+    let secondary = lab.registry("lag-secondary", None);
+    let snode = Georeg::secondary(lab, "lag-georeg-secondary", &secondary, &primary, s.workers, Some(pnode.port));
+    let (pserve, sserve) = (pnode.serve(lab), snode.serve(lab));
+    let (preg, sreg) = (Reg::new(&primary), Reg::new(&secondary));
+    background(report, "lag");
+    let mut samples = Vec::new();
+    for t in &corpus.repos[0].tags {
+        corpus::push_image(&preg, REPO, t);
+        let pushed = Instant::now();
+        wait_for(
+            &format!("{REPO}:{} on the secondary", t.tag),
+            Duration::from_secs(60),
+            Duration::from_millis(2),
+            || sreg.digest(REPO, &t.tag).as_deref() == Some(t.digest.as_str()),
+        );
+        samples.push(pushed.elapsed());
+    }
+    let rss = pserve.peak_rss_kib().max(sserve.peak_rss_kib());
+    sserve.stop();
+    pserve.stop();
+    discard(secondary);
+    discard(primary);
+    let _ = std::fs::remove_dir_all(lab.path("lag-files"));
+    let lag = Latency { what, samples, rate: None, rss_kib: Some(rss), note: String::new() };
+    let p99 = lag.percentile(0.99);
+    report.target(
+        "lag p99 under 1 s for a 1 MB image",
+        format!("p50 {}, p99 {}", millis(lag.percentile(0.5)), millis(p99)),
+        p99 < Duration::from_secs(1),
+    );
+    report.latencies.push(lag);
+}
+
+/// Concurrent clients POST one-event envelopes, as the registry does, to a
+/// primary georeg; every event must be stored exactly once.
+pub fn ingest(lab: &Lab, s: &Sizes, report: &mut Report) {
+    let per_client = s.ingest_events / s.ingest_clients;
+    let total = per_client * s.ingest_clients;
+    let what = format!("notification ingest: {total} events from {} concurrent clients", s.ingest_clients);
+    eprintln!("bench: {what}");
+    let template: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/notifications/push-manifest-tagged.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let envelope = |client: usize, i: usize| -> Vec<u8> {
+        let mut e = template.clone();
+        let event = &mut e["events"][0];
+        let id = format!("bench-{client:02}-{i:06}");
+        let digest = crate::corpus::sha256_hex(id.as_bytes());
+        let repo = format!("ingest/r{:02}", (client * 7 + i) % 50);
+        event["id"] = id.into();
+        event["target"]["digest"] = digest.clone().into();
+        event["target"]["url"] = format!("http://127.0.0.1:5000/v2/{repo}/manifests/{digest}").into();
+        event["target"]["repository"] = repo.into();
+        event["target"]["tag"] = format!("t{i}").into();
+        serde_json::to_vec(&e).unwrap()
+    };
+    let node = Georeg::primary(lab, "ingest-georeg", "http://127.0.0.1:9");
+    let serve = node.serve(lab);
+    let url = format!("{}/api/v4/container_registry_event/events", node.url());
+    let post = |agent: &ureq::Agent, body: &[u8]| {
+        agent
+            .post(&url)
+            .set("Authorization", SECRET)
+            .set("Content-Type", "application/vnd.docker.distribution.events.v1+json")
+            .send_bytes(body)
+            .unwrap_or_else(|e| panic!("POST to georeg: {}", crate::lab::describe(e)));
+    };
+    background(report, "notification ingest");
+    let samples = Mutex::new(Vec::with_capacity(total));
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for client in 0..s.ingest_clients {
+            let (samples, post, envelope) = (&samples, &post, &envelope);
+            std::thread::Builder::new()
+                .name(format!("client-{client}"))
+                .spawn_scoped(scope, move || {
+                    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+                    let mut mine = Vec::with_capacity(per_client);
+                    for i in 0..per_client {
+                        let body = envelope(client, i);
+                        let t = Instant::now();
+                        post(&agent, &body);
+                        mine.push(t.elapsed());
+                    }
+                    samples.lock().unwrap().extend(mine);
+                })
+                .expect("start a client thread");
+        }
+    });
+    let wall = started.elapsed();
+    // The registry delivers again whatever it thinks failed: redeliveries must not add rows.
+    let redelivered = (per_client / 10).max(1);
+    let agent = ureq::agent();
+    for i in 0..redelivered {
+        post(&agent, &envelope(0, i));
+    }
+    let rows = node.query("SELECT COUNT(*) FROM events");
+    let distinct = node.query("SELECT COUNT(DISTINCT event_id) FROM events");
+    let rss = serve.peak_rss_kib();
+    serve.stop();
+    assert!(
+        rows == total as i64 && distinct == total as i64,
+        "{total} events sent ({redelivered} of them twice): {rows} rows, {distinct} distinct ids"
+    );
+    let rate = total as f64 / wall.as_secs_f64();
+    let ingest = Latency {
+        what,
+        samples: samples.into_inner().unwrap(),
+        rate: Some(format!("{rate:.0} events/s")),
+        rss_kib: Some(rss),
+        note: format!("{rows} rows, each event once; {redelivered} redelivered without a duplicate"),
+    };
+    let p99 = ingest.percentile(0.99);
+    report.target(
+        "notification ingest at least 2,000 events/s with p99 under 50 ms",
+        format!("{rate:.0} events/s, p99 {}", millis(p99)),
+        rate >= 2000.0 && p99 < Duration::from_millis(50),
+    );
+    report.latencies.push(ingest);
+}

@@ -46,6 +46,9 @@ pub struct Https {
 pub struct Registry {
     pub name: String,
     pub url: String,
+    /// The loopback port (the benchmark restarts registries on it).
+    #[allow(dead_code)]
+    pub port: u16,
     pub root: PathBuf,
     pub log: PathBuf,
     config: PathBuf,
@@ -131,6 +134,7 @@ auth:
         let mut registry = Registry {
             name: name.into(),
             url: format!("{}://127.0.0.1:{port}", if https.is_some() { "https" } else { "http" }),
+            port,
             root,
             log: dir.join(format!("{name}-registry.log")),
             config,

@@ -269,7 +269,8 @@ fn push_and_watch(primary: &Target, secondary: &Target, n: u64, quit: &AtomicBoo
     println!("pushed {REPO}:{tag} ({}, 1 MB layer) to the primary", m.digest.short());
     let deadline = pushed + Duration::from_secs(60);
     while Instant::now() < deadline && !quit.load(Ordering::SeqCst) {
-        if secondary.manifest_digest(REPO, &tag)?.as_ref() == Some(&m.digest) {
+        // The registry may answer 500 while it writes the tag: keep asking.
+        if secondary.manifest_digest(REPO, &tag).ok().flatten().as_ref() == Some(&m.digest) {
             println!(
                 "replicated {REPO}:{tag} to the secondary in {} ms, digest identical",
                 pushed.elapsed().as_millis()

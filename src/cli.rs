@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::token::Scope;
+use crate::registry::token::Scope;
 
 pub const USAGE: &str = "\
 georeg: keeps a secondary container registry in step with a primary one

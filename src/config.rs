@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::selective::{self, Selection};
+use crate::replication::selective::{self, Selection};
 
 pub const DEFAULT_PATH: &str = "/etc/georeg/georeg.toml";
 
@@ -440,7 +440,8 @@ mod tests {
         pub struct TempDir(pub std::path::PathBuf);
         impl TempDir {
             pub fn new() -> TempDir {
-                let p = std::env::temp_dir().join(format!("georeg-config-test-{}", crate::token::random_hex(8)));
+                let p =
+                    std::env::temp_dir().join(format!("georeg-config-test-{}", crate::registry::token::random_hex(8)));
                 std::fs::create_dir_all(&p).unwrap();
                 TempDir(p)
             }

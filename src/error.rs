@@ -50,17 +50,13 @@ impl Error {
         }
     }
 
-    /// True when the registry said the repository or manifest does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::Registry { status: 404, .. })
-    }
-
-    /// The registry's error code, when this is a registry error.
-    pub fn registry_code(&self) -> Option<&str> {
+    /// What went wrong, without the "sync REPO failed:" prefix: for a
+    /// line that names the repository already, or the state file's
+    /// `last_sync_failure`.
+    pub fn reason(&self) -> String {
         match self {
-            Error::Registry { code, .. } => Some(code),
-            Error::Sync { source, .. } => source.registry_code(),
-            _ => None,
+            Error::Sync { source, .. } => source.to_string(),
+            other => other.to_string(),
         }
     }
 

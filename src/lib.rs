@@ -1,33 +1,24 @@
 //! georeg keeps a secondary container registry in step with a primary one,
 //! through the registry HTTP API only, as GitLab Geo's registry replication
-//! does. See README.md for the operator's manual.
+//! does. See README.md for the operator's manual, and its "Architecture"
+//! section for how these modules fit together.
+//!
+//! Data flows one way: a notification (`web`) or a page of the primary's
+//! log (`replication::cursor`) becomes rows in the state file (`store`); a
+//! worker (`replication`) claims a repository there, copies through the
+//! registry API (`registry`), and records the outcome back in `store`,
+//! where the pages and metrics (`web`, `health`) read it. `web` and
+//! `replication` never call each other.
 
-pub mod backfill;
-pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod daemon;
-pub mod dashboard;
-pub mod demo;
-pub mod digest;
-pub mod encoding;
 pub mod error;
-pub mod events;
-pub mod follow;
-pub mod https;
-pub mod manifest;
-pub mod metrics;
-pub mod node;
+pub mod health;
+pub mod peer;
 pub mod registry;
-pub mod replicate;
-pub mod report;
-pub mod selective;
-pub mod server;
-pub mod stats;
-pub mod status;
+pub mod replication;
+pub mod shutdown;
 pub mod store;
 pub mod tls;
-pub mod token;
-pub mod verify;
-pub mod worker;
+pub mod web;

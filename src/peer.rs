@@ -1,40 +1,37 @@
-//! Everything a command needs, built once from the configuration: the
-//! signer holding the shared key, a pull-only client for the primary
-//! registry, a read-write client for this node's own registry, the state
-//! file, the process-wide counters and the shutdown flag.
+//! The protocol between georeg nodes: the primary georeg's event log and
+//! the status reports secondaries send it, both authenticated by a JWT
+//! signed with the key pair shared by all nodes (audience "georeg").
+//!
+//! [`PrimaryNode`] is the one client a secondary uses to talk to the
+//! primary georeg: the cursor reads the log with it, the report thread
+//! posts status with it, and `georeg check` proves it works. The server
+//! side lives in `web::event_log`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Config;
-use crate::error::Result;
-use crate::registry::{self, Client, Target};
-use crate::replicate::Replicator;
-use crate::stats::Stats;
-use crate::store::Store;
-use crate::token::{Signer, TokenCache};
+use serde::{Deserialize, Serialize};
 
+use crate::registry::token::Signer;
+use crate::store::Event;
+
+/// The primary's event log: `GET ?after=ID&limit=N&wait=SECONDS`.
+pub const EVENTS_PATH: &str = "/api/v1/events";
+/// Where a secondary POSTs its status, on the primary.
+pub const NODE_STATUS_PATH: &str = "/api/v1/nodes/status";
 /// The audience of tokens georeg nodes sign for each other.
 pub const NODE_AUDIENCE: &str = "georeg";
+/// A page of the event log is at most this large (a sanity limit on what
+/// a secondary reads; a page of 1,000 events is well under 1 MB).
+const MAX_PAGE_BYTES: u64 = 64 << 20;
 
-pub struct Node {
-    pub config: Config,
-    pub signer: Arc<Signer>,
-    pub store: Store,
-    pub stats: Stats,
-    /// Set by SIGTERM/SIGINT; every loop and every blob stream checks it.
-    pub quit: Arc<AtomicBool>,
-    pub agent: ureq::Agent,
-    /// This node's own registry.
-    pub local: Target,
-    /// The primary registry, read-only; `None` on the primary itself.
-    pub primary: Option<Client>,
-    /// Random per process: keys the dashboard's form tokens when no admin
-    /// credential is configured.
-    pub process_secret: String,
-    /// The last health check's problem (daemon only), shown on dashboards.
-    pub health_problem: std::sync::Mutex<Option<String>>,
+/// One page of the primary's event log, as it serves it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Page {
+    pub events: Vec<Event>,
+    /// The newest id in the primary's log, whatever the page holds.
+    pub last_event_id: i64,
 }
 
 /// A short-lived token proving to another georeg node that `node_name`
@@ -43,52 +40,75 @@ pub fn node_token(signer: &Signer, node_name: &str) -> String {
     signer.sign(NODE_AUDIENCE, node_name, Duration::from_secs(60), &[]).text
 }
 
-impl Node {
-    pub fn open(config: Config) -> Result<Node> {
-        let signer = Arc::new(Signer::load(
-            &config.registry.key_file,
-            config.registry.certificate_file.as_deref(),
-            &config.registry.issuer,
-        )?);
-        let store = Store::open(&config.state_file)?;
-        let tls =
-            crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
-        let agent = registry::agent(tls);
-        let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
-        let tokens = || TokenCache::new(signer.clone(), &config.registry.service, ttl);
-        let local = Target::new(&config.registry.url, agent.clone(), tokens());
-        let primary =
-            config.replication.primary_api_url.as_deref().map(|url| Client::read_only(url, agent.clone(), tokens()));
-        Ok(Node {
-            config,
-            signer,
-            store,
-            stats: Stats::default(),
-            quit: Arc::new(AtomicBool::new(false)),
-            agent,
-            local,
-            primary,
-            process_secret: crate::token::random_hex(16),
-            health_problem: std::sync::Mutex::new(None),
+/// The primary georeg, as a secondary reaches it.
+pub struct PrimaryNode {
+    base: String,
+    agent: ureq::Agent,
+    signer: Arc<Signer>,
+    /// This node's name, the subject of its tokens.
+    node_name: String,
+}
+
+impl PrimaryNode {
+    pub fn new(base: &str, agent: ureq::Agent, signer: Arc<Signer>, node_name: &str) -> PrimaryNode {
+        PrimaryNode { base: base.trim_end_matches('/').to_string(), agent, signer, node_name: node_name.to_string() }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    fn auth(&self) -> String {
+        format!("Bearer {}", node_token(&self.signer, &self.node_name))
+    }
+
+    /// Up to `limit` events after `after`, waiting up to `wait` for the
+    /// first one. The error says what failed and what to check.
+    pub fn events(&self, after: i64, limit: usize, wait: Duration) -> Result<Page, String> {
+        let url = format!("{}{EVENTS_PATH}?after={after}&limit={limit}&wait={}", self.base, wait.as_secs());
+        let resp = self
+            .agent
+            .get(&url)
+            .set("Authorization", &self.auth())
+            .timeout(wait + Duration::from_secs(30))
+            .call()
+            .map_err(|e| failure(&url, "the primary georeg", e))?;
+        serde_json::from_reader(resp.into_reader().take(MAX_PAGE_BYTES)).map_err(|e| {
+            format!(
+                "GET {url} answered something that is not georeg's event log ({e}): \
+                 replication.primary_node_url must be the primary georeg (role = \"primary\"), not a registry"
+            )
         })
     }
 
-    pub fn quitting(&self) -> bool {
-        self.quit.load(Ordering::Relaxed)
+    /// Posts this node's status (JSON) to the primary's dashboard.
+    pub fn report(&self, status: &impl Serialize) -> Result<(), String> {
+        let url = format!("{}{NODE_STATUS_PATH}", self.base);
+        let body = serde_json::to_vec(status).map_err(|e| e.to_string())?;
+        self.agent
+            .post(&url)
+            .set("Authorization", &self.auth())
+            .set("Content-Type", "application/json")
+            .send_bytes(&body)
+            .map_err(|e| failure(&url, "the primary georeg (status report)", e))?;
+        Ok(())
     }
+}
 
-    /// A short-lived token proving to another georeg node that this node
-    /// holds the shared key.
-    pub fn node_token(&self) -> String {
-        node_token(&self.signer, &self.config.node_name)
-    }
-
-    /// A replicator from the primary into this node's registry.
-    pub fn replicator(&self) -> Result<Replicator<'_>> {
-        self.config.primary_api_url()?;
-        let Some(primary) = &self.primary else {
-            return Err(crate::error::Error::Usage("this node has no primary registry configured".into()));
-        };
-        Ok(Replicator { primary, secondary: &self.local, store: &self.store, stats: &self.stats, quit: &self.quit })
+/// A failed call in words, with what to check.
+fn failure(url: &str, what: &str, e: ureq::Error) -> String {
+    match e {
+        ureq::Error::Status(code, r) => {
+            let body = r.into_string().unwrap_or_default();
+            let hint = match code {
+                401 => " (both nodes must use the same gitlab-registry.key and registry.issuer)",
+                404 => " (replication.primary_node_url must be the primary georeg, role = \"primary\")",
+                _ => "",
+            };
+            format!("{what} at {url} answered {code}: {}{hint}", body.trim())
+        }
+        ureq::Error::Transport(t) => {
+            format!("cannot reach {what} at {url}: {}", crate::registry::transport_message(&t))
+        }
     }
 }

@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_file_without_certificates_is_refused() {
-        let path = std::env::temp_dir().join(format!("georeg-tls-test-{}", crate::token::random_hex(8)));
+        let path = std::env::temp_dir().join(format!("georeg-tls-test-{}", crate::registry::token::random_hex(8)));
         std::fs::write(&path, "not a certificate\n").unwrap();
         let e = load_certificates(&path).unwrap_err();
         std::fs::remove_file(&path).unwrap();

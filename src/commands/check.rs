@@ -10,21 +10,17 @@
 //! manifest.
 
 use std::fs::Metadata;
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::config::{Config, Role};
 use crate::error::Error;
-use crate::node;
+use crate::peer::PrimaryNode;
+use crate::registry::token::{Signer, TokenCache};
 use crate::registry::{self, Client, Target};
-use crate::server::EVENTS_PATH;
 use crate::store::Store;
-use crate::token::{Signer, TokenCache};
 
 /// The user the packaged service runs as.
 pub const SERVICE_USER: &str = "georeg";
@@ -106,7 +102,7 @@ pub fn run(config_path: &Path) -> ExitCode {
             check_primary(&mut report, &signer, &Client::read_only(url, agent.clone(), tokens()));
         }
         if let Some(url) = &config.replication.primary_node_url {
-            check_primary_node(&mut report, &config, &agent, &signer, url);
+            check_primary_node(&mut report, &PrimaryNode::new(url, agent.clone(), signer.clone(), &config.node_name));
         }
     }
     check_state(&mut report, &config.state_file);
@@ -197,12 +193,10 @@ fn check_local(report: &mut Report, config: &Config, signer: &Signer, local: &Ta
         report.fail(&what, &e.to_string(), &registry_hint(&e, signer, "registry.url"));
         return;
     }
-    let upload = local.start_upload(THROWAWAY_REPOSITORY).and_then(|location| {
-        let cancelled = local.abort_upload(THROWAWAY_REPOSITORY, &location);
-        if let Err(e) = &cancelled {
+    let upload = local.start_upload(THROWAWAY_REPOSITORY).map(|location| {
+        if let Err(e) = local.abort_upload(THROWAWAY_REPOSITORY, &location) {
             log::warn!("the check's upload in {THROWAWAY_REPOSITORY} was not cancelled: {e}; the registry purges it");
         }
-        Ok(())
     });
     match (upload, config.role) {
         (Ok(()), _) => report.ok(
@@ -235,44 +229,17 @@ fn check_primary(report: &mut Report, signer: &Signer, primary: &Client) {
     }
 }
 
-#[derive(Deserialize)]
-struct LogPage {
-    last_event_id: i64,
-}
-
 /// The primary georeg: its event log, read with this node's JWT.
-fn check_primary_node(report: &mut Report, config: &Config, agent: &ureq::Agent, signer: &Signer, base: &str) {
-    let what = format!("primary georeg {base}");
-    let url = format!("{base}{EVENTS_PATH}?after=0&limit=1");
-    let token = node::node_token(signer, &config.node_name);
-    let resp = agent.get(&url).set("Authorization", &format!("Bearer {token}")).timeout(Duration::from_secs(20)).call();
-    match resp {
-        Ok(r) => match serde_json::from_reader::<_, LogPage>(r.into_reader().take(1 << 20)) {
-            Ok(page) => report.ok(&what, &format!("accepts this node's token; last event id {}", page.last_event_id)),
-            Err(e) => report.fail(
-                &what,
-                &format!("GET {url} answered something that is not georeg's event log: {e}"),
-                "replication.primary_node_url must be the primary georeg (role = \"primary\"), not a registry",
-            ),
-        },
-        Err(ureq::Error::Status(code, r)) => {
-            let body = r.into_string().unwrap_or_default();
-            let hint = match code {
-                401 => "both nodes must use the same gitlab-registry.key and registry.issuer",
-                404 => "replication.primary_node_url must be the primary georeg (role = \"primary\")",
-                _ => "",
-            };
-            report.fail(&what, &format!("GET {url} answered {code}: {}", body.trim()), hint)
-        }
-        Err(ureq::Error::Transport(t)) => {
-            let message = registry::transport_message(&t);
-            let hint = if message.contains("tls.ca_file") || message.contains("TLS") {
-                ""
-            } else {
-                "is the primary georeg running (georeg serve), and is replication.primary_node_url right?"
-            };
-            report.fail(&what, &format!("cannot reach {url}: {message}"), hint)
-        }
+fn check_primary_node(report: &mut Report, node: &PrimaryNode) {
+    let what = format!("primary georeg {}", node.url());
+    match node.events(0, 1, Duration::ZERO) {
+        Ok(page) => report.ok(&what, &format!("accepts this node's token; last event id {}", page.last_event_id)),
+        Err(e) if e.contains("cannot reach") && !e.contains("TLS") && !e.contains("tls.ca_file") => report.fail(
+            &what,
+            &e,
+            "is the primary georeg running (georeg serve), and is replication.primary_node_url right?",
+        ),
+        Err(e) => report.fail(&what, &e, ""),
     }
 }
 
@@ -358,7 +325,7 @@ mod tests {
 
     #[test]
     fn readability_follows_the_mode_bits() {
-        let path = std::env::temp_dir().join(format!("georeg-check-test-{}", crate::token::random_hex(8)));
+        let path = std::env::temp_dir().join(format!("georeg-check-test-{}", crate::registry::token::random_hex(8)));
         std::fs::write(&path, "x").unwrap();
         let set = |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         let meta = || std::fs::metadata(&path).unwrap();

@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::{self, Manifest};
-use crate::registry::{self, Target};
-use crate::token::{Signer, TokenCache};
+use crate::registry::manifest::{self, Manifest};
+use crate::registry::token::{Signer, TokenCache};
+use crate::registry::{self, Digest, Target};
+use crate::shutdown::Shutdown;
 
 const SECRET: &str = "DemoSecret1";
 const REPO: &str = "demo/hello";
@@ -124,11 +124,8 @@ pub fn run(once: bool) -> Result<()> {
     let registry_bin = find_program("docker-registry", "install it with `sudo apt-get install -y docker-registry`")?;
     let openssl = find_program("openssl", "install it with `sudo apt-get install -y openssl`")?;
     let georeg = std::env::current_exe().map_err(|e| Error::Io { path: "georeg".into(), source: e })?;
-    let quit = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, quit.clone())
-            .map_err(|e| Error::Io { path: "signal".into(), source: e })?;
-    }
+    let quit = Shutdown::default();
+    quit.on_signals()?;
     let dir = std::env::temp_dir().join(format!("georeg-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?;
     let mut lab = Lab { dir: dir.clone(), children: Vec::new() };
@@ -232,7 +229,7 @@ pub fn run(once: bool) -> Result<()> {
         }
     });
     let mut n = 1;
-    while !quit.load(Ordering::SeqCst) {
+    while !quit.requested() {
         if enter.swap(false, Ordering::SeqCst) {
             n += 1;
             if let Err(e) = push_and_watch(&primary, &secondary, n, &quit) {
@@ -246,7 +243,7 @@ pub fn run(once: bool) -> Result<()> {
 }
 
 /// Pushes image number `n` to the primary and times its arrival on the secondary.
-fn push_and_watch(primary: &Target, secondary: &Target, n: u64, quit: &AtomicBool) -> Result<()> {
+fn push_and_watch(primary: &Target, secondary: &Target, n: u64, quit: &Shutdown) -> Result<()> {
     let tag = format!("v{n}");
     let layer: Vec<u8> =
         (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(n as u32 * 97) >> 13) as u8).collect();
@@ -268,7 +265,7 @@ fn push_and_watch(primary: &Target, secondary: &Target, n: u64, quit: &AtomicBoo
     primary.put_manifest(REPO, &tag, &m)?;
     println!("pushed {REPO}:{tag} ({}, 1 MB layer) to the primary", m.digest.short());
     let deadline = pushed + Duration::from_secs(60);
-    while Instant::now() < deadline && !quit.load(Ordering::SeqCst) {
+    while Instant::now() < deadline && !quit.requested() {
         // The registry may answer 500 while it writes the tag: keep asking.
         if secondary.manifest_digest(REPO, &tag).ok().flatten().as_ref() == Some(&m.digest) {
             println!(

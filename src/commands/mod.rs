@@ -1,140 +1,157 @@
-//! The foreground commands: `sync`, `backfill`, `verify` and `token`. Each
-//! prints one result line per repository on stdout and returns the exit
-//! code: 0 when everything succeeded, 1 when anything failed.
+//! The subcommands, one file each, and [`Node`]: everything a command
+//! needs, built once from the configuration. Each part of georeg gets only
+//! the pieces it uses from it: the server an `App`, the workers a
+//! `Replicator`, the report thread a `Reporter`.
 
+mod backfill;
+mod check;
+mod demo;
+mod serve;
+mod status;
+mod sync;
+mod token;
+mod verify;
+
+use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::Config;
+use crate::cli::{self, Cli, Command};
+use crate::config::{Config, Role};
 use crate::error::{Error, Result};
-use crate::node::Node;
+use crate::health::report::Reporter;
+use crate::health::{Health, Stats};
+use crate::peer::PrimaryNode;
+use crate::registry::token::{random_hex, Signer, TokenCache};
+use crate::registry::{self, Client, Target};
+use crate::replication::Replicator;
+use crate::shutdown::Shutdown;
 use crate::store::Store;
-use crate::token::Scope;
-use crate::{backfill, registry, status, verify};
+use crate::web::App;
 
-fn reason(e: &Error) -> String {
-    match e {
-        Error::Sync { source, .. } => source.to_string(),
-        other => other.to_string(),
-    }
-}
-
-/// Runs `each` over `items` on up to `workers` named threads.
-fn parallel<T: Sync>(items: &[T], workers: usize, prefix: &str, each: impl Fn(&T) + Sync) {
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for i in 0..workers.min(items.len()).max(1) {
-            let (next, each) = (&next, &each);
-            let spawned = std::thread::Builder::new().name(format!("{prefix}-{i}")).spawn_scoped(s, move || {
-                while let Some(item) = items.get(next.fetch_add(1, Ordering::SeqCst)) {
-                    each(item);
-                }
-            });
-            if let Err(e) = spawned {
-                log::error!("cannot start a thread: {e}");
-            }
+/// Runs one command line; the exit code on success.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            Ok(ExitCode::SUCCESS)
         }
-    });
-}
-
-/// `georeg sync REPO...`
-pub fn sync(node: &Node, repositories: &[String]) -> Result<ExitCode> {
-    let replicator = node.replicator()?;
-    let failed = AtomicUsize::new(0);
-    parallel(repositories, node.config.replication.workers, "sync", |repo| {
-        let started = Instant::now();
-        match replicator.sync(repo) {
-            Ok(report) => println!("{repo}: synced in {:.1}s: {report}", started.elapsed().as_secs_f64()),
-            Err(e) => {
-                failed.fetch_add(1, Ordering::SeqCst);
-                println!("{repo}: FAILED: {}", reason(&e));
-            }
+        Command::Version => {
+            println!("georeg {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
         }
-    });
-    let failed = failed.into_inner();
-    if failed > 0 {
-        eprintln!("georeg: {failed} of {} repositories failed; see the lines above", repositories.len());
-        return Ok(ExitCode::from(1));
+        Command::Check => Ok(check::run(&Config::resolve_path(config))),
+        Command::Demo { once } => demo::run(once).map(|()| ExitCode::SUCCESS),
+        Command::Serve => serve::run(open(config)?).map(|()| ExitCode::SUCCESS),
+        Command::Status { json } => status::run(&Config::load(&Config::resolve_path(config))?, json),
+        Command::Sync { repositories } => sync::run(&open(config)?, &repositories),
+        Command::Backfill => backfill::run(&open(config)?),
+        Command::Verify { blobs, repositories } => verify::run(&open(config)?, blobs, &repositories),
+        Command::Token { scopes } => token::run(&open(config)?, &scopes),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
-/// `georeg backfill`
-pub fn backfill(node: &Node) -> Result<ExitCode> {
-    let failures = backfill::pass(node)?;
-    if failures.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("{} repositories failed:", failures.len());
-    for (name, why) in &failures {
-        println!("{name}: FAILED: {why}");
-    }
-    println!("they are retried by `georeg serve` with backoff, or run `georeg backfill` again after fixing the cause");
-    Ok(ExitCode::from(1))
+fn open(config: Option<&Path>) -> Result<Node> {
+    Node::open(Config::load(&Config::resolve_path(config))?)
 }
 
-/// `georeg verify [--blobs] [REPO...]`
-pub fn verify(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitCode> {
-    let replicator = node.replicator()?;
-    let names = if repositories.is_empty() {
-        let selection = node.config.replication.selection();
-        let mut names: Vec<String> =
-            replicator.primary.catalog()?.into_iter().filter(|n| selection.includes(n)).collect();
-        names.extend(node.store.repository_names()?.into_iter().filter(|n| selection.includes(n)));
-        names.sort();
-        names.dedup();
-        names
-    } else {
-        repositories.to_vec()
-    };
-    if let Some(bad) = names.iter().find(|n| !registry::valid_repository(n)) {
-        return Err(Error::Usage(format!("{bad:?} is not a valid repository name")));
+/// Everything built from the configuration: the signer holding the shared
+/// key, a read-write client for this node's own registry, a pull-only
+/// client for the primary registry and a client for the primary georeg
+/// (on a secondary), the state file, the live counters and health, and
+/// the stop request.
+pub struct Node {
+    pub config: Config,
+    pub signer: Arc<Signer>,
+    pub store: Store,
+    pub stats: Stats,
+    pub health: Health,
+    pub shutdown: Shutdown,
+    /// This node's own registry.
+    pub local: Target,
+    /// The primary registry, read-only; `None` on the primary itself.
+    pub primary: Option<Client>,
+    /// The primary georeg, on a secondary that follows its event log.
+    pub primary_node: Option<PrimaryNode>,
+}
+
+impl Node {
+    pub fn open(config: Config) -> Result<Node> {
+        let signer = Arc::new(Signer::load(
+            &config.registry.key_file,
+            config.registry.certificate_file.as_deref(),
+            &config.registry.issuer,
+        )?);
+        let store = Store::open(&config.state_file)?;
+        let tls =
+            crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
+        let agent = registry::agent(tls);
+        let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
+        let tokens = || TokenCache::new(signer.clone(), &config.registry.service, ttl);
+        let local = Target::new(&config.registry.url, agent.clone(), tokens());
+        let primary =
+            config.replication.primary_api_url.as_deref().map(|url| Client::read_only(url, agent.clone(), tokens()));
+        let primary_node = match (&config.role, &config.replication.primary_node_url) {
+            (Role::Secondary, Some(url)) => {
+                Some(PrimaryNode::new(url, agent.clone(), signer.clone(), &config.node_name))
+            }
+            _ => None,
+        };
+        Ok(Node {
+            config,
+            signer,
+            store,
+            stats: Stats::default(),
+            health: Health::default(),
+            shutdown: Shutdown::default(),
+            local,
+            primary,
+            primary_node,
+        })
     }
-    let failed = Mutex::new(0usize);
-    parallel(&names, node.config.replication.workers, "verify", |repo| {
-        let outcome = node
-            .store
-            .claim_verification(repo)
-            .and_then(|v| verify::run(&node.store, replicator.primary, replicator.secondary, &v, blobs, &node.quit));
-        match outcome {
-            Ok(o @ verify::Outcome::Match { .. }) => println!("{repo}: {}", o.describe()),
-            Ok(o) => {
-                *failed.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-                println!("{repo}: FAILED: {}; resync queued", o.describe());
-            }
-            Err(e) => {
-                *failed.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-                println!("{repo}: FAILED: {}", reason(&e));
-            }
+
+    /// A replicator from the primary into this node's registry.
+    pub fn replicator(&self) -> Result<Replicator<'_>> {
+        self.config.primary_api_url()?;
+        let Some(primary) = &self.primary else {
+            return Err(Error::Usage("this node has no primary registry configured".into()));
+        };
+        Ok(Replicator {
+            primary,
+            secondary: &self.local,
+            store: &self.store,
+            stats: &self.stats,
+            shutdown: &self.shutdown,
+        })
+    }
+
+    /// What the HTTP server's handlers see.
+    pub fn app(&self) -> App<'_> {
+        App {
+            config: &self.config,
+            store: &self.store,
+            stats: &self.stats,
+            health: &self.health,
+            signer: &self.signer,
+            registry: &self.local,
+            form_secret: random_hex(16),
+            shutdown: &self.shutdown,
         }
-    });
-    let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
-    if failed > 0 {
-        eprintln!("georeg: {failed} of {} repositories failed verification", names.len());
-        return Ok(ExitCode::from(1));
     }
-    Ok(ExitCode::SUCCESS)
-}
 
-/// `georeg status [--json]`: straight from the state file, so it works
-/// while the daemon is stopped (and without reading the key).
-pub fn status(config: &Config, json: bool) -> Result<ExitCode> {
-    let store = Store::open(&config.state_file)?;
-    let status = status::collect(config, &store, None, None)?;
-    if json {
-        let text = serde_json::to_string_pretty(&status).map_err(|e| Error::Store { message: e.to_string() })?;
-        println!("{text}");
-    } else {
-        print!("{}", status::text(&status));
+    /// What the health check and report thread sees.
+    pub fn reporter(&self) -> Reporter<'_> {
+        Reporter {
+            config: &self.config,
+            store: &self.store,
+            stats: &self.stats,
+            health: &self.health,
+            local: &self.local,
+            primary: self.primary.as_ref(),
+            primary_node: self.primary_node.as_ref(),
+            shutdown: &self.shutdown,
+        }
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `georeg token --scope SCOPE...`
-pub fn token(node: &Node, scopes: &[Scope]) -> Result<ExitCode> {
-    let ttl = Duration::from_secs(node.config.registry.token_ttl_seconds);
-    println!("{}", node.signer.sign(&node.config.registry.service, "georeg", ttl, scopes).text);
-    Ok(ExitCode::SUCCESS)
 }

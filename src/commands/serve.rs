@@ -1,31 +1,30 @@
-//! `georeg serve`: the HTTP server pool, the replication workers and, on a
-//! secondary following a primary georeg, the cursor thread; all stopped
-//! cleanly by SIGTERM or SIGINT.
+//! `georeg serve`: the HTTP server pool, the report thread, event pruning
+//! and, on a secondary, the replication workers, the backfill scanner and
+//! the cursor over the primary georeg's log; all stopped cleanly by
+//! SIGTERM or SIGINT.
 //!
-//! Shutdown: the signal sets the quit flag; HTTP threads finish the request
-//! in hand; a worker copying a blob stops reading it, cancels the upload
-//! and hands its repository back as `pending`; so a restart resumes, and
-//! nothing is left `started` (startup puts back anything a crash left so).
+//! Shutdown: the signal sets the stop request; HTTP threads finish the
+//! request in hand; a worker copying a blob stops reading it, cancels the
+//! upload and hands its repository back as `pending`; so a restart resumes,
+//! and nothing is left `started` (startup puts back anything a crash left
+//! so).
 
-use std::thread;
+use std::thread::{self, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
+use super::Node;
 use crate::config::Role;
-use crate::error::{Error, Result};
-use crate::node::Node;
-use crate::{backfill, follow, https, report, server, worker};
+use crate::error::Result;
+use crate::replication::{backfill, cursor, pool, worker};
+use crate::web::{https, server};
 
-/// Fixed pool of HTTP threads. Each secondary's long poll holds one on a
-/// primary for up to a few seconds; notifications take milliseconds.
-pub const HTTP_THREADS: usize = 16;
 /// How long shutdown waits for threads before exiting anyway.
 const STOP_DEADLINE: Duration = Duration::from_secs(9);
+/// How often old events are pruned from the state file.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-pub fn serve(node: Node) -> Result<()> {
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, node.quit.clone())
-            .map_err(|e| Error::Io { path: "signal handler".into(), source: e })?;
-    }
+pub fn run(node: Node) -> Result<()> {
+    node.shutdown.on_signals()?;
     node.config.check_admin_exposure()?;
     let recovered = node.store.recover_started()?;
     if recovered > 0 {
@@ -51,84 +50,88 @@ pub fn serve(node: Node) -> Result<()> {
         }
     );
 
+    let app = node.app();
+    let reporter = node.reporter();
+    let replication = &node.config.replication;
+    let http = |_| server::serve_thread(&app, &server);
+    let report = |_| reporter.run();
+    let prune = |_| loop {
+        prune_events(&node);
+        if !node.shutdown.sleep(PRUNE_EVERY) {
+            return;
+        }
+    };
+    let tls_front = |_| {
+        if let Some(front) = &front {
+            front.run(&node.shutdown)
+        }
+    };
+    let sync = |_| {
+        if let Some(r) = &replicator {
+            worker::run(r, Duration::from_secs(replication.reverification_interval_seconds))
+        }
+    };
+    let scan = |_| {
+        if let Some(r) = &replicator {
+            backfill::run(r, &replication.selection(), Duration::from_secs(replication.backfill_interval_seconds))
+        }
+    };
+    let follow = |_| {
+        if let (Some(_), Some(primary)) = (&replicator, &node.primary_node) {
+            cursor::run(primary, &node.store, &node.stats, &node.shutdown)
+        }
+    };
     thread::scope(|s| -> Result<()> {
-        let mut handles = Vec::new();
-        let spawn_err = |e: std::io::Error| Error::Io { path: "thread".into(), source: e };
-        for i in 0..HTTP_THREADS {
-            let (node, server) = (&node, &server);
-            handles.push(
-                thread::Builder::new()
-                    .name(format!("http-{i}"))
-                    .spawn_scoped(s, move || server::serve_thread(node, server))
-                    .map_err(spawn_err)?,
-            );
+        let mut handles = pool::spawn(s, server::THREADS, "http", &http)?;
+        handles.extend(pool::spawn(s, 1, "report", &report)?);
+        handles.extend(pool::spawn(s, 1, "prune", &prune)?);
+        if front.is_some() {
+            handles.extend(pool::spawn(s, 1, "https", &tls_front)?);
         }
-        {
-            let node = &node;
-            handles.push(
-                thread::Builder::new()
-                    .name("report".into())
-                    .spawn_scoped(s, move || report::run(node))
-                    .map_err(spawn_err)?,
-            );
-        }
-        if let Some(front) = front {
-            let quit = &node.quit;
-            handles.push(
-                thread::Builder::new()
-                    .name("https".into())
-                    .spawn_scoped(s, move || front.run(quit))
-                    .map_err(spawn_err)?,
-            );
-        }
-        if let Some(replicator) = &replicator {
-            for i in 0..node.config.replication.workers {
-                let node = &node;
-                handles.push(
-                    thread::Builder::new()
-                        .name(format!("sync-{i}"))
-                        .spawn_scoped(s, move || worker::run(node, replicator))
-                        .map_err(spawn_err)?,
-                );
-            }
-            let node_ref = &node;
-            handles.push(
-                thread::Builder::new()
-                    .name("backfill".into())
-                    .spawn_scoped(s, move || backfill::run(node_ref))
-                    .map_err(spawn_err)?,
-            );
-            if let Some(url) = &node.config.replication.primary_node_url {
-                let node = &node;
-                handles.push(
-                    thread::Builder::new()
-                        .name("follow".into())
-                        .spawn_scoped(s, move || follow::run(node, url))
-                        .map_err(spawn_err)?,
-                );
+        if replicator.is_some() {
+            handles.extend(pool::spawn(s, replication.workers, "sync", &sync)?);
+            handles.extend(pool::spawn(s, 1, "backfill", &scan)?);
+            if node.primary_node.is_some() {
+                handles.extend(pool::spawn(s, 1, "follow", &follow)?);
             }
         }
-        while !node.quitting() {
-            thread::sleep(Duration::from_millis(100));
-        }
+        while node.shutdown.sleep(Duration::from_secs(3600)) {}
         log::info!("shutting down");
         node.store.work.ring();
         node.store.log.ring();
-        let deadline = Instant::now() + STOP_DEADLINE;
-        while handles.iter().any(|h| !h.is_finished()) {
-            if Instant::now() > deadline {
-                let busy: Vec<String> = handles
-                    .iter()
-                    .filter(|h| !h.is_finished())
-                    .filter_map(|h| h.thread().name().map(String::from))
-                    .collect();
-                log::warn!("exiting with threads still busy: {}; their work resumes at next start", busy.join(", "));
-                std::process::exit(0);
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        wait_or_exit(&handles);
         Ok(())
     })?;
     log::info!("stopped");
     Ok(())
+}
+
+/// Waits for the threads to finish, up to the stop deadline; past it,
+/// exits the process, naming the threads still busy (their work is in the
+/// state file and resumes at the next start).
+fn wait_or_exit(handles: &[ScopedJoinHandle<'_, ()>]) {
+    let deadline = Instant::now() + STOP_DEADLINE;
+    while handles.iter().any(|h| !h.is_finished()) {
+        if Instant::now() > deadline {
+            let busy: Vec<String> = handles
+                .iter()
+                .filter(|h| !h.is_finished())
+                .filter_map(|h| h.thread().name().map(String::from))
+                .collect();
+            log::warn!("exiting with threads still busy: {}; their work resumes at next start", busy.join(", "));
+            std::process::exit(0);
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Keeps the event log from growing forever: events older than
+/// `event_retention_days` go (on a secondary, only once applied).
+fn prune_events(node: &Node) {
+    let days = node.config.event_retention_days;
+    match node.store.prune_events(days, node.config.role == Role::Secondary) {
+        Ok(0) => {}
+        Ok(n) => log::info!("pruned {n} events older than {days} days from the state file"),
+        Err(e) => log::warn!("cannot prune old events: {e}"),
+    }
 }

@@ -5,9 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::stats::{Copying, Stats};
 use crate::config::{Config, Role};
 use crate::error::Result;
-use crate::stats::{Copying, Stats};
 use crate::store::{Counts, RepositoryRow, Store};
 
 /// A secondary whose last report is older than this is shown offline.

@@ -7,7 +7,7 @@ use std::io::{self, Read};
 
 use sha2::{Digest as _, Sha256, Sha512};
 
-use crate::encoding;
+use super::encoding;
 
 /// A validated `algorithm:hex` content digest (sha256 or sha512).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::digest::Digest;
+use super::digest::Digest;
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -22,7 +22,7 @@ use rsa::RsaPrivateKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::encoding;
+use super::encoding;
 use crate::error::{Error, Result};
 
 /// GitLab backdates `nbf` by five seconds to absorb clock skew between nodes.
@@ -314,12 +314,12 @@ mod tests {
     use super::*;
 
     // A 1024-bit test key (small to keep the test fast); never used anywhere else.
-    const KEY_PKCS1: &str = include_str!("../tests/data/test-key-pkcs1.pem");
-    const KEY_PKCS8: &str = include_str!("../tests/data/test-key-pkcs8.pem");
-    const CERT: &str = include_str!("../tests/data/test-cert.pem");
+    const KEY_PKCS1: &str = include_str!("../../tests/data/test-key-pkcs1.pem");
+    const KEY_PKCS8: &str = include_str!("../../tests/data/test-key-pkcs8.pem");
+    const CERT: &str = include_str!("../../tests/data/test-cert.pem");
     /// Computed with `openssl x509 -pubkey | openssl pkey -pubin -outform DER
     /// | sha256sum`, first 30 bytes, base32, grouped: the recipe libtrust uses.
-    const KID: &str = include_str!("../tests/data/test-kid.txt");
+    const KID: &str = include_str!("../../tests/data/test-kid.txt");
 
     #[test]
     fn kid_matches_libtrust_vector_for_both_key_formats() {

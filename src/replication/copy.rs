@@ -10,16 +10,15 @@
 //! touching sibling tags that share their digest.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::digest::{Digest, VerifyingReader};
+use super::Replicator;
 use crate::error::{Error, Result};
-use crate::manifest::{self, BlobRef, Manifest};
-use crate::registry::{self, Client, Mount, Target};
-use crate::stats::Stats;
-use crate::store::{Event, Job, Store};
+use crate::health::human_bytes;
+use crate::registry::manifest::{self, Manifest};
+use crate::registry::{self, Digest};
+use crate::store::{Event, Job};
 
 /// Index nesting deeper than this is refused rather than followed.
 const MAX_DEPTH: usize = 4;
@@ -57,22 +56,13 @@ impl std::fmt::Display for Report {
     }
 }
 
-pub struct Replicator<'a> {
-    pub primary: &'a Client,
-    pub secondary: &'a Target,
-    pub store: &'a Store,
-    pub stats: &'a Stats,
-    /// Set on shutdown; checked between blobs and between tags.
-    pub quit: &'a AtomicBool,
-}
-
 /// What the secondary repository is known to hold during one sync.
 #[derive(Default)]
-struct Seen {
-    manifests: HashSet<Digest>,
-    blobs: HashSet<Digest>,
+pub(super) struct Seen {
+    pub manifests: HashSet<Digest>,
+    pub blobs: HashSet<Digest>,
     /// Bytes copied by this sync so far (shown on the dashboard).
-    progress: Arc<AtomicU64>,
+    pub progress: Arc<AtomicU64>,
 }
 
 impl Replicator<'_> {
@@ -118,11 +108,7 @@ impl Replicator<'_> {
                 Err(Error::Interrupted)
             }
             Err(e) => {
-                let reason = match &e {
-                    Error::Sync { source, .. } => source.to_string(),
-                    other => other.to_string(),
-                };
-                self.store.fail_job(job, &reason)?;
+                self.store.fail_job(job, &e.reason())?;
                 Err(e.in_repository(&job.name))
             }
         }
@@ -168,11 +154,11 @@ impl Replicator<'_> {
         let mut seen = Seen { progress: progress.clone(), ..Seen::default() };
         // Pushes by digest first: an index's children arrive that way.
         for digest in &digests {
-            self.check_quit()?;
+            self.shutdown.check()?;
             self.sync_digest(repo, digest, &mut seen, report)?;
         }
         for (tag, pushed) in &tags {
-            self.check_quit()?;
+            self.shutdown.check()?;
             self.sync_tag(repo, tag, *pushed, &mut seen, report)?;
         }
         Ok(())
@@ -197,7 +183,7 @@ impl Replicator<'_> {
                 if wanted.is_some() {
                     break;
                 }
-                self.check_quit()?;
+                self.shutdown.check()?;
                 std::thread::sleep(std::time::Duration::from_millis(wait_ms));
                 wanted = self.primary.manifest(repo, tag)?;
             }
@@ -252,7 +238,7 @@ impl Replicator<'_> {
             Seen { manifests: present.values().cloned().collect(), progress: progress.clone(), ..Seen::default() };
         let mut failures: Vec<Error> = Vec::new();
         for (tag, digest) in &wanted {
-            self.check_quit()?;
+            self.shutdown.check()?;
             if present.get(tag) == Some(digest) {
                 self.store.set_tag(repo, tag, digest)?;
                 report.tags_unchanged += 1;
@@ -269,7 +255,7 @@ impl Replicator<'_> {
             }
         }
         for tag in present.keys().filter(|t| !wanted.contains_key(*t)) {
-            self.check_quit()?;
+            self.shutdown.check()?;
             self.remove_tag(repo, tag)?;
             report.tags_removed += 1;
         }
@@ -352,84 +338,9 @@ impl Replicator<'_> {
             seen.manifests.insert(child.clone());
         }
         for blob in &refs.blobs {
-            self.check_quit()?;
+            self.shutdown.check()?;
             self.ensure_blob(repo, blob, seen, report)?;
         }
-        Ok(())
-    }
-
-    /// Makes the blob present in the secondary repository with one request
-    /// when it is there already or can be mounted: a mount, from another
-    /// repository georeg knows holds it or else from the repository itself,
-    /// answers 201 when the blob is (now) there, and otherwise 202 with an
-    /// ordinary upload, into which the blob is then copied.
-    fn ensure_blob(&self, repo: &str, blob: &BlobRef, seen: &mut Seen, report: &mut Report) -> Result<()> {
-        if seen.blobs.contains(&blob.digest) {
-            return Ok(());
-        }
-        let from = self.store.blob_source(&blob.digest, repo)?;
-        let location = match self.secondary.mount_blob(repo, &blob.digest, from.as_deref().unwrap_or(repo)) {
-            Ok(Mount::Mounted) => None,
-            Ok(Mount::Upload(location)) => {
-                if let Some(from) = &from {
-                    self.store.forget_blob(from, &blob.digest)?;
-                }
-                Some(location)
-            }
-            Err(e) => {
-                match &from {
-                    Some(from) => {
-                        log::warn!("{repo}: mounting {} from {from} failed, copying instead: {e}", blob.digest);
-                        self.store.forget_blob(from, &blob.digest)?;
-                    }
-                    None => log::debug!("{repo}: asking for {} by a mount failed, copying it: {e}", blob.digest),
-                }
-                Some(self.secondary.start_upload(repo)?)
-            }
-        };
-        match location {
-            None if from.is_some() => {
-                report.blobs_mounted += 1;
-                self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
-            }
-            None => report.blobs_present += 1,
-            Some(location) => {
-                self.copy_blob(repo, blob, &location, &seen.progress)?;
-                report.blobs_copied += 1;
-                report.bytes_copied += blob.size;
-                self.stats.blobs_copied.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.store.record_blob(repo, &blob.digest, blob.size)?;
-        seen.blobs.insert(blob.digest.clone());
-        Ok(())
-    }
-
-    /// Streams one blob from the primary into the open upload at `location`.
-    fn copy_blob(&self, repo: &str, blob: &BlobRef, location: &str, progress: &AtomicU64) -> Result<()> {
-        let body = match self.primary.blob(repo, &blob.digest) {
-            Ok(body) => body,
-            Err(e) => {
-                self.secondary.cancel_upload(repo, location);
-                return Err(e);
-            }
-        };
-        let counted = Counted { inner: body, stats: self.stats, progress, quit: self.quit };
-        let mut reader = VerifyingReader::new(counted, blob.digest.clone(), blob.size);
-        let result = self.secondary.finish_upload(repo, location, &blob.digest, blob.size, &mut reader);
-        if let Err(e) = result {
-            self.secondary.cancel_upload(repo, location);
-            if self.quit.load(Ordering::Relaxed) {
-                return Err(Error::Interrupted);
-            }
-            return Err(match reader.failure.take() {
-                Some(message) => {
-                    Error::BlobMismatch { repository: repo.into(), digest: blob.digest.to_string(), message }
-                }
-                None => e,
-            });
-        }
-        log::debug!("{repo}: copied blob {} ({})", blob.digest, human_bytes(blob.size));
         Ok(())
     }
 
@@ -452,14 +363,6 @@ impl Replicator<'_> {
         log::info!("{repo}:{tag} removed (gone from the primary)");
         Ok(())
     }
-
-    fn check_quit(&self) -> Result<()> {
-        if self.quit.load(Ordering::Relaxed) {
-            Err(Error::Interrupted)
-        } else {
-            Ok(())
-        }
-    }
 }
 
 /// A manifest unique to (repository, tag, moment): deleting it by digest
@@ -472,48 +375,11 @@ fn tombstone(repo: &str, tag: &str, empty: &Digest) -> Manifest {
         "layers": [],
         "annotations": {
             "io.georeg.tombstone": format!("{repo}:{tag}"),
-            "io.georeg.nonce": crate::token::random_hex(16),
+            "io.georeg.nonce": crate::registry::token::random_hex(16),
         }
     });
     let bytes = body.to_string().into_bytes();
     Manifest { digest: Digest::sha256_of(&bytes), media_type: manifest::OCI_MANIFEST.into(), bytes }
-}
-
-/// Counts bytes as they stream and stops the stream on shutdown, so that
-/// a large blob does not hold the process past its stop deadline.
-struct Counted<'a, R> {
-    inner: R,
-    stats: &'a Stats,
-    progress: &'a AtomicU64,
-    quit: &'a AtomicBool,
-}
-
-impl<R: Read> Read for Counted<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.quit.load(Ordering::Relaxed) {
-            // Not ErrorKind::Interrupted: io::copy retries that forever.
-            return Err(std::io::Error::other("georeg is shutting down"));
-        }
-        let n = self.inner.read(buf)?;
-        self.stats.bytes_copied.fetch_add(n as u64, Ordering::Relaxed);
-        self.progress.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 #[cfg(test)]
@@ -527,13 +393,6 @@ mod tests {
         let b = tombstone("g/app", "v1", &empty);
         assert_ne!(a.digest, b.digest);
         let refs = manifest::references(&a.bytes).unwrap();
-        assert_eq!(refs.blobs, vec![BlobRef { digest: empty, size: 2 }]);
-    }
-
-    #[test]
-    fn human_bytes_formats() {
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(1_500_000), "1.5 MB");
-        assert_eq!(human_bytes(200_000_000), "200.0 MB");
+        assert_eq!(refs.blobs, vec![manifest::BlobRef { digest: empty, size: 2 }]);
     }
 }

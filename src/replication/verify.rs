@@ -8,13 +8,14 @@
 //! back and its digest checked.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::digest::{Digest, VerifyingReader};
+use super::Replicator;
 use crate::error::{Error, Result};
-use crate::manifest;
-use crate::registry::Client;
-use crate::store::{Store, Verification};
+use crate::health::human_bytes;
+use crate::registry::digest::{Digest, VerifyingReader};
+use crate::registry::{manifest, Client};
+use crate::shutdown::Shutdown;
+use crate::store::Verification;
 
 /// What a verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +70,7 @@ pub fn compare(primary: &Client, secondary: &Client, repo: &str) -> Result<Outco
 
 /// Reads back every blob the secondary's tags reference and checks its
 /// digest. Returns (blobs, bytes) checked.
-pub fn check_blobs(secondary: &Client, repo: &str, quit: &AtomicBool) -> Result<(u64, u64)> {
+pub fn check_blobs(secondary: &Client, repo: &str, shutdown: &Shutdown) -> Result<(u64, u64)> {
     let mut manifests: Vec<String> = secondary.tags(repo)?.unwrap_or_default();
     let mut seen_manifests = BTreeSet::new();
     let mut seen_blobs = BTreeSet::new();
@@ -86,9 +87,7 @@ pub fn check_blobs(secondary: &Client, repo: &str, quit: &AtomicBool) -> Result<
         })?;
         manifests.extend(refs.manifests.iter().map(|d| d.to_string()));
         for blob in refs.blobs {
-            if quit.load(Ordering::Relaxed) {
-                return Err(Error::Interrupted);
-            }
+            shutdown.check()?;
             if !seen_blobs.insert(blob.digest.clone()) {
                 continue;
             }
@@ -112,45 +111,40 @@ pub fn check_blobs(secondary: &Client, repo: &str, quit: &AtomicBool) -> Result<
     Ok((blobs, bytes))
 }
 
-/// Verifies a claimed repository and records the outcome: a mismatch
-/// queues a full sync; an error (a registry down) is retried later.
-pub fn run(
-    store: &Store,
-    primary: &Client,
-    secondary: &Client,
-    v: &Verification,
-    blobs: bool,
-    quit: &AtomicBool,
-) -> Result<Outcome> {
-    let result = compare(primary, secondary, &v.name).and_then(|outcome| {
-        if blobs && matches!(outcome, Outcome::Match { .. }) {
-            let (n, size) = check_blobs(secondary, &v.name, quit)?;
-            log::info!(
-                "{}: {n} blobs ({}) read back from the secondary and their digests checked",
-                v.name,
-                crate::replicate::human_bytes(size)
-            );
-        }
-        Ok(outcome)
-    });
-    match result {
-        Ok(outcome @ Outcome::Match { .. }) => {
-            if let Outcome::Match { checksum } = &outcome {
-                store.verification_succeeded(v, checksum)?;
+impl Replicator<'_> {
+    /// Verifies a claimed repository and records the outcome: a mismatch
+    /// queues a full sync; an error (a registry down) is retried later.
+    /// With `blobs`, a match is also proved blob by blob.
+    pub fn verify(&self, v: &Verification, blobs: bool) -> Result<Outcome> {
+        let result = compare(self.primary, self.secondary, &v.name).and_then(|outcome| {
+            if blobs && matches!(outcome, Outcome::Match { .. }) {
+                let (n, size) = check_blobs(self.secondary, &v.name, self.shutdown)?;
+                log::info!(
+                    "{}: {n} blobs ({}) read back from the secondary and their digests checked",
+                    v.name,
+                    human_bytes(size)
+                );
             }
             Ok(outcome)
-        }
-        Ok(outcome) => {
-            store.verification_failed(v, &outcome.describe(), true)?;
-            Ok(outcome)
-        }
-        Err(Error::Interrupted) => {
-            store.release_verification(v)?;
-            Err(Error::Interrupted)
-        }
-        Err(e) => {
-            store.verification_failed(v, &format!("could not verify: {e}"), matches!(e, Error::Manifest { .. }))?;
-            Err(e)
+        });
+        let store = self.store;
+        match result {
+            Ok(Outcome::Match { checksum }) => {
+                store.verification_succeeded(v, &checksum)?;
+                Ok(Outcome::Match { checksum })
+            }
+            Ok(outcome) => {
+                store.verification_failed(v, &outcome.describe(), true)?;
+                Ok(outcome)
+            }
+            Err(Error::Interrupted) => {
+                store.release_verification(v)?;
+                Err(Error::Interrupted)
+            }
+            Err(e) => {
+                store.verification_failed(v, &format!("could not verify: {e}"), matches!(e, Error::Manifest { .. }))?;
+                Err(e)
+            }
         }
     }
 }

@@ -1,27 +1,30 @@
 //! Replication workers: each claims the repository most worth syncing from
 //! the state file, syncs it, records the outcome, and sleeps on the work
 //! bell when nothing is due. Claiming happens in SQLite, so no two workers
-//! ever hold the same repository.
+//! ever hold the same repository. A worker with no sync to do verifies the
+//! repository whose verification is most overdue.
 
 use std::time::{Duration, Instant};
 
+use super::verify::Outcome;
+use super::Replicator;
 use crate::error::Error;
-use crate::node::Node;
-use crate::replicate::Replicator;
-use crate::verify;
 
 /// How long an idle worker sleeps before looking for due retries again.
 const IDLE: Duration = Duration::from_secs(5);
 
-pub fn run(node: &Node, replicator: &Replicator) {
-    while !node.quitting() {
-        let rung = node.store.work.count();
-        match node.store.claim_next() {
+/// One worker, until shutdown. `reverify_after` is
+/// `replication.reverification_interval_seconds`.
+pub fn run(r: &Replicator, reverify_after: Duration) {
+    let store = r.store;
+    while !r.shutdown.requested() {
+        let rung = store.work.count();
+        match store.claim_next() {
             Ok(Some(job)) => {
                 let started = Instant::now();
                 let kind = if job.full { "full sync" } else { "events" };
                 log::debug!("{}: {kind} started", job.name);
-                match replicator.run(&job) {
+                match r.run(&job) {
                     Ok(report) => {
                         log::info!(
                             "{}: synced ({kind}) in {:.1}s: {report}",
@@ -36,22 +39,21 @@ pub fn run(node: &Node, replicator: &Replicator) {
                 }
             }
             Ok(None) => {
-                if !verify_next(node, replicator) {
-                    node.store.work.wait(rung, IDLE);
+                if !verify_next(r, reverify_after) {
+                    store.work.wait(rung, IDLE);
                 }
             }
             Err(e) => {
                 log::error!("cannot claim work from the state file: {e}");
-                node.store.work.wait(rung, IDLE);
+                store.work.wait(rung, IDLE);
             }
         }
     }
 }
 
 /// Verifies the most overdue repository, if any; false when none is due.
-fn verify_next(node: &Node, replicator: &Replicator) -> bool {
-    let interval = node.config.replication.reverification_interval_seconds;
-    let v = match node.store.claim_next_verification(interval) {
+fn verify_next(r: &Replicator, reverify_after: Duration) -> bool {
+    let v = match r.store.claim_next_verification(reverify_after.as_secs()) {
         Ok(Some(v)) => v,
         Ok(None) => return false,
         Err(e) => {
@@ -59,8 +61,8 @@ fn verify_next(node: &Node, replicator: &Replicator) -> bool {
             return false;
         }
     };
-    match verify::run(&node.store, replicator.primary, replicator.secondary, &v, false, &node.quit) {
-        Ok(outcome @ verify::Outcome::Match { .. }) => log::info!("{}: {}", v.name, outcome.describe()),
+    match r.verify(&v, false) {
+        Ok(outcome @ Outcome::Match { .. }) => log::info!("{}: {}", v.name, outcome.describe()),
         Ok(outcome) => log::warn!("{}: verification failed, resync queued: {}", v.name, outcome.describe()),
         Err(Error::Interrupted) => {}
         Err(e) => log::warn!("{}: could not verify: {e}", v.name),

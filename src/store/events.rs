@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Job, Store, NOW};
 use crate::error::{Error, Result};
+use crate::registry::{valid_repository, valid_tag, Digest};
 
 /// An event to store: one manifest push, or a tag, manifest or repository delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,19 @@ pub struct Event {
     pub digest: Option<String>,
     #[serde(default)]
     pub media_type: Option<String>,
+}
+
+impl Event {
+    /// Whether the event passes the checks a notification passes (a valid
+    /// repository name, tag and digest; push or delete), so that what a
+    /// primary's log serves is held to the same grammar as what the
+    /// registry sends.
+    pub fn is_valid(&self) -> bool {
+        valid_repository(&self.repository)
+            && matches!(self.action.as_str(), "push" | "delete")
+            && self.tag.as_deref().is_none_or(valid_tag)
+            && self.digest.as_deref().is_none_or(|d| Digest::parse(d).is_ok())
+    }
 }
 
 /// A secondary's position in its primary's log.
@@ -380,7 +394,7 @@ mod tests {
         let ids: std::collections::HashSet<&str> = rows.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!(ids.len(), threads * per_thread + per_thread);
         assert_eq!(rows.len(), ids.len(), "no event stored twice");
-        assert_eq!(store.repository("r").unwrap().unwrap().sync_state, "pending");
+        assert_eq!(store.repository("r").unwrap().unwrap().sync_state, crate::store::SyncState::Pending);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -416,7 +430,7 @@ mod tests {
         secondary.record_followed(&page, 2, 3).unwrap();
         let c = secondary.cursor().unwrap();
         assert_eq!((c.last_event_id, c.primary_last_event_id), (2, 3));
-        assert_eq!(secondary.repository("r2").unwrap().unwrap().sync_state, "pending");
+        assert_eq!(secondary.repository("r2").unwrap().unwrap().sync_state, crate::store::SyncState::Pending);
         // Re-reading the same page changes nothing.
         assert_eq!(secondary.record_followed(&page, 2, 3).unwrap(), 0);
         let rest = primary.events_after(c.last_event_id, 10).unwrap();

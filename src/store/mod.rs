@@ -1,7 +1,10 @@
 //! The SQLite state file. `schema.sql` at the top level is its only schema;
 //! this module opens and migrates it, and its submodules own the queries:
-//! `repos` (repositories, tags, blobs, the sync queue) and `events` (the
-//! event log and the secondary's cursor).
+//! `repos` (repositories and the sync queue), `tags` (what georeg placed on
+//! the secondary), `verification` (the verification queue), `events` (the
+//! event log and the secondary's cursor), `nodes` (secondaries' reports, on
+//! a primary), `queries` (the read side the pages show) and `states` (the
+//! sync and verification states).
 //!
 //! One connection behind a mutex, held only for short statements and never
 //! across an HTTP call; SQLite serializes writers anyway. HTTP handlers and
@@ -16,8 +19,11 @@
 //! own events are on disk.
 
 mod events;
+mod nodes;
+mod queries;
 mod repos;
-mod status;
+mod states;
+mod tags;
 mod verification;
 
 use std::path::Path;
@@ -29,8 +35,10 @@ use rusqlite::Connection;
 use crate::error::{Error, Result};
 
 pub use events::{Cursor, Event, NewEvent};
+pub use nodes::NodeReport;
+pub use queries::{Counts, RepositoryFilter, RepositoryRow};
 pub use repos::{Job, Repository};
-pub use status::{Counts, NodeReport, RepositoryFilter, RepositoryRow};
+pub use states::{SyncState, VerificationState};
 pub use verification::Verification;
 
 const SCHEMA: &str = include_str!("../../schema.sql");

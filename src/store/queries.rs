@@ -1,10 +1,10 @@
-//! Read-only views for the dashboard, the status API, metrics and `georeg
-//! status`, and the node reports a primary keeps.
+//! The read side: what the dashboard, the status API, `/metrics` and
+//! `georeg status` show, and the two admin actions of the repository list.
 
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::{Store, NOW};
+use super::{Store, SyncState, VerificationState, NOW};
 use crate::error::Result;
 
 /// Repository counts by state; excluded repositories are not counted.
@@ -24,8 +24,8 @@ pub struct Counts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RepositoryRow {
     pub name: String,
-    pub sync_state: String,
-    pub verification_state: String,
+    pub sync_state: SyncState,
+    pub verification_state: VerificationState,
     pub last_synced_at: Option<String>,
     pub last_sync_failure: Option<String>,
     pub retry_count: i64,
@@ -34,17 +34,6 @@ pub struct RepositoryRow {
     pub verification_failure: Option<String>,
     /// When it last started syncing (for failures: when the failed attempt began).
     pub sync_started_at: Option<String>,
-}
-
-/// A secondary's latest report, on a primary.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeReport {
-    pub name: String,
-    pub reported_at: String,
-    pub age_seconds: i64,
-    pub healthy: bool,
-    pub health_message: Option<String>,
-    pub status: String,
 }
 
 /// Filter of the repository list: by state (a sync or verification state)
@@ -207,38 +196,6 @@ impl Store {
         Ok(self.conn().query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
     }
 
-    /// Records a secondary's report (on a primary).
-    pub fn record_node(&self, name: &str, healthy: bool, message: Option<&str>, status: &str) -> Result<()> {
-        self.conn()
-            .prepare_cached(&format!(
-                "INSERT INTO nodes (name, reported_at, healthy, health_message, status) VALUES (?1, {NOW}, ?2, ?3, ?4)
-                 ON CONFLICT (name) DO UPDATE SET reported_at = excluded.reported_at, healthy = excluded.healthy,
-                 health_message = excluded.health_message, status = excluded.status"
-            ))?
-            .execute(params![name, healthy, message, status])?;
-        Ok(())
-    }
-
-    pub fn nodes(&self) -> Result<Vec<NodeReport>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT name, reported_at, CAST(strftime('%s', {NOW}) AS INTEGER) - CAST(strftime('%s', reported_at) AS INTEGER),
-                    healthy, health_message, status
-             FROM nodes ORDER BY name"
-        ))?;
-        let rows = stmt.query_map([], |r| {
-            Ok(NodeReport {
-                name: r.get(0)?,
-                reported_at: r.get(1)?,
-                age_seconds: r.get(2)?,
-                healthy: r.get(3)?,
-                health_message: r.get(4)?,
-                status: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     /// Is the state file readable right now? (readiness)
     pub fn ping(&self) -> Result<()> {
         self.conn().query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
@@ -277,16 +234,5 @@ mod tests {
         assert_eq!(store.oldest_unsynced().unwrap().unwrap().0, job.name);
         assert_eq!(store.resync_failed().unwrap(), 1);
         assert_eq!(store.counts().unwrap().failed, 0);
-    }
-
-    #[test]
-    fn node_reports_are_upserted() {
-        let store = Store::open_in_memory().unwrap();
-        store.record_node("s1", true, None, "{}").unwrap();
-        store.record_node("s1", false, Some("registry down"), "{\"x\":1}").unwrap();
-        let nodes = store.nodes().unwrap();
-        assert_eq!(nodes.len(), 1);
-        assert!(!nodes[0].healthy && nodes[0].health_message.as_deref() == Some("registry down"));
-        assert!(nodes[0].age_seconds <= 1);
     }
 }

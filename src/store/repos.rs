@@ -11,15 +11,14 @@
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{jitter, retry_delay, Store, NOW};
-use crate::digest::Digest;
+use super::{jitter, retry_delay, Store, SyncState, NOW};
 use crate::error::{Error, Result};
 
 /// A repository's row, as the operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repository {
     pub name: String,
-    pub sync_state: String,
+    pub sync_state: SyncState,
     pub retry_count: u32,
     pub retry_at: Option<String>,
     pub last_synced_at: Option<String>,
@@ -139,10 +138,10 @@ impl Store {
         self.ensure_repository(name)?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (id, state): (i64, String) = tx
+        let (id, state): (i64, SyncState) = tx
             .prepare_cached("SELECT id, sync_state FROM repositories WHERE name = ?1")?
             .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        if state == "started" {
+        if state == SyncState::Started {
             return Err(Error::Store {
                 message: format!(
                     "{name} is being synced right now (state 'started'); wait for that sync, or if georeg is \
@@ -163,7 +162,7 @@ impl Store {
     /// push would turn a handful of requests into thousands. Verification
     /// still comes round every reverification interval.
     pub fn finish_job(&self, job: &Job) -> Result<()> {
-        let requeued: String = self
+        let requeued: SyncState = self
             .conn()
             .prepare_cached(&format!(
                 "UPDATE repositories SET
@@ -178,7 +177,7 @@ impl Store {
                  RETURNING sync_state"
             ))?
             .query_row(params![job.id, job.through, job.full], |r| r.get(0))?;
-        if requeued == "pending" {
+        if requeued == SyncState::Pending {
             self.work.ring();
         }
         Ok(())
@@ -280,86 +279,6 @@ impl Store {
         tx.commit()?;
         Ok(excluded)
     }
-
-    /// The last-known digest of each tag of the repository on the secondary.
-    pub fn tags(&self, name: &str) -> Result<Vec<(String, String)>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT t.name, t.digest FROM tags t JOIN repositories r ON r.id = t.repository_id
-             WHERE r.name = ?1 ORDER BY t.name",
-        )?;
-        let rows = stmt.query_map([name], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// The digest georeg last left `tag` at on the secondary, if any.
-    pub fn tag_digest(&self, repository: &str, tag: &str) -> Result<Option<String>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repository_id
-             WHERE r.name = ?1 AND t.name = ?2",
-        )?;
-        Ok(stmt.query_row([repository, tag], |r| r.get(0)).optional()?)
-    }
-
-    pub fn set_tag(&self, repository: &str, tag: &str, digest: &Digest) -> Result<()> {
-        let id = self.ensure_repository(repository)?;
-        self.conn()
-            .prepare_cached(&format!(
-                "INSERT INTO tags (repository_id, name, digest) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, synced_at = {NOW}
-                 WHERE digest <> excluded.digest"
-            ))?
-            .execute(params![id, tag, digest.as_str()])?;
-        Ok(())
-    }
-
-    pub fn remove_tag(&self, repository: &str, tag: &str) -> Result<()> {
-        self.conn()
-            .prepare_cached(
-                "DELETE FROM tags WHERE name = ?2 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
-            )?
-            .execute([repository, tag])?;
-        Ok(())
-    }
-
-    /// Forgets every tag recorded at `digest` (the manifest was deleted).
-    pub fn remove_tags_at(&self, repository: &str, digest: &Digest) -> Result<()> {
-        self.conn()
-            .prepare_cached(
-                "DELETE FROM tags WHERE digest = ?2 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
-            )?
-            .execute([repository, digest.as_str()])?;
-        Ok(())
-    }
-
-    /// Records that the secondary's `repository` holds the blob.
-    pub fn record_blob(&self, repository: &str, digest: &Digest, size: u64) -> Result<()> {
-        let id = self.ensure_repository(repository)?;
-        self.conn()
-            .prepare_cached("INSERT OR REPLACE INTO blobs (digest, repository_id, size) VALUES (?1, ?2, ?3)")?
-            .execute(params![digest.as_str(), id, size as i64])?;
-        Ok(())
-    }
-
-    /// Another repository of the secondary believed to hold the blob.
-    pub fn blob_source(&self, digest: &Digest, except: &str) -> Result<Option<String>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT r.name FROM blobs b JOIN repositories r ON r.id = b.repository_id
-             WHERE b.digest = ?1 AND r.name <> ?2 LIMIT 1",
-        )?;
-        Ok(stmt.query_row([digest.as_str(), except], |r| r.get(0)).optional()?)
-    }
-
-    pub fn forget_blob(&self, repository: &str, digest: &Digest) -> Result<()> {
-        self.conn()
-            .prepare_cached(
-                "DELETE FROM blobs WHERE digest = ?2 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
-            )?
-            .execute([repository, digest.as_str()])?;
-        Ok(())
-    }
 }
 
 /// Flips one repository to `started` and describes the job (inside the
@@ -399,19 +318,19 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let job = store.claim_for_full_sync("g/app").unwrap();
         assert!(job.full);
-        assert_eq!(store.repository("g/app").unwrap().unwrap().sync_state, "started");
+        assert_eq!(store.repository("g/app").unwrap().unwrap().sync_state, SyncState::Started);
         store.fail_job(&job, "boom").unwrap();
         assert!(store.claim_next().unwrap().is_none(), "not before retry_at");
         let job = store.claim_for_full_sync("g/app").unwrap();
         store.fail_job(&job, "boom again").unwrap();
         let r = store.repository("g/app").unwrap().unwrap();
-        assert_eq!((r.sync_state.as_str(), r.retry_count), ("failed", 2));
+        assert_eq!((r.sync_state, r.retry_count), (SyncState::Failed, 2));
         assert_eq!(r.last_sync_failure.as_deref(), Some("boom again"));
         assert!(r.retry_at.is_some() && r.full_sync_requested);
         let job = store.claim_for_full_sync("g/app").unwrap();
         store.finish_job(&job).unwrap();
         let r = store.repository("g/app").unwrap().unwrap();
-        assert_eq!((r.sync_state.as_str(), r.retry_count, r.retry_at), ("synced", 0, None));
+        assert_eq!((r.sync_state, r.retry_count, r.retry_at), (SyncState::Synced, 0, None));
         assert!(r.last_synced_at.is_some() && !r.full_sync_requested);
     }
 
@@ -433,7 +352,7 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].tag.as_deref(), Some("v2"));
         store.finish_job(&again).unwrap();
-        assert_eq!(store.repository("a").unwrap().unwrap().sync_state, "synced");
+        assert_eq!(store.repository("a").unwrap().unwrap().sync_state, SyncState::Synced);
     }
 
     #[test]
@@ -443,11 +362,11 @@ mod tests {
         store.request_full_sync("a").unwrap();
         store.finish_job(&job).unwrap();
         let r = store.repository("a").unwrap().unwrap();
-        assert_eq!((r.sync_state.as_str(), r.full_sync_requested), ("pending", true));
+        assert_eq!((r.sync_state, r.full_sync_requested), (SyncState::Pending, true));
         let job = store.claim_next().unwrap().unwrap();
         store.release_job(&job).unwrap();
         let r = store.repository("a").unwrap().unwrap();
-        assert_eq!((r.sync_state.as_str(), r.full_sync_requested), ("pending", true));
+        assert_eq!((r.sync_state, r.full_sync_requested), (SyncState::Pending, true));
     }
 
     #[test]
@@ -478,26 +397,5 @@ mod tests {
         assert_eq!(store.claim_next().unwrap().unwrap().name, "old");
         let next = store.claim_next().unwrap().unwrap().name;
         assert!(next == "new" || next == "never", "{next}");
-    }
-
-    #[test]
-    fn tags_and_blob_sources() {
-        let store = Store::open_in_memory().unwrap();
-        let d = Digest::sha256_of(b"x");
-        store.set_tag("a", "v1", &d).unwrap();
-        store.set_tag("a", "v1", &d).unwrap();
-        store.set_tag("a", "v2", &d).unwrap();
-        assert_eq!(store.tags("a").unwrap()[0], ("v1".to_string(), d.to_string()));
-        assert_eq!(store.tag_digest("a", "v2").unwrap().as_deref(), Some(d.as_str()));
-        assert_eq!(store.tag_digest("a", "v3").unwrap(), None);
-        store.remove_tag("a", "v1").unwrap();
-        assert_eq!(store.tags("a").unwrap().len(), 1);
-        store.remove_tags_at("a", &d).unwrap();
-        assert!(store.tags("a").unwrap().is_empty());
-        store.record_blob("a", &d, 1).unwrap();
-        assert_eq!(store.blob_source(&d, "b").unwrap().as_deref(), Some("a"));
-        assert_eq!(store.blob_source(&d, "a").unwrap(), None);
-        store.forget_blob("a", &d).unwrap();
-        assert_eq!(store.blob_source(&d, "b").unwrap(), None);
     }
 }

@@ -113,7 +113,7 @@ mod tests {
         assert_ne!(other.name, job.name);
         store.verification_failed(&v, "checksum mismatch", true).unwrap();
         let r = store.repository(&job.name).unwrap().unwrap();
-        assert_eq!((r.sync_state.as_str(), r.full_sync_requested), ("pending", true));
+        assert_eq!((r.sync_state, r.full_sync_requested), (crate::store::SyncState::Pending, true));
     }
 
     #[test]

@@ -6,8 +6,8 @@
 
 use std::fmt::Write;
 
-use crate::replicate::human_bytes;
-use crate::status::{percent, Status};
+use crate::health::human_bytes;
+use crate::health::status::{percent, Status};
 use crate::store::{RepositoryFilter, RepositoryRow};
 
 pub const NODES_PATH: &str = "/admin/geo/nodes";
@@ -284,8 +284,8 @@ pub fn repositories(
              <td>{synced}</td><td class=\"reason\">{failure}</td><td><form class=\"inline\" method=\"post\" action=\"{REPOSITORIES_PATH}/resync\">\
              <input type=\"hidden\" name=\"name\" value=\"{name}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Resync</button></form></td></tr>",
             name = escape(&r.name),
-            s = escape(&r.sync_state),
-            v = escape(&r.verification_state),
+            s = r.sync_state.as_str(),
+            v = r.verification_state.as_str(),
             synced = escape(r.last_synced_at.as_deref().unwrap_or("never")),
             failure = escape(failure),
         );

@@ -22,7 +22,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
@@ -31,6 +31,7 @@ use rustls::{ServerConfig, ServerConnection};
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::shutdown::Shutdown as Stop;
 
 /// Connections relayed at once; more are closed at accept.
 const MAX_CONNECTIONS: usize = 256;
@@ -103,16 +104,16 @@ pub struct Front {
 }
 
 impl Front {
-    /// Accepts connections until `quit` is set; each is relayed on threads
+    /// Accepts connections until shutdown; each is relayed on threads
     /// of its own, which end with their connection.
-    pub fn run(self, quit: &AtomicBool) {
+    pub fn run(&self, shutdown: &Stop) {
         // Non-blocking so that the quit flag is seen within 50 ms.
         if let Err(e) = self.tcp.set_nonblocking(true) {
             log::error!("https: cannot poll the listening socket: {e}");
             return;
         }
         let active = Arc::new(AtomicUsize::new(0));
-        while !quit.load(Ordering::Relaxed) {
+        while !shutdown.requested() {
             match self.tcp.accept() {
                 Ok((client, peer)) => self.start(client, peer, &active),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(50)),

@@ -6,8 +6,8 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use crate::stats::{Stats, SYNC_BUCKETS};
-use crate::status::Status;
+use crate::health::stats::{Stats, SYNC_BUCKETS};
+use crate::health::Status;
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -135,7 +135,7 @@ pub fn render(status: &Status, stats: &Stats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{EventsStatus, NodeInfo, NodeStatus};
+    use crate::health::status::{EventsStatus, NodeInfo, NodeStatus};
 
     #[test]
     fn renders_every_family_with_help_and_type() {

@@ -1,5 +1,5 @@
-//! Registry notifications: the endpoint the primary registry posts to, and
-//! the event log a primary georeg serves to its secondaries.
+//! The endpoint the registry posts its notifications to
+//! (`POST /api/v4/container_registry_event/events`).
 //!
 //! The registry keeps undelivered events in memory, sends them one at a
 //! time and retries a non-2xx answer forever, blocking everything queued
@@ -8,16 +8,16 @@
 //! answer is sent only after the events it acts on are committed.
 
 use std::io::Read;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
 
 use serde::Deserialize;
 
+use super::auth::constant_time_eq;
+use super::http::{Incoming, Reply};
+use super::App;
 use crate::config::Role;
-use crate::digest::Digest;
-use crate::node::Node;
-use crate::registry;
-use crate::server::{Incoming, Reply};
-use crate::store::{Event, NewEvent};
+use crate::registry::{self, Digest};
+use crate::store::NewEvent;
 
 /// Envelopes larger than this are refused with 413.
 pub const MAX_BODY: u64 = 1 << 20;
@@ -27,9 +27,6 @@ const CONTENT_TYPES: [&str; 3] = [
     "application/vnd.docker.distribution.events.v2+json",
     "application/json",
 ];
-/// Longest long poll of the log a secondary may ask for.
-const MAX_WAIT: Duration = Duration::from_secs(60);
-const MAX_PAGE: usize = 1000;
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -63,8 +60,8 @@ struct RawTarget {
 }
 
 /// `POST /api/v4/container_registry_event/events`.
-pub fn receive(node: &Node, req: &mut Incoming) -> Reply {
-    let Some(secret) = node.config.notifications.secret.as_deref() else {
+pub fn receive(app: &App, req: &mut Incoming) -> Reply {
+    let Some(secret) = app.config.notifications.secret.as_deref() else {
         return Reply::error(401, "this node has no notification secret configured (notifications.secret_file)");
     };
     let given = req.header("Authorization").unwrap_or_default();
@@ -91,10 +88,10 @@ pub fn receive(node: &Node, req: &mut Incoming) -> Reply {
         Ok(parsed) => parsed,
         Err(message) => return Reply::error(400, &message),
     };
-    let schedule = node.config.role == Role::Secondary;
-    match node.store.record_events(&events, schedule) {
+    let schedule = app.config.role == Role::Secondary;
+    match app.store.record_events(&events, schedule) {
         Ok(stored) => {
-            node.stats.events_received.fetch_add(stored as u64, std::sync::atomic::Ordering::Relaxed);
+            app.stats.events_received.fetch_add(stored as u64, Ordering::Relaxed);
             if stored > 0 {
                 log::info!("stored {stored} event(s) from {}", req.remote);
             }
@@ -162,69 +159,6 @@ fn classify(raw: RawEvent, value: &serde_json::Value) -> Option<NewEvent> {
     })
 }
 
-/// `GET /api/v1/events?after=ID&limit=N&wait=SECONDS`: the primary's log,
-/// for secondaries holding a JWT signed with the shared key.
-pub fn serve_log(node: &Node, req: &mut Incoming) -> Reply {
-    if node.config.role != Role::Primary {
-        return Reply::error(404, "this node is a secondary; secondaries read the event log of the primary georeg");
-    }
-    if let Err(reply) = check_node_token(node, req) {
-        return reply;
-    }
-    let after: i64 = req.query("after").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let limit: usize = req.query("limit").and_then(|v| v.parse().ok()).unwrap_or(500).clamp(1, MAX_PAGE);
-    let wait = Duration::from_secs(req.query("wait").and_then(|v| v.parse().ok()).unwrap_or(0)).min(MAX_WAIT);
-    let deadline = Instant::now() + wait;
-    loop {
-        let rung = node.store.log.count();
-        let events = match node.store.events_after(after, limit) {
-            Ok(events) => events,
-            Err(e) => return Reply::error(503, &format!("cannot read the event log: {e}")),
-        };
-        let now = Instant::now();
-        if !events.is_empty() || now >= deadline || node.quitting() {
-            let last = node.store.last_event_id().unwrap_or(0);
-            return Reply::json(200, &serde_json::json!({"events": events, "last_event_id": last}));
-        }
-        node.store.log.wait(rung, (deadline - now).min(Duration::from_secs(1)));
-    }
-}
-
-/// Checks `Authorization: Bearer JWT` signed with the shared key for
-/// audience "georeg": how secondaries prove themselves to the primary.
-pub fn check_node_token(node: &Node, req: &Incoming) -> Result<crate::token::Claims, Reply> {
-    let header = req.header("Authorization").unwrap_or_default();
-    let Some(token) = header.strip_prefix("Bearer ") else {
-        return Err(Reply::error(401, "missing 'Authorization: Bearer' token signed with the shared key"));
-    };
-    node.signer.verify(token.trim(), crate::node::NODE_AUDIENCE).map_err(|why| {
-        log::warn!("request from {} refused: {why}", req.remote);
-        Reply::error(401, &format!("token refused: {why}"))
-    })
-}
-
-/// Compares in time independent of where the inputs differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff));
-    }
-    diff == 0
-}
-
-/// The subset of a followed event that passes the same checks as a
-/// notification; anything else is skipped with a warning.
-pub fn valid_followed(e: &Event) -> bool {
-    let ok = registry::valid_repository(&e.repository)
-        && matches!(e.action.as_str(), "push" | "delete")
-        && e.tag.as_deref().is_none_or(registry::valid_tag)
-        && e.digest.as_deref().is_none_or(|d| Digest::parse(d).is_ok());
-    if !ok {
-        log::warn!("skipping event {} from the primary's log: not a valid event", e.id);
-    }
-    ok
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,13 +210,5 @@ mod tests {
         assert!(parse_envelope(b"{not json").unwrap_err().contains("malformed JSON"));
         assert!(parse_envelope(br#"{"foo": []}"#).unwrap_err().contains("\"events\""));
         assert_eq!(parse_envelope(br#"{"events": []}"#).unwrap().0.len(), 0);
-    }
-
-    #[test]
-    fn constant_time_eq_compares() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret1"));
-        assert!(!constant_time_eq(b"", b"x"));
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use georeg::token::{Scope, Signer};
+use georeg::registry::token::{Scope, Signer};
 
 use crate::support::registry::{free_port, Notify, Registry, SERVICE};
 use crate::support::{georeg_bin, keys, SECRET};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use georeg::token::Scope;
+use georeg::registry::token::Scope;
 
 use crate::corpus::Repo;
 use crate::lab::{measure, pool, Lab, Reg};

@@ -51,7 +51,7 @@ fn everything_ok_against_good_registries_and_nothing_left_behind() {
 }
 
 fn catalog_token() -> String {
-    let scope = georeg::token::Scope::catalog();
+    let scope = georeg::registry::token::Scope::catalog();
     keys().signer.sign(registry::SERVICE, "test", std::time::Duration::from_secs(60), &[scope]).text
 }
 

@@ -164,7 +164,7 @@ fn admin_pages_need_the_credential_and_buttons_need_their_form_token() {
         assert_eq!(get(&format!("{base}{path}"), Some("Bearer wrong-token-0123456789")).0, 401, "{path} wrong token");
         assert_eq!(get(&format!("{base}{path}"), Some(&bearer())).0, 200, "{path} with bearer");
     }
-    let basic = format!("Basic {}", georeg::encoding::base64(format!("anyone:{TOKEN}").as_bytes()));
+    let basic = format!("Basic {}", georeg::registry::encoding::base64(format!("anyone:{TOKEN}").as_bytes()));
     assert_eq!(get(&format!("{base}/admin/geo/nodes"), Some(&basic)).0, 200, "browser login with Basic auth");
     assert_eq!(get(&format!("{base}/-/health"), None).0, 200);
     assert_eq!(get(&format!("{base}/-/readiness"), None).0, 200);

@@ -234,7 +234,7 @@ fn primary_log_requires_a_token_signed_with_the_shared_key() {
     let signer = &crate::support::keys().signer;
     let wrong_audience = signer.sign("container_registry", "s", Duration::from_secs(60), &[]).text;
     assert_eq!(status(Some(format!("Bearer {wrong_audience}"))), 401);
-    let other_key = georeg::token::Signer::new(
+    let other_key = georeg::registry::token::Signer::new(
         rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap(),
         crate::support::registry::ISSUER,
     );

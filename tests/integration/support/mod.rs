@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use georeg::token::Signer;
+use georeg::registry::token::Signer;
 
 pub use daemon::Daemon;
 pub use oci::Api;

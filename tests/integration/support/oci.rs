@@ -7,7 +7,7 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
-use georeg::token::{Scope, Signer};
+use georeg::registry::token::{Scope, Signer};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 

@@ -1,0 +1,51 @@
+//! `georeg verify [--blobs] [REPO...]`: verifies the repositories (default:
+//! every one the primary's catalog or the state file knows, selective sync
+//! applied) now, one result line each; exit 1 if any failed.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::Node;
+use crate::error::{Error, Result};
+use crate::registry;
+use crate::replication::pool;
+use crate::replication::verify::Outcome;
+
+pub fn run(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitCode> {
+    let replicator = node.replicator()?;
+    let names = if repositories.is_empty() {
+        let selection = node.config.replication.selection();
+        let mut names: Vec<String> =
+            replicator.primary.catalog()?.into_iter().filter(|n| selection.includes(n)).collect();
+        names.extend(node.store.repository_names()?.into_iter().filter(|n| selection.includes(n)));
+        names.sort();
+        names.dedup();
+        names
+    } else {
+        repositories.to_vec()
+    };
+    if let Some(bad) = names.iter().find(|n| !registry::valid_repository(n)) {
+        return Err(Error::Usage(format!("{bad:?} is not a valid repository name")));
+    }
+    let failed = AtomicUsize::new(0);
+    pool::each(&names, node.config.replication.workers, "verify", |repo| {
+        let outcome = node.store.claim_verification(repo).and_then(|v| replicator.verify(&v, blobs));
+        match outcome {
+            Ok(o @ Outcome::Match { .. }) => println!("{repo}: {}", o.describe()),
+            Ok(o) => {
+                failed.fetch_add(1, Ordering::SeqCst);
+                println!("{repo}: FAILED: {}; resync queued", o.describe());
+            }
+            Err(e) => {
+                failed.fetch_add(1, Ordering::SeqCst);
+                println!("{repo}: FAILED: {}", e.reason());
+            }
+        }
+    })?;
+    let failed = failed.into_inner();
+    if failed > 0 {
+        eprintln!("georeg: {failed} of {} repositories failed verification", names.len());
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}

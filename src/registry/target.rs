@@ -1,0 +1,149 @@
+//! [`Target`]: the secondary registry, the read API plus the writes.
+
+use std::io::Read;
+use std::ops::Deref;
+
+use super::manifest::Manifest;
+use super::token::{Scope, TokenCache};
+use super::{encode_digest, expect, redact_query, registry_error, Body, Client, Digest, DELETE, PULL, PUSH_PULL};
+use crate::error::{Error, Result};
+
+/// Outcome of a cross-repository mount attempt.
+pub enum Mount {
+    Mounted,
+    /// The registry did not have the blob to mount and opened an ordinary
+    /// upload at this location instead.
+    Upload(String),
+}
+
+/// The secondary registry: the read API plus the writes, with `push,pull` tokens.
+pub struct Target(Client);
+
+impl Deref for Target {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.0
+    }
+}
+
+impl Target {
+    pub fn new(base: &str, agent: ureq::Agent, tokens: TokenCache) -> Target {
+        Target(Client::new(base, agent, tokens, PUSH_PULL))
+    }
+
+    /// PUTs the manifest's exact bytes under `reference` (tag or digest).
+    pub fn put_manifest(&self, repo: &str, reference: &str, m: &Manifest) -> Result<()> {
+        let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
+        let resp =
+            self.send("PUT", &url, &self.repo_scopes(repo), &[("Content-Type", &m.media_type)], Body::Bytes(&m.bytes))?;
+        let resp = expect(resp, "PUT", &url, &[200, 201])?;
+        if let Some(Ok(got)) = resp.header("Docker-Content-Digest").map(Digest::parse) {
+            if got != m.digest {
+                return Err(Error::Manifest {
+                    repository: repo.into(),
+                    reference: reference.into(),
+                    message: format!("{} stored it as {got}, expected {}", self.base, m.digest),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Tries to mount `digest` from another repository of this registry.
+    pub fn mount_blob(&self, repo: &str, digest: &Digest, from: &str) -> Result<Mount> {
+        let url = format!("{}/v2/{repo}/blobs/uploads/?mount={}&from={from}", self.base, encode_digest(digest));
+        // A mount needs pull on the source repository in the same token.
+        let scopes = [Scope::repository(repo, PUSH_PULL), Scope::repository(from, PULL)];
+        let resp = self.send("POST", &url, &scopes, &[("Content-Length", "0")], Body::Empty)?;
+        match resp.status() {
+            201 => Ok(Mount::Mounted),
+            202 => Ok(Mount::Upload(self.location(resp, "POST", &url)?)),
+            _ => Err(registry_error(resp, "POST", &url)),
+        }
+    }
+
+    /// Opens an upload session and returns its location.
+    pub fn start_upload(&self, repo: &str) -> Result<String> {
+        let url = format!("{}/v2/{repo}/blobs/uploads/", self.base);
+        let resp = self.send("POST", &url, &self.repo_scopes(repo), &[("Content-Length", "0")], Body::Empty)?;
+        let resp = expect(resp, "POST", &url, &[202])?;
+        self.location(resp, "POST", &url)
+    }
+
+    /// Completes an upload with the whole blob in one streamed PUT. The
+    /// registry checks the digest too; `body` should be a VerifyingReader
+    /// so that a bad blob is refused before its last byte is sent.
+    pub fn finish_upload(
+        &self,
+        repo: &str,
+        location: &str,
+        digest: &Digest,
+        size: u64,
+        body: &mut dyn Read,
+    ) -> Result<()> {
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{sep}digest={}", encode_digest(digest));
+        let len = size.to_string();
+        let headers = [("Content-Type", "application/octet-stream"), ("Content-Length", len.as_str())];
+        let resp = self.send("PUT", &url, &self.repo_scopes(repo), &headers, Body::Stream(body))?;
+        expect(resp, "PUT", &redact_query(&url), &[201])?;
+        Ok(())
+    }
+
+    /// Abandons an upload session; best effort, the registry purges stale ones anyway.
+    pub fn cancel_upload(&self, repo: &str, location: &str) {
+        if let Err(e) = self.abort_upload(repo, location) {
+            log::debug!("cancelling upload {location}: {e}");
+        }
+    }
+
+    /// Abandons an upload session; an error when the registry refuses.
+    pub fn abort_upload(&self, repo: &str, location: &str) -> Result<()> {
+        let resp = self.send("DELETE", location, &[Scope::repository(repo, DELETE)], &[], Body::Empty)?;
+        expect(resp, "DELETE", &redact_query(location), &[200, 202, 204])?;
+        Ok(())
+    }
+
+    /// Uploads a small blob held in memory.
+    pub fn push_blob_bytes(&self, repo: &str, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        let location = self.start_upload(repo)?;
+        self.finish_upload(repo, &location, digest, bytes.len() as u64, &mut &bytes[..])
+    }
+
+    /// Deletes a manifest by digest (and with it every tag pointing at it).
+    /// Already gone counts as done.
+    pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
+        let url = format!("{}/v2/{repo}/manifests/{digest}", self.base);
+        let resp = self.send("DELETE", &url, &[Scope::repository(repo, DELETE)], &[], Body::Empty)?;
+        if resp.status() == 404 {
+            return Ok(());
+        }
+        expect(resp, "DELETE", &url, &[200, 202])?;
+        Ok(())
+    }
+
+    /// Deletes a tag by name where the registry supports it (distribution
+    /// v3, GitLab). Returns false when it does not: distribution 2.8 answers
+    /// 400 DIGEST_INVALID because it can only delete by digest.
+    pub fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
+        let url = format!("{}/v2/{repo}/manifests/{tag}", self.base);
+        let resp = self.send("DELETE", &url, &[Scope::repository(repo, DELETE)], &[], Body::Empty)?;
+        match resp.status() {
+            200 | 202 | 404 => Ok(true),
+            400 | 405 => Ok(false),
+            _ => Err(registry_error(resp, "DELETE", &url)),
+        }
+    }
+
+    fn location(&self, resp: ureq::Response, method: &str, url: &str) -> Result<String> {
+        match resp.header("Location") {
+            Some(l) => Ok(self.resolve(l)),
+            None => Err(Error::Registry {
+                request: format!("{method} {url}"),
+                status: resp.status(),
+                code: String::new(),
+                message: "no Location header in the answer".into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Blobs: each is made present in the secondary repository with one
+//! request when it is there already or can be mounted, and otherwise
+//! streamed from the primary into an upload, its digest and size checked
+//! on the way so that a bad blob is never completed.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::copy::{Report, Seen};
+use super::Replicator;
+use crate::error::{Error, Result};
+use crate::health::{human_bytes, Stats};
+use crate::registry::digest::VerifyingReader;
+use crate::registry::manifest::BlobRef;
+use crate::registry::Mount;
+use crate::shutdown::Shutdown;
+
+impl Replicator<'_> {
+    /// Makes the blob present in the secondary repository with one request
+    /// when it is there already or can be mounted: a mount, from another
+    /// repository georeg knows holds it or else from the repository itself,
+    /// answers 201 when the blob is (now) there, and otherwise 202 with an
+    /// ordinary upload, into which the blob is then copied.
+    pub(super) fn ensure_blob(&self, repo: &str, blob: &BlobRef, seen: &mut Seen, report: &mut Report) -> Result<()> {
+        if seen.blobs.contains(&blob.digest) {
+            return Ok(());
+        }
+        let from = self.store.blob_source(&blob.digest, repo)?;
+        let location = match self.secondary.mount_blob(repo, &blob.digest, from.as_deref().unwrap_or(repo)) {
+            Ok(Mount::Mounted) => None,
+            Ok(Mount::Upload(location)) => {
+                if let Some(from) = &from {
+                    self.store.forget_blob(from, &blob.digest)?;
+                }
+                Some(location)
+            }
+            Err(e) => {
+                match &from {
+                    Some(from) => {
+                        log::warn!("{repo}: mounting {} from {from} failed, copying instead: {e}", blob.digest);
+                        self.store.forget_blob(from, &blob.digest)?;
+                    }
+                    None => log::debug!("{repo}: asking for {} by a mount failed, copying it: {e}", blob.digest),
+                }
+                Some(self.secondary.start_upload(repo)?)
+            }
+        };
+        match location {
+            None if from.is_some() => {
+                report.blobs_mounted += 1;
+                self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+            }
+            None => report.blobs_present += 1,
+            Some(location) => {
+                self.copy_blob(repo, blob, &location, &seen.progress)?;
+                report.blobs_copied += 1;
+                report.bytes_copied += blob.size;
+                self.stats.blobs_copied.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.store.record_blob(repo, &blob.digest, blob.size)?;
+        seen.blobs.insert(blob.digest.clone());
+        Ok(())
+    }
+
+    /// Streams one blob from the primary into the open upload at `location`.
+    fn copy_blob(&self, repo: &str, blob: &BlobRef, location: &str, progress: &AtomicU64) -> Result<()> {
+        let body = match self.primary.blob(repo, &blob.digest) {
+            Ok(body) => body,
+            Err(e) => {
+                self.secondary.cancel_upload(repo, location);
+                return Err(e);
+            }
+        };
+        let counted = Counted { inner: body, stats: self.stats, progress, shutdown: self.shutdown };
+        let mut reader = VerifyingReader::new(counted, blob.digest.clone(), blob.size);
+        let result = self.secondary.finish_upload(repo, location, &blob.digest, blob.size, &mut reader);
+        if let Err(e) = result {
+            self.secondary.cancel_upload(repo, location);
+            self.shutdown.check()?;
+            return Err(match reader.failure.take() {
+                Some(message) => {
+                    Error::BlobMismatch { repository: repo.into(), digest: blob.digest.to_string(), message }
+                }
+                None => e,
+            });
+        }
+        log::debug!("{repo}: copied blob {} ({})", blob.digest, human_bytes(blob.size));
+        Ok(())
+    }
+}
+
+/// Counts bytes as they stream and stops the stream on shutdown, so that
+/// a large blob does not hold the process past its stop deadline.
+struct Counted<'a, R> {
+    inner: R,
+    stats: &'a Stats,
+    progress: &'a AtomicU64,
+    shutdown: &'a Shutdown,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.shutdown.requested() {
+            // Not ErrorKind::Interrupted: io::copy retries that forever.
+            return Err(std::io::Error::other("georeg is shutting down"));
+        }
+        let n = self.inner.read(buf)?;
+        self.stats.bytes_copied.fetch_add(n as u64, Ordering::Relaxed);
+        self.progress.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}

@@ -1,0 +1,38 @@
+//! Replication: everything that makes the secondary registry hold what the
+//! primary holds. `copy` and `blobs` are the copy engine for one
+//! repository; `worker` claims repositories from the state file and runs
+//! it; `backfill` scans the primary's catalog for what events missed;
+//! `verify` proves a repository matches; `selective` decides which
+//! repositories are replicated; `cursor` reads the primary georeg's event
+//! log into the state file; `pool` runs all of it on named threads.
+//!
+//! Replication never talks to the HTTP server: events arrive as rows in the
+//! state file, and progress leaves as rows and counters.
+
+pub mod backfill;
+mod blobs;
+pub mod copy;
+pub mod cursor;
+pub mod pool;
+pub mod selective;
+pub mod verify;
+pub mod worker;
+
+use crate::health::Stats;
+use crate::registry::{Client, Target};
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+pub use copy::Report;
+pub use selective::Selection;
+
+/// What replicating needs: the primary registry (read-only), the secondary
+/// registry, the state file, the live counters and the stop request.
+pub struct Replicator<'a> {
+    pub primary: &'a Client,
+    pub secondary: &'a Target,
+    pub store: &'a Store,
+    pub stats: &'a Stats,
+    /// Checked between tags, between blobs and inside every blob stream.
+    pub shutdown: &'a Shutdown,
+}

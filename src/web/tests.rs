@@ -1,0 +1,213 @@
+//! Route tests: every endpoint's status codes (access missing, wrong and
+//! right; CSRF; methods), through tiny_http's `TestRequest`, no socket.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tiny_http::{Header, Method, TestRequest};
+
+use super::http::Reply;
+use super::server::handle;
+use super::App;
+use crate::config::Config;
+use crate::health::{Health, Stats};
+use crate::peer::node_token;
+use crate::registry::token::{Signer, TokenCache};
+use crate::registry::{self, Client};
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+const ADMIN: &str = "admin-token-0123456789";
+const SECRET: &str = "NotifySecret1";
+const ENVELOPE: &str = r#"{"events":[{"id":"e1","action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","repository":"g/app","tag":"v1","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}}]}"#;
+
+/// Everything an [`App`] borrows, for one role.
+struct Fixture {
+    config: Config,
+    store: Store,
+    stats: Stats,
+    health: Health,
+    signer: Arc<Signer>,
+    registry: Client,
+    shutdown: Shutdown,
+}
+
+impl Fixture {
+    fn new(role: &str) -> Fixture {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let text = format!(
+            "node_name = \"n\"\nrole = \"{role}\"\n[registry]\nurl = \"http://127.0.0.1:1\"\n\
+             key_file = \"test-key-pkcs1.pem\"\n[notifications]\nsecret = \"{SECRET}\"\n\
+             [replication]\nprimary_api_url = \"http://127.0.0.1:1\"\n"
+        );
+        let mut config = Config::parse(&data.join("route-test.toml"), &text).unwrap();
+        config.admin_token = Some(ADMIN.into());
+        let signer = Arc::new(Signer::load(&config.registry.key_file, None, "gitlab-issuer").unwrap());
+        let tokens = TokenCache::new(signer.clone(), "container_registry", Duration::from_secs(60));
+        let agent = registry::agent(crate::tls::client_config(None).unwrap());
+        Fixture {
+            registry: Client::read_only("http://127.0.0.1:1", agent, tokens),
+            config,
+            store: Store::open_in_memory().unwrap(),
+            stats: Stats::default(),
+            health: Health::default(),
+            signer,
+            shutdown: Shutdown::default(),
+        }
+    }
+
+    fn app(&self) -> App<'_> {
+        App {
+            config: &self.config,
+            store: &self.store,
+            stats: &self.stats,
+            health: &self.health,
+            signer: &self.signer,
+            registry: &self.registry,
+            form_secret: "unused".into(),
+            shutdown: &self.shutdown,
+        }
+    }
+
+    fn send(&self, rq: TestRequest) -> Reply {
+        handle(&self.app(), &mut rq.into())
+    }
+
+    fn csrf(&self) -> String {
+        super::auth::csrf_token(&self.app())
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap()
+}
+
+fn get(path: &str) -> TestRequest {
+    TestRequest::new().with_path(path)
+}
+
+fn post(path: &str, body: &'static str) -> TestRequest {
+    TestRequest::new().with_method(Method::Post).with_path(path).with_body(body)
+}
+
+fn admin(rq: TestRequest) -> TestRequest {
+    rq.with_header(header("Authorization", &format!("Bearer {ADMIN}")))
+}
+
+fn body(reply: &Reply) -> String {
+    String::from_utf8_lossy(&reply.body).into_owned()
+}
+
+#[test]
+fn health_is_open_and_readiness_names_what_is_down() {
+    let f = Fixture::new("secondary");
+    assert_eq!(f.send(get("/-/health")).status, 200);
+    let ready = f.send(get("/-/readiness"));
+    assert_eq!(ready.status, 503);
+    assert!(body(&ready).contains("registry: cannot reach http://127.0.0.1:1"), "{}", body(&ready));
+}
+
+#[test]
+fn admin_pages_need_the_credential() {
+    let f = Fixture::new("secondary");
+    let pages = [
+        "/api/v1/status",
+        "/metrics",
+        "/admin/geo/nodes",
+        "/admin/geo/replication/container_repositories",
+        "/admin/geo/replication/container_repositories?state=failed&name=x&page=2",
+    ];
+    for page in pages {
+        let missing = f.send(get(page));
+        assert_eq!(missing.status, 401, "{page}");
+        assert!(missing.headers.iter().any(|(k, v)| *k == "WWW-Authenticate" && v.starts_with("Basic")), "{page}");
+        let wrong = f.send(get(page).with_header(header("Authorization", "Bearer admin-token-012345678X")));
+        assert_eq!(wrong.status, 401, "{page}");
+        assert_eq!(f.send(admin(get(page))).status, 200, "{page}");
+    }
+    // HTTP Basic: any user, the token as password ("u:admin-token-0123456789").
+    let basic = header("Authorization", "Basic dTphZG1pbi10b2tlbi0wMTIzNDU2Nzg5");
+    assert_eq!(f.send(get("/admin/geo/nodes").with_header(basic)).status, 200);
+    let wrong_basic = header("Authorization", "Basic dTp3cm9uZw==");
+    assert_eq!(f.send(get("/admin/geo/nodes").with_header(wrong_basic)).status, 401);
+    let root = f.send(admin(get("/")));
+    assert_eq!((root.status, root.headers[0].1.as_str()), (303, "/admin/geo/nodes"));
+    assert_eq!(f.send(admin(get("/no/such/page"))).status, 404);
+    // The right path with the wrong method is no page either.
+    assert_eq!(f.send(admin(post("/api/v1/status", ""))).status, 404);
+    assert_eq!(f.send(admin(get("/api/v4/container_registry_event/events"))).status, 404);
+}
+
+#[test]
+fn notifications_need_the_secret_and_a_well_formed_envelope() {
+    let f = Fixture::new("secondary");
+    let path = "/api/v4/container_registry_event/events";
+    let events =
+        |rq: TestRequest| rq.with_header(header("Content-Type", "application/vnd.docker.distribution.events.v2+json"));
+    assert_eq!(f.send(events(post(path, ENVELOPE))).status, 401, "no secret");
+    let wrong = events(post(path, ENVELOPE)).with_header(header("Authorization", "NotifySecret2"));
+    assert_eq!(f.send(wrong).status, 401, "wrong secret");
+    // The admin credential is not the notification secret.
+    assert_eq!(f.send(admin(events(post(path, ENVELOPE)))).status, 401);
+    let auth = |rq: TestRequest| rq.with_header(header("Authorization", SECRET));
+    let text = auth(post(path, ENVELOPE)).with_header(header("Content-Type", "text/plain"));
+    assert_eq!(f.send(text).status, 415);
+    assert_eq!(f.send(auth(events(post(path, "{not json")))).status, 400);
+    let huge = auth(events(post(path, ENVELOPE))).with_header(header("Content-Length", "2000000"));
+    assert_eq!(f.send(huge).status, 413);
+    let ok = f.send(auth(events(post(path, ENVELOPE))));
+    assert_eq!(ok.status, 200, "{}", body(&ok));
+    assert!(body(&ok).contains("\"stored\":1"), "{}", body(&ok));
+    let again = f.send(auth(events(post(path, ENVELOPE))));
+    assert!(body(&again).contains("\"duplicates\":1"), "{}", body(&again));
+    assert_eq!(f.store.events_after(0, 10).unwrap().len(), 1, "a redelivery is stored once");
+}
+
+#[test]
+fn the_event_log_and_reports_need_a_node_token_on_a_primary() {
+    let f = Fixture::new("primary");
+    f.store.record_events(&crate::web::parse_envelope(ENVELOPE.as_bytes()).unwrap().0, false).unwrap();
+    let log = "/api/v1/events?after=0&limit=10";
+    assert_eq!(f.send(get(log)).status, 401, "no token");
+    assert_eq!(f.send(admin(get(log))).status, 401, "the admin credential is no node token");
+    let forged = Signer::new(rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap(), "gitlab-issuer");
+    let bearer = |token: String| header("Authorization", &format!("Bearer {token}"));
+    assert_eq!(f.send(get(log).with_header(bearer(node_token(&forged, "s1")))).status, 401, "another key");
+    let page = f.send(get(log).with_header(bearer(node_token(&f.signer, "s1"))));
+    assert_eq!(page.status, 200);
+    let page: crate::peer::Page = serde_json::from_slice(&page.body).unwrap();
+    assert_eq!((page.events.len(), page.last_event_id), (1, 1));
+
+    let report = "/api/v1/nodes/status";
+    assert_eq!(f.send(post(report, "{}")).status, 401);
+    let token = || bearer(node_token(&f.signer, "s1"));
+    assert_eq!(f.send(post(report, "{not json").with_header(token())).status, 400);
+    let status = r#"{"node":{"name":"s1","role":"secondary","version":"0","replication_enabled":true},"healthy":true}"#;
+    assert_eq!(f.send(post(report, status).with_header(token())).status, 200);
+    assert_eq!(f.store.nodes().unwrap()[0].name, "s1");
+
+    // A secondary serves neither.
+    let s = Fixture::new("secondary");
+    assert_eq!(s.send(get(log).with_header(bearer(node_token(&s.signer, "s1")))).status, 404);
+    assert_eq!(s.send(post(report, status).with_header(bearer(node_token(&s.signer, "s1")))).status, 404);
+}
+
+#[test]
+fn resync_buttons_need_the_form_token() {
+    let f = Fixture::new("secondary");
+    let one = "/admin/geo/replication/container_repositories/resync";
+    let failed = "/admin/geo/replication/container_repositories/resync_failed";
+    assert_eq!(f.send(post(one, "name=g%2Fapp")).status, 401, "admin credential first");
+    assert_eq!(f.send(admin(post(one, "name=g%2Fapp"))).status, 403, "no csrf");
+    assert_eq!(f.send(admin(post(one, "name=g%2Fapp&csrf=0123"))).status, 403, "stale csrf");
+    let with_csrf = |body: String| -> &'static str { Box::leak(body.into_boxed_str()) };
+    let bad_name = with_csrf(format!("name=G%2F..&csrf={}", f.csrf()));
+    assert_eq!(f.send(admin(post(one, bad_name))).status, 400);
+    let good = with_csrf(format!("name=g%2Fapp&csrf={}", f.csrf()));
+    assert_eq!(f.send(admin(post(one, good))).status, 303);
+    assert!(f.store.repository("g/app").unwrap().unwrap().full_sync_requested);
+    let all = with_csrf(format!("csrf={}", f.csrf()));
+    assert_eq!(f.send(admin(post(failed, all))).status, 303);
+    assert_eq!(f.send(admin(get(one))).status, 404, "a GET presses no button");
+}

@@ -85,18 +85,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
             };
             Command::Status { json }
         }
-        Some("backfill") => {
-            if let Some(extra) = words.next() {
-                return Err(Error::Usage(format!("backfill: unexpected argument {extra:?}")));
-            }
-            Command::Backfill
-        }
-        Some("check") => {
-            if let Some(extra) = words.next() {
-                return Err(Error::Usage(format!("check: unexpected argument {extra:?}")));
-            }
-            Command::Check
-        }
+        Some("backfill") => no_arguments("backfill", words, Command::Backfill)?,
+        Some("check") => no_arguments("check", words, Command::Check)?,
         Some("verify") => {
             let mut blobs = false;
             let mut repositories = Vec::new();
@@ -119,12 +109,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
             };
             Command::Demo { once }
         }
-        Some("serve") => {
-            if let Some(extra) = words.next() {
-                return Err(Error::Usage(format!("serve: unexpected argument {extra:?}")));
-            }
-            Command::Serve
-        }
+        Some("serve") => no_arguments("serve", words, Command::Serve)?,
         Some("sync") => {
             let repositories: Vec<String> = words.collect();
             if repositories.is_empty() {
@@ -152,6 +137,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
         Some(other) => return Err(Error::Usage(format!("unknown command {other:?}"))),
     };
     Ok(Cli { config, command })
+}
+
+/// `command` when no argument follows it.
+fn no_arguments(name: &str, mut rest: impl Iterator<Item = String>, command: Command) -> Result<Command> {
+    match rest.next() {
+        Some(extra) => Err(Error::Usage(format!("{name}: unexpected argument {extra:?}"))),
+        None => Ok(command),
+    }
 }
 
 #[cfg(test)]

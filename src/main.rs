@@ -1,3 +1,7 @@
+//! The `georeg` binary: parses the command line, runs the command, and
+//! alone prints the error and picks the exit code (2: fix the input; 1:
+//! anything else).
+
 use std::process::ExitCode;
 
 use georeg::{cli, commands};

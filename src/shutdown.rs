@@ -25,6 +25,8 @@ impl Shutdown {
         Ok(())
     }
 
+    /// Requests a stop, as a signal does (tests).
+    #[cfg(test)]
     pub fn request(&self) {
         self.0.store(true, Ordering::Relaxed);
     }

@@ -23,7 +23,6 @@ use crate::registry::{Client, Target};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
-pub use copy::Report;
 pub use selective::Selection;
 
 /// What replicating needs: the primary registry (read-only), the secondary

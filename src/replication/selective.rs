@@ -23,10 +23,6 @@ impl Selection {
         (self.include.is_empty() || self.include.iter().any(|p| glob_match(p, repository)))
             && !self.exclude.iter().any(|p| glob_match(p, repository))
     }
-
-    pub fn is_everything(&self) -> bool {
-        self.include.is_empty() && self.exclude.is_empty()
-    }
 }
 
 /// Checks a pattern for characters no repository name can contain, so a

@@ -34,10 +34,9 @@ use rusqlite::Connection;
 
 use crate::error::{Error, Result};
 
-pub use events::{Cursor, Event, NewEvent};
-pub use nodes::NodeReport;
+pub use events::{Event, NewEvent};
 pub use queries::{Counts, RepositoryFilter, RepositoryRow};
-pub use repos::{Job, Repository};
+pub use repos::Job;
 pub use states::{SyncState, VerificationState};
 pub use verification::Verification;
 
@@ -69,6 +68,7 @@ impl Store {
         Store::init(conn).map_err(|e| Error::Store { message: format!("{}: {e}", path.display()) })
     }
 
+    #[cfg(test)]
     pub fn open_in_memory() -> Result<Store> {
         Store::init(Connection::open_in_memory()?).map_err(|message| Error::Store { message })
     }

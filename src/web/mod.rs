@@ -24,8 +24,6 @@ use crate::registry::Client;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
-pub use notifications::parse_envelope;
-
 /// What the server's handlers may use.
 pub struct App<'a> {
     pub config: &'a Config,

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::replication::selective::{self, Selection};
+use crate::replication::selective::Selection;
+
+mod validate;
 
 pub const DEFAULT_PATH: &str = "/etc/georeg/georeg.toml";
 
@@ -221,141 +223,6 @@ impl Config {
         Error::Config { file: self.path.clone(), key: key.into(), message: message.into() }
     }
 
-    fn validate(&mut self) -> Result<()> {
-        if self.node_name.trim().is_empty() {
-            return Err(self.bad("node_name", "must not be empty"));
-        }
-        if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(self.bad("listen", format!("{:?} is not an address:port such as 127.0.0.1:5050", self.listen)));
-        }
-        self.registry.url = self.check_url("registry.url", &self.registry.url)?;
-        if !(10..=3600).contains(&self.registry.token_ttl_seconds) {
-            return Err(self.bad("registry.token_ttl_seconds", "must be between 10 and 3600"));
-        }
-        if !self.registry.key_file.is_file() {
-            return Err(self.bad(
-                "registry.key_file",
-                format!(
-                    "{} does not exist (copy gitlab-registry.key from the primary)",
-                    self.registry.key_file.display()
-                ),
-            ));
-        }
-        if let Some(cert) = &self.registry.certificate_file {
-            if !cert.is_file() {
-                return Err(self.bad("registry.certificate_file", format!("{} does not exist", cert.display())));
-            }
-        }
-        self.validate_secret()?;
-        if let Some(file) = &self.admin_token_file {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| self.bad("admin_token_file", format!("cannot read {}: {e}", file.display())))?;
-            let token = text.trim().to_string();
-            if token.len() < 16 || token.contains(char::is_whitespace) {
-                return Err(self.bad(
-                    "admin_token_file",
-                    "the admin token must be at least 16 characters without spaces (e.g. openssl rand -hex 24)",
-                ));
-            }
-            self.admin_token = Some(token);
-        }
-        if !(1..=64).contains(&self.replication.workers) {
-            return Err(self.bad("replication.workers", "must be between 1 and 64"));
-        }
-        if let Some(url) = &self.replication.primary_api_url {
-            self.replication.primary_api_url = Some(self.check_url("replication.primary_api_url", url)?);
-        }
-        if self.replication.backfill_interval_seconds < 5 {
-            return Err(self.bad("replication.backfill_interval_seconds", "must be at least 5"));
-        }
-        if self.event_retention_days == 0 {
-            return Err(self.bad("event_retention_days", "must be at least 1"));
-        }
-        if self.replication.report_interval_seconds == 0 {
-            return Err(self.bad("replication.report_interval_seconds", "must be at least 1"));
-        }
-        if self.replication.reverification_interval_seconds < 60 {
-            return Err(self.bad("replication.reverification_interval_seconds", "must be at least 60"));
-        }
-        for (key, patterns) in
-            [("replication.include", &self.replication.include), ("replication.exclude", &self.replication.exclude)]
-        {
-            for p in patterns {
-                selective::check_pattern(p).map_err(|why| self.bad(key, why))?;
-            }
-        }
-        if let Some(url) = &self.replication.primary_node_url {
-            self.replication.primary_node_url = Some(self.check_url("replication.primary_node_url", url)?);
-        }
-        self.validate_tls()?;
-        if self.role == Role::Secondary && self.replication.enabled && self.replication.primary_api_url.is_none() {
-            return Err(self.bad(
-                "replication.primary_api_url",
-                "is required on a secondary with replication enabled: the primary registry's URL",
-            ));
-        }
-        // Who receives the registry's notifications needs the secret.
-        let receives = self.role == Role::Primary || self.replication.primary_node_url.is_none();
-        if receives && self.notifications.secret.is_none() && self.role == Role::Primary {
-            return Err(self.bad(
-                "notifications.secret_file",
-                "is required on a primary: the registry's notifications must be authenticated",
-            ));
-        }
-        Ok(())
-    }
-
-    /// The notification secret, read from `secret_file` when given there.
-    /// The seed requires it alphanumeric and starting with a letter.
-    fn validate_secret(&mut self) -> Result<()> {
-        let n = &self.notifications;
-        let (key, secret) = match (&n.secret, &n.secret_file) {
-            (Some(_), Some(_)) => {
-                return Err(self.bad("notifications.secret", "set either secret or secret_file, not both"));
-            }
-            (Some(s), None) => ("notifications.secret", s.clone()),
-            (None, Some(file)) => {
-                let text = std::fs::read_to_string(file).map_err(|e| {
-                    self.bad("notifications.secret_file", format!("cannot read {}: {e}", file.display()))
-                })?;
-                ("notifications.secret_file", text.trim_end_matches(['\n', '\r']).to_string())
-            }
-            (None, None) => return Ok(()),
-        };
-        let mut chars = secret.chars();
-        let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric());
-        if !ok {
-            return Err(self.bad(key, "the secret must be alphanumeric and start with a letter (GitLab's rule)"));
-        }
-        self.notifications.secret = Some(secret);
-        Ok(())
-    }
-
-    /// Loads what `[tls]` names, so that a bad file stops georeg at start.
-    fn validate_tls(&self) -> Result<()> {
-        if let Some(ca) = &self.tls.ca_file {
-            crate::tls::load_certificates(ca).map_err(|why| self.bad("tls.ca_file", why))?;
-        }
-        match (&self.tls.cert_file, &self.tls.key_file) {
-            (Some(cert), Some(key)) => {
-                crate::tls::server_config(cert, key).map_err(|(key, why)| self.bad(key, why))?;
-            }
-            (Some(_), None) => return Err(self.bad("tls.key_file", "is required with tls.cert_file")),
-            (None, Some(_)) => return Err(self.bad("tls.cert_file", "is required with tls.key_file")),
-            (None, None) => {}
-        }
-        Ok(())
-    }
-
-    fn check_url(&self, key: &str, url: &str) -> Result<String> {
-        let trimmed = url.trim_end_matches('/');
-        let rest = trimmed.strip_prefix("http://").or_else(|| trimmed.strip_prefix("https://"));
-        match rest {
-            Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(trimmed.to_string()),
-            _ => Err(self.bad(key, format!("{url:?} is not an http:// or https:// URL"))),
-        }
-    }
-
     /// Refuses to serve the admin pages to the network without a credential,
     /// unless the configuration says explicitly that they are open.
     pub fn check_admin_exposure(&self) -> Result<()> {
@@ -431,7 +298,7 @@ mod tests {
 
     fn write_dir(secret: &str) -> tempdir::TempDir {
         let dir = tempdir::TempDir::new();
-        std::fs::write(dir.0.join("key.pem"), include_str!("../tests/data/test-key-pkcs1.pem")).unwrap();
+        std::fs::write(dir.0.join("key.pem"), include_str!("../../tests/data/test-key-pkcs1.pem")).unwrap();
         std::fs::write(dir.0.join("secret"), secret).unwrap();
         dir
     }
@@ -538,7 +405,7 @@ workers = 2
         assert!(e.contains("tls.cafile") && e.contains("unknown field"), "{e}");
         let c = parse(&dir, GOOD).unwrap();
         assert!(c.tls.ca_file.is_none() && c.tls.cert_file.is_none());
-        std::fs::write(dir.0.join("ca.pem"), include_str!("../tests/data/test-cert.pem")).unwrap();
+        std::fs::write(dir.0.join("ca.pem"), include_str!("../../tests/data/test-cert.pem")).unwrap();
         let c = parse(&dir, &format!("{GOOD}\n[tls]\nca_file = \"ca.pem\"\n")).unwrap();
         assert_eq!(c.tls.ca_file, Some(dir.0.join("ca.pem")));
     }

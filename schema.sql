@@ -135,3 +135,15 @@ CREATE TABLE nodes (
     -- The report itself: JSON of the shape of GET /api/v1/status.
     status         TEXT NOT NULL
 );
+
+-- @version 2
+
+-- No table changes. The columns below are written by georeg for operators
+-- and never read back by georeg itself: they answer at the sqlite3 prompt
+-- what the pages do not show.
+--   repositories.verification_checksum    the checksum both registries matched at, last time
+--   repositories.verification_retry_count consecutive failed verifications
+--   tags.synced_at                         when georeg last set the tag to its digest
+--   blobs.size                             the size of each blob a repository holds
+--   events.primary_event_id                on a secondary: the event's id in the primary's log
+-- Every other column is read by georeg too.

@@ -194,6 +194,22 @@ mod tests {
     }
 
     #[test]
+    fn a_file_of_every_older_version_migrates_to_the_latest() {
+        let blocks = schema_blocks();
+        let latest = blocks.last().unwrap().0;
+        for (upto, _) in &blocks {
+            let mut conn = Connection::open_in_memory().unwrap();
+            for (v, sql) in blocks.iter().filter(|b| b.0 <= *upto) {
+                conn.execute_batch(sql).unwrap_or_else(|e| panic!("block {v}: {e}"));
+            }
+            conn.pragma_update(None, "user_version", upto).unwrap();
+            migrate(&mut conn).unwrap();
+            let now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+            assert_eq!(now, latest, "from version {upto}");
+        }
+    }
+
+    #[test]
     fn newer_schema_is_refused() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "user_version", 999).unwrap();

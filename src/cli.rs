@@ -77,14 +77,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
     let command = match words.next().as_deref() {
         None | Some("help") => Command::Help,
         Some("version") => Command::Version,
-        Some("status") => {
-            let json = match words.next().as_deref() {
-                None => false,
-                Some("--json") => true,
-                Some(other) => return Err(Error::Usage(format!("status: unexpected argument {other:?}"))),
-            };
-            Command::Status { json }
-        }
+        Some("status") => Command::Status { json: one_flag("status", "--json", words)? },
         Some("backfill") => no_arguments("backfill", words, Command::Backfill)?,
         Some("check") => no_arguments("check", words, Command::Check)?,
         Some("verify") => {
@@ -101,14 +94,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
             }
             Command::Verify { blobs, repositories }
         }
-        Some("demo") => {
-            let once = match words.next().as_deref() {
-                None => false,
-                Some("--once") => true,
-                Some(other) => return Err(Error::Usage(format!("demo: unexpected argument {other:?}"))),
-            };
-            Command::Demo { once }
-        }
+        Some("demo") => Command::Demo { once: one_flag("demo", "--once", words)? },
         Some("serve") => no_arguments("serve", words, Command::Serve)?,
         Some("sync") => {
             let repositories: Vec<String> = words.collect();
@@ -139,8 +125,18 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
     Ok(Cli { config, command })
 }
 
-/// `command` when no argument follows it.
-fn no_arguments(name: &str, mut rest: impl Iterator<Item = String>, command: Command) -> Result<Command> {
+/// Whether `flag`, the one option `name` takes, was given.
+fn one_flag(name: &str, flag: &str, mut rest: impl Iterator<Item = String>) -> Result<bool> {
+    let given = match rest.next() {
+        None => false,
+        Some(f) if f == flag => true,
+        Some(other) => return Err(Error::Usage(format!("{name}: unexpected argument {other:?}"))),
+    };
+    no_arguments(name, rest, given)
+}
+
+/// `command` when no (further) argument follows.
+fn no_arguments<T>(name: &str, mut rest: impl Iterator<Item = String>, command: T) -> Result<T> {
     match rest.next() {
         Some(extra) => Err(Error::Usage(format!("{name}: unexpected argument {extra:?}"))),
         None => Ok(command),

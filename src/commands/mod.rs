@@ -14,6 +14,7 @@ mod verify;
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use crate::health::{Health, Stats};
 use crate::peer::PrimaryNode;
 use crate::registry::token::{random_hex, Signer, TokenCache};
 use crate::registry::{self, Client, Target};
-use crate::replication::Replicator;
+use crate::replication::{pool, Replicator};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::web::App;
@@ -51,6 +52,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify { blobs, repositories } => verify::run(&open(config)?, blobs, &repositories),
         Command::Token { scopes } => token::run(&open(config)?, &scopes),
     }
+}
+
+/// Runs `each` over the repositories on up to `replication.workers`
+/// threads, printing one line per repository (`REPO: what it did`, or
+/// `REPO: FAILED: why`); returns how many failed.
+fn each_repository(
+    node: &Node,
+    repositories: &[String],
+    thread_name: &str,
+    each: impl Fn(&str) -> std::result::Result<String, String> + Sync,
+) -> Result<usize> {
+    let failed = AtomicUsize::new(0);
+    pool::each(repositories, node.config.replication.workers, thread_name, |repo| match each(repo) {
+        Ok(done) => println!("{repo}: {done}"),
+        Err(why) => {
+            failed.fetch_add(1, Ordering::SeqCst);
+            println!("{repo}: FAILED: {why}");
+        }
+    })?;
+    Ok(failed.into_inner())
 }
 
 fn open(config: Option<&Path>) -> Result<Node> {

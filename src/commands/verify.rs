@@ -3,12 +3,10 @@
 //! applied) now, one result line each; exit 1 if any failed.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::Node;
+use super::{each_repository, Node};
 use crate::error::{Error, Result};
 use crate::registry;
-use crate::replication::pool;
 use crate::replication::verify::Outcome;
 
 pub fn run(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitCode> {
@@ -27,22 +25,13 @@ pub fn run(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitCode
     if let Some(bad) = names.iter().find(|n| !registry::valid_repository(n)) {
         return Err(Error::Usage(format!("{bad:?} is not a valid repository name")));
     }
-    let failed = AtomicUsize::new(0);
-    pool::each(&names, node.config.replication.workers, "verify", |repo| {
-        let outcome = node.store.claim_verification(repo).and_then(|v| replicator.verify(&v, blobs));
-        match outcome {
-            Ok(o @ Outcome::Match { .. }) => println!("{repo}: {}", o.describe()),
-            Ok(o) => {
-                failed.fetch_add(1, Ordering::SeqCst);
-                println!("{repo}: FAILED: {}; resync queued", o.describe());
-            }
-            Err(e) => {
-                failed.fetch_add(1, Ordering::SeqCst);
-                println!("{repo}: FAILED: {}", e.reason());
-            }
+    let failed = each_repository(node, &names, "verify", |repo| {
+        match node.store.claim_verification(repo).and_then(|v| replicator.verify(&v, blobs)) {
+            Ok(o @ Outcome::Match { .. }) => Ok(o.describe()),
+            Ok(o) => Err(format!("{}; resync queued", o.describe())),
+            Err(e) => Err(e.reason()),
         }
     })?;
-    let failed = failed.into_inner();
     if failed > 0 {
         eprintln!("georeg: {failed} of {} repositories failed verification", names.len());
         return Ok(ExitCode::from(1));

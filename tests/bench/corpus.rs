@@ -3,15 +3,15 @@
 //! pushed to a primary registry.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 
-use crate::lab::{pool, Reg};
-use crate::support::oci::{Noise, OCI_MANIFEST};
+use crate::lab::pool;
+use crate::support::oci::{sha256, write_noise, OCI_MANIFEST};
+use crate::support::Api;
 
 const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -110,7 +110,7 @@ pub fn build(dir: &Path, plans: &[RepoPlan], threads: usize) -> Corpus {
             "layers": layer_blobs.iter().map(|l| json!({"mediaType": LAYER_TYPE, "digest": l.digest, "size": l.size})).collect::<Vec<_>>(),
         }))
         .unwrap();
-        let digest = sha256_hex(&manifest);
+        let digest = sha256(&manifest);
         let path = dir.join("manifests").join(&digest[7..]);
         std::fs::write(&path, &manifest).unwrap();
         let mut blobs = vec![config];
@@ -134,42 +134,34 @@ pub fn build(dir: &Path, plans: &[RepoPlan], threads: usize) -> Corpus {
 }
 
 /// Pushes the corpus: every blob, then every manifest.
-pub fn push(reg: &Reg, corpus: &Corpus, threads: usize) {
+pub fn push(api: &Api, corpus: &Corpus, threads: usize) {
     let blobs: Vec<(&str, &Blob)> =
         corpus.repos.iter().flat_map(|r| r.blobs.iter().map(move |b| (r.name.as_str(), b))).collect();
-    pool(&blobs, threads, |(repo, blob)| push_blob(reg, repo, blob));
+    pool(&blobs, threads, |(repo, blob)| push_blob(api, repo, blob));
     let tags: Vec<(&str, &Tagged)> =
         corpus.repos.iter().flat_map(|r| r.tags.iter().map(move |t| (r.name.as_str(), t))).collect();
-    pool(&tags, threads, |(repo, tagged)| put_manifest(reg, repo, tagged));
+    pool(&tags, threads, |(repo, tagged)| put_manifest(api, repo, tagged));
 }
 
 /// Pushes one image as a client would: its blobs, then its manifest.
-pub fn push_image(reg: &Reg, repo: &str, tagged: &Tagged) {
+pub fn push_image(api: &Api, repo: &str, tagged: &Tagged) {
     for blob in &tagged.blobs {
-        push_blob(reg, repo, blob);
+        push_blob(api, repo, blob);
     }
-    put_manifest(reg, repo, tagged);
+    put_manifest(api, repo, tagged);
 }
 
-pub fn push_blob(reg: &Reg, repo: &str, blob: &Blob) {
+pub fn push_blob(api: &Api, repo: &str, blob: &Blob) {
     let file = std::fs::File::open(&blob.path).unwrap();
-    reg.push_blob(repo, &blob.digest, blob.size, std::io::BufReader::with_capacity(1 << 20, file));
+    api.push_blob_from(repo, &blob.digest, blob.size, std::io::BufReader::with_capacity(1 << 20, file));
 }
 
-pub fn put_manifest(reg: &Reg, repo: &str, tagged: &Tagged) {
-    reg.put_manifest(repo, &tagged.tag, &tagged.media_type, &std::fs::read(&tagged.manifest).unwrap());
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(data)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+pub fn put_manifest(api: &Api, repo: &str, tagged: &Tagged) {
+    api.put_manifest(repo, &tagged.tag, &tagged.media_type, &std::fs::read(&tagged.manifest).unwrap());
 }
 
 fn bytes_file(dir: &Path, data: &[u8]) -> Blob {
-    let digest = sha256_hex(data);
+    let digest = sha256(data);
     let path = dir.join("blobs").join(&digest[7..]);
     std::fs::write(&path, data).unwrap();
     Blob { digest, size: data.len() as u64, path }
@@ -179,20 +171,9 @@ fn bytes_file(dir: &Path, data: &[u8]) -> Blob {
 fn noise_file(dir: &Path, seed: u64, size: u64) -> Blob {
     let tmp = dir.join("blobs").join(format!("tmp-{seed}-{size}-{:?}", std::thread::current().id()));
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap());
-    let mut hasher = Sha256::new();
-    let mut noise = Noise::new(seed, size);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = noise.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).unwrap();
-    }
+    let digest = write_noise(seed, size, &mut out);
     out.flush().unwrap();
     drop(out);
-    let digest = format!("sha256:{}", hex(&hasher.finalize()));
     let path = dir.join("blobs").join(&digest[7..]);
     std::fs::rename(&tmp, &path).unwrap();
     Blob { digest, size, path }

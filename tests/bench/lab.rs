@@ -2,18 +2,15 @@
 //! loopback, georeg nodes, processes measured with GNU time, and the
 //! registry requests each tool made, read from the registries' access logs.
 
-use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use georeg::registry::token::{Scope, Signer};
-
-use crate::support::registry::{free_port, Notify, Registry, SERVICE};
-use crate::support::{georeg_bin, keys, SECRET};
+use crate::support::daemon::spawn_serve;
+use crate::support::registry::{free_port, Notify, Registry};
+use crate::support::{georeg_bin, keys, Api, SECRET};
 
 /// The harness's own User-Agent: its requests are never counted as a tool's.
 pub const HARNESS_AGENT: &str = "bench-harness/1";
@@ -308,24 +305,8 @@ impl Georeg {
 
     pub fn serve(&self, lab: &Lab) -> Serve {
         let log = lab.path(&format!("{}-serve.log", self.name));
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        let child = Command::new(georeg_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .arg("serve")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("start georeg serve");
-        let serve = Serve { child: Some(child), log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while ureq::get(&format!("{}/-/health", self.url())).timeout(Duration::from_secs(1)).call().is_err() {
-            assert!(Instant::now() < deadline, "georeg {} did not come up: {}", self.name, serve.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        serve
+        let child = spawn_serve(&self.name, &self.config, &log, "info", &self.url(), &ureq::agent());
+        Serve { child: Some(child) }
     }
 
     pub fn db(&self) -> rusqlite::Connection {
@@ -339,17 +320,13 @@ impl Georeg {
     }
 }
 
-/// A running `georeg serve`, killed when dropped.
+/// A running `georeg serve`, logging to NAME-serve.log in the lab, killed
+/// when dropped.
 pub struct Serve {
     child: Option<Child>,
-    pub log: PathBuf,
 }
 
 impl Serve {
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// Its peak resident set size so far, in KiB (VmHWM).
     pub fn peak_rss_kib(&self) -> u64 {
         let pid = self.child.as_ref().map(|c| c.id()).unwrap_or(0);
@@ -384,130 +361,12 @@ impl Drop for Serve {
     }
 }
 
-/// The harness's registry client: tokens cached per repository, so that
-/// building a corpus of thousands of blobs costs one signature per
-/// repository, and its own User-Agent, so its requests are never counted.
-pub struct Reg {
-    pub url: String,
-    agent: ureq::Agent,
-    signer: Arc<Signer>,
-    tokens: Mutex<HashMap<String, String>>,
-}
-
-const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
-                      application/vnd.docker.distribution.manifest.list.v2+json, \
-                      application/vnd.docker.distribution.manifest.v2+json";
-
-impl Reg {
-    pub fn new(reg: &Registry) -> Reg {
-        Reg {
-            url: reg.url.clone(),
-            agent: ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(600))
-                .user_agent(HARNESS_AGENT)
-                .max_idle_connections_per_host(64)
-                .build(),
-            signer: keys().signer.clone(),
-            tokens: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// `Bearer ...` with push, pull and delete on `repo`, valid for an hour.
-    pub fn auth(&self, repo: &str) -> String {
-        let mut tokens = self.tokens.lock().unwrap();
-        tokens
-            .entry(repo.to_string())
-            .or_insert_with(|| {
-                let scopes = [Scope::repository(repo, &["push", "pull", "delete"])];
-                format!("Bearer {}", self.signer.sign(SERVICE, "bench", Duration::from_secs(3600), &scopes).text)
-            })
-            .clone()
-    }
-
-    fn call(&self, method: &str, url: &str, repo: &str) -> ureq::Request {
-        self.agent.request(method, url).set("Authorization", &self.auth(repo))
-    }
-
-    /// Opens an upload session; returns its absolute location.
-    pub fn start_upload(&self, repo: &str) -> String {
-        let resp = self
-            .call("POST", &format!("{}/v2/{repo}/blobs/uploads/", self.url), repo)
-            .call()
-            .unwrap_or_else(|e| panic!("POST upload {repo} on {}: {}", self.url, describe(e)));
-        let loc = resp.header("Location").expect("Location").to_string();
-        if loc.starts_with('/') {
-            format!("{}{loc}", self.url)
-        } else {
-            loc
-        }
-    }
-
-    /// PUTs a whole blob, streamed from `body`, into a new upload.
-    pub fn push_blob(&self, repo: &str, digest: &str, size: u64, body: impl Read) {
-        let loc = self.start_upload(repo);
-        let sep = if loc.contains('?') { '&' } else { '?' };
-        self.call("PUT", &format!("{loc}{sep}digest={digest}"), repo)
-            .set("Content-Type", "application/octet-stream")
-            .set("Content-Length", &size.to_string())
-            .send(body)
-            .unwrap_or_else(|e| panic!("PUT blob {digest} to {}/{repo}: {}", self.url, describe(e)));
-    }
-
-    pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) {
-        self.call("PUT", &format!("{}/v2/{repo}/manifests/{reference}", self.url), repo)
-            .set("Content-Type", media_type)
-            .send_bytes(bytes)
-            .unwrap_or_else(|e| panic!("PUT manifest {repo}:{reference} on {}: {}", self.url, describe(e)));
-    }
-
-    pub fn delete_manifest(&self, repo: &str, digest: &str) {
-        self.call("DELETE", &format!("{}/v2/{repo}/manifests/{digest}", self.url), repo)
-            .call()
-            .unwrap_or_else(|e| panic!("DELETE {repo}@{digest} on {}: {}", self.url, describe(e)));
-    }
-
-    /// The digest `reference` resolves to, or `None`.
-    pub fn digest(&self, repo: &str, reference: &str) -> Option<String> {
-        match self
-            .call("HEAD", &format!("{}/v2/{repo}/manifests/{reference}", self.url), repo)
-            .set("Accept", ACCEPT)
-            .call()
-        {
-            Ok(resp) => resp.header("Docker-Content-Digest").map(str::to_string),
-            Err(ureq::Error::Status(404, _)) => None,
-            // The filesystem driver rewrites a tag's link in place: a read
-            // racing that write answers 500 "invalid checksum digest format".
-            Err(ureq::Error::Status(500, _)) => None,
-            Err(e) => panic!("HEAD {repo}:{reference} on {}: {}", self.url, describe(e)),
-        }
-    }
-
-    pub fn tags(&self, repo: &str) -> Vec<String> {
-        match self.call("GET", &format!("{}/v2/{repo}/tags/list", self.url), repo).call() {
-            Ok(resp) => {
-                let v: serde_json::Value = serde_json::from_reader(resp.into_reader()).unwrap();
-                let mut tags: Vec<String> = v["tags"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
-                    .unwrap_or_default();
-                tags.sort();
-                tags
-            }
-            Err(ureq::Error::Status(404, _)) => vec![],
-            Err(e) => panic!("tags of {repo} on {}: {}", self.url, describe(e)),
-        }
-    }
-
-    pub fn tag_digests(&self, repo: &str) -> BTreeMap<String, String> {
-        self.tags(repo).into_iter().filter_map(|t| self.digest(repo, &t).map(|d| (t, d))).collect()
-    }
-}
-
-pub fn describe(e: ureq::Error) -> String {
-    match e {
-        ureq::Error::Status(code, resp) => format!("{code} {}", resp.into_string().unwrap_or_default()),
-        other => other.to_string(),
-    }
+/// The harness's registry client: its own User-Agent, so its requests are
+/// never counted as a tool's, a long timeout for large blobs, and a pooled
+/// connection per thread.
+pub fn harness_api(reg: &Registry) -> Api {
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(600)).max_idle_connections_per_host(64).build();
+    Api::new(&reg.url, keys().signer.clone()).with_agent(agent).user_agent(HARNESS_AGENT)
 }
 
 /// Runs `each` over `items` on up to `threads` named threads.
@@ -526,15 +385,6 @@ pub fn pool<T: Sync>(items: &[T], threads: usize, each: impl Fn(&T) + Sync) {
                 .expect("start a thread");
         }
     });
-}
-
-/// Waits (bounded) for `cond`; panics naming `what` on timeout.
-pub fn wait_for(what: &str, timeout: Duration, poll: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(poll);
-    }
 }
 
 /// The share (0 to 1) of the machine's CPU time spent busy over `window`.

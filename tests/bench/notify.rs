@@ -6,10 +6,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::corpus::{self, ImagePlan, RepoPlan};
-use crate::lab::{discard, wait_for, Georeg, Lab, Reg};
+use crate::lab::{discard, harness_api, Georeg, Lab};
 use crate::report::{millis, Latency, Report};
 use crate::scenarios::{background, Sizes};
-use crate::support::SECRET;
+use crate::support::oci::{describe, sha256};
+use crate::support::{poll_until, SECRET};
 
 /// Pushes of a small image, one after another, each timed from the
 /// registry's answer to the manifest PUT until the secondary serves the tag.
@@ -33,17 +34,17 @@ pub fn lag(lab: &Lab, s: &Sizes, report: &mut Report) {
     let secondary = lab.registry("lag-secondary", None);
     let snode = Georeg::secondary(lab, "lag-georeg-secondary", &secondary, &primary, s.workers, Some(pnode.port));
     let (pserve, sserve) = (pnode.serve(lab), snode.serve(lab));
-    let (preg, sreg) = (Reg::new(&primary), Reg::new(&secondary));
+    let (papi, sapi) = (harness_api(&primary), harness_api(&secondary));
     background(report, "lag");
     let mut samples = Vec::new();
     for t in &corpus.repos[0].tags {
-        corpus::push_image(&preg, REPO, t);
+        corpus::push_image(&papi, REPO, t);
         let pushed = Instant::now();
-        wait_for(
+        poll_until(
             &format!("{REPO}:{} on the secondary", t.tag),
             Duration::from_secs(60),
             Duration::from_millis(2),
-            || sreg.digest(REPO, &t.tag).as_deref() == Some(t.digest.as_str()),
+            || sapi.digest(REPO, &t.tag).as_deref() == Some(t.digest.as_str()),
         );
         samples.push(pushed.elapsed());
     }
@@ -79,7 +80,7 @@ pub fn ingest(lab: &Lab, s: &Sizes, report: &mut Report) {
         let mut e = template.clone();
         let event = &mut e["events"][0];
         let id = format!("bench-{client:02}-{i:06}");
-        let digest = crate::corpus::sha256_hex(id.as_bytes());
+        let digest = sha256(id.as_bytes());
         let repo = format!("ingest/r{:02}", (client * 7 + i) % 50);
         event["id"] = id.into();
         event["target"]["digest"] = digest.clone().into();
@@ -97,7 +98,7 @@ pub fn ingest(lab: &Lab, s: &Sizes, report: &mut Report) {
             .set("Authorization", SECRET)
             .set("Content-Type", "application/vnd.docker.distribution.events.v1+json")
             .send_bytes(body)
-            .unwrap_or_else(|e| panic!("POST to georeg: {}", crate::lab::describe(e)));
+            .unwrap_or_else(|e| panic!("POST to georeg: {}", describe(e)));
     };
     background(report, "notification ingest");
     let samples = Mutex::new(Vec::with_capacity(total));

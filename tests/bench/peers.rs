@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use georeg::registry::token::Scope;
 
 use crate::corpus::Repo;
-use crate::lab::{measure, pool, Lab, Reg};
+use crate::lab::{harness_api, measure, pool, Lab};
 use crate::support::keys;
 use crate::support::registry::{Registry, SERVICE};
 
@@ -100,11 +100,11 @@ pub fn skopeo(
 /// every manifest, over one kept-alive connection.
 pub fn ingest(lab: &Lab, label: &str, secondary: &Registry, repos: &[Repo], workers: usize) -> PeerRun {
     let curl = program("curl").expect("curl is needed: apt-get install -y curl");
-    let reg = Reg::new(secondary);
+    let api = harness_api(secondary);
     let numbered: Vec<(usize, &Repo)> = repos.iter().enumerate().collect();
     let started = Instant::now();
     pool(&numbered, workers, |(i, repo)| {
-        let auth = reg.auth(&repo.name);
+        let auth = api.auth(&repo.name);
         let mut config = String::new();
         let group = |config: &mut String, content_type: &str| {
             config.push_str("silent\nshow-error\nwrite-out = \"%{http_code}\\n\"\n");
@@ -113,7 +113,7 @@ pub fn ingest(lab: &Lab, label: &str, secondary: &Registry, repos: &[Repo], work
         };
         group(&mut config, "application/octet-stream");
         for blob in &repo.blobs {
-            let location = reg.start_upload(&repo.name);
+            let location = api.start_upload(&repo.name);
             let sep = if location.contains('?') { '&' } else { '?' };
             transfer(&mut config, &blob.path, &format!("{location}{sep}digest={}", blob.digest.replace(':', "%3A")));
         }
@@ -123,7 +123,7 @@ pub fn ingest(lab: &Lab, label: &str, secondary: &Registry, repos: &[Repo], work
             config.push_str("next\n");
             group(&mut config, media_type);
             for t in repo.tags.iter().filter(|t| t.media_type == media_type) {
-                transfer(&mut config, &t.manifest, &format!("{}/v2/{}/manifests/{}", reg.url, repo.name, t.tag));
+                transfer(&mut config, &t.manifest, &format!("{}/v2/{}/manifests/{}", api.url, repo.name, t.tag));
             }
         }
         let path = lab.path(&format!("{label}-{i:04}.curl"));

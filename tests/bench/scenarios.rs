@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use crate::corpus::{self, ImagePlan, RepoPlan};
 use crate::lab::{
-    busy_share, count, discard, mark, measured, pool, wait_for, Cpu, CpuMark, Georeg, Lab, Mark, Reg, GEOREG_AGENT,
+    busy_share, count, discard, harness_api, mark, measured, pool, Cpu, CpuMark, Georeg, Lab, Mark, GEOREG_AGENT,
     SKOPEO_AGENT,
 };
 use crate::peers;
 use crate::report::{Report, Row};
+use crate::support::poll_until;
 use crate::support::registry::Registry;
 
 /// Corpus sizes and concurrency.
@@ -91,7 +92,7 @@ fn seed(scenario: u64, repo: usize, tag: usize, layer: usize) -> u64 {
 
 /// Every tag of every repository has the primary's digest on the secondary.
 fn assert_complete(primary: &Registry, secondary: &Registry, repos: &[String], who: &str) {
-    let (p, s) = (Reg::new(primary), Reg::new(secondary));
+    let (p, s) = (harness_api(primary), harness_api(secondary));
     let wrong = Mutex::new(Vec::new());
     pool(repos, 4, |repo| {
         let (want, got) = (p.tag_digests(repo), s.tag_digests(repo));
@@ -141,7 +142,7 @@ pub fn small(lab: &Lab, s: &Sizes, report: &mut Report) {
     eprintln!("bench: {scenario}: building the corpus");
     let corpus = corpus::build(&lab.path("a-files"), &plans, s.workers);
     let primary = lab.registry("a-primary", None);
-    corpus::push(&Reg::new(&primary), &corpus, s.workers);
+    corpus::push(&harness_api(&primary), &corpus, s.workers);
     let names = corpus.names();
     let (bytes, images) = (corpus.bytes(), corpus.images());
     let tags = images;
@@ -264,7 +265,7 @@ pub fn large(lab: &Lab, s: &Sizes, report: &mut Report) {
     eprintln!("bench: {scenario}: building the corpus");
     let corpus = corpus::build(&lab.path("b-files"), &plans, s.workers);
     let primary = lab.registry("b-primary", None);
-    corpus::push(&Reg::new(&primary), &corpus, s.workers);
+    corpus::push(&harness_api(&primary), &corpus, s.workers);
     let names = corpus.names();
     let (bytes, images) = (corpus.bytes(), corpus.images());
 
@@ -355,8 +356,8 @@ pub fn incremental(lab: &Lab, s: &Sizes, report: &mut Report) {
     let new_bytes: u64 =
         new.blobs.iter().filter(|b| b.digest != corpus.repos[0].tags[0].blobs[1].digest).map(|b| b.size).sum();
     let mut primary = lab.registry("c-primary", None);
-    let preg = Reg::new(&primary);
-    corpus::push(&preg, &corpus, s.workers);
+    let papi = harness_api(&primary);
+    corpus::push(&papi, &corpus, s.workers);
     let names = corpus.names();
     let (bytes, images) = (corpus.bytes(), corpus.images());
 
@@ -375,7 +376,7 @@ pub fn incremental(lab: &Lab, s: &Sizes, report: &mut Report) {
     // where it starts. The new tag is pushed, then the repository synced.
     eprintln!("bench: {scenario}: skopeo sync");
     background(report, &scenario);
-    corpus::push_image(&preg, REPO, &new);
+    corpus::push_image(&papi, REPO, &new);
     let marks = (mark(&primary), mark(&secondary));
     let (run, cpu) =
         measured(&primary, &secondary, || peers::skopeo(lab, "c-skopeo-new", &primary, &secondary, &names, 1));
@@ -404,7 +405,7 @@ pub fn incremental(lab: &Lab, s: &Sizes, report: &mut Report) {
         .requests(count(&[&m], ""));
     discard(secondary);
     // georeg must find the tag new: off the primary until georeg's turn.
-    preg.delete_manifest(REPO, &new.digest);
+    papi.delete_manifest(REPO, &new.digest);
 
     // georeg: backfill, then `georeg serve` notified by the primary registry.
     eprintln!("bench: {scenario}: georeg backfill, then georeg serve");
@@ -419,27 +420,27 @@ pub fn incremental(lab: &Lab, s: &Sizes, report: &mut Report) {
     let mut g_init =
         Row::new(&initial, "georeg backfill", run.wall, bytes, images).cpu(cpu).rss(run.rss_kib).requests(requests);
     primary = lab.restart_registry(primary, Some(&node.notify()));
-    let preg = Reg::new(&primary);
+    let papi = harness_api(&primary);
     let serve = node.serve(lab);
     // Let the daemon finish what follows a backfill (verifying the repository) first.
     let settled = "SELECT COUNT(*) FROM repositories WHERE sync_state = 'synced' AND verification_state = 'succeeded'";
-    wait_for("the repository to be verified", Duration::from_secs(600), Duration::from_millis(100), || {
+    poll_until("the repository to be verified", Duration::from_secs(600), Duration::from_millis(100), || {
         node.query(settled) == 1
     });
     std::thread::sleep(Duration::from_secs(1));
     let marks = (mark(&primary), mark(&secondary));
-    let sreg = Reg::new(&secondary);
-    corpus::push_image(&preg, REPO, &new);
+    let sapi = harness_api(&secondary);
+    corpus::push_image(&papi, REPO, &new);
     let pushed = Instant::now();
-    wait_for("the new tag on the secondary", Duration::from_secs(120), Duration::from_millis(2), || {
-        sreg.digest(REPO, &new.tag).as_deref() == Some(new.digest.as_str())
+    poll_until("the new tag on the secondary", Duration::from_secs(120), Duration::from_millis(2), || {
+        sapi.digest(REPO, &new.tag).as_deref() == Some(new.digest.as_str())
     });
     let lag = pushed.elapsed();
     // Then the sync is recorded and the repository verified again.
     let caught_up =
         "SELECT COUNT(*) FROM repositories WHERE sync_state = 'synced' AND verification_state = 'succeeded' \
                      AND events_done_through >= (SELECT MAX(id) FROM events)";
-    wait_for("the sync and its verification", Duration::from_secs(600), Duration::from_millis(50), || {
+    poll_until("the sync and its verification", Duration::from_secs(600), Duration::from_millis(50), || {
         node.query(caught_up) == 1
     });
     let (copy, verification) = split_at_verification(&[&marks.0, &marks.1]);

@@ -21,31 +21,8 @@ impl Daemon {
     /// Starts `georeg serve` whose server answers at `url`.
     pub fn start_at(dir: &Path, name: &str, config: &Path, url: &str, agent: ureq::Agent) -> Daemon {
         let log = dir.join(format!("georeg-{name}.log"));
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        let child = Command::new(super::georeg_bin())
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("start georeg serve");
-        let d = Daemon { name: name.into(), url: url.into(), log, agent, child: Some(child) };
-        d.wait_healthy();
-        d
-    }
-
-    fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if self.agent.get(&format!("{}/-/health", self.url)).timeout(Duration::from_secs(1)).call().is_ok() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "georeg {} did not come up; log:\n{}", self.name, self.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = spawn_serve(name, config, &log, "debug", url, &agent);
+        Daemon { name: name.into(), url: url.into(), log, agent, child: Some(child) }
     }
 
     pub fn log_text(&self) -> String {
@@ -77,6 +54,33 @@ impl Daemon {
         child.kill().unwrap();
         child.wait().unwrap();
     }
+}
+
+/// Spawns `georeg --config CONFIG serve`, logging to `log` at `rust_log`,
+/// and waits (bounded) until it answers /-/health at `url`.
+pub fn spawn_serve(name: &str, config: &Path, log: &Path, rust_log: &str, url: &str, agent: &ureq::Agent) -> Child {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let mut child = Command::new(super::georeg_bin())
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env("RUST_LOG", rust_log)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .expect("start georeg serve");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while agent.get(&format!("{url}/-/health")).timeout(Duration::from_secs(1)).call().is_err() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("georeg {name} did not come up; log:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 impl Drop for Daemon {

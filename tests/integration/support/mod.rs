@@ -458,11 +458,17 @@ workers = 2
 }
 
 /// Polls `cond` until it holds or `timeout` passes; panics naming `what`.
-pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+    poll_until(what, timeout, Duration::from_millis(50), cond)
+}
+
+/// [`wait_until`], polling every `poll`: a wait that is measured is only
+/// as fine as its poll.
+pub fn poll_until(what: &str, timeout: Duration, poll: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(poll);
     }
 }
 

@@ -2,12 +2,12 @@
 //! of georeg's so that a bug in georeg's client cannot hide itself: this is
 //! how a user would push images and check what the registries hold.
 
-use std::collections::BTreeMap;
-use std::io::Read;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use georeg::registry::token::{Scope, Signer};
+use georeg::registry::token::{Scope, Signer, Token};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -20,8 +20,11 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 pub fn sha256(data: &[u8]) -> String {
-    let h = Sha256::digest(data);
-    format!("sha256:{}", h.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    hex_digest(Sha256::digest(data).as_slice())
+}
+
+fn hex_digest(hash: &[u8]) -> String {
+    format!("sha256:{}", hash.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// Deterministic incompressible bytes (xorshift64*).
@@ -49,6 +52,23 @@ impl Read for Noise {
         self.left -= n as u64;
         Ok(n)
     }
+}
+
+/// Writes `len` bytes of noise from `seed` to `out` and returns their
+/// digest, in one pass: large blobs are never held in memory.
+pub fn write_noise(seed: u64, len: u64, mut out: impl Write) -> String {
+    let mut hasher = Sha256::new();
+    let mut noise = Noise::new(seed, len);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = noise.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).expect("write noise");
+    }
+    hex_digest(hasher.finalize().as_slice())
 }
 
 pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -171,11 +191,18 @@ pub struct Api {
     pub url: String,
     signer: Arc<Signer>,
     agent: ureq::Agent,
+    user_agent: Option<String>,
+    /// Per repository: building a corpus of thousands of blobs costs one
+    /// signature per repository.
+    tokens: Mutex<HashMap<String, Token>>,
 }
+
+/// How long the client's tokens are signed for.
+const TOKEN_TTL: Duration = Duration::from_secs(3600);
 
 impl Api {
     pub fn new(url: &str, signer: Arc<Signer>) -> Api {
-        Api { url: url.into(), signer, agent: super::agent(None) }
+        Api { url: url.into(), signer, agent: super::agent(None), user_agent: None, tokens: Mutex::default() }
     }
 
     /// The same API for a registry whose https certificate `ca` signed.
@@ -184,24 +211,49 @@ impl Api {
         self
     }
 
-    fn auth(&self, repo: &str) -> String {
-        let t = self.signer.sign(
-            SERVICE,
-            "test",
-            Duration::from_secs(300),
-            &[Scope::repository(repo, &["push", "pull", "delete"])],
-        );
-        format!("Bearer {}", t.text)
+    /// The same API over another HTTP agent (the benchmark's timeouts and
+    /// connection pool).
+    #[allow(dead_code)]
+    pub fn with_agent(mut self, agent: ureq::Agent) -> Api {
+        self.agent = agent;
+        self
+    }
+
+    /// The same API sending its own User-Agent, so that the registries'
+    /// access logs tell its requests from a tool's.
+    #[allow(dead_code)]
+    pub fn user_agent(mut self, user_agent: &str) -> Api {
+        self.user_agent = Some(user_agent.into());
+        self
+    }
+
+    /// `Bearer ...` with push, pull and delete on `repo`, from a token
+    /// signed for an hour and reused while a fifth of its life is left.
+    pub fn auth(&self, repo: &str) -> String {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let mut tokens = self.tokens.lock().unwrap();
+        if tokens.get(repo).is_none_or(|t| t.expires_at <= now + TOKEN_TTL.as_secs() / 5) {
+            let scopes = [Scope::repository(repo, &["push", "pull", "delete"])];
+            tokens.insert(repo.to_string(), self.signer.sign(SERVICE, "test", TOKEN_TTL, &scopes));
+        }
+        format!("Bearer {}", tokens[repo].text)
     }
 
     fn call(&self, method: &str, url: &str, repo: &str) -> ureq::Request {
-        self.agent.request(method, url).set("Authorization", &self.auth(repo))
+        let request = self.agent.request(method, url).set("Authorization", &self.auth(repo));
+        match &self.user_agent {
+            Some(user_agent) => request.set("User-Agent", user_agent),
+            None => request,
+        }
     }
 
-    fn upload_location(&self, repo: &str) -> String {
-        let resp =
-            self.call("POST", &format!("{}/v2/{repo}/blobs/uploads/", self.url), repo).call().expect("start upload");
-        let loc = resp.header("Location").unwrap().to_string();
+    /// Opens an upload session; returns its absolute location.
+    pub fn start_upload(&self, repo: &str) -> String {
+        let resp = self
+            .call("POST", &format!("{}/v2/{repo}/blobs/uploads/", self.url), repo)
+            .call()
+            .unwrap_or_else(|e| panic!("POST upload {repo} on {}: {}", self.url, describe(e)));
+        let loc = resp.header("Location").expect("Location").to_string();
         if loc.starts_with('/') {
             format!("{}{loc}", self.url)
         } else {
@@ -209,40 +261,30 @@ impl Api {
         }
     }
 
-    pub fn push_blob(&self, repo: &str, data: &[u8]) -> String {
-        let digest = sha256(data);
-        if self.blob_exists(repo, &digest) {
-            return digest;
-        }
-        let loc = self.upload_location(repo);
+    /// PUTs a whole blob, streamed from `body`, into a new upload.
+    pub fn push_blob_from(&self, repo: &str, digest: &str, size: u64, body: impl Read) {
+        let loc = self.start_upload(repo);
         let sep = if loc.contains('?') { '&' } else { '?' };
         self.call("PUT", &format!("{loc}{sep}digest={digest}"), repo)
             .set("Content-Type", "application/octet-stream")
-            .send_bytes(data)
-            .unwrap_or_else(|e| panic!("push blob {digest} to {}/{repo}: {e}", self.url));
+            .set("Content-Length", &size.to_string())
+            .send(body)
+            .unwrap_or_else(|e| panic!("PUT blob {digest} to {}/{repo}: {}", self.url, describe(e)));
+    }
+
+    /// Pushes `data` unless the repository already has it; returns its digest.
+    pub fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = sha256(data);
+        if !self.blob_exists(repo, &digest) {
+            self.push_blob_from(repo, &digest, data.len() as u64, data);
+        }
         digest
     }
 
     /// Pushes `len` bytes of noise from `seed` without holding them in memory.
     pub fn push_noise_blob(&self, repo: &str, seed: u64, len: u64) -> String {
-        let mut hasher = Sha256::new();
-        let mut noise = Noise::new(seed, len);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = noise.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        let digest = format!("sha256:{}", hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>());
-        let loc = self.upload_location(repo);
-        let sep = if loc.contains('?') { '&' } else { '?' };
-        self.call("PUT", &format!("{loc}{sep}digest={digest}"), repo)
-            .set("Content-Type", "application/octet-stream")
-            .set("Content-Length", &len.to_string())
-            .send(Noise::new(seed, len))
-            .expect("push noise blob");
+        let digest = write_noise(seed, len, std::io::sink());
+        self.push_blob_from(repo, &digest, len, Noise::new(seed, len));
         digest
     }
 
@@ -267,7 +309,7 @@ impl Api {
         self.call("PUT", &format!("{}/v2/{repo}/manifests/{reference}", self.url), repo)
             .set("Content-Type", media_type)
             .send_bytes(bytes)
-            .unwrap_or_else(|e| panic!("put manifest {repo}:{reference} on {}: {}", self.url, describe(e)));
+            .unwrap_or_else(|e| panic!("PUT manifest {repo}:{reference} on {}: {}", self.url, describe(e)));
     }
 
     /// Pushes the image's children and blobs, then its manifest under `tag`.
@@ -292,7 +334,7 @@ impl Api {
                 let v: serde_json::Value = serde_json::from_reader(resp.into_reader()).unwrap();
                 let mut tags: Vec<String> = v["tags"]
                     .as_array()
-                    .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+                    .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
                     .unwrap_or_default();
                 tags.sort();
                 tags
@@ -302,15 +344,19 @@ impl Api {
         }
     }
 
-    /// The digest `reference` resolves to, by HEAD with the full Accept list.
+    /// The digest `reference` resolves to, by HEAD with the full Accept
+    /// list, or `None`: not there, or not yet.
     pub fn digest(&self, repo: &str, reference: &str) -> Option<String> {
         match self
             .call("HEAD", &format!("{}/v2/{repo}/manifests/{reference}", self.url), repo)
             .set("Accept", ACCEPT)
             .call()
         {
-            Ok(resp) => Some(resp.header("Docker-Content-Digest").unwrap().to_string()),
+            Ok(resp) => resp.header("Docker-Content-Digest").map(str::to_string),
             Err(ureq::Error::Status(404, _)) => None,
+            // The filesystem driver rewrites a tag's link in place: a read
+            // racing that write answers 500 "invalid checksum digest format".
+            Err(ureq::Error::Status(500, _)) => None,
             Err(e) => panic!("HEAD {repo}:{reference} on {}: {}", self.url, describe(e)),
         }
     }
@@ -347,7 +393,7 @@ impl Api {
     pub fn delete_manifest(&self, repo: &str, digest: &str) {
         self.call("DELETE", &format!("{}/v2/{repo}/manifests/{digest}", self.url), repo)
             .call()
-            .unwrap_or_else(|e| panic!("delete {repo}@{digest} on {}: {}", self.url, describe(e)));
+            .unwrap_or_else(|e| panic!("DELETE {repo}@{digest} on {}: {}", self.url, describe(e)));
     }
 
     /// Removes one tag and keeps its siblings, the only way distribution
@@ -360,10 +406,11 @@ impl Api {
 }
 
 fn rand_seed() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
-fn describe(e: ureq::Error) -> String {
+/// An HTTP error with the registry's answer, which names the cause.
+pub fn describe(e: ureq::Error) -> String {
     match e {
         ureq::Error::Status(code, resp) => format!("{code} {}", resp.into_string().unwrap_or_default()),
         other => other.to_string(),

@@ -147,3 +147,20 @@ CREATE TABLE nodes (
 --   blobs.size                             the size of each blob a repository holds
 --   events.primary_event_id                on a secondary: the event's id in the primary's log
 -- Every other column is read by georeg too.
+
+-- @version 3
+
+-- Claims: a worker that claims a repository (to sync or to verify it)
+-- writes a fresh id here, and records the outcome only where the id is
+-- still its own; recovery after a crash clears them.
+ALTER TABLE repositories ADD COLUMN claim_id TEXT;
+ALTER TABLE repositories ADD COLUMN verification_claim_id TEXT;
+-- 1: an operator's `georeg sync` or `georeg backfill` asked the running
+-- daemon for this sync; it goes before other work.
+ALTER TABLE repositories ADD COLUMN sync_priority INTEGER NOT NULL DEFAULT 0;
+-- 1: `georeg verify` asked the running daemon to verify the repository;
+-- 2: with --blobs. Cleared when the verification ends.
+ALTER TABLE repositories ADD COLUMN verification_requested INTEGER NOT NULL DEFAULT 0;
+-- What the last successful sync did ("2 tags copied, 0 unchanged, ..."),
+-- so that a command following the daemon's work can say it.
+ALTER TABLE repositories ADD COLUMN last_sync_report TEXT;

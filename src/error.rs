@@ -34,6 +34,11 @@ pub enum Error {
     Store { message: String },
     /// A local file could not be read or written.
     Io { path: PathBuf, source: std::io::Error },
+    /// Another georeg process owns the state file.
+    InUse { state_file: PathBuf, holder: String, hint: String },
+    /// Recording a job's outcome found the repository's claim no longer
+    /// this process's (another process recovered it).
+    ClaimLost { repository: String },
     /// Work stopped because georeg is shutting down.
     Interrupted,
 }
@@ -45,7 +50,7 @@ impl Error {
     /// configuration (fix the input), 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config { .. } | Error::Usage(_) | Error::Key { .. } => 2,
+            Error::Config { .. } | Error::Usage(_) | Error::Key { .. } | Error::InUse { .. } => 2,
             _ => 1,
         }
     }
@@ -99,6 +104,18 @@ impl fmt::Display for Error {
             Error::Sync { repository, source } => write!(f, "sync {repository} failed: {source}"),
             Error::Store { message } => write!(f, "state file: {message}"),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::InUse { state_file, holder, hint } => {
+                write!(
+                    f,
+                    "{} is in use by {holder}: one georeg process owns a state file at a time; {hint}",
+                    state_file.display()
+                )
+            }
+            Error::ClaimLost { repository } => write!(
+                f,
+                "{repository}: this process no longer holds its claim on the repository (another georeg process \
+                 recovered it); this outcome was not recorded and the repository is synced again"
+            ),
             Error::Interrupted => write!(f, "interrupted by shutdown; the next run resumes"),
         }
     }

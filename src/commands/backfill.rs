@@ -1,7 +1,9 @@
 //! `georeg backfill`: one scan of the primary's catalog, then a full sync
 //! of every repository not synced yet (failed ones too, whatever their
 //! retry time), on up to `replication.workers` threads, with a live
-//! progress line on stderr. Exit 1 listing the failures.
+//! progress line on stderr. While `georeg serve` runs, it asks the daemon
+//! for those syncs and follows them. Exit 0 only when every repository is
+//! synced; 1 listing what is not; 130 when interrupted.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -9,26 +11,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::owner::{follow, recover, Followed, Owner, Tally};
 use super::Node;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::health::human_bytes;
 use crate::replication::{backfill, pool};
+use crate::store::lock::Lock;
 
 pub fn run(node: &Node) -> Result<ExitCode> {
-    let failures = pass(node)?;
-    if failures.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("{} repositories failed:", failures.len());
-    for (name, why) in &failures {
-        println!("{name}: FAILED: {why}");
-    }
-    println!("they are retried by `georeg serve` with backoff, or run `georeg backfill` again after fixing the cause");
-    Ok(ExitCode::from(1))
-}
-
-/// One pass; returns the repositories that failed, with their reasons.
-fn pass(node: &Node) -> Result<Vec<(String, String)>> {
+    let owner = Owner::take(node, "backfill")?;
     let replicator = node.replicator()?;
     let scan = backfill::scan(&replicator, &node.config.replication.selection())?;
     eprintln!(
@@ -36,7 +27,67 @@ fn pass(node: &Node) -> Result<Vec<(String, String)>> {
         scan.included, scan.added, scan.excluded, scan.gone
     );
     let todo = node.store.unsynced_repositories()?;
+    let (tally, mut failures) = match owner {
+        Owner::Itself(_lock) => backfill_here(node, &todo)?,
+        Owner::Daemon(holder) => {
+            for name in &todo {
+                node.store.request_priority_sync(name)?;
+            }
+            let started = Instant::now();
+            let tty = std::io::stderr().is_terminal();
+            let mut last = Instant::now() - Duration::from_secs(60);
+            let tick = |done: usize, failed: usize| {
+                if tty || last.elapsed() >= Duration::from_secs(10) || done == todo.len() {
+                    show(tty, &progress_line(done, todo.len(), failed, 0, started.elapsed()));
+                    last = Instant::now();
+                }
+            };
+            let outcome =
+                |p: &crate::store::Progress| p.sync_outcome().map(|r| r.map(|report| format!("synced: {report}")));
+            match follow(node, &holder, &todo, outcome, tick)? {
+                Followed::Done(tally) => (tally, Vec::new()),
+                Followed::DaemonGone { mut tally, left } => {
+                    let _lock = Lock::acquire(&node.config.state_file, "backfill")?;
+                    recover(node)?;
+                    let (rest, failures) = backfill_here(node, &left)?;
+                    tally.failed += rest.failed;
+                    tally.interrupted += rest.interrupted;
+                    tally.total += rest.total;
+                    (tally, failures)
+                }
+            }
+        }
+    };
+    if tally.interrupted > 0 {
+        return Ok(tally.exit("failed"));
+    }
+    // Exit 0 only when every repository to replicate is synced, whatever
+    // this pass saw: nothing left queued, failed or mid-sync.
+    let known: Vec<String> = failures.iter().map(|(name, _)| name.clone()).collect();
+    for name in node.store.unsynced_repositories()?.into_iter().filter(|n| !known.contains(n)) {
+        let why =
+            node.store.progress(&name)?.and_then(|p| p.last_sync_failure).unwrap_or_else(|| "not synced yet".into());
+        failures.push((name, why));
+    }
+    if failures.is_empty() && tally.failed == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !failures.is_empty() {
+        println!("{} repositories failed:", failures.len());
+        for (name, why) in &failures {
+            println!("{name}: FAILED: {why}");
+        }
+    }
+    println!("they are retried by `georeg serve` with backoff, or run `georeg backfill` again after fixing the cause");
+    Ok(ExitCode::from(1))
+}
+
+/// The syncs, done by this process (it holds the lock), with a progress
+/// line; returns the tally and the failures with their reasons.
+fn backfill_here(node: &Node, todo: &[String]) -> Result<(Tally, Vec<(String, String)>)> {
+    let replicator = node.replicator()?;
     let done = AtomicUsize::new(0);
+    let interrupted = AtomicUsize::new(0);
     let failures: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
     let bytes_at_start = node.stats.bytes_copied.load(Ordering::Relaxed);
     let finished = AtomicBool::new(false);
@@ -53,33 +104,51 @@ fn pass(node: &Node) -> Result<Vec<(String, String)>> {
             let mut last = Instant::now();
             while !finished.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100));
-                if last.elapsed() < every {
-                    continue;
+                if last.elapsed() >= every {
+                    last = Instant::now();
+                    show(tty, &line());
                 }
-                last = Instant::now();
-                if tty {
-                    eprint!("\r{}\x1b[K", line());
-                } else {
-                    eprintln!("{}", line());
-                }
-                let _ = std::io::stderr().flush();
             }
         });
-        let result = pool::each(&todo, node.config.replication.workers, "sync", |name| {
-            if let Err(e) = replicator.sync(name) {
-                failures.lock().unwrap_or_else(|p| p.into_inner()).push((name.clone(), e.reason()));
+        let result = pool::each(todo, node.config.replication.workers, "sync", |name| {
+            if node.shutdown.requested() {
+                interrupted.fetch_add(1, Ordering::SeqCst);
+                return;
             }
-            done.fetch_add(1, Ordering::SeqCst);
+            match replicator.sync(name) {
+                Ok(_) => {
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(Error::Interrupted) => {
+                    interrupted.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(e) => {
+                    failures.lock().unwrap_or_else(|p| p.into_inner()).push((name.clone(), e.reason()));
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            }
         });
         finished.store(true, Ordering::SeqCst);
         result
     })?;
+    show(tty, &line());
     if tty {
-        eprintln!("\r{}\x1b[K", line());
-    } else {
-        eprintln!("{}", line());
+        eprintln!();
     }
-    Ok(failures.into_inner().unwrap_or_else(|p| p.into_inner()))
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    let tally = Tally { failed: failures.len(), interrupted: interrupted.into_inner(), total: todo.len() };
+    Ok((tally, failures))
+}
+
+/// Shows a progress line: redrawn in place on a terminal, one line at a
+/// time elsewhere.
+fn show(tty: bool, line: &str) {
+    if tty {
+        eprint!("\r{line}\x1b[K");
+    } else {
+        eprintln!("{line}");
+    }
+    let _ = std::io::stderr().flush();
 }
 
 /// `backfill: 12/30 repositories (1 failed), 145.2 MB copied at 48.1 MB/s, ETA 0:12`

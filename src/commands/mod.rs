@@ -6,6 +6,7 @@
 mod backfill;
 mod check;
 mod demo;
+mod owner;
 mod serve;
 mod status;
 mod sync;
@@ -14,7 +15,6 @@ mod verify;
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +26,9 @@ use crate::health::{Health, Stats};
 use crate::peer::PrimaryNode;
 use crate::registry::token::{random_hex, Signer, TokenCache};
 use crate::registry::{self, Client, Target};
-use crate::replication::{pool, Replicator};
+use crate::replication::Replicator;
 use crate::shutdown::Shutdown;
+use crate::store::lock::Lock;
 use crate::store::Store;
 use crate::web::App;
 
@@ -45,37 +46,29 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Check => Ok(check::run(&Config::resolve_path(config))),
         Command::Demo { once } => demo::run(once).map(|()| ExitCode::SUCCESS),
-        Command::Serve => serve::run(open(config)?).map(|()| ExitCode::SUCCESS),
+        Command::Serve => {
+            let config = Config::load(&Config::resolve_path(config))?;
+            config.check_admin_exposure()?;
+            let lock = Lock::acquire(&config.state_file, "serve")?;
+            serve::run(Node::open(config)?, lock).map(|()| ExitCode::SUCCESS)
+        }
         Command::Status { json } => status::run(&Config::load(&Config::resolve_path(config))?, json),
-        Command::Sync { repositories } => sync::run(&open(config)?, &repositories),
-        Command::Backfill => backfill::run(&open(config)?),
-        Command::Verify { blobs, repositories } => verify::run(&open(config)?, blobs, &repositories),
+        Command::Sync { repositories } => sync::run(&open_stoppable(config)?, &repositories),
+        Command::Backfill => backfill::run(&open_stoppable(config)?),
+        Command::Verify { blobs, repositories } => verify::run(&open_stoppable(config)?, blobs, &repositories),
         Command::Token { scopes } => token::run(&open(config)?, &scopes),
     }
 }
 
-/// Runs `each` over the repositories on up to `replication.workers`
-/// threads, printing one line per repository (`REPO: what it did`, or
-/// `REPO: FAILED: why`); returns how many failed.
-fn each_repository(
-    node: &Node,
-    repositories: &[String],
-    thread_name: &str,
-    each: impl Fn(&str) -> std::result::Result<String, String> + Sync,
-) -> Result<usize> {
-    let failed = AtomicUsize::new(0);
-    pool::each(repositories, node.config.replication.workers, thread_name, |repo| match each(repo) {
-        Ok(done) => println!("{repo}: {done}"),
-        Err(why) => {
-            failed.fetch_add(1, Ordering::SeqCst);
-            println!("{repo}: FAILED: {why}");
-        }
-    })?;
-    Ok(failed.into_inner())
-}
-
 fn open(config: Option<&Path>) -> Result<Node> {
     Node::open(Config::load(&Config::resolve_path(config))?)
+}
+
+/// A node for a command that stops cleanly on SIGINT and SIGTERM.
+fn open_stoppable(config: Option<&Path>) -> Result<Node> {
+    let node = open(config)?;
+    node.shutdown.on_signals()?;
+    Ok(node)
 }
 
 /// Everything built from the configuration: the signer holding the shared

@@ -16,6 +16,7 @@ use super::Node;
 use crate::config::Role;
 use crate::error::Result;
 use crate::replication::{backfill, cursor, pool, worker};
+use crate::store::lock::Lock;
 use crate::web::{https, server};
 
 /// How long shutdown waits for threads before exiting anyway.
@@ -23,13 +24,9 @@ const STOP_DEADLINE: Duration = Duration::from_secs(9);
 /// How often old events are pruned from the state file.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-pub fn run(node: Node) -> Result<()> {
+pub fn run(node: Node, _lock: Lock) -> Result<()> {
     node.shutdown.on_signals()?;
-    node.config.check_admin_exposure()?;
-    let recovered = node.store.recover_started()?;
-    if recovered > 0 {
-        log::info!("{recovered} repositories were mid-sync when georeg last stopped; queued again");
-    }
+    super::owner::recover(&node)?;
     let listen = &node.config.listen;
     let listener = https::bind(&node.config)?;
     let scheme = listener.scheme();

@@ -1,24 +1,55 @@
-//! `georeg sync REPO...`: a full sync of the named repositories now, in the
-//! foreground, one result line each; exit 1 if any failed.
+//! `georeg sync REPO...`: a full sync of the named repositories now, one
+//! result line each; exit 1 if any failed, 130 when interrupted. While
+//! `georeg serve` runs, it asks the daemon for the syncs and follows them.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use super::{each_repository, Node};
-use crate::error::Result;
+use super::owner::{each_repository, follow, recover, Followed, Owner, Tally};
+use super::Node;
+use crate::error::{Error, Result};
+use crate::registry;
+use crate::store::lock::Lock;
 
 pub fn run(node: &Node, repositories: &[String]) -> Result<ExitCode> {
-    let replicator = node.replicator()?;
-    let failed = each_repository(node, repositories, "sync", |repo| {
-        let started = Instant::now();
-        match replicator.sync(repo) {
-            Ok(report) => Ok(format!("synced in {:.1}s: {report}", started.elapsed().as_secs_f64())),
-            Err(e) => Err(e.reason()),
-        }
-    })?;
-    if failed > 0 {
-        eprintln!("georeg: {failed} of {} repositories failed; see the lines above", repositories.len());
-        return Ok(ExitCode::from(1));
+    if let Some(bad) = repositories.iter().find(|r| !registry::valid_repository(r)) {
+        return Err(Error::Usage(format!("{bad:?} is not a valid repository name")));
     }
-    Ok(ExitCode::SUCCESS)
+    let tally = match Owner::take(node, "sync")? {
+        Owner::Itself(_lock) => sync_here(node, repositories)?,
+        Owner::Daemon(holder) => {
+            for repo in repositories {
+                node.store.request_priority_sync(repo)?;
+            }
+            match follow(
+                node,
+                &holder,
+                repositories,
+                |p| p.sync_outcome().map(|r| r.map(|report| format!("synced: {report}"))),
+                |_, _| {},
+            )? {
+                Followed::Done(tally) => tally,
+                Followed::DaemonGone { mut tally, left } => {
+                    let _lock = Lock::acquire(&node.config.state_file, "sync")?;
+                    recover(node)?;
+                    let rest = sync_here(node, &left)?;
+                    tally.failed += rest.failed;
+                    tally.interrupted += rest.interrupted;
+                    tally.total += rest.total;
+                    tally
+                }
+            }
+        }
+    };
+    Ok(tally.exit("failed"))
+}
+
+/// The syncs, done by this process (it holds the lock).
+fn sync_here(node: &Node, repositories: &[String]) -> Result<Tally> {
+    let replicator = node.replicator()?;
+    each_repository(node, repositories, "sync", |repo| {
+        let started = Instant::now();
+        let report = replicator.sync(repo)?;
+        Ok(Ok(format!("synced in {:.1}s: {report}", started.elapsed().as_secs_f64())))
+    })
 }

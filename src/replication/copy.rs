@@ -23,6 +23,10 @@ use crate::store::{Event, Job};
 /// Index nesting deeper than this is refused rather than followed.
 const MAX_DEPTH: usize = 4;
 
+/// How long recording a job's outcome is retried, and the first wait.
+const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
+const RECORD_FIRST_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// `{}`, the OCI empty descriptor's content; config of tag tombstones.
 const EMPTY_JSON: &[u8] = b"{}";
 
@@ -99,17 +103,48 @@ impl Replicator<'_> {
         self.stats.end(&job.name, result.is_ok());
         match result {
             Ok(applied) => {
-                self.store.finish_job(job)?;
+                self.record(&job.name, "synced", || self.store.finish_job(job, &report.to_string()))?;
                 self.stats.events_processed.fetch_add(applied, Ordering::Relaxed);
                 Ok(report)
             }
             Err(Error::Interrupted) => {
-                self.store.release_job(job)?;
+                self.record(&job.name, "handed back", || self.store.release_job(job))?;
                 Err(Error::Interrupted)
             }
             Err(e) => {
-                self.store.fail_job(job, &e.reason())?;
+                self.record(&job.name, "failed", || self.store.fail_job(job, &e.reason()))?;
                 Err(e.in_repository(&job.name))
+            }
+        }
+    }
+
+    /// Records a job's outcome in the state file, retrying while it cannot
+    /// (locked past the busy timeout, disk full): a row left `started`
+    /// would be claimed by nobody until the next start. Gives up on
+    /// shutdown, or after about ten minutes; either way the next start of
+    /// georeg recovers the row.
+    fn record(&self, repo: &str, outcome: &str, write: impl Fn() -> Result<()>) -> Result<()> {
+        let mut wait = RECORD_FIRST_WAIT;
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            match write() {
+                Err(e @ Error::Store { .. }) if waited < RECORD_PATIENCE && !self.shutdown.requested() => {
+                    log::error!(
+                        "{repo}: cannot record that it {outcome} in the state file: {e}; retrying in {}s",
+                        wait.as_secs()
+                    );
+                    self.shutdown.sleep(wait);
+                    waited += wait;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(60));
+                }
+                Err(e @ Error::Store { .. }) => {
+                    log::error!(
+                        "{repo}: gave up recording that it {outcome}: {e}; it stays 'started' until georeg \
+                         next starts and recovers it"
+                    );
+                    return Err(e);
+                }
+                other => return other,
             }
         }
     }

@@ -114,10 +114,10 @@ pub fn check_blobs(secondary: &Client, repo: &str, shutdown: &Shutdown) -> Resul
 impl Replicator<'_> {
     /// Verifies a claimed repository and records the outcome: a mismatch
     /// queues a full sync; an error (a registry down) is retried later.
-    /// With `blobs`, a match is also proved blob by blob.
-    pub fn verify(&self, v: &Verification, blobs: bool) -> Result<Outcome> {
+    /// With `v.blobs`, a match is also proved blob by blob.
+    pub fn verify(&self, v: &Verification) -> Result<Outcome> {
         let result = compare(self.primary, self.secondary, &v.name).and_then(|outcome| {
-            if blobs && matches!(outcome, Outcome::Match { .. }) {
+            if v.blobs && matches!(outcome, Outcome::Match { .. }) {
                 let (n, size) = check_blobs(self.secondary, &v.name, self.shutdown)?;
                 log::info!(
                     "{}: {n} blobs ({}) read back from the secondary and their digests checked",

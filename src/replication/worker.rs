@@ -61,7 +61,7 @@ fn verify_next(r: &Replicator, reverify_after: Duration) -> bool {
             return false;
         }
     };
-    match r.verify(&v, false) {
+    match r.verify(&v) {
         Ok(outcome @ Outcome::Match { .. }) => log::info!("{}: {}", v.name, outcome.describe()),
         Ok(outcome) => log::warn!("{}: verification failed, resync queued: {}", v.name, outcome.describe()),
         Err(Error::Interrupted) => {}

@@ -353,7 +353,7 @@ mod tests {
         store.record_events(&[ev("a", "r1"), ev("b", "r2")], true).unwrap();
         store.conn().execute("UPDATE events SET received_at = '2000-01-01T00:00:00Z'", []).unwrap();
         let job = store.claim_next().unwrap().unwrap();
-        store.finish_job(&job).unwrap();
+        store.finish_job(&job, "").unwrap();
         // Only the applied one of the two old events goes (the other is newest anyway).
         assert_eq!(store.prune_events(30, true).unwrap(), 1);
         assert_eq!(store.event_count().unwrap(), 1);

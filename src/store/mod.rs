@@ -19,6 +19,7 @@
 //! own events are on disk.
 
 mod events;
+pub mod lock;
 mod nodes;
 mod queries;
 mod repos;
@@ -36,7 +37,7 @@ use crate::error::{Error, Result};
 
 pub use events::{Event, NewEvent};
 pub use queries::{Counts, RepositoryFilter, RepositoryRow};
-pub use repos::Job;
+pub use repos::{Job, Progress};
 pub use states::{SyncState, VerificationState};
 pub use verification::Verification;
 

@@ -214,7 +214,7 @@ mod tests {
         store.add_repositories(&names).unwrap();
         for _ in 0..10 {
             let job = store.claim_next().unwrap().unwrap();
-            store.finish_job(&job).unwrap();
+            store.finish_job(&job, "").unwrap();
         }
         let job = store.claim_next().unwrap().unwrap();
         store.fail_job(&job, "boom").unwrap();

@@ -11,8 +11,9 @@
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{jitter, retry_delay, Store, SyncState, NOW};
+use super::{jitter, retry_delay, Store, SyncState, VerificationState, NOW};
 use crate::error::{Error, Result};
+use crate::registry::token::random_hex;
 
 /// A repository's row, as the operator sees it (tests read it whole).
 #[cfg(test)]
@@ -28,6 +29,41 @@ pub struct Repository {
     pub events_done_through: i64,
 }
 
+/// A repository's sync and verification, as a follower sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub sync_state: SyncState,
+    /// A full sync is still asked for (not yet claimed).
+    pub sync_requested: bool,
+    pub last_sync_failure: Option<String>,
+    pub last_sync_report: Option<String>,
+    pub verification_state: VerificationState,
+    /// A verification is still asked for (not yet finished).
+    pub verification_requested: bool,
+    pub verification_failure: Option<String>,
+    pub verification_checksum: Option<String>,
+}
+
+impl Progress {
+    /// The sync asked for is over: `Ok(report)` or `Err(failure)`.
+    pub fn sync_outcome(&self) -> Option<std::result::Result<String, String>> {
+        match (self.sync_requested, self.sync_state) {
+            (false, SyncState::Synced) => Some(Ok(self.last_sync_report.clone().unwrap_or_default())),
+            (false, SyncState::Failed) => Some(Err(self.last_sync_failure.clone().unwrap_or_default())),
+            _ => None,
+        }
+    }
+
+    /// The verification asked for is over: `Ok(checksum)` or `Err(failure)`.
+    pub fn verification_outcome(&self) -> Option<std::result::Result<String, String>> {
+        match (self.verification_requested, self.verification_state) {
+            (false, VerificationState::Succeeded) => Some(Ok(self.verification_checksum.clone().unwrap_or_default())),
+            (false, VerificationState::Failed) => Some(Err(self.verification_failure.clone().unwrap_or_default())),
+            _ => None,
+        }
+    }
+}
+
 /// A claimed repository: what the worker must do with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -38,6 +74,8 @@ pub struct Job {
     /// Apply events with ids in (after, through].
     pub after: i64,
     pub through: i64,
+    /// This claim's id: recording the outcome checks it is still ours.
+    pub claim: String,
 }
 
 impl Store {
@@ -90,18 +128,63 @@ impl Store {
         Ok(())
     }
 
-    /// Puts back in the queue what a crash left `started`. Run at startup,
-    /// before any worker exists.
+    /// Asks the daemon holding the state file for a full sync of the
+    /// repository before other work (`georeg sync` and `georeg backfill`
+    /// while `georeg serve` runs), whatever its retry time.
+    pub fn request_priority_sync(&self, name: &str) -> Result<()> {
+        self.ensure_repository(name)?;
+        self.conn()
+            .prepare_cached(
+                "UPDATE repositories SET full_sync_requested = 1, sync_priority = 1, retry_at = NULL,
+                 sync_state = CASE sync_state WHEN 'started' THEN 'started' ELSE 'pending' END
+                 WHERE name = ?1",
+            )?
+            .execute([name])?;
+        self.work.ring();
+        Ok(())
+    }
+
+    /// Where a repository's sync and verification stand, for a command
+    /// that follows work it handed to the daemon.
+    pub fn progress(&self, name: &str) -> Result<Option<Progress>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT sync_state, full_sync_requested, last_sync_failure, last_sync_report,
+                    verification_state, verification_requested, verification_failure, verification_checksum
+             FROM repositories WHERE name = ?1",
+        )?;
+        let row = stmt
+            .query_row([name], |r| {
+                Ok(Progress {
+                    sync_state: r.get(0)?,
+                    sync_requested: r.get(1)?,
+                    last_sync_failure: r.get(2)?,
+                    last_sync_report: r.get(3)?,
+                    verification_state: r.get(4)?,
+                    verification_requested: r.get::<_, i64>(5)? > 0,
+                    verification_failure: r.get(6)?,
+                    verification_checksum: r.get(7)?,
+                })
+            })
+            .optional()?;
+        Ok(row)
+    }
+
+    /// Puts back in the queue what a process that ended without cleaning up
+    /// (kill -9, power loss, a failed write) left `started`. Only the holder
+    /// of the state file's lock runs it, right after taking the lock and
+    /// before any worker exists: nobody else can hold a claim then.
     pub fn recover_started(&self) -> Result<usize> {
         let conn = self.conn();
         let n = conn.execute(
-            "UPDATE repositories SET sync_state = 'pending',
+            "UPDATE repositories SET sync_state = 'pending', claim_id = NULL,
              full_sync_requested = MAX(full_sync_requested, full_sync_running), full_sync_running = 0
              WHERE sync_state = 'started'",
             [],
         )?;
         conn.execute(
-            "UPDATE repositories SET verification_state = 'pending' WHERE verification_state = 'started'",
+            "UPDATE repositories SET verification_state = 'pending', verification_claim_id = NULL
+             WHERE verification_state = 'started'",
             [],
         )?;
         Ok(n)
@@ -119,7 +202,8 @@ impl Store {
                 "SELECT id FROM repositories
                  WHERE (sync_state = 'pending' OR (sync_state = 'failed' AND retry_at <= {NOW}))
                    AND excluded = 0 AND verification_state <> 'started'
-                 ORDER BY CASE WHEN sync_state = 'pending' AND full_sync_requested = 0 THEN 0
+                 ORDER BY sync_priority DESC,
+                          CASE WHEN sync_state = 'pending' AND full_sync_requested = 0 THEN 0
                                WHEN last_synced_at IS NULL THEN 1
                                WHEN sync_state = 'pending' THEN 2
                                ELSE 3 END,
@@ -163,26 +247,32 @@ impl Store {
     /// only the tags its events named, and checksumming every tag after each
     /// push would turn a handful of requests into thousands. Verification
     /// still comes round every reverification interval.
-    pub fn finish_job(&self, job: &Job) -> Result<()> {
-        let requeued: SyncState = self
+    pub fn finish_job(&self, job: &Job, report: &str) -> Result<()> {
+        let requeued: Option<SyncState> = self
             .conn()
             .prepare_cached(&format!(
                 "UPDATE repositories SET
-                   events_done_through = MAX(events_done_through, ?2), full_sync_running = 0,
+                   events_done_through = MAX(events_done_through, ?2), full_sync_running = 0, claim_id = NULL,
                    retry_count = 0, retry_at = NULL, last_sync_failure = NULL, last_synced_at = {NOW},
+                   last_sync_report = ?5,
                    verification_state = CASE WHEN excluded = 1 THEN 'disabled'
                                              WHEN ?3 THEN 'pending' ELSE verification_state END,
                    sync_state = CASE WHEN full_sync_requested = 1
                                        OR EXISTS (SELECT 1 FROM events e WHERE e.repository = repositories.name AND e.id > ?2)
                                      THEN 'pending' ELSE 'synced' END
-                 WHERE id = ?1
+                 WHERE id = ?1 AND claim_id = ?4
                  RETURNING sync_state"
             ))?
-            .query_row(params![job.id, job.through, job.full], |r| r.get(0))?;
-        if requeued == SyncState::Pending {
-            self.work.ring();
+            .query_row(params![job.id, job.through, job.full, job.claim, report], |r| r.get(0))
+            .optional()?;
+        match requeued {
+            None => Err(claim_lost(job)),
+            Some(SyncState::Pending) => {
+                self.work.ring();
+                Ok(())
+            }
+            Some(_) => Ok(()),
         }
-        Ok(())
     }
 
     /// Records a failed job; the retry waits longer with every consecutive
@@ -193,24 +283,33 @@ impl Store {
             .prepare_cached("SELECT retry_count FROM repositories WHERE id = ?1")?
             .query_row([job.id], |r| r.get(0))?;
         let delay = retry_delay(count + 1, jitter());
-        conn.prepare_cached(
-            "UPDATE repositories SET sync_state = 'failed', retry_count = retry_count + 1, full_sync_running = 0,
-             retry_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?2), last_sync_failure = ?3,
-             full_sync_requested = MAX(full_sync_requested, ?4)
-             WHERE id = ?1",
-        )?
-        .execute(params![job.id, format!("+{} seconds", delay.as_secs()), failure, job.full])?;
+        let changed = conn
+            .prepare_cached(
+                "UPDATE repositories SET sync_state = 'failed', retry_count = retry_count + 1, full_sync_running = 0,
+                 retry_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?2), last_sync_failure = ?3,
+                 full_sync_requested = MAX(full_sync_requested, ?4), claim_id = NULL
+                 WHERE id = ?1 AND claim_id = ?5",
+            )?
+            .execute(params![job.id, format!("+{} seconds", delay.as_secs()), failure, job.full, job.claim])?;
+        if changed == 0 {
+            return Err(claim_lost(job));
+        }
         Ok(())
     }
 
     /// Gives an unfinished job back (shutdown), as if it had not started.
     pub fn release_job(&self, job: &Job) -> Result<()> {
-        self.conn()
+        let changed = self
+            .conn()
             .prepare_cached(
                 "UPDATE repositories SET sync_state = 'pending', full_sync_requested = MAX(full_sync_requested, ?2),
-                 full_sync_running = 0 WHERE id = ?1",
+                 full_sync_running = 0, claim_id = NULL WHERE id = ?1 AND claim_id = ?3",
             )?
-            .execute(params![job.id, job.full])?;
+            .execute(params![job.id, job.full, job.claim])?;
+        if changed == 0 {
+            return Err(claim_lost(job));
+        }
+        self.work.ring();
         Ok(())
     }
 
@@ -283,6 +382,10 @@ impl Store {
     }
 }
 
+fn claim_lost(job: &Job) -> Error {
+    Error::ClaimLost { repository: job.name.clone() }
+}
+
 /// Flips one repository to `started` and describes the job (inside the
 /// caller's transaction). The job covers every event stored so far.
 fn claim_row(tx: &rusqlite::Transaction, id: i64) -> Result<Job> {
@@ -290,13 +393,14 @@ fn claim_row(tx: &rusqlite::Transaction, id: i64) -> Result<Job> {
         .prepare_cached("SELECT name, full_sync_requested, events_done_through FROM repositories WHERE id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let through: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+    let claim = random_hex(8);
     tx.prepare_cached(&format!(
         "UPDATE repositories SET sync_state = 'started', full_sync_running = full_sync_requested,
-         full_sync_requested = 0, sync_started_at = {NOW}
+         full_sync_requested = 0, sync_priority = 0, sync_started_at = {NOW}, claim_id = ?2
          WHERE id = ?1"
     ))?
-    .execute([id])?;
-    Ok(Job { id, name, full, after, through })
+    .execute(params![id, claim])?;
+    Ok(Job { id, name, full, after, through, claim })
 }
 
 #[cfg(test)]
@@ -330,7 +434,7 @@ mod tests {
         assert_eq!(r.last_sync_failure.as_deref(), Some("boom again"));
         assert!(r.retry_at.is_some() && r.full_sync_requested);
         let job = store.claim_for_full_sync("g/app").unwrap();
-        store.finish_job(&job).unwrap();
+        store.finish_job(&job, "").unwrap();
         let r = store.repository("g/app").unwrap().unwrap();
         assert_eq!((r.sync_state, r.retry_count, r.retry_at), (SyncState::Synced, 0, None));
         assert!(r.last_synced_at.is_some() && !r.full_sync_requested);
@@ -347,13 +451,13 @@ mod tests {
         // An event arrives while a is syncing.
         store.record_events(&[push("a", "e2", "v2")], true).unwrap();
         assert!(store.claim_next().unwrap().is_none(), "still taken");
-        store.finish_job(&job).unwrap();
+        store.finish_job(&job, "").unwrap();
         let again = store.claim_next().unwrap().unwrap();
         assert_eq!((again.name.as_str(), again.full, again.after, again.through), ("a", false, 1, 2));
         let events = store.events_for(&again).unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].tag.as_deref(), Some("v2"));
-        store.finish_job(&again).unwrap();
+        store.finish_job(&again, "").unwrap();
         assert_eq!(store.repository("a").unwrap().unwrap().sync_state, SyncState::Synced);
     }
 
@@ -362,7 +466,7 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let job = store.claim_for_full_sync("a").unwrap();
         store.request_full_sync("a").unwrap();
-        store.finish_job(&job).unwrap();
+        store.finish_job(&job, "").unwrap();
         let r = store.repository("a").unwrap().unwrap();
         assert_eq!((r.sync_state, r.full_sync_requested), (SyncState::Pending, true));
         let job = store.claim_next().unwrap().unwrap();
@@ -389,7 +493,7 @@ mod tests {
         for name in ["old", "new"] {
             let job = store.claim_for_full_sync(name).unwrap();
             if name == "old" {
-                store.finish_job(&job).unwrap();
+                store.finish_job(&job, "").unwrap();
             }
         }
         assert_eq!(store.recover_started().unwrap(), 1);

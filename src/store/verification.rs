@@ -4,94 +4,140 @@
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::{Store, NOW};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::registry::token::random_hex;
 
 /// A repository claimed for verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
     pub id: i64,
     pub name: String,
+    /// Also read back every blob (`georeg verify --blobs`).
+    pub blobs: bool,
+    /// This claim's id: recording the outcome checks it is still ours.
+    pub claim: String,
 }
 
 impl Store {
-    /// Claims the repository whose verification is most overdue: pending
-    /// ones first, then those verified longest ago, once
+    /// Claims the repository whose verification is most due: those an
+    /// operator asked for first (`georeg verify` through the daemon), then
+    /// pending ones, then those verified longest ago, once
     /// `reverify_after_seconds` have passed. Only synced repositories that
-    /// no worker is syncing are verified, so a check never races a copy.
+    /// no worker is syncing are verified, so a check never races a copy
+    /// (one an operator asked for is verified whatever its sync state).
     pub fn claim_next_verification(&self, reverify_after_seconds: u64) -> Result<Option<Verification>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let found: Option<(i64, String)> = tx
+        let found: Option<(i64, String, i64)> = tx
             .prepare_cached(
-                "SELECT id, name FROM repositories
-                 WHERE sync_state = 'synced' AND excluded = 0
-                   AND (verification_state = 'pending'
-                        OR (verification_state = 'succeeded'
-                            AND verified_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1))
-                        -- could not run (a registry was down): try again later
-                        OR (verification_state = 'failed'
-                            AND verification_started_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-300 seconds')))
-                 ORDER BY verification_state <> 'pending', verified_at, id
+                "SELECT id, name, verification_requested FROM repositories
+                 WHERE sync_state <> 'started' AND verification_state <> 'started'
+                   AND (verification_requested > 0
+                        OR (sync_state = 'synced' AND excluded = 0
+                            AND (verification_state = 'pending'
+                                 OR (verification_state = 'succeeded'
+                                     AND verified_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1))
+                                 -- could not run (a registry was down): try again later
+                                 OR (verification_state = 'failed'
+                                     AND verification_started_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-300 seconds')))))
+                 ORDER BY verification_requested = 0, verification_state <> 'pending', verified_at, id
                  LIMIT 1",
             )?
-            .query_row([format!("-{reverify_after_seconds} seconds")], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row([format!("-{reverify_after_seconds} seconds")], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        let Some((id, name)) = found else { return Ok(None) };
-        tx.prepare_cached(&format!(
-            "UPDATE repositories SET verification_state = 'started', verification_started_at = {NOW} WHERE id = ?1"
-        ))?
-        .execute([id])?;
+        let Some((id, name, requested)) = found else { return Ok(None) };
+        let v = claim(&tx, id, name, requested == 2)?;
         tx.commit()?;
-        Ok(Some(Verification { id, name }))
+        Ok(Some(v))
     }
 
-    /// Claims one repository for verification in the foreground (`georeg verify`).
-    pub fn claim_verification(&self, name: &str) -> Result<Verification> {
+    /// Claims one repository for verification in the foreground (`georeg
+    /// verify`, holding the state file's lock).
+    pub fn claim_verification(&self, name: &str, blobs: bool) -> Result<Verification> {
         let id = self.ensure_repository(name)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let v = claim(&tx, id, name.to_string(), blobs)?;
+        tx.commit()?;
+        Ok(v)
+    }
+
+    /// Asks the daemon holding the state file to verify the repository
+    /// next (`georeg verify` while `georeg serve` runs).
+    pub fn request_verification(&self, name: &str, blobs: bool) -> Result<()> {
+        self.ensure_repository(name)?;
         self.conn()
-            .prepare_cached(&format!(
-                "UPDATE repositories SET verification_state = 'started', verification_started_at = {NOW} WHERE id = ?1"
-            ))?
-            .execute([id])?;
-        Ok(Verification { id, name: name.to_string() })
+            .prepare_cached(
+                "UPDATE repositories SET verification_requested = MAX(verification_requested, ?2),
+                 verification_state = CASE verification_state WHEN 'started' THEN 'started' ELSE 'pending' END
+                 WHERE name = ?1",
+            )?
+            .execute(params![name, if blobs { 2 } else { 1 }])?;
+        self.work.ring();
+        Ok(())
     }
 
     pub fn verification_succeeded(&self, v: &Verification, checksum: &str) -> Result<()> {
-        self.conn()
+        let changed = self
+            .conn()
             .prepare_cached(&format!(
                 "UPDATE repositories SET verification_state = 'succeeded', verified_at = {NOW},
-                 verification_checksum = ?2, verification_failure = NULL, verification_retry_count = 0
-                 WHERE id = ?1"
+                 verification_checksum = ?2, verification_failure = NULL, verification_retry_count = 0,
+                 verification_requested = 0, verification_claim_id = NULL
+                 WHERE id = ?1 AND verification_claim_id = ?3"
             ))?
-            .execute(params![v.id, checksum])?;
-        Ok(())
+            .execute(params![v.id, checksum, v.claim])?;
+        claimed(v, changed)
     }
 
     /// Records a mismatch (or an error while verifying) and queues a full
     /// sync, whose success queues the next verification.
     pub fn verification_failed(&self, v: &Verification, failure: &str, resync: bool) -> Result<()> {
-        self.conn()
+        let changed = self
+            .conn()
             .prepare_cached(
                 "UPDATE repositories SET verification_state = 'failed', verification_failure = ?2,
-                 verification_retry_count = verification_retry_count + 1,
+                 verification_retry_count = verification_retry_count + 1, verification_requested = 0,
+                 verification_claim_id = NULL,
                  full_sync_requested = MAX(full_sync_requested, ?3),
                  sync_state = CASE WHEN ?3 AND sync_state IN ('synced', 'failed') THEN 'pending' ELSE sync_state END
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND verification_claim_id = ?4",
             )?
-            .execute(params![v.id, failure, resync])?;
+            .execute(params![v.id, failure, resync, v.claim])?;
         if resync {
             self.work.ring();
         }
-        Ok(())
+        claimed(v, changed)
     }
 
     /// Hands a verification back untouched (shutdown).
     pub fn release_verification(&self, v: &Verification) -> Result<()> {
-        self.conn()
-            .prepare_cached("UPDATE repositories SET verification_state = 'pending' WHERE id = ?1")?
-            .execute([v.id])?;
-        Ok(())
+        let changed = self
+            .conn()
+            .prepare_cached(
+                "UPDATE repositories SET verification_state = 'pending', verification_claim_id = NULL
+                 WHERE id = ?1 AND verification_claim_id = ?2",
+            )?
+            .execute(params![v.id, v.claim])?;
+        claimed(v, changed)
     }
+}
+
+fn claim(tx: &rusqlite::Transaction, id: i64, name: String, blobs: bool) -> Result<Verification> {
+    let claim = random_hex(8);
+    tx.prepare_cached(&format!(
+        "UPDATE repositories SET verification_state = 'started', verification_started_at = {NOW},
+         verification_claim_id = ?2 WHERE id = ?1"
+    ))?
+    .execute(params![id, claim])?;
+    Ok(Verification { id, name, blobs, claim })
+}
+
+fn claimed(v: &Verification, changed: usize) -> Result<()> {
+    if changed == 0 {
+        return Err(Error::ClaimLost { repository: v.name.clone() });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -104,7 +150,7 @@ mod tests {
         store.add_repositories(&["a".into(), "b".into()]).unwrap();
         assert!(store.claim_next_verification(3600).unwrap().is_none(), "nothing synced yet");
         let job = store.claim_next().unwrap().unwrap();
-        store.finish_job(&job).unwrap();
+        store.finish_job(&job, "").unwrap();
         let v = store.claim_next_verification(3600).unwrap().unwrap();
         assert_eq!(v.name, job.name);
         // A sync claim skips a repository under verification.
@@ -121,7 +167,7 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         store.add_repositories(&["a".into()]).unwrap();
         let job = store.claim_next().unwrap().unwrap();
-        store.finish_job(&job).unwrap();
+        store.finish_job(&job, "").unwrap();
         let v = store.claim_next_verification(3600).unwrap().unwrap();
         store.verification_succeeded(&v, "sha256:x").unwrap();
         assert!(store.claim_next_verification(3600).unwrap().is_none());

@@ -9,5 +9,6 @@ mod check;
 mod dashboard;
 mod demo;
 mod events;
+mod ownership;
 mod sync;
 mod tls;

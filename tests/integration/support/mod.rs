@@ -417,6 +417,31 @@ workers = 2
         Run::from(out)
     }
 
+    /// Starts a georeg command without waiting for it; its output goes to
+    /// `NAME.out` and `NAME.err` in the test's directory.
+    pub fn spawn(&self, name: &str, args: &[&str]) -> std::process::Child {
+        let out = std::fs::File::create(self.path(&format!("{name}.out"))).unwrap();
+        let err = std::fs::File::create(self.path(&format!("{name}.err"))).unwrap();
+        Command::new(georeg_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start georeg")
+    }
+
+    /// Repositories left `started`: claimed by a process.
+    pub fn started_rows(&self) -> Vec<String> {
+        let conn = self.state();
+        let mut stmt = conn.prepare("SELECT name FROM repositories WHERE sync_state = 'started'").unwrap();
+        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
     /// Asserts what the user cares about: every tag of the primary exists on
     /// the secondary with the same digest, the secondary has no extra tag,
     /// and each manifest's bytes are identical.

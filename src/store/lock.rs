@@ -1,0 +1,135 @@
+//! One owner per state file: an exclusive lock on a file beside it
+//! (`state.sqlite3.lock`), taken before any row is claimed and held for
+//! the life of the process, as cargo locks its package cache. The kernel
+//! drops the lock when the process ends, however it ends, so a kill -9
+//! leaves nothing to clean up: the next owner recovers the rows the dead
+//! one left `started`.
+//!
+//! The lock file also says who holds it (`PID COMMAND`), so that a second
+//! `georeg serve` can name the running one, and `georeg sync` can hand its
+//! work to it.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The held lock; dropping it (or ending the process) releases it.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+    path: PathBuf,
+}
+
+/// Who holds the lock, as its file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: Option<u32>,
+    /// The georeg command that holds it (`serve`, `sync`...).
+    pub command: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pid {
+            Some(pid) => write!(f, "georeg {} (PID {pid})", self.command),
+            None => write!(f, "another georeg process"),
+        }
+    }
+}
+
+/// The lock file of a state file.
+pub fn path_for(state_file: &Path) -> PathBuf {
+    let mut path = state_file.as_os_str().to_owned();
+    path.push(".lock");
+    PathBuf::from(path)
+}
+
+impl Lock {
+    /// Takes the lock for `command`, or says who holds it.
+    pub fn try_acquire(state_file: &Path, command: &str) -> Result<std::result::Result<Lock, Holder>> {
+        let path = path_for(state_file);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
+        }
+        let io = |e| Error::Io { path: path.clone(), source: e };
+        // Read-only is enough to lock: a lock file root created stays
+        // usable by the service's user.
+        let mut file = match OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => File::open(&path).map_err(io)?,
+            Err(e) => return Err(io(e)),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Ok(Err(holder(&mut file))),
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        // Best effort: a read-only lock file cannot name its holder.
+        let _ = file.set_len(0).and_then(|()| {
+            file.rewind()?;
+            writeln!(file, "{} {command}", std::process::id())?;
+            file.flush()
+        });
+        Ok(Ok(Lock { _file: file, path }))
+    }
+
+    /// Takes the lock, or fails naming who holds it (exit code 2).
+    pub fn acquire(state_file: &Path, command: &str) -> Result<Lock> {
+        Lock::try_acquire(state_file, command)?.map_err(|holder| Error::InUse {
+            state_file: state_file.to_path_buf(),
+            holder: holder.to_string(),
+            hint: "stop that one first; `georeg sync`, `backfill` and `verify` hand their work to a running \
+                   `georeg serve`"
+                .into(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Who holds the lock of `state_file` right now, if anyone.
+pub fn holder(file: &mut File) -> Holder {
+    let mut text = String::new();
+    let _ = file.rewind().and_then(|_| file.take(200).read_to_string(&mut text));
+    let mut words = text.split_whitespace();
+    let pid = words.next().and_then(|p| p.parse().ok());
+    let command = words.next().unwrap_or("").to_string();
+    Holder { pid, command }
+}
+
+/// Who holds the lock of `state_file`, without taking it: `None` when no
+/// process does.
+pub fn current_holder(state_file: &Path) -> Option<Holder> {
+    let mut file = File::open(path_for(state_file)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(_) => Some(holder(&mut file)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_at_a_time_and_it_is_named() {
+        let dir = std::env::temp_dir().join(format!("georeg-lock-{}", crate::registry::token::random_hex(8)));
+        let state = dir.join("state.sqlite3");
+        let lock = Lock::try_acquire(&state, "serve").unwrap().unwrap();
+        let held = Lock::try_acquire(&state, "sync").unwrap().unwrap_err();
+        assert_eq!(held, Holder { pid: Some(std::process::id()), command: "serve".into() });
+        assert_eq!(current_holder(&state), Some(held.clone()));
+        let e = Lock::acquire(&state, "serve").unwrap_err().to_string();
+        assert!(e.contains(&format!("PID {}", std::process::id())) && e.contains("georeg serve"), "{e}");
+        drop(lock);
+        assert_eq!(current_holder(&state), None);
+        let again = Lock::try_acquire(&state, "backfill").unwrap().unwrap();
+        assert_eq!(again.path(), path_for(&state));
+        drop(again);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -95,8 +95,22 @@ pub fn run(config_path: &Path) -> ExitCode {
     let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
     let tokens = || TokenCache::new(signer.clone(), &config.registry.service, ttl);
 
-    let local = Target::new(&config.registry.url, agent.clone(), tokens());
-    check_local(&mut report, &config, &signer, &local);
+    match config.role {
+        Role::Secondary => {
+            check_local(&mut report, &signer, &Target::new(&config.registry.url, agent.clone(), tokens()))
+        }
+        // georeg never writes to the primary registry, not even to check it.
+        Role::Primary => {
+            let what = format!("this node's registry {}", config.registry.url);
+            let local = Client::read_only(&config.registry.url, agent.clone(), tokens());
+            match local.ping().and_then(|()| local.catalog_page(1)) {
+                Ok(_) => {
+                    report.ok(&what, "accepts georeg's pull-only and catalog tokens (a primary's is never written to)")
+                }
+                Err(e) => report.fail(&what, &e.to_string(), &registry_hint(&e, &signer, "registry.url")),
+            }
+        }
+    }
     if config.role == Role::Secondary {
         if let Some(url) = &config.replication.primary_api_url {
             check_primary(&mut report, &signer, &Client::read_only(url, agent.clone(), tokens()));
@@ -185,9 +199,9 @@ fn registry_hint(e: &Error, signer: &Signer, url_key: &str) -> String {
     }
 }
 
-/// This node's registry: `/v2/` with a signed token, then a push: an
-/// upload opened in a throwaway repository and cancelled at once.
-fn check_local(report: &mut Report, config: &Config, signer: &Signer, local: &Target) {
+/// A secondary's own registry: `/v2/` with a signed token, then a push:
+/// an upload opened in a throwaway repository and cancelled at once.
+fn check_local(report: &mut Report, signer: &Signer, local: &Target) {
     let what = format!("this node's registry {}", local.url());
     if let Err(e) = local.ping() {
         report.fail(&what, &e.to_string(), &registry_hint(&e, signer, "registry.url"));
@@ -198,23 +212,19 @@ fn check_local(report: &mut Report, config: &Config, signer: &Signer, local: &Ta
             log::warn!("the check's upload in {THROWAWAY_REPOSITORY} was not cancelled: {e}; the registry purges it");
         }
     });
-    match (upload, config.role) {
-        (Ok(()), _) => report.ok(
+    match upload {
+        Ok(()) => report.ok(
             &what,
             &format!(
                 "accepts georeg's tokens, push included (an upload to {THROWAWAY_REPOSITORY} opened and cancelled)"
             ),
         ),
-        (Err(e), Role::Secondary) => {
+        Err(e) => {
             let mut hint = registry_hint(&e, signer, "registry.url");
             if hint.is_empty() {
                 hint = "georeg must push here: is the registry read-only (storage.maintenance.readonly)?".into();
             }
             report.fail(&what, &format!("/v2/ answers, but a push is refused: {e}"), &hint)
-        }
-        // A primary only reads its own registry (nothing is ever pushed there).
-        (Err(e), Role::Primary) => {
-            report.ok(&what, &format!("accepts georeg's tokens (push refused, not needed: {e})"))
         }
     }
 }

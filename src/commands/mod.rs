@@ -99,6 +99,7 @@ impl Node {
             &config.registry.issuer,
         )?);
         let store = Store::open(&config.state_file)?;
+        store.set_selection(config.replication.selection());
         let tls =
             crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
         let agent = registry::agent(tls);

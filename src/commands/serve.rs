@@ -27,6 +27,13 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub fn run(node: Node, _lock: Lock) -> Result<()> {
     node.shutdown.on_signals()?;
     super::owner::recover(&node)?;
+    // Selective sync may have changed since the last start: rows already
+    // known follow the configuration in force now.
+    let selection = node.config.replication.selection();
+    let excluded = node.store.apply_selection(|name| selection.includes(name))?;
+    if excluded > 0 {
+        log::info!("{excluded} known repositories are left out by selective sync (replication.include/exclude)");
+    }
     let listen = &node.config.listen;
     let listener = https::bind(&node.config)?;
     let scheme = listener.scheme();

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::replication::selective::Selection;
+use selective::Selection;
 
+pub mod selective;
 mod validate;
 
 pub const DEFAULT_PATH: &str = "/etc/georeg/georeg.toml";
@@ -419,5 +420,25 @@ workers = 2
             .replace("role = \"secondary\"", "role = \"primary\"")
             .replace("primary_api_url = \"http://primary.example.com:5000/\"", "");
         assert!(parse(&dir, &primary).is_ok());
+    }
+
+    #[test]
+    fn a_secondary_notified_directly_needs_the_secret() {
+        let dir = write_dir("Abc");
+        let e = err(&dir, &GOOD.replace("secret_file = \"secret\"", ""));
+        assert!(e.contains("notifications.secret_file") && e.contains("notifies directly"), "{e}");
+        // Following a primary georeg, it receives no notification.
+        let follow = GOOD
+            .replace("secret_file = \"secret\"", "")
+            .replace("workers = 2", "workers = 2\nprimary_node_url = \"http://primary.example.com:5050\"");
+        assert!(parse(&dir, &follow).is_ok());
+    }
+
+    #[test]
+    fn the_primary_registry_cannot_be_this_nodes_own() {
+        let dir = write_dir("Abc");
+        let swapped = GOOD.replace("http://primary.example.com:5000/", "http://127.0.0.1:5000");
+        let e = err(&dir, &swapped);
+        assert!(e.contains("replication.primary_api_url") && e.contains("registry.url"), "{e}");
     }
 }

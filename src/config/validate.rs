@@ -2,9 +2,9 @@
 //! range, every file it names present and readable, every URL an http(s)
 //! URL, and the combinations a role needs. Each failure names the key.
 
+use super::selective;
 use super::{Config, Role};
 use crate::error::Result;
-use crate::replication::selective;
 
 impl Config {
     pub(super) fn validate(&mut self) -> Result<()> {
@@ -80,13 +80,39 @@ impl Config {
                 "is required on a secondary with replication enabled: the primary registry's URL",
             ));
         }
-        // Who receives the registry's notifications needs the secret.
-        let receives = self.role == Role::Primary || self.replication.primary_node_url.is_none();
-        if receives && self.notifications.secret.is_none() && self.role == Role::Primary {
-            return Err(self.bad(
-                "notifications.secret_file",
-                "is required on a primary: the registry's notifications must be authenticated",
-            ));
+        // Who receives the registry's notifications needs the secret:
+        // without it every notification is refused, and the registry
+        // retries the first one forever, blocking its whole queue.
+        if self.notifications.secret.is_none() {
+            if self.role == Role::Primary {
+                return Err(self.bad(
+                    "notifications.secret_file",
+                    "is required on a primary: the registry's notifications must be authenticated",
+                ));
+            }
+            if self.replication.primary_node_url.is_none() {
+                return Err(self.bad(
+                    "notifications.secret_file",
+                    "is required on a secondary that the primary registry notifies directly (no \
+                     replication.primary_node_url): set it to the secret in the registry's notification \
+                     Authorization header, or set replication.primary_node_url to follow a primary georeg",
+                ));
+            }
+        }
+        // Pull-only tokens for the primary, push tokens for this node's own
+        // registry: the same registry in both places would copy into the
+        // primary with tokens it trusts.
+        if let Some(primary) = &self.replication.primary_api_url {
+            if same_registry(primary, &self.registry.url) {
+                return Err(self.bad(
+                    "replication.primary_api_url",
+                    format!(
+                        "names the same registry as registry.url ({}): registry.url is this node's own registry, \
+                         which georeg writes to; replication.primary_api_url is the primary's, which it only reads",
+                        self.registry.url
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -140,5 +166,38 @@ impl Config {
             Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(trimmed.to_string()),
             _ => Err(self.bad(key, format!("{url:?} is not an http:// or https:// URL"))),
         }
+    }
+}
+
+/// Whether two registry URLs name the same registry (scheme and host
+/// case-insensitive, default ports implied, trailing slashes ignored).
+fn same_registry(a: &str, b: &str) -> bool {
+    let norm = |u: &str| {
+        let u = u.trim_end_matches('/').to_ascii_lowercase();
+        let (scheme, rest) = u.split_once("://").unwrap_or(("http", &u));
+        let (host, path) = rest
+            .split_once('/')
+            .map(|(h, p)| (h.to_string(), p.to_string()))
+            .unwrap_or((rest.to_string(), String::new()));
+        let host = match (scheme, host.rsplit_once(':')) {
+            (_, Some((h, port))) if port.chars().all(|c| c.is_ascii_digit()) => format!("{h}:{port}"),
+            ("https", _) => format!("{host}:443"),
+            _ => format!("{host}:80"),
+        };
+        (scheme.to_string(), host, path)
+    };
+    norm(a) == norm(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_registry;
+
+    #[test]
+    fn one_registry_under_two_spellings_is_the_same() {
+        assert!(same_registry("http://Registry.example:5000/", "http://registry.example:5000"));
+        assert!(same_registry("https://r.example", "https://r.example:443/"));
+        assert!(!same_registry("http://r.example:5000", "http://r.example:5001"));
+        assert!(!same_registry("http://a.example", "http://b.example"));
     }
 }

@@ -185,6 +185,7 @@ impl Client {
         }
         let resp = expect(resp, "GET", &url, &[200])?;
         let content_type = resp.header("Content-Type").map(str::to_string);
+        let named = resp.header("Docker-Content-Digest").and_then(|d| Digest::parse(d).ok());
         let mut bytes = Vec::new();
         resp.into_reader()
             .take(manifest::MAX_MANIFEST_BYTES + 1)
@@ -202,7 +203,23 @@ impl Client {
                 }
                 expected
             }
-            Err(_) => Digest::sha256_of(&bytes),
+            // By tag: the registry names the digest of what it stores, and
+            // bytes damaged in its storage do not hash to it.
+            Err(_) => match named {
+                Some(named) => {
+                    let got = named.recompute(&bytes);
+                    if got != named {
+                        return Err(bad(format!(
+                            "from {} did not match its digest: the registry names {named}, the bytes read hash to \
+                             {got}; nothing was pushed (the manifest is damaged in that registry's storage: push \
+                             the image there again)",
+                            self.base
+                        )));
+                    }
+                    named
+                }
+                None => Digest::sha256_of(&bytes),
+            },
         };
         Ok(Some(Manifest { media_type: manifest::media_type(content_type.as_deref(), &bytes), bytes, digest }))
     }

@@ -122,6 +122,20 @@ impl Target {
         Ok(())
     }
 
+    /// Whether the registry deletes manifests at all (distribution's
+    /// `storage.delete.enabled`), asked by deleting one that cannot exist:
+    /// 405 when deletes are off, 404 when they are on. Asked before any
+    /// change that only a delete can complete.
+    pub fn deletes_enabled(&self, repo: &str) -> Result<bool> {
+        let url = format!("{}/v2/{repo}/manifests/sha256:{}", self.base, "0".repeat(64));
+        let resp = self.send("DELETE", &url, &[Scope::repository(repo, DELETE)], &[], Body::Empty)?;
+        match resp.status() {
+            405 => Ok(false),
+            200 | 202 | 404 => Ok(true),
+            _ => Err(registry_error(resp, "DELETE", &url)),
+        }
+    }
+
     /// Deletes a tag by name where the registry supports it (distribution
     /// v3, GitLab). Returns false when it does not: distribution 2.8 answers
     /// 400 DIGEST_INVALID because it can only delete by digest.

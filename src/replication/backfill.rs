@@ -13,7 +13,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Replicator, Selection};
+use super::Replicator;
+use crate::config::selective::Selection;
 use crate::error::Result;
 use crate::registry;
 

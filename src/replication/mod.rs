@@ -2,9 +2,10 @@
 //! primary holds. `copy` and `blobs` are the copy engine for one
 //! repository; `worker` claims repositories from the state file and runs
 //! it; `backfill` scans the primary's catalog for what events missed;
-//! `verify` proves a repository matches; `selective` decides which
-//! repositories are replicated; `cursor` reads the primary georeg's event
-//! log into the state file; `pool` runs all of it on named threads.
+//! `verify` proves a repository matches; `cursor` reads the primary
+//! georeg's event log into the state file; `pool` runs all of it on named
+//! threads. Which repositories are replicated at all is the
+//! configuration's (`config::selective`).
 //!
 //! Replication never talks to the HTTP server: events arrive as rows in the
 //! state file, and progress leaves as rows and counters.
@@ -14,7 +15,6 @@ mod blobs;
 pub mod copy;
 pub mod cursor;
 pub mod pool;
-pub mod selective;
 pub mod verify;
 pub mod worker;
 
@@ -22,8 +22,6 @@ use crate::health::Stats;
 use crate::registry::{Client, Target};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
-
-pub use selective::Selection;
 
 /// What replicating needs: the primary registry (read-only), the secondary
 /// registry, the state file, the live counters and the stop request.

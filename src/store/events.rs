@@ -7,6 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use super::{Job, Store, NOW};
+use crate::config::selective::Selection;
 use crate::error::{Error, Result};
 use crate::registry::{valid_repository, valid_tag, Digest};
 
@@ -125,7 +126,7 @@ impl Store {
             }
             std::mem::take(&mut batch.queued)
         };
-        let outcomes = commit_batch(&mut conn, &queued);
+        let outcomes = commit_batch(&mut conn, &queued, &self.selection());
         let mut mine = Err(format!("notification batch lost request {ticket}"));
         let (mut stored, mut scheduled) = (0, false);
         {
@@ -186,7 +187,7 @@ impl Store {
         {
             let mut conn = self.conn();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            inserted = insert_rows(&tx, events, schedule)?;
+            inserted = insert_rows(&tx, events, schedule.then_some(&self.selection()))?;
             if let Some((through, primary_last)) = cursor {
                 tx.prepare_cached(&format!(
                     "UPDATE cursor SET last_event_id = MAX(last_event_id, ?1),
@@ -268,9 +269,16 @@ impl Store {
     }
 }
 
-/// Inserts events, each event id once, and with `schedule` marks their
-/// repositories for sync; returns how many were new.
-fn insert_rows(conn: &Connection, events: &[(&NewEvent, Option<i64>)], schedule: bool) -> rusqlite::Result<usize> {
+/// Inserts events, each event id once, and with `schedule` (the selective
+/// sync in force) marks their repositories for sync; a repository first
+/// seen here that selective sync leaves out is recorded excluded, so an
+/// event never copies what the configuration says not to. Returns how
+/// many events were new.
+fn insert_rows(
+    conn: &Connection,
+    events: &[(&NewEvent, Option<i64>)],
+    schedule: Option<&Selection>,
+) -> rusqlite::Result<usize> {
     let mut inserted = 0;
     for (e, primary_id) in events {
         let n = conn
@@ -280,12 +288,15 @@ fn insert_rows(conn: &Connection, events: &[(&NewEvent, Option<i64>)], schedule:
             )?
             .execute(params![e.event_id, e.repository, e.action, e.tag, e.digest, e.media_type, primary_id])?;
         inserted += n;
-        if n == 1 && schedule {
-            conn.prepare_cached("INSERT INTO repositories (name) VALUES (?1) ON CONFLICT (name) DO NOTHING")?
-                .execute([&e.repository])?;
+        if let Some(selection) = schedule.filter(|_| n == 1) {
+            conn.prepare_cached(
+                "INSERT INTO repositories (name, excluded, verification_state)
+                 VALUES (?1, ?2, CASE WHEN ?2 THEN 'disabled' ELSE 'pending' END) ON CONFLICT (name) DO NOTHING",
+            )?
+            .execute(params![e.repository, !selection.includes(&e.repository)])?;
             conn.prepare_cached(
                 "UPDATE repositories SET sync_state = 'pending'
-                 WHERE name = ?1 AND sync_state IN ('synced', 'failed')",
+                 WHERE name = ?1 AND sync_state IN ('synced', 'failed') AND excluded = 0",
             )?
             .execute([&e.repository])?;
         }
@@ -295,14 +306,18 @@ fn insert_rows(conn: &Connection, events: &[(&NewEvent, Option<i64>)], schedule:
 
 /// Commits queued notifications in one transaction, each request in its
 /// own savepoint; returns each request's outcome, in order.
-fn commit_batch(conn: &mut Connection, queued: &[Queued]) -> Vec<std::result::Result<usize, String>> {
+fn commit_batch(
+    conn: &mut Connection,
+    queued: &[Queued],
+    selection: &Selection,
+) -> Vec<std::result::Result<usize, String>> {
     let run = |conn: &mut Connection| -> rusqlite::Result<Vec<std::result::Result<usize, String>>> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(queued.len());
         for q in queued {
             let savepoint = tx.savepoint()?;
             let rows: Vec<(&NewEvent, Option<i64>)> = q.events.iter().map(|e| (e, None)).collect();
-            match insert_rows(&savepoint, &rows, q.schedule) {
+            match insert_rows(&savepoint, &rows, q.schedule.then_some(selection)) {
                 Ok(n) => {
                     savepoint.commit()?;
                     outcomes.push(Ok(n));

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+use crate::config::selective::Selection;
 use crate::error::{Error, Result};
 
 pub use events::{Event, NewEvent};
@@ -55,6 +56,8 @@ pub struct Store {
     pub work: Bell,
     /// Rung when events were appended (wakes long polls of the log).
     pub log: Bell,
+    /// Selective sync, applied to repositories events make known.
+    selection: Mutex<Selection>,
 }
 
 impl Store {
@@ -86,13 +89,29 @@ impl Store {
         };
         setup().map_err(|e| e.to_string())?;
         migrate(&mut conn)?;
-        Ok(Store { conn: Mutex::new(conn), batch: Mutex::default(), work: Bell::default(), log: Bell::default() })
+        Ok(Store {
+            conn: Mutex::new(conn),
+            batch: Mutex::default(),
+            work: Bell::default(),
+            log: Bell::default(),
+            selection: Mutex::default(),
+        })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // Statements are atomic, so a panic while holding the lock leaves no
         // half-written state behind and a poisoned lock is safe to reuse.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the selective sync that repositories first seen in events get
+    /// (everything, until this is called).
+    pub fn set_selection(&self, selection: Selection) {
+        *self.selection.lock().unwrap_or_else(|p| p.into_inner()) = selection;
+    }
+
+    fn selection(&self) -> Selection {
+        self.selection.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The schema version of the open file.

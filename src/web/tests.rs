@@ -39,7 +39,7 @@ impl Fixture {
         let text = format!(
             "node_name = \"n\"\nrole = \"{role}\"\n[registry]\nurl = \"http://127.0.0.1:1\"\n\
              key_file = \"test-key-pkcs1.pem\"\n[notifications]\nsecret = \"{SECRET}\"\n\
-             [replication]\nprimary_api_url = \"http://127.0.0.1:1\"\n"
+             [replication]\nprimary_api_url = \"http://127.0.0.2:1\"\n"
         );
         let mut config = Config::parse(&data.join("route-test.toml"), &text).unwrap();
         config.admin_token = Some(ADMIN.into());

@@ -12,3 +12,4 @@ mod events;
 mod ownership;
 mod sync;
 mod tls;
+mod trust;

@@ -191,6 +191,16 @@ auth:
         self.run();
     }
 
+    /// Restarts it with `storage.delete.enabled` set to `enabled`.
+    pub fn set_deletes(&mut self, enabled: bool) {
+        let yaml = std::fs::read_to_string(&self.config).unwrap();
+        let (from, to) = if enabled { ("false", "true") } else { ("true", "false") };
+        let yaml =
+            yaml.replace(&format!("  delete:\n    enabled: {from}\n"), &format!("  delete:\n    enabled: {to}\n"));
+        std::fs::write(&self.config, yaml).unwrap();
+        self.restart();
+    }
+
     /// The file holding a blob in the filesystem storage driver.
     pub fn blob_data_path(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");

@@ -164,3 +164,21 @@ ALTER TABLE repositories ADD COLUMN verification_requested INTEGER NOT NULL DEFA
 -- What the last successful sync did ("2 tags copied, 0 unchanged, ..."),
 -- so that a command following the daemon's work can say it.
 ALTER TABLE repositories ADD COLUMN last_sync_report TEXT;
+
+-- @version 4
+
+-- The event log's identity, made with the state file: a secondary that
+-- finds another epoch on the primary is reading a different log (a rebuilt
+-- or restored primary state file), whose ids say nothing about its own.
+CREATE TABLE log_epoch (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch TEXT NOT NULL
+);
+INSERT INTO log_epoch (id, epoch) VALUES (1, lower(hex(randomblob(16))));
+-- The epoch of the primary's log the cursor's ids belong to (NULL: none
+-- read yet), and the last time the secondary found it could not trust its
+-- place in that log (events pruned before it read them, another epoch, a
+-- log behind the cursor): when, and what it did about it.
+ALTER TABLE cursor ADD COLUMN primary_epoch TEXT;
+ALTER TABLE cursor ADD COLUMN gap_detected_at TEXT;
+ALTER TABLE cursor ADD COLUMN gap_message TEXT;

@@ -4,12 +4,14 @@
 #
 #   packaging/build-deb.sh [OUTDIR]      (default: target/debian)
 #
-# VERSION is Cargo.toml's, ARCH is `dpkg --print-architecture`. Prints the
-# path of the package on its last line.
+# VERSION is Cargo.toml's (or $GEOREG_DEB_VERSION, which the package test
+# uses to build an older version to upgrade from), ARCH is
+# `dpkg --print-architecture`. Prints the path of the package on its last
+# line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+version=${GEOREG_DEB_VERSION:-$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)}
 arch=$(dpkg --print-architecture)
 out=$(mkdir -p "${1:-target/debian}" && cd "${1:-target/debian}" && pwd)
 if ! head -n 1 packaging/changelog | grep -q "^georeg ($version)"; then

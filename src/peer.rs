@@ -32,6 +32,13 @@ pub struct Page {
     pub events: Vec<Event>,
     /// The newest id in the primary's log, whatever the page holds.
     pub last_event_id: i64,
+    /// The oldest id the primary still stores: a cursor below it has
+    /// missed events the primary pruned.
+    #[serde(default)]
+    pub oldest_event_id: i64,
+    /// The log's identity: another epoch is another log.
+    #[serde(default)]
+    pub epoch: String,
 }
 
 /// A short-lived token proving to another georeg node that `node_name`

@@ -130,10 +130,13 @@ fn wait_or_exit(handles: &[ScopedJoinHandle<'_, ()>]) {
 }
 
 /// Keeps the event log from growing forever: events older than
-/// `event_retention_days` go (on a secondary, only once applied).
+/// `event_retention_days` go, on a secondary once applied, on a primary
+/// once every secondary reporting in has read them (and past
+/// `event_retention_max_days` regardless).
 fn prune_events(node: &Node) {
     let days = node.config.event_retention_days;
-    match node.store.prune_events(days, node.config.role == Role::Secondary) {
+    let max_days = node.config.event_retention_max_days;
+    match node.store.prune_events(days, max_days, node.config.role == Role::Secondary) {
         Ok(0) => {}
         Ok(n) => log::info!("pruned {n} events older than {days} days from the state file"),
         Err(e) => log::warn!("cannot prune old events: {e}"),

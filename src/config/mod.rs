@@ -51,6 +51,10 @@ pub struct Config {
     /// backfill and verification instead of the event log.
     #[serde(default = "default_event_retention_days")]
     pub event_retention_days: u64,
+    /// On a primary: events older than this are pruned even when a
+    /// secondary that reported recently has not read them yet.
+    #[serde(default = "default_event_retention_max_days")]
+    pub event_retention_max_days: u64,
     /// The admin credential, read from `admin_token_file`.
     #[serde(skip)]
     pub admin_token: Option<String>,
@@ -173,6 +177,10 @@ fn default_backfill_interval() -> u64 {
 fn default_reverification_interval() -> u64 {
     7 * 24 * 3600
 }
+fn default_event_retention_max_days() -> u64 {
+    90
+}
+
 fn default_event_retention_days() -> u64 {
     30
 }

@@ -57,6 +57,12 @@ impl Config {
         if self.event_retention_days == 0 {
             return Err(self.bad("event_retention_days", "must be at least 1"));
         }
+        if self.event_retention_max_days < self.event_retention_days {
+            return Err(self.bad(
+                "event_retention_max_days",
+                format!("must be at least event_retention_days ({})", self.event_retention_days),
+            ));
+        }
         if self.replication.report_interval_seconds == 0 {
             return Err(self.bad("replication.report_interval_seconds", "must be at least 1"));
         }

@@ -57,6 +57,10 @@ pub struct EventsStatus {
     pub cursor_updated_at: Option<String>,
     #[serde(default)]
     pub cursor_error: Option<String>,
+    /// Secondary: the last time the cursor lost its place in the primary's
+    /// log (events pruned unread, another log), and what was done.
+    #[serde(default)]
+    pub cursor_gap: Option<String>,
     /// Events in the state file.
     #[serde(default)]
     pub stored: i64,
@@ -101,6 +105,12 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
         lag_seconds: if primary { 0 } else { store.lag_seconds()? },
         cursor_updated_at: cursor.updated_at.clone(),
         cursor_error: cursor.last_error.clone().filter(|_| following),
+        cursor_gap: match (&cursor.gap_detected_at, &cursor.gap_message) {
+            (Some(at), Some(message)) => {
+                Some(format!("{at}: {message}; every repository was queued for a full comparison"))
+            }
+            _ => None,
+        },
         stored: store.event_count()?,
         per_minute: store.events_since(600)? as f64 / 10.0,
     };
@@ -207,6 +217,9 @@ pub fn text(s: &Status) -> String {
             s.events.cursor_last_event_id.unwrap_or(0),
             s.events.lag_seconds
         ));
+        if let Some(gap) = &s.events.cursor_gap {
+            out.push_str(&format!("event log: lost its place at {gap}\n"));
+        }
         if let Some(o) = &s.oldest_unsynced {
             out.push_str(&format!("oldest unsynced: {} (since {})\n", o.repository, o.since));
         }

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::health::Stats;
-use crate::peer::PrimaryNode;
+use crate::peer::{Page, PrimaryNode};
 use crate::shutdown::Shutdown;
-use crate::store::{Event, Store};
+use crate::store::{Cursor, Event, Store};
 
 const PAGE: usize = 500;
 /// Long-poll length: short enough that shutdown is never held up long.
@@ -49,8 +49,17 @@ pub fn run(primary: &PrimaryNode, store: &Store, stats: &Stats, shutdown: &Shutd
 
 /// One long poll; true when the page was full (more is waiting).
 fn poll(primary: &PrimaryNode, store: &Store, stats: &Stats) -> Result<bool, String> {
-    let after = store.cursor().map_err(|e| e.to_string())?.last_event_id;
+    let cursor = store.cursor().map_err(|e| e.to_string())?;
+    let after = cursor.last_event_id;
     let page = primary.events(after, PAGE, WAIT)?;
+    if let Some((message, restart_after)) = lost_place(&cursor, &page) {
+        let queued = store.cursor_lost_place(&message, restart_after, &page.epoch).map_err(|e| e.to_string())?;
+        log::warn!(
+            "{message}: every repository ({queued}) is queued for a full comparison with the primary, which repairs \
+             whatever those events would have"
+        );
+        return Ok(true);
+    }
     let through = page.events.last().map(|e| e.id).unwrap_or(after);
     let valid: Vec<Event> = page
         .events
@@ -64,10 +73,81 @@ fn poll(primary: &PrimaryNode, store: &Store, stats: &Stats) -> Result<bool, Str
         })
         .cloned()
         .collect();
-    let stored = store.record_followed(&valid, through, page.last_event_id).map_err(|e| e.to_string())?;
+    let stored = store.record_followed(&valid, through, page.last_event_id, &page.epoch).map_err(|e| e.to_string())?;
     if stored > 0 {
         stats.events_received.fetch_add(stored as u64, Ordering::Relaxed);
         log::info!("stored {stored} event(s) from the primary's log (through id {through})");
     }
     Ok(page.events.len() >= PAGE)
+}
+
+/// Whether the cursor can still trust its place in the primary's log; if
+/// not, why, and where to read from in the log the page came from.
+fn lost_place(cursor: &Cursor, page: &Page) -> Option<(String, i64)> {
+    let after = cursor.last_event_id;
+    match cursor.primary_epoch.as_deref() {
+        // A primary that does not say (an older georeg): nothing to check.
+        _ if page.epoch.is_empty() => None,
+        Some(known) if known != page.epoch => Some((
+            format!(
+                "the primary's event log is another one than before (epoch {} instead of {known}: its state file \
+                 was rebuilt or restored); reading it from its start",
+                page.epoch
+            ),
+            0,
+        )),
+        _ if after > page.last_event_id => Some((
+            format!(
+                "the primary's event log ends at id {} but this secondary had read up to {after} (its state file \
+                 was restored from an older copy); reading it from there",
+                page.last_event_id
+            ),
+            page.last_event_id,
+        )),
+        _ if page.oldest_event_id > after + 1 => Some((
+            format!(
+                "events {} to {} were pruned from the primary's log before this secondary read them",
+                after + 1,
+                page.oldest_event_id - 1
+            ),
+            page.oldest_event_id - 1,
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursor(after: i64, epoch: Option<&str>) -> Cursor {
+        Cursor {
+            last_event_id: after,
+            primary_last_event_id: 0,
+            updated_at: None,
+            last_error: None,
+            primary_epoch: epoch.map(String::from),
+            gap_detected_at: None,
+            gap_message: None,
+        }
+    }
+
+    fn page(oldest: i64, last: i64, epoch: &str) -> Page {
+        Page { events: vec![], last_event_id: last, oldest_event_id: oldest, epoch: epoch.into() }
+    }
+
+    #[test]
+    fn a_cursor_knows_when_it_cannot_trust_its_place() {
+        assert_eq!(lost_place(&cursor(10, Some("a")), &page(1, 20, "a")), None);
+        assert_eq!(lost_place(&cursor(0, None), &page(1, 20, "a")), None, "a new secondary reads from the start");
+        assert_eq!(lost_place(&cursor(10, Some("a")), &page(11, 20, "a")), None, "pruned only what it read");
+        let (why, at) = lost_place(&cursor(10, Some("a")), &page(15, 20, "a")).unwrap();
+        assert!(why.contains("events 11 to 14 were pruned"), "{why}");
+        assert_eq!(at, 14);
+        let (why, at) = lost_place(&cursor(10, Some("a")), &page(1, 20, "b")).unwrap();
+        assert!(why.contains("another one") && at == 0, "{why}");
+        let (why, at) = lost_place(&cursor(30, Some("a")), &page(1, 20, "a")).unwrap();
+        assert!(why.contains("ends at id 20") && at == 20, "{why}");
+        assert_eq!(lost_place(&cursor(10, Some("a")), &page(15, 20, "")), None, "an older primary says nothing");
+    }
 }

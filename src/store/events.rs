@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::{Job, Store, NOW};
+use super::{Job, Store};
 use crate::config::selective::Selection;
 use crate::error::{Error, Result};
 use crate::registry::{valid_repository, valid_tag, Digest};
@@ -52,15 +52,6 @@ impl Event {
             && self.tag.as_deref().is_none_or(valid_tag)
             && self.digest.as_deref().is_none_or(|d| Digest::parse(d).is_ok())
     }
-}
-
-/// A secondary's position in its primary's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Cursor {
-    pub last_event_id: i64,
-    pub primary_last_event_id: i64,
-    pub updated_at: Option<String>,
-    pub last_error: Option<String>,
 }
 
 const EVENT_COLUMNS: &str = "id, event_id, received_at, repository, action, tag, digest, media_type";
@@ -156,56 +147,6 @@ impl Store {
         mine.map_err(|message| Error::Store { message })
     }
 
-    /// Stores events read from the primary's log and advances the cursor
-    /// past them, atomically: after a crash, reading resumes exactly after
-    /// the last event stored.
-    /// `through` is the last id of the page read, even when events at its
-    /// end were skipped as invalid.
-    pub fn record_followed(&self, events: &[Event], through: i64, primary_last_event_id: i64) -> Result<usize> {
-        let new: Vec<NewEvent> = events
-            .iter()
-            .map(|e| NewEvent {
-                event_id: e.event_id.clone(),
-                repository: e.repository.clone(),
-                action: e.action.clone(),
-                tag: e.tag.clone(),
-                digest: e.digest.clone(),
-                media_type: e.media_type.clone(),
-            })
-            .collect();
-        let tagged: Vec<(&NewEvent, Option<i64>)> = new.iter().zip(events).map(|(n, e)| (n, Some(e.id))).collect();
-        self.insert_events(&tagged, true, Some((through, primary_last_event_id)))
-    }
-
-    fn insert_events(
-        &self,
-        events: &[(&NewEvent, Option<i64>)],
-        schedule: bool,
-        cursor: Option<(i64, i64)>,
-    ) -> Result<usize> {
-        let inserted;
-        {
-            let mut conn = self.conn();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            inserted = insert_rows(&tx, events, schedule.then_some(&self.selection()))?;
-            if let Some((through, primary_last)) = cursor {
-                tx.prepare_cached(&format!(
-                    "UPDATE cursor SET last_event_id = MAX(last_event_id, ?1),
-                     primary_last_event_id = ?2, updated_at = {NOW}, last_error = NULL WHERE id = 1"
-                ))?
-                .execute(params![through, primary_last])?;
-            }
-            tx.commit()?;
-        }
-        if inserted > 0 {
-            self.log.ring();
-            if schedule {
-                self.work.ring();
-            }
-        }
-        Ok(inserted)
-    }
-
     /// Up to `limit` events after log position `after`, oldest first.
     pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<Event>> {
         let conn = self.conn();
@@ -221,6 +162,16 @@ impl Store {
         Ok(self.conn().query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
     }
 
+    /// This log's epoch (made with the state file) and its oldest id still
+    /// stored (0 when it never held an event): what a secondary checks its
+    /// place in the log against.
+    pub fn log_position(&self) -> Result<(String, i64)> {
+        let conn = self.conn();
+        let epoch = conn.query_row("SELECT epoch FROM log_epoch WHERE id = 1", [], |r| r.get(0))?;
+        let oldest = conn.query_row("SELECT COALESCE(MIN(id), 0) FROM events", [], |r| r.get(0))?;
+        Ok((epoch, oldest))
+    }
+
     /// The events a job must apply, oldest first.
     pub fn events_for(&self, job: &Job) -> Result<Vec<Event>> {
         let conn = self.conn();
@@ -231,41 +182,26 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Deletes events older than `days` days; on a secondary only those
-    /// their repository has applied. Returns how many were deleted.
-    pub fn prune_events(&self, days: u64, applied_only: bool) -> Result<usize> {
+    /// Deletes events older than `days` days. On a secondary, only those
+    /// their repository has applied. On a primary, only those every
+    /// secondary that reported within `days` has read, and, whatever they
+    /// read, everything older than `max_days`. The newest event always
+    /// stays, so the log's position never goes back. Returns how many were
+    /// deleted.
+    pub fn prune_events(&self, days: u64, max_days: u64, secondary: bool) -> Result<usize> {
         let n = self.conn().execute(
-            "DELETE FROM events WHERE received_at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1)
-             AND id < (SELECT MAX(id) FROM events)
-             AND (NOT ?2 OR id <= (SELECT r.events_done_through FROM repositories r WHERE r.name = events.repository))",
-            params![format!("-{days} days"), applied_only],
+            "DELETE FROM events WHERE id < (SELECT MAX(id) FROM events)
+             AND ((NOT ?3 AND received_at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?2))
+                  OR (received_at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1)
+                      AND (NOT ?3 OR id <= (SELECT r.events_done_through FROM repositories r
+                                            WHERE r.name = events.repository))
+                      AND (?3 OR id <= COALESCE(
+                             (SELECT MIN(CAST(json_extract(n.status, '$.events.cursor_last_event_id') AS INTEGER))
+                              FROM nodes n WHERE n.reported_at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1)),
+                             id))))",
+            params![format!("-{days} days"), format!("-{max_days} days"), secondary],
         )?;
         Ok(n)
-    }
-
-    pub fn cursor(&self) -> Result<Cursor> {
-        let conn = self.conn();
-        let cursor = conn
-            .query_row(
-                "SELECT last_event_id, primary_last_event_id, updated_at, last_error FROM cursor WHERE id = 1",
-                [],
-                |r| {
-                    Ok(Cursor {
-                        last_event_id: r.get(0)?,
-                        primary_last_event_id: r.get(1)?,
-                        updated_at: r.get(2)?,
-                        last_error: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?;
-        Ok(cursor.unwrap_or(Cursor { last_event_id: 0, primary_last_event_id: 0, updated_at: None, last_error: None }))
-    }
-
-    /// Records why reading the primary's log failed, for the operator.
-    pub fn cursor_failed(&self, message: &str) -> Result<()> {
-        self.conn().execute("UPDATE cursor SET last_error = ?1 WHERE id = 1", [message])?;
-        Ok(())
     }
 }
 
@@ -274,7 +210,7 @@ impl Store {
 /// seen here that selective sync leaves out is recorded excluded, so an
 /// event never copies what the configuration says not to. Returns how
 /// many events were new.
-fn insert_rows(
+pub(super) fn insert_rows(
     conn: &Connection,
     events: &[(&NewEvent, Option<i64>)],
     schedule: Option<&Selection>,
@@ -370,13 +306,13 @@ mod tests {
         let job = store.claim_next().unwrap().unwrap();
         store.finish_job(&job, "").unwrap();
         // Only the applied one of the two old events goes (the other is newest anyway).
-        assert_eq!(store.prune_events(30, true).unwrap(), 1);
+        assert_eq!(store.prune_events(30, 90, true).unwrap(), 1);
         assert_eq!(store.event_count().unwrap(), 1);
         // The newest event always stays, so the log position never goes down.
-        assert_eq!(store.prune_events(30, false).unwrap(), 0);
+        assert_eq!(store.prune_events(30, 90, false).unwrap(), 0);
         assert_eq!(store.last_event_id().unwrap(), 2);
         store.record_events(&[ev("c", "r1")], false).unwrap();
-        assert_eq!(store.prune_events(30, false).unwrap(), 1);
+        assert_eq!(store.prune_events(30, 90, false).unwrap(), 1);
         assert_eq!(store.last_event_id().unwrap(), 3);
     }
 
@@ -442,16 +378,40 @@ mod tests {
         primary.record_events(&[ev("a", "r1"), ev("b", "r2"), ev("c", "r1")], false).unwrap();
         let secondary = Store::open_in_memory().unwrap();
         let page = primary.events_after(0, 2).unwrap();
-        secondary.record_followed(&page, 2, 3).unwrap();
+        secondary.record_followed(&page, 2, 3, "e").unwrap();
         let c = secondary.cursor().unwrap();
         assert_eq!((c.last_event_id, c.primary_last_event_id), (2, 3));
         assert_eq!(secondary.repository("r2").unwrap().unwrap().sync_state, crate::store::SyncState::Pending);
         // Re-reading the same page changes nothing.
-        assert_eq!(secondary.record_followed(&page, 2, 3).unwrap(), 0);
+        assert_eq!(secondary.record_followed(&page, 2, 3, "e").unwrap(), 0);
         let rest = primary.events_after(c.last_event_id, 10).unwrap();
-        secondary.record_followed(&rest, 3, 3).unwrap();
+        secondary.record_followed(&rest, 3, 3, "e").unwrap();
         assert_eq!(secondary.cursor().unwrap().last_event_id, 3);
-        secondary.record_followed(&[], 3, 3).unwrap();
+        secondary.record_followed(&[], 3, 3, "e").unwrap();
         assert_eq!(secondary.cursor().unwrap().last_event_id, 3, "an empty page keeps the cursor");
+    }
+
+    #[test]
+    fn a_primary_keeps_events_until_its_secondaries_read_them_up_to_the_cap() {
+        let store = Store::open_in_memory().unwrap();
+        let events: Vec<NewEvent> = (0..5).map(|i| ev(&format!("e{i}"), "r")).collect();
+        store.record_events(&events, false).unwrap();
+        store.conn().execute("UPDATE events SET received_at = '2000-01-01T00:00:00Z' WHERE id <= 4", []).unwrap();
+        let report = |read: i64| format!("{{\"events\":{{\"cursor_last_event_id\":{read}}}}}");
+        store.record_node("s1", true, None, &report(2)).unwrap();
+        store.record_node("s2", true, None, &report(4)).unwrap();
+        // s1 has read up to 2: only 1 and 2 may go.
+        assert_eq!(store.prune_events(30, 100_000, false).unwrap(), 2);
+        assert_eq!(store.log_position().unwrap().1, 3);
+        // A secondary silent for longer than the retention does not hold the log.
+        store.conn().execute("UPDATE nodes SET reported_at = '2000-01-01T00:00:00Z' WHERE name = 's1'", []).unwrap();
+        assert_eq!(store.prune_events(30, 100_000, false).unwrap(), 2, "3 and 4: up to what s2 read");
+        assert_eq!(store.log_position().unwrap().1, 5);
+        // Past the cap, events go whatever the secondaries read.
+        store.record_node("s2", true, None, &report(0)).unwrap();
+        store.record_events(&[ev("e9", "r")], false).unwrap();
+        store.conn().execute("UPDATE events SET received_at = '2000-01-01T00:00:00Z'", []).unwrap();
+        assert_eq!(store.prune_events(30, 100_000, false).unwrap(), 0, "s2 has read nothing");
+        assert_eq!(store.prune_events(30, 60, false).unwrap(), 1, "the cap");
     }
 }

@@ -18,6 +18,7 @@
 //! rather than one per request, and each is still answered only after its
 //! own events are on disk.
 
+mod cursor;
 mod events;
 pub mod lock;
 mod nodes;
@@ -36,6 +37,7 @@ use rusqlite::Connection;
 use crate::config::selective::Selection;
 use crate::error::{Error, Result};
 
+pub use cursor::Cursor;
 pub use events::{Event, NewEvent};
 pub use queries::{Counts, RepositoryFilter, RepositoryRow};
 pub use repos::{Job, Progress};

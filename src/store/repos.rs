@@ -229,10 +229,7 @@ impl Store {
             .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))?;
         if state == SyncState::Started {
             return Err(Error::Store {
-                message: format!(
-                    "{name} is being synced right now (state 'started'); wait for that sync, or if georeg is \
-                     not running, start it once so it recovers the repository"
-                ),
+                message: format!("{name} is being synced by this process already (is it named twice?)"),
             });
         }
         tx.execute("UPDATE repositories SET full_sync_requested = 1 WHERE id = ?1", [id])?;

@@ -192,7 +192,11 @@ pub fn nodes(s: &Status) -> String {
         kv("Last event ID processed", &e.cursor_last_event_id.unwrap_or(0).to_string()),
         kv("Lag", &format!("{} s", e.lag_seconds)),
         kv("Cursor updated", &escape(e.cursor_updated_at.as_deref().unwrap_or("—"))),
-        e.cursor_error.as_ref().map(|m| format!("<p class=\"msg\">{}</p>", escape(m))).unwrap_or_default(),
+        e.cursor_error.as_ref().map(|m| format!("<p class=\"msg\">{}</p>", escape(m))).unwrap_or_default()
+            + &e.cursor_gap
+                .as_ref()
+                .map(|g| format!("<p class=\"msg\">Lost its place in the primary's event log at {}</p>", escape(g)))
+                .unwrap_or_default(),
     );
     body.push_str("<section><h2>Now</h2>");
     match &s.oldest_unsynced {

@@ -40,7 +40,12 @@ pub fn serve(app: &App, req: &mut Incoming) -> Reply {
         };
         let now = Instant::now();
         if !events.is_empty() || now >= deadline || app.shutdown.requested() {
-            let page = Page { events, last_event_id: app.store.last_event_id().unwrap_or(0) };
+            let (epoch, oldest_event_id) = match app.store.log_position() {
+                Ok(position) => position,
+                Err(e) => return Reply::error(503, &format!("cannot read the event log: {e}")),
+            };
+            let last_event_id = app.store.last_event_id().unwrap_or(0);
+            let page = Page { events, last_event_id, oldest_event_id, epoch };
             return Reply::json(200, &serde_json::to_value(&page).unwrap_or_default());
         }
         app.store.log.wait(rung, (deadline - now).min(Duration::from_secs(1)));

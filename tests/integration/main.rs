@@ -6,6 +6,7 @@ mod support;
 
 mod backfill;
 mod check;
+mod crash;
 mod dashboard;
 mod demo;
 mod events;

@@ -196,3 +196,56 @@ fn a_secondary_that_refuses_deletes_keeps_the_tag_and_says_what_to_enable() {
     env.georeg(&["sync", "app"]).assert_ok();
     env.assert_in_sync("app");
 }
+
+fn gap_message(env: &Env) -> Option<String> {
+    env.state().query_row("SELECT gap_message FROM cursor", [], |r| r.get(0)).unwrap_or(None)
+}
+
+#[test]
+fn a_follower_that_lost_events_says_so_and_compares_everything() {
+    let env = Env::with_mode("log-gap", Mode::Follow);
+    env.start_daemons();
+    env.p.push_image("early/app", "v1", &oci_image(20, &[1000]));
+    env.wait_in_sync("early/app", DEADLINE);
+    // While the secondary is down, events go into the primary's log, and
+    // the primary prunes them before the secondary reads them.
+    env.take_secondary_daemon().terminate();
+    env.p.push_image("early/app", "v2", &oci_image(21, &[1000]));
+    env.p.push_image("late/app", "v1", &oci_image(22, &[1000]));
+    wait_until("the primary to log the pushes", DEADLINE, || {
+        env.primary_state().query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0)).unwrap() >= 3
+    });
+    env.primary_state().execute("DELETE FROM events WHERE id < (SELECT MAX(id) FROM events)", []).unwrap();
+    env.start_secondary_daemon();
+    wait_until("the gap to be recorded", DEADLINE, || gap_message(&env).is_some_and(|m| m.contains("were pruned")));
+    env.wait_in_sync("early/app", DEADLINE);
+    env.wait_in_sync("late/app", DEADLINE);
+    let status = env.georeg(&["status"]);
+    assert!(status.stdout.contains("event log: lost its place at"), "{}", status.stdout);
+    let log = env.daemons.borrow().iter().find(|d| d.name == "secondary").unwrap().log_text();
+    assert!(log.contains("queued for a full comparison"), "{log}");
+}
+
+#[test]
+fn a_rebuilt_primary_log_is_read_from_its_start_not_skipped() {
+    let env = Env::with_mode("log-epoch", Mode::Follow);
+    env.start_daemons();
+    for i in 0..3 {
+        env.p.push_image("app", &format!("v{i}"), &oci_image(30 + i, &[1000]));
+    }
+    env.wait_in_sync("app", DEADLINE);
+    // The primary georeg's state file is lost and made anew: its log
+    // starts again at id 1, below the secondary's cursor.
+    env.take_daemon("primary").terminate();
+    std::fs::remove_file(env.path("primary-state.sqlite3")).unwrap();
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(env.path(&format!("primary-state.sqlite3{ext}")));
+    }
+    env.start_primary_daemon();
+    env.p.push_image("app", "after", &oci_image(40, &[1000]));
+    wait_until("the tag pushed after the rebuild on the secondary", DEADLINE, || {
+        env.s.digest("app", "after").is_some()
+    });
+    env.wait_in_sync("app", DEADLINE);
+    assert!(gap_message(&env).is_some_and(|m| m.contains("another one")), "{:?}", gap_message(&env));
+}

@@ -98,6 +98,22 @@ else
     bad "the binary links more than libc, libm and libgcc_s: $unexpected"
 fi
 
+# ---- upgrade from an older package: the operator's config and state stay
+previous="${version}~prev"
+old=$(GEOREG_DEB_VERSION="$previous" packaging/build-deb.sh "$work/old" 2>>"$log" | tail -n 1)
+check "an older package ($previous) installs" env DEBIAN_FRONTEND=noninteractive dpkg --install "$old"
+echo "# edited by the operator" >>/etc/georeg/georeg.toml
+touch /var/lib/georeg/operator-file
+check "dpkg --install of $version upgrades it" env DEBIAN_FRONTEND=noninteractive dpkg --install "$deb"
+check "after the upgrade dpkg has version $version" test "$(dpkg-query -W -f='${Version}' georeg)" = "$version"
+check "after the upgrade the new binary runs" grep -qx "georeg $version" <<<"$(/usr/bin/georeg --version 2>&1)"
+check "the upgrade kept the operator's config" grep -qx "# edited by the operator" /etc/georeg/georeg.toml
+check "the upgrade kept the state directory's files" test -f /var/lib/georeg/operator-file
+check "postinst restarts a running service on upgrade (try-restart)" grep -q "systemctl try-restart georeg.service" \
+    /var/lib/dpkg/info/georeg.postinst
+sed -i '/^# edited by the operator$/d' /etc/georeg/georeg.toml
+rm -f /var/lib/georeg/operator-file
+
 # ---- install
 check "dpkg --install installs it" env DEBIAN_FRONTEND=noninteractive dpkg --install "$deb"
 check "/usr/bin/georeg --version says $version" grep -qx "georeg $version" <<<"$(/usr/bin/georeg --version 2>&1)"
@@ -206,6 +222,9 @@ state_file = "/var/lib/georeg/state.sqlite3"
 url = "http://127.0.0.1:$secondary_port"
 key_file = "$work/gitlab-registry.key"
 
+[notifications]
+secret = "DebTestSecret1"
+
 [replication]
 primary_api_url = "http://127.0.0.1:$primary_port"
 TOML
@@ -242,6 +261,10 @@ if [ -d /run/systemd/system ]; then
     sed -i "s|^key_file = .*|key_file = \"/etc/georeg/gitlab-registry.key\"|" /etc/georeg/georeg.toml
     check "systemctl start georeg: the hardened service runs" systemctl start georeg
     check "... and answers /-/health" wait_for "http://127.0.0.1:$listen_port/-/health"
+    pid_before=$(systemctl show -p MainPID --value georeg)
+    check "an upgrade restarts the running service" env DEBIAN_FRONTEND=noninteractive dpkg --install "$deb"
+    check "... onto the new binary (a new PID)" test "$(systemctl show -p MainPID --value georeg)" != "$pid_before"
+    check "... which answers /-/health" wait_for "http://127.0.0.1:$listen_port/-/health"
     check "systemctl stop georeg" systemctl stop georeg
     rm -f /etc/georeg/gitlab-registry.key
 else

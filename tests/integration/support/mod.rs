@@ -321,11 +321,16 @@ secret = "{SECRET}"
     /// Starts the secondary georeg daemon (and, in Follow mode, the primary one first).
     pub fn start_daemons(&self) {
         if self.mode == Mode::Follow && !self.daemons.borrow().iter().any(|d| d.name == "primary") {
-            let (url, agent) = (self.primary_node_url(), agent(self.https.as_ref().map(|h| h.ca.as_path())));
-            let d = Daemon::start_at(&self.dir.0, "primary", &self.primary_config(), &url, agent);
-            self.daemons.borrow_mut().push(d);
+            self.start_primary_daemon();
         }
         self.start_secondary_daemon();
+    }
+
+    /// Starts the primary georeg daemon (Follow mode).
+    pub fn start_primary_daemon(&self) {
+        let (url, agent) = (self.primary_node_url(), agent(self.https.as_ref().map(|h| h.ca.as_path())));
+        let d = Daemon::start_at(&self.dir.0, "primary", &self.primary_config(), &url, agent);
+        self.daemons.borrow_mut().push(d);
     }
 
     pub fn start_secondary_daemon(&self) {
@@ -335,9 +340,19 @@ secret = "{SECRET}"
 
     /// Takes the secondary daemon out of the list, to stop or kill it.
     pub fn take_secondary_daemon(&self) -> Daemon {
+        self.take_daemon("secondary")
+    }
+
+    /// Takes a daemon (`primary` or `secondary`) out of the list.
+    pub fn take_daemon(&self, name: &str) -> Daemon {
         let mut daemons = self.daemons.borrow_mut();
-        let i = daemons.iter().position(|d| d.name == "secondary").expect("secondary daemon running");
+        let i = daemons.iter().position(|d| d.name == name).unwrap_or_else(|| panic!("no {name} daemon running"));
         daemons.remove(i)
+    }
+
+    /// The primary georeg's state file (Follow mode).
+    pub fn primary_state(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.path("primary-state.sqlite3")).unwrap()
     }
 
     /// The primary georeg's URL (Follow mode).

@@ -74,6 +74,14 @@ fn sync_and_verify_beside_a_daemon_hand_their_work_to_it() {
     run.assert_ok();
     assert!(run.stdout.contains("handed/app: verified, checksum sha256:"), "{}", run.stdout);
     assert!(env.daemons.borrow()[0].log_text().contains("blobs ("), "the daemon read the blobs back");
+
+    // backfill hands its syncs over too, with its progress line.
+    env.p.push_image("handed/second", "v1", &oci_image(2, &[3000]));
+    let run = env.georeg(&["backfill"]);
+    run.assert_ok();
+    assert!(run.stderr.contains("this command follows it"), "{}", run.stderr);
+    assert!(run.stderr.contains("backfill: 1/1 repositories"), "{}", run.stderr);
+    env.assert_in_sync("handed/second");
     assert!(env.started_rows().is_empty());
 }
 

@@ -119,7 +119,7 @@ pub fn parse_envelope(body: &[u8]) -> Result<(Vec<NewEvent>, usize), String> {
             Ok(Some(e)) => events.push(e),
             Ok(None) => ignored += 1,
             Err(e) => {
-                log::warn!("ignoring an event georeg cannot read ({e}): {value}");
+                log::warn!("ignoring an event georeg cannot read ({e}): {}", clip(&value.to_string()));
                 ignored += 1;
             }
         }
@@ -128,25 +128,39 @@ pub fn parse_envelope(body: &[u8]) -> Result<(Vec<NewEvent>, usize), String> {
 }
 
 /// The event georeg acts on, if any: manifest pushes (by tag or digest),
-/// tag deletes, manifest deletes and repository deletes.
+/// tag deletes, manifest deletes and repository deletes. One that names a
+/// repository, tag or digest the registry's grammar refuses is not stored,
+/// with one warning naming the field: above all, a delete whose digest is
+/// malformed is never read as the deletion of the whole repository.
 fn classify(raw: RawEvent, value: &serde_json::Value) -> Option<NewEvent> {
     let t = raw.target;
-    let repository = t.repository.filter(|r| registry::valid_repository(r))?;
-    let tag = t.tag.filter(|tag| !tag.is_empty());
-    if let Some(tag) = &tag {
-        if !registry::valid_tag(tag) {
-            log::warn!("ignoring event {} for {repository}: invalid tag {tag:?}", raw.id);
-            return None;
-        }
-    }
-    let digest = t.digest.filter(|d| Digest::parse(d).is_ok());
     let is_blob = t.url.as_deref().is_some_and(|u| u.contains("/blobs/"))
         || t.media_type.as_deref() == Some("application/octet-stream");
+    let tag = t.tag.filter(|tag| !tag.is_empty());
     let action = match raw.action.as_str() {
-        "push" if !is_blob && (tag.is_some() || digest.is_some()) => "push",
+        "push" if !is_blob && (tag.is_some() || t.digest.is_some()) => "push",
         "delete" if !is_blob || tag.is_some() => "delete",
         _ => return None,
     };
+    let refuse = |field: &str, what: &Option<String>| {
+        log::warn!(
+            "not storing {action} event {:?}: its {field} {:?} is not one the registry accepts",
+            clip(&raw.id),
+            what.as_deref().map(clip).unwrap_or("(missing)")
+        );
+        None
+    };
+    let repository = match t.repository {
+        Some(r) if registry::valid_repository(&r) => r,
+        other => return refuse("repository", &other),
+    };
+    if tag.as_deref().is_some_and(|tag| !registry::valid_tag(tag)) {
+        return refuse("tag", &tag);
+    }
+    let digest = t.digest.filter(|d| !d.is_empty());
+    if digest.as_deref().is_some_and(|d| Digest::parse(d).is_err()) {
+        return refuse("digest", &digest);
+    }
     // The registry always sends an id; derive a stable one if it did not.
     let event_id = if raw.id.is_empty() { Digest::sha256_of(value.to_string().as_bytes()).to_string() } else { raw.id };
     Some(NewEvent {
@@ -157,6 +171,14 @@ fn classify(raw: RawEvent, value: &serde_json::Value) -> Option<NewEvent> {
         digest,
         media_type: t.media_type.filter(|m| m.starts_with("application/vnd.")),
     })
+}
+
+/// At most 100 characters of what a client sent, for a log line.
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(100) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
 }
 
 #[cfg(test)]
@@ -196,13 +218,16 @@ mod tests {
             {"id":"1","action":"delete","target":{"repository":"g/app","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}},
             {"id":"2","action":"delete","target":{"repository":"g/app"}},
             {"id":"3","action":"mount","target":{"repository":"g/app"}},
-            {"id":"4","action":"push","target":{"repository":"Bad Name","tag":"x"}}
+            {"id":"4","action":"push","target":{"repository":"Bad Name","tag":"x"}},
+            {"id":"5","action":"delete","target":{"repository":"g/app","digest":"md5:abc"}},
+            {"id":"6","action":"delete","target":{"repository":"g/app","digest":"sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}},
+            {"id":"7","action":"push","target":{"repository":"a..b","tag":"x"}}
         ]}"#;
         let (e, ignored) = parse_envelope(body).unwrap();
-        assert_eq!(e.len(), 2);
+        assert_eq!(e.len(), 2, "a malformed digest is never a repository delete: {e:?}");
         assert!(e[0].digest.is_some() && e[0].tag.is_none());
         assert!(e[1].digest.is_none() && e[1].tag.is_none());
-        assert_eq!(ignored, 2);
+        assert_eq!(ignored, 5);
     }
 
     #[test]

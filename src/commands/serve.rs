@@ -17,7 +17,7 @@ use crate::config::Role;
 use crate::error::Result;
 use crate::replication::{backfill, cursor, pool, worker};
 use crate::store::lock::Lock;
-use crate::web::{https, server};
+use crate::web::{front, server};
 
 /// How long shutdown waits for threads before exiting anyway.
 const STOP_DEADLINE: Duration = Duration::from_secs(9);
@@ -35,9 +35,9 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
         log::info!("{excluded} known repositories are left out by selective sync (replication.include/exclude)");
     }
     let listen = &node.config.listen;
-    let listener = https::bind(&node.config)?;
+    let listener = front::bind(&node.config)?;
     let scheme = listener.scheme();
-    let https::Listener { server, front } = listener;
+    let front::Listener { server, front } = listener;
     let secondary = node.config.role == Role::Secondary;
     let replicating = secondary && node.config.replication.enabled;
     let replicator = if replicating { Some(node.replicator()?) } else { None };
@@ -65,11 +65,7 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
             return;
         }
     };
-    let tls_front = |_| {
-        if let Some(front) = &front {
-            front.run(&node.shutdown)
-        }
-    };
+    let run_front = |_| front.run(&node.shutdown);
     let sync = |_| {
         if let Some(r) = &replicator {
             worker::run(r, Duration::from_secs(replication.reverification_interval_seconds))
@@ -89,9 +85,7 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
         let mut handles = pool::spawn(s, server::THREADS, "http", &http)?;
         handles.extend(pool::spawn(s, 1, "report", &report)?);
         handles.extend(pool::spawn(s, 1, "prune", &prune)?);
-        if front.is_some() {
-            handles.extend(pool::spawn(s, 1, "https", &tls_front)?);
-        }
+        handles.extend(pool::spawn(s, 1, "front", &run_front)?);
         if replicator.is_some() {
             handles.extend(pool::spawn(s, replication.workers, "sync", &sync)?);
             handles.extend(pool::spawn(s, 1, "backfill", &scan)?);
@@ -103,6 +97,7 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
         log::info!("shutting down");
         node.store.work.ring();
         node.store.log.ring();
+        front.wake();
         wait_or_exit(&handles);
         Ok(())
     })?;

@@ -9,13 +9,14 @@
 mod auth;
 mod dashboard;
 mod event_log;
+pub mod front;
 pub mod http;
-pub mod https;
 mod metrics;
 mod notifications;
 pub mod server;
 #[cfg(test)]
 mod tests;
+pub mod wire;
 
 use crate::config::Config;
 use crate::health::{Health, Stats};

@@ -168,10 +168,15 @@ pub fn respond(app: &App, mut rq: tiny_http::Request) {
 pub fn handle(app: &App, rq: &mut tiny_http::Request) -> Reply {
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let headers =
+    let headers: Vec<(String, String)> =
         rq.headers().iter().map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().to_string())).collect();
-    // None behind the TLS front, whose Unix socket hides the peer.
-    let remote = rq.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "an https client".into());
+    // The front names the client (the server's own socket is a Unix one).
+    let remote = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(super::wire::CLIENT_HEADER))
+        .map(|(_, v)| v.clone())
+        .or_else(|| rq.remote_addr().map(|a| a.to_string()))
+        .unwrap_or_else(|| "a client".into());
     let method = rq.method().as_str().to_ascii_uppercase();
     let content_length = rq.body_length().map(|n| n as u64);
     let mut incoming = Incoming {

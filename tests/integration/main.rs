@@ -10,6 +10,7 @@ mod crash;
 mod dashboard;
 mod demo;
 mod events;
+mod hostile;
 mod ownership;
 mod sync;
 mod tls;

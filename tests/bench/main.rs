@@ -4,7 +4,7 @@
 //! `tests/bench/run.sh [--smoke]` (README, "Benchmark"); it is not part of
 //! `cargo test`.
 //!
-//! usage: bench [--smoke] [--only a,b,c,lag,ingest] [--out FILE]
+//! usage: bench [--smoke] [--only a,b,c,lag,ingest,fair] [--out FILE]
 //!
 //! It prints a markdown report (and writes it to FILE): every figure, every
 //! ratio, and whether each target is met. It asserts that every tool left
@@ -29,7 +29,7 @@ use lab::Lab;
 use report::Report;
 use scenarios::Sizes;
 
-const ALL: [&str; 5] = ["a", "b", "c", "lag", "ingest"];
+const ALL: [&str; 6] = ["a", "b", "c", "lag", "ingest", "fair"];
 
 struct Options {
     smoke: bool,
@@ -55,7 +55,7 @@ fn parse() -> Result<Options, String> {
             "--nocapture" | "--bench" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: bench [--smoke] [--only a,b,c,lag,ingest] [--out FILE]"
+                    "unknown argument {other:?}; usage: bench [--smoke] [--only a,b,c,lag,ingest,fair] [--out FILE]"
                 ))
             }
         }
@@ -108,6 +108,9 @@ fn main() -> ExitCode {
     }
     if run("ingest") {
         notify::ingest(&lab, &sizes, &mut report);
+    }
+    if run("fair") {
+        notify::fairness(&lab, &sizes, &mut report);
     }
     report.notes.push(format!("the whole run took {}", report::seconds(started.elapsed())));
     let md = report.markdown();

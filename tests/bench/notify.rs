@@ -153,3 +153,79 @@ pub fn ingest(lab: &Lab, s: &Sizes, report: &mut Report) {
     );
     report.latencies.push(ingest);
 }
+
+/// One address holds 200 slow connections (a whole request head, then a
+/// body byte every 100 ms) while another sends valid notifications one
+/// after another: how long each takes.
+pub fn fairness(lab: &Lab, s: &Sizes, report: &mut Report) {
+    use std::io::Write;
+    use std::net::{SocketAddr, TcpStream};
+    let what = format!(
+        "fairness: {} notifications from 127.0.0.1 while 127.0.0.2 holds 200 slow connections",
+        s.fair_notifications
+    );
+    eprintln!("bench: {what}");
+    let node = Georeg::primary(lab, "fair-georeg", "http://127.0.0.1:9");
+    let serve = node.serve(lab);
+    let addr: SocketAddr = format!("127.0.0.1:{}", node.port).parse().unwrap();
+    let head = format!(
+        "POST /api/v4/container_registry_event/events HTTP/1.1\r\nHost: x\r\nAuthorization: {SECRET}\r\n\
+         Content-Length: 500\r\n\r\n"
+    );
+    let slow: Vec<TcpStream> = (0..200)
+        .filter_map(|_| {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+            socket.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into()).ok()?;
+            socket.connect_timeout(&addr.into(), Duration::from_secs(2)).ok()?;
+            let mut stream: TcpStream = socket.into();
+            stream.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
+            let _ = stream.write_all(head.as_bytes());
+            stream.set_nonblocking(true).ok()?;
+            Some(stream)
+        })
+        .collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let url = format!("{}/api/v4/container_registry_event/events", node.url());
+    let samples = std::thread::scope(|scope| {
+        let mut slow = slow;
+        let stop = &stop;
+        scope.spawn(move || {
+            let started = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && started.elapsed() < Duration::from_secs(300) {
+                for c in slow.iter_mut() {
+                    let _ = c.write(b" ");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let mut samples = Vec::with_capacity(s.fair_notifications);
+        for i in 0..s.fair_notifications {
+            let body = serde_json::json!({"events": [{"id": format!("fair-{i}"), "action": "push", "target": {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json", "repository": "fair/app", "tag": "v1",
+                "digest": sha256(format!("fair-{i}").as_bytes())}}]})
+            .to_string();
+            let t = Instant::now();
+            ureq::post(&url)
+                .set("Authorization", SECRET)
+                .set("Content-Type", "application/json")
+                .timeout(Duration::from_secs(30))
+                .send_string(&body)
+                .unwrap_or_else(|e| panic!("POST to georeg: {}", describe(e)));
+            samples.push(t.elapsed());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        samples
+    });
+    let stored = node.query("SELECT COUNT(*) FROM events");
+    let rss = serve.peak_rss_kib();
+    serve.stop();
+    assert_eq!(stored, s.fair_notifications as i64, "every notification stored once");
+    let fair = Latency { what, samples, rate: None, rss_kib: Some(rss), note: String::new() };
+    let p99 = fair.percentile(0.99);
+    report.target(
+        "with 200 slow connections open from one address, p99 of notifications from another under 100 ms",
+        format!("p50 {}, p99 {}", millis(fair.percentile(0.5)), millis(p99)),
+        p99 < Duration::from_millis(100),
+    );
+    report.latencies.push(fair);
+}

@@ -35,6 +35,8 @@ pub struct Sizes {
     pub lag_bytes: u64,
     pub ingest_events: usize,
     pub ingest_clients: usize,
+    /// Notifications sent while 200 slow connections are open.
+    pub fair_notifications: usize,
 }
 
 impl Sizes {
@@ -55,6 +57,7 @@ impl Sizes {
             lag_bytes: 1_000_000,
             ingest_events: 10_000,
             ingest_clients: 16,
+            fair_notifications: 1000,
         }
     }
 
@@ -70,6 +73,7 @@ impl Sizes {
             c_tags: 40,
             lag_pushes: 5,
             ingest_events: 320,
+            fair_notifications: 100,
             ..Sizes::full()
         }
     }

@@ -10,6 +10,20 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const OCI_ARTIFACT: &str = "application/vnd.oci.artifact.manifest.v1+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+pub const SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+
+/// Whether an index entry of this media type is a manifest (copied as one)
+/// rather than a blob. BuildKit's registry cache lists its layers and its
+/// cache config (`application/vnd.buildkit.cacheconfig.v0`) in an OCI
+/// index: those are blobs, and asking for them as manifests fails. An
+/// entry without a media type is taken for a manifest, as registries do.
+pub fn is_manifest_type(media_type: &str) -> bool {
+    media_type.is_empty()
+        || [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_LIST, OCI_ARTIFACT, SCHEMA1, SCHEMA1_SIGNED]
+            .contains(&media_type)
+}
 
 /// The Accept header for manifest requests. Without the list types, a
 /// registry answers a manifest list fetched by tag with its linux/amd64
@@ -101,10 +115,12 @@ pub fn references(bytes: &[u8]) -> Result<References, String> {
     }
     let parse = |d: &Descriptor| Digest::parse(&d.digest).map_err(|e| format!("references {e}"));
     let mut refs = References::default();
-    for child in &raw.manifests {
+    let (children, blob_entries): (Vec<&Descriptor>, Vec<&Descriptor>) =
+        raw.manifests.iter().partition(|d| is_manifest_type(&d.media_type));
+    for child in children {
         refs.manifests.push(parse(child)?);
     }
-    for blob in raw.config.iter().chain(&raw.layers).chain(&raw.blobs) {
+    for blob in raw.config.iter().chain(&raw.layers).chain(&raw.blobs).chain(blob_entries) {
         if !blob.urls.is_empty() {
             continue; // foreign layer: the registry does not hold its bytes
         }
@@ -175,5 +191,23 @@ mod tests {
         assert!(references(br#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap_err().contains("schema 1"));
         assert!(references(br#"{"schemaVersion":2,"layers":[{"digest":"sha256:xyz","size":1}]}"#).is_err());
         assert!(references(b"not json").is_err());
+    }
+
+    #[test]
+    fn index_entries_that_are_not_manifests_are_blobs() {
+        // The shape of a BuildKit registry cache.
+        let cache = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d('1'), "size": 10},
+                {"mediaType": "application/vnd.buildkit.cacheconfig.v0", "digest": d('2'), "size": 20},
+                {"mediaType": OCI_MANIFEST, "digest": d('3'), "size": 30},
+            ]
+        });
+        let refs = references(cache.to_string().as_bytes()).unwrap();
+        assert_eq!(refs.manifests, vec![Digest::parse(&d('3')).unwrap()]);
+        let blobs: Vec<(String, u64)> = refs.blobs.iter().map(|b| (b.digest.to_string(), b.size)).collect();
+        assert_eq!(blobs, vec![(d('1'), 10), (d('2'), 20)]);
     }
 }

@@ -10,6 +10,7 @@ mod crash;
 mod dashboard;
 mod demo;
 mod events;
+mod fidelity;
 mod hostile;
 mod ownership;
 mod sync;

@@ -185,6 +185,22 @@ pub fn artifact(seed: u64) -> Image {
     finish(value, OCI_MANIFEST, vec![empty], vec![])
 }
 
+/// A BuildKit registry cache (`--cache-to type=registry`): an OCI index
+/// whose entries are blobs, a layer and the cache config, not manifests.
+pub fn buildkit_cache(seed: u64) -> Image {
+    let layer = random_bytes(seed * 11 + 1, 5000);
+    let cache_config = serde_json::to_vec(&json!({"layers": [{"blob": sha256(&layer)}], "seed": seed})).unwrap();
+    let value = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            descriptor("application/vnd.oci.image.layer.v1.tar+gzip", &layer),
+            descriptor("application/vnd.buildkit.cacheconfig.v0", &cache_config),
+        ],
+    });
+    finish(value, OCI_INDEX, vec![layer, cache_config], vec![])
+}
+
 /// A registry as a user sees it, through its HTTP API with tokens signed
 /// by the shared test key.
 pub struct Api {

@@ -182,3 +182,22 @@ INSERT INTO log_epoch (id, epoch) VALUES (1, lower(hex(randomblob(16))));
 ALTER TABLE cursor ADD COLUMN primary_epoch TEXT;
 ALTER TABLE cursor ADD COLUMN gap_detected_at TEXT;
 ALTER TABLE cursor ADD COLUMN gap_message TEXT;
+
+-- @version 5
+
+-- Tags the secondary registry refuses to hold as the primary has them: a
+-- Docker schema 1 manifest where the secondary has
+-- compatibility.schema1.enabled false. Counted on the dashboard, in
+-- georeg status and in /metrics; verification expects these tags missing
+-- from the secondary (while the primary's digest is still this one), and
+-- every full sync tries them again.
+CREATE TABLE unsupported_tags (
+    repository_id INTEGER NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+    tag           TEXT NOT NULL,
+    -- The primary's manifest digest the secondary refused.
+    digest        TEXT NOT NULL,
+    -- What the secondary answered, and what to change.
+    reason        TEXT NOT NULL,
+    seen_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    PRIMARY KEY (repository_id, tag)
+) WITHOUT ROWID;

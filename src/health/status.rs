@@ -204,6 +204,12 @@ pub fn text(s: &Status) -> String {
             r.pending,
             r.started
         ));
+        if r.unsupported_tags > 0 {
+            out.push_str(&format!(
+                "unsupported: {} tags the secondary refuses (Docker schema 1): see the unsupported_tags table\n",
+                r.unsupported_tags
+            ));
+        }
         out.push_str(&format!(
             "verification: {} verified ({:.1}%), {} failed, {} pending\n",
             r.verified,

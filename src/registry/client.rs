@@ -195,9 +195,10 @@ impl Client {
         if bytes.len() as u64 > manifest::MAX_MANIFEST_BYTES {
             return Err(bad(format!("from {} is larger than 4 MiB", self.base)));
         }
+        let digested = manifest::digested_bytes(&bytes);
         let digest = match Digest::parse(reference) {
             Ok(expected) => {
-                let got = expected.recompute(&bytes);
+                let got = expected.recompute(&digested);
                 if got != expected {
                     return Err(bad(format!("from {} did not match its digest (got {got})", self.base)));
                 }
@@ -207,7 +208,7 @@ impl Client {
             // bytes damaged in its storage do not hash to it.
             Err(_) => match named {
                 Some(named) => {
-                    let got = named.recompute(&bytes);
+                    let got = named.recompute(&digested);
                     if got != named {
                         return Err(bad(format!(
                             "from {} did not match its digest: the registry names {named}, the bytes read hash to \
@@ -218,9 +219,10 @@ impl Client {
                     }
                     named
                 }
-                None => Digest::sha256_of(&bytes),
+                None => Digest::sha256_of(&digested),
             },
         };
+        drop(digested);
         Ok(Some(Manifest { media_type: manifest::media_type(content_type.as_deref(), &bytes), bytes, digest }))
     }
 

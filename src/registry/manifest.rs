@@ -32,7 +32,9 @@ pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.docker.distribution.manifest.v2+json, \
-application/vnd.oci.artifact.manifest.v1+json";
+application/vnd.oci.artifact.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.v1+prettyjws, \
+application/vnd.docker.distribution.manifest.v1+json";
 
 /// Registries refuse manifests over 4 MiB; anything larger is not one.
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
@@ -65,6 +67,15 @@ struct Raw {
     manifests: Vec<Descriptor>,
     #[serde(default)]
     blobs: Vec<Descriptor>,
+    /// Schema 1's layers.
+    #[serde(default)]
+    fs_layers: Vec<FsLayer>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FsLayer {
+    blob_sum: String,
 }
 
 /// A manifest as fetched: its exact bytes, media type and digest.
@@ -106,12 +117,65 @@ pub fn media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
     }
 }
 
-/// Parses a manifest's references. Fails on JSON that is not a manifest and
-/// on schema 1 manifests, which current registries refuse to accept.
+/// The bytes a manifest's digest is taken over: all of them, except for a
+/// signed Docker schema 1 manifest, whose digest is that of its payload,
+/// the manifest without its signatures, which the JWS header rebuilds
+/// (`formatLength` bytes, then `formatTail`). distribution signs schema 1
+/// manifests anew on every GET, so their bytes differ from one read to the
+/// next while the payload, and the digest, stay.
+pub fn digested_bytes(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    schema1_payload(bytes).map(std::borrow::Cow::Owned).unwrap_or(std::borrow::Cow::Borrowed(bytes))
+}
+
+fn schema1_payload(bytes: &[u8]) -> Option<Vec<u8>> {
+    #[derive(Deserialize)]
+    struct Signed {
+        #[serde(rename = "schemaVersion")]
+        schema_version: u32,
+        signatures: Vec<Signature>,
+    }
+    #[derive(Deserialize)]
+    struct Signature {
+        protected: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Protected {
+        format_length: usize,
+        format_tail: String,
+    }
+    let signed: Signed = serde_json::from_slice(bytes).ok()?;
+    if signed.schema_version != 1 {
+        return None;
+    }
+    let protected = super::encoding::base64_decode(&signed.signatures.first()?.protected)?;
+    let header: Protected = serde_json::from_slice(&protected).ok()?;
+    let tail = super::encoding::base64_decode(&header.format_tail)?;
+    let mut payload = bytes.get(..header.format_length)?.to_vec();
+    payload.extend_from_slice(&tail);
+    Some(payload)
+}
+
+/// Whether the manifest is Docker schema 1 (signed or not).
+pub fn is_schema1(media_type: &str, bytes: &[u8]) -> bool {
+    media_type == SCHEMA1
+        || media_type == SCHEMA1_SIGNED
+        || serde_json::from_slice::<Raw>(bytes).is_ok_and(|r| r.schema_version == Some(1))
+}
+
+/// Parses a manifest's references. Fails on JSON that is not a manifest.
 pub fn references(bytes: &[u8]) -> Result<References, String> {
     let raw: Raw = serde_json::from_slice(bytes).map_err(|e| format!("is not valid manifest JSON: {e}"))?;
     if raw.schema_version == Some(1) {
-        return Err("is a Docker schema 1 manifest, which georeg does not replicate (convert it on the primary)".into());
+        // Schema 1: the layers are `fsLayers[].blobSum`, sizes unknown.
+        let mut refs = References::default();
+        for layer in raw.fs_layers {
+            let digest = Digest::parse(&layer.blob_sum).map_err(|e| format!("references {e}"))?;
+            if !refs.blobs.iter().any(|b| b.digest == digest) {
+                refs.blobs.push(BlobRef { digest, size: 0 });
+            }
+        }
+        return Ok(refs);
     }
     let parse = |d: &Descriptor| Digest::parse(&d.digest).map_err(|e| format!("references {e}"));
     let mut refs = References::default();
@@ -187,8 +251,34 @@ mod tests {
     }
 
     #[test]
-    fn rejects_schema1_and_bad_digests() {
-        assert!(references(br#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap_err().contains("schema 1"));
+    fn schema1_is_digested_over_its_payload_and_lists_its_layers() {
+        let payload = format!(
+            "{{\n   \"schemaVersion\": 1,\n   \"fsLayers\": [{{\"blobSum\": \"{}\"}}, {{\"blobSum\": \"{}\"}}]\n}}",
+            d('a'),
+            d('a')
+        );
+        let format_length = payload.len() - 2;
+        let protected = crate::registry::encoding::base64url(
+            format!(
+                "{{\"formatLength\":{format_length},\"formatTail\":\"{}\",\"time\":\"2026-01-01T00:00:00Z\"}}",
+                crate::registry::encoding::base64url(b"\n}")
+            )
+            .as_bytes(),
+        );
+        let signed = format!(
+            "{},\n   \"signatures\": [{{\"protected\": \"{protected}\", \"signature\": \"sig\"}}]\n}}",
+            &payload[..format_length]
+        );
+        assert_eq!(&*digested_bytes(signed.as_bytes()), payload.as_bytes());
+        assert!(is_schema1(SCHEMA1_SIGNED, signed.as_bytes()) && is_schema1("", signed.as_bytes()));
+        let refs = references(signed.as_bytes()).unwrap();
+        assert_eq!(refs.blobs, vec![BlobRef { digest: Digest::parse(&d('a')).unwrap(), size: 0 }]);
+        // Anything else is digested whole.
+        assert_eq!(&*digested_bytes(b"{\"schemaVersion\":2}"), b"{\"schemaVersion\":2}");
+    }
+
+    #[test]
+    fn rejects_bad_digests() {
         assert!(references(br#"{"schemaVersion":2,"layers":[{"digest":"sha256:xyz","size":1}]}"#).is_err());
         assert!(references(b"not json").is_err());
     }

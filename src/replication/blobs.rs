@@ -65,6 +65,21 @@ impl Replicator<'_> {
 
     /// Streams one blob from the primary into the open upload at `location`.
     fn copy_blob(&self, repo: &str, blob: &BlobRef, location: &str, progress: &AtomicU64) -> Result<()> {
+        // Schema 1 manifests name their layers without sizes: ask.
+        let sized;
+        let blob = if blob.size == 0 {
+            let size = match self.primary.blob_size(repo, &blob.digest) {
+                Ok(size) => size.unwrap_or(0),
+                Err(e) => {
+                    self.secondary.cancel_upload(repo, location);
+                    return Err(e);
+                }
+            };
+            sized = BlobRef { digest: blob.digest.clone(), size };
+            &sized
+        } else {
+            blob
+        };
         let body = match self.primary.blob(repo, &blob.digest) {
             Ok(body) => body,
             Err(e) => {

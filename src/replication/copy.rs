@@ -42,6 +42,8 @@ pub struct Report {
     pub blobs_mounted: u64,
     pub blobs_present: u64,
     pub bytes_copied: u64,
+    /// Tags the secondary refuses (schema 1 where it does not accept it).
+    pub tags_unsupported: u64,
 }
 
 impl std::fmt::Display for Report {
@@ -56,7 +58,11 @@ impl std::fmt::Display for Report {
             human_bytes(self.bytes_copied),
             self.blobs_mounted,
             self.blobs_present
-        )
+        )?;
+        if self.tags_unsupported > 0 {
+            write!(f, "; {} tags unsupported by the secondary (schema 1)", self.tags_unsupported)?;
+        }
+        Ok(())
     }
 }
 
@@ -429,7 +435,28 @@ impl Replicator<'_> {
     /// Copies what the primary's manifest `m` references, then puts it under `tag`.
     fn copy_manifest(&self, repo: &str, tag: &str, m: Manifest, seen: &mut Seen, report: &mut Report) -> Result<()> {
         self.copy_contents(repo, &m, seen, report, 0)?;
-        self.secondary.put_manifest(repo, tag, &m)?;
+        match self.secondary.put_manifest(repo, tag, &m) {
+            Ok(()) => {}
+            // A secondary without compatibility.schema1.enabled refuses
+            // schema 1 (distribution 2.8: 500 UNKNOWN, "manifest schema v1
+            // unsupported" in its log only): the tag is recorded as
+            // unsupported there, counted and shown, and the repository's
+            // other tags go on. Every full sync tries it again, so a
+            // passing error clears by itself.
+            Err(e @ Error::Registry { status: 400 | 415 | 500, .. })
+                if manifest::is_schema1(&m.media_type, &m.bytes) =>
+            {
+                let reason = format!(
+                    "the secondary registry refuses Docker schema 1 manifests ({e}): set \
+                     compatibility.schema1.enabled: true in its config.yml to replicate this tag"
+                );
+                log::warn!("{repo}:{tag}: {reason}");
+                self.store.set_unsupported(repo, tag, &m.digest, &reason)?;
+                report.tags_unsupported += 1;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
         self.store.set_tag(repo, tag, &m.digest)?;
         report.tags_copied += 1;
         log::info!("{repo}:{tag} -> {} copied", m.digest);

@@ -20,14 +20,27 @@ use crate::store::Verification;
 /// What a verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Match { checksum: String },
-    Mismatch { primary: String, secondary: String, first_difference: String },
+    /// The checksums match; `unsupported` tags the secondary refuses (and
+    /// georeg recorded so) were left out on the primary's side.
+    Match {
+        checksum: String,
+        unsupported: usize,
+    },
+    Mismatch {
+        primary: String,
+        secondary: String,
+        first_difference: String,
+    },
 }
 
 impl Outcome {
     pub fn describe(&self) -> String {
         match self {
-            Outcome::Match { checksum } => format!("verified, checksum {checksum}"),
+            Outcome::Match { checksum, unsupported: 0 } => format!("verified, checksum {checksum}"),
+            Outcome::Match { checksum, unsupported } => format!(
+                "verified, checksum {checksum} ({unsupported} tags the secondary refuses left out: see \
+                 unsupported_tags)"
+            ),
             Outcome::Mismatch { primary, secondary, first_difference } => {
                 format!(
                     "checksum mismatch: primary {primary}, secondary {secondary}; first difference: {first_difference}"
@@ -57,13 +70,23 @@ pub fn first_difference(primary: &BTreeMap<String, Digest>, secondary: &BTreeMap
     })
 }
 
-/// Compares the repository's checksum on both registries.
-pub fn compare(primary: &Client, secondary: &Client, repo: &str) -> Result<Outcome> {
-    let p = primary.tag_digests(repo)?;
+/// Compares the repository's checksum on both registries. `unsupported`:
+/// tags the secondary is known to refuse, with the primary digest it
+/// refused; while the primary still has that digest and the secondary
+/// lacks the tag, they are an expected difference, not a mismatch.
+pub fn compare(primary: &Client, secondary: &Client, repo: &str, unsupported: &[(String, String)]) -> Result<Outcome> {
+    let mut p = primary.tag_digests(repo)?;
     let s = secondary.tag_digests(repo)?;
+    let mut left_out = 0;
+    for (tag, digest) in unsupported {
+        if p.get(tag).is_some_and(|d| d.as_str() == digest) && !s.contains_key(tag) {
+            p.remove(tag);
+            left_out += 1;
+        }
+    }
     let (pc, sc) = (checksum(&p), checksum(&s));
     Ok(match first_difference(&p, &s) {
-        None => Outcome::Match { checksum: pc },
+        None => Outcome::Match { checksum: pc, unsupported: left_out },
         Some(first_difference) => Outcome::Mismatch { primary: pc, secondary: sc, first_difference },
     })
 }
@@ -91,8 +114,13 @@ pub fn check_blobs(secondary: &Client, repo: &str, shutdown: &Shutdown) -> Resul
             if !seen_blobs.insert(blob.digest.clone()) {
                 continue;
             }
+            // Schema 1 names its layers without sizes: the registry's then.
+            let size = match blob.size {
+                0 => secondary.blob_size(repo, &blob.digest)?.unwrap_or(0),
+                size => size,
+            };
             let body = secondary.blob(repo, &blob.digest)?;
-            let mut reader = VerifyingReader::new(body, blob.digest.clone(), blob.size);
+            let mut reader = VerifyingReader::new(body, blob.digest.clone(), size);
             if std::io::copy(&mut reader, &mut std::io::sink()).is_err() || reader.failure.is_some() {
                 let why = reader.failure.unwrap_or_else(|| "could not be read".into());
                 return Err(Error::Manifest {
@@ -116,7 +144,8 @@ impl Replicator<'_> {
     /// queues a full sync; an error (a registry down) is retried later.
     /// With `v.blobs`, a match is also proved blob by blob.
     pub fn verify(&self, v: &Verification) -> Result<Outcome> {
-        let result = compare(self.primary, self.secondary, &v.name).and_then(|outcome| {
+        let unsupported = self.store.unsupported_tags(&v.name)?;
+        let result = compare(self.primary, self.secondary, &v.name, &unsupported).and_then(|outcome| {
             if v.blobs && matches!(outcome, Outcome::Match { .. }) {
                 let (n, size) = check_blobs(self.secondary, &v.name, self.shutdown)?;
                 log::info!(
@@ -129,9 +158,9 @@ impl Replicator<'_> {
         });
         let store = self.store;
         match result {
-            Ok(Outcome::Match { checksum }) => {
+            Ok(Outcome::Match { checksum, unsupported }) => {
                 store.verification_succeeded(v, &checksum)?;
-                Ok(Outcome::Match { checksum })
+                Ok(Outcome::Match { checksum, unsupported })
             }
             Ok(outcome) => {
                 store.verification_failed(v, &outcome.describe(), true)?;

@@ -18,6 +18,9 @@ pub struct Counts {
     pub verified: i64,
     pub verification_failed: i64,
     pub verification_pending: i64,
+    /// Tags the secondary refuses (schema 1 where it does not accept it).
+    #[serde(default)]
+    pub unsupported_tags: i64,
 }
 
 /// A repository row as the dashboard lists it.
@@ -84,7 +87,9 @@ impl Store {
                     COALESCE(SUM(sync_state = 'synced'), 0), COALESCE(SUM(sync_state = 'failed'), 0),
                     COALESCE(SUM(sync_state = 'pending'), 0), COALESCE(SUM(sync_state = 'started'), 0),
                     COALESCE(SUM(verification_state = 'succeeded'), 0), COALESCE(SUM(verification_state = 'failed'), 0),
-                    COALESCE(SUM(verification_state IN ('pending', 'started')), 0)
+                    COALESCE(SUM(verification_state IN ('pending', 'started')), 0),
+                    (SELECT COUNT(*) FROM unsupported_tags u JOIN repositories r ON r.id = u.repository_id
+                     WHERE r.excluded = 0)
              FROM repositories WHERE excluded = 0",
             [],
             |r| {
@@ -97,6 +102,7 @@ impl Store {
                     verified: r.get(5)?,
                     verification_failed: r.get(6)?,
                     verification_pending: r.get(7)?,
+                    unsupported_tags: r.get(8)?,
                 })
             },
         )?;

@@ -36,6 +36,9 @@ impl Store {
     pub fn set_tag(&self, repository: &str, tag: &str, digest: &Digest) -> Result<()> {
         let id = self.ensure_repository(repository)?;
         self.conn()
+            .prepare_cached("DELETE FROM unsupported_tags WHERE repository_id = ?1 AND tag = ?2")?
+            .execute(params![id, tag])?;
+        self.conn()
             .prepare_cached(&format!(
                 "INSERT INTO tags (repository_id, name, digest) VALUES (?1, ?2, ?3)
                  ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, synced_at = {NOW}
@@ -46,12 +49,43 @@ impl Store {
     }
 
     pub fn remove_tag(&self, repository: &str, tag: &str) -> Result<()> {
-        self.conn()
-            .prepare_cached(
-                "DELETE FROM tags WHERE name = ?2 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
-            )?
-            .execute([repository, tag])?;
+        let conn = self.conn();
+        conn.prepare_cached(
+            "DELETE FROM tags WHERE name = ?2 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
+        )?
+        .execute([repository, tag])?;
+        conn.prepare_cached(
+            "DELETE FROM unsupported_tags
+             WHERE tag = ?2 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
+        )?
+        .execute([repository, tag])?;
         Ok(())
+    }
+
+    /// Records that the secondary refuses the primary's `tag` at `digest`
+    /// (a schema 1 manifest it does not accept), and why.
+    pub fn set_unsupported(&self, repository: &str, tag: &str, digest: &Digest, reason: &str) -> Result<()> {
+        let id = self.ensure_repository(repository)?;
+        self.conn()
+            .prepare_cached(&format!(
+                "INSERT INTO unsupported_tags (repository_id, tag, digest, reason) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, reason = excluded.reason,
+                 seen_at = {NOW}"
+            ))?
+            .execute(params![id, tag, digest.as_str(), reason])?;
+        Ok(())
+    }
+
+    /// The repository's tags the secondary refuses: tag -> the primary's
+    /// digest it refused.
+    pub fn unsupported_tags(&self, repository: &str) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT u.tag, u.digest FROM unsupported_tags u JOIN repositories r ON r.id = u.repository_id
+             WHERE r.name = ?1 ORDER BY u.tag",
+        )?;
+        let rows = stmt.query_map([repository], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Forgets every tag recorded at `digest` (the manifest was deleted).

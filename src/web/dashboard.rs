@@ -180,9 +180,19 @@ pub fn nodes(s: &Status) -> String {
     );
     let _ = write!(
         body,
-        "<section><h2>Container repositories</h2><h3>Synchronization</h3>{}<h3>Verification</h3>{}</section>",
+        "<section><h2>Container repositories</h2><h3>Synchronization</h3>{}<h3>Verification</h3>{}{}</section>",
         sync_bar(r),
-        verification_bar(r)
+        verification_bar(r),
+        if r.unsupported_tags > 0 {
+            format!(
+                "<p class=\"msg\">{} tags are not replicated: the secondary registry refuses Docker schema 1 manifests \
+                 (set compatibility.schema1.enabled: true in its config.yml). They are listed in the state file's \
+                 unsupported_tags table.</p>",
+                r.unsupported_tags
+            )
+        } else {
+            String::new()
+        }
     );
     let e = &s.events;
     let _ = write!(

@@ -28,7 +28,7 @@ fn label_value(v: &str) -> String {
 pub fn render(status: &Status, stats: &Stats) -> String {
     let mut out = String::new();
     let r = &status.repositories;
-    let gauges: [(&str, &str, i64); 8] = [
+    let gauges: [(&str, &str, i64); 9] = [
         ("georeg_container_repositories", "Container repositories to replicate (selective sync applied).", r.total),
         ("georeg_container_repositories_synced", "Container repositories synced.", r.synced),
         ("georeg_container_repositories_failed", "Container repositories whose last sync failed.", r.failed),
@@ -44,6 +44,11 @@ pub fn render(status: &Status, stats: &Stats) -> String {
             "georeg_container_repositories_verification_pending",
             "Container repositories waiting for verification.",
             r.verification_pending,
+        ),
+        (
+            "georeg_tags_unsupported",
+            "Tags the secondary registry refuses to hold (Docker schema 1 where it does not accept it).",
+            r.unsupported_tags,
         ),
     ];
     for (name, help, value) in gauges {

@@ -201,6 +201,59 @@ pub fn buildkit_cache(seed: u64) -> Image {
     finish(value, OCI_INDEX, vec![layer, cache_config], vec![])
 }
 
+pub const SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+
+/// A Docker schema 1 image, signed as libtrust signs (a JWS with the
+/// payload's `formatLength` and `formatTail`, RS256, the key as a JWK).
+/// Its digest is that of the payload, the manifest without signatures.
+pub fn schema1_image(seed: u64, repo: &str, tag: &str) -> Image {
+    use georeg::registry::encoding::base64url;
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::EncodePublicKey;
+    use rsa::signature::{SignatureEncoding, Signer as _};
+    use rsa::traits::PublicKeyParts;
+    let layer = random_bytes(seed * 13 + 1, 2000);
+    let v1 = serde_json::json!({"id": format!("{:064x}", seed), "created": "2020-01-01T00:00:00Z", "architecture": "amd64", "os": "linux"});
+    let manifest = json!({
+        "schemaVersion": 1,
+        "name": repo,
+        "tag": tag,
+        "architecture": "amd64",
+        "fsLayers": [{"blobSum": sha256(&layer)}],
+        "history": [{"v1Compatibility": v1.to_string()}],
+    });
+    let payload = serde_json::to_string_pretty(&manifest).unwrap().replace("  ", "   ");
+    let format_length = payload.rfind("\n}").unwrap();
+    let tail = &payload[format_length..];
+    let protected = base64url(
+        json!({"formatLength": format_length, "formatTail": base64url(tail.as_bytes()), "time": "2020-01-01T00:00:00Z"})
+            .to_string()
+            .as_bytes(),
+    );
+    let pem = std::fs::read_to_string(&super::keys().pkcs1).unwrap();
+    let key = rsa::RsaPrivateKey::from_pkcs1_pem(&pem).unwrap();
+    let public = key.to_public_key();
+    let kid = georeg::registry::token::libtrust_key_id(public.to_public_key_der().unwrap().as_bytes());
+    let signing = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key);
+    let signature = signing.sign(format!("{protected}.{}", base64url(payload.as_bytes())).as_bytes());
+    let jws = json!([{
+        "header": {
+            "jwk": {"kty": "RSA", "kid": kid, "n": base64url(&public.n().to_bytes_be()), "e": base64url(&public.e().to_bytes_be())},
+            "alg": "RS256",
+        },
+        "signature": base64url(&signature.to_bytes()),
+        "protected": protected,
+    }]);
+    let signed = format!("{},\n   \"signatures\": {}{tail}", &payload[..format_length], jws);
+    Image {
+        digest: sha256(payload.as_bytes()),
+        manifest: signed.into_bytes(),
+        media_type: SCHEMA1_SIGNED.into(),
+        blobs: vec![layer],
+        children: vec![],
+    }
+}
+
 /// A registry as a user sees it, through its HTTP API with tokens signed
 /// by the shared test key.
 pub struct Api {

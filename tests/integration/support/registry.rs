@@ -201,6 +201,17 @@ auth:
         self.restart();
     }
 
+    /// Restarts it with `compatibility.schema1.enabled` set to `enabled`.
+    pub fn set_schema1(&mut self, enabled: bool) {
+        let yaml = std::fs::read_to_string(&self.config).unwrap();
+        let yaml = match yaml.split_once("compatibility:\n") {
+            Some((before, _)) => before.to_string(),
+            None => yaml,
+        };
+        std::fs::write(&self.config, format!("{yaml}compatibility:\n  schema1:\n    enabled: {enabled}\n")).unwrap();
+        self.restart();
+    }
+
     /// The file holding a blob in the filesystem storage driver.
     pub fn blob_data_path(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -17,7 +19,13 @@ pub struct Client {
     agent: ureq::Agent,
     tokens: TokenCache,
     actions: &'static [&'static str],
+    /// Whether the registry serves the OCI referrers API, and since when
+    /// that is known (asked again after an hour: registries get upgraded).
+    referrers_api: Mutex<Option<(bool, Instant)>>,
 }
+
+/// How long an answer about the referrers API stands.
+const REFERRERS_API_RECHECK: Duration = Duration::from_secs(3600);
 
 #[derive(Deserialize)]
 struct TagList {
@@ -44,7 +52,7 @@ impl Client {
             Some(i) => base[..after_scheme + i].to_string(),
             None => base.clone(),
         };
-        Client { base, origin, agent, tokens, actions }
+        Client { base, origin, agent, tokens, actions, referrers_api: Mutex::new(None) }
     }
 
     pub fn url(&self) -> &str {
@@ -224,6 +232,42 @@ impl Client {
         };
         drop(digested);
         Ok(Some(Manifest { media_type: manifest::media_type(content_type.as_deref(), &bytes), bytes, digest }))
+    }
+
+    /// The manifests whose `subject` is `digest`, from the OCI referrers
+    /// API (`GET /v2/NAME/referrers/DIGEST`), or `None` when the registry
+    /// does not serve it (distribution 2.8 answers 404): then referrers
+    /// are reached through their fallback tags (`sha256-HEX...`), which
+    /// replicate as any tag does.
+    pub fn referrers(&self, repo: &str, digest: &Digest) -> Result<Option<Vec<Digest>>> {
+        let known = *self.referrers_api.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((false, since)) = known {
+            if since.elapsed() < REFERRERS_API_RECHECK {
+                return Ok(None);
+            }
+        }
+        let url = format!("{}/v2/{repo}/referrers/{digest}", self.base);
+        let resp = self.send("GET", &url, &self.repo_scopes(repo), &[("Accept", manifest::OCI_INDEX)], Body::Empty)?;
+        if resp.status() == 404 {
+            *self.referrers_api.lock().unwrap_or_else(|p| p.into_inner()) = Some((false, Instant::now()));
+            return Ok(None);
+        }
+        let resp = expect(resp, "GET", &url, &[200])?;
+        *self.referrers_api.lock().unwrap_or_else(|p| p.into_inner()) = Some((true, Instant::now()));
+        #[derive(Deserialize)]
+        struct Index {
+            #[serde(default)]
+            manifests: Vec<manifest::Descriptor>,
+        }
+        let index: Index = read_json(resp, "GET", &url)?;
+        let mut found = Vec::new();
+        for d in index.manifests {
+            match Digest::parse(&d.digest) {
+                Ok(d) => found.push(d),
+                Err(e) => log::warn!("{repo}: ignoring a referrer of {digest} from {}: {e}", self.base),
+            }
+        }
+        Ok(Some(found))
     }
 
     /// The blob's size when the repository has it.

@@ -27,9 +27,6 @@ const MAX_DEPTH: usize = 4;
 const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
 const RECORD_FIRST_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// `{}`, the OCI empty descriptor's content; config of tag tombstones.
-const EMPTY_JSON: &[u8] = b"{}";
-
 /// What one sync of one repository did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -44,6 +41,8 @@ pub struct Report {
     pub bytes_copied: u64,
     /// Tags the secondary refuses (schema 1 where it does not accept it).
     pub tags_unsupported: u64,
+    /// Manifests reached through the primary's referrers API.
+    pub referrers_copied: u64,
 }
 
 impl std::fmt::Display for Report {
@@ -61,6 +60,9 @@ impl std::fmt::Display for Report {
         )?;
         if self.tags_unsupported > 0 {
             write!(f, "; {} tags unsupported by the secondary (schema 1)", self.tags_unsupported)?;
+        }
+        if self.referrers_copied > 0 {
+            write!(f, "; {} referrers copied", self.referrers_copied)?;
         }
         Ok(())
     }
@@ -407,6 +409,9 @@ impl Replicator<'_> {
                 }
             }
         }
+        if failures.is_empty() {
+            self.copy_referrers(repo, wanted.values().cloned(), &mut seen, report)?;
+        }
         for tag in present.keys().filter(|t| !wanted.contains_key(*t)) {
             self.shutdown.check()?;
             self.remove_tag(repo, tag)?;
@@ -464,7 +469,7 @@ impl Replicator<'_> {
         Ok(())
     }
 
-    fn primary_manifest(&self, repo: &str, digest: &Digest) -> Result<Manifest> {
+    pub(super) fn primary_manifest(&self, repo: &str, digest: &Digest) -> Result<Manifest> {
         self.primary.manifest(repo, digest.as_str())?.ok_or_else(|| Error::Manifest {
             repository: repo.into(),
             reference: digest.to_string(),
@@ -476,7 +481,7 @@ impl Replicator<'_> {
     }
 
     /// Makes sure everything `m` references exists in the secondary repository.
-    fn copy_contents(
+    pub(super) fn copy_contents(
         &self,
         repo: &str,
         m: &Manifest,
@@ -517,74 +522,9 @@ impl Replicator<'_> {
         }
         Ok(())
     }
-
-    /// Removes one tag from the secondary, leaving sibling tags that share
-    /// its digest in place. Distribution 2.8 can only delete manifests by
-    /// digest, which drops every tag pointing at them; so the tag is first
-    /// re-pointed at a tombstone manifest of its own, and the tombstone is
-    /// deleted by digest.
-    fn remove_tag(&self, repo: &str, tag: &str) -> Result<()> {
-        // The tombstone below can only be deleted where deletes are on:
-        // find out first, and leave the tag as it is otherwise.
-        if !self.secondary.deletes_enabled(repo)? {
-            return Err(Error::Registry {
-                request: format!("DELETE {}/v2/{repo}/manifests/...", self.secondary.url()),
-                status: 405,
-                code: "UNSUPPORTED".into(),
-                message: format!(
-                    "the secondary registry does not delete manifests, so {repo}:{tag}, gone from the primary, \
-                     was left as it is: set storage.delete.enabled: true in its config.yml"
-                ),
-            });
-        }
-        if !self.secondary.delete_tag(repo, tag)? {
-            let empty = Digest::sha256_of(EMPTY_JSON);
-            if self.secondary.blob_size(repo, &empty)?.is_none() {
-                self.secondary.push_blob_bytes(repo, &empty, EMPTY_JSON)?;
-            }
-            let tombstone = tombstone(repo, tag, &empty);
-            self.secondary.put_manifest(repo, tag, &tombstone)?;
-            self.secondary.delete_manifest(repo, &tombstone.digest)?;
-        }
-        self.store.remove_tag(repo, tag)?;
-        log::info!("{repo}:{tag} removed (gone from the primary)");
-        Ok(())
-    }
 }
 
 /// A digest, or `missing`, for messages.
 fn show(d: Option<&Digest>) -> String {
     d.map(|d| d.to_string()).unwrap_or_else(|| "missing".into())
-}
-
-/// A manifest unique to (repository, tag, moment): deleting it by digest
-/// can only ever remove that one tag.
-fn tombstone(repo: &str, tag: &str, empty: &Digest) -> Manifest {
-    let body = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": manifest::OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty.as_str(), "size": EMPTY_JSON.len()},
-        "layers": [],
-        "annotations": {
-            "io.georeg.tombstone": format!("{repo}:{tag}"),
-            "io.georeg.nonce": crate::registry::token::random_hex(16),
-        }
-    });
-    let bytes = body.to_string().into_bytes();
-    Manifest { digest: Digest::sha256_of(&bytes), media_type: manifest::OCI_MANIFEST.into(), bytes }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tombstones_are_unique_valid_manifests() {
-        let empty = Digest::sha256_of(EMPTY_JSON);
-        let a = tombstone("g/app", "v1", &empty);
-        let b = tombstone("g/app", "v1", &empty);
-        assert_ne!(a.digest, b.digest);
-        let refs = manifest::references(&a.bytes).unwrap();
-        assert_eq!(refs.blobs, vec![manifest::BlobRef { digest: empty, size: 2 }]);
-    }
 }

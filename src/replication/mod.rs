@@ -15,6 +15,8 @@ mod blobs;
 pub mod copy;
 pub mod cursor;
 pub mod pool;
+mod referrers;
+mod removal;
 pub mod verify;
 pub mod worker;
 

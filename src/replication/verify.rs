@@ -84,11 +84,66 @@ pub fn compare(primary: &Client, secondary: &Client, repo: &str, unsupported: &[
             left_out += 1;
         }
     }
-    let (pc, sc) = (checksum(&p), checksum(&s));
-    Ok(match first_difference(&p, &s) {
+    let (mut pc, mut sc) = (checksum(&p), checksum(&s));
+    let mut difference = first_difference(&p, &s);
+    if let Some((on_primary, on_secondary)) = referrer_lines(primary, secondary, repo, &p)? {
+        // Referrers count too, where the primary can list them.
+        pc = checksum_with(&p, &on_primary);
+        sc = checksum_with(&s, &on_secondary);
+        if difference.is_none() {
+            difference =
+                on_primary.iter().find(|l| !on_secondary.contains(l)).map(|l| format!("{l}: secondary missing"));
+        }
+    }
+    Ok(match difference {
         None => Outcome::Match { checksum: pc, unsupported: left_out },
         Some(first_difference) => Outcome::Mismatch { primary: pc, secondary: sc, first_difference },
     })
+}
+
+/// The repository's referrers as checksum lines (`referrer SUBJECT
+/// DIGEST`), sorted: all the primary lists (walked from its tags'
+/// manifests, transitively), and those of them the secondary holds.
+/// `None` when the primary has no referrers API.
+fn referrer_lines(
+    primary: &Client,
+    secondary: &Client,
+    repo: &str,
+    tags: &BTreeMap<String, Digest>,
+) -> Result<Option<(Vec<String>, Vec<String>)>> {
+    let mut todo: Vec<Digest> = tags.values().cloned().collect();
+    let mut visited = BTreeSet::new();
+    let (mut on_primary, mut on_secondary) = (Vec::new(), Vec::new());
+    while let Some(subject) = todo.pop() {
+        if !visited.insert(subject.clone()) || visited.len() > 100_000 {
+            continue;
+        }
+        let Some(referrers) = primary.referrers(repo, &subject)? else { return Ok(None) };
+        for r in referrers {
+            let line = format!("referrer {subject} {r}");
+            if secondary.manifest_digest(repo, r.as_str())?.is_some() {
+                on_secondary.push(line.clone());
+            }
+            on_primary.push(line);
+            todo.push(r);
+        }
+    }
+    on_primary.sort();
+    on_secondary.sort();
+    Ok(Some((on_primary, on_secondary)))
+}
+
+/// The checksum over the tags and then the referrer lines.
+fn checksum_with(tags: &BTreeMap<String, Digest>, referrers: &[String]) -> String {
+    let mut text = String::new();
+    for (tag, digest) in tags {
+        text.push_str(&format!("{tag} {digest}\n"));
+    }
+    for line in referrers {
+        text.push_str(line);
+        text.push('\n');
+    }
+    Digest::sha256_of(text.as_bytes()).to_string()
 }
 
 /// Reads back every blob the secondary's tags reference and checks its

@@ -54,3 +54,108 @@ fn schema_1_replicates_where_the_secondary_accepts_it_and_is_reported_where_it_d
     assert_eq!(left, 0);
     env.georeg(&["verify", "--blobs", "legacy/app"]).assert_ok();
 }
+
+#[test]
+fn referrers_the_primarys_api_lists_are_copied_and_verified() {
+    let env = Env::new("referrers-api");
+    let image = crate::support::oci::oci_image(10, &[1000]);
+    let signature = oci::referrer(11, &image, "application/vnd.dev.cosign.artifact.sig.v1+json");
+    let sbom_signature = oci::referrer(12, &signature, "application/vnd.dev.cosign.artifact.sig.v1+json");
+    env.p.push_image("signed/app", "v1", &image);
+    // Pushed by digest: no tag reaches them.
+    env.p.push_image("signed/app", &signature.digest, &signature);
+    env.p.push_image("signed/app", &sbom_signature.digest, &sbom_signature);
+    // distribution 2.8 has no referrers API: a test double in front of it does.
+    let upstream = env.primary.url.trim_start_matches("http://").to_string();
+    let proxy = crate::support::referrers::ReferrersProxy::start(&upstream);
+    proxy.set(&image, &[&signature]);
+    proxy.set(&signature, &[&sbom_signature]);
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, text.replace(&format!("{}/", env.primary.url), &format!("{}/", proxy.url))).unwrap();
+
+    let run = env.georeg(&["sync", "signed/app"]);
+    run.assert_ok();
+    assert!(run.stdout.contains("2 referrers copied"), "{}", run.stdout);
+    env.assert_in_sync("signed/app");
+    for r in [&signature, &sbom_signature] {
+        assert_eq!(env.s.digest("signed/app", &r.digest).as_deref(), Some(r.digest.as_str()), "a referrer by digest");
+    }
+    env.georeg(&["verify", "signed/app"]).assert_ok();
+
+    // A referrer lost on the secondary fails verification, and the resync
+    // verification queued brings it back.
+    env.s.delete_manifest("signed/app", &sbom_signature.digest);
+    let run = env.georeg(&["verify", "signed/app"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stdout.contains(&format!("referrer {} {}", signature.digest, sbom_signature.digest)), "{}", run.stdout);
+    env.georeg(&["sync", "signed/app"]).assert_ok();
+    assert!(env.s.digest("signed/app", &sbom_signature.digest).is_some());
+}
+
+#[test]
+fn referrers_under_fallback_tags_replicate_from_a_primary_without_the_api() {
+    let env = Env::new("referrers-fallback");
+    let image = crate::support::oci::oci_image(20, &[1000]);
+    let signature = oci::referrer(21, &image, "application/vnd.dev.cosign.artifact.sig.v1+json");
+    env.p.push_image("signed/app", "v1", &image);
+    let fallback = format!("sha256-{}", image.digest.trim_start_matches("sha256:"));
+    env.p.push_image("signed/app", &fallback, &signature);
+    env.georeg(&["sync", "signed/app"]).assert_ok();
+    env.assert_in_sync("signed/app");
+    assert_eq!(env.s.digest("signed/app", &fallback).as_deref(), Some(signature.digest.as_str()));
+    env.georeg(&["verify", "signed/app"]).assert_ok();
+}
+
+#[test]
+fn every_common_shape_replicates_byte_for_byte() {
+    use crate::support::oci::{oci_image, oci_shaped, with_foreign_layer};
+    let env = Env::new("shapes");
+    let zstd = oci_shaped(
+        30,
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        serde_json::Value::Null,
+    );
+    let chunked = oci_shaped(
+        31,
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        serde_json::json!({
+            "io.github.containers.zstd-chunked.manifest-checksum": "sha256:0d1ad2c3e8a3f1a50b95b3a4c9ec16e6d9b7bd5a1c8f1ad1f6d8b2fbd3d4a1c2",
+            "io.github.containers.zstd-chunked.manifest-position": "1234:567:890:1",
+        }),
+    );
+    let helm = oci_shaped(
+        32,
+        "application/vnd.cncf.helm.config.v1+json",
+        "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+        serde_json::Value::Null,
+    );
+    let foreign = with_foreign_layer(33);
+    env.p.push_image("shapes/zstd", "v1", &zstd);
+    env.p.push_image("shapes/zstd-chunked", "v1", &chunked);
+    env.p.push_image("charts/app", "1.2.3", &helm);
+    env.p.push_image("shapes/foreign", "v1", &foreign);
+    // 1,200 tags, one of them 128 characters long.
+    let many = oci_image(34, &[500]);
+    let long = "t".repeat(128);
+    env.p.push_image("shapes/many", &long, &many);
+    for i in 0..1200 {
+        env.p.put_manifest("shapes/many", &format!("t{i:04}"), &many.media_type, &many.manifest);
+    }
+    let repos = ["shapes/zstd", "shapes/zstd-chunked", "charts/app", "shapes/foreign", "shapes/many"];
+    let mut args = vec!["sync"];
+    args.extend(repos);
+    env.georeg(&args).assert_ok();
+    for repo in repos {
+        env.assert_in_sync(repo);
+    }
+    assert_eq!(env.s.tags("shapes/many").len(), 1201);
+    assert!(
+        !env.s.blob_exists("shapes/foreign", &format!("sha256:{}", "ab".repeat(32))),
+        "a foreign layer is not copied"
+    );
+    let mut args = vec!["verify", "--blobs"];
+    args.extend(repos);
+    env.georeg(&args).assert_ok();
+}

@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod oci;
+pub mod referrers;
 pub mod registry;
 
 use std::path::{Path, PathBuf};

@@ -185,6 +185,59 @@ pub fn artifact(seed: u64) -> Image {
     finish(value, OCI_MANIFEST, vec![empty], vec![])
 }
 
+/// An OCI 1.1 artifact (a signature, an SBOM...) whose `subject` is
+/// `subject`: reached by no tag, only through the referrers API or a
+/// fallback tag.
+pub fn referrer(seed: u64, subject: &Image, artifact_type: &str) -> Image {
+    let empty = b"{}".to_vec();
+    let payload = random_bytes(seed * 17 + 3, 700);
+    let value = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": descriptor("application/vnd.oci.empty.v1+json", &empty),
+        "layers": [descriptor("application/octet-stream", &payload)],
+        "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.manifest.len()},
+    });
+    finish(value, OCI_MANIFEST, vec![empty, payload], vec![])
+}
+
+/// An OCI manifest with a config and layers of the given media types (zstd,
+/// zstd:chunked, a Helm chart...), and annotations on the layers.
+pub fn oci_shaped(seed: u64, config_type: &str, layer_type: &str, annotations: serde_json::Value) -> Image {
+    let cfg = serde_json::to_vec(&json!({"seed": seed})).unwrap();
+    let layer = random_bytes(seed * 19 + 5, 1500);
+    let mut layer_descriptor = descriptor(layer_type, &layer);
+    if !annotations.is_null() {
+        layer_descriptor["annotations"] = annotations;
+    }
+    let value = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(config_type, &cfg),
+        "layers": [layer_descriptor],
+    });
+    finish(value, OCI_MANIFEST, vec![cfg, layer], vec![])
+}
+
+/// A Docker image with a foreign (non-distributable) layer: the registry
+/// holds only its descriptor, the bytes live at its URL.
+pub fn with_foreign_layer(seed: u64) -> Image {
+    let cfg = config(seed, "amd64");
+    let local = random_bytes(seed * 23 + 1, 1200);
+    let value = json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": descriptor("application/vnd.docker.container.image.v1+json", &cfg),
+        "layers": [
+            {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "size": 5_000_000,
+             "digest": format!("sha256:{}", "ab".repeat(32)), "urls": ["https://example.invalid/layer.tar.gz"]},
+            descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", &local),
+        ],
+    });
+    finish(value, DOCKER_MANIFEST, vec![cfg, local], vec![])
+}
+
 /// A BuildKit registry cache (`--cache-to type=registry`): an OCI index
 /// whose entries are blobs, a layer and the cache config, not manifests.
 pub fn buildkit_cache(seed: u64) -> Image {

@@ -91,6 +91,11 @@ storage:
   maintenance:
     uploadpurging:
       enabled: false
+validation:
+  manifests:
+    urls:
+      allow:
+        - ^https?://
 http:
   addr: 127.0.0.1:{port}
   secret: georeg-test-{name}

@@ -201,3 +201,10 @@ CREATE TABLE unsupported_tags (
     seen_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
     PRIMARY KEY (repository_id, tag)
 ) WITHOUT ROWID;
+
+-- @version 6
+
+-- When the repository's current run of failed syncs began (NULL while its
+-- last sync succeeded): how long it has been failing, for the dashboard,
+-- georeg status and the health check (replication.failing_alert_seconds).
+ALTER TABLE repositories ADD COLUMN failing_since TEXT;

@@ -52,7 +52,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let lock = Lock::acquire(&config.state_file, "serve")?;
             serve::run(Node::open(config)?, lock).map(|()| ExitCode::SUCCESS)
         }
-        Command::Status { json } => status::run(&Config::load(&Config::resolve_path(config))?, json),
+        Command::Status { json } => status::run(&Config::load_for_status(&Config::resolve_path(config))?, json),
         Command::Sync { repositories } => sync::run(&open_stoppable(config)?, &repositories),
         Command::Backfill => backfill::run(&open_stoppable(config)?),
         Command::Verify { blobs, repositories } => verify::run(&open_stoppable(config)?, blobs, &repositories),

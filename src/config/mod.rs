@@ -110,6 +110,9 @@ pub struct ReplicationConfig {
     /// the primary georeg.
     #[serde(default = "default_report_interval")]
     pub report_interval_seconds: u64,
+    /// A repository failing for longer than this makes the node unhealthy.
+    #[serde(default = "default_failing_alert")]
+    pub failing_alert_seconds: u64,
     /// Selective sync: glob patterns of repositories to replicate (all when empty).
     #[serde(default)]
     pub include: Vec<String>,
@@ -141,6 +144,7 @@ impl Default for ReplicationConfig {
             backfill_interval_seconds: default_backfill_interval(),
             reverification_interval_seconds: default_reverification_interval(),
             report_interval_seconds: default_report_interval(),
+            failing_alert_seconds: default_failing_alert(),
             include: Vec::new(),
             exclude: Vec::new(),
         }
@@ -184,6 +188,10 @@ fn default_event_retention_max_days() -> u64 {
 fn default_event_retention_days() -> u64 {
     30
 }
+fn default_failing_alert() -> u64 {
+    3600
+}
+
 fn default_report_interval() -> u64 {
     60
 }
@@ -204,15 +212,21 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
-            file: path.to_path_buf(),
-            key: String::new(),
-            message: format!("cannot read: {e} (pass --config FILE or set GEOREG_CONFIG)"),
-        })?;
-        Config::parse(path, &text)
+        Config::parse(path, &read(path)?)
+    }
+
+    /// The configuration without checking the files it names (key,
+    /// secrets, certificates): for `georeg status`, which reads only the
+    /// state file and must work before the key is in place.
+    pub fn load_for_status(path: &Path) -> Result<Config> {
+        Config::parse_checked(path, &read(path)?, false)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        Config::parse_checked(path, text, true)
+    }
+
+    fn parse_checked(path: &Path, text: &str, files: bool) -> Result<Config> {
         let mut config: Config = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
         config.path = path.to_path_buf();
         let base = path.parent().unwrap_or(Path::new("."));
@@ -224,7 +238,7 @@ impl Config {
         for file in [&mut config.tls.ca_file, &mut config.tls.cert_file, &mut config.tls.key_file] {
             *file = file.take().map(|p| base.join(p));
         }
-        config.validate()?;
+        config.validate(files)?;
         Ok(config)
     }
 
@@ -254,6 +268,14 @@ impl Config {
             self.bad("replication.primary_api_url", "is not set: this node does not know the primary registry")
         })
     }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::Config {
+        file: path.to_path_buf(),
+        key: String::new(),
+        message: format!("cannot read: {e} (pass --config FILE or set GEOREG_CONFIG)"),
+    })
 }
 
 /// Turns a TOML error into one line: file, dotted key, what is wrong, line.

@@ -7,7 +7,10 @@ use super::{Config, Role};
 use crate::error::Result;
 
 impl Config {
-    pub(super) fn validate(&mut self) -> Result<()> {
+    /// `files`: also check the files the configuration names (the key,
+    /// secrets, certificates); off for commands that only read the state
+    /// file (`georeg status`).
+    pub(super) fn validate(&mut self, files: bool) -> Result<()> {
         if self.node_name.trim().is_empty() {
             return Err(self.bad("node_name", "must not be empty"));
         }
@@ -18,7 +21,7 @@ impl Config {
         if !(10..=3600).contains(&self.registry.token_ttl_seconds) {
             return Err(self.bad("registry.token_ttl_seconds", "must be between 10 and 3600"));
         }
-        if !self.registry.key_file.is_file() {
+        if files && !self.registry.key_file.is_file() {
             return Err(self.bad(
                 "registry.key_file",
                 format!(
@@ -27,13 +30,15 @@ impl Config {
                 ),
             ));
         }
-        if let Some(cert) = &self.registry.certificate_file {
+        if let Some(cert) = self.registry.certificate_file.as_ref().filter(|_| files) {
             if !cert.is_file() {
                 return Err(self.bad("registry.certificate_file", format!("{} does not exist", cert.display())));
             }
         }
-        self.validate_secret()?;
-        if let Some(file) = &self.admin_token_file {
+        if files {
+            self.validate_secret()?;
+        }
+        if let Some(file) = self.admin_token_file.as_ref().filter(|_| files) {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| self.bad("admin_token_file", format!("cannot read {}: {e}", file.display())))?;
             let token = text.trim().to_string();
@@ -66,6 +71,9 @@ impl Config {
         if self.replication.report_interval_seconds == 0 {
             return Err(self.bad("replication.report_interval_seconds", "must be at least 1"));
         }
+        if self.replication.failing_alert_seconds < 60 {
+            return Err(self.bad("replication.failing_alert_seconds", "must be at least 60"));
+        }
         if self.replication.reverification_interval_seconds < 60 {
             return Err(self.bad("replication.reverification_interval_seconds", "must be at least 60"));
         }
@@ -79,7 +87,9 @@ impl Config {
         if let Some(url) = &self.replication.primary_node_url {
             self.replication.primary_node_url = Some(self.check_url("replication.primary_node_url", url)?);
         }
-        self.validate_tls()?;
+        if files {
+            self.validate_tls()?;
+        }
         if self.role == Role::Secondary && self.replication.enabled && self.replication.primary_api_url.is_none() {
             return Err(self.bad(
                 "replication.primary_api_url",
@@ -89,7 +99,8 @@ impl Config {
         // Who receives the registry's notifications needs the secret:
         // without it every notification is refused, and the registry
         // retries the first one forever, blocking its whole queue.
-        if self.notifications.secret.is_none() {
+        let no_secret = self.notifications.secret.is_none() && (files || self.notifications.secret_file.is_none());
+        if no_secret {
             if self.role == Role::Primary {
                 return Err(self.bad(
                     "notifications.secret_file",

@@ -33,6 +33,30 @@ pub struct Status {
     /// On a primary: every secondary that reports in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<Vec<NodeStatus>>,
+    /// Repositories whose syncs are failing, apart from the lag.
+    #[serde(default)]
+    pub failing: Failing,
+    /// The georeg process that owns the state file right now (`georeg
+    /// serve (PID 123)`), if any.
+    #[serde(default)]
+    pub daemon: Option<String>,
+    /// When a repository last finished syncing (None: never).
+    #[serde(default)]
+    pub last_sync_at: Option<String>,
+    /// When the newest event was stored (None: never).
+    #[serde(default)]
+    pub last_event_at: Option<String>,
+}
+
+/// Repositories whose syncs are failing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Failing {
+    pub repositories: i64,
+    /// The one failing longest, since when, for how many seconds, and why.
+    pub oldest: Option<String>,
+    pub since: Option<String>,
+    pub seconds: i64,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -102,7 +126,7 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
             (false, true) => Some(cursor.last_event_id),
             (false, false) => Some(local_last),
         },
-        lag_seconds: if primary { 0 } else { store.lag_seconds()? },
+        lag_seconds: if primary { 0 } else { lag(store, &cursor, following)? },
         cursor_updated_at: cursor.updated_at.clone(),
         cursor_error: cursor.last_error.clone().filter(|_| following),
         cursor_gap: match (&cursor.gap_detected_at, &cursor.gap_message) {
@@ -114,8 +138,28 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
         stored: store.event_count()?,
         per_minute: store.events_since(600)? as f64 / 10.0,
     };
-    let health_message =
-        problem.or_else(|| events.cursor_error.as_ref().map(|e| format!("cannot read the primary's event log: {e}")));
+    let (count, oldest) = store.failing()?;
+    let failing = match oldest {
+        Some((name, since, seconds, reason)) => {
+            Failing { repositories: count, oldest: Some(name), since: Some(since), seconds, reason }
+        }
+        None => Failing::default(),
+    };
+    let alert = config.replication.failing_alert_seconds as i64;
+    let failing_too_long = (!primary && failing.seconds > alert).then(|| {
+        format!(
+            "{} repositories failing, {} for {} min (over replication.failing_alert_seconds): {}",
+            failing.repositories,
+            failing.oldest.clone().unwrap_or_default(),
+            failing.seconds / 60,
+            failing.reason.clone().unwrap_or_default()
+        )
+    });
+    let health_message = problem
+        .or_else(|| events.cursor_error.as_ref().map(|e| format!("cannot read the primary's event log: {e}")))
+        .or(failing_too_long);
+    let (last_sync_at, last_event_at) = store.last_activity()?;
+    let daemon = crate::store::lock::current_holder(&config.state_file).map(|h| h.to_string());
     let nodes = if primary {
         let reports = store.nodes()?;
         Some(
@@ -164,7 +208,23 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
         copying: stats.map(Stats::copying).unwrap_or_default(),
         recent_failures: store.recent_failures(10)?,
         nodes,
+        failing,
+        daemon,
+        last_sync_at,
+        last_event_at: if following { cursor.updated_at.clone() } else { last_event_at },
     })
+}
+
+/// The age of the oldest event not yet applied, leaving out failing
+/// repositories; on a follower with events not yet read from the primary,
+/// at least the time since the cursor last advanced.
+fn lag(store: &Store, cursor: &crate::store::Cursor, following: bool) -> Result<i64> {
+    let applied = store.lag_seconds()?;
+    let unread = match &cursor.updated_at {
+        Some(at) if following && cursor.primary_last_event_id > cursor.last_event_id => store.age_seconds(at)?,
+        _ => 0,
+    };
+    Ok(applied.max(unread))
 }
 
 /// Percent of `part` in `total`, 0 when there is nothing.
@@ -190,7 +250,22 @@ pub fn text(s: &Status) -> String {
             format!("unhealthy: {}", s.health_message.clone().unwrap_or_default())
         }
     );
+    out.push_str(&match &s.daemon {
+        Some(holder) => format!("daemon: {holder} owns the state file\n"),
+        None => "daemon: not running (no georeg process owns the state file)\n".to_string(),
+    });
+    out.push_str(&format!("last event: {}\n", s.last_event_at.as_deref().unwrap_or("none received yet")));
     if s.node.role == "secondary" {
+        out.push_str(&format!("last sync: {}\n", s.last_sync_at.as_deref().unwrap_or("never synced")));
+        if let Some(oldest) = &s.failing.oldest {
+            out.push_str(&format!(
+                "failing: {} repositories; {oldest} since {} ({} min): {}\n",
+                s.failing.repositories,
+                s.failing.since.as_deref().unwrap_or(""),
+                s.failing.seconds / 60,
+                s.failing.reason.as_deref().unwrap_or("")
+            ));
+        }
         out.push_str(&format!(
             "replication: {}\n",
             if s.node.replication_enabled { "enabled" } else { "paused (replication.enabled = false)" }

@@ -173,19 +173,65 @@ impl Store {
     }
 
     /// Seconds since the oldest event not yet applied to the secondary
-    /// registry was received; 0 when every event is applied.
+    /// registry was received, leaving out repositories that are failing
+    /// (counted apart, see [`Store::failing`]): 0 when every event is
+    /// applied. A lag alert clears when replication catches up, and a real
+    /// one does not hide behind one stuck repository.
     pub fn lag_seconds(&self) -> Result<i64> {
         let conn = self.conn();
         let lag: Option<i64> = conn.query_row(
             &format!(
                 "SELECT CAST(strftime('%s', {NOW}) AS INTEGER) - CAST(strftime('%s', MIN(e.received_at)) AS INTEGER)
                  FROM events e JOIN repositories r ON r.name = e.repository
-                 WHERE e.id > r.events_done_through AND r.excluded = 0"
+                 WHERE e.id > r.events_done_through AND r.excluded = 0 AND r.sync_state <> 'failed'"
             ),
             [],
             |r| r.get(0),
         )?;
         Ok(lag.unwrap_or(0).max(0))
+    }
+
+    /// Repositories whose syncs are failing: how many, and the one failing
+    /// longest (name, since, seconds, last reason).
+    pub fn failing(&self) -> Result<(i64, Option<(String, String, i64, Option<String>)>)> {
+        let conn = self.conn();
+        let count: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM repositories WHERE excluded = 0 AND sync_state = 'failed'",
+            [],
+            |r| r.get(0),
+        )?;
+        let oldest = conn
+            .query_row(
+                &format!(
+                    "SELECT name, COALESCE(failing_since, sync_started_at, created_at) AS since,
+                            CAST(strftime('%s', {NOW}) AS INTEGER)
+                              - CAST(strftime('%s', COALESCE(failing_since, sync_started_at, created_at)) AS INTEGER),
+                            last_sync_failure
+                     FROM repositories WHERE excluded = 0 AND sync_state = 'failed' ORDER BY since, id LIMIT 1"
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        Ok((count, oldest))
+    }
+
+    /// Seconds since a time the state file recorded.
+    pub fn age_seconds(&self, at: &str) -> Result<i64> {
+        let n: Option<i64> = self.conn().query_row(
+            &format!("SELECT CAST(strftime('%s', {NOW}) AS INTEGER) - CAST(strftime('%s', ?1) AS INTEGER)"),
+            [at],
+            |r| r.get(0),
+        )?;
+        Ok(n.unwrap_or(0).max(0))
+    }
+
+    /// When a sync last finished well, and when the newest event arrived.
+    pub fn last_activity(&self) -> Result<(Option<String>, Option<String>)> {
+        let conn = self.conn();
+        let synced = conn.query_row("SELECT MAX(last_synced_at) FROM repositories", [], |r| r.get(0))?;
+        let event = conn.query_row("SELECT MAX(received_at) FROM events", [], |r| r.get(0))?;
+        Ok((synced, event))
     }
 
     /// Events stored in the last `seconds` seconds.

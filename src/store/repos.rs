@@ -251,6 +251,7 @@ impl Store {
                 "UPDATE repositories SET
                    events_done_through = MAX(events_done_through, ?2), full_sync_running = 0, claim_id = NULL,
                    retry_count = 0, retry_at = NULL, last_sync_failure = NULL, last_synced_at = {NOW},
+                   failing_since = NULL,
                    last_sync_report = ?5,
                    verification_state = CASE WHEN excluded = 1 THEN 'disabled'
                                              WHEN ?3 THEN 'pending' ELSE verification_state END,
@@ -284,7 +285,8 @@ impl Store {
             .prepare_cached(
                 "UPDATE repositories SET sync_state = 'failed', retry_count = retry_count + 1, full_sync_running = 0,
                  retry_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?2), last_sync_failure = ?3,
-                 full_sync_requested = MAX(full_sync_requested, ?4), claim_id = NULL
+                 full_sync_requested = MAX(full_sync_requested, ?4), claim_id = NULL,
+                 failing_since = COALESCE(failing_since, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
                  WHERE id = ?1 AND claim_id = ?5",
             )?
             .execute(params![job.id, format!("+{} seconds", delay.as_secs()), failure, job.full, job.claim])?;

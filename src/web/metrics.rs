@@ -112,6 +112,15 @@ pub fn render(status: &Status, stats: &Stats) -> String {
         &one(e.lag_seconds as f64),
     );
     metric(&mut out, "georeg_events_stored", "gauge", "Events in the state file.", &one(e.stored as f64));
+    if status.node.role == "secondary" {
+        metric(
+            &mut out,
+            "georeg_container_repositories_failing_seconds",
+            "gauge",
+            "How long the repository failing longest has been failing (0: none is).",
+            &one(status.failing.seconds as f64),
+        );
+    }
     metric(&mut out, "georeg_healthy", "gauge", "1 when this node reports no problem.", &one(u8::from(status.healthy)));
     if let Some(nodes) = &status.nodes {
         let healthy: Vec<(String, f64)> = nodes
@@ -165,6 +174,10 @@ mod tests {
                 repositories: Default::default(),
                 events: Default::default(),
             }]),
+            failing: Default::default(),
+            daemon: None,
+            last_sync_at: None,
+            last_event_at: None,
         };
         let text = render(&status, &stats);
         assert!(text.contains("georeg_sync_duration_seconds_bucket{le=\"+Inf\"} 1\n"));

@@ -12,6 +12,7 @@ mod demo;
 mod events;
 mod fidelity;
 mod hostile;
+mod operator;
 mod ownership;
 mod sync;
 mod tls;

@@ -1,0 +1,74 @@
+//! What an operator reads: `georeg status` with and without a daemon, on a
+//! fresh install, and numbers that tell the truth while a repository fails.
+
+use std::time::Duration;
+
+use crate::support::oci::{self, oci_image};
+use crate::support::{keys, wait_until, Env, Mode};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+#[test]
+fn status_says_whether_a_daemon_runs_and_needs_no_key() {
+    let env = Env::new("status-truth");
+    // A fresh install: the key is not copied yet.
+    env.write_config(&env.path("not-copied-yet.key"), "");
+    let run = env.georeg(&["status"]);
+    run.assert_ok();
+    assert!(run.stdout.contains("daemon: not running"), "{}", run.stdout);
+    assert!(run.stdout.contains("last sync: never synced"), "{}", run.stdout);
+    assert!(run.stdout.contains("last event: none received yet"), "{}", run.stdout);
+
+    env.write_config(&keys().pkcs1, "");
+    env.p.push_image("app", "v1", &oci_image(1, &[1000]));
+    env.start_secondary_daemon();
+    env.wait_in_sync("app", DEADLINE);
+    let run = env.georeg(&["status"]);
+    run.assert_ok();
+    assert!(run.stdout.contains("daemon: georeg serve (PID"), "{}", run.stdout);
+    assert!(!run.stdout.contains("never synced"), "{}", run.stdout);
+    let json = env.georeg(&["status", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(value["daemon"].as_str().is_some_and(|d| d.contains("serve")), "{value}");
+    assert!(value["last_sync_at"].is_string(), "{value}");
+}
+
+#[test]
+fn lag_leaves_out_a_failing_repository_which_is_counted_and_alerts() {
+    let env = Env::with_mode("lag-truth", Mode::Direct);
+    env.add_replication("failing_alert_seconds = 60");
+    // A repository whose layer is damaged on the primary fails every sync.
+    let bad = oci_image(2, &[300_000]);
+    env.p.push_image("bad/app", "v1", &bad);
+    let path = env.primary.blob_data_path(&oci::sha256(&bad.blobs[1]));
+    let mut data = std::fs::read(&path).unwrap();
+    data[100] ^= 0xff;
+    std::fs::write(&path, &data).unwrap();
+    env.start_daemons();
+    wait_until("bad/app to fail", DEADLINE, || {
+        env.state()
+            .query_row("SELECT sync_state = 'failed' FROM repositories WHERE name = 'bad/app'", [], |r| r.get(0))
+            .unwrap_or(false)
+    });
+    env.p.push_image("good/app", "v1", &oci_image(3, &[1000]));
+    env.wait_in_sync("good/app", DEADLINE);
+    let status = || -> serde_json::Value {
+        let run = env.georeg(&["status", "--json"]);
+        serde_json::from_str(&run.stdout).unwrap()
+    };
+    let s = status();
+    assert_eq!(s["failing"]["repositories"], 1, "{s}");
+    assert_eq!(s["failing"]["oldest"], "bad/app", "{s}");
+    assert!(s["events"]["lag_seconds"].as_i64().unwrap() < 30, "a failing repository holds no lag up: {s}");
+    assert_eq!(s["healthy"], true, "not failing long enough yet: {s}");
+    // An hour later it is still failing: health says so, with the reason.
+    env.state()
+        .execute("UPDATE repositories SET failing_since = '2000-01-01T00:00:00Z' WHERE name = 'bad/app'", [])
+        .unwrap();
+    let s = status();
+    assert_eq!(s["healthy"], false, "{s}");
+    let why = s["health_message"].as_str().unwrap();
+    assert!(why.contains("bad/app") && why.contains("did not match its digest"), "{why}");
+    let text = env.georeg(&["status"]).stdout;
+    assert!(text.contains("failing: 1 repositories; bad/app"), "{text}");
+}

@@ -140,9 +140,13 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
     };
     let (count, oldest) = store.failing()?;
     let failing = match oldest {
-        Some((name, since, seconds, reason)) => {
-            Failing { repositories: count, oldest: Some(name), since: Some(since), seconds, reason }
-        }
+        Some(o) => Failing {
+            repositories: count,
+            oldest: Some(o.name),
+            since: Some(o.since),
+            seconds: o.seconds,
+            reason: o.reason,
+        },
         None => Failing::default(),
     };
     let alert = config.replication.failing_alert_seconds as i64;

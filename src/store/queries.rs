@@ -23,6 +23,15 @@ pub struct Counts {
     pub unsupported_tags: i64,
 }
 
+/// The repository failing longest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LongestFailing {
+    pub name: String,
+    pub since: String,
+    pub seconds: i64,
+    pub reason: Option<String>,
+}
+
 /// A repository row as the dashboard lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RepositoryRow {
@@ -193,7 +202,7 @@ impl Store {
 
     /// Repositories whose syncs are failing: how many, and the one failing
     /// longest (name, since, seconds, last reason).
-    pub fn failing(&self) -> Result<(i64, Option<(String, String, i64, Option<String>)>)> {
+    pub fn failing(&self) -> Result<(i64, Option<LongestFailing>)> {
         let conn = self.conn();
         let count: i64 = conn.query_row(
             "SELECT COUNT(*) FROM repositories WHERE excluded = 0 AND sync_state = 'failed'",
@@ -210,7 +219,7 @@ impl Store {
                      FROM repositories WHERE excluded = 0 AND sync_state = 'failed' ORDER BY since, id LIMIT 1"
                 ),
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok(LongestFailing { name: r.get(0)?, since: r.get(1)?, seconds: r.get(2)?, reason: r.get(3)? }),
             )
             .optional()?;
         Ok((count, oldest))

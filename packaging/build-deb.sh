@@ -31,6 +31,10 @@ install -D -m 0644 packaging/copyright "$root/usr/share/doc/georeg/copyright"
 install -D -m 0644 README.md "$root/usr/share/doc/georeg/README.md"
 install -D -m 0644 schema.sql "$root/usr/share/doc/georeg/schema.sql"
 gzip -9n <packaging/changelog >"$root/usr/share/doc/georeg/changelog.gz"
+# georeg(1), from the same help texts as `georeg help COMMAND`.
+install -d -m 0755 "$root/usr/share/man/man1"
+"$bin" help --man | gzip -9n >"$root/usr/share/man/man1/georeg.1.gz"
+chmod 0644 "$root/usr/share/man/man1/georeg.1.gz"
 chmod 0644 "$root/usr/share/doc/georeg/changelog.gz"
 
 install -d -m 0755 "$root/DEBIAN"

@@ -32,7 +32,8 @@ commands:
 options:
   --config FILE            configuration file (default: $GEOREG_CONFIG, else
                            /etc/georeg/georeg.toml)
-  -h, --help               this text
+  -h, --help               this text; `georeg help COMMAND` or `georeg COMMAND --help`
+                           for one command
 
 Logging goes to stderr; RUST_LOG=debug shows every registry request.
 ";
@@ -41,14 +42,30 @@ Logging goes to stderr; RUST_LOG=debug shows every registry request.
 pub enum Command {
     Backfill,
     Check,
-    Demo { once: bool },
-    Verify { blobs: bool, repositories: Vec<String> },
+    Demo {
+        once: bool,
+    },
+    Verify {
+        blobs: bool,
+        repositories: Vec<String>,
+    },
     Serve,
-    Status { json: bool },
-    Sync { repositories: Vec<String> },
-    Token { scopes: Vec<Scope> },
+    Status {
+        json: bool,
+    },
+    Sync {
+        repositories: Vec<String>,
+    },
+    Token {
+        scopes: Vec<Scope>,
+    },
     Version,
-    Help,
+    /// The general usage, or one command's help.
+    Help {
+        topic: Option<String>,
+    },
+    /// `georeg help --man`: the man page, for the package.
+    Man,
 }
 
 #[derive(Debug)]
@@ -59,6 +76,7 @@ pub struct Cli {
 
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
     let mut config = None;
+    let mut help = false;
     let mut words = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -68,14 +86,23 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
                 config = Some(PathBuf::from(file));
             }
             a if a.starts_with("--config=") => config = Some(PathBuf::from(&a["--config=".len()..])),
-            "-h" | "--help" => return Ok(Cli { config, command: Command::Help }),
+            "-h" | "--help" => help = true,
             "-V" | "--version" => return Ok(Cli { config, command: Command::Version }),
             _ => words.push(arg),
         }
     }
+    if help {
+        // `georeg sync --help`: the help of the command named, if any.
+        let topic = words.into_iter().next();
+        return help_for(topic).map(|command| Cli { config, command });
+    }
     let mut words = words.into_iter();
     let command = match words.next().as_deref() {
-        None | Some("help") => Command::Help,
+        None => Command::Help { topic: None },
+        Some("help") => match words.next().as_deref() {
+            Some("--man") => Command::Man,
+            topic => help_for(topic.map(String::from))?,
+        },
         Some("version") => Command::Version,
         Some("status") => Command::Status { json: one_flag("status", "--json", words)? },
         Some("backfill") => no_arguments("backfill", words, Command::Backfill)?,
@@ -107,7 +134,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
             Command::Sync { repositories }
         }
         Some("token") => {
-            let mut scopes = Vec::new();
+            let mut scopes: Vec<Scope> = Vec::new();
             while let Some(w) = words.next() {
                 let value = match w.as_str() {
                     "--scope" => words.next().ok_or_else(|| Error::Usage("--scope needs a value".into()))?,
@@ -118,11 +145,26 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
                     .ok_or_else(|| Error::Usage(format!("{value:?} is not a scope like repository:NAME:pull")))?;
                 scopes.push(scope);
             }
+            if scopes.is_empty() {
+                return Err(Error::Usage(
+                    "token needs at least one --scope, e.g. --scope repository:group/app:pull".into(),
+                ));
+            }
             Command::Token { scopes }
         }
         Some(other) => return Err(Error::Usage(format!("unknown command {other:?}"))),
     };
     Ok(Cli { config, command })
+}
+
+/// Help on `topic` (a command), or the general usage; an unknown topic is
+/// a usage error.
+fn help_for(topic: Option<String>) -> Result<Command> {
+    match topic {
+        None => Ok(Command::Help { topic: None }),
+        Some(t) if crate::help::page(&t).is_some() => Ok(Command::Help { topic: Some(t) }),
+        Some(t) => Err(Error::Usage(format!("there is no command {t:?}"))),
+    }
 }
 
 /// Whether `flag`, the one option `name` takes, was given.
@@ -158,7 +200,11 @@ mod tests {
         assert_eq!(cli.command, Command::Sync { repositories: vec!["a".into(), "b/c".into()] });
         let cli = p(&["token", "--scope", "repository:a:pull", "--scope=registry:catalog:*"]).unwrap();
         assert_eq!(cli.command, Command::Token { scopes: vec![Scope::repository("a", &["pull"]), Scope::catalog()] });
-        assert_eq!(p(&[]).unwrap().command, Command::Help);
+        assert_eq!(p(&[]).unwrap().command, Command::Help { topic: None });
+        assert_eq!(p(&["help", "sync"]).unwrap().command, Command::Help { topic: Some("sync".into()) });
+        assert_eq!(p(&["sync", "--help"]).unwrap().command, Command::Help { topic: Some("sync".into()) });
+        assert_eq!(p(&["-h"]).unwrap().command, Command::Help { topic: None });
+        assert_eq!(p(&["help", "--man"]).unwrap().command, Command::Man);
         assert_eq!(
             p(&["verify", "--blobs", "a"]).unwrap().command,
             Command::Verify { blobs: true, repositories: vec!["a".into()] }
@@ -174,5 +220,11 @@ mod tests {
         assert!(p(&["frobnicate"]).is_err());
         assert!(p(&["token", "--scope", "nonsense"]).is_err());
         assert!(p(&["--config"]).is_err());
+        assert!(p(&["help", "frob"]).is_err());
+        assert!(p(&["frob", "--help"]).is_err());
+        assert!(p(&["token"]).is_err(), "a token needs a scope");
+        assert!(p(&["sync", "a", "--json"]).is_err());
+        assert!(p(&["backfill", "--json"]).is_err());
+        assert!(p(&["status", "--frob"]).is_err());
     }
 }

@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod help;
 pub mod peer;
 pub mod registry;
 pub mod replication;

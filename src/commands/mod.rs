@@ -36,8 +36,16 @@ use crate::web::App;
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let config = cli.config.as_deref();
     match cli.command {
-        Command::Help => {
+        Command::Help { topic: None } => {
             print!("{}", cli::USAGE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Help { topic: Some(topic) } => {
+            print!("{}", crate::help::page(&topic).map(crate::help::text).unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            print!("{}", crate::help::man_page());
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {

@@ -86,7 +86,7 @@ else
 fi
 contents=$(dpkg-deb --contents "$deb")
 for f in /usr/bin/georeg /etc/georeg/georeg.toml /lib/systemd/system/georeg.service \
-    /usr/share/doc/georeg/copyright /usr/share/doc/georeg/changelog.gz; do
+    /usr/share/doc/georeg/copyright /usr/share/doc/georeg/changelog.gz /usr/share/man/man1/georeg.1.gz; do
     check "the package holds $f" grep -q " \.$f\$" <<<"$contents"
 done
 dpkg-deb --extract "$deb" "$work/extract"

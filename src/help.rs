@@ -1,0 +1,183 @@
+//! Help for each command (`georeg help sync`, `georeg sync --help`), and
+//! the `georeg(1)` man page the package ships, made from the same texts.
+
+/// One command's help: usage, what it does, its options, an example and
+/// what its exit codes mean.
+pub struct Page {
+    pub name: &'static str,
+    pub usage: &'static str,
+    pub about: &'static str,
+    pub options: &'static [(&'static str, &'static str)],
+    pub example: &'static str,
+    pub exit: &'static str,
+}
+
+const CONFIG_EXIT: &str = "2 when the configuration or the command line is invalid (one line names the key or option)";
+
+pub const PAGES: &[Page] = &[
+    Page {
+        name: "backfill",
+        usage: "georeg backfill",
+        about: "One backfill pass now: scans the primary registry's catalog, then fully syncs every repository \
+                not synced yet (failed ones too, whatever their retry time), with a progress line on stderr. \
+                While georeg serve runs, it asks the daemon for the syncs and follows them.",
+        options: &[],
+        example: "runuser -u georeg -- georeg backfill",
+        exit: "0 when every repository to replicate is synced; 1 listing those that are not; 130 when \
+               interrupted (what was claimed is handed back)",
+    },
+    Page {
+        name: "check",
+        usage: "georeg check",
+        about: "Checks the configuration, the key, this node's registry (on a secondary: a push opened and \
+                cancelled; on a primary: reads only), the primary registry and primary georeg (on a secondary) and \
+                the state file: one ok or FAILED line each, with a hint.",
+        options: &[],
+        example: "georeg --config /etc/georeg/georeg.toml check",
+        exit: "0 when every check passed; 1 when any failed; 2 when the configuration itself is invalid",
+    },
+    Page {
+        name: "demo",
+        usage: "georeg demo [--once]",
+        about: "Runs a throwaway primary and secondary (registries and georeg nodes) on loopback, pushes an image \
+                and shows it replicating. Needs docker-registry and openssl.",
+        options: &[("--once", "stop after the first image arrived")],
+        example: "georeg demo",
+        exit: "0 when stopped with Ctrl-C (or after the first image with --once); 1 when a part could not start",
+    },
+    Page {
+        name: "serve",
+        usage: "georeg serve",
+        about: "The daemon: the notification endpoint, the event log (primary), the replication workers, \
+                backfill and the event-log cursor (secondary), the dashboard, status API and metrics. It owns \
+                the state file while it runs; SIGTERM or SIGINT stops it within 10 s.",
+        options: &[],
+        example: "systemctl enable --now georeg",
+        exit: "0 after a clean stop; 2 when the configuration is invalid or another georeg owns the state file",
+    },
+    Page {
+        name: "status",
+        usage: "georeg status [--json]",
+        about: "This node's status, read from the state file: whether a daemon runs, health, repositories by \
+                state, verification, lag, failing repositories. Works while the daemon is stopped and before the \
+                key is in place.",
+        options: &[("--json", "the same numbers as GET /api/v1/status")],
+        example: "georeg status --json | jq .repositories",
+        exit: "0",
+    },
+    Page {
+        name: "sync",
+        usage: "georeg sync REPO...",
+        about: "A full sync of the named repositories now: every tag compared with the primary, what differs \
+                copied or removed. One result line each. While georeg serve runs, it asks the daemon for the \
+                syncs and follows them.",
+        options: &[],
+        example: "georeg sync group/app group/other",
+        exit: "0 when all synced; 1 when any failed; 130 when interrupted",
+    },
+    Page {
+        name: "verify",
+        usage: "georeg verify [--blobs] [REPO...]",
+        about: "Compares each repository's checksum (its tags and digests, and referrers where the primary lists \
+                them) on both registries; a mismatch queues a full sync. Every repository by default.",
+        options: &[("--blobs", "also read every blob back from the secondary and check its digest")],
+        example: "georeg verify --blobs group/app",
+        exit: "0 when all verified; 1 when any differed or could not be verified; 130 when interrupted",
+    },
+    Page {
+        name: "token",
+        usage: "georeg token --scope SCOPE...",
+        about: "Prints a token for this node's registry signed with the shared key, for debugging with curl.",
+        options: &[("--scope SCOPE", "repository:NAME:ACTIONS or registry:catalog:*; at least one, repeatable")],
+        example: "curl -H \"Authorization: Bearer $(georeg token --scope repository:group/app:pull)\" \\\n    \
+                  http://127.0.0.1:5000/v2/group/app/tags/list",
+        exit: "0",
+    },
+    Page {
+        name: "version",
+        usage: "georeg version",
+        about: "Prints the version.",
+        options: &[],
+        example: "georeg version",
+        exit: "0",
+    },
+];
+
+/// The page of `command`, if there is such a command.
+pub fn page(command: &str) -> Option<&'static Page> {
+    PAGES.iter().find(|p| p.name == command)
+}
+
+/// A command's help as the terminal shows it.
+pub fn text(p: &Page) -> String {
+    let mut out = format!("usage: {}\n\n{}\n", p.usage, wrap(p.about, 78));
+    out.push_str("\noptions:\n");
+    for (flag, what) in p.options {
+        out.push_str(&format!("  {flag:<16} {what}\n"));
+    }
+    out.push_str("  --config FILE    the configuration (default: $GEOREG_CONFIG, else /etc/georeg/georeg.toml)\n");
+    out.push_str(&format!("\nexample:\n  {}\n\nexit codes: {}; {CONFIG_EXIT}\n", p.example, p.exit));
+    out
+}
+
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out
+}
+
+/// `georeg(1)` in roff, from the same texts.
+pub fn man_page() -> String {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('-', "\\-");
+    let mut out = format!(
+        ".TH GEOREG 1 \"\" \"georeg {}\" \"User Commands\"\n.SH NAME\ngeoreg \\- keeps a secondary container \
+         registry in step with a primary one\n.SH SYNOPSIS\n.B georeg\n[\\-\\-config FILE] COMMAND [ARGS]\n\
+         .SH DESCRIPTION\ngeoreg replicates every image pushed to a primary container registry into the registry \
+         of each secondary, byte for byte, through the registry HTTP API. The manual is \
+         /usr/share/doc/georeg/README.md.\n.SH COMMANDS\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for p in PAGES {
+        out.push_str(&format!(".TP\n.B {}\n{}\n", esc(p.usage), esc(p.about)));
+        for (flag, what) in p.options {
+            out.push_str(&format!(".RS\n.TP\n.B {}\n{}\n.RE\n", esc(flag), esc(what)));
+        }
+        out.push_str(&format!(".RS\nExample: {}\n.br\nExit codes: {}.\n.RE\n", esc(p.example), esc(p.exit)));
+    }
+    out.push_str(&format!(
+        ".SH OPTIONS\n.TP\n.B \\-\\-config FILE\nthe configuration file (default: $GEOREG_CONFIG, else \
+         /etc/georeg/georeg.toml)\n.SH EXIT STATUS\n{}.\n.SH FILES\n.TP\n/etc/georeg/georeg.toml\nthe \
+         configuration\n.TP\n/var/lib/georeg/state.sqlite3\nthe state file (see schema.sql)\n",
+        esc(CONFIG_EXIT)
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_has_a_page_with_usage_example_and_exit_codes() {
+        for name in ["backfill", "check", "demo", "serve", "status", "sync", "verify", "token", "version"] {
+            let p = page(name).unwrap_or_else(|| panic!("no help for {name}"));
+            let t = text(p);
+            assert!(t.starts_with(&format!("usage: georeg {name}")) && t.contains("example:"), "{t}");
+            assert!(t.contains("exit codes:"), "{t}");
+        }
+        let man = man_page();
+        assert!(man.starts_with(".TH GEOREG 1") && man.contains("georeg sync REPO"), "{man}");
+    }
+}

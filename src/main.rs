@@ -7,7 +7,24 @@ use std::process::ExitCode;
 use georeg::{cli, commands};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_target(false).init();
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    logger.format_target(false);
+    // Under systemd stderr is the journal, which stamps each line itself:
+    // a syslog priority prefix instead of our own timestamp and level, so
+    // that `journalctl -p warning` works.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        logger.format(|buf, record| {
+            use std::io::Write;
+            let priority = match record.level() {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                log::Level::Debug | log::Level::Trace => 7,
+            };
+            writeln!(buf, "<{priority}>{}", record.args())
+        });
+    }
+    logger.init();
     match cli::parse(std::env::args().skip(1)).and_then(commands::run) {
         Ok(code) => code,
         Err(e) => {

@@ -50,16 +50,7 @@ pub fn scan(r: &Replicator, selection: &Selection) -> Result<Scan> {
             gone += 1;
         }
     }
-    let scan = Scan { included: included.len(), added, excluded, gone };
-    log::info!(
-        "catalog of {}: {} repositories to replicate ({} new), {} excluded by selective sync, {} gone from the primary",
-        primary.url(),
-        scan.included,
-        scan.added,
-        scan.excluded,
-        scan.gone
-    );
-    Ok(scan)
+    Ok(Scan { included: included.len(), added, excluded, gone })
 }
 
 /// The daemon's backfill thread: a scan at start and every `interval`
@@ -68,7 +59,18 @@ pub fn scan(r: &Replicator, selection: &Selection) -> Result<Scan> {
 pub fn run(r: &Replicator, selection: &Selection, interval: Duration) {
     loop {
         let wait = match scan(r, selection) {
-            Ok(_) => interval,
+            Ok(scan) => {
+                log::info!(
+                    "catalog of {}: {} repositories to replicate ({} new), {} excluded by selective sync, {} gone \
+                     from the primary",
+                    r.primary.url(),
+                    scan.included,
+                    scan.added,
+                    scan.excluded,
+                    scan.gone
+                );
+                interval
+            }
             Err(e) => {
                 let retry = interval.min(Duration::from_secs(60));
                 log::warn!("backfill scan failed: {e}; next try in {}s", retry.as_secs());

@@ -315,7 +315,7 @@ impl Replicator<'_> {
             }
             match (&wanted, listed) {
                 (Some(_), _) => {}
-                (None, true) => log::info!("{repo}:{tag} was pushed but is gone from the primary; removing it"),
+                (None, true) => log::debug!("{repo}:{tag} was pushed but is gone from the primary; removing it"),
                 (None, false) => {
                     self.store.request_full_sync(repo)?;
                     return Err(Error::Manifest {
@@ -380,7 +380,7 @@ impl Replicator<'_> {
             self.secondary.delete_manifest(repo, digest)?;
             self.store.remove_tags_at(repo, digest)?;
             report.manifests_deleted += 1;
-            log::info!("{repo}@{digest} deleted (gone from the primary)");
+            log::debug!("{repo}@{digest} deleted (gone from the primary)");
         }
         Ok(())
     }
@@ -403,8 +403,10 @@ impl Replicator<'_> {
                 Ok(()) => {}
                 // These say the registry or georeg itself is in trouble: stop here.
                 Err(e @ (Error::Interrupted | Error::Transport { .. } | Error::Store { .. })) => return Err(e),
+                // The worker logs the repository's failure, which names the
+                // first tag's; the others are at debug.
                 Err(e) => {
-                    log::warn!("{repo}:{tag}: {e}");
+                    log::debug!("{repo}:{tag}: {e}");
                     failures.push(e);
                 }
             }
@@ -464,7 +466,7 @@ impl Replicator<'_> {
         }
         self.store.set_tag(repo, tag, &m.digest)?;
         report.tags_copied += 1;
-        log::info!("{repo}:{tag} -> {} copied", m.digest);
+        log::debug!("{repo}:{tag} -> {} copied", m.digest);
         seen.manifests.insert(m.digest);
         Ok(())
     }

@@ -54,7 +54,7 @@ impl Replicator<'_> {
                     self.copy_contents(repo, &m, seen, report, 0)?;
                     self.secondary.put_manifest(repo, referrer.as_str(), &m)?;
                     report.referrers_copied += 1;
-                    log::info!("{repo}@{referrer} copied (a referrer of {subject})");
+                    log::debug!("{repo}@{referrer} copied (a referrer of {subject})");
                 }
                 seen.manifests.insert(referrer.clone());
                 todo.push(referrer);

@@ -43,7 +43,7 @@ impl Replicator<'_> {
             self.secondary.delete_manifest(repo, &tombstone.digest)?;
         }
         self.store.remove_tag(repo, tag)?;
-        log::info!("{repo}:{tag} removed (gone from the primary)");
+        log::debug!("{repo}:{tag} removed (gone from the primary)");
         Ok(())
     }
 }

@@ -72,3 +72,41 @@ fn lag_leaves_out_a_failing_repository_which_is_counted_and_alerts() {
     let text = env.georeg(&["status"]).stdout;
     assert!(text.contains("failing: 1 repositories; bad/app"), "{text}");
 }
+
+#[test]
+fn under_systemd_log_lines_carry_their_syslog_priority_and_no_timestamp() {
+    let env = Env::new("journald");
+    env.p.push_image("app", "v1", &oci_image(4, &[1000]));
+    let out = std::process::Command::new(crate::support::georeg_bin())
+        .arg("--config")
+        .arg(&env.config)
+        .args(["sync", "app", "missing/../bad"])
+        .env("JOURNAL_STREAM", "8:12345")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let run = std::process::Command::new(crate::support::georeg_bin())
+        .arg("--config")
+        .arg(&env.config)
+        .args(["backfill"])
+        .env("JOURNAL_STREAM", "8:12345")
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let logged: Vec<&str> = stderr.lines().filter(|l| l.starts_with('<')).collect();
+    assert!(!logged.is_empty(), "{stderr}");
+    for line in &logged {
+        assert!(
+            line.starts_with("<3>") || line.starts_with("<4>") || line.starts_with("<6>") || line.starts_with("<7>"),
+            "{line}"
+        );
+        assert!(!line.contains(" INFO ") && !line[3..].starts_with('['), "no timestamp or level of our own: {line}");
+    }
+    assert!(logged.iter().any(|l| l.starts_with("<7>")), "debug lines at priority 7: {stderr}");
+    // Without the journal, the usual format.
+    let plain = env.georeg(&["backfill"]);
+    assert!(plain.stderr.lines().all(|l| !l.starts_with("<6>")), "{}", plain.stderr);
+}

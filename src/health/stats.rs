@@ -10,8 +10,11 @@ use std::time::Instant;
 /// Upper bounds (seconds) of the sync duration histogram's buckets.
 pub const SYNC_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
 
-#[derive(Default)]
 pub struct Stats {
+    /// When this process started (Unix seconds), for process_start_time_seconds.
+    pub started_at: u64,
+    /// When this process last finished a catalog scan (Unix seconds; 0: not yet).
+    pub last_backfill: AtomicU64,
     pub bytes_copied: AtomicU64,
     pub blobs_copied: AtomicU64,
     pub blobs_mounted: AtomicU64,
@@ -45,6 +48,25 @@ pub struct Histogram {
     pub counts: [u64; SYNC_BUCKETS.len() + 1],
     pub sum: f64,
     pub count: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Stats {
+            started_at: now,
+            last_backfill: AtomicU64::new(0),
+            bytes_copied: AtomicU64::default(),
+            blobs_copied: AtomicU64::default(),
+            blobs_mounted: AtomicU64::default(),
+            events_received: AtomicU64::default(),
+            events_processed: AtomicU64::default(),
+            syncs_succeeded: AtomicU64::default(),
+            syncs_failed: AtomicU64::default(),
+            durations: Mutex::default(),
+            activity: Mutex::default(),
+        }
+    }
 }
 
 impl Stats {

@@ -46,6 +46,9 @@ pub struct Status {
     /// When the newest event was stored (None: never).
     #[serde(default)]
     pub last_event_at: Option<String>,
+    /// When a repository was last verified (None: never).
+    #[serde(default)]
+    pub last_verified_at: Option<String>,
 }
 
 /// Repositories whose syncs are failing.
@@ -162,7 +165,7 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
     let health_message = problem
         .or_else(|| events.cursor_error.as_ref().map(|e| format!("cannot read the primary's event log: {e}")))
         .or(failing_too_long);
-    let (last_sync_at, last_event_at) = store.last_activity()?;
+    let (last_sync_at, last_event_at, last_verified_at) = store.last_activity()?;
     let daemon = crate::store::lock::current_holder(&config.state_file).map(|h| h.to_string());
     let nodes = if primary {
         let reports = store.nodes()?;
@@ -216,6 +219,7 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
         daemon,
         last_sync_at,
         last_event_at: if following { cursor.updated_at.clone() } else { last_event_at },
+        last_verified_at,
     })
 }
 

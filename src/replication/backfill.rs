@@ -60,6 +60,8 @@ pub fn run(r: &Replicator, selection: &Selection, interval: Duration) {
     loop {
         let wait = match scan(r, selection) {
             Ok(scan) => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs());
+                r.stats.last_backfill.store(now.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
                 log::info!(
                     "catalog of {}: {} repositories to replicate ({} new), {} excluded by selective sync, {} gone \
                      from the primary",

@@ -235,12 +235,14 @@ impl Store {
         Ok(n.unwrap_or(0).max(0))
     }
 
-    /// When a sync last finished well, and when the newest event arrived.
-    pub fn last_activity(&self) -> Result<(Option<String>, Option<String>)> {
+    /// When a sync last finished well, when the newest event arrived, and
+    /// when a repository was last verified.
+    pub fn last_activity(&self) -> Result<(Option<String>, Option<String>, Option<String>)> {
         let conn = self.conn();
         let synced = conn.query_row("SELECT MAX(last_synced_at) FROM repositories", [], |r| r.get(0))?;
         let event = conn.query_row("SELECT MAX(received_at) FROM events", [], |r| r.get(0))?;
-        Ok((synced, event))
+        let verified = conn.query_row("SELECT MAX(verified_at) FROM repositories", [], |r| r.get(0))?;
+        Ok((synced, event, verified))
     }
 
     /// Events stored in the last `seconds` seconds.

@@ -27,8 +27,45 @@ fn label_value(v: &str) -> String {
 
 pub fn render(status: &Status, stats: &Stats) -> String {
     let mut out = String::new();
+    let secondary = status.node.role == "secondary";
+    metric(
+        &mut out,
+        "georeg_build_info",
+        "gauge",
+        "Always 1; the labels say which georeg this is.",
+        &[(format!("{{version=\"{}\",role=\"{}\"}}", label_value(&status.node.version), status.node.role), 1.0)],
+    );
+    metric(&mut out, "georeg_healthy", "gauge", "1 when this node reports no problem.", &one(u8::from(status.healthy)));
+    let e = &status.events;
+    metric(
+        &mut out,
+        "georeg_events_received_total",
+        "counter",
+        "Registry events stored (notifications, or read from the primary's log).",
+        &one(stats.events_received.load(Ordering::Relaxed) as f64),
+    );
+    metric(
+        &mut out,
+        "georeg_last_event_id",
+        "gauge",
+        "Newest event id (from the primary, on a secondary).",
+        &one(e.last_event_id as f64),
+    );
+    metric(&mut out, "georeg_events_stored", "gauge", "Events in the state file.", &one(e.stored as f64));
+    if secondary {
+        secondary_metrics(&mut out, status, stats);
+    }
+    if let Some(nodes) = &status.nodes {
+        node_metrics(&mut out, nodes);
+    }
+    process_metrics(&mut out, stats);
+    out
+}
+
+/// What only a secondary has: repositories, copies, the cursor.
+fn secondary_metrics(out: &mut String, status: &Status, stats: &Stats) {
     let r = &status.repositories;
-    let gauges: [(&str, &str, i64); 9] = [
+    let gauges: [(&str, &str, i64); 10] = [
         ("georeg_container_repositories", "Container repositories to replicate (selective sync applied).", r.total),
         ("georeg_container_repositories_synced", "Container repositories synced.", r.synced),
         ("georeg_container_repositories_failed", "Container repositories whose last sync failed.", r.failed),
@@ -50,21 +87,21 @@ pub fn render(status: &Status, stats: &Stats) -> String {
             "Tags the secondary registry refuses to hold (Docker schema 1 where it does not accept it).",
             r.unsupported_tags,
         ),
+        (
+            "georeg_container_repositories_failing_seconds",
+            "How long the repository failing longest has been failing (0: none is).",
+            status.failing.seconds,
+        ),
     ];
     for (name, help, value) in gauges {
-        metric(&mut out, name, "gauge", help, &one(value as f64));
+        metric(out, name, "gauge", help, &one(value as f64));
     }
     let counters = [
-        (
-            "georeg_events_received_total",
-            "Registry events stored (notifications, or read from the primary's log).",
-            &stats.events_received,
-        ),
         ("georeg_events_processed_total", "Events applied to the secondary registry.", &stats.events_processed),
-        ("georeg_bytes_copied_total", "Blob bytes copied from the primary to the secondary.", &stats.bytes_copied),
-        ("georeg_blobs_copied_total", "Blobs copied from the primary.", &stats.blobs_copied),
+        ("georeg_copied_bytes_total", "Blob bytes copied from the primary to the secondary.", &stats.bytes_copied),
+        ("georeg_copied_blobs_total", "Blobs copied from the primary.", &stats.blobs_copied),
         (
-            "georeg_blobs_mounted_total",
+            "georeg_mounted_blobs_total",
             "Blobs mounted from another repository of the secondary instead of copied.",
             &stats.blobs_mounted,
         ),
@@ -72,7 +109,7 @@ pub fn render(status: &Status, stats: &Stats) -> String {
         ("georeg_sync_failures_total", "Repository syncs that failed.", &stats.syncs_failed),
     ];
     for (name, help, counter) in counters {
-        metric(&mut out, name, "counter", help, &one(counter.load(Ordering::Relaxed) as f64));
+        metric(out, name, "counter", help, &one(counter.load(Ordering::Relaxed) as f64));
     }
     let h = stats.durations();
     let mut samples = Vec::new();
@@ -91,59 +128,114 @@ pub fn render(status: &Status, stats: &Stats) -> String {
     }
     let e = &status.events;
     metric(
-        &mut out,
-        "georeg_last_event_id",
-        "gauge",
-        "Newest event id (from the primary, on a secondary).",
-        &one(e.last_event_id as f64),
-    );
-    metric(
-        &mut out,
+        out,
         "georeg_cursor_last_event_id",
         "gauge",
         "Last event id read and queued by this secondary.",
         &one(e.cursor_last_event_id.unwrap_or(0) as f64),
     );
     metric(
-        &mut out,
+        out,
         "georeg_cursor_lag_seconds",
         "gauge",
-        "Seconds since the oldest event not yet applied to the secondary was received.",
+        "Age of the oldest event not yet applied, leaving out failing repositories.",
         &one(e.lag_seconds as f64),
     );
-    metric(&mut out, "georeg_events_stored", "gauge", "Events in the state file.", &one(e.stored as f64));
-    if status.node.role == "secondary" {
-        metric(
-            &mut out,
-            "georeg_container_repositories_failing_seconds",
-            "gauge",
-            "How long the repository failing longest has been failing (0: none is).",
-            &one(status.failing.seconds as f64),
-        );
+    let stamp = |at: &Option<String>| at.as_deref().and_then(unix_seconds).unwrap_or(0) as f64;
+    metric(
+        out,
+        "georeg_last_backfill_timestamp_seconds",
+        "gauge",
+        "When this process last finished a scan of the primary's catalog (0: not yet).",
+        &one(stats.last_backfill.load(Ordering::Relaxed) as f64),
+    );
+    metric(
+        out,
+        "georeg_last_verification_timestamp_seconds",
+        "gauge",
+        "When a repository was last verified (0: never).",
+        &one(stamp(&status.last_verified_at)),
+    );
+    metric(
+        out,
+        "georeg_last_sync_timestamp_seconds",
+        "gauge",
+        "When a repository last finished syncing (0: never).",
+        &one(stamp(&status.last_sync_at)),
+    );
+}
+
+/// On a primary: the secondaries that report in.
+fn node_metrics(out: &mut String, nodes: &[crate::health::status::NodeStatus]) {
+    let by_node = |f: &dyn Fn(&crate::health::status::NodeStatus) -> f64| -> Vec<(String, f64)> {
+        nodes.iter().map(|n| (format!("{{node=\"{}\"}}", label_value(&n.name)), f(n))).collect()
+    };
+    metric(
+        out,
+        "georeg_node_healthy",
+        "gauge",
+        "1 when the secondary's last report was healthy and recent.",
+        &by_node(&|n| f64::from(u8::from(n.health == "healthy"))),
+    );
+    metric(
+        out,
+        "georeg_node_report_age_seconds",
+        "gauge",
+        "Seconds since the secondary last reported.",
+        &by_node(&|n| n.age_seconds as f64),
+    );
+    metric(
+        out,
+        "georeg_node_lag_seconds",
+        "gauge",
+        "The secondary's reported event lag.",
+        &by_node(&|n| n.events.lag_seconds as f64),
+    );
+}
+
+/// The standard process metrics, from /proc/self.
+fn process_metrics(out: &mut String, stats: &Stats) {
+    // /proc reports CPU time in clock ticks of USER_HZ, 100 on Linux.
+    const TICKS: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let cpu = (field(11) + field(12)) / TICKS;
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let rss_pages: f64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0.0);
+    let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
+    metric(out, "process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.", &one(cpu));
+    metric(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", &one(rss_pages * 4096.0));
+    metric(out, "process_open_fds", "gauge", "Number of open file descriptors.", &one(fds as f64));
+    metric(
+        out,
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch, in seconds.",
+        &one(stats.started_at as f64),
+    );
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, as the state file stores time, in Unix seconds.
+fn unix_seconds(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 19 {
+        return None;
     }
-    metric(&mut out, "georeg_healthy", "gauge", "1 when this node reports no problem.", &one(u8::from(status.healthy)));
-    if let Some(nodes) = &status.nodes {
-        let healthy: Vec<(String, f64)> = nodes
-            .iter()
-            .map(|n| (format!("{{node=\"{}\"}}", label_value(&n.name)), f64::from(u8::from(n.health == "healthy"))))
-            .collect();
-        metric(
-            &mut out,
-            "georeg_node_healthy",
-            "gauge",
-            "1 when the secondary's last report was healthy and recent.",
-            &healthy,
-        );
-        let age: Vec<(String, f64)> =
-            nodes.iter().map(|n| (format!("{{node=\"{}\"}}", label_value(&n.name)), n.age_seconds as f64)).collect();
-        metric(&mut out, "georeg_node_report_age_seconds", "gauge", "Seconds since the secondary last reported.", &age);
-        let lag: Vec<(String, f64)> = nodes
-            .iter()
-            .map(|n| (format!("{{node=\"{}\"}}", label_value(&n.name)), n.events.lag_seconds as f64))
-            .collect();
-        metric(&mut out, "georeg_node_lag_seconds", "gauge", "The secondary's reported event lag.", &lag);
-    }
-    out
+    let num = |r: std::ops::Range<usize>| text.get(r).and_then(|t| t.parse::<i64>().ok());
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 #[cfg(test)]
@@ -157,7 +249,7 @@ mod tests {
         let _ = stats.begin("a");
         stats.end("a", true);
         let status = Status {
-            node: NodeInfo::default(),
+            node: NodeInfo { role: "secondary".into(), version: "1.2.3".into(), ..NodeInfo::default() },
             healthy: true,
             health_message: None,
             repositories: Default::default(),
@@ -178,14 +270,27 @@ mod tests {
             daemon: None,
             last_sync_at: None,
             last_event_at: None,
+            last_verified_at: None,
         };
         let text = render(&status, &stats);
         assert!(text.contains("georeg_sync_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
         assert!(text.contains("georeg_node_healthy{node=\"se\\\"c\"} 1\n"));
+        assert!(text.contains("georeg_build_info{version=\"1.2.3\",role=\"secondary\"} 1\n"), "{text}");
+        for name in ["georeg_copied_bytes_total", "process_resident_memory_bytes", "process_start_time_seconds"] {
+            assert!(text.contains(&format!("\n{name} ")), "{name}");
+        }
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();
             let family = name.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
             assert!(text.contains(&format!("# TYPE {family} ")), "{line}");
         }
+    }
+
+    #[test]
+    fn state_file_times_become_unix_seconds() {
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_seconds("2026-11-30T01:02:03Z"), Some(1_796_000_523));
+        assert_eq!(unix_seconds("2000-02-29T12:00:00Z"), Some(951_825_600));
+        assert_eq!(unix_seconds("garbage"), None);
     }
 }

@@ -325,3 +325,16 @@ fn the_router_answers_every_mutated_request_without_panicking() {
     }
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+#[test]
+fn a_primary_exports_no_secondary_only_series() {
+    let primary = body(&Fixture::new("primary").send(admin(get("/metrics"))));
+    let secondary = body(&Fixture::new("secondary").send(admin(get("/metrics"))));
+    for series in ["georeg_container_repositories", "georeg_cursor_lag_seconds", "georeg_copied_bytes_total"] {
+        assert!(!primary.contains(series), "{series} on a primary");
+        assert!(secondary.contains(series), "{series} on a secondary");
+    }
+    for text in [&primary, &secondary] {
+        assert!(text.contains("georeg_build_info{version=") && text.contains("\nprocess_open_fds "), "{text}");
+    }
+}

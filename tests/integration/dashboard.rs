@@ -146,8 +146,8 @@ print(json.dumps(out))
     assert_eq!(value("georeg_container_repositories"), counts[0] as f64);
     assert_eq!(value("georeg_container_repositories_synced"), counts[1] as f64);
     assert_eq!(value("georeg_container_repositories_verified"), counts[5] as f64);
-    assert!(value("georeg_bytes_copied_total") > 4000.0);
-    assert!(value("georeg_blobs_copied_total") >= 4.0);
+    assert!(value("georeg_copied_bytes_total") > 4000.0);
+    assert!(value("georeg_copied_blobs_total") >= 4.0);
     assert!(value("georeg_sync_failures_total") >= 1.0);
     assert_eq!(parsed["type:georeg_sync_duration_seconds"], "histogram");
     assert!(parsed["georeg_sync_duration_seconds_count{}"].as_f64().unwrap() >= 3.0);

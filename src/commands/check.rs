@@ -80,6 +80,22 @@ pub fn run(config_path: &Path) -> ExitCode {
     if let Some(secret) = &config.notifications.secret_file {
         readable_by_service(&mut report, "notifications.secret_file", secret);
     }
+    if let Some(token) = &config.admin_token_file {
+        readable_by_service(&mut report, "admin_token_file", token);
+        if let Ok(meta) = std::fs::metadata(token) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o007 != 0 {
+                report.warn(
+                    &format!("admin_token_file {}", token.display()),
+                    &format!(
+                        "readable by others (mode {mode:04o}): it opens the dashboard and the resync buttons; \
+                         chown root:{SERVICE_USER} {0}; chmod 640 {0}",
+                        token.display()
+                    ),
+                );
+            }
+        }
+    }
 
     let Some(signer) = check_key(&mut report, &config) else {
         return finish(&report);

@@ -209,9 +209,10 @@ pub fn run(once: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "\nPress Enter to push another image, Ctrl-C to stop and clean up. To push your own image:\n  \
-         skopeo copy --dest-tls-verify=false --dest-registry-token \"$({} --config {} token --scope repository:demo/app:push,pull)\" \\\n    \
-         docker-archive:image.tar docker://127.0.0.1:{p_reg}/demo/app:v1\n\
+        "\nPress Enter to push another image, Ctrl-C to stop and clean up. To copy an image yourself (needs skopeo):\n  \
+         TOKEN=$({} --config {} token --scope repository:demo/hello:pull --scope repository:demo/app:push,pull)\n  \
+         skopeo copy --src-tls-verify=false --dest-tls-verify=false --src-registry-token \"$TOKEN\" \\\n    \
+         --dest-registry-token \"$TOKEN\" docker://127.0.0.1:{p_reg}/demo/hello:v1 docker://127.0.0.1:{p_reg}/demo/app:v1\n\
          State files: sqlite3 {}   Logs: {}/*.log",
         georeg.display(),
         p_conf.display(),

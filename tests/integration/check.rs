@@ -113,3 +113,17 @@ fn a_config_problem_is_the_usual_one_liner() {
     let failed = line(&out, "FAILED  config");
     assert!(failed.contains("registry.key_file") && failed.contains("does not exist"), "{failed}");
 }
+
+#[test]
+fn a_world_readable_admin_token_is_warned_about() {
+    let env = Env::new("check-token");
+    let token = env.path("admin-token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.add_top_level("admin_token_file = \"admin-token\"");
+    let (_, out) = check(&env.config);
+    assert!(line(&out, "WARNING admin_token_file").contains("readable by others (mode 0644)"), "{out}");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (_, out) = check(&env.config);
+    assert!(!out.contains("readable by others"), "{out}");
+}

@@ -208,3 +208,15 @@ CREATE TABLE unsupported_tags (
 -- last sync succeeded): how long it has been failing, for the dashboard,
 -- georeg status and the health check (replication.failing_alert_seconds).
 ALTER TABLE repositories ADD COLUMN failing_since TEXT;
+
+-- @version 7
+
+-- On a secondary: one sample per report interval of the lag and of the
+-- bytes copied so far by the running process, kept for a day, for the
+-- dashboard's chart of the last 24 hours.
+CREATE TABLE samples (
+    at            TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    lag_seconds   INTEGER NOT NULL,
+    copied_bytes  INTEGER NOT NULL
+);
+CREATE INDEX samples_by_time ON samples (at);

@@ -36,6 +36,9 @@ impl Reporter<'_> {
         loop {
             let problem = self.check();
             self.health.set(problem.clone());
+            if self.config.role == Role::Secondary {
+                self.sample();
+            }
             if let Some(node) = self.primary_node {
                 match self.send(node, problem) {
                     Ok(()) if !last_error.is_empty() => {
@@ -71,6 +74,16 @@ impl Reporter<'_> {
             None
         } else {
             Some(problems.join("; "))
+        }
+    }
+
+    /// One point of the dashboard's chart: the lag and the bytes copied.
+    fn sample(&self) {
+        let copied = self.stats.bytes_copied.load(std::sync::atomic::Ordering::Relaxed);
+        let recorded = status::collect(self.config, self.store, None, None)
+            .and_then(|s| self.store.record_sample(s.events.lag_seconds, copied));
+        if let Err(e) = recorded {
+            log::warn!("cannot record the chart's sample: {e}");
         }
     }
 

@@ -68,6 +68,13 @@ pub struct NodeInfo {
     pub role: String,
     pub version: String,
     pub replication_enabled: bool,
+    /// Where this node's own server listens (`listen`).
+    #[serde(default)]
+    pub listen: String,
+    /// On a secondary: the primary it follows (the primary georeg, else
+    /// the primary registry).
+    #[serde(default)]
+    pub follows: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -82,6 +89,9 @@ pub struct EventsStatus {
     pub lag_seconds: i64,
     #[serde(default)]
     pub cursor_updated_at: Option<String>,
+    /// Seconds since the cursor last advanced.
+    #[serde(default)]
+    pub cursor_age_seconds: Option<i64>,
     #[serde(default)]
     pub cursor_error: Option<String>,
     /// Secondary: the last time the cursor lost its place in the primary's
@@ -113,6 +123,14 @@ pub struct NodeStatus {
     pub age_seconds: i64,
     pub repositories: Counts,
     pub events: EventsStatus,
+    /// What the secondary said of itself: its georeg version, where it
+    /// listens, and how many repositories it has failing.
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub listen: String,
+    #[serde(default)]
+    pub failing: i64,
 }
 
 /// Reads the status from the state file. In the daemon, `stats` adds live
@@ -131,6 +149,7 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
         },
         lag_seconds: if primary { 0 } else { lag(store, &cursor, following)? },
         cursor_updated_at: cursor.updated_at.clone(),
+        cursor_age_seconds: cursor.updated_at.as_deref().map(|at| store.age_seconds(at)).transpose()?,
         cursor_error: cursor.last_error.clone().filter(|_| following),
         cursor_gap: match (&cursor.gap_detected_at, &cursor.gap_message) {
             (Some(at), Some(message)) => {
@@ -192,6 +211,9 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
                         reported_at: r.reported_at,
                         age_seconds: r.age_seconds,
                         repositories: reported.as_ref().map(|s| s.repositories.clone()).unwrap_or_default(),
+                        version: reported.as_ref().map(|s| s.node.version.clone()).unwrap_or_default(),
+                        listen: reported.as_ref().map(|s| s.node.listen.clone()).unwrap_or_default(),
+                        failing: reported.as_ref().map(|s| s.failing.repositories).unwrap_or_default(),
                         events: reported.map(|s| s.events).unwrap_or_default(),
                     }
                 })
@@ -206,6 +228,12 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
             role: if primary { "primary" } else { "secondary" }.into(),
             version: env!("CARGO_PKG_VERSION").into(),
             replication_enabled: !primary && config.replication.enabled,
+            listen: config.listen.clone(),
+            follows: if primary {
+                None
+            } else {
+                config.replication.primary_node_url.clone().or_else(|| config.replication.primary_api_url.clone())
+            },
         },
         healthy: health_message.is_none(),
         health_message,

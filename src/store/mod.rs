@@ -39,6 +39,7 @@ use crate::error::{Error, Result};
 
 pub use cursor::Cursor;
 pub use events::{Event, NewEvent};
+pub use nodes::Sample;
 pub use queries::{Counts, RepositoryFilter, RepositoryRow};
 pub use repos::{Job, Progress};
 pub use states::{SyncState, VerificationState};

@@ -51,6 +51,41 @@ impl Store {
     }
 }
 
+/// One point of the dashboard's 24-hour chart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// Seconds before now.
+    pub ago_seconds: i64,
+    pub lag_seconds: i64,
+    pub copied_bytes: i64,
+}
+
+impl Store {
+    /// Records one sample and forgets those older than a day.
+    pub fn record_sample(&self, lag_seconds: i64, copied_bytes: u64) -> Result<()> {
+        let conn = self.conn();
+        conn.prepare_cached("INSERT INTO samples (lag_seconds, copied_bytes) VALUES (?1, ?2)")?
+            .execute(params![lag_seconds, copied_bytes as i64])?;
+        conn.prepare_cached("DELETE FROM samples WHERE at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 day')")?
+            .execute([])?;
+        Ok(())
+    }
+
+    /// The last day's samples, oldest first.
+    pub fn samples(&self) -> Result<Vec<Sample>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT CAST(strftime('%s', {NOW}) AS INTEGER) - CAST(strftime('%s', at) AS INTEGER), lag_seconds,
+                    copied_bytes
+             FROM samples ORDER BY at, rowid"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Sample { ago_seconds: r.get(0)?, lag_seconds: r.get(1)?, copied_bytes: r.get(2)? })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

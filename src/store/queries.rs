@@ -46,6 +46,9 @@ pub struct RepositoryRow {
     pub verification_failure: Option<String>,
     /// When it last started syncing (for failures: when the failed attempt began).
     pub sync_started_at: Option<String>,
+    /// Tags georeg holds for it on the secondary.
+    #[serde(default)]
+    pub tag_count: i64,
 }
 
 /// Filter of the repository list: by state (a sync or verification state)
@@ -57,7 +60,8 @@ pub struct RepositoryFilter {
 }
 
 const ROW_COLUMNS: &str = "name, sync_state, verification_state, last_synced_at, last_sync_failure, retry_count, \
-                           retry_at, verified_at, verification_failure, sync_started_at";
+                           retry_at, verified_at, verification_failure, sync_started_at, \
+                           (SELECT COUNT(*) FROM tags t WHERE t.repository_id = repositories.id)";
 
 fn repository_row(r: &rusqlite::Row) -> rusqlite::Result<RepositoryRow> {
     Ok(RepositoryRow {
@@ -71,6 +75,7 @@ fn repository_row(r: &rusqlite::Row) -> rusqlite::Result<RepositoryRow> {
         verified_at: r.get(7)?,
         verification_failure: r.get(8)?,
         sync_started_at: r.get(9)?,
+        tag_count: r.get(10)?,
     })
 }
 
@@ -153,7 +158,8 @@ impl Store {
         let (clause, state, name) = filter.clause();
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {ROW_COLUMNS} FROM repositories WHERE {clause} ORDER BY name LIMIT ?3 OFFSET ?4"
+            "SELECT {ROW_COLUMNS} FROM repositories WHERE {clause}
+             ORDER BY sync_state <> 'failed', verification_state <> 'failed', name LIMIT ?3 OFFSET ?4"
         ))?;
         let rows = stmt.query_map(params![state, name, limit as i64, offset as i64], repository_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -21,7 +21,7 @@ const CSS: &str = "
 *{box-sizing:border-box}body{margin:0;font:15px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif;color:var(--fg);background:var(--bg)}
 header{background:#fff;border-bottom:1px solid var(--line);padding:14px 28px;display:flex;gap:18px;align-items:baseline;flex-wrap:wrap}
 header h1{font-size:18px;margin:0}header nav a{margin-right:14px;color:var(--blue);text-decoration:none}header .meta{color:var(--muted);margin-left:auto;font-size:13px}
-main{max-width:1100px;margin:24px auto;padding:0 28px}
+main{max-width:1280px;margin:24px auto;padding:0 28px}
 section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:18px 22px;margin-bottom:18px}
 h2{font-size:16px;margin:0 0 12px}h3{font-size:14px;margin:16px 0 6px;color:var(--muted);font-weight:600}
 .bar{display:flex;height:14px;border-radius:7px;overflow:hidden;background:#e6eaef;margin:4px 0 6px}.bar span{display:block;height:100%}
@@ -31,13 +31,14 @@ h2{font-size:16px;margin:0 0 12px}h3{font-size:14px;margin:16px 0 6px;color:var(
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:12px}
 .kv{border:1px solid var(--line);border-radius:6px;padding:10px 12px}.kv div:first-child{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.03em}.kv div:last-child{font-size:20px;font-weight:600}
 table{width:100%;border-collapse:collapse;font-size:14px}th,td{text-align:left;padding:7px 8px;border-bottom:1px solid var(--line);vertical-align:top}th{color:var(--muted);font-weight:600;font-size:12px;text-transform:uppercase}
-td.reason{max-width:420px;word-break:break-word;color:var(--muted);font-size:13px}
+td.t{white-space:nowrap;font-size:13px}td.reason{min-width:260px;max-width:420px;word-break:break-word;color:var(--muted);font-size:13px}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;border:1px solid var(--line);color:var(--muted)}
 .badge.synced,.badge.succeeded,.badge.healthy{color:var(--green);border-color:var(--green)}.badge.failed,.badge.unhealthy{color:var(--red);border-color:var(--red)}
 .badge.pending{color:var(--amber);border-color:var(--amber)}.badge.started{color:var(--blue);border-color:var(--blue)}.badge.offline{color:#fff;background:var(--muted);border-color:var(--muted)}
 .msg{color:var(--red)}.muted{color:var(--muted)}button{font:inherit;font-size:13px;padding:3px 10px;border:1px solid var(--line);border-radius:6px;background:#f6f8fa;cursor:pointer}
 form.inline{display:inline}.filters{display:flex;gap:8px;align-items:center;margin-bottom:12px;flex-wrap:wrap}.filters input,.filters select{font:inherit;padding:3px 8px;border:1px solid var(--line);border-radius:6px}
 .pages{margin-top:12px;display:flex;gap:12px;align-items:center}.pages a{color:var(--blue)}
+.chart{width:100%;height:120px;display:block}.chart-bg{fill:#f6f8fa}.line-lag{stroke:var(--amber);stroke-width:2}.line-rate{stroke:var(--blue);stroke-width:2}
 ";
 
 pub fn escape(s: &str) -> String {
@@ -65,12 +66,19 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-fn page(title: &str, status: &Status, body: &str) -> String {
+/// A whole page. `refresh`: reload every REFRESH seconds (not on pages
+/// with a form an operator may be typing into).
+fn page(title: &str, status: &Status, body: &str, refresh: bool) -> String {
+    let (meta, note) = if refresh {
+        (format!("<meta http-equiv=\"refresh\" content=\"{REFRESH}\">"), format!(" · refreshes every {REFRESH} s"))
+    } else {
+        (String::new(), String::new())
+    };
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <meta http-equiv=\"refresh\" content=\"{REFRESH}\"><title>{title} · georeg</title><style>{CSS}</style></head><body>\
+         {meta}<title>{title} · georeg</title><style>{CSS}</style></head><body>\
          <header><h1>georeg</h1><nav><a href=\"{NODES_PATH}\">Geo nodes</a><a href=\"{REPOSITORIES_PATH}\">Container repositories</a></nav>\
-         <span class=\"meta\">{name} · {role} · georeg {version} · refreshes every {REFRESH} s</span></header><main>{body}</main></body></html>",
+         <span class=\"meta\">{name} · {role} · georeg {version}{note}</span></header><main>{body}</main></body></html>",
         title = escape(title),
         name = escape(&status.node.name),
         role = escape(&status.node.role),
@@ -112,7 +120,14 @@ fn sync_bar(r: &crate::store::Counts) -> String {
 }
 
 fn verification_bar(r: &crate::store::Counts) -> String {
-    bar(&[("Verified", r.verified, "ok"), ("Failed", r.verification_failed, "bad")], r.total)
+    bar(
+        &[
+            ("Verified", r.verified, "ok"),
+            ("Failed", r.verification_failed, "bad"),
+            ("Pending", r.verification_pending, "wait"),
+        ],
+        r.total,
+    )
 }
 
 fn kv(label: &str, value: &str) -> String {
@@ -131,7 +146,7 @@ fn health(s: &Status) -> String {
 }
 
 /// `/admin/geo/nodes`.
-pub fn nodes(s: &Status) -> String {
+pub fn nodes(s: &Status, samples: &[crate::store::Sample]) -> String {
     let mut body = String::new();
     if s.node.role == "primary" {
         let _ = write!(
@@ -152,31 +167,36 @@ pub fn nodes(s: &Status) -> String {
             let _ = write!(
                 body,
                 "<h3>{} <span class=\"badge {}\">{}</span> <span class=\"msg\">{}</span></h3>\
-                 <div class=\"legend\">Last report {} ({} s ago) · last event ID processed {} · lag {} s</div>\
+                 <div class=\"legend\">{} · georeg {} · last report {} s ago · last event ID processed {} · lag {} s · \
+                 {} failing</div>\
                  <div class=\"legend\">Synchronization</div>{}<div class=\"legend\">Verification</div>{}",
                 escape(&n.name),
                 escape(&n.health),
                 escape(&n.health),
                 escape(n.message.as_deref().unwrap_or("")),
-                escape(&n.reported_at),
+                escape(if n.listen.is_empty() { "address not reported" } else { &n.listen }),
+                escape(if n.version.is_empty() { "?" } else { &n.version }),
                 n.age_seconds,
                 n.events.cursor_last_event_id.unwrap_or(0),
                 n.events.lag_seconds,
+                n.failing,
                 sync_bar(&n.repositories),
                 verification_bar(&n.repositories),
             );
         }
         body.push_str("</section>");
-        return page("Geo nodes", s, &body);
+        return page("Geo nodes", s, &body, true);
     }
     let r = &s.repositories;
     let _ = write!(
         body,
-        "<section><h2>Secondary node: {}</h2>{} &nbsp; Replication <span class=\"badge {}\">{}</span></section>",
+        "<section><h2>Secondary node: {}</h2>{} &nbsp; Replication <span class=\"badge {}\">{}</span>\
+         <div class=\"legend\">Follows {}</div></section>",
         escape(&s.node.name),
         health(s),
         if s.node.replication_enabled { "synced" } else { "pending" },
         if s.node.replication_enabled { "Enabled" } else { "Paused" },
+        escape(s.node.follows.as_deref().unwrap_or("no primary configured")),
     );
     let _ = write!(
         body,
@@ -201,7 +221,13 @@ pub fn nodes(s: &Status) -> String {
         kv("Last event ID from primary", &e.last_event_id.to_string()),
         kv("Last event ID processed", &e.cursor_last_event_id.unwrap_or(0).to_string()),
         kv("Lag", &format!("{} s", e.lag_seconds)),
-        kv("Cursor updated", &escape(e.cursor_updated_at.as_deref().unwrap_or("—"))),
+        kv(
+            "Cursor updated",
+            &match (e.cursor_age_seconds, &e.cursor_updated_at) {
+                (Some(age), Some(at)) => format!("<span title=\"{}\">{age} s ago</span>", escape(at)),
+                _ => "never".into(),
+            }
+        ),
         e.cursor_error.as_ref().map(|m| format!("<p class=\"msg\">{}</p>", escape(m))).unwrap_or_default()
             + &e.cursor_gap
                 .as_ref()
@@ -251,7 +277,8 @@ pub fn nodes(s: &Status) -> String {
         }
         body.push_str("</table></section>");
     }
-    page("Geo nodes", s, &body)
+    body.push_str(&super::chart::last_day(samples));
+    page("Geo nodes", s, &body, true)
 }
 
 /// `/admin/geo/replication/container_repositories`.
@@ -288,24 +315,33 @@ pub fn repositories(
         escape(&name)
     );
     body.push_str(
-        "<table style=\"margin-top:12px\"><tr><th>Repository</th><th>Sync</th><th>Verification</th><th>Last synced</th><th>Last failure</th><th></th></tr>",
+        "<p class=\"muted\">Failing repositories first. This page does not refresh by itself: reload it to see \
+         new states.</p><table style=\"margin-top:12px\"><tr><th>Repository</th><th>Tags</th><th>Sync</th>\
+         <th>Retries</th><th>Next retry</th><th>Last synced</th><th>Verification</th><th>Last verified</th>\
+         <th>Last failure</th><th></th></tr>",
     );
     for r in rows {
         let failure = r.last_sync_failure.as_deref().or(r.verification_failure.as_deref()).unwrap_or("");
         let _ = write!(
             body,
-            "<tr><td>{name}</td><td><span class=\"badge {s}\">{s}</span></td><td><span class=\"badge {v}\">{v}</span></td>\
-             <td>{synced}</td><td class=\"reason\">{failure}</td><td><form class=\"inline\" method=\"post\" action=\"{REPOSITORIES_PATH}/resync\">\
+            "<tr><td>{name}</td><td>{tags}</td><td><span class=\"badge {s}\">{s}</span></td><td>{retries}</td>\
+             <td class=\"t\">{retry_at}</td><td class=\"t\">{synced}</td><td><span class=\"badge {v}\">{v}</span></td>\
+             <td class=\"t\">{verified}</td>\
+             <td class=\"reason\">{failure}</td><td><form class=\"inline\" method=\"post\" action=\"{REPOSITORIES_PATH}/resync\">\
              <input type=\"hidden\" name=\"name\" value=\"{name}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Resync</button></form></td></tr>",
             name = escape(&r.name),
             s = r.sync_state.as_str(),
             v = r.verification_state.as_str(),
             synced = escape(r.last_synced_at.as_deref().unwrap_or("never")),
             failure = escape(failure),
+            tags = r.tag_count,
+            retries = r.retry_count,
+            retry_at = escape(r.retry_at.as_deref().unwrap_or("")),
+            verified = escape(r.verified_at.as_deref().unwrap_or("never")),
         );
     }
     if rows.is_empty() {
-        body.push_str("<tr><td colspan=\"6\" class=\"muted\">No repository matches.</td></tr>");
+        body.push_str("<tr><td colspan=\"10\" class=\"muted\">No repository matches.</td></tr>");
     }
     body.push_str("</table>");
     let pages = ((total as usize).div_ceil(PAGE_SIZE)).max(1);
@@ -319,7 +355,7 @@ pub fn repositories(
         let _ = write!(body, "<a href=\"{}\">Next →</a>", escape(&link(page_no + 1)));
     }
     body.push_str("</div></section>");
-    page("Container repositories", s, &body)
+    page("Container repositories", s, &body, false)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! a ring of the work bell; workers take it from there.
 
 mod auth;
+mod chart;
 mod dashboard;
 mod event_log;
 pub mod front;

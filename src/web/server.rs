@@ -51,7 +51,10 @@ pub fn route(app: &App, req: &mut Incoming) -> Reply {
             body: metrics::render(s, app.stats).into_bytes(),
             headers: vec![],
         }),
-        ("GET", NODES_PATH) => with_status(app, |s| Reply::html(dashboard::nodes(s))),
+        ("GET", NODES_PATH) => with_status(app, |s| match app.store.samples() {
+            Ok(samples) => Reply::html(dashboard::nodes(s, &samples)),
+            Err(e) => Reply::error(503, &format!("cannot read the state file: {e}")),
+        }),
         ("GET", REPOSITORIES_PATH) => repositories_page(app, req),
         ("POST", RESYNC_PATH) => resync(app, req, false),
         ("POST", RESYNC_FAILED_PATH) => resync(app, req, true),

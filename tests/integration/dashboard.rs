@@ -92,8 +92,12 @@ fn dashboard_status_api_and_cli_agree_with_the_state_file() {
         assert!(html.contains(&format!("Verified <b>{}</b>", before[5])), "dashboard verified count");
         assert!(html.contains(&format!("Total <b>{}</b>", before[0])));
         assert!(html.contains("bad/c") && html.contains("did not match its digest"), "recent failures listed");
+        // URLs appear as text (the primary it follows), never as an asset.
         assert!(
-            !html.contains("<script") && !html.contains("http://") && !html.contains("https://"),
+            !html.contains("<script")
+                && !html.contains("src=\"http")
+                && !html.contains("href=\"http")
+                && !html.contains("url(http"),
             "no external assets"
         );
         for key in ["last_event_id", "cursor_last_event_id", "lag_seconds"] {
@@ -206,16 +210,15 @@ fn admin_pages_need_the_credential_and_buttons_need_their_form_token() {
     assert!(run.stderr.contains("admin_token_file") && run.stderr.contains("admin_open"), "{}", run.stderr);
 }
 
-#[test]
-fn dashboard_renders_in_headless_chromium() {
+/// Renders `url` in headless Chromium: its DOM after rendering, and a
+/// screenshot kept in target/test-artifacts/NAME.png (checked not blank).
+fn render_in_chromium(env: &Env, url: &str, name: &str) -> String {
     let chromium =
         ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| std::path::Path::new(p).exists());
     let chromium = chromium.unwrap_or_else(|| {
         panic!("headless Chromium is needed for this test: apt-get install -y chromium (.ci/run installs it)")
     });
-    let env = settled_env("chromium", false);
-    let url = format!("{}/admin/geo/nodes", env.url());
-    let profile = env.path("chromium-profile");
+    let profile = env.path(&format!("chromium-profile-{name}"));
     let flags = [
         "--headless",
         "--no-sandbox",
@@ -226,38 +229,57 @@ fn dashboard_renders_in_headless_chromium() {
         "--disable-component-update",
         "--disable-sync",
         "--hide-scrollbars",
-        "--window-size=1280,1100",
+        "--window-size=1280,1400",
     ];
     let dom = Command::new(chromium)
         .args(flags)
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("--dump-dom")
-        .arg(&url)
+        .arg(url)
         .output()
         .unwrap();
-    let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(dom.contains("Container repositories") && dom.contains("Synchronization"), "rendered DOM: {dom}");
-    assert!(
-        dom.contains("Synced <b>2</b>") && dom.contains("Failed <b>1</b>") && dom.contains("Total <b>3</b>"),
-        "counts: {dom}"
-    );
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
     let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let png = artifacts.join("dashboard-secondary.png");
+    let png = artifacts.join(format!("{name}.png"));
     let _ = std::fs::remove_file(&png);
     let shot = Command::new(chromium)
         .args(flags)
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--screenshot={}", png.display()))
-        .arg(&url)
+        .arg(url)
         .output()
         .unwrap();
     let bytes =
         std::fs::read(&png).unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&shot.stderr)));
     assert!(bytes.starts_with(b"\x89PNG"), "a PNG");
     // A blank page compresses to a few KB; the dashboard does not.
-    assert!(bytes.len() > 20_000, "screenshot of {} bytes looks blank", bytes.len());
-    eprintln!("dashboard screenshot kept at {}", png.display());
+    assert!(bytes.len() > 20_000, "screenshot of {name}: {} bytes looks blank", bytes.len());
+    eprintln!("screenshot kept at {}", png.display());
+    dom
+}
+
+#[test]
+fn the_secondary_pages_render_in_headless_chromium() {
+    let env = settled_env("chromium", false);
+    let dom = render_in_chromium(&env, &format!("{}/admin/geo/nodes", env.url()), "dashboard-secondary");
+    assert!(dom.contains("Container repositories") && dom.contains("Synchronization"), "rendered DOM: {dom}");
+    assert!(
+        dom.contains("Synced <b>2</b>") && dom.contains("Failed <b>1</b>") && dom.contains("Total <b>3</b>"),
+        "counts: {dom}"
+    );
+    assert!(dom.contains("Pending <b>"), "the verification legend counts pending: {dom}");
+    assert!(dom.contains(&format!("Follows {}", env.primary.url)), "the primary it follows: {dom}");
+    assert!(dom.contains("Last 24 hours"), "the chart's section: {dom}");
+    let dom = render_in_chromium(
+        &env,
+        &format!("{}/admin/geo/replication/container_repositories", env.url()),
+        "dashboard-repositories",
+    );
+    let first_row = dom.split("<tr><td>").nth(1).unwrap_or_default();
+    assert!(first_row.starts_with("bad/c"), "failing first: {dom}");
+    assert!(dom.contains("<th>Retries</th>") && dom.contains("<th>Last verified</th>"), "{dom}");
+    assert!(!dom.contains("http-equiv=\"refresh\""), "a page with a filter form does not reload itself: {dom}");
 }
 
 #[test]
@@ -279,6 +301,13 @@ fn primary_dashboard_shows_each_secondary_that_reports() {
     let (code, html) = get(&format!("{primary}/admin/geo/nodes"), None);
     assert_eq!(code, 200);
     assert!(html.contains("secondary-test") && html.contains("healthy") && html.contains("Events stored"), "{html}");
+    let dom = render_in_chromium(&env, &format!("{primary}/admin/geo/nodes"), "dashboard-primary");
+    assert!(
+        dom.contains(&format!("127.0.0.1:{}", env.port))
+            && dom.contains(&format!("georeg {}", env!("CARGO_PKG_VERSION"))),
+        "each secondary's address and version: {dom}"
+    );
+    assert!(dom.contains("0 failing") && dom.contains("last event ID processed"), "{dom}");
     let (_, status) = get(&format!("{primary}/api/v1/status"), None);
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert!(v["events"]["last_event_id"].as_i64().unwrap() >= 1);

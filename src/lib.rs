@@ -17,6 +17,7 @@ pub mod error;
 pub mod health;
 pub mod help;
 pub mod peer;
+pub mod progress;
 pub mod registry;
 pub mod replication;
 pub mod shutdown;

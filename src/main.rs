@@ -12,7 +12,17 @@ fn main() -> ExitCode {
     // Under systemd stderr is the journal, which stamps each line itself:
     // a syslog priority prefix instead of our own timestamp and level, so
     // that `journalctl -p warning` works.
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
+    if std::env::var_os("JOURNAL_STREAM").is_none() && georeg::progress::on_terminal() {
+        // On a terminal with a progress line, log lines print above it.
+        logger.format(|buf, record| {
+            use std::io::Write;
+            let text = format!("[{} {:<5}] {}", buf.timestamp(), record.level(), record.args());
+            match georeg::progress::around_log(&text) {
+                Some(framed) => write!(buf, "{framed}"),
+                None => writeln!(buf, "{text}"),
+            }
+        });
+    } else if std::env::var_os("JOURNAL_STREAM").is_some() {
         logger.format(|buf, record| {
             use std::io::Write;
             let priority = match record.level() {

@@ -5,7 +5,7 @@
 //! for those syncs and follows them. Exit 0 only when every repository is
 //! synced; 1 listing what is not; 130 when interrupted.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -38,13 +38,15 @@ pub fn run(node: &Node) -> Result<ExitCode> {
             let mut last = Instant::now() - Duration::from_secs(60);
             let tick = |done: usize, failed: usize| {
                 if tty || last.elapsed() >= Duration::from_secs(10) || done == todo.len() {
-                    show(tty, &progress_line(done, todo.len(), failed, 0, started.elapsed()));
+                    crate::progress::show(&progress_line(done, todo.len(), failed, 0, started.elapsed()));
                     last = Instant::now();
                 }
             };
             let outcome =
                 |p: &crate::store::Progress| p.sync_outcome().map(|r| r.map(|report| format!("synced: {report}")));
-            match follow(node, &holder, &todo, outcome, tick)? {
+            let followed = follow(node, &holder, &todo, outcome, tick);
+            crate::progress::end();
+            match followed? {
                 Followed::Done(tally) => (tally, Vec::new()),
                 Followed::DaemonGone { mut tally, left } => {
                     let _lock = Lock::acquire(&node.config.state_file, "backfill")?;
@@ -106,7 +108,7 @@ fn backfill_here(node: &Node, todo: &[String]) -> Result<(Tally, Vec<(String, St
                 std::thread::sleep(Duration::from_millis(100));
                 if last.elapsed() >= every {
                     last = Instant::now();
-                    show(tty, &line());
+                    crate::progress::show(&line());
                 }
             }
         });
@@ -131,37 +133,25 @@ fn backfill_here(node: &Node, todo: &[String]) -> Result<(Tally, Vec<(String, St
         finished.store(true, Ordering::SeqCst);
         result
     })?;
-    show(tty, &line());
-    if tty {
-        eprintln!();
-    }
+    crate::progress::finish(&line());
     let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     let tally = Tally { failed: failures.len(), interrupted: interrupted.into_inner(), total: todo.len() };
     Ok((tally, failures))
-}
-
-/// Shows a progress line: redrawn in place on a terminal, one line at a
-/// time elsewhere.
-fn show(tty: bool, line: &str) {
-    if tty {
-        eprint!("\r{line}\x1b[K");
-    } else {
-        eprintln!("{line}");
-    }
-    let _ = std::io::stderr().flush();
 }
 
 /// `backfill: 12/30 repositories (1 failed), 145.2 MB copied at 48.1 MB/s, ETA 0:12`
 fn progress_line(done: usize, total: usize, failed: usize, bytes: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
     let rate = bytes as f64 / secs;
+    // By repositories done so far: honest only once a few are, and never
+    // "0:00" while any is left.
     let eta = if done >= total {
         "done".to_string()
-    } else if done == 0 {
-        "ETA unknown".to_string()
+    } else if done < 3 && done * 10 < total {
+        "ETA unknown yet".to_string()
     } else {
-        let left = secs / done as f64 * (total - done) as f64;
-        format!("ETA {}:{:02}", left as u64 / 60, left as u64 % 60)
+        let left = (secs / done as f64 * (total - done) as f64).ceil().max(1.0) as u64;
+        format!("ETA {}:{:02}", left / 60, left % 60)
     };
     let failed = if failed > 0 { format!(" ({failed} failed)") } else { String::new() };
     format!(
@@ -178,8 +168,13 @@ mod tests {
     #[test]
     fn progress_line_reads_well() {
         let line = progress_line(12, 30, 1, 145_200_000, Duration::from_secs(3));
-        assert_eq!(line, "backfill: 12/30 repositories (1 failed), 145.2 MB copied at 48.4 MB/s, ETA 0:04");
-        assert!(progress_line(0, 30, 0, 0, Duration::from_secs(1)).ends_with("ETA unknown"));
+        assert_eq!(line, "backfill: 12/30 repositories (1 failed), 145.2 MB copied at 48.4 MB/s, ETA 0:05");
+        assert!(progress_line(0, 30, 0, 0, Duration::from_secs(1)).ends_with("ETA unknown yet"));
+        assert!(progress_line(2, 300, 0, 0, Duration::from_secs(1)).ends_with("ETA unknown yet"));
+        assert!(
+            progress_line(290, 300, 0, 0, Duration::from_millis(10)).ends_with("ETA 0:01"),
+            "never 0:00 with work left"
+        );
         assert!(progress_line(30, 30, 0, 0, Duration::from_secs(1)).ends_with("done"));
     }
 }

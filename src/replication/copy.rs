@@ -9,7 +9,7 @@
 //! comes out identical. Tags the primary no longer has are removed without
 //! touching sibling tags that share their digest.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -157,217 +157,10 @@ impl Replicator<'_> {
         }
     }
 
-    /// Applies events: only the tags and digests they name are compared
-    /// with the primary's current state, so one push into a repository of
-    /// thousands of tags costs a handful of requests. The registry delivers
-    /// events out of order and more than once; looking at the primary's
-    /// state now, not at what the event claims, makes that harmless.
-    ///
-    /// `listed`: the tags a full comparison just listed on the primary, or
-    /// `None` on the event path. A tag an event names that does not resolve
-    /// is gone when a listing did not show it either; on the event path it
-    /// may just not be written yet, so the repository is tried again, with
-    /// a full comparison, rather than the tag taken for deleted. On the
-    /// event path, every tag and digest touched is read again on both
-    /// registries before the repository counts as synced.
-    fn apply_events(
-        &self,
-        repo: &str,
-        events: &[Event],
-        listed: Option<&BTreeSet<String>>,
-        progress: &Arc<AtomicU64>,
-        report: &mut Report,
-    ) -> Result<()> {
-        // For each tag: whether the newest event says it should exist, and
-        // the digest that event named.
-        let mut tags: BTreeMap<String, (bool, Option<Digest>)> = BTreeMap::new();
-        let mut digests = BTreeSet::new();
-        let mut whole_repository = false;
-        for e in events {
-            let digest = e.digest.as_deref().map(Digest::parse).transpose().unwrap_or_else(|why| {
-                log::warn!("{repo}: ignoring the digest of event {}: {why}", e.event_id);
-                None
-            });
-            match (&e.tag, digest) {
-                (Some(tag), digest) => {
-                    tags.insert(tag.clone(), (e.action == "push", digest));
-                }
-                (None, Some(d)) => {
-                    if e.action == "delete" {
-                        // Tags pushed at a deleted manifest went with it.
-                        let pushed_here: Vec<String> = events
-                            .iter()
-                            .filter(|p| p.id < e.id && p.action == "push" && p.digest.as_deref() == Some(d.as_str()))
-                            .filter_map(|p| p.tag.clone())
-                            .collect();
-                        for tag in pushed_here {
-                            tags.insert(tag, (false, None));
-                        }
-                    }
-                    digests.insert(d);
-                }
-                // The whole repository was deleted: compare everything, and
-                // still apply the batch's other events.
-                (None, None) if e.action == "delete" => whole_repository = true,
-                (None, None) => log::warn!("{repo}: ignoring event {}: names no tag or digest", e.event_id),
-            }
-        }
-        let full_listing;
-        let listed = match listed {
-            Some(listed) => Some(listed),
-            None if whole_repository => {
-                full_listing = self.sync_tags(repo, progress, report)?;
-                Some(&full_listing)
-            }
-            None => None,
-        };
-        if let Some(listed) = listed {
-            // The comparison covered every tag it listed.
-            tags.retain(|tag, _| !listed.contains(tag));
-        }
-        let mut seen = Seen { progress: progress.clone(), ..Seen::default() };
-        // Pushes by digest first: an index's children arrive that way.
-        for digest in &digests {
-            self.shutdown.check()?;
-            self.sync_digest(repo, digest, &mut seen, report)?;
-        }
-        for (tag, (pushed, digest)) in &tags {
-            self.shutdown.check()?;
-            self.sync_tag(repo, tag, *pushed, digest.as_ref(), listed.is_some(), &mut seen, report)?;
-        }
-        if listed.is_none() {
-            self.check_touched(repo, tags.keys(), &digests)?;
-        }
-        Ok(())
-    }
-
-    /// Reads every tag and digest an event sync touched again, on both
-    /// registries: the repository counts as synced only when they agree.
-    fn check_touched<'t>(
-        &self,
-        repo: &str,
-        tags: impl Iterator<Item = &'t String>,
-        digests: &BTreeSet<Digest>,
-    ) -> Result<()> {
-        let mut differences = Vec::new();
-        for tag in tags {
-            let (p, s) = (self.primary.manifest_digest(repo, tag)?, self.secondary.manifest_digest(repo, tag)?);
-            if p != s {
-                differences.push(format!("tag {tag}: primary {}, secondary {}", show(p.as_ref()), show(s.as_ref())));
-            }
-        }
-        for d in digests {
-            let p = self.primary.manifest_digest(repo, d.as_str())?.is_some();
-            let s = self.secondary.manifest_digest(repo, d.as_str())?.is_some();
-            if p != s {
-                differences.push(format!("manifest {d}: on the primary {p}, on the secondary {s}"));
-            }
-        }
-        if differences.is_empty() {
-            return Ok(());
-        }
-        self.store.request_full_sync(repo)?;
-        Err(Error::Manifest {
-            repository: repo.into(),
-            reference: "*".into(),
-            message: format!(
-                "read again after the sync, the registries differ ({}); retried with a full comparison",
-                differences.join("; ")
-            ),
-        })
-    }
-
-    /// Makes one tag on the secondary what it is on the primary now.
-    /// `pushed`: the newest event says the tag was pushed, at `expected`
-    /// when it named a digest. Distribution sends a push notification
-    /// before it writes the tag link, so a tag just announced may not
-    /// resolve yet; it gets a few seconds to appear. If it still does not,
-    /// it is gone when `listed` (a full comparison did not list it), and
-    /// otherwise the sync fails and is retried with a full comparison.
-    ///
-    /// The primary's manifest is fetched by tag in one GET, its bytes
-    /// checked against the digest the registry names for them, and the
-    /// secondary is asked about the tag only when georeg's records say it
-    /// already holds this digest: otherwise a copy is due anyway, and
-    /// putting a tag again is harmless. So a new tag costs one request to
-    /// read it, one per blob (plus the copy of the missing ones) and one to
-    /// write it.
-    #[allow(clippy::too_many_arguments)]
-    fn sync_tag(
-        &self,
-        repo: &str,
-        tag: &str,
-        pushed: bool,
-        expected: Option<&Digest>,
-        listed: bool,
-        seen: &mut Seen,
-        report: &mut Report,
-    ) -> Result<()> {
-        let mut wanted = self.primary.manifest(repo, tag)?;
-        if pushed {
-            for wait_ms in [25, 50, 100, 200, 400, 800, 1000] {
-                if wanted.is_some() {
-                    break;
-                }
-                self.shutdown.check()?;
-                std::thread::sleep(std::time::Duration::from_millis(wait_ms));
-                wanted = self.primary.manifest(repo, tag)?;
-            }
-            match (&wanted, listed) {
-                (Some(_), _) => {}
-                (None, true) => log::debug!("{repo}:{tag} was pushed but is gone from the primary; removing it"),
-                (None, false) => {
-                    self.store.request_full_sync(repo)?;
-                    return Err(Error::Manifest {
-                        repository: repo.into(),
-                        reference: tag.into(),
-                        message: format!(
-                            "was pushed but does not resolve on the primary {} yet; retried with a full comparison",
-                            self.primary.url()
-                        ),
-                    });
-                }
-            }
-        }
-        if let (Some(m), Some(expected)) = (&wanted, expected.filter(|_| pushed)) {
-            // The tag moved since the event (a newer push), or the bytes
-            // are not what the registry stores: ask it which.
-            if &m.digest != expected && self.primary.manifest_digest(repo, tag)?.as_ref() != Some(&m.digest) {
-                self.store.request_full_sync(repo)?;
-                return Err(Error::Manifest {
-                    repository: repo.into(),
-                    reference: tag.into(),
-                    message: format!(
-                        "from the primary {} did not match its digest: the event named {expected}, the manifest \
-                         read hashes to {}; nothing was pushed",
-                        self.primary.url(),
-                        m.digest
-                    ),
-                });
-            }
-        }
-        match wanted {
-            Some(m) => {
-                let recorded = self.store.tag_digest(repo, tag)?.as_deref() == Some(m.digest.as_str());
-                if recorded && self.secondary.manifest_digest(repo, tag)?.as_ref() == Some(&m.digest) {
-                    report.tags_unchanged += 1;
-                } else {
-                    self.copy_manifest(repo, tag, m, seen, report)?;
-                }
-            }
-            None if self.secondary.manifest_digest(repo, tag)?.is_some() => {
-                self.remove_tag(repo, tag)?;
-                report.tags_removed += 1;
-            }
-            None => self.store.remove_tag(repo, tag)?,
-        }
-        Ok(())
-    }
-
     /// Makes one manifest, by digest, present on the secondary exactly when
     /// the primary has it. Deleting it on the secondary drops the tags that
     /// pointed at it, as deleting it on the primary did.
-    fn sync_digest(&self, repo: &str, digest: &Digest, seen: &mut Seen, report: &mut Report) -> Result<()> {
+    pub(super) fn sync_digest(&self, repo: &str, digest: &Digest, seen: &mut Seen, report: &mut Report) -> Result<()> {
         let on_primary = self.primary.manifest_digest(repo, digest.as_str())?.is_some();
         let on_secondary = self.secondary.manifest_digest(repo, digest.as_str())?.is_some();
         if on_primary && !on_secondary {
@@ -386,7 +179,12 @@ impl Replicator<'_> {
     }
 
     /// Compares every tag; returns the tags the primary listed.
-    fn sync_tags(&self, repo: &str, progress: &Arc<AtomicU64>, report: &mut Report) -> Result<BTreeSet<String>> {
+    pub(super) fn sync_tags(
+        &self,
+        repo: &str,
+        progress: &Arc<AtomicU64>,
+        report: &mut Report,
+    ) -> Result<BTreeSet<String>> {
         let wanted = self.primary.tag_digests(repo)?;
         let present = self.secondary.tag_digests(repo)?;
         let mut seen =
@@ -440,7 +238,14 @@ impl Replicator<'_> {
     }
 
     /// Copies what the primary's manifest `m` references, then puts it under `tag`.
-    fn copy_manifest(&self, repo: &str, tag: &str, m: Manifest, seen: &mut Seen, report: &mut Report) -> Result<()> {
+    pub(super) fn copy_manifest(
+        &self,
+        repo: &str,
+        tag: &str,
+        m: Manifest,
+        seen: &mut Seen,
+        report: &mut Report,
+    ) -> Result<()> {
         self.copy_contents(repo, &m, seen, report, 0)?;
         match self.secondary.put_manifest(repo, tag, &m) {
             Ok(()) => {}
@@ -524,9 +329,4 @@ impl Replicator<'_> {
         }
         Ok(())
     }
-}
-
-/// A digest, or `missing`, for messages.
-fn show(d: Option<&Digest>) -> String {
-    d.map(|d| d.to_string()).unwrap_or_else(|| "missing".into())
 }

@@ -2,10 +2,11 @@
 //! primary holds. `copy` and `blobs` are the copy engine for one
 //! repository; `worker` claims repositories from the state file and runs
 //! it; `backfill` scans the primary's catalog for what events missed;
-//! `verify` proves a repository matches; `cursor` reads the primary
-//! georeg's event log into the state file; `pool` runs all of it on named
-//! threads. Which repositories are replicated at all is the
-//! configuration's (`config::selective`).
+//! `events` applies new events; `referrers` follows OCI referrers;
+//! `removal` removes tags; `verify` proves a repository matches; `cursor`
+//! reads the primary georeg's event log into the state file; `pool` runs
+//! all of it on named threads. Which repositories are replicated at all is
+//! the configuration's (`config::selective`).
 //!
 //! Replication never talks to the HTTP server: events arrive as rows in the
 //! state file, and progress leaves as rows and counters.
@@ -14,6 +15,7 @@ pub mod backfill;
 mod blobs;
 pub mod copy;
 pub mod cursor;
+mod events;
 pub mod pool;
 mod referrers;
 mod removal;

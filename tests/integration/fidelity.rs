@@ -2,7 +2,8 @@
 //! for byte against the real registry (or, where the real registry cannot
 //! serve it, against a test double beside it).
 
-use crate::support::oci::{self, buildkit_cache};
+use crate::support::oci;
+use crate::support::shapes::{self, buildkit_cache};
 use crate::support::Env;
 
 #[test]
@@ -24,7 +25,7 @@ fn a_buildkit_registry_cache_replicates_with_its_blob_entries() {
 fn schema_1_replicates_where_the_secondary_accepts_it_and_is_reported_where_it_does_not() {
     let mut env = Env::new("schema1");
     env.primary.set_schema1(true);
-    let old = oci::schema1_image(1, "legacy/app", "old");
+    let old = shapes::schema1_image(1, "legacy/app", "old");
     env.p.push_image("legacy/app", "old", &old);
     assert_eq!(env.p.digest("legacy/app", "old").as_deref(), Some(old.digest.as_str()), "the primary holds it");
     env.p.push_image("legacy/app", "new", &crate::support::oci::oci_image(2, &[1000]));
@@ -59,8 +60,8 @@ fn schema_1_replicates_where_the_secondary_accepts_it_and_is_reported_where_it_d
 fn referrers_the_primarys_api_lists_are_copied_and_verified() {
     let env = Env::new("referrers-api");
     let image = crate::support::oci::oci_image(10, &[1000]);
-    let signature = oci::referrer(11, &image, "application/vnd.dev.cosign.artifact.sig.v1+json");
-    let sbom_signature = oci::referrer(12, &signature, "application/vnd.dev.cosign.artifact.sig.v1+json");
+    let signature = shapes::referrer(11, &image, "application/vnd.dev.cosign.artifact.sig.v1+json");
+    let sbom_signature = shapes::referrer(12, &signature, "application/vnd.dev.cosign.artifact.sig.v1+json");
     env.p.push_image("signed/app", "v1", &image);
     // Pushed by digest: no tag reaches them.
     env.p.push_image("signed/app", &signature.digest, &signature);
@@ -96,7 +97,7 @@ fn referrers_the_primarys_api_lists_are_copied_and_verified() {
 fn referrers_under_fallback_tags_replicate_from_a_primary_without_the_api() {
     let env = Env::new("referrers-fallback");
     let image = crate::support::oci::oci_image(20, &[1000]);
-    let signature = oci::referrer(21, &image, "application/vnd.dev.cosign.artifact.sig.v1+json");
+    let signature = shapes::referrer(21, &image, "application/vnd.dev.cosign.artifact.sig.v1+json");
     env.p.push_image("signed/app", "v1", &image);
     let fallback = format!("sha256-{}", image.digest.trim_start_matches("sha256:"));
     env.p.push_image("signed/app", &fallback, &signature);
@@ -108,7 +109,8 @@ fn referrers_under_fallback_tags_replicate_from_a_primary_without_the_api() {
 
 #[test]
 fn every_common_shape_replicates_byte_for_byte() {
-    use crate::support::oci::{oci_image, oci_shaped, with_foreign_layer};
+    use crate::support::oci::oci_image;
+    use crate::support::shapes::{oci_shaped, with_foreign_layer};
     let env = Env::new("shapes");
     let zstd = oci_shaped(
         30,

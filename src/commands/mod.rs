@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::health::report::Reporter;
 use crate::health::{Health, Stats};
 use crate::peer::PrimaryNode;
+use crate::registry::pace::Pacer;
 use crate::registry::token::{random_hex, Signer, TokenCache};
 use crate::registry::{self, Client, Target};
 use crate::replication::Replicator;
@@ -114,8 +115,13 @@ impl Node {
         let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
         let tokens = || TokenCache::new(signer.clone(), &config.registry.service, ttl);
         let local = Target::new(&config.registry.url, agent.clone(), tokens());
-        let primary =
-            config.replication.primary_api_url.as_deref().map(|url| Client::read_only(url, agent.clone(), tokens()));
+        let pacer =
+            Arc::new(Pacer::new(config.replication.max_bytes_per_second, config.replication.max_requests_per_second));
+        let primary = config
+            .replication
+            .primary_api_url
+            .as_deref()
+            .map(|url| Client::read_only(url, agent.clone(), tokens()).paced(pacer.clone()));
         let primary_node = match (&config.role, &config.replication.primary_node_url) {
             (Role::Secondary, Some(url)) => {
                 Some(PrimaryNode::new(url, agent.clone(), signer.clone(), &config.node_name))

@@ -110,6 +110,16 @@ pub struct ReplicationConfig {
     /// the primary georeg.
     #[serde(default = "default_report_interval")]
     pub report_interval_seconds: u64,
+    /// A cap on the bytes read from the primary registry per second, shared
+    /// by all workers (`"40MB/s"`); none by default.
+    #[serde(default)]
+    pub max_bandwidth: Option<String>,
+    /// A cap on the requests sent to the primary registry per second.
+    #[serde(default)]
+    pub max_requests_per_second: Option<f64>,
+    /// `max_bandwidth` in bytes per second, once checked.
+    #[serde(skip)]
+    pub max_bytes_per_second: Option<u64>,
     /// A repository failing for longer than this makes the node unhealthy.
     #[serde(default = "default_failing_alert")]
     pub failing_alert_seconds: u64,
@@ -145,6 +155,9 @@ impl Default for ReplicationConfig {
             reverification_interval_seconds: default_reverification_interval(),
             report_interval_seconds: default_report_interval(),
             failing_alert_seconds: default_failing_alert(),
+            max_bandwidth: None,
+            max_requests_per_second: None,
+            max_bytes_per_second: None,
             include: Vec::new(),
             exclude: Vec::new(),
         }

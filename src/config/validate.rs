@@ -71,6 +71,14 @@ impl Config {
         if self.replication.report_interval_seconds == 0 {
             return Err(self.bad("replication.report_interval_seconds", "must be at least 1"));
         }
+        if let Some(rate) = &self.replication.max_bandwidth {
+            let bytes =
+                crate::registry::pace::parse_rate(rate).map_err(|why| self.bad("replication.max_bandwidth", why))?;
+            self.replication.max_bytes_per_second = Some(bytes);
+        }
+        if self.replication.max_requests_per_second.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            return Err(self.bad("replication.max_requests_per_second", "must be a number above 0"));
+        }
         if self.replication.failing_alert_seconds < 60 {
             return Err(self.bad("replication.failing_alert_seconds", "must be at least 60"));
         }

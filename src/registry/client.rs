@@ -2,14 +2,17 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use super::manifest::{self, Manifest};
+use super::pace::{Paced, Pacer};
 use super::token::{Scope, TokenCache};
-use super::{expect, link_next, read_json, transport_message, valid_tag, Body, Digest, CATALOG_PAGE, PULL};
+use super::{
+    expect, link_next, read_json, redact_query, transport_message, valid_tag, Body, Digest, CATALOG_PAGE, PULL,
+};
 use crate::error::{Error, Result};
 
 /// A registry's read API, with tokens of the given actions.
@@ -22,7 +25,12 @@ pub struct Client {
     /// Whether the registry serves the OCI referrers API, and since when
     /// that is known (asked again after an hour: registries get upgraded).
     referrers_api: Mutex<Option<(bool, Instant)>>,
+    /// The caps on what this registry is asked (the primary's).
+    pacer: Arc<Pacer>,
 }
+
+/// How long georeg waits out 429 and 503 answers for one request, in all.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
 
 /// How long an answer about the referrers API stands.
 const REFERRERS_API_RECHECK: Duration = Duration::from_secs(3600);
@@ -52,7 +60,14 @@ impl Client {
             Some(i) => base[..after_scheme + i].to_string(),
             None => base.clone(),
         };
-        Client { base, origin, agent, tokens, actions, referrers_api: Mutex::new(None) }
+        Client { base, origin, agent, tokens, actions, referrers_api: Mutex::new(None), pacer: Arc::default() }
+    }
+
+    /// The same client, paced (`replication.max_bandwidth`,
+    /// `replication.max_requests_per_second`).
+    pub fn paced(mut self, pacer: Arc<Pacer>) -> Client {
+        self.pacer = pacer;
+        self
     }
 
     pub fn url(&self) -> &str {
@@ -82,21 +97,44 @@ impl Client {
         headers: &[(&str, &str)],
         body: Body,
     ) -> Result<ureq::Response> {
-        let token = self.tokens.get(scopes);
-        let mut req = self.agent.request(method, url).set("Authorization", &format!("Bearer {token}"));
-        for (k, v) in headers {
-            req = req.set(k, v);
-        }
-        let result = match body {
-            Body::Empty => req.call(),
-            Body::Bytes(b) => req.send_bytes(b),
-            Body::Stream(r) => req.send(r),
-        };
-        match result {
-            Ok(resp) => Ok(resp),
-            Err(ureq::Error::Status(_, resp)) => Ok(resp),
-            Err(ureq::Error::Transport(t)) => {
-                Err(Error::Transport { url: url.to_string(), message: transport_message(&t) })
+        let retryable = !matches!(body, Body::Stream(_));
+        let mut body = body;
+        let mut waited = Duration::ZERO;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            self.pacer.request();
+            let token = self.tokens.get(scopes);
+            let mut req = self.agent.request(method, url).set("Authorization", &format!("Bearer {token}"));
+            for (k, v) in headers {
+                req = req.set(k, v);
+            }
+            let result = match &mut body {
+                Body::Empty => req.call(),
+                Body::Bytes(b) => req.send_bytes(b),
+                Body::Stream(r) => req.send(&mut **r),
+            };
+            match result {
+                Ok(resp) => return Ok(resp),
+                // A registry asking to slow down is waited out, not failed.
+                Err(ureq::Error::Status(code @ (429 | 503), resp)) if retryable && waited < MAX_RETRY_WAIT => {
+                    let asked = resp.header("Retry-After").and_then(|s| s.trim().parse::<u64>().ok());
+                    let delay = asked.map(Duration::from_secs).unwrap_or(backoff).min(Duration::from_secs(60));
+                    if waited.is_zero() {
+                        log::warn!(
+                            "{method} {} answered {code}: waiting {}s {}, then asking again",
+                            redact_query(url),
+                            delay.as_secs(),
+                            if asked.is_some() { "as it asks (Retry-After)" } else { "(backoff)" }
+                        );
+                    }
+                    std::thread::sleep(delay);
+                    waited += delay.max(Duration::from_millis(1));
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(ureq::Error::Status(_, resp)) => return Ok(resp),
+                Err(ureq::Error::Transport(t)) => {
+                    return Err(Error::Transport { url: url.to_string(), message: transport_message(&t) })
+                }
             }
         }
     }
@@ -286,7 +324,7 @@ impl Client {
         let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
         let resp = self.send("GET", &url, &self.repo_scopes(repo), &[], Body::Empty)?;
         let resp = expect(resp, "GET", &url, &[200])?;
-        Ok(resp.into_reader())
+        Ok(Box::new(Paced { inner: resp.into_reader(), pacer: self.pacer.clone() }))
     }
 }
 

@@ -15,6 +15,7 @@ pub mod digest;
 pub mod encoding;
 pub mod manifest;
 pub mod names;
+pub mod pace;
 mod target;
 pub mod token;
 

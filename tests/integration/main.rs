@@ -14,6 +14,7 @@ mod fidelity;
 mod hostile;
 mod operator;
 mod ownership;
+mod pace;
 mod sync;
 mod tls;
 mod trust;

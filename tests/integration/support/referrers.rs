@@ -1,7 +1,8 @@
-//! A test double for the one thing distribution 2.8 cannot do: serve the
-//! OCI referrers API. It forwards every request to a real registry, except
-//! `GET /v2/NAME/referrers/DIGEST`, which it answers from what the test
-//! set, as zot or Harbor would.
+//! A test double for what distribution 2.8 cannot do: serve the OCI
+//! referrers API, and ask a client to slow down. It forwards every request
+//! to a real registry, except `GET /v2/NAME/referrers/DIGEST`, which it
+//! answers from what the test set, as zot or Harbor would, and, while
+//! throttling, any request, which it answers 429 with `Retry-After: 1`.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -18,6 +19,7 @@ pub struct ReferrersProxy {
     referrers: Index,
     stop: Arc<AtomicBool>,
     port: u16,
+    throttle: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ReferrersProxy {
@@ -27,18 +29,29 @@ impl ReferrersProxy {
         let port = listener.local_addr().unwrap().port();
         let referrers: Index = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (index, halt, upstream) = (referrers.clone(), stop.clone(), upstream.to_string());
+        let throttle = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (index, halt, upstream, slow) = (referrers.clone(), stop.clone(), upstream.to_string(), throttle.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if halt.load(Ordering::SeqCst) {
                     return;
                 }
                 let Ok(conn) = conn else { continue };
-                let (index, upstream) = (index.clone(), upstream.clone());
-                std::thread::spawn(move || serve(conn, &upstream, &index));
+                let (index, upstream, slow) = (index.clone(), upstream.clone(), slow.clone());
+                std::thread::spawn(move || serve(conn, &upstream, &index, &slow));
             }
         });
-        ReferrersProxy { url: format!("http://127.0.0.1:{port}"), referrers, stop, port }
+        ReferrersProxy { url: format!("http://127.0.0.1:{port}"), referrers, stop, port, throttle }
+    }
+
+    /// Answers the next `n` requests 429 with `Retry-After: 1`.
+    pub fn throttle(&self, n: usize) {
+        self.throttle.store(n, Ordering::SeqCst);
+    }
+
+    /// Requests still to be answered 429.
+    pub fn throttled_left(&self) -> usize {
+        self.throttle.load(Ordering::SeqCst)
     }
 
     /// The referrers the API lists for `subject`.
@@ -61,7 +74,7 @@ impl Drop for ReferrersProxy {
     }
 }
 
-fn serve(mut client: TcpStream, upstream: &str, index: &Index) {
+fn serve(mut client: TcpStream, upstream: &str, index: &Index, throttle: &std::sync::atomic::AtomicUsize) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -71,6 +84,16 @@ fn serve(mut client: TcpStream, upstream: &str, index: &Index) {
         }
     }
     let text = String::from_utf8_lossy(&head).into_owned();
+    if throttle.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
+        let _ = write!(
+            client,
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        return;
+    }
     let mut lines = text.split("\r\n");
     let request_line = lines.next().unwrap_or("");
     let mut parts = request_line.split(' ');

@@ -20,13 +20,46 @@ const CHUNK: usize = 16 * 1024;
 /// A client stream whose reads can be bounded in time.
 pub trait Timed: Read + Write {
     fn set_read_deadline(&mut self, left: Duration) -> io::Result<()>;
-    /// Ends the connection politely (TLS: close_notify).
+    /// Ends the connection politely (TLS: close_notify), then lingers.
     fn close(&mut self) {}
+}
+
+/// How long, and how many bytes, a closing connection still discards of
+/// what the client sends: closing a socket with unread bytes makes the
+/// kernel send a reset, which can destroy the answer (a 413, a 431) before
+/// the client reads it. Bounded by these, not by anything the client said.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Half-closes `sock` and discards what still arrives, within the linger
+/// bounds, so that the answer already sent is read rather than reset.
+fn linger(sock: &mut std::net::TcpStream) {
+    let _ = sock.flush();
+    if sock.shutdown(std::net::Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut scratch = [0u8; 16 * 1024];
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match sock.read(&mut scratch) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => discarded += n,
+        }
+    }
 }
 
 impl Timed for std::net::TcpStream {
     fn set_read_deadline(&mut self, left: Duration) -> io::Result<()> {
         self.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+    }
+
+    fn close(&mut self) {
+        linger(self);
     }
 }
 
@@ -38,6 +71,7 @@ impl Timed for rustls::StreamOwned<rustls::ServerConnection, std::net::TcpStream
     fn close(&mut self) {
         self.conn.send_close_notify();
         let _ = self.conn.complete_io(&mut self.sock);
+        linger(&mut self.sock);
     }
 }
 

@@ -1,4 +1,5 @@
 //! Tests of repositories and the sync queue.
+#![cfg(test)]
 
 use super::*;
 use crate::store::NewEvent;

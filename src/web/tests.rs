@@ -1,5 +1,6 @@
 //! Route tests: every endpoint's status codes (access missing, wrong and
 //! right; CSRF; methods), through tiny_http's `TestRequest`, no socket.
+#![cfg(test)]
 
 use std::path::Path;
 use std::sync::Arc;

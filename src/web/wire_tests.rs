@@ -1,4 +1,5 @@
 //! Tests of the framing.
+#![cfg(test)]
 
 use super::*;
 use std::io::Cursor;

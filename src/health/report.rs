@@ -36,11 +36,17 @@ impl Reporter<'_> {
         loop {
             let problem = self.check();
             self.health.set(problem.clone());
+            // One snapshot serves the chart's sample and the report.
+            let status = status::collect(self.config, self.store, Some(self.stats), problem);
             if self.config.role == Role::Secondary {
-                self.sample();
+                self.sample(&status);
             }
             if let Some(node) = self.primary_node {
-                match self.send(node, problem) {
+                let sent = match &status {
+                    Ok(status) => node.report(status),
+                    Err(e) => Err(e.to_string()),
+                };
+                match sent {
                     Ok(()) if !last_error.is_empty() => {
                         log::info!("reporting status to the primary georeg at {} works again", node.url());
                         last_error.clear();
@@ -78,17 +84,14 @@ impl Reporter<'_> {
     }
 
     /// One point of the dashboard's chart: the lag and the bytes copied.
-    fn sample(&self) {
+    fn sample(&self, status: &crate::error::Result<status::Status>) {
         let copied = self.stats.bytes_copied.load(std::sync::atomic::Ordering::Relaxed);
-        let recorded = status::collect(self.config, self.store, None, None)
-            .and_then(|s| self.store.record_sample(s.events.lag_seconds, copied));
+        let recorded = match status {
+            Ok(s) => self.store.record_sample(s.events.lag_seconds, copied),
+            Err(e) => Err(crate::error::Error::Store { message: e.to_string() }),
+        };
         if let Err(e) = recorded {
             log::warn!("cannot record the chart's sample: {e}");
         }
-    }
-
-    fn send(&self, node: &PrimaryNode, problem: Option<String>) -> Result<(), String> {
-        let status = status::collect(self.config, self.store, Some(self.stats), problem).map_err(|e| e.to_string())?;
-        node.report(&status)
     }
 }

@@ -35,16 +35,15 @@ impl Store {
 
     pub fn set_tag(&self, repository: &str, tag: &str, digest: &Digest) -> Result<()> {
         let id = self.ensure_repository(repository)?;
-        self.conn()
-            .prepare_cached("DELETE FROM unsupported_tags WHERE repository_id = ?1 AND tag = ?2")?
+        let conn = self.conn();
+        conn.prepare_cached("DELETE FROM unsupported_tags WHERE repository_id = ?1 AND tag = ?2")?
             .execute(params![id, tag])?;
-        self.conn()
-            .prepare_cached(&format!(
-                "INSERT INTO tags (repository_id, name, digest) VALUES (?1, ?2, ?3)
+        conn.prepare_cached(&format!(
+            "INSERT INTO tags (repository_id, name, digest) VALUES (?1, ?2, ?3)
                  ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, synced_at = {NOW}
                  WHERE digest <> excluded.digest"
-            ))?
-            .execute(params![id, tag, digest.as_str()])?;
+        ))?
+        .execute(params![id, tag, digest.as_str()])?;
         Ok(())
     }
 

@@ -172,18 +172,7 @@ pub fn fairness(lab: &Lab, s: &Sizes, report: &mut Report) {
         "POST /api/v4/container_registry_event/events HTTP/1.1\r\nHost: x\r\nAuthorization: {SECRET}\r\n\
          Content-Length: 500\r\n\r\n"
     );
-    let slow: Vec<TcpStream> = (0..200)
-        .filter_map(|_| {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
-            socket.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into()).ok()?;
-            socket.connect_timeout(&addr.into(), Duration::from_secs(2)).ok()?;
-            let mut stream: TcpStream = socket.into();
-            stream.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
-            let _ = stream.write_all(head.as_bytes());
-            stream.set_nonblocking(true).ok()?;
-            Some(stream)
-        })
-        .collect();
+    let slow: Vec<TcpStream> = (0..200).filter_map(|_| crate::support::slow_connection(addr, &head)).collect();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let url = format!("{}/api/v4/container_registry_event/events", node.url());
     let samples = std::thread::scope(|scope| {

@@ -6,7 +6,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::{wait_until, Env, Mode, SECRET};
@@ -61,18 +60,8 @@ impl Target {
 }
 
 fn tls(tcp: TcpStream, ca: &std::path::Path) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let conn = rustls::ClientConnection::new(crate::support::client_tls(ca), name).unwrap();
     rustls::StreamOwned::new(conn, tcp)
 }
 
@@ -166,20 +155,6 @@ fn hostile_requests_over_https_leave_the_daemon_alive() {
     assert_eq!(target.health(), 200);
 }
 
-/// A connection from 127.0.0.2 that sends a whole request head and then
-/// its body a byte at a time.
-fn slow_connection(addr: SocketAddr, head: &str) -> Option<TcpStream> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
-    socket.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into()).ok()?;
-    socket.connect_timeout(&addr.into(), Duration::from_secs(2)).ok()?;
-    let mut stream: TcpStream = socket.into();
-    stream.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
-    let _ = stream.write_all(head.as_bytes());
-    stream.set_nonblocking(true).ok()?;
-    Some(stream)
-}
-
 #[test]
 fn two_hundred_slow_connections_from_one_address_do_not_slow_another() {
     let env = Env::new("hostile-slow");
@@ -187,7 +162,7 @@ fn two_hundred_slow_connections_from_one_address_do_not_slow_another() {
     let addr: SocketAddr = format!("127.0.0.1:{}", env.port).parse().unwrap();
     let target = Target { addr, ca: None };
     let head = format!("POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: {SECRET}\r\nContent-Length: 500\r\n\r\n");
-    let mut slow: Vec<TcpStream> = (0..200).filter_map(|_| slow_connection(addr, &head)).collect();
+    let mut slow: Vec<TcpStream> = (0..200).filter_map(|_| crate::support::slow_connection(addr, &head)).collect();
     assert_eq!(slow.len(), 200, "could not open 200 connections from 127.0.0.2");
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (latencies, trickled) = std::thread::scope(|s| {

@@ -120,6 +120,11 @@ pub fn agent(ca: Option<&Path>) -> ureq::Agent {
     let Some(ca) = ca else {
         return builder.build();
     };
+    builder.tls_config(client_tls(ca)).build()
+}
+
+/// A TLS client configuration that trusts the certificates in `ca` alone.
+pub fn client_tls(ca: &Path) -> Arc<rustls::ClientConfig> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
@@ -130,7 +135,23 @@ pub fn agent(ca: Option<&Path>) -> ureq::Agent {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    builder.tls_config(Arc::new(config)).build()
+    Arc::new(config)
+}
+
+/// A connection from 127.0.0.2 (a second client address on loopback) that
+/// sends `head`, then stays open, non-blocking, for its owner to trickle
+/// bytes into: a slow client.
+pub fn slow_connection(addr: std::net::SocketAddr, head: &str) -> Option<std::net::TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    use std::io::Write;
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+    socket.bind(&"127.0.0.2:0".parse::<std::net::SocketAddr>().unwrap().into()).ok()?;
+    socket.connect_timeout(&addr.into(), Duration::from_secs(2)).ok()?;
+    let mut stream: std::net::TcpStream = socket.into();
+    stream.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
+    let _ = stream.write_all(head.as_bytes());
+    stream.set_nonblocking(true).ok()?;
+    Some(stream)
 }
 
 fn openssl(args: &[&str]) {

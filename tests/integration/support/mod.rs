@@ -13,7 +13,8 @@ use std::process::{Command, Output, Stdio};
 
 use std::time::{Duration, Instant};
 
-pub use credentials::{agent, keys, test_ca};
+#[allow(unused_imports)] // the benchmark includes this module too, and uses fewer
+pub use credentials::{agent, client_tls, keys, slow_connection, test_ca};
 pub use daemon::Daemon;
 pub use oci::Api;
 pub use registry::{Https, Notify, Registry};

@@ -220,3 +220,28 @@ CREATE TABLE samples (
     copied_bytes  INTEGER NOT NULL
 );
 CREATE INDEX samples_by_time ON samples (at);
+
+-- @version 8
+
+-- Blobs larger than replication.chunk_size are copied in chunks; after
+-- each chunk the secondary accepts, its upload's state is recorded here,
+-- so that a restart continues the blob where the upload stands instead of
+-- from byte 0. A row lives from the first chunk until the blob is complete
+-- or its upload is found gone (then the blob starts again, logged).
+CREATE TABLE uploads (
+    repository_id INTEGER NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+    digest        TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    -- The secondary's upload URL, as its answer to the last chunk gave it.
+    location      TEXT NOT NULL,
+    -- Bytes the secondary's upload holds.
+    bytes_done    INTEGER NOT NULL,
+    -- The SHA-256 state after those bytes: 'LENGTH:64 hex digits' ('' when
+    -- the blob is whole and only its completion is left).
+    hash_state    TEXT NOT NULL,
+    -- Where the copy was taken up again after a restart (NULL: never).
+    resumed_from  INTEGER,
+    started_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    updated_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    PRIMARY KEY (repository_id, digest)
+) WITHOUT ROWID;

@@ -111,7 +111,10 @@ impl Node {
         store.set_selection(config.replication.selection());
         let tls =
             crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
-        let agent = registry::agent(tls);
+        let agent = registry::agent(tls.clone());
+        // Reads from the primary registry give up, and resume, sooner.
+        let stall = Duration::from_secs(config.replication.stall_seconds);
+        let primary_agent = registry::agent_timing_out(tls, stall);
         let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
         let tokens = || TokenCache::new(signer.clone(), &config.registry.service, ttl);
         let local = Target::new(&config.registry.url, agent.clone(), tokens());
@@ -121,7 +124,7 @@ impl Node {
             .replication
             .primary_api_url
             .as_deref()
-            .map(|url| Client::read_only(url, agent.clone(), tokens()).paced(pacer.clone()));
+            .map(|url| Client::read_only(url, primary_agent.clone(), tokens()).paced(pacer.clone()));
         let primary_node = match (&config.role, &config.replication.primary_node_url) {
             (Role::Secondary, Some(url)) => {
                 Some(PrimaryNode::new(url, agent.clone(), signer.clone(), &config.node_name))
@@ -153,6 +156,7 @@ impl Node {
             store: &self.store,
             stats: &self.stats,
             shutdown: &self.shutdown,
+            chunk_size: self.config.replication.chunk_bytes,
         })
     }
 

@@ -120,6 +120,18 @@ pub struct ReplicationConfig {
     /// `max_bandwidth` in bytes per second, once checked.
     #[serde(skip)]
     pub max_bytes_per_second: Option<u64>,
+    /// Blobs larger than this are copied in chunks of this size, each
+    /// recorded in the state file, so that a restart continues them
+    /// (`"8MiB"`; `"0"`: every blob in one request).
+    #[serde(default = "default_chunk_size")]
+    pub chunk_size: String,
+    /// `chunk_size` in bytes, once checked.
+    #[serde(skip)]
+    pub chunk_bytes: u64,
+    /// A blob download from the primary that receives no byte for this
+    /// long is continued from where it stopped, as a broken one is.
+    #[serde(default = "default_stall_seconds")]
+    pub stall_seconds: u64,
     /// A repository failing for longer than this makes the node unhealthy.
     #[serde(default = "default_failing_alert")]
     pub failing_alert_seconds: u64,
@@ -158,6 +170,9 @@ impl Default for ReplicationConfig {
             max_bandwidth: None,
             max_requests_per_second: None,
             max_bytes_per_second: None,
+            chunk_size: default_chunk_size(),
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            stall_seconds: default_stall_seconds(),
             include: Vec::new(),
             exclude: Vec::new(),
         }
@@ -184,6 +199,15 @@ fn default_service() -> String {
 }
 fn default_ttl() -> u64 {
     300
+}
+/// 8 MiB: a crash costs at most that much re-read, and each worker
+/// copying a large blob holds one chunk in memory.
+const DEFAULT_CHUNK_BYTES: u64 = 8 << 20;
+fn default_chunk_size() -> String {
+    "8MiB".into()
+}
+fn default_stall_seconds() -> u64 {
+    30
 }
 fn default_workers() -> usize {
     4
@@ -419,6 +443,18 @@ workers = 2
         let e = err(&dir, &GOOD.replace("http://127.0.0.1:5000/", "ftp://x"));
         assert!(e.contains("registry.url"), "{e}");
         assert!(!e.contains('\n'), "one line: {e}");
+        let e = err(&dir, &GOOD.replace("workers = 2", "workers = 2\nchunk_size = \"1KB\""));
+        assert!(e.contains("replication.chunk_size") && e.contains("1MiB"), "{e}");
+        let e = err(&dir, &GOOD.replace("workers = 2", "workers = 2\nstall_seconds = 0"));
+        assert!(e.contains("replication.stall_seconds"), "{e}");
+    }
+
+    #[test]
+    fn chunk_size_defaults_to_8_mib_and_rounds_to_64_bytes() {
+        let dir = write_dir("Abc123");
+        assert_eq!(parse(&dir, GOOD).unwrap().replication.chunk_bytes, 8 << 20);
+        let c = parse(&dir, &GOOD.replace("workers = 2", "workers = 2\nchunk_size = \"2000001\"")).unwrap();
+        assert_eq!(c.replication.chunk_bytes, 2000001 / 64 * 64);
     }
 
     #[test]

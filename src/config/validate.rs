@@ -76,6 +76,16 @@ impl Config {
                 crate::registry::pace::parse_rate(rate).map_err(|why| self.bad("replication.max_bandwidth", why))?;
             self.replication.max_bytes_per_second = Some(bytes);
         }
+        let chunk = crate::registry::pace::parse_size(&self.replication.chunk_size)
+            .map_err(|why| self.bad("replication.chunk_size", why))?;
+        if chunk != 0 && !(1 << 20..=1 << 30).contains(&chunk) {
+            return Err(self.bad("replication.chunk_size", "must be 0 (off) or between 1MiB and 1GiB"));
+        }
+        // Chunks end where the SHA-256 state can be saved: on 64-byte multiples.
+        self.replication.chunk_bytes = chunk / 64 * 64;
+        if !(1..=3600).contains(&self.replication.stall_seconds) {
+            return Err(self.bad("replication.stall_seconds", "must be between 1 and 3600"));
+        }
         if self.replication.max_requests_per_second.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
             return Err(self.bad("replication.max_requests_per_second", "must be a number above 0"));
         }

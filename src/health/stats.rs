@@ -18,6 +18,10 @@ pub struct Stats {
     pub bytes_copied: AtomicU64,
     pub blobs_copied: AtomicU64,
     pub blobs_mounted: AtomicU64,
+    /// Blob downloads continued with a Range request after a break or stall.
+    pub download_resumes: AtomicU64,
+    /// Chunked blob copies taken up after a restart.
+    pub blob_resumes: AtomicU64,
     pub events_received: AtomicU64,
     pub events_processed: AtomicU64,
     pub syncs_succeeded: AtomicU64,
@@ -59,6 +63,8 @@ impl Default for Stats {
             bytes_copied: AtomicU64::default(),
             blobs_copied: AtomicU64::default(),
             blobs_mounted: AtomicU64::default(),
+            download_resumes: AtomicU64::default(),
+            blob_resumes: AtomicU64::default(),
             events_received: AtomicU64::default(),
             events_processed: AtomicU64::default(),
             syncs_succeeded: AtomicU64::default(),

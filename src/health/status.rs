@@ -5,10 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::human_bytes;
 use super::stats::{Copying, Stats};
 use crate::config::{Config, Role};
 use crate::error::Result;
-use crate::store::{Counts, RepositoryRow, Store};
+use crate::store::{Counts, RepositoryRow, Store, UploadRow};
 
 /// A secondary whose last report is older than this is shown offline.
 pub const OFFLINE_AFTER_SECONDS: i64 = 600;
@@ -28,6 +29,10 @@ pub struct Status {
     pub oldest_unsynced: Option<Oldest>,
     #[serde(default)]
     pub copying: Vec<Copying>,
+    /// Large blobs copied in chunks, where each stands (a restart
+    /// continues them from there).
+    #[serde(default)]
+    pub uploads: Vec<UploadRow>,
     #[serde(default)]
     pub recent_failures: Vec<RepositoryRow>,
     /// On a primary: every secondary that reports in.
@@ -241,6 +246,7 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
         events,
         oldest_unsynced: store.oldest_unsynced()?.map(|(repository, since)| Oldest { repository, since }),
         copying: stats.map(Stats::copying).unwrap_or_default(),
+        uploads: if primary { Vec::new() } else { store.uploads()? },
         recent_failures: store.recent_failures(10)?,
         nodes,
         failing,
@@ -261,6 +267,20 @@ fn lag(store: &Store, cursor: &crate::store::Cursor, following: bool) -> Result<
         _ => 0,
     };
     Ok(applied.max(unread))
+}
+
+/// Where a chunked copy stands: `app sha256:1234abcd 150.0 MB of 300.0 MB
+/// (resumed at 134.2 MB), 2026-11-30T10:00:00Z`.
+pub fn upload_line(u: &UploadRow) -> String {
+    let short = u.digest.get(..15).unwrap_or(&u.digest);
+    format!(
+        "{} {short} {} of {}{}, updated {}",
+        u.repository,
+        human_bytes(u.bytes_done),
+        human_bytes(u.size),
+        u.resumed_from.map(|at| format!(" (resumed at {})", human_bytes(at))).unwrap_or_default(),
+        u.updated_at
+    )
 }
 
 /// Percent of `part` in `total`, 0 when there is nothing.
@@ -340,6 +360,9 @@ pub fn text(s: &Status) -> String {
         if let Some(o) = &s.oldest_unsynced {
             out.push_str(&format!("oldest unsynced: {} (since {})\n", o.repository, o.since));
         }
+        for u in &s.uploads {
+            out.push_str(&format!("large blob: {}\n", upload_line(u)));
+        }
         for f in &s.recent_failures {
             out.push_str(&format!("failed: {}: {}\n", f.name, f.last_sync_failure.clone().unwrap_or_default()));
         }
@@ -362,4 +385,25 @@ pub fn text(s: &Status) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_line_says_where_the_copy_stands_and_where_it_resumed() {
+        let u = UploadRow {
+            repository: "app".into(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            size: 300_000_000,
+            bytes_done: 150_994_944,
+            resumed_from: Some(134_217_728),
+            updated_at: "2026-11-30T10:00:00Z".into(),
+        };
+        assert_eq!(
+            upload_line(&u),
+            "app sha256:abababab 151.0 MB of 300.0 MB (resumed at 134.2 MB), updated 2026-11-30T10:00:00Z"
+        );
+    }
 }

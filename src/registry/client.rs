@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::manifest::{self, Manifest};
-use super::pace::{Paced, Pacer};
+use super::pace::Pacer;
 use super::token::{Scope, TokenCache};
 use super::{
     expect, link_next, read_json, redact_query, transport_message, valid_tag, Body, Digest, CATALOG_PAGE, PULL,
@@ -26,7 +26,7 @@ pub struct Client {
     /// that is known (asked again after an hour: registries get upgraded).
     referrers_api: Mutex<Option<(bool, Instant)>>,
     /// The caps on what this registry is asked (the primary's).
-    pacer: Arc<Pacer>,
+    pub(super) pacer: Arc<Pacer>,
 }
 
 /// How long georeg waits out 429 and 503 answers for one request, in all.
@@ -317,14 +317,6 @@ impl Client {
         }
         let resp = expect(resp, "HEAD", &url, &[200])?;
         Ok(Some(resp.header("Content-Length").and_then(|l| l.parse().ok()).unwrap_or(0)))
-    }
-
-    /// The blob's bytes as a stream.
-    pub fn blob(&self, repo: &str, digest: &Digest) -> Result<Box<dyn Read + Send + Sync>> {
-        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
-        let resp = self.send("GET", &url, &self.repo_scopes(repo), &[], Body::Empty)?;
-        let resp = expect(resp, "GET", &url, &[200])?;
-        Ok(Box::new(Paced { inner: resp.into_reader(), pacer: self.pacer.clone() }))
     }
 }
 

@@ -8,6 +8,7 @@ use std::io::{self, Read};
 use sha2::{Digest as _, Sha256, Sha512};
 
 use super::encoding;
+use super::sha256::Sha256State;
 
 /// A validated `algorithm:hex` content digest (sha256 or sha512).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,7 +58,7 @@ impl fmt::Display for Digest {
 
 /// An incremental hash with the algorithm of a given digest.
 pub enum Hasher {
-    Sha256(Sha256),
+    Sha256(Sha256State),
     Sha512(Sha512),
 }
 
@@ -66,7 +67,7 @@ impl Hasher {
         if d.0.starts_with("sha512:") {
             Hasher::Sha512(Sha512::new())
         } else {
-            Hasher::Sha256(Sha256::new())
+            Hasher::Sha256(Sha256State::default())
         }
     }
 
@@ -77,9 +78,27 @@ impl Hasher {
         }
     }
 
+    /// Takes up a state `save` wrote for a blob of this digest.
+    pub fn restore(d: &Digest, saved: &str) -> Result<Hasher, String> {
+        if d.0.starts_with("sha256:") {
+            Sha256State::restore(saved).map(Hasher::Sha256)
+        } else {
+            Err(format!("a {d} hash cannot be resumed"))
+        }
+    }
+
+    /// The state, to continue hashing after a restart (SHA-256 at a
+    /// 64-byte boundary only).
+    pub fn save(&self) -> Option<String> {
+        match self {
+            Hasher::Sha256(h) => h.save(),
+            Hasher::Sha512(_) => None,
+        }
+    }
+
     pub fn finish(self) -> Digest {
         match self {
-            Hasher::Sha256(h) => Digest(format!("sha256:{}", encoding::hex(&h.finalize()))),
+            Hasher::Sha256(h) => Digest(format!("sha256:{}", encoding::hex(&h.finish()))),
             Hasher::Sha512(h) => Digest(format!("sha512:{}", encoding::hex(&h.finalize()))),
         }
     }
@@ -102,8 +121,19 @@ pub struct VerifyingReader<R> {
 
 impl<R: Read> VerifyingReader<R> {
     pub fn new(inner: R, expected: Digest, size: u64) -> Self {
-        let hasher = Some(Hasher::for_digest(&expected));
-        VerifyingReader { inner, expected, size, read: 0, hasher, failure: None }
+        let hasher = Hasher::for_digest(&expected);
+        VerifyingReader::resume(inner, expected, size, 0, hasher)
+    }
+
+    /// Continues a check whose first `offset` bytes went into `hasher`
+    /// before: `inner` yields the blob from `offset` on.
+    pub fn resume(inner: R, expected: Digest, size: u64, offset: u64, hasher: Hasher) -> Self {
+        VerifyingReader { inner, expected, size, read: offset, hasher: Some(hasher), failure: None }
+    }
+
+    /// The hash state after the bytes read so far, when it can be saved.
+    pub fn checkpoint(&self) -> Option<String> {
+        self.hasher.as_ref().and_then(Hasher::save)
     }
 
     pub fn bytes_read(&self) -> u64 {

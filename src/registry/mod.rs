@@ -12,10 +12,12 @@
 
 mod client;
 pub mod digest;
+mod download;
 pub mod encoding;
 pub mod manifest;
 pub mod names;
 pub mod pace;
+pub mod sha256;
 mod target;
 pub mod token;
 
@@ -29,6 +31,7 @@ use crate::error::{Error, Result};
 
 pub use client::Client;
 pub use digest::Digest;
+pub use download::Download;
 pub use manifest::Manifest;
 pub use names::{valid_repository, valid_tag};
 pub use target::{Mount, Target};
@@ -45,10 +48,15 @@ const CATALOG_PAGE: usize = 1000;
 /// dead connection fails the sync instead of hanging it. `tls` decides
 /// which https servers are trusted (see `tls::client_config`).
 pub fn agent(tls: Arc<rustls::ClientConfig>) -> ureq::Agent {
+    agent_timing_out(tls, Duration::from_secs(120))
+}
+
+/// An agent whose reads give up after `read` without a byte.
+pub fn agent_timing_out(tls: Arc<rustls::ClientConfig>, read: Duration) -> ureq::Agent {
     ureq::AgentBuilder::new()
         .tls_config(tls)
         .timeout_connect(Duration::from_secs(10))
-        .timeout_read(Duration::from_secs(120))
+        .timeout_read(read)
         .timeout_write(Duration::from_secs(120))
         .max_idle_connections_per_host(32)
         .user_agent(concat!("georeg/", env!("CARGO_PKG_VERSION")))

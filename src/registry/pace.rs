@@ -90,10 +90,20 @@ impl<R: std::io::Read> std::io::Read for Paced<R> {
 /// A rate such as `"40MB/s"`, `"500KiB/s"` or `"1GB"` in bytes per second.
 pub fn parse_rate(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let t = t.strip_suffix("/s").unwrap_or(t).trim();
+    match parse_size(t.strip_suffix("/s").unwrap_or(t)) {
+        Ok(0) => Err(format!("{text:?} is no rate at all")),
+        Ok(rate) => Ok(rate),
+        Err(e) if e.contains("unknown unit") => Err(e),
+        Err(_) => Err(format!("{text:?} is not a rate like \"40MB/s\"")),
+    }
+}
+
+/// An amount of bytes with its unit: `"8MiB"`, `"64MB"`, `"0"`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let number: f64 = number.parse().map_err(|_| format!("{text:?} is not a rate like \"40MB/s\""))?;
+    let number: f64 = number.parse().map_err(|_| format!("{text:?} is not a size like \"8MiB\""))?;
     let factor = match unit.trim() {
         "" | "B" => 1.0,
         "KB" | "kB" => 1e3,
@@ -106,11 +116,7 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
         "Gbit" | "Gb" => 1e9 / 8.0,
         other => return Err(format!("{text:?}: unknown unit {other:?} (B, KB, MB, GB, KiB, MiB, GiB, Mbit, Gbit)")),
     };
-    let rate = (number * factor) as u64;
-    if rate == 0 {
-        return Err(format!("{text:?} is no rate at all"));
-    }
-    Ok(rate)
+    Ok((number * factor) as u64)
 }
 
 #[cfg(test)]
@@ -123,6 +129,9 @@ mod tests {
         assert_eq!(parse_rate("500KiB/s"), Ok(512_000));
         assert_eq!(parse_rate("200Mbit/s"), Ok(25_000_000));
         assert_eq!(parse_rate("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("big").is_err());
         assert!(parse_rate("fast").is_err() && parse_rate("10 parsecs").is_err() && parse_rate("0MB/s").is_err());
     }
 

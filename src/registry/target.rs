@@ -90,6 +90,39 @@ impl Target {
         Ok(())
     }
 
+    /// Sends one chunk of an open upload, starting at byte `offset`;
+    /// returns the upload's location for the next chunk (distribution
+    /// encodes the offset in it).
+    pub fn patch_upload(&self, repo: &str, location: &str, offset: u64, chunk: &[u8]) -> Result<String> {
+        let range = format!("{offset}-{}", offset + chunk.len() as u64 - 1);
+        let len = chunk.len().to_string();
+        let headers = [
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Range", range.as_str()),
+            ("Content-Length", len.as_str()),
+        ];
+        let resp = self.send("PATCH", location, &self.repo_scopes(repo), &headers, Body::Bytes(chunk))?;
+        let resp = expect(resp, "PATCH", &redact_query(location), &[202])?;
+        self.location(resp, "PATCH", &redact_query(location))
+    }
+
+    /// How many bytes an open upload holds, or `None` when the registry no
+    /// longer has it (purged, cancelled, or its state no longer valid).
+    pub fn upload_offset(&self, repo: &str, location: &str) -> Result<Option<u64>> {
+        let resp = self.send("GET", location, &self.repo_scopes(repo), &[], Body::Empty)?;
+        match resp.status() {
+            204 | 200 => {}
+            400 | 404 | 416 => return Ok(None),
+            _ => return Err(registry_error(resp, "GET", &redact_query(location))),
+        }
+        // `Range: 0-LAST`, where an empty upload says 0-0 too.
+        let last = resp.header("Range").and_then(|r| r.split_once('-')).and_then(|(_, l)| l.trim().parse::<u64>().ok());
+        Ok(Some(match last {
+            Some(0) | None => 0,
+            Some(last) => last + 1,
+        }))
+    }
+
     /// Abandons an upload session; best effort, the registry purges stale ones anyway.
     pub fn cancel_upload(&self, repo: &str, location: &str) {
         if let Err(e) = self.abort_upload(repo, location) {

@@ -10,10 +10,11 @@ use super::copy::{Report, Seen};
 use super::Replicator;
 use crate::error::{Error, Result};
 use crate::health::{human_bytes, Stats};
-use crate::registry::digest::VerifyingReader;
+use crate::registry::digest::{Hasher, VerifyingReader};
 use crate::registry::manifest::BlobRef;
 use crate::registry::Mount;
 use crate::shutdown::Shutdown;
+use crate::store::Upload;
 
 impl Replicator<'_> {
     /// Makes the blob present in the secondary repository with one request
@@ -23,6 +24,12 @@ impl Replicator<'_> {
     /// ordinary upload, into which the blob is then copied.
     pub(super) fn ensure_blob(&self, repo: &str, blob: &BlobRef, seen: &mut Seen, report: &mut Report) -> Result<()> {
         if seen.blobs.contains(&blob.digest) {
+            return Ok(());
+        }
+        if let Some((upload, hasher)) = self.resumable(repo, blob)? {
+            self.copy_chunks(repo, blob, upload, hasher, &seen.progress)?;
+            self.copied(repo, blob, report)?;
+            seen.blobs.insert(blob.digest.clone());
             return Ok(());
         }
         let from = self.store.blob_source(&blob.digest, repo)?;
@@ -53,9 +60,9 @@ impl Replicator<'_> {
             None => report.blobs_present += 1,
             Some(location) => {
                 self.copy_blob(repo, blob, &location, &seen.progress)?;
-                report.blobs_copied += 1;
-                report.bytes_copied += blob.size;
-                self.stats.blobs_copied.fetch_add(1, Ordering::Relaxed);
+                return self.copied(repo, blob, report).map(|()| {
+                    seen.blobs.insert(blob.digest.clone());
+                });
             }
         }
         self.store.record_blob(repo, &blob.digest, blob.size)?;
@@ -63,7 +70,16 @@ impl Replicator<'_> {
         Ok(())
     }
 
-    /// Streams one blob from the primary into the open upload at `location`.
+    fn copied(&self, repo: &str, blob: &BlobRef, report: &mut Report) -> Result<()> {
+        report.blobs_copied += 1;
+        report.bytes_copied += blob.size;
+        self.stats.blobs_copied.fetch_add(1, Ordering::Relaxed);
+        self.store.record_blob(repo, &blob.digest, blob.size)
+    }
+
+    /// Streams one blob from the primary into the open upload at
+    /// `location`: in one request, or in chunks when it is larger than
+    /// `replication.chunk_size`.
     fn copy_blob(&self, repo: &str, blob: &BlobRef, location: &str, progress: &AtomicU64) -> Result<()> {
         // Schema 1 manifests name their layers without sizes: ask.
         let sized;
@@ -80,8 +96,13 @@ impl Replicator<'_> {
         } else {
             blob
         };
-        let body = match self.primary.blob(repo, &blob.digest) {
-            Ok(body) => body,
+        if self.chunked(blob) {
+            let fresh =
+                Upload { location: location.into(), bytes_done: 0, hash_state: String::new(), resumed_from: None };
+            return self.copy_chunks(repo, blob, fresh, Hasher::for_digest(&blob.digest), progress);
+        }
+        let body = match self.primary.download(repo, &blob.digest, blob.size, 0, self.shutdown) {
+            Ok(body) => body.counting(&self.stats.download_resumes),
             Err(e) => {
                 self.secondary.cancel_upload(repo, location);
                 return Err(e);
@@ -107,11 +128,11 @@ impl Replicator<'_> {
 
 /// Counts bytes as they stream and stops the stream on shutdown, so that
 /// a large blob does not hold the process past its stop deadline.
-struct Counted<'a, R> {
-    inner: R,
-    stats: &'a Stats,
-    progress: &'a AtomicU64,
-    shutdown: &'a Shutdown,
+pub(super) struct Counted<'a, R> {
+    pub(super) inner: R,
+    pub(super) stats: &'a Stats,
+    pub(super) progress: &'a AtomicU64,
+    pub(super) shutdown: &'a Shutdown,
 }
 
 impl<R: Read> Read for Counted<'_, R> {

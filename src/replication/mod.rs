@@ -1,5 +1,5 @@
 //! Replication: everything that makes the secondary registry hold what the
-//! primary holds. `copy` and `blobs` are the copy engine for one
+//! primary holds. `copy`, `blobs` and `chunks` are the copy engine for one
 //! repository; `worker` claims repositories from the state file and runs
 //! it; `backfill` scans the primary's catalog for what events missed;
 //! `events` applies new events; `referrers` follows OCI referrers;
@@ -13,6 +13,7 @@
 
 pub mod backfill;
 mod blobs;
+mod chunks;
 pub mod copy;
 pub mod cursor;
 mod events;
@@ -36,4 +37,7 @@ pub struct Replicator<'a> {
     pub stats: &'a Stats,
     /// Checked between tags, between blobs and inside every blob stream.
     pub shutdown: &'a Shutdown,
+    /// Blobs larger than this are copied in chunks that survive a restart
+    /// (`replication.chunk_size`; 0: never).
+    pub chunk_size: u64,
 }

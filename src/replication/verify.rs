@@ -174,7 +174,7 @@ pub fn check_blobs(secondary: &Client, repo: &str, shutdown: &Shutdown) -> Resul
                 0 => secondary.blob_size(repo, &blob.digest)?.unwrap_or(0),
                 size => size,
             };
-            let body = secondary.blob(repo, &blob.digest)?;
+            let body = secondary.download(repo, &blob.digest, size, 0, shutdown)?;
             let mut reader = VerifyingReader::new(body, blob.digest.clone(), size);
             if std::io::copy(&mut reader, &mut std::io::sink()).is_err() || reader.failure.is_some() {
                 let why = reader.failure.unwrap_or_else(|| "could not be read".into());

@@ -3,7 +3,7 @@
 //! `repos` (repositories and the sync queue), `tags` (what georeg placed on
 //! the secondary), `verification` (the verification queue), `events` (the
 //! event log and the secondary's cursor), `nodes` (secondaries' reports, on
-//! a primary), `queries` (the read side the pages show) and `states` (the
+//! a primary), `uploads` (blobs copied in chunks), `queries` (the read side the pages show) and `states` (the
 //! sync and verification states).
 //!
 //! One connection behind a mutex, held only for short statements and never
@@ -26,6 +26,7 @@ mod queries;
 mod repos;
 mod states;
 mod tags;
+mod uploads;
 mod verification;
 
 use std::path::Path;
@@ -43,6 +44,7 @@ pub use nodes::Sample;
 pub use queries::{Counts, RepositoryFilter, RepositoryRow};
 pub use repos::{Job, Progress};
 pub use states::{SyncState, VerificationState};
+pub use uploads::{Upload, UploadRow};
 pub use verification::Verification;
 
 const SCHEMA: &str = include_str!("../../schema.sql");

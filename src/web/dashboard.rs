@@ -262,6 +262,24 @@ pub fn nodes(s: &Status, samples: &[crate::store::Sample]) -> String {
         }
         body.push_str("</table>");
     }
+    if !s.uploads.is_empty() {
+        body.push_str(
+            "<table><tr><th>Large blob (in chunks)</th><th>Copied</th><th>Resumed at</th><th>Updated</th></tr>",
+        );
+        for u in &s.uploads {
+            let _ = write!(
+                body,
+                "<tr><td>{} <span class=\"muted\">{}</span></td><td>{} of {}</td><td>{}</td><td>{}</td></tr>",
+                escape(&u.repository),
+                escape(u.digest.get(..19).unwrap_or(&u.digest)),
+                human_bytes(u.bytes_done),
+                human_bytes(u.size),
+                u.resumed_from.map(human_bytes).unwrap_or_else(|| "-".into()),
+                escape(&u.updated_at)
+            );
+        }
+        body.push_str("</table>");
+    }
     body.push_str("</section>");
     if !s.recent_failures.is_empty() {
         body.push_str("<section><h2>Recent failures</h2><table><tr><th>Repository</th><th>Reason</th><th>Retries</th><th>Next retry</th></tr>");

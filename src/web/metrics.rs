@@ -105,6 +105,16 @@ fn secondary_metrics(out: &mut String, status: &Status, stats: &Stats) {
             "Blobs mounted from another repository of the secondary instead of copied.",
             &stats.blobs_mounted,
         ),
+        (
+            "georeg_download_resumes_total",
+            "Blob downloads from the primary continued with a Range request after a break or stall.",
+            &stats.download_resumes,
+        ),
+        (
+            "georeg_blob_resumes_total",
+            "Chunked blob copies taken up where the secondary's upload stood after a restart.",
+            &stats.blob_resumes,
+        ),
         ("georeg_syncs_total", "Repository syncs that succeeded.", &stats.syncs_succeeded),
         ("georeg_sync_failures_total", "Repository syncs that failed.", &stats.syncs_failed),
     ];
@@ -256,6 +266,7 @@ mod tests {
             events: EventsStatus::default(),
             oldest_unsynced: None,
             copying: vec![],
+            uploads: vec![],
             recent_failures: vec![],
             nodes: Some(vec![NodeStatus {
                 name: "se\"c".into(),

@@ -71,8 +71,7 @@ fn referrers_the_primarys_api_lists_are_copied_and_verified() {
     let proxy = crate::support::referrers::ReferrersProxy::start(&upstream);
     proxy.set(&image, &[&signature]);
     proxy.set(&signature, &[&sbom_signature]);
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(&env.config, text.replace(&format!("{}/", env.primary.url), &format!("{}/", proxy.url))).unwrap();
+    env.route_primary_through(&proxy.url);
 
     let run = env.georeg(&["sync", "signed/app"]);
     run.assert_ok();

@@ -15,6 +15,7 @@ mod hostile;
 mod operator;
 mod ownership;
 mod pace;
+mod resume;
 mod sync;
 mod tls;
 mod trust;

@@ -7,6 +7,7 @@ pub mod oci;
 pub mod referrers;
 pub mod registry;
 pub mod shapes;
+pub mod wan;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -285,6 +286,15 @@ workers = 2
         let mut text = std::fs::read_to_string(&self.config).unwrap();
         text.push_str(&format!("\n{line}\n"));
         std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Sends georeg's requests to the primary registry through `url` (a
+    /// proxy in front of it) instead.
+    pub fn route_primary_through(&self, url: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let routed = text.replace(&format!("{}/", self.primary.url), &format!("{url}/"));
+        assert_ne!(text, routed, "the config names the primary registry");
+        std::fs::write(&self.config, routed).unwrap();
     }
 
     /// The secondary georeg's base URL.

@@ -1,0 +1,126 @@
+//! Blobs larger than `replication.chunk_size`, copied in chunks that
+//! survive a crash: each chunk is read from the primary into memory, its
+//! bytes hashed on the way, then sent to the secondary's upload in one
+//! `PATCH`, and where the upload stands (its location, the bytes it holds
+//! and the SHA-256 state after them) is recorded in the state file. After
+//! a restart, the copy asks the secondary how much its upload holds and
+//! continues from there with a `Range` read of the primary, the digest
+//! check still covering every byte; an upload the secondary no longer has
+//! starts the blob again, logged.
+//!
+//! Chunks are whole in memory before they are sent because distribution
+//! cancels an upload whose size differs from what its location says: a
+//! `PATCH` cut midway by a crash would lose the whole upload. A chunk sent
+//! from memory to the secondary takes milliseconds; the download from the
+//! primary, the long part, never has a `PATCH` open.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::blobs::Counted;
+use super::Replicator;
+use crate::error::{Error, Result};
+use crate::health::human_bytes;
+use crate::registry::digest::{Hasher, VerifyingReader};
+use crate::registry::manifest::BlobRef;
+use crate::store::Upload;
+
+impl Replicator<'_> {
+    /// Whether the blob is copied in chunks.
+    pub(super) fn chunked(&self, blob: &BlobRef) -> bool {
+        self.chunk_size > 0 && blob.size > self.chunk_size && blob.digest.as_str().starts_with("sha256:")
+    }
+
+    /// A chunked copy of the blob that an earlier run left, when the
+    /// secondary's upload still holds what the state file says.
+    pub(super) fn resumable(&self, repo: &str, blob: &BlobRef) -> Result<Option<(Upload, Hasher)>> {
+        let Some(mut upload) = self.store.upload(repo, &blob.digest)? else { return Ok(None) };
+        let done = human_bytes(upload.bytes_done);
+        let holds = self.secondary.upload_offset(repo, &upload.location);
+        let hasher = match upload.hash_state.as_str() {
+            "" => Ok(None),
+            saved => Hasher::restore(&blob.digest, saved).map(Some),
+        };
+        let why = match (holds, hasher) {
+            (Ok(Some(at)), Ok(hasher)) if at == upload.bytes_done && hasher.is_some() == (at < blob.size) => {
+                log::info!(
+                    "{repo}: resuming the copy of {} at {done} of {}: the secondary's upload holds that much",
+                    blob.digest,
+                    human_bytes(blob.size)
+                );
+                upload.resumed_from = Some(at);
+                self.stats.blob_resumes.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some((upload, hasher.unwrap_or_else(|| Hasher::for_digest(&blob.digest)))));
+            }
+            (Ok(None), _) => "the secondary no longer has that upload (purged or cancelled)".to_string(),
+            (Ok(Some(at)), Ok(_)) => format!("the secondary's upload holds {} instead", human_bytes(at)),
+            (Ok(Some(_)), Err(e)) => format!("the recorded hash state is unusable: {e}"),
+            (Err(e), _) => format!("asking the secondary about the upload failed: {e}"),
+        };
+        log::warn!("{repo}: the copy of {} stood at {done}, but {why}: starting that blob again", blob.digest);
+        self.secondary.cancel_upload(repo, &upload.location);
+        self.store.forget_upload(repo, &blob.digest)?;
+        Ok(None)
+    }
+
+    /// Copies the blob from `upload.bytes_done` on, chunk by chunk, then
+    /// completes the upload. `hasher` holds the hash of the bytes before.
+    pub(super) fn copy_chunks(
+        &self,
+        repo: &str,
+        blob: &BlobRef,
+        mut upload: Upload,
+        hasher: Hasher,
+        progress: &AtomicU64,
+    ) -> Result<()> {
+        let chunk = self.chunk_size;
+        if upload.bytes_done < blob.size {
+            let body = self
+                .primary
+                .download(repo, &blob.digest, blob.size, upload.bytes_done, self.shutdown)?
+                .counting(&self.stats.download_resumes);
+            let counted = Counted { inner: body, stats: self.stats, progress, shutdown: self.shutdown };
+            let mut reader =
+                VerifyingReader::resume(counted, blob.digest.clone(), blob.size, upload.bytes_done, hasher);
+            let mut buf = Vec::with_capacity(chunk.min(blob.size) as usize);
+            while upload.bytes_done < blob.size {
+                // Chunks end on multiples of the chunk size, where the hash state saves.
+                let end = ((upload.bytes_done / chunk + 1) * chunk).min(blob.size);
+                buf.clear();
+                if let Err(e) = (&mut reader).take(end - upload.bytes_done).read_to_end(&mut buf) {
+                    if let Some(message) = reader.failure.take() {
+                        self.secondary.cancel_upload(repo, &upload.location);
+                        self.store.forget_upload(repo, &blob.digest)?;
+                        return Err(Error::BlobMismatch {
+                            repository: repo.into(),
+                            digest: blob.digest.to_string(),
+                            message,
+                        });
+                    }
+                    self.shutdown.check()?;
+                    return Err(Error::Transport {
+                        url: format!("{}/v2/{repo}/blobs/{}", self.primary.url(), blob.digest),
+                        message: format!(
+                            "{e} (the copy stands at {} of {}; the next attempt continues from there)",
+                            human_bytes(upload.bytes_done),
+                            human_bytes(blob.size)
+                        ),
+                    });
+                }
+                upload.location = self.secondary.patch_upload(repo, &upload.location, upload.bytes_done, &buf)?;
+                upload.bytes_done = end;
+                upload.hash_state = reader.checkpoint().unwrap_or_default();
+                self.store.record_upload(repo, &blob.digest, blob.size, &upload)?;
+            }
+        }
+        let finished = self.secondary.finish_upload(repo, &upload.location, &blob.digest, 0, &mut std::io::empty());
+        // Failed or not, this upload is done with: a retry starts the blob again.
+        if finished.is_err() {
+            self.secondary.cancel_upload(repo, &upload.location);
+        }
+        self.store.forget_upload(repo, &blob.digest)?;
+        finished?;
+        log::debug!("{repo}: copied blob {} ({}) in chunks", blob.digest, human_bytes(blob.size));
+        Ok(())
+    }
+}

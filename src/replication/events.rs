@@ -161,7 +161,10 @@ impl Replicator<'_> {
     ) -> Result<()> {
         let mut wanted = self.primary.manifest(repo, tag)?;
         if pushed {
-            for wait_ms in [25, 50, 100, 200, 400, 800, 1000] {
+            if let (None, Some(digest)) = (&wanted, expected) {
+                self.copy_ahead_of_tag(repo, digest, seen, report)?;
+            }
+            for wait_ms in [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000] {
                 if wanted.is_some() {
                     break;
                 }
@@ -217,6 +220,26 @@ impl Replicator<'_> {
             }
             None => self.store.remove_tag(repo, tag)?,
         }
+        Ok(())
+    }
+}
+
+impl Replicator<'_> {
+    /// Distribution notifies a push before it writes the tag link, but
+    /// the manifest is readable by the digest the event names already:
+    /// copy the image by digest (blobs, children, then the manifest) while
+    /// the tag is not there yet, so that only the tag is left to put once
+    /// the primary resolves it. Schema 1 waits for its tag (its digest is
+    /// per registry).
+    fn copy_ahead_of_tag(&self, repo: &str, digest: &Digest, seen: &mut Seen, report: &mut Report) -> Result<()> {
+        let Some(m) = self.primary.manifest(repo, digest.as_str())? else { return Ok(()) };
+        if crate::registry::manifest::is_schema1(&m.media_type, &m.bytes) || seen.manifests.contains(&m.digest) {
+            return Ok(());
+        }
+        self.copy_contents(repo, &m, seen, report, 0)?;
+        self.secondary.put_manifest(repo, digest.as_str(), &m)?;
+        report.manifests_copied += 1;
+        seen.manifests.insert(m.digest);
         Ok(())
     }
 }

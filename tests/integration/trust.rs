@@ -83,6 +83,28 @@ fn a_pushed_tag_that_does_not_resolve_yet_is_retried_not_taken_for_deleted() {
 }
 
 #[test]
+fn a_pushed_tag_not_written_yet_is_copied_ahead_by_digest() {
+    let env = Env::new("ahead-of-tag");
+    env.p.push_image("app", "v1", &oci_image(3, &[1000]));
+    env.start_secondary_daemon();
+    env.wait_in_sync("app", DEADLINE);
+    // As distribution does it: the manifest is stored (readable by digest)
+    // and notified before its tag link is written.
+    let next = oci_image(7, &[1000, 2000]);
+    env.p.push_image("app", &next.digest, &next);
+    notify(&env, serde_json::json!([push_event("e-next", "app", Some("next"), &next.digest)]));
+    wait_until("the sync to give up on the tag for now", DEADLINE, || {
+        failure_of(&env, "app").contains("does not resolve on the primary")
+    });
+    // The image is on the secondary already, by digest; only the tag waits.
+    assert_eq!(env.s.digest("app", &next.digest).as_deref(), Some(next.digest.as_str()));
+    assert_eq!(env.s.digest("app", "next"), None, "no tag the primary does not have");
+    env.p.put_manifest("app", "next", &next.media_type, &next.manifest);
+    wait_until("next on the secondary", DEADLINE, || env.s.digest("app", "next").is_some());
+    env.wait_in_sync("app", DEADLINE);
+}
+
+#[test]
 fn a_repository_delete_event_does_not_drop_the_rest_of_its_batch() {
     let env = Env::new("repo-delete-batch");
     env.p.push_image("app", "v1", &oci_image(5, &[1000]));

@@ -194,16 +194,26 @@ impl Client {
     /// listing and its HEAD is simply absent.
     pub fn tag_digests(&self, repo: &str) -> Result<BTreeMap<String, Digest>> {
         let mut map = BTreeMap::new();
-        for tag in self.tags(repo)?.unwrap_or_default() {
-            if !valid_tag(&tag) {
-                log::warn!("{repo}: skipping tag {tag:?} from {}: not a valid tag name", self.base);
-                continue;
-            }
+        for tag in self.valid_tags(repo)? {
             if let Some(d) = self.manifest_digest(repo, &tag)? {
                 map.insert(tag, d);
             }
         }
         Ok(map)
+    }
+
+    /// The repository's tags (none when it does not know the repository),
+    /// leaving out names no registry should hold, logged.
+    pub fn valid_tags(&self, repo: &str) -> Result<Vec<String>> {
+        let mut tags = self.tags(repo)?.unwrap_or_default();
+        tags.retain(|tag| {
+            let valid = valid_tag(tag);
+            if !valid {
+                log::warn!("{repo}: skipping tag {tag:?} from {}: not a valid tag name", self.base);
+            }
+            valid
+        });
+        Ok(tags)
     }
 
     /// The digest a tag (or digest) resolves to, by HEAD, or `None` when absent.

@@ -9,7 +9,7 @@
 //! comes out identical. Tags the primary no longer has are removed without
 //! touching sibling tags that share their digest.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -185,19 +185,38 @@ impl Replicator<'_> {
         progress: &Arc<AtomicU64>,
         report: &mut Report,
     ) -> Result<BTreeSet<String>> {
-        let wanted = self.primary.tag_digests(repo)?;
         let present = self.secondary.tag_digests(repo)?;
+        let mut wanted = BTreeMap::new();
         let mut seen =
             Seen { manifests: present.values().cloned().collect(), progress: progress.clone(), ..Seen::default() };
         let mut failures: Vec<Error> = Vec::new();
-        for (tag, digest) in &wanted {
+        for tag in self.primary.valid_tags(repo)? {
             self.shutdown.check()?;
-            if present.get(tag) == Some(digest) {
-                self.store.set_tag(repo, tag, digest)?;
-                report.tags_unchanged += 1;
-                continue;
-            }
-            match self.copy_tag(repo, tag, digest, &mut seen, report) {
+            // A tag the secondary holds is compared by digest (HEAD); one it
+            // lacks is read at once (GET), its digest checked, and copied.
+            let copied = match present.get(&tag) {
+                Some(there) => match self.primary.manifest_digest(repo, &tag)? {
+                    None => continue, // deleted since the listing
+                    Some(digest) if &digest == there => {
+                        self.store.set_tag(repo, &tag, &digest)?;
+                        report.tags_unchanged += 1;
+                        wanted.insert(tag, digest);
+                        continue;
+                    }
+                    Some(digest) => {
+                        wanted.insert(tag.clone(), digest.clone());
+                        self.copy_tag(repo, &tag, &digest, &mut seen, report)
+                    }
+                },
+                None => match self.primary.manifest(repo, &tag)? {
+                    None => continue,
+                    Some(m) => {
+                        wanted.insert(tag.clone(), m.digest.clone());
+                        self.copy_manifest(repo, &tag, m, &mut seen, report)
+                    }
+                },
+            };
+            match copied {
                 Ok(()) => {}
                 // These say the registry or georeg itself is in trouble: stop here.
                 Err(e @ (Error::Interrupted | Error::Transport { .. } | Error::Store { .. })) => return Err(e),

@@ -8,7 +8,7 @@ use georeg::{cli, commands};
 
 fn main() -> ExitCode {
     let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    logger.format_target(false);
+    logger.format_target(false).format_timestamp_millis();
     // Under systemd stderr is the journal, which stamps each line itself:
     // a syslog priority prefix instead of our own timestamp and level, so
     // that `journalctl -p warning` works.
@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         // On a terminal with a progress line, log lines print above it.
         logger.format(|buf, record| {
             use std::io::Write;
-            let text = format!("[{} {:<5}] {}", buf.timestamp(), record.level(), record.args());
+            let text = format!("[{} {:<5}] {}", buf.timestamp_millis(), record.level(), record.args());
             match georeg::progress::around_log(&text) {
                 Some(framed) => write!(buf, "{framed}"),
                 None => writeln!(buf, "{text}"),

@@ -159,7 +159,7 @@ impl Replicator<'_> {
         seen: &mut Seen,
         report: &mut Report,
     ) -> Result<()> {
-        let mut wanted = self.primary.manifest(repo, tag)?;
+        let mut wanted = self.pushed_manifest(repo, tag, pushed)?;
         if pushed {
             if let (None, Some(digest)) = (&wanted, expected) {
                 self.copy_ahead_of_tag(repo, digest, seen, report)?;
@@ -170,7 +170,7 @@ impl Replicator<'_> {
                 }
                 self.shutdown.check()?;
                 std::thread::sleep(std::time::Duration::from_millis(wait_ms));
-                wanted = self.primary.manifest(repo, tag)?;
+                wanted = self.pushed_manifest(repo, tag, pushed)?;
             }
             match (&wanted, listed) {
                 (Some(_), _) => {}
@@ -225,6 +225,20 @@ impl Replicator<'_> {
 }
 
 impl Replicator<'_> {
+    /// The primary's manifest for `tag`. Just after a push, distribution's
+    /// filesystem driver may be rewriting the tag's link in place, and a
+    /// read racing that write answers 500: for a pushed tag that counts as
+    /// not resolved yet (polled again), not as a failed sync.
+    fn pushed_manifest(&self, repo: &str, tag: &str, pushed: bool) -> Result<Option<crate::registry::Manifest>> {
+        match self.primary.manifest(repo, tag) {
+            Err(Error::Registry { status: 500, ref message, .. }) if pushed => {
+                log::debug!("{repo}:{tag} answered 500 right after its push ({message}): asking again");
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
     /// Distribution notifies a push before it writes the tag link, but
     /// the manifest is readable by the digest the event names already:
     /// copy the image by digest (blobs, children, then the manifest) while

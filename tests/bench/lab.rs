@@ -54,7 +54,8 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        // Kept for a look at the logs after a failure, or when asked for by name.
+        if std::thread::panicking() || std::env::var_os("GEOREG_BENCH_DIR").is_some() {
             eprintln!("benchmark files kept in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -74,14 +75,26 @@ pub struct Cpu {
 
 pub struct CpuMark {
     tool: u64,
+    children_only: bool,
     registries: [(Option<u32>, u64); 2],
 }
 
 impl CpuMark {
     pub fn new(primary: &Registry, secondary: &Registry) -> CpuMark {
+        CpuMark::with(primary, secondary, false)
+    }
+
+    /// The tool's share counts only the child processes this process waited
+    /// for: threads of its own (the WAN proxy) are not the tool's.
+    pub fn children(primary: &Registry, secondary: &Registry) -> CpuMark {
+        CpuMark::with(primary, secondary, true)
+    }
+
+    fn with(primary: &Registry, secondary: &Registry, children_only: bool) -> CpuMark {
         let pid = |r: &Registry| registry_pid(r);
         let (p, s) = (pid(primary), pid(secondary));
-        CpuMark { tool: own_ticks(), registries: [(p, p.map(ticks).unwrap_or(0)), (s, s.map(ticks).unwrap_or(0))] }
+        let registries = [(p, p.map(ticks).unwrap_or(0)), (s, s.map(ticks).unwrap_or(0))];
+        CpuMark { tool: tool_ticks(children_only), children_only, registries }
     }
 
     pub fn elapsed(&self) -> Cpu {
@@ -89,7 +102,7 @@ impl CpuMark {
         let since =
             |(pid, t0): (Option<u32>, u64)| pid.map(|p| ticks(p).saturating_sub(t0) as f64 / tick).unwrap_or(0.0);
         Cpu {
-            tool: own_ticks().saturating_sub(self.tool) as f64 / tick,
+            tool: tool_ticks(self.children_only).saturating_sub(self.tool) as f64 / tick,
             primary: since(self.registries[0]),
             secondary: since(self.registries[1]),
         }
@@ -108,9 +121,11 @@ fn ticks(pid: u32) -> u64 {
     stat_fields(&format!("/proc/{pid}/stat")).iter().skip(11).take(2).sum()
 }
 
-/// This process's CPU time plus that of the children it waited for.
-fn own_ticks() -> u64 {
-    stat_fields("/proc/self/stat").iter().skip(11).take(4).sum()
+/// This process's CPU time plus that of the children it waited for, or
+/// only the children's.
+fn tool_ticks(children_only: bool) -> u64 {
+    let skip = if children_only { 13 } else { 11 };
+    stat_fields("/proc/self/stat").iter().skip(skip).take(15 - skip).sum()
 }
 
 /// The numeric fields of a /proc stat line after the command name.
@@ -259,8 +274,20 @@ impl Georeg {
         workers: usize,
         follow: Option<u16>,
     ) -> Georeg {
+        Georeg::secondary_via(lab, name, secondary, &primary.url, workers, follow)
+    }
+
+    /// The same, reading the primary registry at `primary_url` (a WAN proxy in front of it, say).
+    pub fn secondary_via(
+        lab: &Lab,
+        name: &str,
+        secondary: &Registry,
+        primary_url: &str,
+        workers: usize,
+        follow: Option<u16>,
+    ) -> Georeg {
         let follow = follow.map(|p| format!("primary_node_url = \"http://127.0.0.1:{p}\"\n")).unwrap_or_default();
-        let extra = format!("[replication]\nprimary_api_url = \"{}/\"\nworkers = {workers}\n{follow}", primary.url);
+        let extra = format!("[replication]\nprimary_api_url = \"{primary_url}/\"\nworkers = {workers}\n{follow}");
         Georeg::write(lab, name, "secondary", &secondary.url, &extra)
     }
 
@@ -305,7 +332,9 @@ impl Georeg {
 
     pub fn serve(&self, lab: &Lab) -> Serve {
         let log = lab.path(&format!("{}-serve.log", self.name));
-        let child = spawn_serve(&self.name, &self.config, &log, "info", &self.url(), &ureq::agent());
+        // GEOREG_BENCH_LOG=debug: every registry request in the serve logs.
+        let level = std::env::var("GEOREG_BENCH_LOG").unwrap_or_else(|_| "info".into());
+        let child = spawn_serve(&self.name, &self.config, &log, &level, &self.url(), &ureq::agent());
         Serve { child: Some(child) }
     }
 

@@ -1,10 +1,11 @@
 //! The benchmark: georeg, `skopeo sync` and the secondary registry's own
 //! ingest limit, side by side on the same corpora, against real
-//! `docker-registry` processes on loopback. Run it with
+//! `docker-registry` processes on loopback, and georeg beside skopeo across
+//! an emulated WAN (wan.rs). Run it with
 //! `tests/bench/run.sh [--smoke]` (README, "Benchmark"); it is not part of
 //! `cargo test`.
 //!
-//! usage: bench [--smoke] [--only a,b,c,lag,ingest,fair] [--out FILE]
+//! usage: bench [--smoke] [--only a,b,c,wan,lag,ingest,fair] [--out FILE]
 //!
 //! It prints a markdown report (and writes it to FILE): every figure, every
 //! ratio, and whether each target is met. It asserts that every tool left
@@ -20,6 +21,7 @@ mod notify;
 mod peers;
 mod report;
 mod scenarios;
+mod wan;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -29,7 +31,7 @@ use lab::Lab;
 use report::Report;
 use scenarios::Sizes;
 
-const ALL: [&str; 6] = ["a", "b", "c", "lag", "ingest", "fair"];
+const ALL: [&str; 7] = ["a", "b", "c", "wan", "lag", "ingest", "fair"];
 
 struct Options {
     smoke: bool,
@@ -55,7 +57,7 @@ fn parse() -> Result<Options, String> {
             "--nocapture" | "--bench" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: bench [--smoke] [--only a,b,c,lag,ingest,fair] [--out FILE]"
+                    "unknown argument {other:?}; usage: bench [--smoke] [--only a,b,c,wan,lag,ingest,fair] [--out FILE]"
                 ))
             }
         }
@@ -102,6 +104,9 @@ fn main() -> ExitCode {
     }
     if run("c") {
         scenarios::incremental(&lab, &sizes, &mut report);
+    }
+    if run("wan") {
+        wan::wan(&lab, &sizes, &mut report);
     }
     if run("lag") {
         notify::lag(&lab, &sizes, &mut report);

@@ -46,6 +46,19 @@ pub fn skopeo(
     repos: &[String],
     workers: usize,
 ) -> PeerRun {
+    skopeo_from(lab, label, host(primary), secondary, repos, workers)
+}
+
+/// The same, reading the primary registry at `source` (host:port: a WAN
+/// proxy in front of it, say); the pre-minted tokens work through it.
+pub fn skopeo_from(
+    lab: &Lab,
+    label: &str,
+    source: &str,
+    secondary: &Registry,
+    repos: &[String],
+    workers: usize,
+) -> PeerRun {
     let skopeo = program("skopeo").expect("skopeo is needed: apt-get install -y skopeo");
     let numbered: Vec<(usize, &String)> = repos.iter().enumerate().collect();
     let rss = AtomicU64::new(0);
@@ -77,7 +90,7 @@ pub fn skopeo(
             token(repo, &["pull"]),
             "--dest-registry-token".into(),
             token(repo, &["push", "pull"]),
-            format!("{}/{repo}", host(primary)),
+            format!("{source}/{repo}"),
             dest,
         ])
         .collect();

@@ -21,6 +21,8 @@ pub struct Row {
     /// How georeg compares with this row, filled in by the scenario.
     pub versus: String,
     pub note: String,
+    /// Bytes that crossed an emulated WAN link: (downstream, upstream).
+    pub link: Option<(u64, u64)>,
 }
 
 impl Row {
@@ -36,7 +38,13 @@ impl Row {
             cpu: None,
             versus: String::new(),
             note: String::new(),
+            link: None,
         }
+    }
+
+    pub fn link(mut self, down: u64, up: u64) -> Row {
+        self.link = Some((down, up));
+        self
     }
 
     pub fn rss(mut self, kib: u64) -> Row {
@@ -101,6 +109,8 @@ pub struct Report {
     pub title: String,
     pub machine: Vec<(String, String)>,
     pub rows: Vec<Row>,
+    /// The WAN scenario's rows: a table of their own, with the bytes over the link.
+    pub wan_rows: Vec<Row>,
     pub latencies: Vec<Latency>,
     pub targets: Vec<Target>,
     /// The largest share of CPU other work took right before each scenario.
@@ -127,28 +137,22 @@ impl Report {
             let _ = writeln!(md, "- {k}: {v}");
         }
         md.push('\n');
-        md.push_str(
-            "| scenario | tool | wall | MB/s | images/s | peak RSS | registry requests | CPU s: tool + primary + secondary | georeg compared |\n",
-        );
-        md.push_str("|---|---|--:|--:|--:|--:|--:|--:|---|\n");
-        let mut last = "";
-        for r in &self.rows {
-            let scenario = if r.scenario == last { "" } else { r.scenario.as_str() };
-            last = &r.scenario;
-            let tool = if r.note.is_empty() { r.tool.clone() } else { format!("{} ({})", r.tool, r.note) };
-            let _ = writeln!(
-                md,
-                "| {scenario} | {tool} | {} | {} | {} | {} | {} | {} | {} |",
-                seconds(r.wall),
-                if r.bytes > 0 { format!("{:.1}", r.mb_per_s()) } else { "-".into() },
-                if r.images > 0 { format!("{:.1}", r.images_per_s()) } else { "-".into() },
-                r.rss_kib.map(|k| format!("{:.1} MB", k as f64 * 1024.0 / 1e6)).unwrap_or_else(|| "-".into()),
-                r.requests.map(thousands).unwrap_or_else(|| "-".into()),
-                r.cpu
-                    .map(|c| format!("{:.1} + {:.1} + {:.1}", c.tool, c.primary, c.secondary))
-                    .unwrap_or_else(|| "-".into()),
-                if r.versus.is_empty() { "-" } else { &r.versus },
+        if !self.rows.is_empty() {
+            md.push_str(
+                "| scenario | tool | wall | MB/s | images/s | peak RSS | registry requests | CPU s: tool + primary + secondary | georeg compared |\n",
             );
+            md.push_str("|---|---|--:|--:|--:|--:|--:|--:|---|\n");
+            table(&mut md, &self.rows, false);
+        }
+        if !self.wan_rows.is_empty() {
+            if !self.rows.is_empty() {
+                md.push('\n');
+            }
+            md.push_str(
+                "| WAN scenario | tool | wall | MB/s | images/s | MB over the link: down / up | peak RSS | registry requests | CPU s: tool + primary + secondary | georeg compared |\n",
+            );
+            md.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|---|\n");
+            table(&mut md, &self.wan_rows, true);
         }
         if !self.latencies.is_empty() {
             md.push_str("\n| measure | n | p50 | p99 | max | rate | peak RSS |\n|---|--:|--:|--:|--:|--:|--:|\n");
@@ -195,6 +199,35 @@ impl Report {
             }
         }
         md
+    }
+}
+
+/// Table lines for `rows`, the scenario named once per group; with `link`,
+/// the bytes over the emulated link after images/s.
+fn table(md: &mut String, rows: &[Row], link: bool) {
+    let mut last = "";
+    for r in rows {
+        let scenario = if r.scenario == last { "" } else { r.scenario.as_str() };
+        last = &r.scenario;
+        let tool = if r.note.is_empty() { r.tool.clone() } else { format!("{} ({})", r.tool, r.note) };
+        let over = match (link, r.link) {
+            (false, _) => String::new(),
+            (true, Some((down, up))) => format!(" {:.1} / {:.2} |", down as f64 / 1e6, up as f64 / 1e6),
+            (true, None) => " - |".into(),
+        };
+        let _ = writeln!(
+            md,
+            "| {scenario} | {tool} | {} | {} | {} |{over} {} | {} | {} | {} |",
+            seconds(r.wall),
+            if r.bytes > 0 { format!("{:.1}", r.mb_per_s()) } else { "-".into() },
+            if r.images > 0 { format!("{:.1}", r.images_per_s()) } else { "-".into() },
+            r.rss_kib.map(|k| format!("{:.1} MB", k as f64 * 1024.0 / 1e6)).unwrap_or_else(|| "-".into()),
+            r.requests.map(thousands).unwrap_or_else(|| "-".into()),
+            r.cpu
+                .map(|c| format!("{:.1} + {:.1} + {:.1}", c.tool, c.primary, c.secondary))
+                .unwrap_or_else(|| "-".into()),
+            if r.versus.is_empty() { "-" } else { &r.versus },
+        );
     }
 }
 

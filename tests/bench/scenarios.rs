@@ -90,12 +90,12 @@ impl Sizes {
 }
 
 /// Seeds of layer noise: distinct across scenarios, repositories, tags and layers.
-fn seed(scenario: u64, repo: usize, tag: usize, layer: usize) -> u64 {
+pub fn seed(scenario: u64, repo: usize, tag: usize, layer: usize) -> u64 {
     scenario * 1_000_000_000 + repo as u64 * 1_000_000 + tag as u64 * 100 + layer as u64
 }
 
 /// Every tag of every repository has the primary's digest on the secondary.
-fn assert_complete(primary: &Registry, secondary: &Registry, repos: &[String], who: &str) {
+pub fn assert_complete(primary: &Registry, secondary: &Registry, repos: &[String], who: &str) {
     let (p, s) = (harness_api(primary), harness_api(secondary));
     let wrong = Mutex::new(Vec::new());
     pool(repos, 4, |repo| {
@@ -119,13 +119,13 @@ pub fn background(report: &mut Report, scenario: &str) {
     report.noise(scenario, busy_share(Duration::from_secs(1)));
 }
 
-fn georeg_run(node: &Georeg, lab: &Lab, label: &str, args: &[String]) -> crate::lab::Measured {
+pub fn georeg_run(node: &Georeg, lab: &Lab, label: &str, args: &[String]) -> crate::lab::Measured {
     let run = node.run(lab, label, args);
     assert_eq!(run.code, 0, "georeg {args:?} failed:\n{}\n{}", run.stdout, run.stderr);
     run
 }
 
-fn speedup(georeg: &Row, other: &Row) -> f64 {
+pub fn speedup(georeg: &Row, other: &Row) -> f64 {
     other.wall.as_secs_f64() / georeg.wall.as_secs_f64().max(1e-9)
 }
 

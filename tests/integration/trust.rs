@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::support::oci::{self, oci_image};
+use crate::support::referrers::ReferrersProxy;
 use crate::support::{wait_until, Env, Mode, SECRET};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -102,6 +103,29 @@ fn a_pushed_tag_not_written_yet_is_copied_ahead_by_digest() {
     env.p.put_manifest("app", "next", &next.media_type, &next.manifest);
     wait_until("next on the secondary", DEADLINE, || env.s.digest("app", "next").is_some());
     env.wait_in_sync("app", DEADLINE);
+}
+
+#[test]
+fn a_tag_read_racing_the_registrys_write_of_it_is_asked_again_not_failed() {
+    let env = Env::new("racing-tag");
+    let proxy = ReferrersProxy::start(env.primary.url.trim_start_matches("http://"));
+    env.route_primary_through(&proxy.url);
+    env.p.push_image("app", "v1", &oci_image(3, &[1000]));
+    env.start_secondary_daemon();
+    env.wait_in_sync("app", DEADLINE);
+    let next = oci_image(8, &[1000]);
+    env.p.push_image("app", "next", &next);
+    // Distribution answers 500 to a read of a tag whose link it is writing.
+    proxy.race_tag_writes(2);
+    notify(&env, serde_json::json!([push_event("e-next", "app", Some("next"), &next.digest)]));
+    wait_until("next on the secondary", DEADLINE, || env.s.digest("app", "next").is_some());
+    env.wait_in_sync("app", DEADLINE);
+    assert_eq!(proxy.races_left(), 0, "both racing reads happened");
+    let metrics = ureq::get(&format!("{}/metrics", env.url())).call().unwrap().into_string().unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "georeg_sync_failures_total 0"),
+        "a read racing the tag's write is not a failed sync:\n{metrics}"
+    );
 }
 
 #[test]

@@ -20,6 +20,7 @@ pub struct ReferrersProxy {
     stop: Arc<AtomicBool>,
     port: u16,
     throttle: Arc<std::sync::atomic::AtomicUsize>,
+    racing: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ReferrersProxy {
@@ -30,23 +31,37 @@ impl ReferrersProxy {
         let referrers: Index = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let throttle = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let racing = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (index, halt, upstream, slow) = (referrers.clone(), stop.clone(), upstream.to_string(), throttle.clone());
+        let race = racing.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if halt.load(Ordering::SeqCst) {
                     return;
                 }
                 let Ok(conn) = conn else { continue };
-                let (index, upstream, slow) = (index.clone(), upstream.clone(), slow.clone());
-                std::thread::spawn(move || serve(conn, &upstream, &index, &slow));
+                let (index, upstream, slow, race) = (index.clone(), upstream.clone(), slow.clone(), race.clone());
+                std::thread::spawn(move || serve(conn, &upstream, &index, &slow, &race));
             }
         });
-        ReferrersProxy { url: format!("http://127.0.0.1:{port}"), referrers, stop, port, throttle }
+        ReferrersProxy { url: format!("http://127.0.0.1:{port}"), referrers, stop, port, throttle, racing }
     }
 
     /// Answers the next `n` requests 429 with `Retry-After: 1`.
     pub fn throttle(&self, n: usize) {
         self.throttle.store(n, Ordering::SeqCst);
+    }
+
+    /// Answers the next `n` reads of a manifest by tag 500, as
+    /// distribution's filesystem driver does when a read races the write
+    /// of the tag's link just after a push.
+    pub fn race_tag_writes(&self, n: usize) {
+        self.racing.store(n, Ordering::SeqCst);
+    }
+
+    /// Tag reads still to be answered 500.
+    pub fn races_left(&self) -> usize {
+        self.racing.load(Ordering::SeqCst)
     }
 
     /// Requests still to be answered 429.
@@ -74,7 +89,13 @@ impl Drop for ReferrersProxy {
     }
 }
 
-fn serve(mut client: TcpStream, upstream: &str, index: &Index, throttle: &std::sync::atomic::AtomicUsize) {
+fn serve(
+    mut client: TcpStream,
+    upstream: &str,
+    index: &Index,
+    throttle: &std::sync::atomic::AtomicUsize,
+    racing: &std::sync::atomic::AtomicUsize,
+) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -98,6 +119,20 @@ fn serve(mut client: TcpStream, upstream: &str, index: &Index, throttle: &std::s
     let request_line = lines.next().unwrap_or("");
     let mut parts = request_line.split(' ');
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let by_tag = path.split_once("/manifests/").is_some_and(|(_, r)| !r.starts_with("sha256:"));
+    if method == "GET"
+        && by_tag
+        && racing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+    {
+        let body = r#"{"errors":[{"code":"UNKNOWN","message":"unknown error","detail":{}}]}"#;
+        let _ = write!(
+            client,
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        return;
+    }
     if let (true, Some((_, digest))) = (method == "GET", path.split_once("/referrers/")) {
         let digest = digest.split('?').next().unwrap_or("");
         let manifests = index.lock().unwrap().get(digest).cloned().unwrap_or_default();

@@ -5,7 +5,7 @@
 //! `tests/bench/run.sh [--smoke]` (README, "Benchmark"); it is not part of
 //! `cargo test`.
 //!
-//! usage: bench [--smoke] [--only a,b,c,wan,lag,ingest,fair] [--out FILE]
+//! usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair] [--out FILE]
 //!
 //! It prints a markdown report (and writes it to FILE): every figure, every
 //! ratio, and whether each target is met. It asserts that every tool left
@@ -21,6 +21,7 @@ mod notify;
 mod peers;
 mod report;
 mod scenarios;
+mod sweep;
 mod wan;
 
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ use lab::Lab;
 use report::Report;
 use scenarios::Sizes;
 
-const ALL: [&str; 7] = ["a", "b", "c", "wan", "lag", "ingest", "fair"];
+const ALL: [&str; 8] = ["a", "b", "c", "wan", "workers", "lag", "ingest", "fair"];
 
 struct Options {
     smoke: bool,
@@ -57,7 +58,7 @@ fn parse() -> Result<Options, String> {
             "--nocapture" | "--bench" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: bench [--smoke] [--only a,b,c,wan,lag,ingest,fair] [--out FILE]"
+                    "unknown argument {other:?}; usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair] [--out FILE]"
                 ))
             }
         }
@@ -113,6 +114,9 @@ fn main() -> ExitCode {
     }
     if run("ingest") {
         notify::ingest(&lab, &sizes, &mut report);
+    }
+    if run("workers") {
+        sweep::workers(&lab, &sizes, &mut report);
     }
     if run("fair") {
         notify::fairness(&lab, &sizes, &mut report);

@@ -43,7 +43,7 @@ impl Sizes {
     pub fn full() -> Sizes {
         Sizes {
             smoke: false,
-            workers: 4,
+            workers: 8,
             a_repos: 200,
             a_tags: 5,
             a_layers: 3,

@@ -245,3 +245,45 @@ CREATE TABLE uploads (
     updated_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
     PRIMARY KEY (repository_id, digest)
 ) WITHOUT ROWID;
+
+-- @version 9
+
+-- Transfer bundles imported into an air-gapped secondary (`georeg
+-- import`), one row each. The last one imported, and its age, show on the
+-- dashboard and in `georeg status`; a bundle exported before the newest
+-- one here is refused (unless forced).
+CREATE TABLE bundles (
+    -- The bundle's id (its georeg-bundle.json), random at export.
+    id            TEXT PRIMARY KEY,
+    -- The primary registry it was exported from.
+    primary_url   TEXT NOT NULL,
+    -- When it was exported: 'YYYY-MM-DDTHH:MM:SS.mmmZ', with milliseconds
+    -- so that two bundles exported within a second still order.
+    created_at    TEXT NOT NULL,
+    -- The inventory it is incremental to (NULL: a full bundle).
+    inventory_id  TEXT,
+    -- The file it was imported from, as the command named it.
+    file          TEXT NOT NULL,
+    -- How many repositories it names (deleted ones included).
+    repositories  INTEGER NOT NULL,
+    -- When its import began (the latest run), and when every repository of
+    -- it was imported (NULL: not finished; the same command again finishes
+    -- it).
+    started_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    imported_at   TEXT,
+    -- What the import did, for the operator.
+    report        TEXT,
+    -- The refusals an operator overrode ('--force-primary', '--force-older').
+    forced        TEXT
+);
+CREATE INDEX bundles_by_export ON bundles (created_at);
+
+-- The repositories of a bundle already imported, so that an import cut
+-- short (kill, Ctrl-C, a failed repository) and run again goes on with
+-- the others. Blobs copied in chunks resume through `uploads`.
+CREATE TABLE bundle_repositories (
+    bundle_id   TEXT NOT NULL REFERENCES bundles (id) ON DELETE CASCADE,
+    repository  TEXT NOT NULL,
+    imported_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    PRIMARY KEY (bundle_id, repository)
+) WITHOUT ROWID;

@@ -17,14 +17,22 @@ commands:
                            primary georeg and the state file, one line each
   demo [--once]            run a throwaway primary and secondary on loopback and
                            show an image replicating (needs docker-registry)
+  export --output FILE.tar [--inventory FILE] [REPO...]
+                           write a transfer bundle of the primary's repositories
+                           (with --inventory: only what that secondary lacks)
+  import FILE.tar [--force-primary] [--force-older]
+                           apply a transfer bundle to this node's registry
+  inventory --output FILE  write what this node's registry holds, signed, for an
+                           incremental export
   serve                    run the daemon: notification endpoint, event log
                            (primary), replication workers (secondary)
   status [--json]          this node's replication status, read from the state file
                            (works while the daemon is stopped)
   sync REPO...             copy the repositories from the primary registry now
-  verify [--blobs] [REPO...]
+  verify [--blobs] [--bundle FILE.tar] [REPO...]
                            compare checksums of the repositories (default: all)
-                           on both registries; --blobs also re-reads every blob
+                           on both registries, or with --bundle against what the
+                           bundle says; --blobs also re-reads every blob
   token --scope SCOPE...   print a token for this node's registry, for debugging
                            (SCOPE like repository:group/app:pull or registry:catalog:*)
   version                  print the version
@@ -47,7 +55,22 @@ pub enum Command {
     },
     Verify {
         blobs: bool,
+        /// Compare with this transfer bundle instead of the primary.
+        bundle: Option<PathBuf>,
         repositories: Vec<String>,
+    },
+    Export {
+        output: PathBuf,
+        inventory: Option<PathBuf>,
+        repositories: Vec<String>,
+    },
+    Import {
+        bundle: PathBuf,
+        force_primary: bool,
+        force_older: bool,
+    },
+    Inventory {
+        output: PathBuf,
     },
     Serve,
     Status {
@@ -108,9 +131,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
         Some("backfill") => no_arguments("backfill", words, Command::Backfill)?,
         Some("check") => no_arguments("check", words, Command::Check)?,
         Some("verify") => {
-            let mut blobs = false;
+            let (mut blobs, mut bundle) = (false, None);
             let mut repositories = Vec::new();
-            for w in words.by_ref() {
+            while let Some(w) = words.next() {
+                if let Some(file) = value("verify", "--bundle", &w, &mut words)? {
+                    bundle = Some(file);
+                    continue;
+                }
                 match w.as_str() {
                     "--blobs" => blobs = true,
                     flag if flag.starts_with('-') => {
@@ -119,7 +146,52 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
                     _ => repositories.push(w),
                 }
             }
-            Command::Verify { blobs, repositories }
+            Command::Verify { blobs, bundle, repositories }
+        }
+        Some("export") => {
+            let (mut output, mut inventory, mut repositories) = (None, None, Vec::new());
+            while let Some(w) = words.next() {
+                if let Some(file) = value("export", "--output", &w, &mut words)? {
+                    output = Some(file);
+                } else if let Some(file) = value("export", "--inventory", &w, &mut words)? {
+                    inventory = Some(file);
+                } else if w.starts_with('-') {
+                    return Err(Error::Usage(format!("export: unknown option {w}")));
+                } else {
+                    repositories.push(w);
+                }
+            }
+            let output = output.ok_or_else(|| Error::Usage("export needs --output FILE.tar".into()))?;
+            Command::Export { output, inventory, repositories }
+        }
+        Some("import") => {
+            let (mut bundle, mut force_primary, mut force_older) = (None, false, false);
+            for w in words.by_ref() {
+                match w.as_str() {
+                    "--force-primary" => force_primary = true,
+                    "--force-older" => force_older = true,
+                    flag if flag.starts_with('-') => {
+                        return Err(Error::Usage(format!("import: unknown option {flag}")))
+                    }
+                    _ if bundle.is_some() => {
+                        return Err(Error::Usage(format!("import: one bundle at a time ({w:?} is a second)")))
+                    }
+                    _ => bundle = Some(PathBuf::from(w)),
+                }
+            }
+            let bundle = bundle.ok_or_else(|| Error::Usage("import needs the bundle FILE.tar".into()))?;
+            Command::Import { bundle, force_primary, force_older }
+        }
+        Some("inventory") => {
+            let mut output = None;
+            while let Some(w) = words.next() {
+                match value("inventory", "--output", &w, &mut words)? {
+                    Some(file) => output = Some(file),
+                    None => return Err(Error::Usage(format!("inventory: unexpected argument {w:?}"))),
+                }
+            }
+            let output = output.ok_or_else(|| Error::Usage("inventory needs --output FILE".into()))?;
+            Command::Inventory { output }
         }
         Some("demo") => Command::Demo { once: one_flag("demo", "--once", words)? },
         Some("serve") => no_arguments("serve", words, Command::Serve)?,
@@ -167,6 +239,15 @@ fn help_for(topic: Option<String>) -> Result<Command> {
     }
 }
 
+/// The file of `--flag FILE` or `--flag=FILE` when `word` is that option.
+fn value(name: &str, flag: &str, word: &str, rest: &mut impl Iterator<Item = String>) -> Result<Option<PathBuf>> {
+    if word == flag {
+        let file = rest.next().ok_or_else(|| Error::Usage(format!("{name}: {flag} needs a file")))?;
+        return Ok(Some(PathBuf::from(file)));
+    }
+    Ok(word.strip_prefix(flag).and_then(|v| v.strip_prefix('=')).map(PathBuf::from))
+}
+
 /// Whether `flag`, the one option `name` takes, was given.
 fn one_flag(name: &str, flag: &str, mut rest: impl Iterator<Item = String>) -> Result<bool> {
     let given = match rest.next() {
@@ -207,7 +288,11 @@ mod tests {
         assert_eq!(p(&["help", "--man"]).unwrap().command, Command::Man);
         assert_eq!(
             p(&["verify", "--blobs", "a"]).unwrap().command,
-            Command::Verify { blobs: true, repositories: vec!["a".into()] }
+            Command::Verify { blobs: true, bundle: None, repositories: vec!["a".into()] }
+        );
+        assert_eq!(
+            p(&["verify", "--bundle=b.tar", "a"]).unwrap().command,
+            Command::Verify { blobs: false, bundle: Some("b.tar".into()), repositories: vec!["a".into()] }
         );
         assert_eq!(p(&["backfill"]).unwrap().command, Command::Backfill);
         assert_eq!(p(&["check"]).unwrap().command, Command::Check);
@@ -226,5 +311,38 @@ mod tests {
         assert!(p(&["sync", "a", "--json"]).is_err());
         assert!(p(&["backfill", "--json"]).is_err());
         assert!(p(&["status", "--frob"]).is_err());
+        assert!(p(&["export", "a"]).is_err(), "export needs --output");
+        assert!(p(&["export", "--output"]).is_err());
+        assert!(p(&["import"]).is_err());
+        assert!(p(&["import", "a.tar", "b.tar"]).is_err());
+        assert!(p(&["import", "a.tar", "--force"]).is_err(), "say which refusal to override");
+        assert!(p(&["inventory"]).is_err());
+        assert!(p(&["inventory", "--output", "f", "extra"]).is_err());
+        assert!(p(&["verify", "--bundle"]).is_err());
+    }
+
+    #[test]
+    fn parses_the_bundle_commands() {
+        assert_eq!(
+            p(&["export", "--output", "b.tar", "--inventory=i.json", "g/a", "g/b"]).unwrap().command,
+            Command::Export {
+                output: "b.tar".into(),
+                inventory: Some("i.json".into()),
+                repositories: vec!["g/a".into(), "g/b".into()]
+            }
+        );
+        assert_eq!(
+            p(&["export", "--output=b.tar"]).unwrap().command,
+            Command::Export { output: "b.tar".into(), inventory: None, repositories: vec![] }
+        );
+        assert_eq!(
+            p(&["import", "--force-older", "b.tar"]).unwrap().command,
+            Command::Import { bundle: "b.tar".into(), force_primary: false, force_older: true }
+        );
+        assert_eq!(
+            p(&["inventory", "--output", "i.json"]).unwrap().command,
+            Command::Inventory { output: "i.json".into() }
+        );
+        assert_eq!(p(&["import", "--help"]).unwrap().command, Command::Help { topic: Some("import".into()) });
     }
 }

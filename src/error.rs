@@ -34,6 +34,10 @@ pub enum Error {
     Store { message: String },
     /// A local file could not be read or written.
     Io { path: PathBuf, source: std::io::Error },
+    /// A transfer bundle or inventory cannot be used: damaged, incomplete,
+    /// or (`refused`) made for another primary or older than what this
+    /// node holds; `file` names it.
+    Bundle { file: String, message: String, refused: bool },
     /// Another georeg process owns the state file.
     InUse { state_file: PathBuf, holder: String, hint: String },
     /// Recording a job's outcome found the repository's claim no longer
@@ -51,6 +55,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config { .. } | Error::Usage(_) | Error::Key { .. } | Error::InUse { .. } => 2,
+            Error::Bundle { refused: true, .. } => 2,
             _ => 1,
         }
     }
@@ -104,6 +109,7 @@ impl fmt::Display for Error {
             Error::Sync { repository, source } => write!(f, "sync {repository} failed: {source}"),
             Error::Store { message } => write!(f, "state file: {message}"),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Bundle { file, message, .. } => write!(f, "{file}: {message}"),
             Error::InUse { state_file, holder, hint } => {
                 write!(
                     f,

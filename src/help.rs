@@ -46,6 +46,50 @@ pub const PAGES: &[Page] = &[
         exit: "0 when stopped with Ctrl-C (or after the first image with --once); 1 when a part could not start",
     },
     Page {
+        name: "export",
+        usage: "georeg export --output FILE.tar [--inventory FILE] [REPO...]",
+        about: "Writes a transfer bundle for an air-gapped secondary, on a host that reaches the primary registry, \
+                with that secondary's configuration (pull-only tokens; registry.url is never contacted): one tar \
+                file, an OCI image layout with every manifest and blob of the repositories (the primary's whole \
+                catalog by default, selective sync applied) plus georeg-bundle.json, signed, naming every tag \
+                and digest. With --inventory, only what that secondary lacks, and the tags to remove. Blobs \
+                stream with their digests checked; a progress line shows how far it got. FILE.tar.sha256 is \
+                written beside it for carrying.",
+        options: &[
+            ("--output FILE.tar", "the bundle to write (written as FILE.tar.partial, renamed when complete)"),
+            ("--inventory FILE", "the secondary's signed inventory: an incremental bundle"),
+        ],
+        example: "georeg export --inventory inventory.json --output /media/usb/bundle.tar",
+        exit: "0 when the bundle is complete; 1 when anything failed (no bundle is left); 130 when interrupted",
+    },
+    Page {
+        name: "import",
+        usage: "georeg import FILE.tar [--force-primary] [--force-older]",
+        about: "Applies a transfer bundle to this node's registry: every blob streamed in with its digest checked, \
+                then manifests (children before indexes), then tags, then removals (sibling tags kept), recorded \
+                in the state file as syncs are. Run again after a crash or Ctrl-C, it finishes without copying \
+                twice. Refuses a bundle whose bytes do not match (naming the file), one exported from another \
+                primary registry, or one exported before the last bundle imported. Takes the state file: stop \
+                georeg serve first.",
+        options: &[
+            ("--force-primary", "import a bundle exported from another primary registry"),
+            ("--force-older", "import a bundle exported before the last one imported"),
+        ],
+        example: "sha256sum -c bundle.tar.sha256 && georeg import bundle.tar",
+        exit: "0 when every repository was imported; 1 when any failed (run it again once fixed); 2 when the \
+               bundle is refused or georeg serve runs; 130 when interrupted (run it again to finish)",
+    },
+    Page {
+        name: "inventory",
+        usage: "georeg inventory --output FILE",
+        about: "Writes what this node's registry holds (repositories, tags and digests, the manifests and blobs \
+                each holds), read through the registry API and signed with the shared key, for georeg export \
+                --inventory on the other side of the air gap.",
+        options: &[("--output FILE", "the inventory to write")],
+        example: "georeg inventory --output /media/usb/inventory.json",
+        exit: "0 when written; 1 when the registry could not be read; 130 when interrupted",
+    },
+    Page {
         name: "serve",
         usage: "georeg serve",
         about: "The daemon: the notification endpoint, the event log (primary), the replication workers, \
@@ -77,10 +121,15 @@ pub const PAGES: &[Page] = &[
     },
     Page {
         name: "verify",
-        usage: "georeg verify [--blobs] [REPO...]",
+        usage: "georeg verify [--blobs] [--bundle FILE.tar] [REPO...]",
         about: "Compares each repository's checksum (its tags and digests, and referrers where the primary lists \
-                them) on both registries; a mismatch queues a full sync. Every repository by default.",
-        options: &[("--blobs", "also read every blob back from the secondary and check its digest")],
+                them) on both registries; a mismatch queues a full sync. Every repository by default. With \
+                --bundle, compares this node's registry with what a transfer bundle says instead, without the \
+                primary.",
+        options: &[
+            ("--blobs", "also read every blob back from the secondary and check its digest"),
+            ("--bundle FILE.tar", "compare with the tags and digests of this bundle (air-gapped secondaries)"),
+        ],
         example: "georeg verify --blobs group/app",
         exit: "0 when all verified; 1 when any differed or could not be verified; 130 when interrupted",
     },
@@ -171,7 +220,20 @@ mod tests {
 
     #[test]
     fn every_command_has_a_page_with_usage_example_and_exit_codes() {
-        for name in ["backfill", "check", "demo", "serve", "status", "sync", "verify", "token", "version"] {
+        for name in [
+            "backfill",
+            "check",
+            "demo",
+            "export",
+            "import",
+            "inventory",
+            "serve",
+            "status",
+            "sync",
+            "verify",
+            "token",
+            "version",
+        ] {
             let p = page(name).unwrap_or_else(|| panic!("no help for {name}"));
             let t = text(p);
             assert!(t.starts_with(&format!("usage: georeg {name}")) && t.contains("example:"), "{t}");

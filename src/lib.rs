@@ -8,8 +8,11 @@
 //! worker (`replication`) claims a repository there, copies through the
 //! registry API (`registry`), and records the outcome back in `store`,
 //! where the pages and metrics (`web`, `health`) read it. `web` and
-//! `replication` never call each other.
+//! `replication` never call each other. Across an air gap, transfer
+//! bundles (`bundle`) carry what the primary holds, and the same copy
+//! engine imports them.
 
+pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod config;

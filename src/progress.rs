@@ -45,6 +45,42 @@ pub fn end() {
     }
 }
 
+/// Runs `work` while a thread named `progress` shows `line()`: every
+/// second on a terminal, every 10 s elsewhere; then shows the last line
+/// and ends it. For foreground commands whose work is one long call.
+pub fn while_running<T>(line: impl Fn() -> String + Sync, work: impl FnOnce() -> T) -> T {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    /// Stops the progress thread however `work` ends (a panic included).
+    struct Done<'a>(&'a AtomicBool);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let done = AtomicBool::new(false);
+    let every = if on_terminal() { Duration::from_secs(1) } else { Duration::from_secs(10) };
+    let result = std::thread::scope(|s| {
+        let shown = std::thread::Builder::new().name("progress".into()).spawn_scoped(s, || {
+            let mut last = Instant::now();
+            while !done.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+                if last.elapsed() >= every && !done.load(Ordering::SeqCst) {
+                    last = Instant::now();
+                    show(&line());
+                }
+            }
+        });
+        if let Err(e) = shown {
+            log::debug!("no progress line: {e}");
+        }
+        let _done = Done(&done);
+        work()
+    });
+    finish(&line());
+    result
+}
+
 /// A log record's text as it must reach a terminal showing a progress
 /// line: the progress line cleared, the record, the progress line again.
 pub fn around_log(text: &str) -> Option<String> {

@@ -6,6 +6,9 @@
 mod backfill;
 mod check;
 mod demo;
+mod export;
+mod import;
+mod inventory;
 mod owner;
 mod serve;
 mod status;
@@ -27,6 +30,7 @@ use crate::peer::PrimaryNode;
 use crate::registry::pace::Pacer;
 use crate::registry::token::{random_hex, Signer, TokenCache};
 use crate::registry::{self, Client, Target};
+use crate::replication::source::Source;
 use crate::replication::Replicator;
 use crate::shutdown::Shutdown;
 use crate::store::lock::Lock;
@@ -64,7 +68,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { json } => status::run(&Config::load_for_status(&Config::resolve_path(config))?, json),
         Command::Sync { repositories } => sync::run(&open_stoppable(config)?, &repositories),
         Command::Backfill => backfill::run(&open_stoppable(config)?),
-        Command::Verify { blobs, repositories } => verify::run(&open_stoppable(config)?, blobs, &repositories),
+        Command::Verify { blobs, bundle: None, repositories } => {
+            verify::run(&open_stoppable(config)?, blobs, &repositories)
+        }
+        Command::Verify { blobs, bundle: Some(file), repositories } => {
+            verify::against_bundle(&open_stoppable(config)?, &file, blobs, &repositories)
+        }
+        Command::Export { output, inventory, repositories } => {
+            export::run(&Config::load(&Config::resolve_path(config))?, &output, inventory.as_deref(), &repositories)
+        }
+        Command::Import { bundle, force_primary, force_older } => {
+            import::run(&open_stoppable(config)?, &bundle, force_primary, force_older)
+        }
+        Command::Inventory { output } => inventory::run(&open_stoppable(config)?, &output),
         Command::Token { scopes } => token::run(&open(config)?, &scopes),
     }
 }
@@ -102,29 +118,19 @@ pub struct Node {
 
 impl Node {
     pub fn open(config: Config) -> Result<Node> {
-        let signer = Arc::new(Signer::load(
-            &config.registry.key_file,
-            config.registry.certificate_file.as_deref(),
-            &config.registry.issuer,
-        )?);
+        let signer = load_signer(&config)?;
         let store = Store::open(&config.state_file)?;
         store.set_selection(config.replication.selection());
         let tls =
             crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
         let agent = registry::agent(tls.clone());
-        // Reads from the primary registry give up, and resume, sooner.
-        let stall = Duration::from_secs(config.replication.stall_seconds);
-        let primary_agent = registry::agent_timing_out(tls, stall);
         let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
-        let tokens = || TokenCache::new(signer.clone(), &config.registry.service, ttl);
-        let local = Target::new(&config.registry.url, agent.clone(), tokens());
-        let pacer =
-            Arc::new(Pacer::new(config.replication.max_bytes_per_second, config.replication.max_requests_per_second));
-        let primary = config
-            .replication
-            .primary_api_url
-            .as_deref()
-            .map(|url| Client::read_only(url, primary_agent.clone(), tokens()).paced(pacer.clone()));
+        let local = Target::new(
+            &config.registry.url,
+            agent.clone(),
+            TokenCache::new(signer.clone(), &config.registry.service, ttl),
+        );
+        let primary = primary_client(&config, &signer, tls);
         let primary_node = match (&config.role, &config.replication.primary_node_url) {
             (Role::Secondary, Some(url)) => {
                 Some(PrimaryNode::new(url, agent.clone(), signer.clone(), &config.node_name))
@@ -152,12 +158,19 @@ impl Node {
         };
         Ok(Replicator {
             primary,
+            source: primary,
             secondary: &self.local,
             store: &self.store,
             stats: &self.stats,
             shutdown: &self.shutdown,
             chunk_size: self.config.replication.chunk_bytes,
         })
+    }
+
+    /// A replicator into this node's registry that reads what it lacks
+    /// from `source` (a transfer bundle) instead of the primary.
+    pub fn importer<'a>(&'a self, source: &'a dyn Source) -> Result<Replicator<'a>> {
+        Ok(Replicator { source, ..self.replicator()? })
     }
 
     /// What the HTTP server's handlers see.
@@ -187,4 +200,26 @@ impl Node {
             shutdown: &self.shutdown,
         }
     }
+}
+
+/// The key pair shared by all nodes, from `registry.key_file`.
+fn load_signer(config: &Config) -> Result<Arc<Signer>> {
+    Ok(Arc::new(Signer::load(
+        &config.registry.key_file,
+        config.registry.certificate_file.as_deref(),
+        &config.registry.issuer,
+    )?))
+}
+
+/// The pull-only client for the primary registry, when the configuration
+/// names one: paced (`replication.max_bandwidth`...), and giving up on a
+/// stalled read (then resuming it) after `replication.stall_seconds`.
+fn primary_client(config: &Config, signer: &Arc<Signer>, tls: Arc<rustls::ClientConfig>) -> Option<Client> {
+    let url = config.replication.primary_api_url.as_deref()?;
+    let stall = Duration::from_secs(config.replication.stall_seconds);
+    let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
+    let tokens = TokenCache::new(signer.clone(), &config.registry.service, ttl);
+    let pacer =
+        Arc::new(Pacer::new(config.replication.max_bytes_per_second, config.replication.max_requests_per_second));
+    Some(Client::read_only(url, registry::agent_timing_out(tls, stall), tokens).paced(pacer))
 }

@@ -3,14 +3,25 @@
 //! applied) now, one result line each; exit 1 if any failed, 130 when
 //! interrupted. While `georeg serve` runs, it asks the daemon for the
 //! verifications and follows them.
+//!
+//! `georeg verify --bundle FILE.tar`: on an air-gapped secondary, compares
+//! the registry with what a transfer bundle says (every tag and digest of
+//! each repository it names; no tags where the primary deleted the
+//! repository), without the primary. It records the outcomes as
+//! verifications when it can take the state file, and only prints them
+//! beside a running `georeg serve`.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::ExitCode;
 
 use super::owner::{each_repository, follow, recover, Followed, Owner, Tally};
 use super::Node;
+use crate::bundle::reader::Bundle;
+use crate::bundle::Contents;
 use crate::error::{Error, Result};
-use crate::registry;
-use crate::replication::verify::Outcome;
+use crate::registry::{self, Digest};
+use crate::replication::verify::{check_blobs, checksum, first_difference, Outcome};
 use crate::store::lock::Lock;
 
 pub fn run(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitCode> {
@@ -68,4 +79,76 @@ fn verify_here(node: &Node, names: &[String], blobs: bool) -> Result<Tally> {
             o => Err(format!("{}; resync queued", o.describe())),
         })
     })
+}
+
+/// `georeg verify --bundle FILE.tar [--blobs] [REPO...]`.
+pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[String]) -> Result<ExitCode> {
+    let bundle = Bundle::open(file, &node.signer)?;
+    let c = &bundle.contents;
+    let selection = node.config.replication.selection();
+    // What the secondary must hold: the bundle's tags, and nothing of the
+    // repositories gone from the primary.
+    let mut expected: BTreeMap<String, BTreeMap<String, Digest>> =
+        c.repositories.iter().map(|r| (r.name.clone(), Contents::tags(r))).collect();
+    for d in c.gone() {
+        expected.entry(d.repository.clone()).or_default();
+    }
+    expected.retain(|name, _| selection.includes(name));
+    if let Some(unknown) = repositories.iter().find(|r| !expected.contains_key(*r)) {
+        return Err(Error::Usage(format!("{unknown:?} is not a repository of bundle {}", c.id)));
+    }
+    let names: Vec<String> =
+        if repositories.is_empty() { expected.keys().cloned().collect() } else { repositories.to_vec() };
+    let lock = match Lock::try_acquire(&node.config.state_file, "verify")? {
+        Ok(lock) => {
+            recover(node)?;
+            Some(lock)
+        }
+        Err(holder) => {
+            eprintln!("georeg: {holder} owns the state file: the outcomes are printed, not recorded");
+            None
+        }
+    };
+    let gone: Vec<&str> = c.gone().map(|d| d.repository.as_str()).collect();
+    eprintln!(
+        "bundle {} exported from {} at {}: verifying {} repositories",
+        c.id,
+        c.primary,
+        c.created_at,
+        names.len()
+    );
+    let tally = each_repository(node, &names, "verify", |repo| {
+        let want = &expected[repo];
+        let record = lock.is_some() && !gone.contains(&repo);
+        let v = if record { Some(node.store.claim_verification(repo, blobs)?) } else { None };
+        let outcome = compare(node, repo, want, blobs);
+        let store = &node.store;
+        match (&outcome, &v) {
+            (Ok(Outcome::Match { checksum, .. }), Some(v)) => store.verification_succeeded(v, checksum)?,
+            (Ok(o), Some(v)) => store.verification_failed(v, &o.describe(), false)?,
+            (Err(Error::Interrupted), Some(v)) => store.release_verification(v)?,
+            (Err(e), Some(v)) => store.verification_failed(v, &format!("could not verify: {e}"), false)?,
+            (_, None) => {}
+        }
+        Ok(match outcome? {
+            Outcome::Match { checksum, .. } => Ok(format!("holds what the bundle says, checksum {checksum}")),
+            o => Err(o.describe()),
+        })
+    })?;
+    Ok(tally.exit("differ from the bundle"))
+}
+
+/// The repository on this node's registry against the bundle's tags.
+fn compare(node: &Node, repo: &str, want: &BTreeMap<String, Digest>, blobs: bool) -> Result<Outcome> {
+    let got = node.local.tag_digests(repo)?;
+    let (w, g) = (checksum(want), checksum(&got));
+    // "primary": the primary as the bundle has it, when it was exported.
+    if let Some(first_difference) = first_difference(want, &got) {
+        return Ok(Outcome::Mismatch { primary: format!("{w} (in the bundle)"), secondary: g, first_difference });
+    }
+    if blobs {
+        let (n, bytes) = check_blobs(&node.local, repo, &node.shutdown)?;
+        log::info!("{repo}: {n} blobs ({}) read back and their digests checked", crate::health::human_bytes(bytes));
+    }
+    Ok(Outcome::Match { checksum: w, unsupported: 0 })
 }

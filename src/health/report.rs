@@ -71,7 +71,10 @@ impl Reporter<'_> {
         if let Err(e) = self.local.ping() {
             problems.push(format!("own registry: {e}"));
         }
-        if let Some(primary) = self.primary.filter(|_| self.config.role == Role::Secondary) {
+        // A paused secondary (an air-gapped one fed by transfer bundles, too)
+        // does not read the primary: its reachability is nobody's problem here.
+        let replicating = self.config.role == Role::Secondary && self.config.replication.enabled;
+        if let Some(primary) = self.primary.filter(|_| replicating) {
             if let Err(e) = primary.ping() {
                 problems.push(format!("primary registry: {e}"));
             }

@@ -9,7 +9,7 @@ use super::human_bytes;
 use super::stats::{Copying, Stats};
 use crate::config::{Config, Role};
 use crate::error::Result;
-use crate::store::{Counts, RepositoryRow, Store, UploadRow};
+use crate::store::{BundleRow, Counts, RepositoryRow, Store, UploadRow};
 
 /// A secondary whose last report is older than this is shown offline.
 pub const OFFLINE_AFTER_SECONDS: i64 = 600;
@@ -54,6 +54,14 @@ pub struct Status {
     /// When a repository was last verified (None: never).
     #[serde(default)]
     pub last_verified_at: Option<String>,
+    /// On an air-gapped secondary: the last transfer bundle imported
+    /// completely, and its age (since its export: how old this node's copy
+    /// of the primary is).
+    #[serde(default)]
+    pub last_bundle: Option<BundleRow>,
+    /// A bundle whose import began and has not finished.
+    #[serde(default)]
+    pub unfinished_bundle: Option<BundleRow>,
 }
 
 /// Repositories whose syncs are failing.
@@ -191,6 +199,7 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
         .or(failing_too_long);
     let (last_sync_at, last_event_at, last_verified_at) = store.last_activity()?;
     let daemon = crate::store::lock::current_holder(&config.state_file).map(|h| h.to_string());
+    let (last_bundle, unfinished_bundle) = if primary { (None, None) } else { store.bundle_status()? };
     let nodes = if primary {
         let reports = store.nodes()?;
         Some(
@@ -254,6 +263,8 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
         last_sync_at,
         last_event_at: if following { cursor.updated_at.clone() } else { last_event_at },
         last_verified_at,
+        last_bundle,
+        unfinished_bundle,
     })
 }
 
@@ -280,6 +291,29 @@ pub fn upload_line(u: &UploadRow) -> String {
         human_bytes(u.size),
         u.resumed_from.map(|at| format!(" (resumed at {})", human_bytes(at))).unwrap_or_default(),
         u.updated_at
+    )
+}
+
+/// A duration as people read it: `45 s`, `12 min`, `3 h`, `2 d`.
+pub fn human_age(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 2 * 3600 => format!("{} min", s / 60),
+        s if s < 2 * 86_400 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
+    }
+}
+
+/// The last bundle imported, in one line: `3f2a... from URL, exported AT
+/// (3 h ago), imported AT`.
+pub fn bundle_line(b: &BundleRow) -> String {
+    format!(
+        "{} from {}, exported {} ({} ago), imported {}",
+        b.id,
+        b.primary_url,
+        b.created_at,
+        human_age(b.age_seconds),
+        b.imported_at.as_deref().unwrap_or("not yet")
     )
 }
 
@@ -313,6 +347,15 @@ pub fn text(s: &Status) -> String {
     out.push_str(&format!("last event: {}\n", s.last_event_at.as_deref().unwrap_or("none received yet")));
     if s.node.role == "secondary" {
         out.push_str(&format!("last sync: {}\n", s.last_sync_at.as_deref().unwrap_or("never synced")));
+        if let Some(b) = &s.last_bundle {
+            out.push_str(&format!("last bundle: {}\n", bundle_line(b)));
+        }
+        if let Some(b) = &s.unfinished_bundle {
+            out.push_str(&format!(
+                "bundle import not finished: {} (begun {}): run georeg import {} again\n",
+                b.id, b.started_at, b.file
+            ));
+        }
         if let Some(oldest) = &s.failing.oldest {
             out.push_str(&format!(
                 "failing: {} repositories; {oldest} since {} ({} min): {}\n",
@@ -390,6 +433,30 @@ pub fn text(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bundle_line_says_how_old_the_copy_is() {
+        let b = BundleRow {
+            id: "3f2a".into(),
+            primary_url: "https://p.example".into(),
+            created_at: "2026-11-30T07:00:00.000Z".into(),
+            inventory_id: None,
+            file: "/media/b.tar".into(),
+            repositories: 3,
+            started_at: "2026-11-30T09:00:00Z".into(),
+            imported_at: Some("2026-11-30T09:05:00Z".into()),
+            report: None,
+            age_seconds: 3 * 3600 + 5,
+        };
+        assert_eq!(
+            bundle_line(&b),
+            "3f2a from https://p.example, exported 2026-11-30T07:00:00.000Z (3 h ago), imported 2026-11-30T09:05:00Z"
+        );
+        assert_eq!(
+            (human_age(59), human_age(600), human_age(3 * 86_400)),
+            ("59 s".into(), "10 min".into(), "3 d".into())
+        );
+    }
 
     #[test]
     fn an_upload_line_says_where_the_copy_stands_and_where_it_resumed() {

@@ -185,21 +185,51 @@ impl Signer {
             jti: random_hex(16),
             access: access.to_vec(),
         };
-        let header = Header { alg: "RS256", typ: "JWT", kid: &self.kid, x5c: self.x5c.as_deref() };
-        // ok: serializing these plain structs to JSON cannot fail.
-        let header = serde_json::to_vec(&header).expect("header serializes"); // ok: plain struct
+        // ok: serializing this plain struct to JSON cannot fail.
         let payload = serde_json::to_vec(&claims).expect("claims serialize"); // ok: plain struct
-        let signing_input = format!("{}.{}", encoding::base64url(&header), encoding::base64url(&payload));
+        Token { text: self.sign_payload(&payload), expires_at: claims.exp }
+    }
+
+    /// `payload` as a compact RS256 JWS signed with the shared key: a
+    /// token's claims, or a signed statement about a document.
+    pub fn sign_payload(&self, payload: &[u8]) -> String {
+        let header = Header { alg: "RS256", typ: "JWT", kid: &self.kid, x5c: self.x5c.as_deref() };
+        // ok: serializing this plain struct to JSON cannot fail.
+        let header = serde_json::to_vec(&header).expect("header serializes"); // ok: plain struct
+        let signing_input = format!("{}.{}", encoding::base64url(&header), encoding::base64url(payload));
         let signature = self.signing.sign_with_rng(&mut OsRng, signing_input.as_bytes());
-        Token {
-            text: format!("{signing_input}.{}", encoding::base64url(&signature.to_bytes())),
-            expires_at: claims.exp,
-        }
+        format!("{signing_input}.{}", encoding::base64url(&signature.to_bytes()))
     }
 
     /// Checks a token signed with the shared key: signature, audience,
     /// issuer and validity window (60 s leeway, as the registry allows).
     pub fn verify(&self, token: &str, audience: &str) -> std::result::Result<Claims, String> {
+        let payload = self.verified_payload(token)?;
+        let claims: Claims = serde_json::from_slice(&payload).map_err(|e| format!("claims: {e}"))?;
+        if claims.aud != audience {
+            return Err(format!("audience is {:?}, expected {audience:?}", claims.aud));
+        }
+        if claims.iss != self.issuer {
+            return Err(format!("issuer is {:?}, expected {:?}", claims.iss, self.issuer));
+        }
+        let now = now();
+        if claims.exp + 60 < now {
+            return Err("token expired".into());
+        }
+        if claims.nbf > now + 60 {
+            return Err("token not valid yet (check the clocks of both nodes)".into());
+        }
+        Ok(claims)
+    }
+
+    /// The issuer this signer writes into what it signs (`registry.issuer`).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The payload of a compact RS256 JWS whose signature verifies with
+    /// the shared key; what the payload says is the caller's to check.
+    pub fn verified_payload(&self, token: &str) -> std::result::Result<Vec<u8>, String> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -218,22 +248,7 @@ impl Signer {
         self.verifying
             .verify(signed.as_bytes(), &signature)
             .map_err(|_| "signature does not verify with the shared key")?;
-        let payload = encoding::base64_decode(payload).ok_or("payload is not base64url")?;
-        let claims: Claims = serde_json::from_slice(&payload).map_err(|e| format!("claims: {e}"))?;
-        if claims.aud != audience {
-            return Err(format!("audience is {:?}, expected {audience:?}", claims.aud));
-        }
-        if claims.iss != self.issuer {
-            return Err(format!("issuer is {:?}, expected {:?}", claims.iss, self.issuer));
-        }
-        let now = now();
-        if claims.exp + 60 < now {
-            return Err("token expired".into());
-        }
-        if claims.nbf > now + 60 {
-            return Err("token not valid yet (check the clocks of both nodes)".into());
-        }
-        Ok(claims)
+        encoding::base64_decode(payload).ok_or_else(|| "payload is not base64url".to_string())
     }
 }
 

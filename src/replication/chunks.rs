@@ -75,10 +75,14 @@ impl Replicator<'_> {
     ) -> Result<()> {
         let chunk = self.chunk_size;
         if upload.bytes_done < blob.size {
-            let body = self
-                .primary
-                .download(repo, &blob.digest, blob.size, upload.bytes_done, self.shutdown)?
-                .counting(&self.stats.download_resumes);
+            let body = self.source.blob(
+                repo,
+                &blob.digest,
+                blob.size,
+                upload.bytes_done,
+                self.shutdown,
+                &self.stats.download_resumes,
+            )?;
             let counted = Counted { inner: body, stats: self.stats, progress, shutdown: self.shutdown };
             let mut reader =
                 VerifyingReader::resume(counted, blob.digest.clone(), blob.size, upload.bytes_done, hasher);
@@ -99,7 +103,7 @@ impl Replicator<'_> {
                     }
                     self.shutdown.check()?;
                     return Err(Error::Transport {
-                        url: format!("{}/v2/{repo}/blobs/{}", self.primary.url(), blob.digest),
+                        url: self.source.blob_location(repo, &blob.digest),
                         message: format!(
                             "{e} (the copy stands at {} of {}; the next attempt continues from there)",
                             human_bytes(upload.bytes_done),

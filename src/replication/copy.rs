@@ -131,7 +131,7 @@ impl Replicator<'_> {
     /// would be claimed by nobody until the next start. Gives up on
     /// shutdown, or after about ten minutes; either way the next start of
     /// georeg recovers the row.
-    fn record(&self, repo: &str, outcome: &str, write: impl Fn() -> Result<()>) -> Result<()> {
+    pub(super) fn record(&self, repo: &str, outcome: &str, write: impl Fn() -> Result<()>) -> Result<()> {
         let mut wait = RECORD_FIRST_WAIT;
         let mut waited = std::time::Duration::ZERO;
         loop {
@@ -296,13 +296,10 @@ impl Replicator<'_> {
     }
 
     pub(super) fn primary_manifest(&self, repo: &str, digest: &Digest) -> Result<Manifest> {
-        self.primary.manifest(repo, digest.as_str())?.ok_or_else(|| Error::Manifest {
+        self.source.manifest(repo, digest)?.ok_or_else(|| Error::Manifest {
             repository: repo.into(),
             reference: digest.to_string(),
-            message: format!(
-                "disappeared from the primary {} during the sync; the next sync retries",
-                self.primary.url()
-            ),
+            message: format!("disappeared from {} during the sync; the next sync retries", self.source.describe()),
         })
     }
 

@@ -5,8 +5,10 @@
 //! `events` applies new events; `referrers` follows OCI referrers;
 //! `removal` removes tags; `verify` proves a repository matches; `cursor`
 //! reads the primary georeg's event log into the state file; `pool` runs
-//! all of it on named threads. Which repositories are replicated at all is
-//! the configuration's (`config::selective`).
+//! all of it on named threads; `source` is where the engine reads what it
+//! copies (the primary, or a transfer bundle), and `import` applies a
+//! bundle's repositories with the same engine. Which repositories are
+//! replicated at all is the configuration's (`config::selective`).
 //!
 //! Replication never talks to the HTTP server: events arrive as rows in the
 //! state file, and progress leaves as rows and counters.
@@ -17,9 +19,11 @@ mod chunks;
 pub mod copy;
 pub mod cursor;
 mod events;
+pub mod import;
 pub mod pool;
 mod referrers;
 mod removal;
+pub mod source;
 pub mod verify;
 pub mod worker;
 
@@ -27,11 +31,15 @@ use crate::health::Stats;
 use crate::registry::{Client, Target};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
+use source::Source;
 
 /// What replicating needs: the primary registry (read-only), the secondary
 /// registry, the state file, the live counters and the stop request.
 pub struct Replicator<'a> {
     pub primary: &'a Client,
+    /// Where the manifests and blobs the secondary lacks are read: the
+    /// primary itself when replicating, a transfer bundle when importing.
+    pub source: &'a dyn Source,
     pub secondary: &'a Target,
     pub store: &'a Store,
     pub stats: &'a Stats,

@@ -3,7 +3,8 @@
 //! `repos` (repositories and the sync queue), `tags` (what georeg placed on
 //! the secondary), `verification` (the verification queue), `events` (the
 //! event log and the secondary's cursor), `nodes` (secondaries' reports, on
-//! a primary), `uploads` (blobs copied in chunks), `queries` (the read side the pages show) and `states` (the
+//! a primary), `uploads` (blobs copied in chunks), `bundles` (transfer
+//! bundles imported), `queries` (the read side the pages show) and `states` (the
 //! sync and verification states).
 //!
 //! One connection behind a mutex, held only for short statements and never
@@ -18,6 +19,7 @@
 //! rather than one per request, and each is still answered only after its
 //! own events are on disk.
 
+mod bundles;
 mod cursor;
 mod events;
 pub mod lock;
@@ -38,6 +40,7 @@ use rusqlite::Connection;
 use crate::config::selective::Selection;
 use crate::error::{Error, Result};
 
+pub use bundles::{BundleRow, NewBundle};
 pub use cursor::Cursor;
 pub use events::{Event, NewEvent};
 pub use nodes::Sample;

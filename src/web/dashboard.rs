@@ -214,6 +214,9 @@ pub fn nodes(s: &Status, samples: &[crate::store::Sample]) -> String {
             String::new()
         }
     );
+    if s.last_bundle.is_some() || s.unfinished_bundle.is_some() {
+        body.push_str(&bundles(s));
+    }
     let e = &s.events;
     let _ = write!(
         body,
@@ -374,6 +377,46 @@ pub fn repositories(
     }
     body.push_str("</div></section>");
     page("Container repositories", s, &body, false)
+}
+
+/// The transfer bundles of an air-gapped secondary: the last one imported
+/// and its age, and an import that has not finished.
+fn bundles(s: &Status) -> String {
+    let mut out = String::from("<section><h2>Transfer bundles</h2>");
+    match &s.last_bundle {
+        Some(b) => {
+            let _ = write!(
+                out,
+                "<div class=\"grid\">{}{}{}{}</div>",
+                kv(
+                    "Last bundle imported",
+                    &format!("<span title=\"{}\">{}</span>", escape(&b.id), escape(b.id.get(..12).unwrap_or(&b.id)))
+                ),
+                kv(
+                    "Exported",
+                    &format!(
+                        "<span title=\"{}\">{} ago</span>",
+                        escape(&b.created_at),
+                        escape(&crate::health::status::human_age(b.age_seconds))
+                    )
+                ),
+                kv("Imported", &escape(b.imported_at.as_deref().unwrap_or(""))),
+                kv("From", &escape(&b.primary_url)),
+            );
+        }
+        None => out.push_str("<p class=\"muted\">No bundle imported completely yet.</p>"),
+    }
+    if let Some(b) = &s.unfinished_bundle {
+        let _ = write!(
+            out,
+            "<p class=\"msg\">The import of bundle {} (begun {}) has not finished: run <code>georeg import {}</code> again.</p>",
+            escape(&b.id),
+            escape(&b.started_at),
+            escape(&b.file)
+        );
+    }
+    out.push_str("</section>");
+    out
 }
 
 #[cfg(test)]

@@ -285,6 +285,8 @@ mod tests {
             last_sync_at: None,
             last_event_at: None,
             last_verified_at: None,
+            last_bundle: None,
+            unfinished_bundle: None,
         };
         let text = render(&status, &stats);
         assert!(text.contains("georeg_sync_duration_seconds_bucket{le=\"+Inf\"} 1\n"));

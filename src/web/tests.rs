@@ -339,3 +339,26 @@ fn a_primary_exports_no_secondary_only_series() {
         assert!(text.contains("georeg_build_info{version=") && text.contains("\nprocess_open_fds "), "{text}");
     }
 }
+
+#[test]
+fn the_nodes_page_shows_the_last_bundle_imported_and_its_age() {
+    let f = Fixture::new("secondary");
+    let page = body(&f.send(admin(get("/admin/geo/nodes"))));
+    assert!(!page.contains("Transfer bundles"), "a secondary fed by replication has none");
+    let bundle = crate::store::NewBundle {
+        id: "0123456789abcdef",
+        primary_url: "http://127.0.0.2:1",
+        created_at: "2020-01-01T00:00:00.000Z",
+        inventory_id: None,
+        file: "/media/usb/b.tar",
+        repositories: 1,
+        forced: None,
+    };
+    f.store.begin_bundle(&bundle).unwrap();
+    let page = body(&f.send(admin(get("/admin/geo/nodes"))));
+    assert!(page.contains("has not finished") && page.contains("georeg import /media/usb/b.tar"), "{page}");
+    f.store.finish_bundle("0123456789abcdef", "1 repositories").unwrap();
+    let page = body(&f.send(admin(get("/admin/geo/nodes"))));
+    assert!(page.contains("Transfer bundles") && page.contains("0123456789ab</span>"), "{page}");
+    assert!(page.contains(" d ago</span>") && !page.contains("has not finished"), "{page}");
+}

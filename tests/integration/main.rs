@@ -5,6 +5,7 @@
 mod support;
 
 mod backfill;
+mod bundle;
 mod check;
 mod crash;
 mod dashboard;

@@ -1,0 +1,217 @@
+//! Reading a bundle: [`Bundle::open`] walks the tar's headers once (the
+//! `tar` crate seeks past the contents), checks `georeg-bundle.json`'s
+//! signature and that every file it lists is there with its size, and
+//! keeps where each file's bytes start. An import then reads any blob at
+//! any offset straight from the file, so the order of the tar does not
+//! matter, nothing is extracted, memory stays flat, and a copy in chunks
+//! continues after a crash from where the secondary's upload stands.
+//!
+//! A bundle is a [`Source`] for the copy engine: every manifest is
+//! checked against its digest as it is read, every blob as it streams to
+//! the secondary (by the engine), so a damaged bundle fails naming the
+//! file, and nothing that references it is pushed.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+
+use super::tarfile::{blob_path, DESCRIPTION, INDEX, LAYOUT};
+use super::{signed, Contents};
+use crate::error::{Error, Result};
+use crate::registry::manifest::{self, MAX_MANIFEST_BYTES};
+use crate::registry::token::Signer;
+use crate::registry::{Client, Digest, Manifest};
+use crate::replication::source::Source;
+use crate::shutdown::Shutdown;
+
+/// `georeg-bundle.json` larger than this is refused (it holds names and
+/// digests, about 100 bytes a tag).
+const MAX_DESCRIPTION_BYTES: u64 = 256 << 20;
+
+/// Where a file's bytes are in the tar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    offset: u64,
+    size: u64,
+}
+
+/// An opened bundle, its description checked.
+pub struct Bundle<'a> {
+    path: PathBuf,
+    entries: HashMap<String, Entry>,
+    pub contents: Contents,
+    /// Manifests the bundle carries: digest -> media type.
+    media_types: HashMap<String, String>,
+    /// Where manifests the bundle leaves out are read: the secondary,
+    /// which held them when the inventory was taken.
+    secondary: Option<&'a Client>,
+}
+
+impl<'a> Bundle<'a> {
+    /// Opens the bundle at `path`: its table of contents read, its
+    /// description's signature checked with the shared key, every file it
+    /// lists present with its size, the small files' digests checked.
+    pub fn open(path: &Path, signer: &Signer) -> Result<Bundle<'a>> {
+        let damaged = |message: String| b_damaged(path, message);
+        let cut = |e: std::io::Error| {
+            damaged(format!("is not a complete tar file ({e}): it was cut short or damaged while carried"))
+        };
+        let file = File::open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+        let mut archive = tar::Archive::new(file);
+        let mut entries = HashMap::new();
+        for entry in archive.entries_with_seek().map_err(cut)? {
+            let entry = entry.map_err(cut)?;
+            if !matches!(entry.header().entry_type(), tar::EntryType::Regular | tar::EntryType::Continuous) {
+                continue; // directories a re-packing tool added
+            }
+            let name = entry.path().map_err(cut)?.to_string_lossy().trim_start_matches("./").to_string();
+            let at = Entry { offset: entry.raw_file_position(), size: entry.size() };
+            if entries.insert(name.clone(), at).is_some() {
+                return Err(damaged(format!("holds {name} twice")));
+            }
+        }
+        let Some(description) = entries.get(DESCRIPTION).copied() else {
+            return Err(damaged(format!(
+                "holds no {DESCRIPTION}: it is not a georeg bundle, or its export did not finish"
+            )));
+        };
+        if description.size > MAX_DESCRIPTION_BYTES {
+            return Err(damaged(format!("{DESCRIPTION} is larger than {MAX_DESCRIPTION_BYTES} bytes")));
+        }
+        let bytes = read(path, description)?;
+        let contents: Contents =
+            signed::unseal(signer, &bytes).map_err(|why| damaged(format!("{DESCRIPTION}: {why}")))?;
+        contents.check().map_err(|why| damaged(format!("{DESCRIPTION} {why}")))?;
+        let mut media_types = HashMap::new();
+        for f in &contents.files {
+            let Some(&at) = entries.get(&f.path).filter(|e| e.size == f.size) else {
+                let holds = entries.get(&f.path).map(|e| format!("holds it with {} bytes", e.size));
+                return Err(damaged(format!(
+                    "lists {} ({} bytes) but the tar {}: the bundle is damaged or incomplete; carry it again and \
+                     compare its sha256sum",
+                    f.path,
+                    f.size,
+                    holds.unwrap_or_else(|| "does not hold it".into())
+                )));
+            };
+            match &f.media_type {
+                Some(media_type) if f.path.starts_with("blobs/") => {
+                    media_types.insert(f.digest.clone(), media_type.clone());
+                }
+                // The layout's own small files, checked now (blobs are as they stream).
+                _ if (f.path == LAYOUT || f.path == INDEX)
+                    && Digest::sha256_of(&read(path, at)?).as_str() != f.digest =>
+                {
+                    return Err(damaged(format!("{} does not match its digest {}", f.path, f.digest)));
+                }
+                _ => {}
+            }
+        }
+        Ok(Bundle { path: path.to_path_buf(), entries, contents, media_types, secondary: None })
+    }
+
+    /// Manifests the bundle leaves out are read from `secondary` instead.
+    pub fn reading_missing_from(mut self, secondary: &'a Client) -> Bundle<'a> {
+        self.secondary = Some(secondary);
+        self
+    }
+
+    fn damaged(&self, message: String) -> Error {
+        b_damaged(&self.path, message)
+    }
+
+    /// A file's bytes from `offset` on.
+    fn section(&self, e: Entry, offset: u64) -> Result<std::io::Take<File>> {
+        section(&self.path, e, offset)
+    }
+
+    /// What the bundle does not carry and the secondary lacks.
+    fn absent(&self, what: &str, repo: &str, digest: &Digest) -> Error {
+        self.damaged(format!(
+            "{what} {digest} for {repo} is not in this bundle, and the secondary does not hold it: the export left it \
+             out because its inventory said the secondary held it. Export a full bundle (without --inventory), or \
+             take a new inventory and export again"
+        ))
+    }
+}
+
+fn b_damaged(path: &Path, message: String) -> Error {
+    Error::Bundle { file: path.display().to_string(), message, refused: false }
+}
+
+/// A file's bytes in the tar at `path` from `offset` on.
+fn section(path: &Path, e: Entry, offset: u64) -> Result<std::io::Take<File>> {
+    let io = |err| Error::Io { path: path.to_path_buf(), source: err };
+    let mut file = File::open(path).map_err(io)?;
+    file.seek(SeekFrom::Start(e.offset + offset)).map_err(io)?;
+    Ok(file.take(e.size.saturating_sub(offset)))
+}
+
+/// The bytes of a (small) file in the tar at `path`.
+fn read(path: &Path, e: Entry) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    section(path, e, 0)?.read_to_end(&mut bytes).map_err(|err| Error::Io { path: path.to_path_buf(), source: err })?;
+    if bytes.len() as u64 != e.size {
+        return Err(b_damaged(path, "ends inside a file: it was cut short while carried".into()));
+    }
+    Ok(bytes)
+}
+
+impl Source for Bundle<'_> {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn manifest(&self, repo: &str, digest: &Digest) -> Result<Option<Manifest>> {
+        let Some(media_type) = self.media_types.get(digest.as_str()) else {
+            return match self.secondary.map(|s| s.manifest(repo, digest.as_str())).transpose()?.flatten() {
+                Some(m) => Ok(Some(m)),
+                None => Err(self.absent("manifest", repo, digest)),
+            };
+        };
+        let e = self.entries[&blob_path(digest)];
+        if e.size > MAX_MANIFEST_BYTES {
+            return Err(self.damaged(format!("manifest {digest} is larger than 4 MiB")));
+        }
+        let bytes = read(&self.path, e)?;
+        let got = digest.recompute(&manifest::digested_bytes(&bytes));
+        if &got != digest {
+            return Err(self.damaged(format!(
+                "manifest {digest} (for {repo}) did not match its digest (got {got}): the bundle is damaged; nothing \
+                 referencing it was pushed"
+            )));
+        }
+        Ok(Some(Manifest { bytes, media_type: media_type.clone(), digest: digest.clone() }))
+    }
+
+    fn blob_size(&self, _repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        Ok(self.entries.get(&blob_path(digest)).map(|e| e.size))
+    }
+
+    fn blob<'s>(
+        &'s self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        offset: u64,
+        _shutdown: &'s Shutdown,
+        _resumes: &'s AtomicU64,
+    ) -> Result<Box<dyn Read + Send + 's>> {
+        let Some(e) = self.entries.get(&blob_path(digest)).copied() else {
+            return Err(self.absent("blob", repo, digest));
+        };
+        if size > 0 && e.size != size {
+            return Err(self.damaged(format!(
+                "holds blob {digest} with {} bytes, and {repo}'s manifest says {size}: the bundle is damaged",
+                e.size
+            )));
+        }
+        Ok(Box::new(self.section(e, offset.min(e.size))?))
+    }
+
+    fn blob_location(&self, _repo: &str, digest: &Digest) -> String {
+        format!("{}:{}", self.path.display(), blob_path(digest))
+    }
+}

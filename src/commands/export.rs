@@ -1,0 +1,149 @@
+//! `georeg export --output FILE.tar [--inventory FILE] [REPO...]`: writes
+//! a transfer bundle for an air-gapped secondary, on a host that reaches
+//! the primary registry, with that secondary's configuration. It reads the
+//! primary with pull-only tokens, never contacts `registry.url`, and needs
+//! no state file. Exit 0 with the bundle complete; 1 when anything failed
+//! (no bundle is left behind); 130 when interrupted.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::owner::INTERRUPTED;
+use crate::bundle::export::{Exporter, Progress};
+use crate::bundle::inventory::{self, Inventory};
+use crate::bundle::same_url;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::health::human_bytes;
+use crate::registry;
+use crate::shutdown::Shutdown;
+
+pub fn run(config: &Config, output: &Path, inventory: Option<&Path>, named: &[String]) -> Result<ExitCode> {
+    if let Some(bad) = named.iter().find(|r| !registry::valid_repository(r)) {
+        return Err(Error::Usage(format!("{bad:?} is not a valid repository name")));
+    }
+    let primary_url = config.primary_api_url()?;
+    let signer = super::load_signer(config)?;
+    let tls = crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
+    let Some(primary) = super::primary_client(config, &signer, tls) else {
+        return Err(config.bad("replication.primary_api_url", "is not set: export reads the primary registry"));
+    };
+    let shutdown = Shutdown::default();
+    shutdown.on_signals()?;
+    let inventory = inventory.map(|path| load_inventory(path, &signer, primary_url)).transpose()?;
+    let selection = config.replication.selection();
+    let (repositories, gone) = if named.is_empty() {
+        let catalog: Vec<String> = primary.catalog()?.into_iter().filter(|n| selection.includes(n)).collect();
+        let gone = match &inventory {
+            Some(i) => i
+                .repositories
+                .iter()
+                .map(|h| h.name.clone())
+                .filter(|n| selection.includes(n) && !catalog.contains(n))
+                .collect(),
+            None => Vec::new(),
+        };
+        (catalog, gone)
+    } else {
+        (named.to_vec(), Vec::new())
+    };
+    let progress = Progress::default();
+    let exporter =
+        Exporter { primary: &primary, primary_url, signer: &signer, shutdown: &shutdown, progress: &progress };
+    let started = Instant::now();
+    let result = crate::progress::while_running(
+        || progress_line(&progress, started),
+        || exporter.export(output, &repositories, inventory.as_ref(), &gone),
+    );
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(Error::Interrupted) => {
+            eprintln!("georeg: interrupted: no bundle was written");
+            return Ok(ExitCode::from(INTERRUPTED));
+        }
+        Err(e) => return Err(e),
+    };
+    println!(
+        "bundle {}: {} repositories, {} tags; {} manifests and {} blobs ({}) carried{}{}",
+        summary.id,
+        summary.repositories,
+        summary.tags,
+        summary.manifests,
+        summary.blobs,
+        human_bytes(summary.blob_bytes),
+        match &inventory {
+            Some(i) => format!(
+                "; incremental to inventory {} of {} ({} blobs left to mount from its other repositories)",
+                i.id, i.node, summary.mounts
+            ),
+            None => "; a full bundle".into(),
+        },
+        if summary.deleted_tags + summary.gone > 0 {
+            format!("; {} tags and {} repositories to remove", summary.deleted_tags, summary.gone)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "wrote {} ({}) in {:.1}s; sha256 {} (in {}.sha256, for sha256sum -c after carrying it)",
+        summary.written.path.display(),
+        human_bytes(summary.written.bytes),
+        started.elapsed().as_secs_f64(),
+        summary.written.sha256,
+        summary.written.path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The inventory, its signature checked, when it is of a secondary of
+/// this configuration's primary.
+fn load_inventory(path: &Path, signer: &registry::token::Signer, primary_url: &str) -> Result<Inventory> {
+    let i = inventory::load(path, signer)?;
+    if let Some(theirs) = i.primary.as_deref().filter(|p| !same_url(p, primary_url)) {
+        return Err(Error::Bundle {
+            file: path.display().to_string(),
+            message: format!(
+                "is the inventory of a secondary of {theirs}, and this configuration exports from {primary_url} \
+                 (replication.primary_api_url)"
+            ),
+            refused: true,
+        });
+    }
+    eprintln!(
+        "inventory {} of {} taken at {}: {} repositories{}",
+        i.id,
+        i.node,
+        i.created_at,
+        i.repositories.len(),
+        i.last_bundle.as_deref().map(|b| format!(", after bundle {b}")).unwrap_or_default()
+    );
+    Ok(i)
+}
+
+/// `export: 12/30 repositories read` while walking, then
+/// `export: 145.2 MB of 2.1 GB of blobs at 48.4 MB/s, ETA 0:40`.
+fn progress_line(p: &Progress, started: Instant) -> String {
+    let (walked, total) = (p.walked.load(Ordering::Relaxed), p.repositories.load(Ordering::Relaxed));
+    let written = human_bytes(p.written.load(Ordering::Relaxed));
+    if walked < total {
+        return format!("export: {walked}/{total} repositories read, {written} written");
+    }
+    let (done, all) = (p.blob_bytes_done.load(Ordering::Relaxed), p.blob_bytes.load(Ordering::Relaxed));
+    let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+    let eta = match (all.saturating_sub(done), rate) {
+        (0, _) => "done".to_string(),
+        (_, r) if r < 1.0 => "ETA unknown yet".to_string(),
+        (left, r) => {
+            let secs = (left as f64 / r).ceil().max(1.0) as u64;
+            format!("ETA {}:{:02}", secs / 60, secs % 60)
+        }
+    };
+    format!(
+        "export: {} of {} of blobs at {}/s, {eta}; {written} written",
+        human_bytes(done),
+        human_bytes(all),
+        human_bytes(rate as u64)
+    )
+}

@@ -1,0 +1,76 @@
+//! [`Source`]: where the copy engine reads the manifests and blobs the
+//! secondary lacks. Replication reads them from the primary registry
+//! (`Client`, pull-only); an import reads them from a transfer bundle
+//! (`bundle::Bundle`). The engine itself only ever writes to the secondary,
+//! so everything it guarantees (digests checked while bytes stream, a bad
+//! blob never completed, children before indexes, chunks recorded and
+//! resumed) holds whichever source it reads.
+
+use std::io::Read;
+use std::sync::atomic::AtomicU64;
+
+use crate::error::Result;
+use crate::registry::{Client, Digest, Manifest};
+use crate::shutdown::Shutdown;
+
+/// What the copy engine reads from. `Sync`: workers share one.
+pub trait Source: Sync {
+    /// For messages: `the primary http://...`, or the bundle's path.
+    fn describe(&self) -> String;
+
+    /// The manifest by digest, its bytes checked against the digest;
+    /// `None` when the source does not have it.
+    fn manifest(&self, repo: &str, digest: &Digest) -> Result<Option<Manifest>>;
+
+    /// The blob's size, when the source has it (Docker schema 1 names its
+    /// layers without sizes).
+    fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
+
+    /// The blob's bytes from `offset` on (`size` in all; 0: not known).
+    /// The caller checks them against the digest. `resumes` counts reads
+    /// that had to be continued after a break.
+    fn blob<'a>(
+        &'a self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        offset: u64,
+        shutdown: &'a Shutdown,
+        resumes: &'a AtomicU64,
+    ) -> Result<Box<dyn Read + Send + 'a>>;
+
+    /// Where the blob is read from, for messages.
+    fn blob_location(&self, repo: &str, digest: &Digest) -> String;
+}
+
+/// The primary registry, read with pull-only tokens; downloads continue
+/// with `Range` after a break or a stall.
+impl Source for Client {
+    fn describe(&self) -> String {
+        format!("the primary {}", self.url())
+    }
+
+    fn manifest(&self, repo: &str, digest: &Digest) -> Result<Option<Manifest>> {
+        Client::manifest(self, repo, digest.as_str())
+    }
+
+    fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        Client::blob_size(self, repo, digest)
+    }
+
+    fn blob<'a>(
+        &'a self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        offset: u64,
+        shutdown: &'a Shutdown,
+        resumes: &'a AtomicU64,
+    ) -> Result<Box<dyn Read + Send + 'a>> {
+        Ok(Box::new(self.download(repo, digest, size, offset, shutdown)?.counting(resumes)))
+    }
+
+    fn blob_location(&self, repo: &str, digest: &Digest) -> String {
+        format!("{}/v2/{repo}/blobs/{digest}", self.url())
+    }
+}

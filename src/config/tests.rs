@@ -158,3 +158,12 @@ fn the_primary_registry_cannot_be_this_nodes_own() {
     let e = err(&dir, &swapped);
     assert!(e.contains("replication.primary_api_url") && e.contains("registry.url"), "{e}");
 }
+
+#[test]
+fn a_paused_or_air_gapped_secondary_needs_no_notification_secret() {
+    let dir = write_dir("Abc123");
+    let text = GOOD.replace("secret_file = \"secret\"", "").replace("workers = 2", "workers = 2\nenabled = false");
+    assert!(parse(&dir, &text).is_ok(), "{:?}", parse(&dir, &text).err());
+    let e = err(&dir, &GOOD.replace("secret_file = \"secret\"", ""));
+    assert!(e.contains("notifications.secret_file"), "{e}");
+}

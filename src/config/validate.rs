@@ -125,7 +125,9 @@ impl Config {
                     "is required on a primary: the registry's notifications must be authenticated",
                 ));
             }
-            if self.replication.primary_node_url.is_none() {
+            // A paused or air-gapped secondary (replication.enabled =
+            // false) acts on no notification: it needs none.
+            if self.replication.enabled && self.replication.primary_node_url.is_none() {
                 return Err(self.bad(
                     "notifications.secret_file",
                     "is required on a secondary that the primary registry notifies directly (no \

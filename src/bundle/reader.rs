@@ -58,7 +58,15 @@ impl<'a> Bundle<'a> {
         let cut = |e: std::io::Error| {
             damaged(format!("is not a complete tar file ({e}): it was cut short or damaged while carried"))
         };
-        let file = File::open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+        let file = File::open(path).map_err(|e| match e.kind() {
+            // A wrong path is the operator's to fix: exit 2, as for a bad argument.
+            std::io::ErrorKind::NotFound => Error::Bundle {
+                file: path.display().to_string(),
+                message: "does not exist: name the bundle file the export wrote".into(),
+                refused: true,
+            },
+            _ => Error::Io { path: path.to_path_buf(), source: e },
+        })?;
         let mut archive = tar::Archive::new(file);
         let mut entries = HashMap::new();
         for entry in archive.entries_with_seek().map_err(cut)? {

@@ -265,7 +265,14 @@ fn commit_batch(
         tx.commit()?;
         Ok(outcomes)
     };
-    match run(conn) {
+    // An event is acknowledged to the registry only after its commit, and
+    // must survive a power cut, not just a crash: this commit alone is
+    // FULL (it fsyncs the whole log, earlier NORMAL commits with it).
+    let result = conn.pragma_update(None, "synchronous", "FULL").and_then(|()| run(conn));
+    if let Err(e) = conn.pragma_update(None, "synchronous", "NORMAL") {
+        log::warn!("state file: cannot set synchronous back to NORMAL ({e}); commits stay durable, only slower");
+    }
+    match result {
         Ok(outcomes) => outcomes,
         Err(e) => vec![Err(e.to_string()); queued.len()],
     }
@@ -296,6 +303,15 @@ mod tests {
         assert_eq!(log.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(store.events_after(1, 10).unwrap().len(), 1);
         assert!(store.repository("r").unwrap().is_none(), "a primary schedules nothing");
+    }
+
+    #[test]
+    fn only_the_commit_of_notifications_is_full() {
+        let store = Store::open_in_memory().unwrap();
+        let level = |store: &Store| -> i64 { store.conn().query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap() };
+        assert_eq!(level(&store), 1, "NORMAL by default");
+        store.record_events(&[ev("a", "r")], false).unwrap();
+        assert_eq!(level(&store), 1, "back to NORMAL after the FULL commit");
     }
 
     #[test]

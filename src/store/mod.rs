@@ -89,9 +89,12 @@ impl Store {
         let setup = || -> rusqlite::Result<()> {
             conn.busy_timeout(Duration::from_secs(10))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
-            // FULL: an event is acknowledged to the registry only after its
-            // commit, and must survive a power cut, not just a crash.
-            conn.pragma_update(None, "synchronous", "FULL")?;
+            // NORMAL: every commit survives a crash of georeg; a power cut
+            // may take the last ones back, which recovery redoes (claims,
+            // outcomes and records are redone by the next sync). Only the
+            // commit of notifications, acknowledged to the registry, is
+            // FULL (`events::commit_batch`): it must survive a power cut.
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
             Ok(())
         };

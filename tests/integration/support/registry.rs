@@ -24,9 +24,26 @@ pub fn registry_binary() -> PathBuf {
     path
 }
 
+/// A free loopback port for a server to listen on, picked below the
+/// kernel's ephemeral range (32768 and up): a port picked there can be
+/// taken by any outgoing connection before the server binds it, which
+/// under a parallel test run happens.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    listener.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = std::process::id() as u64 * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+    for _ in 0..1000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 10_000 + ((seed + n * 6151) % 22_700) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 10000 and 32700 after 1000 tries")
 }
 
 /// Where the registry should send notifications.

@@ -94,6 +94,8 @@ pub struct Node {
     pub shutdown: Shutdown,
     /// This node's own registry.
     pub local: Target,
+    /// This node's own registry with pull-only tokens, as clients read it (drills).
+    pub local_reader: Client,
     /// The primary registry, read-only; `None` on the primary itself.
     pub primary: Option<Client>,
     /// The primary georeg, on a secondary that follows its event log.
@@ -118,6 +120,7 @@ impl Node {
         let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
         let tokens = || TokenCache::new(signer.clone(), &config.registry.service, ttl);
         let local = Target::new(&config.registry.url, agent.clone(), tokens());
+        let local_reader = Client::read_only(&config.registry.url, agent.clone(), tokens());
         let pacer =
             Arc::new(Pacer::new(config.replication.max_bytes_per_second, config.replication.max_requests_per_second));
         let primary = config
@@ -139,6 +142,7 @@ impl Node {
             health: Health::default(),
             shutdown: Shutdown::default(),
             local,
+            local_reader,
             primary,
             primary_node,
         })
@@ -157,7 +161,13 @@ impl Node {
             stats: &self.stats,
             shutdown: &self.shutdown,
             chunk_size: self.config.replication.chunk_bytes,
+            removals: self.config.replication.removal_policy(),
         })
+    }
+
+    /// What a drill reads (this node's registry, pull-only) and records.
+    pub fn drill(&self) -> crate::replication::drill::Drill<'_> {
+        crate::replication::drill::Drill { secondary: &self.local_reader, store: &self.store, shutdown: &self.shutdown }
     }
 
     /// What the HTTP server's handlers see.

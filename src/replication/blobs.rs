@@ -80,7 +80,7 @@ impl Replicator<'_> {
     /// Streams one blob from the primary into the open upload at
     /// `location`: in one request, or in chunks when it is larger than
     /// `replication.chunk_size`.
-    fn copy_blob(&self, repo: &str, blob: &BlobRef, location: &str, progress: &AtomicU64) -> Result<()> {
+    pub(super) fn copy_blob(&self, repo: &str, blob: &BlobRef, location: &str, progress: &AtomicU64) -> Result<()> {
         // Schema 1 manifests name their layers without sizes: ask.
         let sized;
         let blob = if blob.size == 0 {

@@ -155,6 +155,9 @@ pub struct RemovalSummary {
     pub next_applies_at: Option<String>,
     /// The burst alarm's text, while it stands.
     pub burst: Option<String>,
+    /// `replication.delete_delay_hours` (the status fills it in).
+    #[serde(default)]
+    pub delay_hours: u64,
 }
 
 /// Which removals an operator's command is about.
@@ -437,7 +440,7 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(RemovalSummary { held, held_tags, cancelled, next_applies_at, burst })
+        Ok(RemovalSummary { held, held_tags, cancelled, next_applies_at, burst, delay_hours: 0 })
     }
 
     /// Forgets applied and dropped removals decided more than `days` ago.

@@ -21,7 +21,9 @@ pub struct DrillTag {
 pub struct DrillFailure {
     pub repository: String,
     pub tag: String,
-    /// `blob`, `manifest` (damaged or missing) or `tag` (missing).
+    /// `blob`, `manifest` (damaged or missing) or `tag` (missing); or
+    /// `unreachable` (the registry did not answer), which no resync
+    /// repairs and `drill_failures` does not keep.
     pub kind: &'static str,
     /// The first failing digest.
     pub digest: String,
@@ -104,7 +106,7 @@ impl Store {
             first.map(|f| f.digest.clone()),
         ])?;
         let drill = tx.last_insert_rowid();
-        for (f, repository_id) in d.failures.iter().zip(ids) {
+        for (f, repository_id) in d.failures.iter().zip(ids).filter(|(f, _)| f.kind != "unreachable") {
             tx.prepare_cached(
                 "INSERT INTO drill_failures (drill_id, repository_id, tag, kind, digest, message)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -89,6 +89,18 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// How many tags georeg recorded at `digest` in the repository.
+    pub fn tags_at(&self, repository: &str, digest: &Digest) -> Result<i64> {
+        let n = self
+            .conn()
+            .prepare_cached(
+                "SELECT COUNT(*) FROM tags WHERE digest = ?2
+                 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
+            )?
+            .query_row([repository, digest.as_str()], |r| r.get(0))?;
+        Ok(n)
+    }
+
     /// Forgets every tag recorded at `digest` (the manifest was deleted).
     pub fn remove_tags_at(&self, repository: &str, digest: &Digest) -> Result<()> {
         self.conn()

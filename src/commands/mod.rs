@@ -5,7 +5,10 @@
 
 mod backfill;
 mod check;
+mod deletions;
 mod demo;
+mod drill;
+mod failover;
 mod owner;
 mod serve;
 mod status;
@@ -18,7 +21,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::{self, Cli, Command};
+use crate::cli::{self, Cli, Command, DeletionsAction};
 use crate::config::{Config, Role};
 use crate::error::{Error, Result};
 use crate::health::report::Reporter;
@@ -66,6 +69,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backfill => backfill::run(&open_stoppable(config)?),
         Command::Verify { blobs, repositories } => verify::run(&open_stoppable(config)?, blobs, &repositories),
         Command::Token { scopes } => token::run(&open(config)?, &scopes),
+        Command::Deletions { action, json } => {
+            let path = Config::resolve_path(config);
+            match action {
+                DeletionsAction::List => deletions::list(&Config::load_for_status(&path)?, json),
+                DeletionsAction::Cancel(which) => deletions::cancel(&Config::load_for_status(&path)?, &which),
+                DeletionsAction::Apply(which) => deletions::apply(&open_stoppable(config)?, &which),
+            }
+        }
+        Command::FailoverCheck { json } => {
+            failover::run(&Config::load_for_status(&Config::resolve_path(config))?, json)
+        }
+        Command::Drill { sample } => drill::run(&open_stoppable(config)?, sample),
     }
 }
 

@@ -5,11 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::dr::{self, Failover};
 use super::human_bytes;
 use super::stats::{Copying, Stats};
 use crate::config::{Config, Role};
 use crate::error::Result;
-use crate::store::{Counts, RepositoryRow, Store, UploadRow};
+use crate::store::{Counts, DrillSummary, RemovalSummary, RepositoryRow, Store, UploadRow};
 
 /// A secondary whose last report is older than this is shown offline.
 pub const OFFLINE_AFTER_SECONDS: i64 = 600;
@@ -54,6 +55,15 @@ pub struct Status {
     /// When a repository was last verified (None: never).
     #[serde(default)]
     pub last_verified_at: Option<String>,
+    /// Removals held back (`replication.delete_delay_hours`) and the burst alarm.
+    #[serde(default)]
+    pub deletions: RemovalSummary,
+    /// The last drill, and drill failures not repaired yet.
+    #[serde(default)]
+    pub drill: DrillSummary,
+    /// On a secondary: what would be lost if the primary vanished now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
 }
 
 /// Repositories whose syncs are failing.
@@ -186,7 +196,12 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
             failing.reason.clone().unwrap_or_default()
         )
     });
+    let mut deletions = if primary { RemovalSummary::default() } else { store.removal_summary()? };
+    deletions.delay_hours = config.replication.delete_delay_hours;
+    let burst =
+        deletions.burst.as_ref().map(|b| format!("{b}; review them with `georeg deletions`, then --apply or --cancel"));
     let health_message = problem
+        .or(burst)
         .or_else(|| events.cursor_error.as_ref().map(|e| format!("cannot read the primary's event log: {e}")))
         .or(failing_too_long);
     let (last_sync_at, last_event_at, last_verified_at) = store.last_activity()?;
@@ -227,7 +242,7 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
     } else {
         None
     };
-    Ok(Status {
+    let mut status = Status {
         node: NodeInfo {
             name: config.node_name.clone(),
             role: if primary { "primary" } else { "secondary" }.into(),
@@ -254,7 +269,14 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
         last_sync_at,
         last_event_at: if following { cursor.updated_at.clone() } else { last_event_at },
         last_verified_at,
-    })
+        deletions,
+        drill: if primary { DrillSummary::default() } else { store.drill_summary()? },
+        failover: None,
+    };
+    if !primary {
+        status.failover = Some(dr::assess(config, store, &status)?);
+    }
+    Ok(status)
 }
 
 /// The age of the oldest event not yet applied, leaving out failing
@@ -363,6 +385,7 @@ pub fn text(s: &Status) -> String {
         for u in &s.uploads {
             out.push_str(&format!("large blob: {}\n", upload_line(u)));
         }
+        out.push_str(&dr::status_lines(s));
         for f in &s.recent_failures {
             out.push_str(&format!("failed: {}: {}\n", f.name, f.last_sync_failure.clone().unwrap_or_default()));
         }

@@ -348,3 +348,38 @@ fn a_drill_finds_a_blob_damaged_in_the_secondarys_storage_and_the_resync_repairs
     let dashboard = get(&format!("{}/admin/geo/nodes", env.url()));
     assert!(dashboard.contains("Last drill") && dashboard.contains("Passed"), "{dashboard}");
 }
+
+#[test]
+fn the_daemon_applies_removals_when_their_delay_runs_out_or_an_operator_asks() {
+    let env = Env::with_mode("dr-daemon", Mode::Direct);
+    env.add_replication("delete_delay_hours = 1");
+    env.start_daemons();
+    let images: Vec<_> = (0..3).map(|i| oci_image(940 + i, &[300])).collect();
+    for (i, image) in images.iter().enumerate() {
+        env.p.push_image("app", &format!("v{i}"), image);
+    }
+    env.wait_in_sync("app", DEADLINE);
+    env.p.delete_manifest("app", &images[0].digest);
+    env.p.delete_manifest("app", &images[1].digest);
+    wait_until("two removals held", DEADLINE, || removals(&env).len() == 2);
+    assert_eq!(env.s.tags("app"), ["v0", "v1", "v2"]);
+
+    // Asked while the daemon runs: it applies the removal, the command follows.
+    let list = removals(&env);
+    let run = env.georeg(&["deletions", "--apply", &id_of(&list, "app", &images[0].digest)]);
+    run.assert_ok();
+    assert!(run.stderr.contains("georeg serve") && run.stdout.contains("removed from the secondary"), "{}", run.stdout);
+    assert_eq!(env.s.tags("app"), ["v1", "v2"]);
+
+    // The other one's hour runs out (aged in the state file): the daemon applies it.
+    env.state().execute("UPDATE removals SET applies_at = '2000-01-01T00:00:00Z' WHERE state = 'held'", []).unwrap();
+    wait_until("the due removal applied", DEADLINE, || env.s.tags("app") == ["v2"]);
+    env.assert_in_sync("app");
+    let state: String = env
+        .state()
+        .query_row("SELECT state || ' by ' || decided_by FROM removals WHERE digest = ?1", [&images[1].digest], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(state, "applied by delay");
+}

@@ -17,6 +17,7 @@ pub fn run(node: &Node, sample: Option<usize>) -> Result<ExitCode> {
     node.config.primary_api_url()?;
     let sample = sample.unwrap_or(node.config.replication.drill_sample);
     let drill = node.drill();
+    let started = std::time::Instant::now();
     let record = match drill.run(sample, "command", |p| match &p.failure {
         None => println!(
             "{}:{}: {} manifests, {} blobs ({}) pulled and hashed: whole",
@@ -40,13 +41,13 @@ pub fn run(node: &Node, sample: Option<usize>) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
-        "drill: {} tags, {} manifests, {} blobs ({}) pulled from the secondary {} in {}s; {} failed",
+        "drill: {} tags, {} manifests, {} blobs ({}) pulled from the secondary {} in {:.1}s; {} failed",
         record.tags,
         record.manifests,
         record.blobs,
         human_bytes(record.bytes),
         node.local_reader.url(),
-        record.seconds,
+        started.elapsed().as_secs_f64(),
         record.failures.len()
     );
     if record.failures.is_empty() {

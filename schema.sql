@@ -300,6 +300,8 @@ CREATE UNIQUE INDEX removals_open ON removals (repository_id, kind, COALESCE(tag
     WHERE state IN ('held', 'applying', 'cancelled');
 CREATE INDEX removals_by_state ON removals (state, applies_at);
 CREATE INDEX removals_by_time ON removals (seen_at);
+-- The few removals that came in a burst, which every status reads.
+CREATE INDEX removals_in_bursts ON removals (state, seen_at) WHERE burst IS NOT NULL;
 
 -- Drills: a random sample of tags pulled from the secondary registry as a
 -- client would (manifest by tag, every child manifest and blob read in

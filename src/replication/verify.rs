@@ -234,7 +234,7 @@ pub fn read_back(
         Err(e @ (Error::Transport { .. } | Error::Interrupted)) => return Err(e),
         Err(e) => return Ok(Err(format!("could not be read ({e})"))),
     };
-    let mut reader = VerifyingReader::new(body, digest.clone(), size);
+    let mut reader = VerifyingReader::new(Stoppable { inner: body, shutdown }, digest.clone(), size);
     let copied = std::io::copy(&mut reader, &mut std::io::sink());
     shutdown.check()?;
     Ok(match (copied, reader.failure.take()) {
@@ -242,6 +242,22 @@ pub fn read_back(
         (Err(e), None) => Err(format!("could not be read ({e})")),
         (Ok(_), None) => Ok(reader.bytes_read()),
     })
+}
+
+/// A blob being read back that stops when georeg is asked to, so that a
+/// large one does not hold the process past its stop deadline.
+struct Stoppable<'a, R> {
+    inner: R,
+    shutdown: &'a Shutdown,
+}
+
+impl<R: std::io::Read> std::io::Read for Stoppable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.shutdown.requested() {
+            return Err(std::io::Error::other("georeg is shutting down"));
+        }
+        self.inner.read(buf)
+    }
 }
 
 impl Replicator<'_> {

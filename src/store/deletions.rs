@@ -430,10 +430,15 @@ impl Store {
         )?;
         let burst = conn
             .query_row(
+                // Two halves, so that each reads the partial index of
+                // burst removals rather than every removal applied.
                 &format!(
-                    "SELECT burst FROM removals WHERE burst IS NOT NULL
-                       AND ((state IN ('held', 'applying') AND decided_by IS NULL)
-                            OR (state = 'applied' AND decided_by = 'delay' AND seen_at >= {HOUR_AGO}))
+                    "SELECT burst FROM (
+                       SELECT id, burst FROM removals
+                       WHERE burst IS NOT NULL AND state IN ('held', 'applying') AND decided_by IS NULL
+                       UNION ALL
+                       SELECT id, burst FROM removals
+                       WHERE burst IS NOT NULL AND state = 'applied' AND decided_by = 'delay' AND seen_at >= {HOUR_AGO})
                      ORDER BY id DESC LIMIT 1"
                 ),
                 [],

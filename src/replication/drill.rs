@@ -55,13 +55,16 @@ type Failure = (&'static str, String, String);
 
 impl Drill<'_> {
     /// Pulls up to `sample` tags, calling `each` after every tag; records
-    /// the drill and queues a full sync of every repository with a failing
-    /// tag. An error only when the state file fails or georeg stops: a
+    /// the drill (unless there was nothing to pull) and queues a full sync
+    /// of every repository with a failing tag. An error only when the state file fails or georeg stops: a
     /// secondary that cannot be reached is a failed drill, recorded.
     pub fn run(&self, sample: usize, trigger: &'static str, mut each: impl FnMut(&Pulled)) -> Result<DrillRecord> {
         let started = Instant::now();
         let tags = self.store.drill_sample(sample)?;
         let mut record = DrillRecord { trigger, ..DrillRecord::default() };
+        if tags.is_empty() {
+            return Ok(record); // nothing synced yet: no drill to record
+        }
         let mut blobs_read: HashSet<(String, Digest)> = HashSet::new();
         let mut tag_lists: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut to_resync = std::collections::BTreeSet::new();

@@ -269,6 +269,10 @@ fn a_drill_finds_a_blob_damaged_in_the_secondarys_storage_and_the_resync_repairs
     let (rotten, lost) = (oci::sha256(&image.blobs[1]), oci::sha256(&image.blobs[2]));
     env.p.push_image("app", "v1", &image);
     env.p.push_image("other", "v1", &oci_image(931, &[1000]));
+    let run = env.georeg(&["drill"]);
+    run.assert_ok();
+    assert!(run.stdout.contains("nothing to drill"), "{}", run.stdout);
+    assert!(env.georeg(&["status"]).stdout.contains("last drill: none yet"), "no empty drill is recorded");
     env.georeg(&["sync", "app", "other"]).assert_ok();
     let run = env.georeg(&["drill", "--sample", "10"]);
     run.assert_ok();

@@ -273,10 +273,21 @@ fn a_drill_finds_a_blob_damaged_in_the_secondarys_storage_and_the_resync_repairs
     run.assert_ok();
     assert!(run.stdout.contains("nothing to drill"), "{}", run.stdout);
     assert!(env.georeg(&["status"]).stdout.contains("last drill: none yet"), "no empty drill is recorded");
-    env.georeg(&["sync", "app", "other"]).assert_ok();
+    // A signature under its fallback tag (distribution 2.8 has no referrers API).
+    let signed = oci_image(932, &[1000]);
+    let signature = crate::support::shapes::referrer(933, &signed, "application/vnd.dev.cosign.artifact.sig.v1+json");
+    env.p.push_image("signed/app", "v1", &signed);
+    env.p.push_image("signed/app", &format!("sha256-{}", signed.digest.trim_start_matches("sha256:")), &signature);
+    env.georeg(&["sync", "app", "other", "signed/app"]).assert_ok();
     let run = env.georeg(&["drill", "--sample", "10"]);
     run.assert_ok();
-    assert!(run.stdout.contains("app:v1: 1 manifests, 3 blobs") && run.stdout.contains("whole"), "{}", run.stdout);
+    assert!(
+        run.stdout.lines().any(|l| l.starts_with("app:v1: 1 manifests, 3 blobs") && l.ends_with("whole")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("signed/app:v1: 2 manifests"), "the referrer is pulled too: {}", run.stdout);
+    assert_eq!(run.stdout.lines().count(), 4, "every tag, fallback tag included: {}", run.stdout);
 
     // A byte rots in the secondary's storage: the drill finds it, names it,
     // records it and queues a resync.
@@ -299,7 +310,7 @@ fn a_drill_finds_a_blob_damaged_in_the_secondarys_storage_and_the_resync_repairs
     assert_eq!(env.sync_state("app").0, "pending", "a resync is queued");
     let status = env.georeg(&["status"]);
     assert!(
-        status.stdout.contains(&format!("FAILED for 1 of 2 tags; first failing digest {rotten}")),
+        status.stdout.contains(&format!("FAILED for 1 of 4 tags; first failing digest {rotten}")),
         "{}",
         status.stdout
     );
@@ -338,7 +349,7 @@ fn a_drill_finds_a_blob_damaged_in_the_secondarys_storage_and_the_resync_repairs
 
     // The daemon drills by itself, and says so in /metrics and on the dashboard.
     env.add_replication("drill_interval_seconds = 5");
-    env.georeg(&["verify", "app", "other"]).assert_ok();
+    env.georeg(&["verify", "app", "other", "signed/app"]).assert_ok();
     env.start_daemons();
     wait_until("a scheduled drill", DEADLINE, || {
         env.state()

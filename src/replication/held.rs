@@ -116,25 +116,35 @@ impl Replicator<'_> {
     /// the rest back, with the reason, and fails the job (retried later).
     pub(super) fn apply_due_removals(&self, repo: &str, report: &mut Report) -> Result<()> {
         let due = self.store.claim_due_removals(repo)?;
-        for (i, removal) in due.iter().enumerate() {
-            match self.shutdown.check().and_then(|()| self.apply_removal(repo, removal, report)) {
-                Ok(applied) => {
-                    self.store.finish_removal(removal.id, applied)?;
-                    match applied {
-                        true => log::info!(
-                            "{repo}: {} removed from the secondary (held since {})",
-                            removal.what(),
-                            removal.seen_at
-                        ),
-                        false => log::info!("{repo}: {}: not removed, the primary has it again", removal.what()),
-                    }
-                }
-                Err(e) => {
-                    let rest: Vec<i64> = due[i..].iter().map(|r| r.id).collect();
-                    self.store.release_removals(&rest, Some(&e.to_string()))?;
-                    return Err(e);
+        let (mut done, mut dropped) = (0, 0);
+        let result = due.iter().try_for_each(|removal| -> Result<()> {
+            self.shutdown.check()?;
+            let applied = self.apply_removal(repo, removal, report)?;
+            self.store.finish_removal(removal.id, applied)?;
+            done += 1;
+            match applied {
+                true => log::debug!("{repo}: {} removed (held since {})", removal.what(), removal.seen_at),
+                false => {
+                    dropped += 1;
+                    log::debug!("{repo}: {}: not removed, the primary has it again", removal.what())
                 }
             }
+            Ok(())
+        });
+        if done > 0 {
+            log::info!(
+                "{repo}: {} held removals applied to the secondary, {dropped} dropped (the primary has them again)",
+                done - dropped
+            );
+        }
+        if let Err(e) = result {
+            // Whatever failed, nothing is left `applying` behind: the rest
+            // wait for the repository's next sync, with the reason.
+            let rest: Vec<i64> = due[done..].iter().map(|r| r.id).collect();
+            if let Err(again) = self.store.release_removals(&rest, Some(&e.to_string())) {
+                log::error!("{repo}: cannot put its removals back to held: {again}; the next start does");
+            }
+            return Err(e);
         }
         Ok(())
     }

@@ -91,7 +91,7 @@ pub const PAGES: &[Page] = &[
         name: "serve",
         usage: "georeg serve",
         about: "The daemon: the notification endpoint, the event log (primary), the replication workers, \
-                backfill and the event-log cursor (secondary), the dashboard, status API and metrics. It owns \
+                backfill, drills and the event-log cursor (secondary), the dashboard, status API and metrics. It owns \
                 the state file while it runs; SIGTERM or SIGINT stops it within 10 s.",
         options: &[],
         example: "systemctl enable --now georeg",

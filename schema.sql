@@ -287,3 +287,97 @@ CREATE TABLE bundle_repositories (
     imported_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
     PRIMARY KEY (bundle_id, repository)
 ) WITHOUT ROWID;
+
+-- @version 11
+
+-- Removals georeg would apply to the secondary registry because the
+-- primary no longer has something: a tag gone, a manifest deleted, a whole
+-- repository emptied. With replication.delete_delay_hours above 0 each
+-- waits here, held, until applies_at; `georeg deletions` lists them and
+-- applies or cancels them early. With a delay of 0 they are applied at once
+-- and recorded as applied, for the burst alarm and as a history.
+CREATE TABLE removals (
+    id            INTEGER PRIMARY KEY,
+    repository_id INTEGER NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+    -- tag:      one tag (distribution 2.8 cannot delete a tag by name, so
+    --           georeg removes it without touching sibling tags);
+    -- manifest: a manifest by digest, and with it every tag pointing at it.
+    kind          TEXT NOT NULL CHECK (kind IN ('tag', 'manifest')),
+    -- The tag (kind tag).
+    tag           TEXT,
+    -- kind manifest: the manifest; kind tag: the digest the tag had on the
+    -- secondary when the removal was seen.
+    digest        TEXT,
+    -- What happened on the primary: 'tag removed', 'manifest deleted',
+    -- 'repository emptied'.
+    cause         TEXT NOT NULL,
+    -- Tags the removal takes off the secondary (the burst alarm counts them).
+    tags          INTEGER NOT NULL DEFAULT 1,
+    -- held:      waiting for applies_at;
+    -- applying:  a worker is applying it now (a crash puts it back to held);
+    -- applied:   done (or nothing was left to remove);
+    -- cancelled: an operator chose to keep it: the secondary keeps what the
+    --            primary lost, and verification expects the difference;
+    -- dropped:   the primary has it again, so there is nothing to remove.
+    state         TEXT NOT NULL DEFAULT 'held'
+                  CHECK (state IN ('held', 'applying', 'applied', 'cancelled', 'dropped')),
+    seen_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    -- When the delay ends (seen_at itself with a delay of 0, or when an
+    -- operator asked to apply it now).
+    applies_at    TEXT NOT NULL,
+    -- When it left 'held', and who decided: the delay ran out, an operator
+    -- (`georeg deletions --apply/--cancel`), or the primary (it has it again).
+    decided_at    TEXT,
+    decided_by    TEXT CHECK (decided_by IN ('delay', 'operator', 'primary')),
+    -- Why the last attempt to apply it failed (NULL when none did).
+    last_error    TEXT,
+    -- Set when this removal came in a burst (more than
+    -- replication.delete_burst_share of a repository's or the registry's
+    -- tags within an hour): the alarm's text. The node is unhealthy while
+    -- such a removal is held and no operator decided on it.
+    burst         TEXT
+);
+-- One open removal per tag or manifest.
+CREATE UNIQUE INDEX removals_open ON removals (repository_id, kind, COALESCE(tag, digest))
+    WHERE state IN ('held', 'applying', 'cancelled');
+CREATE INDEX removals_by_state ON removals (state, applies_at);
+CREATE INDEX removals_by_time ON removals (seen_at);
+-- The few removals that came in a burst, which every status reads.
+CREATE INDEX removals_in_bursts ON removals (state, seen_at) WHERE burst IS NOT NULL;
+
+-- Drills: a random sample of tags pulled from the secondary registry as a
+-- client would (manifest by tag, every child manifest and blob read in
+-- full and hashed, referrers included), every
+-- replication.drill_interval_seconds and on `georeg drill`. One row per
+-- drill, written when it ends.
+CREATE TABLE drills (
+    id          INTEGER PRIMARY KEY,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    -- 'schedule' (the daemon) or 'command' (`georeg drill`).
+    trigger     TEXT NOT NULL,
+    -- Tags pulled, and what they took: manifests and blobs read and hashed.
+    tags        INTEGER NOT NULL,
+    manifests   INTEGER NOT NULL,
+    blobs       INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL,
+    -- Tags that could not be pulled whole; the first one's failure.
+    failures    INTEGER NOT NULL,
+    first_failure        TEXT,
+    first_failing_digest TEXT
+);
+
+-- What each drill found wrong, one row per tag that failed. A failure
+-- queues a full sync of its repository, which copies the failing blob or
+-- manifest again and reads it back (repaired_at set when that succeeds).
+CREATE TABLE drill_failures (
+    drill_id      INTEGER NOT NULL REFERENCES drills (id) ON DELETE CASCADE,
+    repository_id INTEGER NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+    tag           TEXT NOT NULL,
+    -- blob, manifest (read back damaged or missing), or tag (missing).
+    kind          TEXT NOT NULL CHECK (kind IN ('blob', 'manifest', 'tag')),
+    digest        TEXT NOT NULL,
+    message       TEXT NOT NULL,
+    repaired_at   TEXT
+);
+CREATE INDEX drill_failures_open ON drill_failures (repository_id, repaired_at);

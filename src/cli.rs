@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::registry::token::Scope;
+use crate::store::Selector;
 
 pub const USAGE: &str = "\
 georeg: keeps a secondary container registry in step with a primary one
@@ -15,6 +16,11 @@ commands:
                            sync every repository not synced yet, with progress
   check                    check the configuration, the key, the registries, the
                            primary georeg and the state file, one line each
+  deletions [--json]       removals held back (replication.delete_delay_hours)
+  deletions --apply ID...|--all
+                           apply held removals now
+  deletions --cancel ID...|--all
+                           keep them on the secondary for good
   demo [--once]            run a throwaway primary and secondary on loopback and
                            show an image replicating (needs docker-registry)
   export --output FILE.tar [--inventory FILE] [REPO...]
@@ -24,6 +30,10 @@ commands:
                            apply a transfer bundle to this node's registry
   inventory --output FILE  write what this node's registry holds, signed, for an
                            incremental export
+  drill [--sample N]       pull a random sample of tags from the secondary as a
+                           client would, hashing every blob
+  failover-check [--json]  what would be lost if the primary vanished now; exit 1
+                           when anything would
   serve                    run the daemon: notification endpoint, event log
                            (primary), replication workers (secondary)
   status [--json]          this node's replication status, read from the state file
@@ -46,10 +56,28 @@ options:
 Logging goes to stderr; RUST_LOG=debug shows every registry request.
 ";
 
+/// What `georeg deletions` does with the held removals.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeletionsAction {
+    List,
+    Apply(Selector),
+    Cancel(Selector),
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Backfill,
     Check,
+    Deletions {
+        action: DeletionsAction,
+        json: bool,
+    },
+    Drill {
+        sample: Option<usize>,
+    },
+    FailoverCheck {
+        json: bool,
+    },
     Demo {
         once: bool,
     },
@@ -194,6 +222,25 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
             Command::Inventory { output }
         }
         Some("demo") => Command::Demo { once: one_flag("demo", "--once", words)? },
+        Some("deletions") => deletions(words)?,
+        Some("failover-check") => Command::FailoverCheck { json: one_flag("failover-check", "--json", words)? },
+        Some("drill") => {
+            let mut sample = None;
+            while let Some(w) = words.next() {
+                let value = match w.as_str() {
+                    "--sample" => words.next().ok_or_else(|| Error::Usage("--sample needs a number".into()))?,
+                    s if s.starts_with("--sample=") => s["--sample=".len()..].to_string(),
+                    other => return Err(Error::Usage(format!("drill: unexpected argument {other:?}"))),
+                };
+                match value.parse::<usize>() {
+                    Ok(n @ 1..=10_000) => sample = Some(n),
+                    _ => {
+                        return Err(Error::Usage(format!("drill: --sample {value:?} is not a number from 1 to 10000")))
+                    }
+                }
+            }
+            Command::Drill { sample }
+        }
         Some("serve") => no_arguments("serve", words, Command::Serve)?,
         Some("sync") => {
             let repositories: Vec<String> = words.collect();
@@ -227,6 +274,48 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
         Some(other) => return Err(Error::Usage(format!("unknown command {other:?}"))),
     };
     Ok(Cli { config, command })
+}
+
+/// `deletions [--json]`, `deletions --apply ID...|--all`, `deletions --cancel ID...|--all`.
+fn deletions(words: impl Iterator<Item = String>) -> Result<Command> {
+    let (mut action, mut all, mut json, mut ids) = (None, false, false, Vec::new());
+    for w in words {
+        match w.as_str() {
+            "--json" => json = true,
+            "--all" => all = true,
+            "--apply" | "--cancel" if action.is_none() => action = Some(w),
+            "--apply" | "--cancel" => {
+                return Err(Error::Usage("deletions: --apply and --cancel cannot go together".into()))
+            }
+            id => match id.parse::<i64>() {
+                Ok(id) if id > 0 => ids.push(id),
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "deletions: {id:?} is not a removal ID (the ID column of georeg deletions)"
+                    )))
+                }
+            },
+        }
+    }
+    let which = match (all, ids.is_empty()) {
+        (true, true) => Some(Selector::All),
+        (false, false) => Some(Selector::Ids(ids)),
+        (true, false) => return Err(Error::Usage("deletions: give IDs or --all, not both".into())),
+        (false, true) => None,
+    };
+    let action = match (action.as_deref(), which) {
+        (None, None) => DeletionsAction::List,
+        (None, Some(_)) => {
+            return Err(Error::Usage("deletions: IDs and --all go with --apply or --cancel".into()));
+        }
+        (Some(flag), None) => return Err(Error::Usage(format!("deletions: {flag} needs IDs or --all"))),
+        (Some("--apply"), Some(which)) => DeletionsAction::Apply(which),
+        (Some(_), Some(which)) => DeletionsAction::Cancel(which),
+    };
+    if json && action != DeletionsAction::List {
+        return Err(Error::Usage("deletions: --json goes with the listing only".into()));
+    }
+    Ok(Command::Deletions { action, json })
 }
 
 /// Help on `topic` (a command), or the general usage; an unknown topic is
@@ -297,6 +386,21 @@ mod tests {
         assert_eq!(p(&["backfill"]).unwrap().command, Command::Backfill);
         assert_eq!(p(&["check"]).unwrap().command, Command::Check);
         assert_eq!(p(&["--version"]).unwrap().command, Command::Version);
+        let d = |action, json| Command::Deletions { action, json };
+        assert_eq!(p(&["deletions"]).unwrap().command, d(DeletionsAction::List, false));
+        assert_eq!(p(&["deletions", "--json"]).unwrap().command, d(DeletionsAction::List, true));
+        assert_eq!(
+            p(&["deletions", "--apply", "3", "5"]).unwrap().command,
+            d(DeletionsAction::Apply(Selector::Ids(vec![3, 5])), false)
+        );
+        assert_eq!(
+            p(&["deletions", "--cancel", "--all"]).unwrap().command,
+            d(DeletionsAction::Cancel(Selector::All), false)
+        );
+        assert_eq!(p(&["failover-check", "--json"]).unwrap().command, Command::FailoverCheck { json: true });
+        assert_eq!(p(&["drill"]).unwrap().command, Command::Drill { sample: None });
+        assert_eq!(p(&["drill", "--sample", "3"]).unwrap().command, Command::Drill { sample: Some(3) });
+        assert_eq!(p(&["drill", "--sample=7"]).unwrap().command, Command::Drill { sample: Some(7) });
     }
 
     #[test]
@@ -344,5 +448,18 @@ mod tests {
             Command::Inventory { output: "i.json".into() }
         );
         assert_eq!(p(&["import", "--help"]).unwrap().command, Command::Help { topic: Some("import".into()) });
+        for bad in [
+            &["deletions", "--apply"][..],
+            &["deletions", "--apply", "--cancel", "1"],
+            &["deletions", "3"],
+            &["deletions", "--cancel", "x"],
+            &["deletions", "--apply", "--all", "3"],
+            &["deletions", "--apply", "3", "--json"],
+            &["drill", "--sample", "0"],
+            &["drill", "--sample"],
+            &["failover-check", "now"],
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
     }
 }

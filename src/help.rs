@@ -37,6 +37,24 @@ pub const PAGES: &[Page] = &[
         exit: "0 when every check passed; 1 when any failed; 2 when the configuration itself is invalid",
     },
     Page {
+        name: "deletions",
+        usage: "georeg deletions [--json] | --apply ID...|--all | --cancel ID...|--all",
+        about: "The removals held back by replication.delete_delay_hours: every tag, manifest or emptied \
+                repository the primary lost waits that long before georeg removes it from the secondary. Without \
+                options: one line each (ID, repository, tag or digest, seen at, applies at), cancelled ones last. \
+                --apply removes them now (what the primary has again is dropped instead; while georeg serve runs, \
+                it does the work and this command follows it). --cancel keeps them on the secondary for good: \
+                verification expects the difference.",
+        options: &[
+            ("--json", "the listing as JSON"),
+            ("--apply ID...", "apply these held removals now; --all: every held one"),
+            ("--cancel ID...", "keep these on the secondary; --all: every held one"),
+        ],
+        example: "georeg deletions --apply 12 13",
+        exit: "0 when every removal named was listed, applied or cancelled; 1 when one failed or no held removal \
+               has an ID given; 130 when interrupted",
+    },
+    Page {
         name: "demo",
         usage: "georeg demo [--once]",
         about: "Runs a throwaway primary and secondary (registries and georeg nodes) on loopback, pushes an image \
@@ -90,10 +108,34 @@ pub const PAGES: &[Page] = &[
         exit: "0 when written; 1 when the registry could not be read; 130 when interrupted",
     },
     Page {
+        name: "drill",
+        usage: "georeg drill [--sample N]",
+        about: "Pulls a random sample of tags from the secondary registry now, as a client would, with a pull-only \
+                token: the manifest by tag, every child manifest and every blob read in full and hashed, referrers \
+                included. One line per tag; the result is recorded in the state file. A tag that cannot be pulled \
+                whole queues a full sync of its repository, which copies the failing blob or manifest again. Runs \
+                beside georeg serve, which drills every replication.drill_interval_seconds by itself.",
+        options: &[("--sample N", "tags to pull (default: replication.drill_sample, 10)")],
+        example: "georeg drill --sample 50",
+        exit: "0 when every tag pulled whole (or nothing is synced yet); 1 when any failed; 130 when interrupted",
+    },
+    Page {
+        name: "failover-check",
+        usage: "georeg failover-check [--json]",
+        about: "What would be lost if the primary vanished now, one line per finding: events received but not \
+                applied, repositories not synced or failing, never verified, failed or stale verifications, tags \
+                the secondary refuses, failed drills (LOSS lines); held removals, the oldest unapplied change and \
+                recent lag (note lines). Reads the state file only. The same as the failover object of \
+                /api/v1/status and georeg_failover_ready in /metrics.",
+        options: &[("--json", "the findings as JSON")],
+        example: "georeg failover-check || echo 'not ready to fail over'",
+        exit: "0 when nothing would be lost; 1 when anything would",
+    },
+    Page {
         name: "serve",
         usage: "georeg serve",
         about: "The daemon: the notification endpoint, the event log (primary), the replication workers, \
-                backfill and the event-log cursor (secondary), the dashboard, status API and metrics. It owns \
+                backfill, drills and the event-log cursor (secondary), the dashboard, status API and metrics. It owns \
                 the state file while it runs; SIGTERM or SIGINT stops it within 10 s.",
         options: &[],
         example: "systemctl enable --now georeg",
@@ -223,8 +265,11 @@ mod tests {
         for name in [
             "backfill",
             "check",
+            "deletions",
             "demo",
+            "drill",
             "export",
+            "failover-check",
             "import",
             "inventory",
             "serve",

@@ -5,8 +5,11 @@
 
 mod backfill;
 mod check;
+mod deletions;
 mod demo;
+mod drill;
 mod export;
+mod failover;
 mod import;
 mod inventory;
 mod owner;
@@ -21,7 +24,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::{self, Cli, Command};
+use crate::cli::{self, Cli, Command, DeletionsAction};
 use crate::config::{Config, Role};
 use crate::error::{Error, Result};
 use crate::health::report::Reporter;
@@ -82,6 +85,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Inventory { output } => inventory::run(&open_stoppable(config)?, &output),
         Command::Token { scopes } => token::run(&open(config)?, &scopes),
+        Command::Deletions { action, json } => {
+            let path = Config::resolve_path(config);
+            match action {
+                DeletionsAction::List => deletions::list(&Config::load_for_status(&path)?, json),
+                DeletionsAction::Cancel(which) => deletions::cancel(&Config::load_for_status(&path)?, &which),
+                DeletionsAction::Apply(which) => deletions::apply(&open_stoppable(config)?, &which),
+            }
+        }
+        Command::FailoverCheck { json } => {
+            failover::run(&Config::load_for_status(&Config::resolve_path(config))?, json)
+        }
+        Command::Drill { sample } => drill::run(&open_stoppable(config)?, sample),
     }
 }
 
@@ -110,6 +125,8 @@ pub struct Node {
     pub shutdown: Shutdown,
     /// This node's own registry.
     pub local: Target,
+    /// This node's own registry with pull-only tokens, as clients read it (drills).
+    pub local_reader: Client,
     /// The primary registry, read-only; `None` on the primary itself.
     pub primary: Option<Client>,
     /// The primary georeg, on a secondary that follows its event log.
@@ -130,6 +147,11 @@ impl Node {
             agent.clone(),
             TokenCache::new(signer.clone(), &config.registry.service, ttl),
         );
+        let local_reader = Client::read_only(
+            &config.registry.url,
+            agent.clone(),
+            TokenCache::new(signer.clone(), &config.registry.service, ttl),
+        );
         let primary = primary_client(&config, &signer, tls);
         let primary_node = match (&config.role, &config.replication.primary_node_url) {
             (Role::Secondary, Some(url)) => {
@@ -145,6 +167,7 @@ impl Node {
             health: Health::default(),
             shutdown: Shutdown::default(),
             local,
+            local_reader,
             primary,
             primary_node,
         })
@@ -164,6 +187,7 @@ impl Node {
             stats: &self.stats,
             shutdown: &self.shutdown,
             chunk_size: self.config.replication.chunk_bytes,
+            removals: self.config.replication.removal_policy(),
         })
     }
 
@@ -171,6 +195,11 @@ impl Node {
     /// from `source` (a transfer bundle) instead of the primary.
     pub fn importer<'a>(&'a self, source: &'a dyn Source) -> Result<Replicator<'a>> {
         Ok(Replicator { source, ..self.replicator()? })
+    }
+
+    /// What a drill reads (this node's registry, pull-only) and records.
+    pub fn drill(&self) -> crate::replication::drill::Drill<'_> {
+        crate::replication::drill::Drill { secondary: &self.local_reader, store: &self.store, shutdown: &self.shutdown }
     }
 
     /// What the HTTP server's handlers see.

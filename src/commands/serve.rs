@@ -1,7 +1,7 @@
 //! `georeg serve`: the HTTP server pool, the report thread, event pruning
-//! and, on a secondary, the replication workers, the backfill scanner and
-//! the cursor over the primary georeg's log; all stopped cleanly by
-//! SIGTERM or SIGINT.
+//! and, on a secondary, the replication workers, the backfill scanner, the
+//! drills and the cursor over the primary georeg's log; all stopped cleanly
+//! by SIGTERM or SIGINT.
 //!
 //! Shutdown: the signal sets the stop request; HTTP threads finish the
 //! request in hand; a worker copying a blob stops reading it, cancels the
@@ -23,6 +23,8 @@ use crate::web::{front, server};
 const STOP_DEADLINE: Duration = Duration::from_secs(9);
 /// How often old events are pruned from the state file.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Drills kept in the state file (with any failure not yet repaired).
+const DRILLS_KEPT: usize = 1000;
 
 pub fn run(node: Node, _lock: Lock) -> Result<()> {
     node.shutdown.on_signals()?;
@@ -76,6 +78,14 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
             backfill::run(r, &replication.selection(), Duration::from_secs(replication.backfill_interval_seconds))
         }
     };
+    let drill = node.drill();
+    let drills = |_| {
+        crate::replication::drill::run(
+            &drill,
+            Duration::from_secs(replication.drill_interval_seconds),
+            replication.drill_sample,
+        )
+    };
     let follow = |_| {
         if let (Some(_), Some(primary)) = (&replicator, &node.primary_node) {
             cursor::run(primary, &node.store, &node.stats, &node.shutdown)
@@ -89,6 +99,9 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
         if replicator.is_some() {
             handles.extend(pool::spawn(s, replication.workers, "sync", &sync)?);
             handles.extend(pool::spawn(s, 1, "backfill", &scan)?);
+            if replication.drill_interval_seconds > 0 {
+                handles.extend(pool::spawn(s, 1, "drill", &drills)?);
+            }
             if node.primary_node.is_some() {
                 handles.extend(pool::spawn(s, 1, "follow", &follow)?);
             }
@@ -135,5 +148,9 @@ fn prune_events(node: &Node) {
         Ok(0) => {}
         Ok(n) => log::info!("pruned {n} events older than {days} days from the state file"),
         Err(e) => log::warn!("cannot prune old events: {e}"),
+    }
+    // Removals done with, kept as long as events are; the last drills.
+    if let Err(e) = node.store.prune_removals(days).and_then(|_| node.store.prune_drills(DRILLS_KEPT)) {
+        log::warn!("cannot prune old removals and drills: {e}");
     }
 }

@@ -135,6 +135,25 @@ pub struct ReplicationConfig {
     /// A repository failing for longer than this makes the node unhealthy.
     #[serde(default = "default_failing_alert")]
     pub failing_alert_seconds: u64,
+    /// Removals (tags, manifests, emptied repositories) wait this long in
+    /// the state file before georeg applies them to the secondary; 0
+    /// applies them at once.
+    #[serde(default)]
+    pub delete_delay_hours: u64,
+    /// A burst of removals (more than this share of a repository's or the
+    /// registry's tags within an hour) makes the node unhealthy.
+    #[serde(default = "default_burst_share")]
+    pub delete_burst_share: f64,
+    /// ...when at least this many tags are removed.
+    #[serde(default = "default_burst_min_tags")]
+    pub delete_burst_min_tags: u64,
+    /// How often a sample of tags is pulled from the secondary as a client
+    /// would (a drill); 0: never on its own.
+    #[serde(default = "default_drill_interval")]
+    pub drill_interval_seconds: u64,
+    /// Tags pulled per drill.
+    #[serde(default = "default_drill_sample")]
+    pub drill_sample: usize,
     /// Selective sync: glob patterns of repositories to replicate (all when empty).
     #[serde(default)]
     pub include: Vec<String>,
@@ -167,6 +186,11 @@ impl Default for ReplicationConfig {
             reverification_interval_seconds: default_reverification_interval(),
             report_interval_seconds: default_report_interval(),
             failing_alert_seconds: default_failing_alert(),
+            delete_delay_hours: 0,
+            delete_burst_share: default_burst_share(),
+            delete_burst_min_tags: default_burst_min_tags(),
+            drill_interval_seconds: default_drill_interval(),
+            drill_sample: default_drill_sample(),
             max_bandwidth: None,
             max_requests_per_second: None,
             max_bytes_per_second: None,
@@ -182,6 +206,15 @@ impl Default for ReplicationConfig {
 impl ReplicationConfig {
     pub fn selection(&self) -> Selection {
         Selection::new(&self.include, &self.exclude)
+    }
+
+    /// How removals are held back and when they raise the burst alarm.
+    pub fn removal_policy(&self) -> crate::store::RemovalPolicy {
+        crate::store::RemovalPolicy {
+            delay_hours: self.delete_delay_hours,
+            burst_share: self.delete_burst_share,
+            burst_min_tags: self.delete_burst_min_tags,
+        }
     }
 }
 
@@ -234,6 +267,20 @@ fn default_failing_alert() -> u64 {
 
 fn default_report_interval() -> u64 {
     60
+}
+/// More than half of a repository's tags gone within an hour is rarely a
+/// cleanup policy at work; ten tags keep small repositories from alarming.
+fn default_burst_share() -> f64 {
+    0.5
+}
+fn default_burst_min_tags() -> u64 {
+    10
+}
+fn default_drill_interval() -> u64 {
+    24 * 3600
+}
+fn default_drill_sample() -> usize {
+    10
 }
 fn yes() -> bool {
     true

@@ -167,3 +167,35 @@ fn a_paused_or_air_gapped_secondary_needs_no_notification_secret() {
     let e = err(&dir, &GOOD.replace("secret_file = \"secret\"", ""));
     assert!(e.contains("notifications.secret_file"), "{e}");
 }
+
+#[test]
+fn disaster_recovery_keys_default_and_are_checked() {
+    let dir = write_dir("Abc");
+    let c = parse(&dir, GOOD).unwrap();
+    let r = &c.replication;
+    assert_eq!(
+        (r.delete_delay_hours, r.delete_burst_min_tags, r.drill_interval_seconds, r.drill_sample),
+        (0, 10, 86400, 10)
+    );
+    assert_eq!(r.delete_burst_share, 0.5);
+    let with = |line: &str| GOOD.replace("workers = 2", &format!("workers = 2\n{line}"));
+    let c = parse(&dir, &with("delete_delay_hours = 24\ndrill_interval_seconds = 0")).unwrap();
+    assert_eq!(c.replication.removal_policy().delay_hours, 24);
+    for (line, key) in [
+        ("delete_burst_share = 0.0", "replication.delete_burst_share"),
+        ("delete_burst_share = 1.5", "replication.delete_burst_share"),
+        ("delete_burst_min_tags = 0", "replication.delete_burst_min_tags"),
+        ("delete_delay_hours = 100000", "replication.delete_delay_hours"),
+        ("drill_interval_seconds = 2", "replication.drill_interval_seconds"),
+        ("drill_sample = 0", "replication.drill_sample"),
+    ] {
+        let e = err(&dir, &with(line));
+        assert!(e.contains(key), "{line}: {e}");
+    }
+}
+
+#[test]
+fn the_packaged_config_names_only_known_keys_and_holds_removals_a_day() {
+    let config: Config = toml::from_str(include_str!("../../packaging/georeg.toml")).unwrap();
+    assert_eq!(config.replication.delete_delay_hours, 24);
+}

@@ -92,6 +92,22 @@ impl Config {
         if self.replication.failing_alert_seconds < 60 {
             return Err(self.bad("replication.failing_alert_seconds", "must be at least 60"));
         }
+        if self.replication.delete_delay_hours > 24 * 365 {
+            return Err(self.bad("replication.delete_delay_hours", "must be at most 8760 (a year)"));
+        }
+        let share = self.replication.delete_burst_share;
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(self.bad("replication.delete_burst_share", "must be above 0 and at most 1 (0.5: half)"));
+        }
+        if self.replication.delete_burst_min_tags == 0 {
+            return Err(self.bad("replication.delete_burst_min_tags", "must be at least 1"));
+        }
+        if (1..5).contains(&self.replication.drill_interval_seconds) {
+            return Err(self.bad("replication.drill_interval_seconds", "must be 0 (no scheduled drills) or at least 5"));
+        }
+        if !(1..=10_000).contains(&self.replication.drill_sample) {
+            return Err(self.bad("replication.drill_sample", "must be between 1 and 10000"));
+        }
         if self.replication.reverification_interval_seconds < 60 {
             return Err(self.bad("replication.reverification_interval_seconds", "must be at least 60"));
         }

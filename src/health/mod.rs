@@ -1,9 +1,10 @@
 //! What georeg tells operators about itself: one status snapshot shared by
 //! the dashboard, the status API, `/metrics`, `georeg status` and the
 //! reports secondaries send (`status`), the live counters of this process
-//! (`stats`), and the periodic health check and report to the primary
-//! georeg (`report`).
+//! (`stats`), the periodic health check and report to the primary georeg
+//! (`report`), and disaster-recovery readiness (`dr`: failover findings).
 
+pub mod dr;
 pub mod report;
 pub mod stats;
 pub mod status;

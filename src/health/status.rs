@@ -5,11 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::dr::{self, Failover};
 use super::human_bytes;
 use super::stats::{Copying, Stats};
 use crate::config::{Config, Role};
 use crate::error::Result;
-use crate::store::{BundleRow, Counts, RepositoryRow, Store, UploadRow};
+use crate::store::{BundleRow, Counts, DrillSummary, RemovalSummary, RepositoryRow, Store, UploadRow};
 
 /// A secondary whose last report is older than this is shown offline.
 pub const OFFLINE_AFTER_SECONDS: i64 = 600;
@@ -62,6 +63,15 @@ pub struct Status {
     /// A bundle whose import began and has not finished.
     #[serde(default)]
     pub unfinished_bundle: Option<BundleRow>,
+    /// Removals held back (`replication.delete_delay_hours`) and the burst alarm.
+    #[serde(default)]
+    pub deletions: RemovalSummary,
+    /// The last drill, and drill failures not repaired yet.
+    #[serde(default)]
+    pub drill: DrillSummary,
+    /// On a secondary: what would be lost if the primary vanished now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
 }
 
 /// Repositories whose syncs are failing.
@@ -194,7 +204,12 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
             failing.reason.clone().unwrap_or_default()
         )
     });
+    let mut deletions = if primary { RemovalSummary::default() } else { store.removal_summary()? };
+    deletions.delay_hours = config.replication.delete_delay_hours;
+    let burst =
+        deletions.burst.as_ref().map(|b| format!("{b}; review them with `georeg deletions`, then --apply or --cancel"));
     let health_message = problem
+        .or(burst)
         .or_else(|| events.cursor_error.as_ref().map(|e| format!("cannot read the primary's event log: {e}")))
         .or(failing_too_long);
     let (last_sync_at, last_event_at, last_verified_at) = store.last_activity()?;
@@ -236,7 +251,7 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
     } else {
         None
     };
-    Ok(Status {
+    let mut status = Status {
         node: NodeInfo {
             name: config.node_name.clone(),
             role: if primary { "primary" } else { "secondary" }.into(),
@@ -265,7 +280,14 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
         last_verified_at,
         last_bundle,
         unfinished_bundle,
-    })
+        deletions,
+        drill: if primary { DrillSummary::default() } else { store.drill_summary()? },
+        failover: None,
+    };
+    if !primary {
+        status.failover = Some(dr::assess(config, store, &status)?);
+    }
+    Ok(status)
 }
 
 /// The age of the oldest event not yet applied, leaving out failing
@@ -406,6 +428,7 @@ pub fn text(s: &Status) -> String {
         for u in &s.uploads {
             out.push_str(&format!("large blob: {}\n", upload_line(u)));
         }
+        out.push_str(&dr::status_lines(s));
         for f in &s.recent_failures {
             out.push_str(&format!("failed: {}: {}\n", f.name, f.last_sync_failure.clone().unwrap_or_default()));
         }

@@ -155,6 +155,19 @@ impl Target {
         Ok(())
     }
 
+    /// Unlinks a blob from the repository (`DELETE /v2/NAME/blobs/DIGEST`);
+    /// distribution keeps the bytes in its storage for other repositories
+    /// (until garbage collection). Already unlinked, or a registry that
+    /// does not delete (405), counts as done.
+    pub fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<()> {
+        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
+        let resp = self.send("DELETE", &url, &[Scope::repository(repo, DELETE)], &[], Body::Empty)?;
+        match resp.status() {
+            200 | 202 | 404 | 405 => Ok(()),
+            _ => Err(registry_error(resp, "DELETE", &url)),
+        }
+    }
+
     /// Whether the registry deletes manifests at all (distribution's
     /// `storage.delete.enabled`), asked by deleting one that cannot exist:
     /// 405 when deletes are off, 404 when they are on. Asked before any

@@ -6,7 +6,8 @@
 //! pagination), records repositories georeg has never seen (they are then
 //! synced, never-synced first), applies selective sync, and queues a full
 //! sync of repositories that are gone from the primary so that their tags
-//! are removed from the secondary too. The daemon scans at start and every
+//! are removed from the secondary too (or their removal held back,
+//! `replication.delete_delay_hours`). The daemon scans at start and every
 //! `replication.backfill_interval_seconds`; `georeg backfill` runs one pass
 //! in the foreground.
 
@@ -45,9 +46,14 @@ pub fn scan(r: &Replicator, selection: &Selection) -> Result<Scan> {
             continue;
         }
         // Absent from the catalog and unknown to the primary: deleted there.
-        if primary.tags(&name)?.is_none() && r.secondary.tags(&name)?.is_some_and(|t| !t.is_empty()) {
-            store.request_full_sync(&name)?;
-            gone += 1;
+        // Tags whose removal is held back or cancelled need no new look.
+        if primary.tags(&name)?.is_none() {
+            let left = r.secondary.tags(&name)?.unwrap_or_default();
+            let kept = store.kept_removals(&name)?;
+            if left.iter().any(|tag| !kept.tags.contains_key(tag)) {
+                store.request_full_sync(&name)?;
+                gone += 1;
+            }
         }
     }
     Ok(Scan { included: included.len(), added, excluded, gone })

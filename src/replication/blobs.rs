@@ -96,7 +96,7 @@ impl Replicator<'_> {
     /// Streams one blob from the primary into the open upload at
     /// `location`: in one request, or in chunks when it is larger than
     /// `replication.chunk_size`.
-    fn copy_blob(
+    pub(super) fn copy_blob(
         &self,
         repo: &str,
         blob: &BlobRef,

@@ -43,6 +43,12 @@ pub struct Report {
     pub tags_unsupported: u64,
     /// Manifests reached through the primary's referrers API.
     pub referrers_copied: u64,
+    /// Removals held back (`replication.delete_delay_hours`), and removals
+    /// an operator cancelled (kept on the secondary).
+    pub removals_held: u64,
+    pub removals_kept: u64,
+    /// Blobs and manifests a drill found damaged, copied again and read back whole.
+    pub repaired: u64,
 }
 
 impl std::fmt::Display for Report {
@@ -63,6 +69,15 @@ impl std::fmt::Display for Report {
         }
         if self.referrers_copied > 0 {
             write!(f, "; {} referrers copied", self.referrers_copied)?;
+        }
+        if self.removals_held > 0 {
+            write!(f, "; {} removals held (replication.delete_delay_hours)", self.removals_held)?;
+        }
+        if self.removals_kept > 0 {
+            write!(f, "; {} removals cancelled by an operator, kept", self.removals_kept)?;
+        }
+        if self.repaired > 0 {
+            write!(f, "; {} damaged blobs or manifests repaired", self.repaired)?;
         }
         Ok(())
     }
@@ -96,6 +111,8 @@ impl Replicator<'_> {
         let progress = self.stats.begin(&job.name);
         let result = self.store.events_for(job).and_then(|events| {
             if job.full {
+                // What a drill found damaged is copied again first.
+                self.repair(&job.name, &progress, &mut report)?;
                 // Distribution notifies before it writes the tag link, so
                 // the listing may miss a tag an event just announced: the
                 // events naming tags the listing did not show still apply.
@@ -106,8 +123,13 @@ impl Replicator<'_> {
             } else {
                 self.apply_events(&job.name, &events, None, &progress, &mut report)?;
             }
+            self.apply_due_removals(&job.name, &mut report)?;
+            if job.full {
+                self.store.drill_failures_repaired(&job.name)?;
+            }
             Ok(events.len() as u64)
         });
+        self.check_burst(&job.name, &report);
         self.stats.end(&job.name, result.is_ok());
         match result {
             Ok(applied) => {
@@ -170,10 +192,10 @@ impl Replicator<'_> {
             seen.manifests.insert(digest.clone());
             report.manifests_copied += 1;
         } else if !on_primary && on_secondary {
-            self.secondary.delete_manifest(repo, digest)?;
-            self.store.remove_tags_at(repo, digest)?;
-            report.manifests_deleted += 1;
-            log::debug!("{repo}@{digest} deleted (gone from the primary)");
+            self.delete_or_hold_manifest(repo, digest, report)?;
+        }
+        if on_primary {
+            self.store.manifest_back(repo, digest)?;
         }
         Ok(())
     }
@@ -190,7 +212,10 @@ impl Replicator<'_> {
         let mut seen =
             Seen { manifests: present.values().cloned().collect(), progress: progress.clone(), ..Seen::default() };
         let mut failures: Vec<Error> = Vec::new();
-        for tag in self.primary.valid_tags(repo)? {
+        let listed = self.primary.valid_tags(repo)?;
+        // A primary with no tag left lost the repository, not a tag.
+        let cause = if listed.is_empty() { super::held::REPOSITORY_EMPTIED } else { super::held::TAG_REMOVED };
+        for tag in listed {
             self.shutdown.check()?;
             // A tag the secondary holds is compared by digest (HEAD); one it
             // lacks is read at once (GET), its digest checked, and copied.
@@ -231,10 +256,9 @@ impl Replicator<'_> {
         if failures.is_empty() {
             self.copy_referrers(repo, wanted.values().cloned(), &mut seen, report)?;
         }
-        for tag in present.keys().filter(|t| !wanted.contains_key(*t)) {
+        for (tag, digest) in present.iter().filter(|(t, _)| !wanted.contains_key(*t)) {
             self.shutdown.check()?;
-            self.remove_tag(repo, tag)?;
-            report.tags_removed += 1;
+            self.remove_or_hold_tag(repo, tag, Some(digest), cause, report)?;
         }
         // A repository is synced only when every tag is: never with one missing.
         match failures.len() {

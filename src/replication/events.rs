@@ -109,19 +109,29 @@ impl Replicator<'_> {
         for tag in tags {
             let (p, s) = (self.primary.manifest_digest(repo, tag)?, self.secondary.manifest_digest(repo, tag)?);
             if p != s {
-                differences.push(format!("tag {tag}: primary {}, secondary {}", show(p.as_ref()), show(s.as_ref())));
+                let text = format!("tag {tag}: primary {}, secondary {}", show(p.as_ref()), show(s.as_ref()));
+                let only_here = s.filter(|_| p.is_none()).map(|s| (tag.clone(), s));
+                differences.push(Difference { text, only_here });
             }
         }
         for d in digests {
             let p = self.primary.manifest_digest(repo, d.as_str())?.is_some();
             let s = self.secondary.manifest_digest(repo, d.as_str())?.is_some();
             if p != s {
-                differences.push(format!("manifest {d}: on the primary {p}, on the secondary {s}"));
+                let text = format!("manifest {d}: on the primary {p}, on the secondary {s}");
+                differences.push(Difference { text, only_here: (s && !p).then(|| (String::new(), d.clone())) });
             }
+        }
+        if !differences.is_empty() {
+            // What is only on the secondary because its removal is held
+            // back (or cancelled) differs on purpose.
+            let kept = self.store.kept_removals(repo)?;
+            differences.retain(|d| !d.expected_by(&kept));
         }
         if differences.is_empty() {
             return Ok(());
         }
+        let differences: Vec<String> = differences.into_iter().map(|d| d.text).collect();
         self.store.request_full_sync(repo)?;
         Err(Error::Manifest {
             repository: repo.into(),
@@ -214,11 +224,10 @@ impl Replicator<'_> {
                     self.copy_manifest(repo, tag, m, seen, report)?;
                 }
             }
-            None if self.secondary.manifest_digest(repo, tag)?.is_some() => {
-                self.remove_tag(repo, tag)?;
-                report.tags_removed += 1;
-            }
-            None => self.store.remove_tag(repo, tag)?,
+            None => match self.secondary.manifest_digest(repo, tag)? {
+                Some(there) => self.remove_or_hold_tag(repo, tag, Some(&there), super::held::TAG_REMOVED, report)?,
+                None => self.store.remove_tag(repo, tag)?,
+            },
         }
         Ok(())
     }
@@ -255,6 +264,23 @@ impl Replicator<'_> {
         report.manifests_copied += 1;
         seen.manifests.insert(m.digest);
         Ok(())
+    }
+}
+
+/// A tag or manifest that reads differently on the two registries.
+struct Difference {
+    text: String,
+    /// What only the secondary has: (tag, digest), or ("", digest) for a
+    /// manifest by digest.
+    only_here: Option<(String, Digest)>,
+}
+
+impl Difference {
+    fn expected_by(&self, kept: &crate::store::Kept) -> bool {
+        self.only_here.as_ref().is_some_and(|(tag, digest)| match tag.as_str() {
+            "" => kept.manifests.contains(digest.as_str()),
+            tag => kept.covers(tag, digest.as_str()),
+        })
     }
 }
 

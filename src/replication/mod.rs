@@ -3,7 +3,10 @@
 //! repository; `worker` claims repositories from the state file and runs
 //! it; `backfill` scans the primary's catalog for what events missed;
 //! `events` applies new events; `referrers` follows OCI referrers;
-//! `removal` removes tags; `verify` proves a repository matches; `cursor`
+//! `removal` removes tags and `held` holds removals back
+//! (`replication.delete_delay_hours`); `drill` pulls a sample of tags from
+//! the secondary as a client would and `repair` copies again what it found
+//! damaged; `verify` proves a repository matches; `cursor`
 //! reads the primary georeg's event log into the state file; `pool` runs
 //! all of it on named threads; `source` is where the engine reads what it
 //! copies (the primary, or a transfer bundle), and `import` applies a
@@ -18,11 +21,14 @@ mod blobs;
 mod chunks;
 pub mod copy;
 pub mod cursor;
+pub mod drill;
 mod events;
+mod held;
 pub mod import;
 pub mod pool;
 mod referrers;
 mod removal;
+mod repair;
 pub mod source;
 pub mod verify;
 pub mod worker;
@@ -30,7 +36,7 @@ pub mod worker;
 use crate::health::Stats;
 use crate::registry::{Client, Target};
 use crate::shutdown::Shutdown;
-use crate::store::Store;
+use crate::store::{RemovalPolicy, Store};
 use source::Source;
 
 /// What replicating needs: the primary registry (read-only), the secondary
@@ -48,4 +54,7 @@ pub struct Replicator<'a> {
     /// Blobs larger than this are copied in chunks that survive a restart
     /// (`replication.chunk_size`; 0: never).
     pub chunk_size: u64,
+    /// How removals are held back (`replication.delete_delay_hours`) and
+    /// when they raise the burst alarm.
+    pub removals: RemovalPolicy,
 }

@@ -15,16 +15,18 @@ use crate::health::human_bytes;
 use crate::registry::digest::{Digest, VerifyingReader};
 use crate::registry::{manifest, Client};
 use crate::shutdown::Shutdown;
-use crate::store::Verification;
+use crate::store::{Kept, Verification};
 
 /// What a verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The checksums match; `unsupported` tags the secondary refuses (and
-    /// georeg recorded so) were left out on the primary's side.
+    /// georeg recorded so) were left out on the primary's side, and `kept`
+    /// tags whose removal is held back or cancelled on the secondary's.
     Match {
         checksum: String,
         unsupported: usize,
+        kept: usize,
     },
     Mismatch {
         primary: String,
@@ -36,11 +38,20 @@ pub enum Outcome {
 impl Outcome {
     pub fn describe(&self) -> String {
         match self {
-            Outcome::Match { checksum, unsupported: 0 } => format!("verified, checksum {checksum}"),
-            Outcome::Match { checksum, unsupported } => format!(
-                "verified, checksum {checksum} ({unsupported} tags the secondary refuses left out: see \
-                 unsupported_tags)"
-            ),
+            Outcome::Match { checksum, unsupported, kept } => {
+                let mut text = format!("verified, checksum {checksum}");
+                if *unsupported > 0 {
+                    text.push_str(&format!(
+                        " ({unsupported} tags the secondary refuses left out: see unsupported_tags)"
+                    ));
+                }
+                if *kept > 0 {
+                    text.push_str(&format!(
+                        " ({kept} tags whose removal is held back or cancelled left out: see georeg deletions)"
+                    ));
+                }
+                text
+            }
             Outcome::Mismatch { primary, secondary, first_difference } => {
                 format!(
                     "checksum mismatch: primary {primary}, secondary {secondary}; first difference: {first_difference}"
@@ -73,10 +84,18 @@ pub fn first_difference(primary: &BTreeMap<String, Digest>, secondary: &BTreeMap
 /// Compares the repository's checksum on both registries. `unsupported`:
 /// tags the secondary is known to refuse, with the primary digest it
 /// refused; while the primary still has that digest and the secondary
-/// lacks the tag, they are an expected difference, not a mismatch.
-pub fn compare(primary: &Client, secondary: &Client, repo: &str, unsupported: &[(String, String)]) -> Result<Outcome> {
+/// lacks the tag, they are an expected difference, not a mismatch. `kept`:
+/// removals held back or cancelled; a tag they cover that the secondary
+/// still has and the primary lacks is expected too.
+pub fn compare(
+    primary: &Client,
+    secondary: &Client,
+    repo: &str,
+    unsupported: &[(String, String)],
+    kept: &Kept,
+) -> Result<Outcome> {
     let mut p = primary.tag_digests(repo)?;
-    let s = secondary.tag_digests(repo)?;
+    let mut s = secondary.tag_digests(repo)?;
     let mut left_out = 0;
     for (tag, digest) in unsupported {
         if p.get(tag).is_some_and(|d| d.as_str() == digest) && !s.contains_key(tag) {
@@ -84,6 +103,9 @@ pub fn compare(primary: &Client, secondary: &Client, repo: &str, unsupported: &[
             left_out += 1;
         }
     }
+    let before = s.len();
+    s.retain(|tag, digest| p.contains_key(tag) || !kept.covers(tag, digest.as_str()));
+    let kept_out = before - s.len();
     let (mut pc, mut sc) = (checksum(&p), checksum(&s));
     let mut difference = first_difference(&p, &s);
     if let Some((on_primary, on_secondary)) = referrer_lines(primary, secondary, repo, &p)? {
@@ -96,7 +118,7 @@ pub fn compare(primary: &Client, secondary: &Client, repo: &str, unsupported: &[
         }
     }
     Ok(match difference {
-        None => Outcome::Match { checksum: pc, unsupported: left_out },
+        None => Outcome::Match { checksum: pc, unsupported: left_out, kept: kept_out },
         Some(first_difference) => Outcome::Mismatch { primary: pc, secondary: sc, first_difference },
     })
 }
@@ -169,29 +191,73 @@ pub fn check_blobs(secondary: &Client, repo: &str, shutdown: &Shutdown) -> Resul
             if !seen_blobs.insert(blob.digest.clone()) {
                 continue;
             }
-            // Schema 1 names its layers without sizes: the registry's then.
-            let size = match blob.size {
-                0 => secondary.blob_size(repo, &blob.digest)?.unwrap_or(0),
-                size => size,
-            };
-            let body = secondary.download(repo, &blob.digest, size, 0, shutdown)?;
-            let mut reader = VerifyingReader::new(body, blob.digest.clone(), size);
-            if std::io::copy(&mut reader, &mut std::io::sink()).is_err() || reader.failure.is_some() {
-                let why = reader.failure.unwrap_or_else(|| "could not be read".into());
-                return Err(Error::Manifest {
-                    repository: repo.into(),
-                    reference: blob.digest.to_string(),
-                    message: format!(
-                        "blob on the secondary {} {why}; delete it from the secondary's storage and resync",
-                        secondary.url()
-                    ),
-                });
+            match read_back(secondary, repo, &blob.digest, blob.size, shutdown)? {
+                Ok(read) => bytes += read,
+                Err(why) => {
+                    return Err(Error::Manifest {
+                        repository: repo.into(),
+                        reference: blob.digest.to_string(),
+                        message: format!(
+                            "blob on the secondary {} {why}; delete it from the secondary's storage and resync",
+                            secondary.url()
+                        ),
+                    })
+                }
             }
             blobs += 1;
-            bytes += reader.bytes_read();
         }
     }
     Ok((blobs, bytes))
+}
+
+/// Reads a blob back in full, as a client would, checking its size and
+/// digest: `Ok(Ok(bytes))` when it is whole, `Ok(Err(why))` when the
+/// registry lacks it or returns other bytes; an error when the registry
+/// cannot be reached or georeg is stopping. `size` 0: ask the registry
+/// (schema 1 names layers without sizes).
+pub fn read_back(
+    client: &Client,
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+    shutdown: &Shutdown,
+) -> Result<std::result::Result<u64, String>> {
+    let size = match size {
+        0 => match client.blob_size(repo, digest)? {
+            Some(size) => size,
+            None => return Ok(Err("is missing (404 BLOB_UNKNOWN)".into())),
+        },
+        size => size,
+    };
+    let body = match client.download(repo, digest, size, 0, shutdown) {
+        Ok(body) => body,
+        Err(e @ (Error::Transport { .. } | Error::Interrupted)) => return Err(e),
+        Err(e) => return Ok(Err(format!("could not be read ({e})"))),
+    };
+    let mut reader = VerifyingReader::new(Stoppable { inner: body, shutdown }, digest.clone(), size);
+    let copied = std::io::copy(&mut reader, &mut std::io::sink());
+    shutdown.check()?;
+    Ok(match (copied, reader.failure.take()) {
+        (_, Some(why)) => Err(why),
+        (Err(e), None) => Err(format!("could not be read ({e})")),
+        (Ok(_), None) => Ok(reader.bytes_read()),
+    })
+}
+
+/// A blob being read back that stops when georeg is asked to, so that a
+/// large one does not hold the process past its stop deadline.
+struct Stoppable<'a, R> {
+    inner: R,
+    shutdown: &'a Shutdown,
+}
+
+impl<R: std::io::Read> std::io::Read for Stoppable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.shutdown.requested() {
+            return Err(std::io::Error::other("georeg is shutting down"));
+        }
+        self.inner.read(buf)
+    }
 }
 
 impl Replicator<'_> {
@@ -200,7 +266,8 @@ impl Replicator<'_> {
     /// With `v.blobs`, a match is also proved blob by blob.
     pub fn verify(&self, v: &Verification) -> Result<Outcome> {
         let unsupported = self.store.unsupported_tags(&v.name)?;
-        let result = compare(self.primary, self.secondary, &v.name, &unsupported).and_then(|outcome| {
+        let kept = self.store.kept_removals(&v.name)?;
+        let result = compare(self.primary, self.secondary, &v.name, &unsupported, &kept).and_then(|outcome| {
             if v.blobs && matches!(outcome, Outcome::Match { .. }) {
                 let (n, size) = check_blobs(self.secondary, &v.name, self.shutdown)?;
                 log::info!(
@@ -213,9 +280,9 @@ impl Replicator<'_> {
         });
         let store = self.store;
         match result {
-            Ok(Outcome::Match { checksum, unsupported }) => {
+            Ok(Outcome::Match { checksum, unsupported, kept }) => {
                 store.verification_succeeded(v, &checksum)?;
-                Ok(Outcome::Match { checksum, unsupported })
+                Ok(Outcome::Match { checksum, unsupported, kept })
             }
             Ok(outcome) => {
                 store.verification_failed(v, &outcome.describe(), true)?;

@@ -4,8 +4,11 @@
 //! the secondary), `verification` (the verification queue), `events` (the
 //! event log and the secondary's cursor), `nodes` (secondaries' reports, on
 //! a primary), `uploads` (blobs copied in chunks), `bundles` (transfer
-//! bundles imported), `queries` (the read side the pages show) and `states` (the
-//! sync and verification states).
+//! bundles imported), `deletions` (removals held back,
+//! `replication.delete_delay_hours`) and `burst` (their alarm), `drills`
+//! (pulls from the secondary and what they found), `readiness` (what
+//! failover would lose), `queries` (the read side the pages show) and
+//! `states` (the sync and verification states).
 //!
 //! One connection behind a mutex, held only for short statements and never
 //! across an HTTP call; SQLite serializes writers anyway. HTTP handlers and
@@ -20,11 +23,15 @@
 //! own events are on disk.
 
 mod bundles;
+mod burst;
 mod cursor;
+mod deletions;
+mod drills;
 mod events;
 pub mod lock;
 mod nodes;
 mod queries;
+mod readiness;
 mod repos;
 mod states;
 mod tags;
@@ -42,9 +49,12 @@ use crate::error::{Error, Result};
 
 pub use bundles::{BundleRow, NewBundle};
 pub use cursor::Cursor;
+pub use deletions::{Kept, NewRemoval, Open, Removal, RemovalKind, RemovalPolicy, RemovalSummary, Selector};
+pub use drills::{DrillFailure, DrillRecord, DrillRow, DrillSummary, DrillTag};
 pub use events::{Event, NewEvent};
 pub use nodes::Sample;
 pub use queries::{Counts, RepositoryFilter, RepositoryRow};
+pub use readiness::{Counted, Readiness};
 pub use repos::{Job, Progress};
 pub use states::{SyncState, VerificationState};
 pub use uploads::{Upload, UploadRow};

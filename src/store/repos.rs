@@ -187,20 +187,24 @@ impl Store {
              WHERE verification_state = 'started'",
             [],
         )?;
+        conn.execute("UPDATE removals SET state = 'held' WHERE state = 'applying'", [])?;
         Ok(n)
     }
 
     /// Claims the repository most worth syncing now: repositories with new
     /// events first (small, and someone is waiting for them), then never
     /// synced ones, then other pending ones, then failed ones whose retry
-    /// time has come.
+    /// time has come, and synced ones with held removals whose delay ran
+    /// out (the job applies them).
     pub fn claim_next(&self) -> Result<Option<Job>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let candidate: Option<i64> = tx
             .prepare_cached(&format!(
                 "SELECT id FROM repositories
-                 WHERE (sync_state = 'pending' OR (sync_state = 'failed' AND retry_at <= {NOW}))
+                 WHERE (sync_state = 'pending' OR (sync_state = 'failed' AND retry_at <= {NOW})
+                        OR (sync_state = 'synced'
+                            AND id IN (SELECT repository_id FROM removals WHERE state = 'held' AND applies_at <= {NOW})))
                    AND excluded = 0 AND verification_state <> 'started'
                  ORDER BY sync_priority DESC,
                           CASE WHEN sync_state = 'pending' AND full_sync_requested = 0 THEN 0

@@ -38,6 +38,8 @@ impl Store {
         let conn = self.conn();
         conn.prepare_cached("DELETE FROM unsupported_tags WHERE repository_id = ?1 AND tag = ?2")?
             .execute(params![id, tag])?;
+        // The primary has the tag at this digest: no removal of either stands.
+        Store::drop_removals_of(&conn, id, tag, digest.as_str())?;
         conn.prepare_cached(&format!(
             "INSERT INTO tags (repository_id, name, digest) VALUES (?1, ?2, ?3)
                  ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, synced_at = {NOW}
@@ -85,6 +87,18 @@ impl Store {
         )?;
         let rows = stmt.query_map([repository], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How many tags georeg recorded at `digest` in the repository.
+    pub fn tags_at(&self, repository: &str, digest: &Digest) -> Result<i64> {
+        let n = self
+            .conn()
+            .prepare_cached(
+                "SELECT COUNT(*) FROM tags WHERE digest = ?2
+                 AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
+            )?
+            .query_row([repository, digest.as_str()], |r| r.get(0))?;
+        Ok(n)
     }
 
     /// Forgets every tag recorded at `digest` (the manifest was deleted).

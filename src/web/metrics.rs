@@ -173,6 +173,61 @@ fn secondary_metrics(out: &mut String, status: &Status, stats: &Stats) {
         "When a repository last finished syncing (0: never).",
         &one(stamp(&status.last_sync_at)),
     );
+    dr_metrics(out, status);
+}
+
+/// Disaster recovery: removals held back, the burst alarm, failover
+/// readiness and drills.
+fn dr_metrics(out: &mut String, status: &Status) {
+    let stamp = |at: Option<&str>| at.and_then(unix_seconds).unwrap_or(0) as f64;
+    let (d, drill) = (&status.deletions, &status.drill);
+    let failover = status.failover.as_ref();
+    let losses = failover.map(|f| f.findings.iter().filter(|x| x.loss).count()).unwrap_or(0);
+    let last = drill.last.as_ref();
+    let gauges: [(&str, &str, f64); 11] = [
+        ("georeg_deletions_held", "Removals held back (replication.delete_delay_hours).", d.held as f64),
+        ("georeg_deletions_held_tags", "Tags the held removals would take off the secondary.", d.held_tags as f64),
+        ("georeg_deletions_cancelled", "Removals an operator cancelled: kept on the secondary.", d.cancelled as f64),
+        (
+            "georeg_deletions_next_apply_timestamp_seconds",
+            "When the next held removal applies (0: none is held).",
+            stamp(d.next_applies_at.as_deref()),
+        ),
+        (
+            "georeg_deletion_burst",
+            "1 while a burst of removals (replication.delete_burst_share) awaits an operator's decision.",
+            f64::from(u8::from(d.burst.is_some())),
+        ),
+        (
+            "georeg_failover_ready",
+            "1 when nothing would be lost if the primary vanished now (georeg failover-check).",
+            f64::from(u8::from(failover.is_some_and(|f| f.ready))),
+        ),
+        ("georeg_failover_losses", "Findings of georeg failover-check that would lose data.", losses as f64),
+        (
+            "georeg_drill_last_success_timestamp_seconds",
+            "When the last drill that pulled every sampled tag whole ended (0: never).",
+            stamp(drill.last_success_at.as_deref()),
+        ),
+        (
+            "georeg_drill_last_timestamp_seconds",
+            "When the last drill ended (0: never).",
+            stamp(last.map(|l| l.finished_at.as_str())),
+        ),
+        (
+            "georeg_drill_failures",
+            "Tags the last drill could not pull whole.",
+            last.map(|l| l.failures).unwrap_or(0) as f64,
+        ),
+        (
+            "georeg_drill_unrepaired",
+            "Failures found by drills that no resync has repaired yet.",
+            drill.unrepaired as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        metric(out, name, "gauge", help, &one(value));
+    }
 }
 
 /// On a primary: the secondaries that report in.
@@ -287,11 +342,15 @@ mod tests {
             last_verified_at: None,
             last_bundle: None,
             unfinished_bundle: None,
+            deletions: Default::default(),
+            drill: Default::default(),
+            failover: Some(crate::health::dr::Failover { ready: true, ..Default::default() }),
         };
         let text = render(&status, &stats);
         assert!(text.contains("georeg_sync_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
         assert!(text.contains("georeg_node_healthy{node=\"se\\\"c\"} 1\n"));
         assert!(text.contains("georeg_build_info{version=\"1.2.3\",role=\"secondary\"} 1\n"), "{text}");
+        assert!(text.contains("\ngeoreg_failover_ready 1\n") && text.contains("\ngeoreg_drill_failures 0\n"), "{text}");
         for name in ["georeg_copied_bytes_total", "process_resident_memory_bytes", "process_start_time_seconds"] {
             assert!(text.contains(&format!("\n{name} ")), "{name}");
         }

@@ -9,6 +9,7 @@
 mod auth;
 mod chart;
 mod dashboard;
+mod dr;
 mod event_log;
 pub mod front;
 pub mod http;

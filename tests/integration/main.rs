@@ -10,6 +10,7 @@ mod check;
 mod crash;
 mod dashboard;
 mod demo;
+mod dr;
 mod events;
 mod fidelity;
 mod hostile;

@@ -390,6 +390,19 @@ impl Api {
         }
     }
 
+    /// The blob's bytes as a client pulls them, or `None` when absent.
+    pub fn blob(&self, repo: &str, digest: &str) -> Option<Vec<u8>> {
+        match self.call("GET", &format!("{}/v2/{repo}/blobs/{digest}", self.url), repo).call() {
+            Ok(resp) => {
+                let mut bytes = Vec::new();
+                resp.into_reader().read_to_end(&mut bytes).unwrap();
+                Some(bytes)
+            }
+            Err(ureq::Error::Status(404, _)) => None,
+            Err(e) => panic!("GET blob {digest} in {repo} on {}: {}", self.url, describe(e)),
+        }
+    }
+
     pub fn delete_manifest(&self, repo: &str, digest: &str) {
         self.call("DELETE", &format!("{}/v2/{repo}/manifests/{digest}", self.url), repo)
             .call()

@@ -1,0 +1,212 @@
+//! `georeg deletions [--json]`, `--apply ID...|--all`, `--cancel
+//! ID...|--all`: the removals held back by `replication.delete_delay_hours`.
+//!
+//! Listing and cancelling only read and write the state file, so they work
+//! whether or not the daemon runs (and before the key is in place).
+//! Applying removes from the secondary registry: like `georeg sync`, it
+//! does the work itself when no `georeg serve` holds the state file, and
+//! otherwise marks the removals due, lets the daemon apply them, and
+//! follows them to the end.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::owner::{Owner, INTERRUPTED};
+use super::Node;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::lock::{current_holder, Lock};
+use crate::store::{Removal, Selector, Store};
+
+/// How often a follower looks at the state file.
+const POLL: Duration = Duration::from_millis(250);
+
+/// `georeg deletions [--json]`: held removals (soonest first), then cancelled ones.
+pub fn list(config: &Config, json: bool) -> Result<ExitCode> {
+    let store = Store::open(&config.state_file)?;
+    let open = store.open_removals()?;
+    if json {
+        let text = serde_json::to_string_pretty(&open).map_err(|e| Error::Store { message: e.to_string() })?;
+        println!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let delay = config.replication.delete_delay_hours;
+    if open.is_empty() {
+        println!(
+            "no removals held back or cancelled (replication.delete_delay_hours = {delay}{})",
+            if delay == 0 { ": removals apply at once" } else { "" }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![["ID", "REPOSITORY", "REMOVES", "SEEN AT", "APPLIES AT", "STATE"].map(String::from)];
+    for r in &open {
+        rows.push([
+            r.id.to_string(),
+            r.repository.clone(),
+            r.what(),
+            r.seen_at.clone(),
+            if r.state == "cancelled" { "never".into() } else { r.applies_at.clone() },
+            state(r),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    for row in &rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    let held = open.iter().filter(|r| r.state != "cancelled").count();
+    println!(
+        "{held} held, {} cancelled; apply early with `georeg deletions --apply ID|--all`, keep with `--cancel ID|--all`",
+        open.len() - held
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `held: tag removed`, `cancelled 2026-...`, `held: tag removed; last attempt failed: ...`.
+fn state(r: &Removal) -> String {
+    match r.state.as_str() {
+        "cancelled" => format!("cancelled {}", r.decided_at.as_deref().unwrap_or("")),
+        state => {
+            let mut s = format!("{state}: {}", r.cause);
+            if let Some(e) = &r.last_error {
+                s.push_str(&format!("; last attempt failed: {e}"));
+            }
+            s
+        }
+    }
+}
+
+/// `georeg deletions --cancel ID...|--all`: the secondary keeps them.
+pub fn cancel(config: &Config, which: &Selector) -> Result<ExitCode> {
+    let store = Store::open(&config.state_file)?;
+    let done = store.cancel_removals(which)?;
+    for r in &done {
+        println!(
+            "{} {} {}: cancelled: kept on the secondary; verification expects the difference",
+            r.id,
+            r.repository,
+            r.what()
+        );
+    }
+    Ok(report_missing(which, &done, "cancelled"))
+}
+
+/// IDs that named no held removal fail the command; `--all` with none
+/// held says so.
+fn report_missing(which: &Selector, done: &[Removal], what: &str) -> ExitCode {
+    match which {
+        Selector::All if done.is_empty() => {
+            println!("no removals held back: nothing {what}");
+            ExitCode::SUCCESS
+        }
+        Selector::All => ExitCode::SUCCESS,
+        Selector::Ids(ids) => {
+            let found: BTreeSet<i64> = done.iter().map(|r| r.id).collect();
+            let missing: Vec<&i64> = ids.iter().filter(|id| !found.contains(id)).collect();
+            for id in &missing {
+                println!("{id}: FAILED: no held removal has this ID (georeg deletions lists them)");
+            }
+            if missing.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+/// `georeg deletions --apply ID...|--all`: removes them from the
+/// secondary now (what the primary has again is dropped instead).
+pub fn apply(node: &Node, which: &Selector) -> Result<ExitCode> {
+    node.replicator()?;
+    let (marked, outcome) = match Owner::take(node, "deletions")? {
+        Owner::Itself(_lock) => {
+            let marked = node.store.apply_removals_now(which)?;
+            let outcome = apply_here(node, &marked)?;
+            (marked, outcome)
+        }
+        Owner::Daemon(holder) => {
+            let marked = node.store.apply_removals_now(which)?;
+            let mut left: Vec<i64> = marked.iter().map(|r| r.id).collect();
+            let mut outcome = Outcome::default();
+            while !left.is_empty() {
+                if node.shutdown.requested() {
+                    eprintln!("georeg: stopped following; {holder} applies the {} removals left", left.len());
+                    outcome.interrupted = true;
+                    break;
+                }
+                let rows = node.store.removals_by_id(&left)?;
+                left = rows.iter().filter(|r| !outcome.print(r)).map(|r| r.id).collect();
+                if !left.is_empty() && current_holder(&node.config.state_file).is_none() {
+                    eprintln!("georeg: {holder} stopped before applying them; this command takes over");
+                    let _lock = Lock::acquire(&node.config.state_file, "deletions")?;
+                    super::owner::recover(node)?;
+                    let rest = apply_here(node, &node.store.removals_by_id(&left)?)?;
+                    outcome.failed += rest.failed;
+                    outcome.interrupted |= rest.interrupted;
+                    break;
+                }
+                node.shutdown.sleep(POLL);
+            }
+            (marked, outcome)
+        }
+    };
+    if outcome.interrupted {
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
+    let code = report_missing(which, &marked, "applied");
+    Ok(if outcome.failed > 0 { ExitCode::from(1) } else { code })
+}
+
+/// How applying went.
+#[derive(Default)]
+struct Outcome {
+    failed: usize,
+    interrupted: bool,
+}
+
+impl Outcome {
+    /// Prints a removal's outcome once it has one; false while it has not.
+    fn print(&mut self, r: &Removal) -> bool {
+        let line = match (r.state.as_str(), &r.last_error) {
+            ("applied", _) => "removed from the secondary".to_string(),
+            ("dropped", _) => "not removed: the primary has it again".to_string(),
+            ("cancelled", _) => "cancelled meanwhile: kept on the secondary".to_string(),
+            ("held", Some(e)) => {
+                self.failed += 1;
+                format!("FAILED: {e}")
+            }
+            _ => return false,
+        };
+        println!("{} {} {}: {line}", r.id, r.repository, r.what());
+        true
+    }
+}
+
+/// Applies the marked removals, repository by repository (this process
+/// holds the lock), and prints each one's outcome.
+fn apply_here(node: &Node, marked: &[Removal]) -> Result<Outcome> {
+    let replicator = node.replicator()?;
+    let repositories: BTreeSet<&str> = marked.iter().map(|r| r.repository.as_str()).collect();
+    let mut outcome = Outcome::default();
+    for repo in repositories {
+        if node.shutdown.requested() {
+            outcome.interrupted = true;
+            break;
+        }
+        match replicator.apply_removals(repo) {
+            Ok(_) => {}
+            Err(Error::Interrupted) => outcome.interrupted = true,
+            Err(e) => log::debug!("{repo}: {e}"), // each removal's line says why
+        }
+    }
+    let ids: Vec<i64> = marked.iter().map(|r| r.id).collect();
+    for r in node.store.removals_by_id(&ids)? {
+        if !outcome.print(&r) && !outcome.interrupted {
+            println!("{} {} {}: still {}", r.id, r.repository, r.what(), r.state);
+            outcome.failed += 1;
+        }
+    }
+    Ok(outcome)
+}

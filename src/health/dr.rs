@@ -1,0 +1,264 @@
+//! Disaster-recovery readiness: what would be lost if the primary vanished
+//! now (`georeg failover-check`, the `failover` object of the status, and
+//! `georeg_failover_ready`), and the lines `georeg status` prints about
+//! held removals, drills and failover.
+//!
+//! Each finding is a loss (the secondary lacks something, or has not
+//! proved it holds it: failover is not ready) or a note (worth knowing,
+//! nothing lost: removals held back, no drill yet).
+
+use serde::{Deserialize, Serialize};
+
+use super::status::Status;
+use crate::config::Config;
+use crate::error::Result;
+use crate::store::Store;
+
+/// What failover would lose.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Failover {
+    /// True when nothing would be lost if the primary vanished now.
+    pub ready: bool,
+    pub findings: Vec<Finding>,
+    /// Age of the oldest change received but not applied (0: none).
+    pub oldest_unapplied_seconds: i64,
+    /// The highest push-to-pullable lag sampled over the last hour.
+    pub recent_lag_seconds: i64,
+}
+
+/// One thing failover readiness found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// A stable name for automation: `failing`, `unverified`, `held_removals`...
+    pub check: String,
+    /// True when something would be lost; false for a note.
+    pub loss: bool,
+    pub count: i64,
+    pub message: String,
+}
+
+/// Assesses a secondary's readiness from the state file and the rest of
+/// its status (everything but `failover`).
+pub fn assess(config: &Config, store: &Store, s: &Status) -> Result<Failover> {
+    let r = store.readiness(config.replication.reverification_interval_seconds)?;
+    let mut found = Vec::new();
+    let mut add = |check: &str, loss: bool, count: i64, message: String| {
+        if count > 0 {
+            found.push(Finding { check: check.into(), loss, count, message });
+        }
+    };
+    let example = |c: &crate::store::Counted| match (&c.example, &c.detail) {
+        (Some(e), Some(d)) => format!(": {e} ({d})"),
+        (Some(e), None) => format!(": {e}"),
+        _ => String::new(),
+    };
+    let e = &r.unapplied_events;
+    add(
+        "unapplied_events",
+        true,
+        e.count,
+        format!(
+            "{} events received but not applied to the secondary, the oldest {} s old ({})",
+            e.count,
+            r.oldest_unapplied_seconds,
+            e.example.as_deref().unwrap_or("")
+        ),
+    );
+    if config.replication.primary_node_url.is_some() {
+        let unread = (s.events.last_event_id - s.events.cursor_last_event_id.unwrap_or(0)).max(0);
+        add(
+            "unread_events",
+            true,
+            unread,
+            format!(
+                "{unread} events in the primary georeg's log not read yet (read up to {}, the primary at {})",
+                s.events.cursor_last_event_id.unwrap_or(0),
+                s.events.last_event_id
+            ),
+        );
+    }
+    add(
+        "not_synced",
+        true,
+        r.not_synced.count,
+        format!("{} repositories not synced{}", r.not_synced.count, example(&r.not_synced)),
+    );
+    let f = &s.failing;
+    add(
+        "failing",
+        true,
+        f.repositories,
+        format!(
+            "{} repositories failing: {} since {}: {}",
+            f.repositories,
+            f.oldest.as_deref().unwrap_or(""),
+            f.since.as_deref().unwrap_or(""),
+            f.reason.as_deref().unwrap_or("")
+        ),
+    );
+    let unsupported = s.repositories.unsupported_tags;
+    add(
+        "unsupported_tags",
+        true,
+        unsupported,
+        format!("{unsupported} tags the secondary refuses (Docker schema 1): see the unsupported_tags table"),
+    );
+    add(
+        "unverified",
+        true,
+        r.unverified.count,
+        format!(
+            "{} repositories not verified since their last full sync{}",
+            r.unverified.count,
+            example(&r.unverified)
+        ),
+    );
+    add(
+        "verification_failed",
+        true,
+        r.verification_failed.count,
+        format!(
+            "{} repositories whose last verification failed{}",
+            r.verification_failed.count,
+            example(&r.verification_failed)
+        ),
+    );
+    add(
+        "verification_stale",
+        true,
+        r.verification_stale.count,
+        format!(
+            "{} repositories verified longer ago than replication.reverification_interval_seconds{}",
+            r.verification_stale.count,
+            example(&r.verification_stale)
+        ),
+    );
+    if let Some(last) = s.drill.last.as_ref().filter(|d| d.failures > 0) {
+        add(
+            "drill_failed",
+            true,
+            last.failures,
+            format!(
+                "the last drill ({}) could not pull {} of {} tags whole; first: {}",
+                last.finished_at,
+                last.failures,
+                last.tags,
+                last.first_failure.as_deref().unwrap_or("")
+            ),
+        );
+    }
+    add(
+        "drill_unrepaired",
+        true,
+        s.drill.unrepaired,
+        format!(
+            "{} failures found by drills are not repaired yet (a full sync of their repository is queued)",
+            s.drill.unrepaired
+        ),
+    );
+    let d = &s.deletions;
+    add(
+        "held_removals",
+        false,
+        d.held,
+        format!(
+            "{} removals held back: {} tags the primary no longer has are still on the secondary; the next applies \
+             at {} (georeg deletions)",
+            d.held,
+            d.held_tags,
+            d.next_applies_at.as_deref().unwrap_or("")
+        ),
+    );
+    add(
+        "cancelled_removals",
+        false,
+        d.cancelled,
+        format!("{} removals cancelled: the secondary keeps what the primary lost", d.cancelled),
+    );
+    add(
+        "excluded",
+        false,
+        r.excluded,
+        format!("{} repositories left out by selective sync are not on the secondary", r.excluded),
+    );
+    if s.drill.last.is_none() {
+        add("no_drill", false, 1, "no drill has pulled from the secondary yet (georeg drill)".into());
+    }
+    if s.daemon.is_none() {
+        add("no_daemon", false, 1, "no georeg serve owns the state file: nothing replicates now".into());
+    }
+    if let Some(e) = &s.events.cursor_error {
+        add("cursor_error", false, 1, format!("cannot read the primary georeg's event log: {e}"));
+    }
+    add(
+        "recent_lag",
+        false,
+        r.recent_lag_seconds,
+        format!("push-to-pullable lag over the last hour: at most {} s", r.recent_lag_seconds),
+    );
+    Ok(Failover {
+        ready: !found.iter().any(|f| f.loss),
+        findings: found,
+        oldest_unapplied_seconds: r.oldest_unapplied_seconds,
+        recent_lag_seconds: r.recent_lag_seconds,
+    })
+}
+
+/// `georeg failover-check`: one line per finding, then the verdict.
+pub fn lines(f: &Failover) -> Vec<String> {
+    let mut out: Vec<String> = f
+        .findings
+        .iter()
+        .map(|x| format!("{} {}: {}", if x.loss { "LOSS" } else { "note" }, x.check, x.message))
+        .collect();
+    out.push(if f.ready {
+        "ready: nothing would be lost if the primary vanished now".into()
+    } else {
+        let losses = f.findings.iter().filter(|x| x.loss).count();
+        format!("NOT READY: {losses} findings above would lose data if the primary vanished now")
+    });
+    out
+}
+
+/// What `georeg status` says about held removals, drills and failover.
+pub fn status_lines(s: &Status) -> String {
+    let mut out = String::new();
+    let d = &s.deletions;
+    let delay_hours = d.delay_hours;
+    if delay_hours > 0 || d.held > 0 || d.cancelled > 0 {
+        out.push_str(&format!(
+            "deletions: {} held ({} tags){}, {} cancelled; replication.delete_delay_hours = {delay_hours}\n",
+            d.held,
+            d.held_tags,
+            d.next_applies_at.as_ref().map(|at| format!(", the next applies at {at}")).unwrap_or_default(),
+            d.cancelled
+        ));
+    }
+    out.push_str(&match &s.drill.last {
+        None => "last drill: none yet\n".to_string(),
+        Some(l) if l.failures == 0 => format!(
+            "last drill: {}, {} tags, {} blobs ({}) pulled whole\n",
+            l.finished_at,
+            l.tags,
+            l.blobs,
+            super::human_bytes(l.bytes.max(0) as u64)
+        ),
+        Some(l) => format!(
+            "last drill: {}, FAILED for {} of {} tags; first failing digest {}: {}\n",
+            l.finished_at,
+            l.failures,
+            l.tags,
+            l.first_failing_digest.as_deref().unwrap_or(""),
+            l.first_failure.as_deref().unwrap_or("")
+        ),
+    });
+    if let Some(f) = &s.failover {
+        out.push_str(&if f.ready {
+            "failover: ready, nothing would be lost\n".to_string()
+        } else {
+            let losses = f.findings.iter().filter(|x| x.loss).count();
+            format!("failover: NOT READY, {losses} findings (georeg failover-check lists them)\n")
+        });
+    }
+    out
+}

@@ -24,6 +24,7 @@ pub mod lock;
 mod nodes;
 mod queries;
 mod repos;
+mod scale_tests;
 mod states;
 mod tags;
 mod uploads;

@@ -78,6 +78,24 @@ pub struct Job {
     pub claim: String,
 }
 
+/// The repository most worth syncing now: the first entry of the index
+/// `repositories_claim_order` (schema version 10), whose columns are this
+/// ORDER BY word for word and whose rows are those of this `IN`, so that
+/// the lookup neither reads the synced repositories nor sorts the queue,
+/// however long it is. Idle workers ask every few seconds and whenever the
+/// work bell rings, holding the state file meanwhile.
+pub(super) const NEXT_JOB: &str = "SELECT id FROM repositories
+     WHERE excluded = 0 AND sync_state IN ('pending', 'failed')
+       AND (sync_state = 'pending' OR retry_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+       AND verification_state <> 'started'
+     ORDER BY sync_priority DESC,
+              CASE WHEN sync_state = 'pending' AND full_sync_requested = 0 THEN 0
+                   WHEN last_synced_at IS NULL THEN 1
+                   WHEN sync_state = 'pending' THEN 2
+                   ELSE 3 END,
+              retry_at, id
+     LIMIT 1";
+
 impl Store {
     /// Makes sure the repository has a row; returns its id.
     pub fn ensure_repository(&self, name: &str) -> Result<i64> {
@@ -197,21 +215,7 @@ impl Store {
     pub fn claim_next(&self) -> Result<Option<Job>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let candidate: Option<i64> = tx
-            .prepare_cached(&format!(
-                "SELECT id FROM repositories
-                 WHERE (sync_state = 'pending' OR (sync_state = 'failed' AND retry_at <= {NOW}))
-                   AND excluded = 0 AND verification_state <> 'started'
-                 ORDER BY sync_priority DESC,
-                          CASE WHEN sync_state = 'pending' AND full_sync_requested = 0 THEN 0
-                               WHEN last_synced_at IS NULL THEN 1
-                               WHEN sync_state = 'pending' THEN 2
-                               ELSE 3 END,
-                          retry_at, id
-                 LIMIT 1"
-            ))?
-            .query_row([], |r| r.get(0))
-            .optional()?;
+        let candidate: Option<i64> = tx.prepare_cached(NEXT_JOB)?.query_row([], |r| r.get(0)).optional()?;
         let Some(id) = candidate else { return Ok(None) };
         let job = claim_row(&tx, id)?;
         tx.commit()?;

@@ -33,6 +33,7 @@ mod nodes;
 mod queries;
 mod readiness;
 mod repos;
+mod scale_tests;
 mod states;
 mod tags;
 mod uploads;

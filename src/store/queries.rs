@@ -93,34 +93,52 @@ impl RepositoryFilter {
     }
 }
 
+/// Tags the secondary refuses, of repositories not excluded: read from
+/// the (usually empty) table of them outwards (`CROSS JOIN` keeps that
+/// order), not by looking each repository up in it.
+pub(super) const UNSUPPORTED: &str = "SELECT COUNT(*) FROM unsupported_tags u CROSS JOIN repositories r
+     ON r.id = u.repository_id WHERE r.excluded = 0";
+
+/// Seconds since the oldest event not applied yet was received, failing
+/// repositories left out. A repository with events not applied is pending
+/// or syncing (storing an event makes a synced or failed one pending, and
+/// a sync that ends with events after its own goes back to pending), so
+/// only those are looked at, from an index, not every repository.
+pub(super) const LAG: &str = "SELECT CAST(strftime('%s', 'now') AS INTEGER)
+         - CAST(strftime('%s', MIN(e.received_at)) AS INTEGER)
+     FROM events e JOIN repositories r ON r.name = e.repository
+     WHERE e.id > r.events_done_through AND r.excluded = 0 AND r.sync_state IN ('pending', 'started')";
+
 impl Store {
+    /// Counted by (sync state, verification state) group, from an index
+    /// (schema version 10), and summed here: the dashboard, the status API,
+    /// `/metrics` and `georeg status` all ask, on every view.
     pub fn counts(&self) -> Result<Counts> {
         let conn = self.conn();
-        let counts = conn.query_row(
-            "SELECT COUNT(*),
-                    COALESCE(SUM(sync_state = 'synced'), 0), COALESCE(SUM(sync_state = 'failed'), 0),
-                    COALESCE(SUM(sync_state = 'pending'), 0), COALESCE(SUM(sync_state = 'started'), 0),
-                    COALESCE(SUM(verification_state = 'succeeded'), 0), COALESCE(SUM(verification_state = 'failed'), 0),
-                    COALESCE(SUM(verification_state IN ('pending', 'started')), 0),
-                    (SELECT COUNT(*) FROM unsupported_tags u JOIN repositories r ON r.id = u.repository_id
-                     WHERE r.excluded = 0)
-             FROM repositories WHERE excluded = 0",
-            [],
-            |r| {
-                Ok(Counts {
-                    total: r.get(0)?,
-                    synced: r.get(1)?,
-                    failed: r.get(2)?,
-                    pending: r.get(3)?,
-                    started: r.get(4)?,
-                    verified: r.get(5)?,
-                    verification_failed: r.get(6)?,
-                    verification_pending: r.get(7)?,
-                    unsupported_tags: r.get(8)?,
-                })
-            },
+        let mut c = Counts::default();
+        let mut stmt = conn.prepare_cached(
+            "SELECT sync_state, verification_state, COUNT(*) FROM repositories WHERE excluded = 0
+             GROUP BY sync_state, verification_state",
         )?;
-        Ok(counts)
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (sync, verification, n): (SyncState, VerificationState, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            c.total += n;
+            match sync {
+                SyncState::Synced => c.synced += n,
+                SyncState::Failed => c.failed += n,
+                SyncState::Pending => c.pending += n,
+                SyncState::Started => c.started += n,
+            }
+            match verification {
+                VerificationState::Succeeded => c.verified += n,
+                VerificationState::Failed => c.verification_failed += n,
+                VerificationState::Pending | VerificationState::Started => c.verification_pending += n,
+                VerificationState::Disabled => {}
+            }
+        }
+        c.unsupported_tags = conn.query_row(UNSUPPORTED, [], |r| r.get(0))?;
+        Ok(c)
     }
 
     /// The repository unsynced for longest, and since when.
@@ -129,7 +147,7 @@ impl Store {
         let row = conn
             .query_row(
                 "SELECT name, COALESCE(last_synced_at, created_at) AS since FROM repositories
-                 WHERE excluded = 0 AND sync_state <> 'synced' ORDER BY since, id LIMIT 1",
+                 WHERE excluded = 0 AND sync_state IN ('pending', 'started', 'failed') ORDER BY since, id LIMIT 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -148,7 +166,10 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// One page of the repository list, by name.
+    /// One page of the repository list, failing ones first, then by
+    /// name. The page is chosen by sorting only what the order needs,
+    /// from an index (schema version 10), and its rows' columns (a tag
+    /// count each) are read for that page alone, not for every row sorted.
     pub fn repository_page(
         &self,
         filter: &RepositoryFilter,
@@ -157,9 +178,10 @@ impl Store {
     ) -> Result<Vec<RepositoryRow>> {
         let (clause, state, name) = filter.clause();
         let conn = self.conn();
+        let order = "sync_state <> 'failed', verification_state <> 'failed', name";
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {ROW_COLUMNS} FROM repositories WHERE {clause}
-             ORDER BY sync_state <> 'failed', verification_state <> 'failed', name LIMIT ?3 OFFSET ?4"
+            "SELECT {ROW_COLUMNS} FROM (SELECT id FROM repositories WHERE {clause} ORDER BY {order} LIMIT ?3 OFFSET ?4)
+             AS page JOIN repositories USING (id) ORDER BY {order}"
         ))?;
         let rows = stmt.query_map(params![state, name, limit as i64, offset as i64], repository_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -194,15 +216,7 @@ impl Store {
     /// one does not hide behind one stuck repository.
     pub fn lag_seconds(&self) -> Result<i64> {
         let conn = self.conn();
-        let lag: Option<i64> = conn.query_row(
-            &format!(
-                "SELECT CAST(strftime('%s', {NOW}) AS INTEGER) - CAST(strftime('%s', MIN(e.received_at)) AS INTEGER)
-                 FROM events e JOIN repositories r ON r.name = e.repository
-                 WHERE e.id > r.events_done_through AND r.excluded = 0 AND r.sync_state <> 'failed'"
-            ),
-            [],
-            |r| r.get(0),
-        )?;
+        let lag: Option<i64> = conn.query_row(LAG, [], |r| r.get(0))?;
         Ok(lag.unwrap_or(0).max(0))
     }
 
@@ -303,5 +317,53 @@ mod tests {
         assert_eq!(store.oldest_unsynced().unwrap().unwrap().0, job.name);
         assert_eq!(store.resync_failed().unwrap(), 1);
         assert_eq!(store.counts().unwrap().failed, 0);
+    }
+
+    #[test]
+    fn pages_list_failing_first_then_by_name_and_counts_add_up() {
+        let store = Store::open_in_memory().unwrap();
+        let names: Vec<String> = (0..25).map(|i| format!("g/r{i:02}")).collect();
+        store.add_repositories(&names).unwrap();
+        store
+            .conn()
+            .execute_batch(
+                "UPDATE repositories SET sync_state = 'synced', verification_state = 'succeeded';
+                 UPDATE repositories SET sync_state = 'failed' WHERE name IN ('g/r20', 'g/r03', 'g/r11');
+                 UPDATE repositories SET verification_state = 'failed' WHERE name IN ('g/r07', 'g/r01');
+                 UPDATE repositories SET verification_state = 'pending', excluded = 1 WHERE name = 'g/r00';
+                 UPDATE repositories SET verification_state = 'started' WHERE name = 'g/r02';",
+            )
+            .unwrap();
+        let all = RepositoryFilter::default();
+        let page = |offset, limit| -> Vec<String> {
+            store.repository_page(&all, offset, limit).unwrap().into_iter().map(|r| r.name).collect()
+        };
+        assert_eq!(page(0, 4), ["g/r03", "g/r11", "g/r20", "g/r01"]);
+        assert_eq!(page(4, 3), ["g/r07", "g/r02", "g/r04"]);
+        assert_eq!(page(22, 10), ["g/r23", "g/r24"]);
+        assert_eq!(store.repository_page(&all, 0, 1).unwrap()[0].tag_count, 0);
+        let c = store.counts().unwrap();
+        assert_eq!((c.total, c.synced, c.failed, c.pending, c.started), (24, 21, 3, 0, 0));
+        assert_eq!((c.verified, c.verification_failed, c.verification_pending), (21, 2, 1));
+        // Every read of the pages walks an index, never the whole table.
+        let conn = store.conn();
+        for sql in [
+            "SELECT sync_state, verification_state, COUNT(*) FROM repositories WHERE excluded = 0
+             GROUP BY sync_state, verification_state",
+            "SELECT id FROM repositories WHERE excluded = 0 ORDER BY sync_state <> 'failed', name LIMIT 50",
+            "SELECT name FROM repositories WHERE excluded = 0 AND sync_state IN ('pending', 'started', 'failed')
+             ORDER BY COALESCE(last_synced_at, created_at) LIMIT 1",
+            "SELECT MAX(last_synced_at) FROM repositories",
+            "SELECT MAX(verified_at) FROM repositories",
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(!plan.iter().any(|step| step == "SCAN repositories"), "{sql}: {plan:?}");
+        }
     }
 }

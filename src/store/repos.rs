@@ -78,6 +78,32 @@ pub struct Job {
     pub claim: String,
 }
 
+/// The repository most worth syncing now: the first entry of the index
+/// `repositories_claim_order` (schema version 10), whose columns are this
+/// ORDER BY word for word and whose rows are those of this `IN`, so that
+/// the lookup neither reads the synced repositories nor sorts the queue,
+/// however long it is. Idle workers ask every few seconds and whenever the
+/// work bell rings, holding the state file meanwhile.
+pub(super) const NEXT_JOB: &str = "SELECT id FROM repositories
+     WHERE excluded = 0 AND sync_state IN ('pending', 'failed')
+       AND (sync_state = 'pending' OR retry_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+       AND verification_state <> 'started'
+     ORDER BY sync_priority DESC,
+              CASE WHEN sync_state = 'pending' AND full_sync_requested = 0 THEN 0
+                   WHEN last_synced_at IS NULL THEN 1
+                   WHEN sync_state = 'pending' THEN 2
+                   ELSE 3 END,
+              retry_at, id
+     LIMIT 1";
+
+/// A synced repository with removals held back whose delay ran out, from
+/// the removals index: the worker that claims it applies them.
+pub(super) const NEXT_HELD: &str = "SELECT r.id FROM removals h JOIN repositories r ON r.id = h.repository_id
+     WHERE h.state = 'held' AND h.applies_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+       AND r.sync_state = 'synced' AND r.excluded = 0 AND r.verification_state <> 'started'
+     ORDER BY h.applies_at
+     LIMIT 1";
+
 impl Store {
     /// Makes sure the repository has a row; returns its id.
     pub fn ensure_repository(&self, name: &str) -> Result<i64> {
@@ -199,23 +225,12 @@ impl Store {
     pub fn claim_next(&self) -> Result<Option<Job>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let candidate: Option<i64> = tx
-            .prepare_cached(&format!(
-                "SELECT id FROM repositories
-                 WHERE (sync_state = 'pending' OR (sync_state = 'failed' AND retry_at <= {NOW})
-                        OR (sync_state = 'synced'
-                            AND id IN (SELECT repository_id FROM removals WHERE state = 'held' AND applies_at <= {NOW})))
-                   AND excluded = 0 AND verification_state <> 'started'
-                 ORDER BY sync_priority DESC,
-                          CASE WHEN sync_state = 'pending' AND full_sync_requested = 0 THEN 0
-                               WHEN last_synced_at IS NULL THEN 1
-                               WHEN sync_state = 'pending' THEN 2
-                               ELSE 3 END,
-                          retry_at, id
-                 LIMIT 1"
-            ))?
-            .query_row([], |r| r.get(0))
-            .optional()?;
+        // The queue first (its own index); then a synced repository whose
+        // held removals are due (replication.delete_delay_hours).
+        let mut candidate: Option<i64> = tx.prepare_cached(NEXT_JOB)?.query_row([], |r| r.get(0)).optional()?;
+        if candidate.is_none() {
+            candidate = tx.prepare_cached(NEXT_HELD)?.query_row([], |r| r.get(0)).optional()?;
+        }
         let Some(id) = candidate else { return Ok(None) };
         let job = claim_row(&tx, id)?;
         tx.commit()?;

@@ -18,6 +18,33 @@ pub struct Verification {
     pub claim: String,
 }
 
+/// The repository whose verification is most due (`?1`: the
+/// reverification interval as a modifier, `-604800 seconds`). One
+/// candidate per kind, each the first entry of an index in the order
+/// wanted (schema version 10), so that a claim reads a few index entries
+/// instead of sorting the whole table: idle workers ask every few seconds
+/// and whenever the work bell rings, holding the state file meanwhile.
+pub(super) const NEXT_VERIFICATION: &str = "SELECT id, name, verification_requested FROM (
+       SELECT * FROM (SELECT 0 AS kind, id, name, verification_requested, verified_at FROM repositories
+         WHERE verification_requested > 0 AND sync_state <> 'started' AND verification_state <> 'started'
+         ORDER BY verification_state <> 'pending', verified_at, id LIMIT 1)
+       UNION ALL
+       SELECT * FROM (SELECT 1, id, name, verification_requested, verified_at FROM repositories
+         WHERE verification_state = 'pending' AND sync_state = 'synced' AND excluded = 0
+         ORDER BY verified_at, id LIMIT 1)
+       UNION ALL
+       SELECT * FROM (SELECT 2, id, name, verification_requested, verified_at FROM repositories
+         WHERE verification_state = 'succeeded' AND sync_state = 'synced' AND excluded = 0
+           AND verified_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1)
+         ORDER BY verified_at, id LIMIT 1)
+       UNION ALL
+       -- could not run (a registry was down): try again later
+       SELECT * FROM (SELECT 2, id, name, verification_requested, verified_at FROM repositories
+         WHERE verification_state = 'failed' AND sync_state = 'synced' AND excluded = 0
+           AND verification_started_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-300 seconds')
+         ORDER BY verified_at, id LIMIT 1))
+     ORDER BY kind, verified_at, id LIMIT 1";
+
 impl Store {
     /// Claims the repository whose verification is most due: those an
     /// operator asked for first (`georeg verify` through the daemon), then
@@ -29,20 +56,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let found: Option<(i64, String, i64)> = tx
-            .prepare_cached(
-                "SELECT id, name, verification_requested FROM repositories
-                 WHERE sync_state <> 'started' AND verification_state <> 'started'
-                   AND (verification_requested > 0
-                        OR (sync_state = 'synced' AND excluded = 0
-                            AND (verification_state = 'pending'
-                                 OR (verification_state = 'succeeded'
-                                     AND verified_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1))
-                                 -- could not run (a registry was down): try again later
-                                 OR (verification_state = 'failed'
-                                     AND verification_started_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-300 seconds')))))
-                 ORDER BY verification_requested = 0, verification_state <> 'pending', verified_at, id
-                 LIMIT 1",
-            )?
+            .prepare_cached(NEXT_VERIFICATION)?
             .query_row([format!("-{reverify_after_seconds} seconds")], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         let Some((id, name, requested)) = found else { return Ok(None) };
@@ -143,6 +157,76 @@ fn claimed(v: &Verification, changed: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The claim's query before schema version 10, which sorted the whole
+    /// table: the oracle for the one that reads indexes.
+    const SORTING_THE_TABLE: &str = "SELECT id FROM repositories
+         WHERE sync_state <> 'started' AND verification_state <> 'started'
+           AND (verification_requested > 0
+                OR (sync_state = 'synced' AND excluded = 0
+                    AND (verification_state = 'pending'
+                         OR (verification_state = 'succeeded'
+                             AND verified_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1))
+                         OR (verification_state = 'failed'
+                             AND verification_started_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-300 seconds')))))
+         ORDER BY verification_requested = 0, verification_state <> 'pending', verified_at, id
+         LIMIT 1";
+
+    #[test]
+    fn the_claim_reads_indexes_and_picks_what_sorting_the_table_picked() {
+        let store = Store::open_in_memory().unwrap();
+        let conn = store.conn();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n) as usize
+        };
+        for i in 0..400 {
+            let sync = ["pending", "started", "synced", "synced", "synced", "failed"][next(6)];
+            let verification = ["pending", "started", "succeeded", "succeeded", "failed", "disabled"][next(6)];
+            // Whole hours ago, many alike (ties go by id), or never.
+            let verified = (next(4) > 0).then(|| format!("-{} seconds", next(20) * 3600));
+            let started = ["-10 seconds", "-100000 seconds"][next(2)];
+            conn.execute(
+                "INSERT INTO repositories (name, sync_state, verification_state, excluded, verification_requested,
+                     verified_at, verification_started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?6),
+                     strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?7))",
+                params![
+                    format!("r{i}"),
+                    sync,
+                    verification,
+                    next(10) == 0,
+                    [0, 0, 0, 0, 0, 0, 0, 0, 1, 2][next(10)],
+                    verified,
+                    started
+                ],
+            )
+            .unwrap();
+        }
+        for interval in ["-0 seconds", "-5000 seconds", "-604800 seconds"] {
+            // Claim after claim, as workers do, until none is due.
+            conn.execute_batch("SAVEPOINT claims").unwrap();
+            for _ in 0..=400 {
+                let want: Option<i64> = conn.query_row(SORTING_THE_TABLE, [interval], |r| r.get(0)).optional().unwrap();
+                let got: Option<i64> = conn.query_row(NEXT_VERIFICATION, [interval], |r| r.get(0)).optional().unwrap();
+                assert_eq!(got, want, "interval {interval}");
+                let Some(id) = got else { break };
+                conn.execute("UPDATE repositories SET verification_state = 'started' WHERE id = ?1", [id]).unwrap();
+            }
+            conn.execute_batch("ROLLBACK TO claims; RELEASE claims").unwrap();
+        }
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {NEXT_VERIFICATION}"))
+            .unwrap()
+            .query_map(["-1 seconds"], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(!plan.iter().any(|step| step.starts_with("SCAN repositories")), "a full scan: {plan:?}");
+    }
 
     #[test]
     fn only_synced_repositories_are_verified_and_failures_resync() {

@@ -145,7 +145,20 @@ pub fn serve_thread(app: &App, server: &tiny_http::Server) {
 
 /// Routes a tiny_http request and sends the reply.
 pub fn respond(app: &App, mut rq: tiny_http::Request) {
-    let reply = handle(app, &mut rq);
+    let response = response(handle(app, &mut rq));
+    let url = rq.url().to_string();
+    if let Err(e) = rq.respond(response) {
+        log::debug!("answering {url}: {e}");
+    }
+}
+
+/// The reply as tiny_http sends it: always framed by `Content-Length`,
+/// whatever its size. tiny_http would switch to chunked from 32 KiB (a
+/// page of 50 repositories with failures, `/metrics` or the status of a
+/// large node), and the front relays a chunked answer until the server
+/// closes the connection, which it keeps open: the client's next request
+/// on that connection waited up to two minutes.
+pub fn response(reply: Reply) -> tiny_http::Response<Cursor<Vec<u8>>> {
     let len = reply.body.len();
     let mut response = tiny_http::Response::new(
         tiny_http::StatusCode(reply.status),
@@ -153,7 +166,8 @@ pub fn respond(app: &App, mut rq: tiny_http::Request) {
         Cursor::new(reply.body),
         Some(len),
         None,
-    );
+    )
+    .with_chunked_threshold(usize::MAX);
     let mut headers = vec![("Content-Type", reply.content_type.to_string())];
     headers.extend(reply.headers);
     for (k, v) in headers {
@@ -161,10 +175,7 @@ pub fn respond(app: &App, mut rq: tiny_http::Request) {
             response.add_header(h);
         }
     }
-    let url = rq.url().to_string();
-    if let Err(e) = rq.respond(response) {
-        log::debug!("answering {url}: {e}");
-    }
+    response
 }
 
 /// A tiny_http request as an [`Incoming`], routed.

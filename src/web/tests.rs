@@ -9,7 +9,7 @@ use std::time::Duration;
 use tiny_http::{Header, Method, TestRequest};
 
 use super::http::Reply;
-use super::server::handle;
+use super::server::{handle, response};
 use super::App;
 use crate::config::Config;
 use crate::health::{Health, Stats};
@@ -361,4 +361,21 @@ fn the_nodes_page_shows_the_last_bundle_imported_and_its_age() {
     let page = body(&f.send(admin(get("/admin/geo/nodes"))));
     assert!(page.contains("Transfer bundles") && page.contains("0123456789ab</span>"), "{page}");
     assert!(page.contains(" d ago</span>") && !page.contains("has not finished"), "{page}");
+}
+
+#[test]
+fn a_large_answer_is_framed_by_its_length_so_the_front_keeps_the_connection() {
+    // Beyond tiny_http's 32 KiB chunked threshold, as a page of 50
+    // repositories with failures is.
+    let reply = Reply::html("x".repeat(100_000));
+    let mut wire = Vec::new();
+    response(reply).raw_print(&mut wire, tiny_http::HTTPVersion(1, 1), &[], false, None).unwrap();
+    let text = String::from_utf8_lossy(&wire);
+    assert!(text.contains("Content-Length: 100000\r\n"), "{}", &text[..200]);
+    assert!(!text.contains("Transfer-Encoding"));
+    // The front relays it by its length and keeps the server connection
+    // for the client's next request, instead of reading until it closes.
+    let mut to = Vec::new();
+    assert!(super::wire::relay_response(&mut std::io::Cursor::new(wire.clone()), &mut to, false).unwrap());
+    assert_eq!(to, wire);
 }

@@ -356,9 +356,18 @@ pub struct Serve {
 }
 
 impl Serve {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// CPU seconds it has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        ticks(self.pid()) as f64 / clock_tick()
+    }
+
     /// Its peak resident set size so far, in KiB (VmHWM).
     pub fn peak_rss_kib(&self) -> u64 {
-        let pid = self.child.as_ref().map(|c| c.id()).unwrap_or(0);
+        let pid = self.pid();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         status
             .lines()

@@ -1,11 +1,12 @@
 //! The benchmark: georeg, `skopeo sync` and the secondary registry's own
 //! ingest limit, side by side on the same corpora, against real
 //! `docker-registry` processes on loopback, and georeg beside skopeo across
-//! an emulated WAN (wan.rs). Run it with
+//! an emulated WAN (wan.rs), and one node against a synthetic primary of
+//! 100,000 repositories (scale.rs). Run it with
 //! `tests/bench/run.sh [--smoke]` (README, "Benchmark"); it is not part of
 //! `cargo test`.
 //!
-//! usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair] [--out FILE]
+//! usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale] [--out FILE]
 //!
 //! It prints a markdown report (and writes it to FILE): every figure, every
 //! ratio, and whether each target is met. It asserts that every tool left
@@ -20,8 +21,12 @@ mod lab;
 mod notify;
 mod peers;
 mod report;
+mod scale;
+mod scale_table;
 mod scenarios;
+mod seed;
 mod sweep;
+mod synthetic;
 mod wan;
 
 use std::path::PathBuf;
@@ -32,7 +37,7 @@ use lab::Lab;
 use report::Report;
 use scenarios::Sizes;
 
-const ALL: [&str; 8] = ["a", "b", "c", "wan", "workers", "lag", "ingest", "fair"];
+const ALL: [&str; 9] = ["a", "b", "c", "wan", "workers", "lag", "ingest", "fair", "scale"];
 
 struct Options {
     smoke: bool,
@@ -58,7 +63,7 @@ fn parse() -> Result<Options, String> {
             "--nocapture" | "--bench" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair] [--out FILE]"
+                    "unknown argument {other:?}; usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale] [--out FILE]"
                 ))
             }
         }
@@ -120,6 +125,9 @@ fn main() -> ExitCode {
     }
     if run("fair") {
         notify::fairness(&lab, &sizes, &mut report);
+    }
+    if run("scale") {
+        scale::scale(&lab, &sizes, &mut report);
     }
     report.notes.push(format!("the whole run took {}", report::seconds(started.elapsed())));
     let md = report.markdown();

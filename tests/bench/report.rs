@@ -98,6 +98,14 @@ impl Latency {
     }
 }
 
+/// A table of its own (the scale scenario's): a title, a header and rows
+/// of cells; the first column is left-aligned, the others right-aligned.
+pub struct Table {
+    pub title: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
 pub struct Target {
     pub what: String,
     pub measured: String,
@@ -112,6 +120,7 @@ pub struct Report {
     /// The WAN scenario's rows: a table of their own, with the bytes over the link.
     pub wan_rows: Vec<Row>,
     pub latencies: Vec<Latency>,
+    pub tables: Vec<Table>,
     pub targets: Vec<Target>,
     /// The largest share of CPU other work took right before each scenario.
     pub noise: Vec<(String, f64)>,
@@ -168,6 +177,15 @@ impl Report {
                     l.rate.as_deref().unwrap_or("-"),
                     l.rss_kib.map(|k| format!("{:.1} MB", k as f64 * 1024.0 / 1e6)).unwrap_or_else(|| "-".into()),
                 );
+            }
+        }
+        for t in &self.tables {
+            let _ = writeln!(md, "\n{}\n", t.title);
+            let _ = writeln!(md, "| {} |", t.header.join(" | "));
+            let align: Vec<&str> = (0..t.header.len()).map(|i| if i == 0 { "---" } else { "--:" }).collect();
+            let _ = writeln!(md, "|{}|", align.join("|"));
+            for row in &t.rows {
+                let _ = writeln!(md, "| {} |", row.join(" | "));
             }
         }
         if !self.targets.is_empty() {

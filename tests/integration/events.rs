@@ -303,12 +303,17 @@ fn one_push_into_a_large_repository_costs_a_handful_of_requests() {
     // reads the tag again after the copy. On the secondary: per blob one
     // POST (a mount that opens the upload when the blob is missing) and its
     // PUT, the manifest PUT, and the HEAD that reads the tag again. 10
-    // requests in all.
+    // requests in all. When the first read of the tag comes before the
+    // registry wrote it, the image is copied ahead by the event's digest
+    // meanwhile: one GET by digest on the primary and one PUT by digest on
+    // the secondary more.
     let blob_gets = on_primary.iter().filter(|l| l.contains("GET /v2/many/blobs/")).count();
     assert_eq!(blob_gets, 2, "{on_primary:#?}");
-    assert!(on_primary.len() <= 6, "{on_primary:#?}");
+    let ahead = on_secondary.iter().filter(|l| l.contains("PUT /v2/many/manifests/sha256:")).count();
+    assert!(ahead <= 1, "{on_secondary:#?}");
+    assert!(on_primary.len() <= 6 + ahead, "{on_primary:#?}");
     let heads = |lines: &[String]| lines.iter().filter(|l| l.contains("HEAD /v2/many/manifests/new")).count();
     assert_eq!((heads(&on_primary), heads(&on_secondary)), (1, 1), "{on_primary:#?}\n{on_secondary:#?}");
-    assert_eq!(on_secondary.len(), 6, "{on_secondary:#?}");
+    assert_eq!(on_secondary.len(), 6 + ahead, "{on_secondary:#?}");
     assert_eq!(env.s.tags("many").len(), 301);
 }

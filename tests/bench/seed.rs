@@ -1,0 +1,138 @@
+//! Seeds a state file for the scale scenario with SQL: every repository of
+//! the synthetic primary synced and verified, with its tags and blobs, as a
+//! first pass would have left it. A real first pass of 100,000
+//! repositories into a real secondary registry would take hours on the
+//! benchmark's machine; a no-op pass, the pages and the event path only
+//! read these rows. Times are spread over the past days as a node that has
+//! run for a while has them, none due for reverification for hours.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::params;
+
+use crate::lab::Georeg;
+use crate::support::georeg_bin;
+use crate::support::oci::sha256;
+use crate::synthetic::{self, LARGE};
+
+/// Verified at most this long ago: the default reverification interval
+/// is 7 days, so nothing comes due while the scenario runs.
+const SPREAD_SECONDS: u64 = 6 * 24 * 3600;
+
+/// One repository's rows: its tags (name, digest) and its blobs (digest, size).
+struct Rows {
+    id: i64,
+    name: String,
+    tags: Vec<(String, String)>,
+    blobs: Vec<(String, usize)>,
+    checksum: String,
+}
+
+fn rows(id: i64, name: String, tags: Vec<String>) -> Rows {
+    let mut out = Rows { id, name, tags: Vec::new(), blobs: Vec::new(), checksum: String::new() };
+    let mut text = String::new();
+    for tag in tags {
+        let img = synthetic::image(&out.name, &tag);
+        if out.blobs.is_empty() {
+            out.blobs.push((img.layer_digest.clone(), img.layer.len()));
+        }
+        out.blobs.push((img.config_digest.clone(), img.config.len()));
+        text.push_str(&format!("{tag} {}\n", img.digest));
+        out.tags.push((tag, img.digest));
+    }
+    // Sorted by tag name, as verification computes it.
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    out.checksum = sha256(format!("{}\n", lines.join("\n")).as_bytes());
+    out
+}
+
+/// Creates the node's state file with georeg's own schema (through `georeg
+/// status`), then fills it: `n` small repositories of `tags` tags and the
+/// large one of `large_tags`. Returns how long it took.
+pub fn seed(node: &Georeg, n: usize, tags: usize, large_tags: usize) -> Duration {
+    let started = Instant::now();
+    let _ = std::fs::remove_file(&node.state);
+    let out = std::process::Command::new(georeg_bin())
+        .arg("--config")
+        .arg(&node.config)
+        .arg("status")
+        .output()
+        .expect("run georeg status");
+    assert!(out.status.success(), "georeg status on a new state file: {}", String::from_utf8_lossy(&out.stderr));
+    let mut conn = node.db();
+    conn.pragma_update(None, "synchronous", "OFF").unwrap();
+    let tx = conn.transaction().unwrap();
+    let mut ids: Vec<(i64, String, Vec<String>)> =
+        (0..n).map(|i| (i as i64 + 1, synthetic::name(i), (0..tags).map(synthetic::small_tag).collect())).collect();
+    ids.push((n as i64 + 1, LARGE.into(), (0..large_tags).map(synthetic::large_tag).collect()));
+    // Digests are computed on two threads, a batch at a time, and stored on this one.
+    for batch in ids.chunks(2000) {
+        let (a, b) = batch.split_at(batch.len() / 2);
+        let computed: Vec<Rows> = std::thread::scope(|s| {
+            let half = |part: &[(i64, String, Vec<String>)]| {
+                part.iter().map(|(id, name, tags)| rows(*id, name.clone(), tags.clone())).collect::<Vec<_>>()
+            };
+            let other = s.spawn(move || half(b));
+            let mut mine = half(a);
+            mine.extend(other.join().expect("a seeding thread"));
+            mine
+        });
+        for r in &computed {
+            store(&tx, r);
+        }
+    }
+    tx.commit().unwrap();
+    drop(conn);
+    started.elapsed()
+}
+
+fn store(tx: &rusqlite::Transaction, r: &Rows) {
+    // Synced, then verified, a while ago.
+    let ago = format!("-{} seconds", (r.id as u64 * 7919) % SPREAD_SECONDS + 60);
+    let blob_bytes: usize = r.blobs.iter().map(|b| b.1).sum();
+    let report = format!(
+        "{} tags copied, 0 unchanged, 0 removed; {} blobs copied ({blob_bytes} B), 0 mounted, 0 already present",
+        r.tags.len(),
+        r.blobs.len()
+    );
+    tx.prepare_cached(
+        "INSERT INTO repositories (id, name, sync_state, full_sync_requested, verification_state,
+             created_at, sync_started_at, last_synced_at, last_sync_report, verified_at, verification_checksum)
+         VALUES (?1, ?2, 'synced', 0, 'succeeded',
+             strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-8 days'),
+             strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?3), strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?3), ?4,
+             strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?3), ?5)",
+    )
+    .unwrap()
+    .execute(params![r.id, r.name, ago, report, r.checksum])
+    .unwrap();
+    let mut tag = tx.prepare_cached("INSERT INTO tags (repository_id, name, digest) VALUES (?1, ?2, ?3)").unwrap();
+    for (name, digest) in &r.tags {
+        tag.execute(params![r.id, name, digest]).unwrap();
+    }
+    let mut blob =
+        tx.prepare_cached("INSERT OR IGNORE INTO blobs (digest, repository_id, size) VALUES (?1, ?2, ?3)").unwrap();
+    for (digest, size) in &r.blobs {
+        blob.execute(params![digest, r.id, *size as i64]).unwrap();
+    }
+}
+
+/// Marks every `every`-th small repository failed, retried only in a day,
+/// as a node that runs for a while has a few: the pages list them first.
+pub fn fail_some(state: &Path, every: usize) -> i64 {
+    let conn = rusqlite::Connection::open(state).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let n = conn
+        .execute(
+            "UPDATE repositories SET sync_state = 'failed', retry_count = 3,
+                 retry_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '+1 day'),
+                 failing_since = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-2 hours'),
+                 last_sync_failure = 'PUT manifest: 503 Service Unavailable (the secondary registry was down)'
+             WHERE id % ?1 = 0 AND name <> ?2",
+            params![every.max(1) as i64, LARGE],
+        )
+        .unwrap();
+    n as i64
+}

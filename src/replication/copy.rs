@@ -211,7 +211,7 @@ impl Replicator<'_> {
         let mut wanted = BTreeMap::new();
         let mut seen =
             Seen { manifests: present.values().cloned().collect(), progress: progress.clone(), ..Seen::default() };
-        let mut failures: Vec<Error> = Vec::new();
+        let mut failures = TagFailures::default();
         let listed = self.primary.valid_tags(repo)?;
         // A primary with no tag left lost the repository, not a tag.
         let cause = if listed.is_empty() { super::held::REPOSITORY_EMPTIED } else { super::held::TAG_REMOVED };
@@ -241,17 +241,7 @@ impl Replicator<'_> {
                     }
                 },
             };
-            match copied {
-                Ok(()) => {}
-                // These say the registry or georeg itself is in trouble: stop here.
-                Err(e @ (Error::Interrupted | Error::Transport { .. } | Error::Store { .. })) => return Err(e),
-                // The worker logs the repository's failure, which names the
-                // first tag's; the others are at debug.
-                Err(e) => {
-                    log::debug!("{repo}:{tag}: {e}");
-                    failures.push(e);
-                }
-            }
+            failures.record(repo, &tag, copied)?;
         }
         if failures.is_empty() {
             self.copy_referrers(repo, wanted.values().cloned(), &mut seen, report)?;
@@ -260,19 +250,7 @@ impl Replicator<'_> {
             self.shutdown.check()?;
             self.remove_or_hold_tag(repo, tag, Some(digest), cause, report)?;
         }
-        // A repository is synced only when every tag is: never with one missing.
-        match failures.len() {
-            0 => Ok(wanted.into_keys().collect()),
-            1 => Err(failures.remove(0)),
-            n => {
-                let first = failures.remove(0);
-                Err(Error::Manifest {
-                    repository: repo.into(),
-                    reference: "*".into(),
-                    message: format!("{n} tags failed; first: {first}"),
-                })
-            }
-        }
+        failures.into_result(repo).map(|()| wanted.into_keys().collect())
     }
 
     fn copy_tag(&self, repo: &str, tag: &str, digest: &Digest, seen: &mut Seen, report: &mut Report) -> Result<()> {
@@ -368,5 +346,49 @@ impl Replicator<'_> {
             self.ensure_blob(repo, blob, seen, report)?;
         }
         Ok(())
+    }
+}
+
+/// The tags of one repository that failed to copy. A repository is synced
+/// only when every tag is, never with one missing; the others go on so
+/// that one bad tag does not hold back the rest.
+#[derive(Default)]
+pub(super) struct TagFailures(Vec<Error>);
+
+impl TagFailures {
+    /// Keeps a tag's failure, or returns it at once when it says the
+    /// registry or georeg itself is in trouble (nothing more can work).
+    pub(super) fn record(&mut self, repo: &str, tag: &str, copied: Result<()>) -> Result<()> {
+        match copied {
+            Ok(()) => Ok(()),
+            Err(e @ (Error::Interrupted | Error::Transport { .. } | Error::Store { .. })) => Err(e),
+            // The worker logs the repository's failure, which names the
+            // first tag's; the others are at debug.
+            Err(e) => {
+                log::debug!("{repo}:{tag}: {e}");
+                self.0.push(e);
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The repository's outcome: the one failure, or how many and the first.
+    pub(super) fn into_result(mut self, repo: &str) -> Result<()> {
+        match self.0.len() {
+            0 => Ok(()),
+            1 => Err(self.0.remove(0)),
+            n => {
+                let first = self.0.remove(0);
+                Err(Error::Manifest {
+                    repository: repo.into(),
+                    reference: "*".into(),
+                    message: format!("{n} tags failed; first: {first}"),
+                })
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use super::copy::{Report, Seen};
+use super::copy::{Report, Seen, TagFailures};
 use super::Replicator;
 use crate::error::{Error, Result};
 use crate::registry::{Digest, Mount};
@@ -77,7 +77,7 @@ impl Replicator<'_> {
         }
         let present = self.secondary.tag_digests(repo)?;
         seen.manifests.extend(present.values().cloned());
-        let mut failures: Vec<Error> = Vec::new();
+        let mut failures = TagFailures::default();
         for (tag, digest) in tags {
             self.shutdown.check()?;
             if present.get(tag) == Some(digest) {
@@ -87,34 +87,14 @@ impl Replicator<'_> {
             }
             let copied =
                 self.primary_manifest(repo, digest).and_then(|m| self.copy_manifest(repo, tag, m, seen, report));
-            match copied {
-                Ok(()) => {}
-                // The registry or georeg itself in trouble: stop here.
-                Err(e @ (Error::Interrupted | Error::Transport { .. } | Error::Store { .. })) => return Err(e),
-                Err(e) => {
-                    log::debug!("{repo}:{tag}: {e}");
-                    failures.push(e);
-                }
-            }
+            failures.record(repo, tag, copied)?;
         }
         for tag in present.keys().filter(|t| !tags.contains_key(*t)) {
             self.shutdown.check()?;
             self.remove_tag(repo, tag)?;
             report.tags_removed += 1;
         }
-        // Synced only when every tag is: never with one missing.
-        match failures.len() {
-            0 => Ok(()),
-            1 => Err(failures.remove(0)),
-            n => {
-                let first = failures.remove(0);
-                Err(Error::Manifest {
-                    repository: repo.into(),
-                    reference: "*".into(),
-                    message: format!("{n} tags failed; first: {first}"),
-                })
-            }
-        }
+        failures.into_result(repo)
     }
 
     /// Mounts a blob the bundle leaves out from the repository that held

@@ -32,6 +32,9 @@ pub enum Error {
     Sync { repository: String, source: Box<Error> },
     /// The state file could not be opened, migrated, read or written.
     Store { message: String },
+    /// The state file cannot be used as it is (missing, another schema
+    /// version): the operator decides what to do; nothing was changed.
+    StateFile { path: PathBuf, message: String },
     /// A local file could not be read or written.
     Io { path: PathBuf, source: std::io::Error },
     /// A transfer bundle or inventory cannot be used: damaged, incomplete,
@@ -54,7 +57,11 @@ impl Error {
     /// configuration (fix the input), 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config { .. } | Error::Usage(_) | Error::Key { .. } | Error::InUse { .. } => 2,
+            Error::Config { .. }
+            | Error::Usage(_)
+            | Error::Key { .. }
+            | Error::InUse { .. }
+            | Error::StateFile { .. } => 2,
             Error::Bundle { refused: true, .. } => 2,
             _ => 1,
         }
@@ -108,6 +115,7 @@ impl fmt::Display for Error {
             }
             Error::Sync { repository, source } => write!(f, "sync {repository} failed: {source}"),
             Error::Store { message } => write!(f, "state file: {message}"),
+            Error::StateFile { path, message } => write!(f, "state file {}: {message}", path.display()),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Bundle { file, message, .. } => write!(f, "{file}: {message}"),
             Error::InUse { state_file, holder, hint } => {

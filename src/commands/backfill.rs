@@ -26,12 +26,12 @@ pub fn run(node: &Node) -> Result<ExitCode> {
         "catalog: {} repositories to replicate ({} new), {} excluded, {} gone from the primary",
         scan.included, scan.added, scan.excluded, scan.gone
     );
-    let todo = node.store.unsynced_repositories()?;
+    let todo = node.queue.unsynced_repositories()?;
     let (tally, mut failures) = match owner {
         Owner::Itself(_lock) => backfill_here(node, &todo)?,
         Owner::Daemon(holder) => {
             for name in &todo {
-                node.store.request_priority_sync(name)?;
+                node.queue.request_priority_sync(name)?;
             }
             let started = Instant::now();
             let tty = std::io::stderr().is_terminal();
@@ -66,9 +66,9 @@ pub fn run(node: &Node) -> Result<ExitCode> {
     // Exit 0 only when every repository to replicate is synced, whatever
     // this pass saw: nothing left queued, failed or mid-sync.
     let known: Vec<String> = failures.iter().map(|(name, _)| name.clone()).collect();
-    for name in node.store.unsynced_repositories()?.into_iter().filter(|n| !known.contains(n)) {
+    for name in node.queue.unsynced_repositories()?.into_iter().filter(|n| !known.contains(n)) {
         let why =
-            node.store.progress(&name)?.and_then(|p| p.last_sync_failure).unwrap_or_else(|| "not synced yet".into());
+            node.queue.progress(&name)?.and_then(|p| p.last_sync_failure).unwrap_or_else(|| "not synced yet".into());
         failures.push((name, why));
     }
     if failures.is_empty() && tally.failed == 0 {

@@ -17,15 +17,14 @@ use super::Node;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::lock::{current_holder, Lock};
-use crate::store::{Removal, Selector, Store};
+use crate::store::{Reader, Removal, Selector, Store};
 
 /// How often a follower looks at the state file.
 const POLL: Duration = Duration::from_millis(250);
 
 /// `georeg deletions [--json]`: held removals (soonest first), then cancelled ones.
 pub fn list(config: &Config, json: bool) -> Result<ExitCode> {
-    let store = Store::open(&config.state_file)?;
-    let open = store.open_removals()?;
+    let open = Reader::open(&config.state_file)?.read(|snap| snap.open_removals())?;
     if json {
         let text = serde_json::to_string_pretty(&open).map_err(|e| Error::Store { message: e.to_string() })?;
         println!("{text}");
@@ -80,7 +79,7 @@ fn state(r: &Removal) -> String {
 /// `georeg deletions --cancel ID...|--all`: the secondary keeps them.
 pub fn cancel(config: &Config, which: &Selector) -> Result<ExitCode> {
     let store = Store::open(&config.state_file)?;
-    let done = store.cancel_removals(which)?;
+    let done = store.queue().cancel_removals(which)?;
     for r in &done {
         println!(
             "{} {} {}: cancelled: kept on the secondary; verification expects the difference",
@@ -122,12 +121,12 @@ pub fn apply(node: &Node, which: &Selector) -> Result<ExitCode> {
     node.replicator()?;
     let (marked, outcome) = match Owner::take(node, "deletions")? {
         Owner::Itself(_lock) => {
-            let marked = node.store.apply_removals_now(which)?;
+            let marked = node.queue.apply_removals_now(which)?;
             let outcome = apply_here(node, &marked)?;
             (marked, outcome)
         }
         Owner::Daemon(holder) => {
-            let marked = node.store.apply_removals_now(which)?;
+            let marked = node.queue.apply_removals_now(which)?;
             let mut left: Vec<i64> = marked.iter().map(|r| r.id).collect();
             let mut outcome = Outcome::default();
             while !left.is_empty() {
@@ -136,13 +135,13 @@ pub fn apply(node: &Node, which: &Selector) -> Result<ExitCode> {
                     outcome.interrupted = true;
                     break;
                 }
-                let rows = node.store.removals_by_id(&left)?;
+                let rows = node.queue.removals_by_id(&left)?;
                 left = rows.iter().filter(|r| !outcome.print(r)).map(|r| r.id).collect();
                 if !left.is_empty() && current_holder(&node.config.state_file).is_none() {
                     eprintln!("georeg: {holder} stopped before applying them; this command takes over");
                     let _lock = Lock::acquire(&node.config.state_file, "deletions")?;
                     super::owner::recover(node)?;
-                    let rest = apply_here(node, &node.store.removals_by_id(&left)?)?;
+                    let rest = apply_here(node, &node.queue.removals_by_id(&left)?)?;
                     outcome.failed += rest.failed;
                     outcome.interrupted |= rest.interrupted;
                     break;
@@ -202,7 +201,7 @@ fn apply_here(node: &Node, marked: &[Removal]) -> Result<Outcome> {
         }
     }
     let ids: Vec<i64> = marked.iter().map(|r| r.id).collect();
-    for r in node.store.removals_by_id(&ids)? {
+    for r in node.queue.removals_by_id(&ids)? {
         if !outcome.print(&r) && !outcome.interrupted {
             println!("{} {} {}: still {}", r.id, r.repository, r.what(), r.state);
             outcome.failed += 1;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use crate::config::{Config, Role};
 use crate::error::{Error, Result};
 use crate::health::{dr, status};
-use crate::store::Store;
+use crate::store::Reader;
 
 pub fn run(config: &Config, json: bool) -> Result<ExitCode> {
     if config.role != Role::Secondary {
@@ -17,8 +17,7 @@ pub fn run(config: &Config, json: bool) -> Result<ExitCode> {
             "failover-check runs on a secondary: it says what that secondary would lose if the primary vanished".into(),
         ));
     }
-    let store = Store::open(&config.state_file)?;
-    let status = status::collect(config, &store, None, None)?;
+    let status = Reader::open(&config.state_file)?.read(|snap| status::collect(config, snap, None, None))?;
     let failover = status.failover.unwrap_or_default();
     if json {
         let text = serde_json::to_string_pretty(&failover).map_err(|e| Error::Store { message: e.to_string() })?;

@@ -52,7 +52,7 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
     let primary_url = node.config.primary_api_url()?;
     let bundle = Bundle::open(file, &node.signer)?.reading_missing_from(&node.local);
     let c = &bundle.contents;
-    let newest = node.store.newest_bundle(&c.id)?;
+    let newest = node.queue.newest_bundle(&c.id)?;
     let newest_key = newest.as_ref().map(|b| (b.id.as_str(), b.created_at.as_str(), b.imported_at.is_some()));
     if let Some(why) = refusal(c, primary_url, newest_key, force_primary, force_older) {
         return Err(Error::Bundle {
@@ -68,7 +68,7 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
         .collect::<Vec<_>>()
         .join(" ");
     let (work, excluded) = plan(node, c);
-    let done = node.store.begin_bundle(&NewBundle {
+    let done = node.queue.begin_bundle(&NewBundle {
         id: &c.id,
         primary_url: &c.primary,
         created_at: &c.created_at,
@@ -121,13 +121,13 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
             }
             if w.gone && node.local.tags(&w.name)?.unwrap_or_default().is_empty() {
                 println!("{}: gone from the primary, and the secondary holds none of its tags", w.name);
-                node.store.bundle_repository_imported(&c.id, &w.name)?;
+                node.queue.bundle_repository_imported(&c.id, &w.name)?;
                 imported.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             match replicator.import(&w.name, &w.tags, &w.mounts) {
                 Ok(report) => {
-                    node.store.bundle_repository_imported(&c.id, &w.name)?;
+                    node.queue.bundle_repository_imported(&c.id, &w.name)?;
                     imported.fetch_add(1, Ordering::Relaxed);
                     (copied, mounted, present) =
                         (copied + report.blobs_copied, mounted + report.blobs_mounted, present + report.blobs_present);
@@ -154,7 +154,7 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
         started.elapsed().as_secs_f64()
     );
     if tally.failed == 0 && tally.interrupted == 0 {
-        node.store.finish_bundle(&c.id, &report)?;
+        node.queue.finish_bundle(&c.id, &report)?;
         println!("bundle {} imported: {report}", c.id);
     } else {
         println!("bundle {} not imported completely: {report}; run the same import again to finish", c.id);

@@ -24,7 +24,7 @@ pub fn run(node: &Node, output: &Path) -> Result<ExitCode> {
         registry: node.config.registry.url.clone(),
         primary: node.config.replication.primary_api_url.clone(),
         created_at: crate::bundle::now_text(),
-        last_bundle: node.store.bundle_status()?.0.map(|b| b.id),
+        last_bundle: node.reader.read(|s| s.bundle_status())?.0.map(|b| b.id),
         repositories: Vec::new(),
     };
     let progress = Progress::default();

@@ -37,7 +37,7 @@ use crate::replication::source::Source;
 use crate::replication::Replicator;
 use crate::shutdown::Shutdown;
 use crate::store::lock::Lock;
-use crate::store::Store;
+use crate::store::{Log, Queue, Reader, Store};
 use crate::web::App;
 
 /// Runs one command line; the exit code on success.
@@ -116,10 +116,15 @@ fn open_stoppable(config: Option<&Path>) -> Result<Node> {
 /// client for the primary registry and a client for the primary georeg
 /// (on a secondary), the state file, the live counters and health, and
 /// the stop request.
-pub struct Node {
+pub(crate) struct Node {
     pub config: Config,
     pub signer: Arc<Signer>,
+    /// The state file's owner handle, and the doors it hands out:
+    /// replication's queue, the web side's and follower's log, the read side.
     pub store: Store,
+    pub queue: Queue,
+    pub log: Log,
+    pub reader: Reader,
     pub stats: Stats,
     pub health: Health,
     pub shutdown: Shutdown,
@@ -159,10 +164,14 @@ impl Node {
             }
             _ => None,
         };
+        let (queue, log, reader) = (store.queue(), store.log(), store.reader()?);
         Ok(Node {
             config,
             signer,
             store,
+            queue,
+            log,
+            reader,
             stats: Stats::default(),
             health: Health::default(),
             shutdown: Shutdown::default(),
@@ -183,7 +192,7 @@ impl Node {
             primary,
             source: primary,
             secondary: &self.local,
-            store: &self.store,
+            store: &self.queue,
             stats: &self.stats,
             shutdown: &self.shutdown,
             chunk_size: self.config.replication.chunk_bytes,
@@ -199,14 +208,15 @@ impl Node {
 
     /// What a drill reads (this node's registry, pull-only) and records.
     pub fn drill(&self) -> crate::replication::drill::Drill<'_> {
-        crate::replication::drill::Drill { secondary: &self.local_reader, store: &self.store, shutdown: &self.shutdown }
+        crate::replication::drill::Drill { secondary: &self.local_reader, store: &self.queue, shutdown: &self.shutdown }
     }
 
     /// What the HTTP server's handlers see.
     pub fn app(&self) -> App<'_> {
         App {
             config: &self.config,
-            store: &self.store,
+            log: &self.log,
+            reader: &self.reader,
             stats: &self.stats,
             health: &self.health,
             signer: &self.signer,
@@ -220,7 +230,8 @@ impl Node {
     pub fn reporter(&self) -> Reporter<'_> {
         Reporter {
             config: &self.config,
-            store: &self.store,
+            log: &self.log,
+            reader: &self.reader,
             stats: &self.stats,
             health: &self.health,
             local: &self.local,

@@ -57,7 +57,7 @@ impl Owner {
 
 /// Puts back what a process that died left `started` (run holding the lock).
 pub fn recover(node: &Node) -> Result<()> {
-    let recovered = node.store.recover_started()?;
+    let recovered = node.queue.recover_started()?;
     if recovered > 0 {
         log::warn!(
             "{recovered} repositories were left mid-sync by a georeg process that stopped without handing them \
@@ -165,7 +165,7 @@ pub fn follow(
         }
         let mut still = Vec::new();
         for name in left {
-            match node.store.progress(&name)?.as_ref().and_then(&outcome) {
+            match node.queue.progress(&name)?.as_ref().and_then(&outcome) {
                 Some(Ok(done)) => {
                     println!("{name}: {done} (by {holder}, {:.1}s after the request)", started.elapsed().as_secs_f64())
                 }

@@ -32,7 +32,7 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
     // Selective sync may have changed since the last start: rows already
     // known follow the configuration in force now.
     let selection = node.config.replication.selection();
-    let excluded = node.store.apply_selection(|name| selection.includes(name))?;
+    let excluded = node.queue.apply_selection(|name| selection.includes(name))?;
     if excluded > 0 {
         log::info!("{excluded} known repositories are left out by selective sync (replication.include/exclude)");
     }
@@ -88,7 +88,7 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
     };
     let follow = |_| {
         if let (Some(_), Some(primary)) = (&replicator, &node.primary_node) {
-            cursor::run(primary, &node.store, &node.stats, &node.shutdown)
+            cursor::run(primary, &node.log, &node.stats, &node.shutdown)
         }
     };
     thread::scope(|s| -> Result<()> {
@@ -108,8 +108,7 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
         }
         while node.shutdown.sleep(Duration::from_secs(3600)) {}
         log::info!("shutting down");
-        node.store.work.ring();
-        node.store.log.ring();
+        node.store.ring_all();
         front.wake();
         wait_or_exit(&handles);
         Ok(())

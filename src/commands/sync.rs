@@ -19,7 +19,7 @@ pub fn run(node: &Node, repositories: &[String]) -> Result<ExitCode> {
         Owner::Itself(_lock) => sync_here(node, repositories)?,
         Owner::Daemon(holder) => {
             for repo in repositories {
-                node.store.request_priority_sync(repo)?;
+                node.queue.request_priority_sync(repo)?;
             }
             match follow(
                 node,

@@ -30,7 +30,7 @@ pub fn run(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitCode
         let selection = node.config.replication.selection();
         let mut names: Vec<String> =
             replicator.primary.catalog()?.into_iter().filter(|n| selection.includes(n)).collect();
-        names.extend(node.store.repository_names()?.into_iter().filter(|n| selection.includes(n)));
+        names.extend(node.queue.repository_names()?.into_iter().filter(|n| selection.includes(n)));
         names.sort();
         names.dedup();
         names
@@ -44,7 +44,7 @@ pub fn run(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitCode
         Owner::Itself(_lock) => verify_here(node, &names, blobs)?,
         Owner::Daemon(holder) => {
             for name in &names {
-                node.store.request_verification(name, blobs)?;
+                node.queue.request_verification(name, blobs)?;
             }
             let outcome = |p: &crate::store::Progress| {
                 p.verification_outcome().map(|r| {
@@ -73,7 +73,7 @@ pub fn run(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitCode
 fn verify_here(node: &Node, names: &[String], blobs: bool) -> Result<Tally> {
     let replicator = node.replicator()?;
     each_repository(node, names, "verify", |repo| {
-        let v = node.store.claim_verification(repo, blobs)?;
+        let v = node.queue.claim_verification(repo, blobs)?;
         Ok(match replicator.verify(&v)? {
             o @ Outcome::Match { .. } => Ok(o.describe()),
             o => Err(format!("{}; resync queued", o.describe())),
@@ -120,9 +120,9 @@ pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[Str
     let tally = each_repository(node, &names, "verify", |repo| {
         let want = &expected[repo];
         let record = lock.is_some() && !gone.contains(&repo);
-        let v = if record { Some(node.store.claim_verification(repo, blobs)?) } else { None };
+        let v = if record { Some(node.queue.claim_verification(repo, blobs)?) } else { None };
         let outcome = compare(node, repo, want, blobs);
-        let store = &node.store;
+        let store = &node.queue;
         match (&outcome, &v) {
             (Ok(Outcome::Match { checksum, .. }), Some(v)) => store.verification_succeeded(v, checksum)?,
             (Ok(o), Some(v)) => store.verification_failed(v, &o.describe(), false)?,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::status::Status;
 use crate::config::Config;
 use crate::error::Result;
-use crate::store::Store;
+use crate::store::Snapshot;
 
 /// What failover would lose.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -39,7 +39,7 @@ pub struct Finding {
 
 /// Assesses a secondary's readiness from the state file and the rest of
 /// its status (everything but `failover`).
-pub fn assess(config: &Config, store: &Store, s: &Status) -> Result<Failover> {
+pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover> {
     let r = store.readiness(config.replication.reverification_interval_seconds)?;
     let mut found = Vec::new();
     let mut add = |check: &str, loss: bool, count: i64, message: String| {

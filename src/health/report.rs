@@ -11,12 +11,13 @@ use crate::config::{Config, Role};
 use crate::peer::PrimaryNode;
 use crate::registry::Client;
 use crate::shutdown::Shutdown;
-use crate::store::Store;
+use crate::store::{Log, Reader};
 
 /// What the report thread reads and where it reports.
 pub struct Reporter<'a> {
     pub config: &'a Config,
-    pub store: &'a Store,
+    pub log: &'a Log,
+    pub reader: &'a Reader,
     pub stats: &'a Stats,
     pub health: &'a Health,
     /// This node's registry.
@@ -37,7 +38,7 @@ impl Reporter<'_> {
             let problem = self.check();
             self.health.set(problem.clone());
             // One snapshot serves the chart's sample and the report.
-            let status = status::collect(self.config, self.store, Some(self.stats), problem);
+            let status = self.reader.read(|snap| status::collect(self.config, snap, Some(self.stats), problem));
             if self.config.role == Role::Secondary {
                 self.sample(&status);
             }
@@ -90,7 +91,7 @@ impl Reporter<'_> {
     fn sample(&self, status: &crate::error::Result<status::Status>) {
         let copied = self.stats.bytes_copied.load(std::sync::atomic::Ordering::Relaxed);
         let recorded = match status {
-            Ok(s) => self.store.record_sample(s.events.lag_seconds, copied),
+            Ok(s) => self.log.record_sample(s.events.lag_seconds, copied),
             Err(e) => Err(crate::error::Error::Store { message: e.to_string() }),
         };
         if let Err(e) = recorded {

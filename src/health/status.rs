@@ -10,7 +10,7 @@ use super::human_bytes;
 use super::stats::{Copying, Stats};
 use crate::config::{Config, Role};
 use crate::error::Result;
-use crate::store::{BundleRow, Counts, DrillSummary, RemovalSummary, RepositoryRow, Store, UploadRow};
+use crate::store::{BundleRow, Counts, DrillSummary, RemovalSummary, RepositoryRow, Snapshot, UploadRow};
 
 /// A secondary whose last report is older than this is shown offline.
 pub const OFFLINE_AFTER_SECONDS: i64 = 600;
@@ -158,7 +158,7 @@ pub struct NodeStatus {
 
 /// Reads the status from the state file. In the daemon, `stats` adds live
 /// activity and `problem` the last health check's finding.
-pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: Option<String>) -> Result<Status> {
+pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem: Option<String>) -> Result<Status> {
     let primary = config.role == Role::Primary;
     let cursor = store.cursor()?;
     let local_last = store.last_event_id()?;
@@ -293,7 +293,7 @@ pub fn collect(config: &Config, store: &Store, stats: Option<&Stats>, problem: O
 /// The age of the oldest event not yet applied, leaving out failing
 /// repositories; on a follower with events not yet read from the primary,
 /// at least the time since the cursor last advanced.
-fn lag(store: &Store, cursor: &crate::store::Cursor, following: bool) -> Result<i64> {
+fn lag(store: &Snapshot, cursor: &crate::store::Cursor, following: bool) -> Result<i64> {
     let applied = store.lag_seconds()?;
     let unread = match &cursor.updated_at {
         Some(at) if following && cursor.primary_last_event_id > cursor.last_event_id => store.age_seconds(at)?,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::health::Stats;
 use crate::peer::{Page, PrimaryNode};
 use crate::shutdown::Shutdown;
-use crate::store::{Cursor, Event, Store};
+use crate::store::{Cursor, Event, Log};
 
 const PAGE: usize = 500;
 /// Long-poll length: short enough that shutdown is never held up long.
@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The cursor thread, until shutdown.
-pub fn run(primary: &PrimaryNode, store: &Store, stats: &Stats, shutdown: &Shutdown) {
+pub fn run(primary: &PrimaryNode, store: &Log, stats: &Stats, shutdown: &Shutdown) {
     let mut backoff = Duration::from_secs(1);
     let mut last_error = String::new();
     while !shutdown.requested() {
@@ -48,7 +48,7 @@ pub fn run(primary: &PrimaryNode, store: &Store, stats: &Stats, shutdown: &Shutd
 }
 
 /// One long poll; true when the page was full (more is waiting).
-fn poll(primary: &PrimaryNode, store: &Store, stats: &Stats) -> Result<bool, String> {
+fn poll(primary: &PrimaryNode, store: &Log, stats: &Stats) -> Result<bool, String> {
     let cursor = store.cursor().map_err(|e| e.to_string())?;
     let after = cursor.last_event_id;
     let page = primary.events(after, PAGE, WAIT)?;

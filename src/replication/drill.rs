@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::registry::manifest::{self, Manifest};
 use crate::registry::{Client, Digest};
 use crate::shutdown::Shutdown;
-use crate::store::{DrillFailure, DrillRecord, DrillTag, Store};
+use crate::store::{DrillFailure, DrillRecord, DrillTag, Queue};
 
 /// Manifests one tag may lead to (children and referrers), at most.
 const MAX_MANIFESTS_PER_TAG: usize = 10_000;
@@ -35,7 +35,7 @@ const RETRY: Duration = Duration::from_secs(60);
 pub struct Drill<'a> {
     /// The secondary registry, with pull-only tokens, as a client has.
     pub secondary: &'a Client,
-    pub store: &'a Store,
+    pub store: &'a Queue,
     pub shutdown: &'a Shutdown,
 }
 

@@ -36,7 +36,7 @@ pub mod worker;
 use crate::health::Stats;
 use crate::registry::{Client, Target};
 use crate::shutdown::Shutdown;
-use crate::store::{RemovalPolicy, Store};
+use crate::store::{Queue, RemovalPolicy};
 use source::Source;
 
 /// What replicating needs: the primary registry (read-only), the secondary
@@ -47,7 +47,7 @@ pub struct Replicator<'a> {
     /// primary itself when replicating, a transfer bundle when importing.
     pub source: &'a dyn Source,
     pub secondary: &'a Target,
-    pub store: &'a Store,
+    pub store: &'a Queue,
     pub stats: &'a Stats,
     /// Checked between tags, between blobs and inside every blob stream.
     pub shutdown: &'a Shutdown,

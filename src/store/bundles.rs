@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Store, NOW};
+use super::handles::{Queue, Snapshot};
+use super::shared::NOW;
 use crate::error::Result;
 
 /// A bundle as the state file knows it.
@@ -58,7 +59,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<BundleRow> {
     })
 }
 
-impl Store {
+impl Queue {
     /// The bundle exported last among those this node imported or began
     /// to import, leaving out `except` (the one about to be imported).
     pub fn newest_bundle(&self, except: &str) -> Result<Option<BundleRow>> {
@@ -116,7 +117,9 @@ impl Store {
             .execute([id, report])?;
         Ok(())
     }
+}
 
+impl Snapshot<'_> {
     /// The last bundle imported completely, and the newest one whose
     /// import has not finished (when it began after that).
     pub fn bundle_status(&self) -> Result<(Option<BundleRow>, Option<BundleRow>)> {
@@ -141,6 +144,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::{states::SyncState, Store};
 
     fn new<'a>(id: &'a str, created_at: &'a str) -> NewBundle<'a> {
         NewBundle {
@@ -157,16 +162,16 @@ mod tests {
     #[test]
     fn an_import_resumes_with_the_repositories_left_and_the_newest_bundle_is_known() {
         let store = Store::open_in_memory().unwrap();
-        assert_eq!(store.bundle_status().unwrap(), (None, None));
+        assert_eq!(store.read(|s| s.bundle_status()).unwrap(), (None, None));
         assert!(store.begin_bundle(&new("b1", "2020-11-30T10:00:00.000Z")).unwrap().is_empty());
         store.bundle_repository_imported("b1", "a").unwrap();
         // Cut short, then run again: "a" is done.
         let done = store.begin_bundle(&new("b1", "2020-11-30T10:00:00.000Z")).unwrap();
         assert_eq!(done, BTreeSet::from(["a".to_string()]));
-        let (last, unfinished) = store.bundle_status().unwrap();
+        let (last, unfinished) = store.read(|s| s.bundle_status()).unwrap();
         assert_eq!((last, unfinished.map(|b| b.id)), (None, Some("b1".into())));
         store.finish_bundle("b1", "2 repositories").unwrap();
-        let (last, unfinished) = store.bundle_status().unwrap();
+        let (last, unfinished) = store.read(|s| s.bundle_status()).unwrap();
         let last = last.unwrap();
         assert_eq!((last.id.as_str(), unfinished), ("b1", None));
         assert!(last.imported_at.is_some() && last.age_seconds > 0, "{last:?}");

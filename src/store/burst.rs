@@ -9,11 +9,12 @@
 
 use rusqlite::{params, Connection};
 
+use super::deletions::RemovalPolicy;
 use super::deletions::HOUR_AGO;
-use super::{RemovalPolicy, Store};
+use super::handles::Queue;
 use crate::error::Result;
 
-impl Store {
+impl Queue {
     /// After a job that noted removals: when they, with the others of the
     /// last hour, are more than the policy's share of the repository's (or
     /// the registry's) tags, writes the alarm onto the hour's removals

@@ -6,8 +6,10 @@
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
+use super::event::{Event, NewEvent};
 use super::events::insert_rows;
-use super::{Event, NewEvent, Store, NOW};
+use super::handles::{Log, Snapshot};
+use super::shared::NOW;
 use crate::error::Result;
 
 /// A secondary's position in its primary's log.
@@ -24,7 +26,7 @@ pub struct Cursor {
     pub gap_message: Option<String>,
 }
 
-impl Store {
+impl Log {
     /// Stores events read from the primary's log and advances the cursor
     /// past them, atomically: after a crash, reading resumes exactly after
     /// the last event stored. `through` is the last id of the page read,
@@ -62,7 +64,7 @@ impl Store {
             tx.commit()?;
         }
         if inserted > 0 {
-            self.log.ring();
+            self.appended.ring();
             self.work.ring();
         }
         Ok(inserted)
@@ -94,6 +96,21 @@ impl Store {
         Ok(queued)
     }
 
+    /// Records why reading the primary's log failed, for the operator.
+    pub fn cursor_failed(&self, message: &str) -> Result<()> {
+        self.conn().execute("UPDATE cursor SET last_error = ?1 WHERE id = 1", [message])?;
+        Ok(())
+    }
+}
+
+impl Log {
+    /// Where the cursor stands.
+    pub fn cursor(&self) -> Result<Cursor> {
+        Snapshot::over(&self.conn()).cursor()
+    }
+}
+
+impl Snapshot<'_> {
     pub fn cursor(&self) -> Result<Cursor> {
         let conn = self.conn();
         let cursor = conn
@@ -124,11 +141,5 @@ impl Store {
             gap_detected_at: None,
             gap_message: None,
         }))
-    }
-
-    /// Records why reading the primary's log failed, for the operator.
-    pub fn cursor_failed(&self, message: &str) -> Result<()> {
-        self.conn().execute("UPDATE cursor SET last_error = ?1 WHERE id = 1", [message])?;
-        Ok(())
     }
 }

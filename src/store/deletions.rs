@@ -20,7 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, NOW};
+use super::handles::{Queue, Snapshot, Store};
+use super::shared::NOW;
 use crate::error::Result;
 use crate::registry::Digest;
 
@@ -195,7 +196,7 @@ fn removal_row(r: &rusqlite::Row) -> rusqlite::Result<Removal> {
     })
 }
 
-impl Store {
+impl Queue {
     /// What is recorded about removing `tag` (at `digest` on the
     /// secondary) or, with no tag, the manifest `digest`: a removal of the
     /// tag, or of the manifest it points at, counts.
@@ -352,17 +353,6 @@ impl Store {
         Ok(kept)
     }
 
-    /// Removals not done with: held (soonest first), then cancelled.
-    pub fn open_removals(&self) -> Result<Vec<Removal>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM removals h JOIN repositories r ON r.id = h.repository_id
-             WHERE h.state IN {OPEN} ORDER BY h.state = 'cancelled', h.applies_at, h.id"
-        ))?;
-        let rows = stmt.query_map([], removal_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     pub fn removals_by_id(&self, ids: &[i64]) -> Result<Vec<Removal>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
@@ -412,6 +402,19 @@ impl Store {
             .collect::<rusqlite::Result<_>>()?;
         self.removals_by_id(&cancelled)
     }
+}
+
+impl Snapshot<'_> {
+    /// Removals not done with: held (soonest first), then cancelled.
+    pub fn open_removals(&self) -> Result<Vec<Removal>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM removals h JOIN repositories r ON r.id = h.repository_id
+             WHERE h.state IN {OPEN} ORDER BY h.state = 'cancelled', h.applies_at, h.id"
+        ))?;
+        let rows = stmt.query_map([], removal_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
 
     /// How many removals are held and cancelled, when the next applies,
     /// and the burst alarm while it stands: a burst removal still held
@@ -447,7 +450,9 @@ impl Store {
             .optional()?;
         Ok(RemovalSummary { held, held_tags, cancelled, next_applies_at, burst, delay_hours: 0 })
     }
+}
 
+impl Store {
     /// Forgets applied and dropped removals decided more than `days` ago.
     pub fn prune_removals(&self, days: u64) -> Result<usize> {
         let n = self.conn().execute(

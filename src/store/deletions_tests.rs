@@ -1,6 +1,8 @@
 #![cfg(test)]
 
 use super::*;
+use crate::store::states::SyncState;
+use crate::store::Store;
 
 const DAY: RemovalPolicy = RemovalPolicy { delay_hours: 24, burst_share: 0.5, burst_min_tags: 3 };
 
@@ -26,7 +28,7 @@ fn a_held_removal_keeps_its_time_and_is_expected_until_the_primary_has_it_again(
     assert!(kept.covers("v1", d.as_str()) && !kept.covers("latest", d.as_str()));
     assert!(!kept.covers("v1", Digest::sha256_of(b"other").as_str()), "a tag moved since is not expected");
     assert_eq!(store.claim_due_removals("app").unwrap(), vec![], "not due for a day");
-    let s = store.removal_summary().unwrap();
+    let s = store.read(|s| s.removal_summary()).unwrap();
     assert_eq!((s.held, s.held_tags, s.cancelled), (1, 1, 0));
     assert!(s.next_applies_at.is_some() && s.burst.is_none());
     // The primary has the tag again: nothing is to be removed.
@@ -72,7 +74,7 @@ fn due_removals_are_claimed_once_and_a_crash_puts_them_back() {
     let done = store.removals_by_id(&[due[0].id, due[1].id]).unwrap();
     assert_eq!((done[0].state.as_str(), done[0].decided_by.as_deref()), ("applied", Some("delay")));
     assert_eq!((done[1].state.as_str(), done[1].decided_by.as_deref()), ("dropped", Some("primary")));
-    assert!(store.open_removals().unwrap().is_empty());
+    assert!(store.read(|s| s.open_removals()).unwrap().is_empty());
     assert_eq!(store.prune_removals(0).unwrap(), 0, "decided this second");
 }
 
@@ -100,15 +102,15 @@ fn operators_cancel_and_apply_by_id_or_all() {
     for tag in ["a", "b", "c"] {
         store.hold_removal("app", &tag_removal(tag, &d), &DAY).unwrap();
     }
-    let ids: Vec<i64> = store.open_removals().unwrap().iter().map(|r| r.id).collect();
+    let ids: Vec<i64> = store.read(|s| s.open_removals()).unwrap().iter().map(|r| r.id).collect();
     let cancelled = store.cancel_removals(&Selector::Ids(vec![ids[0], 999])).unwrap();
     assert_eq!(cancelled.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[0]]);
     assert!(store.cancel_removals(&Selector::Ids(vec![ids[0]])).unwrap().is_empty(), "cancelled already");
     assert_eq!(store.open_removal("app", Some("a"), Some(&d)).unwrap(), Open::Cancelled);
-    let open = store.open_removals().unwrap();
+    let open = store.read(|s| s.open_removals()).unwrap();
     assert_eq!(open.last().unwrap().state, "cancelled", "cancelled ones list last");
     assert_eq!(store.apply_removals_now(&Selector::All).unwrap().len(), 2, "the held ones");
-    let s = store.removal_summary().unwrap();
+    let s = store.read(|s| s.removal_summary()).unwrap();
     assert_eq!((s.held, s.cancelled), (2, 1));
     assert!(store.kept_removals("app").unwrap().covers("a", d.as_str()), "cancelled: expected for good");
 }
@@ -130,11 +132,11 @@ fn a_burst_raises_the_alarm_until_an_operator_decides() {
     let alarm = store.flag_burst("app", &DAY).unwrap().expect("four of six tags of app");
     assert!(alarm.contains("4 of 6 tags of app (67 %)") && alarm.contains("delete_burst_share (50 %)"), "{alarm}");
     assert_eq!(store.flag_burst("app", &DAY).unwrap(), None, "raised once");
-    assert_eq!(store.removal_summary().unwrap().burst.as_deref(), Some(alarm.as_str()));
+    assert_eq!(store.read(|s| s.removal_summary()).unwrap().burst.as_deref(), Some(alarm.as_str()));
     store.cancel_removals(&Selector::Ids(vec![1, 2])).unwrap();
-    assert!(store.removal_summary().unwrap().burst.is_some(), "two still held");
+    assert!(store.read(|s| s.removal_summary()).unwrap().burst.is_some(), "two still held");
     store.apply_removals_now(&Selector::All).unwrap();
-    assert_eq!(store.removal_summary().unwrap().burst, None, "every one decided by an operator");
+    assert_eq!(store.read(|s| s.removal_summary()).unwrap().burst, None, "every one decided by an operator");
     // Applied at once (no delay), a burst stands for the hour.
     let now = RemovalPolicy { delay_hours: 0, ..DAY };
     for i in 0..4 {
@@ -144,5 +146,5 @@ fn a_burst_raises_the_alarm_until_an_operator_decides() {
     }
     let alarm = store.flag_burst("other", &now).unwrap().expect("four of six tags of other");
     assert!(alarm.contains("4 of 6 tags of other"), "{alarm}");
-    assert_eq!(store.removal_summary().unwrap().burst.as_deref(), Some(alarm.as_str()));
+    assert_eq!(store.read(|s| s.removal_summary()).unwrap().burst.as_deref(), Some(alarm.as_str()));
 }

@@ -5,7 +5,8 @@
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, NOW};
+use super::handles::{Queue, Snapshot, Store};
+use super::shared::NOW;
 use crate::error::Result;
 
 /// A tag of the secondary to pull, with the digest georeg left it at.
@@ -69,7 +70,7 @@ pub struct DrillSummary {
     pub unrepaired: i64,
 }
 
-impl Store {
+impl Queue {
     /// Up to `n` tags picked at random among those georeg placed on the
     /// secondary, in repositories it counts as synced.
     pub fn drill_sample(&self, n: usize) -> Result<Vec<DrillTag>> {
@@ -117,41 +118,6 @@ impl Store {
         Ok(())
     }
 
-    pub fn drill_summary(&self) -> Result<DrillSummary> {
-        let conn = self.conn();
-        let last = conn
-            .query_row(
-                "SELECT started_at, finished_at, trigger, tags, manifests, blobs, bytes, failures, first_failure,
-                        first_failing_digest
-                 FROM drills ORDER BY id DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok(DrillRow {
-                        started_at: r.get(0)?,
-                        finished_at: r.get(1)?,
-                        trigger: r.get(2)?,
-                        tags: r.get(3)?,
-                        manifests: r.get(4)?,
-                        blobs: r.get(5)?,
-                        bytes: r.get(6)?,
-                        failures: r.get(7)?,
-                        first_failure: r.get(8)?,
-                        first_failing_digest: r.get(9)?,
-                    })
-                },
-            )
-            .optional()?;
-        let last_success_at =
-            conn.query_row("SELECT MAX(finished_at) FROM drills WHERE failures = 0", [], |r| r.get(0))?;
-        let unrepaired = conn.query_row(
-            "SELECT COUNT(*) FROM drill_failures f JOIN repositories r ON r.id = f.repository_id
-             WHERE f.repaired_at IS NULL AND r.excluded = 0",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(DrillSummary { last, last_success_at, unrepaired })
-    }
-
     /// Seconds since the last drill started (None: never drilled).
     pub fn last_drill_age(&self) -> Result<Option<i64>> {
         let age = self.conn().query_row(
@@ -188,7 +154,46 @@ impl Store {
             .execute([repository])?;
         Ok(n)
     }
+}
 
+impl Snapshot<'_> {
+    pub fn drill_summary(&self) -> Result<DrillSummary> {
+        let conn = self.conn();
+        let last = conn
+            .query_row(
+                "SELECT started_at, finished_at, trigger, tags, manifests, blobs, bytes, failures, first_failure,
+                        first_failing_digest
+                 FROM drills ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(DrillRow {
+                        started_at: r.get(0)?,
+                        finished_at: r.get(1)?,
+                        trigger: r.get(2)?,
+                        tags: r.get(3)?,
+                        manifests: r.get(4)?,
+                        blobs: r.get(5)?,
+                        bytes: r.get(6)?,
+                        failures: r.get(7)?,
+                        first_failure: r.get(8)?,
+                        first_failing_digest: r.get(9)?,
+                    })
+                },
+            )
+            .optional()?;
+        let last_success_at =
+            conn.query_row("SELECT MAX(finished_at) FROM drills WHERE failures = 0", [], |r| r.get(0))?;
+        let unrepaired = conn.query_row(
+            "SELECT COUNT(*) FROM drill_failures f JOIN repositories r ON r.id = f.repository_id
+             WHERE f.repaired_at IS NULL AND r.excluded = 0",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(DrillSummary { last, last_success_at, unrepaired })
+    }
+}
+
+impl Store {
     /// Keeps the newest `keep` drills (and their failures not yet repaired).
     pub fn prune_drills(&self, keep: usize) -> Result<usize> {
         let n = self.conn().execute(
@@ -204,6 +209,8 @@ impl Store {
 mod tests {
     use super::*;
     use crate::registry::Digest;
+    #[allow(unused_imports)]
+    use crate::store::{states::SyncState, Store};
 
     #[test]
     fn samples_only_synced_tags_and_records_what_a_drill_found() {
@@ -236,7 +243,7 @@ mod tests {
             failures: vec![failure.clone(), failure],
         };
         store.record_drill(&record).unwrap();
-        let s = store.drill_summary().unwrap();
+        let s = store.read(|s| s.drill_summary()).unwrap();
         let last = s.last.unwrap();
         assert_eq!((last.tags, last.failures, s.unrepaired), (1, 2, 2));
         assert_eq!(last.first_failing_digest.as_deref(), Some("sha256:bad"));
@@ -248,9 +255,9 @@ mod tests {
         assert!(store.drill_repairs(&job.name).unwrap().is_empty());
 
         store.record_drill(&DrillRecord { trigger: "schedule", tags: 1, ..DrillRecord::default() }).unwrap();
-        let s = store.drill_summary().unwrap();
+        let s = store.read(|s| s.drill_summary()).unwrap();
         assert!(s.last_success_at.is_some() && s.unrepaired == 0);
         assert_eq!(store.prune_drills(1).unwrap(), 1);
-        assert_eq!(store.drill_summary().unwrap().last.unwrap().trigger, "schedule");
+        assert_eq!(store.read(|s| s.drill_summary()).unwrap().last.unwrap().trigger, "schedule");
     }
 }

@@ -1,90 +1,16 @@
 //! The event log: registry notifications georeg acts on, stored before they
 //! are acknowledged; and a secondary's cursor in its primary's log.
 
-use std::collections::HashMap;
-
 use rusqlite::{params, Connection, TransactionBehavior};
-use serde::{Deserialize, Serialize};
 
-use super::{Job, Store};
+use super::event::{event_row, Event, NewEvent, EVENT_COLUMNS};
+use super::handles::{Log, Queue, Snapshot, Store};
+use super::repos::Job;
+use super::shared::{Batch, Queued};
 use crate::config::selective::Selection;
 use crate::error::{Error, Result};
-use crate::registry::{valid_repository, valid_tag, Digest};
 
-/// An event to store: one manifest push, or a tag, manifest or repository delete.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewEvent {
-    /// The registry's id for the event, used to store a redelivery once.
-    pub event_id: String,
-    pub repository: String,
-    /// `push` or `delete`.
-    pub action: String,
-    pub tag: Option<String>,
-    pub digest: Option<String>,
-    pub media_type: Option<String>,
-}
-
-/// A stored event, as the primary's log serves it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    /// Position in the log of the node that stored it.
-    pub id: i64,
-    pub event_id: String,
-    pub received_at: String,
-    pub repository: String,
-    pub action: String,
-    #[serde(default)]
-    pub tag: Option<String>,
-    #[serde(default)]
-    pub digest: Option<String>,
-    #[serde(default)]
-    pub media_type: Option<String>,
-}
-
-impl Event {
-    /// Whether the event passes the checks a notification passes (a valid
-    /// repository name, tag and digest; push or delete), so that what a
-    /// primary's log serves is held to the same grammar as what the
-    /// registry sends.
-    pub fn is_valid(&self) -> bool {
-        valid_repository(&self.repository)
-            && matches!(self.action.as_str(), "push" | "delete")
-            && self.tag.as_deref().is_none_or(valid_tag)
-            && self.digest.as_deref().is_none_or(|d| Digest::parse(d).is_ok())
-    }
-}
-
-const EVENT_COLUMNS: &str = "id, event_id, received_at, repository, action, tag, digest, media_type";
-
-fn event_row(r: &rusqlite::Row) -> rusqlite::Result<Event> {
-    Ok(Event {
-        id: r.get(0)?,
-        event_id: r.get(1)?,
-        received_at: r.get(2)?,
-        repository: r.get(3)?,
-        action: r.get(4)?,
-        tag: r.get(5)?,
-        digest: r.get(6)?,
-        media_type: r.get(7)?,
-    })
-}
-
-/// Notifications waiting for the next group commit (see the module docs of
-/// `store`), and the outcomes of committed ones, by ticket.
-#[derive(Default)]
-pub(super) struct Batch {
-    next_ticket: u64,
-    queued: Vec<Queued>,
-    done: HashMap<u64, std::result::Result<usize, String>>,
-}
-
-pub(super) struct Queued {
-    ticket: u64,
-    events: Vec<NewEvent>,
-    schedule: bool,
-}
-
-impl Store {
+impl Log {
     fn batch(&self) -> std::sync::MutexGuard<'_, Batch> {
         self.batch.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -139,7 +65,7 @@ impl Store {
         // the connection.
         drop(conn);
         if stored > 0 {
-            self.log.ring();
+            self.appended.ring();
             if scheduled {
                 self.work.ring();
             }
@@ -156,10 +82,9 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The newest log position, 0 when no event was ever stored. (Pruning
-    /// always keeps the newest event, so this never goes down.)
+    /// The newest log position, 0 when no event was ever stored.
     pub fn last_event_id(&self) -> Result<i64> {
-        Ok(self.conn().query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
+        Snapshot::over(&self.conn()).last_event_id()
     }
 
     /// This log's epoch (made with the state file) and its oldest id still
@@ -171,7 +96,17 @@ impl Store {
         let oldest = conn.query_row("SELECT COALESCE(MIN(id), 0) FROM events", [], |r| r.get(0))?;
         Ok((epoch, oldest))
     }
+}
 
+impl Snapshot<'_> {
+    /// The newest log position, 0 when no event was ever stored. (Pruning
+    /// always keeps the newest event, so this never goes down.)
+    pub fn last_event_id(&self) -> Result<i64> {
+        Ok(self.conn().query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
+    }
+}
+
+impl Queue {
     /// The events a job must apply, oldest first.
     pub fn events_for(&self, job: &Job) -> Result<Vec<Event>> {
         let conn = self.conn();
@@ -181,7 +116,9 @@ impl Store {
         let rows = stmt.query_map(params![job.name, job.after, job.through], event_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
 
+impl Store {
     /// Deletes events older than `days` days. On a secondary, only those
     /// their repository has applied. On a primary, only those every
     /// secondary that reported within `days` has read, and, whatever they
@@ -281,6 +218,8 @@ fn commit_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::{states::SyncState, Store};
 
     fn ev(id: &str, repo: &str) -> NewEvent {
         NewEvent {
@@ -296,12 +235,12 @@ mod tests {
     #[test]
     fn duplicate_delivery_is_stored_once() {
         let store = Store::open_in_memory().unwrap();
-        assert_eq!(store.record_events(&[ev("a", "r"), ev("b", "r")], false).unwrap(), 2);
-        assert_eq!(store.record_events(&[ev("a", "r")], false).unwrap(), 0);
-        assert_eq!(store.last_event_id().unwrap(), 2);
-        let log = store.events_after(0, 10).unwrap();
+        assert_eq!(store.log().record_events(&[ev("a", "r"), ev("b", "r")], false).unwrap(), 2);
+        assert_eq!(store.log().record_events(&[ev("a", "r")], false).unwrap(), 0);
+        assert_eq!(store.read(|s| s.last_event_id()).unwrap(), 2);
+        let log = store.log().events_after(0, 10).unwrap();
         assert_eq!(log.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(store.events_after(1, 10).unwrap().len(), 1);
+        assert_eq!(store.log().events_after(1, 10).unwrap().len(), 1);
         assert!(store.repository("r").unwrap().is_none(), "a primary schedules nothing");
     }
 
@@ -310,26 +249,26 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let level = |store: &Store| -> i64 { store.conn().query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap() };
         assert_eq!(level(&store), 1, "NORMAL by default");
-        store.record_events(&[ev("a", "r")], false).unwrap();
+        store.log().record_events(&[ev("a", "r")], false).unwrap();
         assert_eq!(level(&store), 1, "back to NORMAL after the FULL commit");
     }
 
     #[test]
     fn pruning_keeps_recent_and_unapplied_events() {
         let store = Store::open_in_memory().unwrap();
-        store.record_events(&[ev("a", "r1"), ev("b", "r2")], true).unwrap();
+        store.log().record_events(&[ev("a", "r1"), ev("b", "r2")], true).unwrap();
         store.conn().execute("UPDATE events SET received_at = '2000-01-01T00:00:00Z'", []).unwrap();
         let job = store.claim_next().unwrap().unwrap();
         store.finish_job(&job, "").unwrap();
         // Only the applied one of the two old events goes (the other is newest anyway).
         assert_eq!(store.prune_events(30, 90, true).unwrap(), 1);
-        assert_eq!(store.event_count().unwrap(), 1);
+        assert_eq!(store.read(|s| s.event_count()).unwrap(), 1);
         // The newest event always stays, so the log position never goes down.
         assert_eq!(store.prune_events(30, 90, false).unwrap(), 0);
-        assert_eq!(store.last_event_id().unwrap(), 2);
-        store.record_events(&[ev("c", "r1")], false).unwrap();
+        assert_eq!(store.read(|s| s.last_event_id()).unwrap(), 2);
+        store.log().record_events(&[ev("c", "r1")], false).unwrap();
         assert_eq!(store.prune_events(30, 90, false).unwrap(), 1);
-        assert_eq!(store.last_event_id().unwrap(), 3);
+        assert_eq!(store.read(|s| s.last_event_id()).unwrap(), 3);
     }
 
     #[test]
@@ -345,9 +284,9 @@ mod tests {
                     s.spawn(move || {
                         let (mut own, mut shared) = (0, 0);
                         for i in 0..per_thread {
-                            own += store.record_events(&[ev(&format!("e{t}-{i}"), "r")], true).unwrap();
+                            own += store.log().record_events(&[ev(&format!("e{t}-{i}"), "r")], true).unwrap();
                             // Every thread also delivers the same events: each is new once.
-                            shared += store.record_events(&[ev(&format!("shared-{i}"), "r")], true).unwrap();
+                            shared += store.log().record_events(&[ev(&format!("shared-{i}"), "r")], true).unwrap();
                         }
                         (own, shared)
                     })
@@ -357,11 +296,11 @@ mod tests {
         });
         assert_eq!(own, threads * per_thread, "each caller is told its own event was new");
         assert_eq!(shared, per_thread, "a redelivered event counts as new exactly once");
-        let rows = store.events_after(0, 10_000).unwrap();
+        let rows = store.log().events_after(0, 10_000).unwrap();
         let ids: std::collections::HashSet<&str> = rows.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!(ids.len(), threads * per_thread + per_thread);
         assert_eq!(rows.len(), ids.len(), "no event stored twice");
-        assert_eq!(store.repository("r").unwrap().unwrap().sync_state, crate::store::SyncState::Pending);
+        assert_eq!(store.repository("r").unwrap().unwrap().sync_state, SyncState::Pending);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -377,7 +316,7 @@ mod tests {
                     let (store, bad) = (&store, &bad);
                     s.spawn(move || {
                         let e = if t == 3 { bad.clone() } else { ev(&format!("ok{t}"), "r") };
-                        store.record_events(&[e], false).is_ok()
+                        store.log().record_events(&[e], false).is_ok()
                     })
                 })
                 .collect();
@@ -385,47 +324,47 @@ mod tests {
         });
         assert_eq!(outcomes.iter().filter(|ok| !**ok).count(), 1);
         assert!(!outcomes[3]);
-        assert_eq!(store.events_after(0, 100).unwrap().len(), 7);
+        assert_eq!(store.log().events_after(0, 100).unwrap().len(), 7);
     }
 
     #[test]
     fn followed_events_advance_the_cursor_atomically() {
         let primary = Store::open_in_memory().unwrap();
-        primary.record_events(&[ev("a", "r1"), ev("b", "r2"), ev("c", "r1")], false).unwrap();
+        primary.log().record_events(&[ev("a", "r1"), ev("b", "r2"), ev("c", "r1")], false).unwrap();
         let secondary = Store::open_in_memory().unwrap();
-        let page = primary.events_after(0, 2).unwrap();
-        secondary.record_followed(&page, 2, 3, "e").unwrap();
-        let c = secondary.cursor().unwrap();
+        let page = primary.log().events_after(0, 2).unwrap();
+        secondary.log().record_followed(&page, 2, 3, "e").unwrap();
+        let c = secondary.read(|s| s.cursor()).unwrap();
         assert_eq!((c.last_event_id, c.primary_last_event_id), (2, 3));
-        assert_eq!(secondary.repository("r2").unwrap().unwrap().sync_state, crate::store::SyncState::Pending);
+        assert_eq!(secondary.repository("r2").unwrap().unwrap().sync_state, SyncState::Pending);
         // Re-reading the same page changes nothing.
-        assert_eq!(secondary.record_followed(&page, 2, 3, "e").unwrap(), 0);
-        let rest = primary.events_after(c.last_event_id, 10).unwrap();
-        secondary.record_followed(&rest, 3, 3, "e").unwrap();
-        assert_eq!(secondary.cursor().unwrap().last_event_id, 3);
-        secondary.record_followed(&[], 3, 3, "e").unwrap();
-        assert_eq!(secondary.cursor().unwrap().last_event_id, 3, "an empty page keeps the cursor");
+        assert_eq!(secondary.log().record_followed(&page, 2, 3, "e").unwrap(), 0);
+        let rest = primary.log().events_after(c.last_event_id, 10).unwrap();
+        secondary.log().record_followed(&rest, 3, 3, "e").unwrap();
+        assert_eq!(secondary.read(|s| s.cursor()).unwrap().last_event_id, 3);
+        secondary.log().record_followed(&[], 3, 3, "e").unwrap();
+        assert_eq!(secondary.read(|s| s.cursor()).unwrap().last_event_id, 3, "an empty page keeps the cursor");
     }
 
     #[test]
     fn a_primary_keeps_events_until_its_secondaries_read_them_up_to_the_cap() {
         let store = Store::open_in_memory().unwrap();
         let events: Vec<NewEvent> = (0..5).map(|i| ev(&format!("e{i}"), "r")).collect();
-        store.record_events(&events, false).unwrap();
+        store.log().record_events(&events, false).unwrap();
         store.conn().execute("UPDATE events SET received_at = '2000-01-01T00:00:00Z' WHERE id <= 4", []).unwrap();
         let report = |read: i64| format!("{{\"events\":{{\"cursor_last_event_id\":{read}}}}}");
-        store.record_node("s1", true, None, &report(2)).unwrap();
-        store.record_node("s2", true, None, &report(4)).unwrap();
+        store.log().record_node("s1", true, None, &report(2)).unwrap();
+        store.log().record_node("s2", true, None, &report(4)).unwrap();
         // s1 has read up to 2: only 1 and 2 may go.
         assert_eq!(store.prune_events(30, 100_000, false).unwrap(), 2);
-        assert_eq!(store.log_position().unwrap().1, 3);
+        assert_eq!(store.log().log_position().unwrap().1, 3);
         // A secondary silent for longer than the retention does not hold the log.
         store.conn().execute("UPDATE nodes SET reported_at = '2000-01-01T00:00:00Z' WHERE name = 's1'", []).unwrap();
         assert_eq!(store.prune_events(30, 100_000, false).unwrap(), 2, "3 and 4: up to what s2 read");
-        assert_eq!(store.log_position().unwrap().1, 5);
+        assert_eq!(store.log().log_position().unwrap().1, 5);
         // Past the cap, events go whatever the secondaries read.
-        store.record_node("s2", true, None, &report(0)).unwrap();
-        store.record_events(&[ev("e9", "r")], false).unwrap();
+        store.log().record_node("s2", true, None, &report(0)).unwrap();
+        store.log().record_events(&[ev("e9", "r")], false).unwrap();
         store.conn().execute("UPDATE events SET received_at = '2000-01-01T00:00:00Z'", []).unwrap();
         assert_eq!(store.prune_events(30, 100_000, false).unwrap(), 0, "s2 has read nothing");
         assert_eq!(store.prune_events(30, 60, false).unwrap(), 1, "the cap");

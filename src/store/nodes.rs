@@ -3,7 +3,8 @@
 
 use rusqlite::params;
 
-use super::{Store, NOW};
+use super::handles::{Log, Snapshot};
+use super::shared::NOW;
 use crate::error::Result;
 
 /// A secondary's latest report, on a primary.
@@ -17,7 +18,7 @@ pub struct NodeReport {
     pub status: String,
 }
 
-impl Store {
+impl Log {
     /// Records a secondary's report (on a primary).
     pub fn record_node(&self, name: &str, healthy: bool, message: Option<&str>, status: &str) -> Result<()> {
         self.conn()
@@ -29,7 +30,9 @@ impl Store {
             .execute(params![name, healthy, message, status])?;
         Ok(())
     }
+}
 
+impl Snapshot<'_> {
     pub fn nodes(&self) -> Result<Vec<NodeReport>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
@@ -60,7 +63,7 @@ pub struct Sample {
     pub copied_bytes: i64,
 }
 
-impl Store {
+impl Log {
     /// Records one sample and forgets those older than a day.
     pub fn record_sample(&self, lag_seconds: i64, copied_bytes: u64) -> Result<()> {
         let conn = self.conn();
@@ -70,7 +73,9 @@ impl Store {
             .execute([])?;
         Ok(())
     }
+}
 
+impl Snapshot<'_> {
     /// The last day's samples, oldest first.
     pub fn samples(&self) -> Result<Vec<Sample>> {
         let conn = self.conn();
@@ -89,13 +94,15 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::{states::SyncState, Store};
 
     #[test]
     fn node_reports_are_upserted() {
         let store = Store::open_in_memory().unwrap();
-        store.record_node("s1", true, None, "{}").unwrap();
-        store.record_node("s1", false, Some("registry down"), "{\"x\":1}").unwrap();
-        let nodes = store.nodes().unwrap();
+        store.log().record_node("s1", true, None, "{}").unwrap();
+        store.log().record_node("s1", false, Some("registry down"), "{\"x\":1}").unwrap();
+        let nodes = store.read(|s| s.nodes()).unwrap();
         assert_eq!(nodes.len(), 1);
         assert!(!nodes[0].healthy && nodes[0].health_message.as_deref() == Some("registry down"));
         assert!(nodes[0].age_seconds <= 1);

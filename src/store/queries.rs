@@ -4,7 +4,9 @@
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::{Store, SyncState, VerificationState, NOW};
+use super::handles::{Log, Snapshot};
+use super::shared::NOW;
+use super::states::{SyncState, VerificationState};
 use crate::error::Result;
 
 /// Repository counts by state; excluded repositories are not counted.
@@ -109,7 +111,7 @@ pub(super) const LAG: &str = "SELECT CAST(strftime('%s', 'now') AS INTEGER)
      FROM events e JOIN repositories r ON r.name = e.repository
      WHERE e.id > r.events_done_through AND r.excluded = 0 AND r.sync_state IN ('pending', 'started')";
 
-impl Store {
+impl Snapshot<'_> {
     /// Counted by (sync state, verification state) group, from an index
     /// (schema version 10), and summed here: the dashboard, the status API,
     /// `/metrics` and `georeg status` all ask, on every view.
@@ -196,19 +198,6 @@ impl Store {
         Ok(n)
     }
 
-    /// Queues a full sync of every failed repository; returns how many.
-    pub fn resync_failed(&self) -> Result<usize> {
-        let n = self.conn().execute(
-            "UPDATE repositories SET full_sync_requested = 1, sync_state = 'pending', retry_at = NULL
-             WHERE sync_state = 'failed' AND excluded = 0",
-            [],
-        )?;
-        if n > 0 {
-            self.work.ring();
-        }
-        Ok(n)
-    }
-
     /// Seconds since the oldest event not yet applied to the secondary
     /// registry was received, leaving out repositories that are failing
     /// (counted apart, see [`Store::failing`]): 0 when every event is
@@ -278,6 +267,26 @@ impl Store {
     pub fn event_count(&self) -> Result<i64> {
         Ok(self.conn().query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
     }
+}
+
+impl Log {
+    /// Queues a full sync of the repository (the dashboard's Resync).
+    pub fn request_full_sync(&self, name: &str) -> Result<()> {
+        self.queue().request_full_sync(name)
+    }
+
+    /// Queues a full sync of every failed repository; returns how many.
+    pub fn resync_failed(&self) -> Result<usize> {
+        let n = self.conn().execute(
+            "UPDATE repositories SET full_sync_requested = 1, sync_state = 'pending', retry_at = NULL
+             WHERE sync_state = 'failed' AND excluded = 0",
+            [],
+        )?;
+        if n > 0 {
+            self.work.ring();
+        }
+        Ok(n)
+    }
 
     /// Is the state file readable right now? (readiness)
     pub fn ping(&self) -> Result<()> {
@@ -289,6 +298,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::{states::SyncState, Store};
 
     #[test]
     fn counts_filters_and_pages() {
@@ -301,22 +312,22 @@ mod tests {
         }
         let job = store.claim_next().unwrap().unwrap();
         store.fail_job(&job, "boom").unwrap();
-        let c = store.counts().unwrap();
+        let c = store.read(|s| s.counts()).unwrap();
         assert_eq!((c.total, c.synced, c.failed, c.pending, c.started), (25, 10, 1, 14, 0));
         assert_eq!(c.verification_pending, 25);
-        assert_eq!(store.recent_failures(5).unwrap()[0].last_sync_failure.as_deref(), Some("boom"));
+        assert_eq!(store.read(|s| s.recent_failures(5)).unwrap()[0].last_sync_failure.as_deref(), Some("boom"));
         let failed = RepositoryFilter { state: Some("failed".into()), name: None };
-        assert_eq!(store.repository_count(&failed).unwrap(), 1);
+        assert_eq!(store.read(|s| s.repository_count(&failed)).unwrap(), 1);
         let by_name = RepositoryFilter { state: None, name: Some("r1".into()) };
-        assert_eq!(store.repository_count(&by_name).unwrap(), 10);
-        let page = store.repository_page(&RepositoryFilter::default(), 20, 10).unwrap();
+        assert_eq!(store.read(|s| s.repository_count(&by_name)).unwrap(), 10);
+        let page = store.read(|s| s.repository_page(&RepositoryFilter::default(), 20, 10)).unwrap();
         assert_eq!(page.len(), 5);
         assert_eq!(page[0].name, "g/r20");
         let vfilter = RepositoryFilter { state: Some("verification_pending".into()), name: None };
-        assert_eq!(store.repository_count(&vfilter).unwrap(), 25);
-        assert_eq!(store.oldest_unsynced().unwrap().unwrap().0, job.name);
-        assert_eq!(store.resync_failed().unwrap(), 1);
-        assert_eq!(store.counts().unwrap().failed, 0);
+        assert_eq!(store.read(|s| s.repository_count(&vfilter)).unwrap(), 25);
+        assert_eq!(store.read(|s| s.oldest_unsynced()).unwrap().unwrap().0, job.name);
+        assert_eq!(store.log().resync_failed().unwrap(), 1);
+        assert_eq!(store.read(|s| s.counts()).unwrap().failed, 0);
     }
 
     #[test]
@@ -336,13 +347,13 @@ mod tests {
             .unwrap();
         let all = RepositoryFilter::default();
         let page = |offset, limit| -> Vec<String> {
-            store.repository_page(&all, offset, limit).unwrap().into_iter().map(|r| r.name).collect()
+            store.read(|s| s.repository_page(&all, offset, limit)).unwrap().into_iter().map(|r| r.name).collect()
         };
         assert_eq!(page(0, 4), ["g/r03", "g/r11", "g/r20", "g/r01"]);
         assert_eq!(page(4, 3), ["g/r07", "g/r02", "g/r04"]);
         assert_eq!(page(22, 10), ["g/r23", "g/r24"]);
-        assert_eq!(store.repository_page(&all, 0, 1).unwrap()[0].tag_count, 0);
-        let c = store.counts().unwrap();
+        assert_eq!(store.read(|s| s.repository_page(&all, 0, 1)).unwrap()[0].tag_count, 0);
+        let c = store.read(|s| s.counts()).unwrap();
         assert_eq!((c.total, c.synced, c.failed, c.pending, c.started), (24, 21, 3, 0, 0));
         assert_eq!((c.verified, c.verification_failed, c.verification_pending), (21, 2, 1));
         // Every read of the pages walks an index, never the whole table.

@@ -4,7 +4,8 @@
 
 use rusqlite::{OptionalExtension, ToSql};
 
-use super::{Store, NOW};
+use super::handles::Snapshot;
+use super::shared::NOW;
 use crate::error::Result;
 
 /// A count and one repository it counts, for a finding's line.
@@ -39,7 +40,7 @@ pub struct Readiness {
     pub recent_lag_seconds: i64,
 }
 
-impl Store {
+impl Snapshot<'_> {
     /// Reads everything failover readiness needs; `reverify_after` is
     /// `replication.reverification_interval_seconds`.
     pub fn readiness(&self, reverify_after: u64) -> Result<Readiness> {
@@ -111,25 +112,27 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::{states::SyncState, Store};
 
     #[test]
     fn counts_what_is_not_synced_or_not_proved() {
         let store = Store::open_in_memory().unwrap();
         store.add_repositories(&["a".into(), "b".into()]).unwrap();
-        let r = store.readiness(3600).unwrap();
+        let r = store.read(|s| s.readiness(3600)).unwrap();
         assert_eq!((r.not_synced.count, r.unverified.count), (2, 2));
         assert_eq!(r.not_synced.detail.as_deref(), Some("never synced"));
         for _ in 0..2 {
             let job = store.claim_next().unwrap().unwrap();
             store.finish_job(&job, "").unwrap();
         }
-        let r = store.readiness(3600).unwrap();
+        let r = store.read(|s| s.readiness(3600)).unwrap();
         assert_eq!((r.not_synced.count, r.unverified.count, r.unapplied_events.count), (0, 2, 0));
         while let Some(v) = store.claim_next_verification(3600).unwrap() {
             store.verification_succeeded(&v, "sha256:x").unwrap();
         }
-        let r = store.readiness(3600).unwrap();
+        let r = store.read(|s| s.readiness(3600)).unwrap();
         assert_eq!((r.unverified.count, r.verification_stale.count, r.oldest_unapplied_seconds), (0, 0, 0));
-        assert_eq!(store.readiness(0).unwrap().verification_stale.count, 0, "verified this very second");
+        assert_eq!(store.read(|s| s.readiness(0)).unwrap().verification_stale.count, 0, "verified this very second");
     }
 }

@@ -11,7 +11,9 @@
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{jitter, retry_delay, Store, SyncState, VerificationState, NOW};
+use super::handles::Queue;
+use super::shared::{jitter, retry_delay, NOW};
+use super::states::{SyncState, VerificationState};
 use crate::error::{Error, Result};
 use crate::registry::token::random_hex;
 
@@ -104,7 +106,7 @@ pub(super) const NEXT_HELD: &str = "SELECT r.id FROM removals h JOIN repositorie
      ORDER BY h.applies_at
      LIMIT 1";
 
-impl Store {
+impl Queue {
     /// Makes sure the repository has a row; returns its id.
     pub fn ensure_repository(&self, name: &str) -> Result<i64> {
         let conn = self.conn();

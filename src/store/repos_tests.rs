@@ -2,7 +2,9 @@
 #![cfg(test)]
 
 use super::*;
+use crate::store::states::SyncState;
 use crate::store::NewEvent;
+use crate::store::Store;
 
 fn push(repo: &str, id: &str, tag: &str) -> NewEvent {
     NewEvent {
@@ -39,13 +41,13 @@ fn failure_backs_off_and_success_resets() {
 #[test]
 fn one_worker_per_repository_and_events_mid_sync_are_not_lost() {
     let store = Store::open_in_memory().unwrap();
-    store.record_events(&[push("a", "e1", "v1")], true).unwrap();
+    store.log().record_events(&[push("a", "e1", "v1")], true).unwrap();
     let job = store.claim_next().unwrap().unwrap();
     assert_eq!((job.name.as_str(), job.full, job.after, job.through), ("a", true, 0, 1));
     assert!(store.claim_next().unwrap().is_none(), "a is taken");
     assert!(store.claim_for_full_sync("a").is_err());
     // An event arrives while a is syncing.
-    store.record_events(&[push("a", "e2", "v2")], true).unwrap();
+    store.log().record_events(&[push("a", "e2", "v2")], true).unwrap();
     assert!(store.claim_next().unwrap().is_none(), "still taken");
     store.finish_job(&job, "").unwrap();
     let again = store.claim_next().unwrap().unwrap();
@@ -94,7 +96,7 @@ fn crash_recovery_and_claim_order() {
     }
     assert_eq!(store.recover_started().unwrap(), 1);
     store.ensure_repository("never").unwrap();
-    store.record_events(&[push("old", "e1", "v9")], true).unwrap();
+    store.log().record_events(&[push("old", "e1", "v9")], true).unwrap();
     // Event work on a synced repository goes first, then never-synced ones.
     assert_eq!(store.claim_next().unwrap().unwrap().name, "old");
     let next = store.claim_next().unwrap().unwrap().name;

@@ -6,11 +6,12 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Store, NOW};
+use super::handles::Queue;
+use super::shared::NOW;
 use crate::error::Result;
 use crate::registry::Digest;
 
-impl Store {
+impl Queue {
     /// The last-known digest of each tag of the repository on the secondary.
     #[cfg(test)]
     pub fn tags(&self, name: &str) -> Result<Vec<(String, String)>> {
@@ -39,7 +40,7 @@ impl Store {
         conn.prepare_cached("DELETE FROM unsupported_tags WHERE repository_id = ?1 AND tag = ?2")?
             .execute(params![id, tag])?;
         // The primary has the tag at this digest: no removal of either stands.
-        Store::drop_removals_of(&conn, id, tag, digest.as_str())?;
+        Queue::drop_removals_of(&conn, id, tag, digest.as_str())?;
         conn.prepare_cached(&format!(
             "INSERT INTO tags (repository_id, name, digest) VALUES (?1, ?2, ?3)
                  ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, synced_at = {NOW}
@@ -143,6 +144,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::{states::SyncState, Store};
 
     #[test]
     fn tags_and_blob_sources() {

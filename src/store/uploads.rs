@@ -4,7 +4,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::Store;
+use super::handles::{Queue, Snapshot};
 use crate::error::Result;
 use crate::registry::Digest;
 
@@ -32,7 +32,7 @@ pub struct UploadRow {
     pub updated_at: String,
 }
 
-impl Store {
+impl Queue {
     pub fn upload(&self, repository: &str, digest: &Digest) -> Result<Option<Upload>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
@@ -86,7 +86,9 @@ impl Store {
             .execute([repository, digest.as_str()])?;
         Ok(())
     }
+}
 
+impl Snapshot<'_> {
     /// Every chunked copy in progress, largest first.
     pub fn uploads(&self) -> Result<Vec<UploadRow>> {
         let conn = self.conn();
@@ -112,6 +114,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::{states::SyncState, Store};
 
     #[test]
     fn an_upload_is_recorded_updated_and_forgotten() {
@@ -129,7 +133,7 @@ mod tests {
         up.resumed_from = Some(64);
         store.record_upload("a", &d, 1000, &up).unwrap();
         assert_eq!(store.upload("a", &d).unwrap(), Some(up));
-        let rows = store.uploads().unwrap();
+        let rows = store.read(|s| s.uploads()).unwrap();
         assert_eq!((rows.len(), rows[0].bytes_done, rows[0].resumed_from), (1, 128, Some(64)));
         store.forget_upload("a", &d).unwrap();
         assert_eq!(store.upload("a", &d).unwrap(), None);

@@ -3,7 +3,8 @@
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{Store, NOW};
+use super::handles::Queue;
+use super::shared::NOW;
 use crate::error::{Error, Result};
 use crate::registry::token::random_hex;
 
@@ -45,7 +46,7 @@ pub(super) const NEXT_VERIFICATION: &str = "SELECT id, name, verification_reques
          ORDER BY verified_at, id LIMIT 1))
      ORDER BY kind, verified_at, id LIMIT 1";
 
-impl Store {
+impl Queue {
     /// Claims the repository whose verification is most due: those an
     /// operator asked for first (`georeg verify` through the daemon), then
     /// pending ones, then those verified longest ago, once
@@ -157,6 +158,8 @@ fn claimed(v: &Verification, changed: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::{states::SyncState, Store};
 
     /// The claim's query before schema version 10, which sorted the whole
     /// table: the oracle for the one that reads indexes.
@@ -243,7 +246,7 @@ mod tests {
         assert_ne!(other.name, job.name);
         store.verification_failed(&v, "checksum mismatch", true).unwrap();
         let r = store.repository(&job.name).unwrap().unwrap();
-        assert_eq!((r.sync_state, r.full_sync_requested), (crate::store::SyncState::Pending, true));
+        assert_eq!((r.sync_state, r.full_sync_requested), (SyncState::Pending, true));
     }
 
     #[test]

@@ -33,22 +33,22 @@ pub fn serve(app: &App, req: &mut Incoming) -> Reply {
     let wait = Duration::from_secs(req.query("wait").and_then(|v| v.parse().ok()).unwrap_or(0)).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
     loop {
-        let rung = app.store.log.count();
-        let events = match app.store.events_after(after, limit) {
+        let rung = app.log.appended.count();
+        let events = match app.log.events_after(after, limit) {
             Ok(events) => events,
             Err(e) => return Reply::error(503, &format!("cannot read the event log: {e}")),
         };
         let now = Instant::now();
         if !events.is_empty() || now >= deadline || app.shutdown.requested() {
-            let (epoch, oldest_event_id) = match app.store.log_position() {
+            let (epoch, oldest_event_id) = match app.log.log_position() {
                 Ok(position) => position,
                 Err(e) => return Reply::error(503, &format!("cannot read the event log: {e}")),
             };
-            let last_event_id = app.store.last_event_id().unwrap_or(0);
+            let last_event_id = app.log.last_event_id().unwrap_or(0);
             let page = Page { events, last_event_id, oldest_event_id, epoch };
             return Reply::json(200, &serde_json::to_value(&page).unwrap_or_default());
         }
-        app.store.log.wait(rung, (deadline - now).min(Duration::from_secs(1)));
+        app.log.appended.wait(rung, (deadline - now).min(Duration::from_secs(1)));
     }
 }
 
@@ -70,12 +70,8 @@ pub fn receive_report(app: &App, req: &mut Incoming) -> Reply {
         Err(e) => return Reply::error(400, &format!("malformed status report: {e}")),
     };
     let name = if claims.sub.is_empty() { report.node.name.clone() } else { claims.sub };
-    match app.store.record_node(
-        &name,
-        report.healthy,
-        report.health_message.as_deref(),
-        &String::from_utf8_lossy(&body),
-    ) {
+    match app.log.record_node(&name, report.healthy, report.health_message.as_deref(), &String::from_utf8_lossy(&body))
+    {
         Ok(()) => Reply::json(200, &serde_json::json!({"recorded": name})),
         Err(e) => Reply::error(503, &format!("cannot record the report: {e}")),
     }

@@ -25,12 +25,16 @@ use crate::health::{Health, Stats};
 use crate::registry::token::Signer;
 use crate::registry::Client;
 use crate::shutdown::Shutdown;
-use crate::store::Store;
+use crate::store::{Log, Reader};
 
 /// What the server's handlers may use.
 pub struct App<'a> {
     pub config: &'a Config,
-    pub store: &'a Store,
+    /// What comes in (notifications, reports) and operators' requests:
+    /// the web side cannot claim or finish work.
+    pub log: &'a Log,
+    /// The pages, the status API and `/metrics` read snapshots here.
+    pub reader: &'a Reader,
     pub stats: &'a Stats,
     pub health: &'a Health,
     /// Verifies the tokens secondaries send (event log, reports).

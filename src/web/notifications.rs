@@ -89,7 +89,7 @@ pub fn receive(app: &App, req: &mut Incoming) -> Reply {
         Err(message) => return Reply::error(400, &message),
     };
     let schedule = app.config.role == Role::Secondary;
-    match app.store.record_events(&events, schedule) {
+    match app.log.record_events(&events, schedule) {
         Ok(stored) => {
             app.stats.events_received.fetch_add(stored as u64, Ordering::Relaxed);
             if stored > 0 {

@@ -18,7 +18,7 @@ use super::{event_log, metrics, notifications, App};
 use crate::health::{status, Status};
 use crate::peer::{EVENTS_PATH, NODE_STATUS_PATH};
 use crate::registry;
-use crate::store::RepositoryFilter;
+use crate::store::{RepositoryFilter, Snapshot};
 
 pub const NOTIFICATION_PATH: &str = "/api/v4/container_registry_event/events";
 pub const STATUS_PATH: &str = "/api/v1/status";
@@ -44,17 +44,18 @@ pub fn route(app: &App, req: &mut Incoming) -> Reply {
     }
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/") | ("GET", "/admin") | ("GET", "/admin/geo") => Reply::redirect(NODES_PATH),
-        ("GET", STATUS_PATH) => with_status(app, |s| Reply::json(200, &serde_json::to_value(s).unwrap_or_default())),
-        ("GET", "/metrics") => with_status(app, |s| Reply {
-            status: 200,
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: metrics::render(s, app.stats).into_bytes(),
-            headers: vec![],
+        ("GET", STATUS_PATH) => {
+            with_status(app, |s, _| Ok(Reply::json(200, &serde_json::to_value(s).unwrap_or_default())))
+        }
+        ("GET", "/metrics") => with_status(app, |s, _| {
+            Ok(Reply {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: metrics::render(s, app.stats).into_bytes(),
+                headers: vec![],
+            })
         }),
-        ("GET", NODES_PATH) => with_status(app, |s| match app.store.samples() {
-            Ok(samples) => Reply::html(dashboard::nodes(s, &samples)),
-            Err(e) => Reply::error(503, &format!("cannot read the state file: {e}")),
-        }),
+        ("GET", NODES_PATH) => with_status(app, |s, snap| Ok(Reply::html(dashboard::nodes(s, &snap.samples()?)))),
         ("GET", REPOSITORIES_PATH) => repositories_page(app, req),
         ("POST", RESYNC_PATH) => resync(app, req, false),
         ("POST", RESYNC_FAILED_PATH) => resync(app, req, true),
@@ -62,9 +63,13 @@ pub fn route(app: &App, req: &mut Incoming) -> Reply {
     }
 }
 
-fn with_status(app: &App, f: impl FnOnce(&Status) -> Reply) -> Reply {
-    match status::collect(app.config, app.store, Some(app.stats), app.health.problem()) {
-        Ok(s) => f(&s),
+/// Answers from one snapshot of the state file: the status and whatever
+/// else the page reads agree with each other, and reading never makes a
+/// notification wait.
+fn with_status(app: &App, f: impl FnOnce(&Status, &Snapshot) -> crate::error::Result<Reply>) -> Reply {
+    let problem = app.health.problem();
+    match app.reader.read(|snap| f(&status::collect(app.config, snap, Some(app.stats), problem)?, snap)) {
+        Ok(reply) => reply,
         Err(e) => Reply::error(503, &format!("cannot read the state file: {e}")),
     }
 }
@@ -75,14 +80,11 @@ fn repositories_page(app: &App, req: &Incoming) -> Reply {
         name: req.query("name").filter(|s| !s.is_empty()),
     };
     let page_no: usize = req.query("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
-    let rows = app.store.repository_page(&filter, (page_no - 1) * PAGE_SIZE, PAGE_SIZE);
-    let total = app.store.repository_count(&filter);
-    match (rows, total) {
-        (Ok(rows), Ok(total)) => with_status(app, |s| {
-            Reply::html(dashboard::repositories(s, &rows, &filter, total, page_no, &csrf_token(app)))
-        }),
-        (Err(e), _) | (_, Err(e)) => Reply::error(503, &format!("cannot read the state file: {e}")),
-    }
+    with_status(app, |s, snap| {
+        let rows = snap.repository_page(&filter, (page_no - 1) * PAGE_SIZE, PAGE_SIZE)?;
+        let total = snap.repository_count(&filter)?;
+        Ok(Reply::html(dashboard::repositories(s, &rows, &filter, total, page_no, &csrf_token(app))))
+    })
 }
 
 /// The Resync buttons: one repository, or every failed one.
@@ -99,14 +101,14 @@ fn resync(app: &App, req: &mut Incoming, all_failed: bool) -> Reply {
         );
     }
     let result = if all_failed {
-        app.store.resync_failed().map(|n| log::info!("resync of {n} failed repositories requested from {}", req.remote))
+        app.log.resync_failed().map(|n| log::info!("resync of {n} failed repositories requested from {}", req.remote))
     } else {
         let name = form_value(&body, "name").unwrap_or_default();
         if !registry::valid_repository(&name) {
             return Reply::error(400, &format!("{name:?} is not a repository name"));
         }
         log::info!("resync of {name} requested from {}", req.remote);
-        app.store.request_full_sync(&name)
+        app.log.request_full_sync(&name)
     };
     match result {
         Ok(()) => Reply::redirect(
@@ -119,7 +121,7 @@ fn resync(app: &App, req: &mut Incoming, all_failed: bool) -> Reply {
 /// `/-/readiness`: the state file answers and this node's registry is up.
 fn readiness(app: &App) -> Reply {
     let mut problems = Vec::new();
-    if let Err(e) = app.store.ping() {
+    if let Err(e) = app.log.ping() {
         problems.push(format!("state file: {e}"));
     }
     if let Err(e) = app.registry.ping() {

@@ -17,7 +17,7 @@ use crate::peer::node_token;
 use crate::registry::token::{Signer, TokenCache};
 use crate::registry::{self, Client};
 use crate::shutdown::Shutdown;
-use crate::store::Store;
+use crate::store::{Log, Reader, Store};
 
 const ADMIN: &str = "admin-token-0123456789";
 const SECRET: &str = "NotifySecret1";
@@ -27,6 +27,8 @@ const ENVELOPE: &str = r#"{"events":[{"id":"e1","action":"push","target":{"media
 struct Fixture {
     config: Config,
     store: Store,
+    log: Log,
+    reader: Reader,
     stats: Stats,
     health: Health,
     signer: Arc<Signer>,
@@ -47,10 +49,13 @@ impl Fixture {
         let signer = Arc::new(Signer::load(&config.registry.key_file, None, "gitlab-issuer").unwrap());
         let tokens = TokenCache::new(signer.clone(), "container_registry", Duration::from_secs(60));
         let agent = registry::agent(crate::tls::client_config(None).unwrap());
+        let store = Store::open_in_memory().unwrap();
         Fixture {
             registry: Client::read_only("http://127.0.0.1:1", agent, tokens),
             config,
-            store: Store::open_in_memory().unwrap(),
+            log: store.log(),
+            reader: store.reader().unwrap(),
+            store,
             stats: Stats::default(),
             health: Health::default(),
             signer,
@@ -61,7 +66,8 @@ impl Fixture {
     fn app(&self) -> App<'_> {
         App {
             config: &self.config,
-            store: &self.store,
+            log: &self.log,
+            reader: &self.reader,
             stats: &self.stats,
             health: &self.health,
             signer: &self.signer,
@@ -162,13 +168,13 @@ fn notifications_need_the_secret_and_a_well_formed_envelope() {
     assert!(body(&ok).contains("\"stored\":1"), "{}", body(&ok));
     let again = f.send(auth(events(post(path, ENVELOPE))));
     assert!(body(&again).contains("\"duplicates\":1"), "{}", body(&again));
-    assert_eq!(f.store.events_after(0, 10).unwrap().len(), 1, "a redelivery is stored once");
+    assert_eq!(f.store.log().events_after(0, 10).unwrap().len(), 1, "a redelivery is stored once");
 }
 
 #[test]
 fn the_event_log_and_reports_need_a_node_token_on_a_primary() {
     let f = Fixture::new("primary");
-    f.store.record_events(&super::notifications::parse_envelope(ENVELOPE.as_bytes()).unwrap().0, false).unwrap();
+    f.store.log().record_events(&super::notifications::parse_envelope(ENVELOPE.as_bytes()).unwrap().0, false).unwrap();
     let log = "/api/v1/events?after=0&limit=10";
     assert_eq!(f.send(get(log)).status, 401, "no token");
     assert_eq!(f.send(admin(get(log))).status, 401, "the admin credential is no node token");
@@ -186,7 +192,7 @@ fn the_event_log_and_reports_need_a_node_token_on_a_primary() {
     assert_eq!(f.send(post(report, "{not json").with_header(token())).status, 400);
     let status = r#"{"node":{"name":"s1","role":"secondary","version":"0","replication_enabled":true},"healthy":true}"#;
     assert_eq!(f.send(post(report, status).with_header(token())).status, 200);
-    assert_eq!(f.store.nodes().unwrap()[0].name, "s1");
+    assert_eq!(f.store.read(|s| s.nodes()).unwrap()[0].name, "s1");
 
     // A secondary serves neither.
     let s = Fixture::new("secondary");

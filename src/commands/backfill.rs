@@ -16,10 +16,10 @@ use super::Node;
 use crate::error::{Error, Result};
 use crate::health::human_bytes;
 use crate::replication::{backfill, pool};
-use crate::store::lock::Lock;
+use crate::store::lock::{Lock, Locker};
 
 pub fn run(node: &Node) -> Result<ExitCode> {
-    let owner = Owner::take(node, "backfill")?;
+    let owner = Owner::take(node, Locker::Backfill)?;
     let replicator = node.replicator()?;
     let scan = backfill::scan(&replicator, &node.config.replication.selection())?;
     eprintln!(
@@ -49,7 +49,7 @@ pub fn run(node: &Node) -> Result<ExitCode> {
             match followed? {
                 Followed::Done(tally) => (tally, Vec::new()),
                 Followed::DaemonGone { mut tally, left } => {
-                    let _lock = Lock::acquire(&node.config.state_file, "backfill")?;
+                    let _lock = Lock::acquire(&node.config.state_file, Locker::Backfill)?;
                     recover(node)?;
                     let (rest, failures) = backfill_here(node, &left)?;
                     tally.failed += rest.failed;

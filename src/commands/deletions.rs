@@ -16,7 +16,7 @@ use super::owner::{Owner, INTERRUPTED};
 use super::Node;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::store::lock::{current_holder, Lock};
+use crate::store::lock::{current_holder, Lock, Locker};
 use crate::store::{Reader, Removal, Selector, Store};
 
 /// How often a follower looks at the state file.
@@ -119,7 +119,7 @@ fn report_missing(which: &Selector, done: &[Removal], what: &str) -> ExitCode {
 /// secondary now (what the primary has again is dropped instead).
 pub fn apply(node: &Node, which: &Selector) -> Result<ExitCode> {
     node.replicator()?;
-    let (marked, outcome) = match Owner::take(node, "deletions")? {
+    let (marked, outcome) = match Owner::take(node, Locker::Deletions)? {
         Owner::Itself(_lock) => {
             let marked = node.queue.apply_removals_now(which)?;
             let outcome = apply_here(node, &marked)?;
@@ -139,7 +139,7 @@ pub fn apply(node: &Node, which: &Selector) -> Result<ExitCode> {
                 left = rows.iter().filter(|r| !outcome.print(r)).map(|r| r.id).collect();
                 if !left.is_empty() && current_holder(&node.config.state_file).is_none() {
                     eprintln!("georeg: {holder} stopped before applying them; this command takes over");
-                    let _lock = Lock::acquire(&node.config.state_file, "deletions")?;
+                    let _lock = Lock::acquire(&node.config.state_file, Locker::Deletions)?;
                     super::owner::recover(node)?;
                     let rest = apply_here(node, &node.queue.removals_by_id(&left)?)?;
                     outcome.failed += rest.failed;

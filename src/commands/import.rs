@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::health::human_bytes;
 use crate::registry::Digest;
 use crate::replication::import::Mountable;
-use crate::store::lock::Lock;
+use crate::store::lock::{Lock, Locker};
 use crate::store::NewBundle;
 
 /// One repository to import: its tags, and blobs to mount.
@@ -36,7 +36,7 @@ struct Work {
 }
 
 pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> Result<ExitCode> {
-    let _lock = match Lock::try_acquire(&node.config.state_file, "import")? {
+    let _lock = match Lock::try_acquire(&node.config.state_file, Locker::Import)? {
         Ok(lock) => lock,
         Err(holder) => {
             return Err(Error::InUse {

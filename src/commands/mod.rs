@@ -36,7 +36,7 @@ use crate::registry::{self, Client, Target};
 use crate::replication::source::Source;
 use crate::replication::Replicator;
 use crate::shutdown::Shutdown;
-use crate::store::lock::Lock;
+use crate::store::lock::{Lock, Locker};
 use crate::store::{Log, Queue, Reader, Store};
 use crate::web::App;
 
@@ -65,7 +65,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve => {
             let config = Config::load(&Config::resolve_path(config))?;
             config.check_admin_exposure()?;
-            let lock = Lock::acquire(&config.state_file, "serve")?;
+            let lock = Lock::acquire(&config.state_file, Locker::Serve)?;
             serve::run(Node::open(config)?, lock).map(|()| ExitCode::SUCCESS)
         }
         Command::Status { json } => status::run(&Config::load_for_status(&Config::resolve_path(config))?, json),

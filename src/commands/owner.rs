@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::Node;
 use crate::error::{Error, Result};
 use crate::replication::pool;
-use crate::store::lock::{Holder, Lock};
+use crate::store::lock::{Holder, Lock, Locker};
 use crate::store::Progress;
 
 /// How often a follower looks at the state file.
@@ -33,13 +33,13 @@ impl Owner {
     /// that died left `started`, or finds the daemon that holds it. Another
     /// foreground command holding it is an error: it would not see work
     /// handed to it.
-    pub fn take(node: &Node, command: &str) -> Result<Owner> {
+    pub fn take(node: &Node, command: Locker) -> Result<Owner> {
         match Lock::try_acquire(&node.config.state_file, command)? {
             Ok(lock) => {
                 recover(node)?;
                 Ok(Owner::Itself(lock))
             }
-            Err(holder) if holder.command == "serve" => {
+            Err(holder) if holder.command == Some(Locker::Serve) => {
                 eprintln!(
                     "georeg: {holder} owns {}: it does this work, and this command follows it",
                     node.config.state_file.display()

@@ -9,13 +9,13 @@ use super::owner::{each_repository, follow, recover, Followed, Owner, Tally};
 use super::Node;
 use crate::error::{Error, Result};
 use crate::registry;
-use crate::store::lock::Lock;
+use crate::store::lock::{Lock, Locker};
 
 pub fn run(node: &Node, repositories: &[String]) -> Result<ExitCode> {
     if let Some(bad) = repositories.iter().find(|r| !registry::valid_repository(r)) {
         return Err(Error::Usage(format!("{bad:?} is not a valid repository name")));
     }
-    let tally = match Owner::take(node, "sync")? {
+    let tally = match Owner::take(node, Locker::Sync)? {
         Owner::Itself(_lock) => sync_here(node, repositories)?,
         Owner::Daemon(holder) => {
             for repo in repositories {
@@ -30,7 +30,7 @@ pub fn run(node: &Node, repositories: &[String]) -> Result<ExitCode> {
             )? {
                 Followed::Done(tally) => tally,
                 Followed::DaemonGone { mut tally, left } => {
-                    let _lock = Lock::acquire(&node.config.state_file, "sync")?;
+                    let _lock = Lock::acquire(&node.config.state_file, Locker::Sync)?;
                     recover(node)?;
                     let rest = sync_here(node, &left)?;
                     tally.failed += rest.failed;

@@ -22,7 +22,7 @@ use crate::bundle::Contents;
 use crate::error::{Error, Result};
 use crate::registry::{self, Digest};
 use crate::replication::verify::{check_blobs, checksum, first_difference, Outcome};
-use crate::store::lock::Lock;
+use crate::store::lock::{Lock, Locker};
 
 pub fn run(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitCode> {
     let replicator = node.replicator()?;
@@ -40,7 +40,7 @@ pub fn run(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitCode
     if let Some(bad) = names.iter().find(|n| !registry::valid_repository(n)) {
         return Err(Error::Usage(format!("{bad:?} is not a valid repository name")));
     }
-    let tally = match Owner::take(node, "verify")? {
+    let tally = match Owner::take(node, Locker::Verify)? {
         Owner::Itself(_lock) => verify_here(node, &names, blobs)?,
         Owner::Daemon(holder) => {
             for name in &names {
@@ -55,7 +55,7 @@ pub fn run(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitCode
             match follow(node, &holder, &names, outcome, |_, _| {})? {
                 Followed::Done(tally) => tally,
                 Followed::DaemonGone { mut tally, left } => {
-                    let _lock = Lock::acquire(&node.config.state_file, "verify")?;
+                    let _lock = Lock::acquire(&node.config.state_file, Locker::Verify)?;
                     recover(node)?;
                     let rest = verify_here(node, &left, blobs)?;
                     tally.failed += rest.failed;
@@ -99,7 +99,7 @@ pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[Str
     }
     let names: Vec<String> =
         if repositories.is_empty() { expected.keys().cloned().collect() } else { repositories.to_vec() };
-    let lock = match Lock::try_acquire(&node.config.state_file, "verify")? {
+    let lock = match Lock::try_acquire(&node.config.state_file, Locker::Verify)? {
         Ok(lock) => {
             recover(node)?;
             Some(lock)

@@ -10,7 +10,7 @@ use super::copy::{Report, Seen};
 use super::Replicator;
 use crate::error::{Error, Result};
 use crate::registry::Digest;
-use crate::store::Event;
+use crate::store::{Action, Event};
 
 impl Replicator<'_> {
     /// Applies events: only the tags and digests they name are compared
@@ -46,14 +46,16 @@ impl Replicator<'_> {
             });
             match (&e.tag, digest) {
                 (Some(tag), digest) => {
-                    tags.insert(tag.clone(), (e.action == "push", digest));
+                    tags.insert(tag.clone(), (e.action == Action::Push, digest));
                 }
                 (None, Some(d)) => {
-                    if e.action == "delete" {
+                    if e.action == Action::Delete {
                         // Tags pushed at a deleted manifest went with it.
                         let pushed_here: Vec<String> = events
                             .iter()
-                            .filter(|p| p.id < e.id && p.action == "push" && p.digest.as_deref() == Some(d.as_str()))
+                            .filter(|p| {
+                                p.id < e.id && p.action == Action::Push && p.digest.as_deref() == Some(d.as_str())
+                            })
                             .filter_map(|p| p.tag.clone())
                             .collect();
                         for tag in pushed_here {
@@ -64,7 +66,7 @@ impl Replicator<'_> {
                 }
                 // The whole repository was deleted: compare everything, and
                 // still apply the batch's other events.
-                (None, None) if e.action == "delete" => whole_repository = true,
+                (None, None) if e.action == Action::Delete => whole_repository = true,
                 (None, None) => log::warn!("{repo}: ignoring event {}: names no tag or digest", e.event_id),
             }
         }

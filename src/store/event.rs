@@ -2,9 +2,53 @@
 //! tag, manifest or repository delete) and a stored event as a primary's
 //! log serves it.
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
 
 use crate::registry::{valid_repository, valid_tag, Digest};
+
+/// What an event did: `events.action` (schema.sql allows these two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// A manifest pushed, by tag or by digest.
+    Push,
+    /// A tag, a manifest or a whole repository deleted.
+    Delete,
+    /// Anything else a primary's log may serve (a newer georeg's action):
+    /// such an event is not valid here and is skipped, never stored.
+    #[serde(other)]
+    Other,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Push => "push",
+            Action::Delete => "delete",
+            Action::Other => "other",
+        }
+    }
+}
+
+impl ToSql for Action {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        match self {
+            Action::Other => Err(rusqlite::Error::ToSqlConversionFailure("an event of another action".into())),
+            a => Ok(ToSqlOutput::from(a.as_str())),
+        }
+    }
+}
+
+impl FromSql for Action {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "push" => Ok(Action::Push),
+            "delete" => Ok(Action::Delete),
+            other => Err(FromSqlError::Other(format!("unknown event action {other:?}").into())),
+        }
+    }
+}
 
 /// An event to store: one manifest push, or a tag, manifest or repository delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,8 +56,7 @@ pub struct NewEvent {
     /// The registry's id for the event, used to store a redelivery once.
     pub event_id: String,
     pub repository: String,
-    /// `push` or `delete`.
-    pub action: String,
+    pub action: Action,
     pub tag: Option<String>,
     pub digest: Option<String>,
     pub media_type: Option<String>,
@@ -27,7 +70,7 @@ pub struct Event {
     pub event_id: String,
     pub received_at: String,
     pub repository: String,
-    pub action: String,
+    pub action: Action,
     #[serde(default)]
     pub tag: Option<String>,
     #[serde(default)]
@@ -43,7 +86,7 @@ impl Event {
     /// registry sends.
     pub fn is_valid(&self) -> bool {
         valid_repository(&self.repository)
-            && matches!(self.action.as_str(), "push" | "delete")
+            && self.action != Action::Other
             && self.tag.as_deref().is_none_or(valid_tag)
             && self.digest.as_deref().is_none_or(|d| Digest::parse(d).is_ok())
     }

@@ -228,7 +228,7 @@ mod tests {
         NewEvent {
             event_id: id.into(),
             repository: "g/app".into(),
-            action: "push".into(),
+            action: crate::store::Action::Push,
             tag: Some("v1".into()),
             digest: None,
             media_type: None,

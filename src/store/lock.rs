@@ -22,19 +22,54 @@ pub struct Lock {
     path: PathBuf,
 }
 
+/// The georeg commands that take the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locker {
+    /// The daemon: foreground commands hand it their work.
+    Serve,
+    Sync,
+    Backfill,
+    Verify,
+    Import,
+    Deletions,
+}
+
+impl Locker {
+    const ALL: [Locker; 6] =
+        [Locker::Serve, Locker::Sync, Locker::Backfill, Locker::Verify, Locker::Import, Locker::Deletions];
+
+    /// The command's name, as the lock file records it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Locker::Serve => "serve",
+            Locker::Sync => "sync",
+            Locker::Backfill => "backfill",
+            Locker::Verify => "verify",
+            Locker::Import => "import",
+            Locker::Deletions => "deletions",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Locker> {
+        Locker::ALL.into_iter().find(|l| l.name() == word)
+    }
+}
+
 /// Who holds the lock, as its file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
     pub pid: Option<u32>,
-    /// The georeg command that holds it (`serve`, `sync`...).
-    pub command: String,
+    /// The georeg command that holds it; `None` when the file does not say
+    /// (read-only, or written by another version).
+    pub command: Option<Locker>,
 }
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.pid {
-            Some(pid) => write!(f, "georeg {} (PID {pid})", self.command),
-            None => write!(f, "another georeg process"),
+        match (self.pid, self.command) {
+            (Some(pid), Some(command)) => write!(f, "georeg {} (PID {pid})", command.name()),
+            (Some(pid), None) => write!(f, "a georeg process (PID {pid})"),
+            (None, _) => write!(f, "another georeg process"),
         }
     }
 }
@@ -48,7 +83,7 @@ pub fn path_for(state_file: &Path) -> PathBuf {
 
 impl Lock {
     /// Takes the lock for `command`, or says who holds it.
-    pub fn try_acquire(state_file: &Path, command: &str) -> Result<std::result::Result<Lock, Holder>> {
+    pub fn try_acquire(state_file: &Path, command: Locker) -> Result<std::result::Result<Lock, Holder>> {
         let path = path_for(state_file);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
@@ -69,14 +104,14 @@ impl Lock {
         // Best effort: a read-only lock file cannot name its holder.
         let _ = file.set_len(0).and_then(|()| {
             file.rewind()?;
-            writeln!(file, "{} {command}", std::process::id())?;
+            writeln!(file, "{} {}", std::process::id(), command.name())?;
             file.flush()
         });
         Ok(Ok(Lock { _file: file, path }))
     }
 
     /// Takes the lock, or fails naming who holds it (exit code 2).
-    pub fn acquire(state_file: &Path, command: &str) -> Result<Lock> {
+    pub fn acquire(state_file: &Path, command: Locker) -> Result<Lock> {
         Lock::try_acquire(state_file, command)?.map_err(|holder| Error::InUse {
             state_file: state_file.to_path_buf(),
             holder: holder.to_string(),
@@ -97,7 +132,7 @@ pub fn holder(file: &mut File) -> Holder {
     let _ = file.rewind().and_then(|_| file.take(200).read_to_string(&mut text));
     let mut words = text.split_whitespace();
     let pid = words.next().and_then(|p| p.parse().ok());
-    let command = words.next().unwrap_or("").to_string();
+    let command = words.next().and_then(Locker::parse);
     Holder { pid, command }
 }
 
@@ -119,15 +154,15 @@ mod tests {
     fn one_holder_at_a_time_and_it_is_named() {
         let dir = std::env::temp_dir().join(format!("georeg-lock-{}", crate::registry::token::random_hex(8)));
         let state = dir.join("state.sqlite3");
-        let lock = Lock::try_acquire(&state, "serve").unwrap().unwrap();
-        let held = Lock::try_acquire(&state, "sync").unwrap().unwrap_err();
-        assert_eq!(held, Holder { pid: Some(std::process::id()), command: "serve".into() });
+        let lock = Lock::try_acquire(&state, Locker::Serve).unwrap().unwrap();
+        let held = Lock::try_acquire(&state, Locker::Sync).unwrap().unwrap_err();
+        assert_eq!(held, Holder { pid: Some(std::process::id()), command: Some(Locker::Serve) });
         assert_eq!(current_holder(&state), Some(held.clone()));
-        let e = Lock::acquire(&state, "serve").unwrap_err().to_string();
+        let e = Lock::acquire(&state, Locker::Serve).unwrap_err().to_string();
         assert!(e.contains(&format!("PID {}", std::process::id())) && e.contains("georeg serve"), "{e}");
         drop(lock);
         assert_eq!(current_holder(&state), None);
-        let again = Lock::try_acquire(&state, "backfill").unwrap().unwrap();
+        let again = Lock::try_acquire(&state, Locker::Backfill).unwrap().unwrap();
         assert_eq!(again.path(), path_for(&state));
         drop(again);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -54,7 +54,7 @@ pub(crate) use deletions::{Kept, NewRemoval, Open, Removal, RemovalKind, Removal
 #[cfg(test)]
 pub(crate) use drills::DrillRow;
 pub(crate) use drills::{DrillFailure, DrillRecord, DrillSummary, DrillTag};
-pub(crate) use event::{Event, NewEvent};
+pub(crate) use event::{Action, Event, NewEvent};
 pub(crate) use handles::{Log, Queue, Reader, Snapshot, Store};
 pub(crate) use nodes::Sample;
 pub(crate) use queries::{Counts, RepositoryFilter, RepositoryRow};

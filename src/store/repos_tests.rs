@@ -10,7 +10,7 @@ fn push(repo: &str, id: &str, tag: &str) -> NewEvent {
     NewEvent {
         event_id: id.into(),
         repository: repo.into(),
-        action: "push".into(),
+        action: crate::store::Action::Push,
         tag: Some(tag.into()),
         digest: None,
         media_type: None,

@@ -17,7 +17,7 @@ use super::http::{Incoming, Reply};
 use super::App;
 use crate::config::Role;
 use crate::registry::{self, Digest};
-use crate::store::NewEvent;
+use crate::store::{Action, NewEvent};
 
 /// Envelopes larger than this are refused with 413.
 pub const MAX_BODY: u64 = 1 << 20;
@@ -138,13 +138,14 @@ fn classify(raw: RawEvent, value: &serde_json::Value) -> Option<NewEvent> {
         || t.media_type.as_deref() == Some("application/octet-stream");
     let tag = t.tag.filter(|tag| !tag.is_empty());
     let action = match raw.action.as_str() {
-        "push" if !is_blob && (tag.is_some() || t.digest.is_some()) => "push",
-        "delete" if !is_blob || tag.is_some() => "delete",
+        "push" if !is_blob && (tag.is_some() || t.digest.is_some()) => Action::Push,
+        "delete" if !is_blob || tag.is_some() => Action::Delete,
         _ => return None,
     };
     let refuse = |field: &str, what: &Option<String>| {
         log::warn!(
-            "not storing {action} event {:?}: its {field} {:?} is not one the registry accepts",
+            "not storing {} event {:?}: its {field} {:?} is not one the registry accepts",
+            action.as_str(),
             clip(&raw.id),
             what.as_deref().map(clip).unwrap_or("(missing)")
         );
@@ -166,7 +167,7 @@ fn classify(raw: RawEvent, value: &serde_json::Value) -> Option<NewEvent> {
     Some(NewEvent {
         event_id,
         repository,
-        action: action.into(),
+        action,
         tag,
         digest,
         media_type: t.media_type.filter(|m| m.starts_with("application/vnd.")),
@@ -195,16 +196,16 @@ mod tests {
         let (e, ignored) = parse_envelope(&sample("push-manifest-tagged")).unwrap();
         assert_eq!((e.len(), ignored), (1, 0));
         assert_eq!(
-            (e[0].action.as_str(), e[0].repository.as_str(), e[0].tag.as_deref()),
-            ("push", "group/app", Some("v1"))
+            (e[0].action, e[0].repository.as_str(), e[0].tag.as_deref()),
+            (crate::store::Action::Push, "group/app", Some("v1"))
         );
         assert!(e[0].digest.is_some());
 
         let (e, _) = parse_envelope(&sample("push-manifest-by-digest")).unwrap();
-        assert_eq!((e[0].action.as_str(), e[0].tag.as_deref()), ("push", None));
+        assert_eq!((e[0].action, e[0].tag.as_deref()), (Action::Push, None));
 
         let (e, _) = parse_envelope(&sample("delete-tag")).unwrap();
-        assert_eq!((e[0].action.as_str(), e[0].tag.as_deref(), e[0].digest.as_deref()), ("delete", Some("v1"), None));
+        assert_eq!((e[0].action, e[0].tag.as_deref(), e[0].digest.as_deref()), (Action::Delete, Some("v1"), None));
 
         for ignored_kind in ["push-blob", "pull-index"] {
             let (e, ignored) = parse_envelope(&sample(ignored_kind)).unwrap();

@@ -11,15 +11,24 @@ const DEADLINE: Duration = Duration::from_secs(60);
 #[test]
 fn status_says_whether_a_daemon_runs_and_needs_no_key() {
     let env = Env::new("status-truth");
-    // A fresh install: the key is not copied yet.
+    // A fresh install: the key is not copied yet, and nothing made a
+    // state file. The commands that only read say so, and create nothing.
     env.write_config(&env.path("not-copied-yet.key"), "");
-    let run = env.georeg(&["status"]);
-    run.assert_ok();
-    assert!(run.stdout.contains("daemon: not running"), "{}", run.stdout);
-    assert!(run.stdout.contains("last sync: never synced"), "{}", run.stdout);
-    assert!(run.stdout.contains("last event: none received yet"), "{}", run.stdout);
+    let before = listing(&env.dir.0);
+    for args in [&["status"][..], &["status", "--json"], &["failover-check"], &["deletions"]] {
+        let run = env.georeg(args);
+        run.assert_code(2);
+        let line = run.stderr.trim();
+        assert!(line.contains("no state file exists") && line.contains("georeg serve"), "{run}");
+        assert_eq!(line.lines().count(), 1, "one line: {run}");
+    }
+    assert_eq!(listing(&env.dir.0), before, "a command that only reads created something");
 
     env.write_config(&keys().pkcs1, "");
+    env.georeg(&["backfill"]).assert_ok();
+    let run = env.georeg(&["status"]);
+    run.assert_ok();
+    assert!(run.stdout.contains("daemon: not running"), "{run}");
     env.p.push_image("app", "v1", &oci_image(1, &[1000]));
     env.start_secondary_daemon();
     env.wait_in_sync("app", DEADLINE);
@@ -109,4 +118,49 @@ fn under_systemd_log_lines_carry_their_syslog_priority_and_no_timestamp() {
     // Without the journal, the usual format.
     let plain = env.georeg(&["backfill"]);
     assert!(plain.stderr.lines().all(|l| !l.starts_with("<6>")), "{}", plain.stderr);
+}
+
+/// The files under `dir`, sorted, for "nothing was created" checks.
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn status_reads_a_state_file_on_a_read_only_filesystem() {
+    let env = Env::new("status-read-only");
+    env.p.push_image("app", "v1", &oci_image(5, &[1000]));
+    env.start_secondary_daemon();
+    env.wait_in_sync("app", DEADLINE);
+    // Stopped cleanly (no WAL left), then after a crash (WAL and shared
+    // memory left behind): either way status reads it.
+    env.take_secondary_daemon().terminate();
+    assert_eq!(read_only_status(&env)["repositories"]["synced"], 1);
+    env.start_secondary_daemon();
+    env.take_secondary_daemon().kill9();
+    assert_eq!(read_only_status(&env)["repositories"]["synced"], 1);
+}
+
+/// `georeg status --json` with the test's folder mounted read-only, in a
+/// mount namespace of its own: the state file, its lock and its folder
+/// cannot be written there.
+fn read_only_status(env: &Env) -> serde_json::Value {
+    let dir = env.dir.0.display().to_string();
+    let script = format!(
+        "mount --bind {dir} {dir} && mount -o remount,bind,ro {dir} && touch {dir}/probe 2>/dev/null && exit 3; \
+         exec {bin} --config {config} status --json",
+        bin = crate::support::georeg_bin(),
+        config = env.config.display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("unshare (util-linux) runs the status in a mount namespace: install util-linux and run as root");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(3), "the folder was still writable: {stderr}");
+    assert!(out.status.success(), "status on a read-only filesystem failed: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -61,6 +61,8 @@ pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+    /// The command line and the configuration it ran with, for failures.
+    pub ran: String,
 }
 
 impl Run {
@@ -69,12 +71,37 @@ impl Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            ran: String::new(),
         }
     }
 
-    pub fn assert_ok(&self) -> &Run {
-        assert_eq!(self.code, 0, "georeg failed:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+    /// Names what ran (`command` with its arguments, and the text of the
+    /// config it read), so that a failure shows how to run it again.
+    pub fn ran(mut self, command: &Command, config: Option<&Path>) -> Run {
+        let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        self.ran = format!("{} {}", command.get_program().to_string_lossy(), args.join(" "));
+        if let Some(text) = config.and_then(|c| std::fs::read_to_string(c).ok()) {
+            self.ran
+                .push_str(&format!("\nwith {}:\n{text}", config.map(|c| c.display().to_string()).unwrap_or_default()));
+        }
         self
+    }
+
+    pub fn assert_ok(&self) -> &Run {
+        assert_eq!(self.code, 0, "{self}");
+        self
+    }
+
+    /// Asserts the exit code, showing everything about the run otherwise.
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "{self}");
+        self
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "georeg exited {}\nran: {}\nstdout:\n{}\nstderr:\n{}", self.code, self.ran, self.stdout, self.stderr)
     }
 }
 
@@ -303,15 +330,10 @@ workers = 2
     }
 
     pub fn georeg(&self, args: &[&str]) -> Run {
-        let out = Command::new(georeg_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run georeg");
-        Run::from(out)
+        let mut command = Command::new(georeg_bin());
+        command.arg("--config").arg(&self.config).args(args).env("RUST_LOG", "info").stdin(Stdio::null());
+        let out = command.output().expect("run georeg");
+        Run::from(out).ran(&command, Some(&self.config))
     }
 
     /// Starts a georeg command without waiting for it; its output goes to

@@ -16,11 +16,22 @@ mod validate;
 
 pub const DEFAULT_PATH: &str = "/etc/georeg/georeg.toml";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Primary,
+    /// The default only where a report omits it: only secondaries report.
+    #[default]
     Secondary,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Secondary => "secondary",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

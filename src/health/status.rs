@@ -88,7 +88,7 @@ pub struct Failing {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub version: String,
     pub replication_enabled: bool,
     /// Where this node's own server listens (`listen`).
@@ -135,12 +135,31 @@ pub struct Oldest {
     pub since: String,
 }
 
+/// How a secondary stands, as the primary sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeHealth {
+    Healthy,
+    Unhealthy,
+    /// No report for longer than [`OFFLINE_AFTER_SECONDS`].
+    Offline,
+}
+
+impl NodeHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeHealth::Healthy => "healthy",
+            NodeHealth::Unhealthy => "unhealthy",
+            NodeHealth::Offline => "offline",
+        }
+    }
+}
+
 /// A secondary as the primary sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub name: String,
-    /// `healthy`, `unhealthy` or `offline`.
-    pub health: String,
+    pub health: NodeHealth,
     pub message: Option<String>,
     pub reported_at: String,
     pub age_seconds: i64,
@@ -223,16 +242,16 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
                 .map(|r| {
                     let reported: Option<Status> = serde_json::from_str(&r.status).ok();
                     let health = if r.age_seconds > OFFLINE_AFTER_SECONDS {
-                        "offline"
+                        NodeHealth::Offline
                     } else if r.healthy {
-                        "healthy"
+                        NodeHealth::Healthy
                     } else {
-                        "unhealthy"
+                        NodeHealth::Unhealthy
                     };
                     NodeStatus {
                         name: r.name,
-                        health: health.into(),
-                        message: if health == "offline" {
+                        health,
+                        message: if health == NodeHealth::Offline {
                             Some(format!("no report for {} minutes", r.age_seconds / 60))
                         } else {
                             r.health_message
@@ -254,7 +273,7 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
     let mut status = Status {
         node: NodeInfo {
             name: config.node_name.clone(),
-            role: if primary { "primary" } else { "secondary" }.into(),
+            role: config.role,
             version: env!("CARGO_PKG_VERSION").into(),
             replication_enabled: !primary && config.replication.enabled,
             listen: config.listen.clone(),
@@ -354,7 +373,7 @@ pub fn text(s: &Status) -> String {
     let mut out = format!(
         "{} ({} node, georeg {})\nhealth: {}\n",
         s.node.name,
-        s.node.role,
+        s.node.role.as_str(),
         s.node.version,
         if s.healthy {
             "healthy".to_string()
@@ -367,7 +386,7 @@ pub fn text(s: &Status) -> String {
         None => "daemon: not running (no georeg process owns the state file)\n".to_string(),
     });
     out.push_str(&format!("last event: {}\n", s.last_event_at.as_deref().unwrap_or("none received yet")));
-    if s.node.role == "secondary" {
+    if s.node.role == Role::Secondary {
         out.push_str(&format!("last sync: {}\n", s.last_sync_at.as_deref().unwrap_or("never synced")));
         if let Some(b) = &s.last_bundle {
             out.push_str(&format!("last bundle: {}\n", bundle_line(b)));
@@ -441,7 +460,7 @@ pub fn text(s: &Status) -> String {
             out.push_str(&format!(
                 "secondary {}: {}{}, {}/{} synced, lag {}s, reported {}\n",
                 n.name,
-                n.health,
+                n.health.as_str(),
                 n.message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default(),
                 n.repositories.synced,
                 n.repositories.total,

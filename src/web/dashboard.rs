@@ -81,7 +81,7 @@ fn page(title: &str, status: &Status, body: &str, refresh: bool) -> String {
          <span class=\"meta\">{name} · {role} · georeg {version}{note}</span></header><main>{body}</main></body></html>",
         title = escape(title),
         name = escape(&status.node.name),
-        role = escape(&status.node.role),
+        role = status.node.role.as_str(),
         version = escape(&status.node.version),
     )
 }
@@ -148,7 +148,7 @@ fn health(s: &Status) -> String {
 /// `/admin/geo/nodes`.
 pub fn nodes(s: &Status, samples: &[crate::store::Sample]) -> String {
     let mut body = String::new();
-    if s.node.role == "primary" {
+    if s.node.role == crate::config::Role::Primary {
         let _ = write!(
             body,
             "<section><h2>Primary node: {}</h2>{}<div class=\"grid\" style=\"margin-top:12px\">{}{}{}</div></section>",
@@ -171,8 +171,8 @@ pub fn nodes(s: &Status, samples: &[crate::store::Sample]) -> String {
                  {} failing</div>\
                  <div class=\"legend\">Synchronization</div>{}<div class=\"legend\">Verification</div>{}",
                 escape(&n.name),
-                escape(&n.health),
-                escape(&n.health),
+                n.health.as_str(),
+                n.health.as_str(),
                 escape(n.message.as_deref().unwrap_or("")),
                 escape(if n.listen.is_empty() { "address not reported" } else { &n.listen }),
                 escape(if n.version.is_empty() { "?" } else { &n.version }),

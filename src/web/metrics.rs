@@ -27,13 +27,16 @@ fn label_value(v: &str) -> String {
 
 pub fn render(status: &Status, stats: &Stats) -> String {
     let mut out = String::new();
-    let secondary = status.node.role == "secondary";
+    let secondary = status.node.role == crate::config::Role::Secondary;
     metric(
         &mut out,
         "georeg_build_info",
         "gauge",
         "Always 1; the labels say which georeg this is.",
-        &[(format!("{{version=\"{}\",role=\"{}\"}}", label_value(&status.node.version), status.node.role), 1.0)],
+        &[(
+            format!("{{version=\"{}\",role=\"{}\"}}", label_value(&status.node.version), status.node.role.as_str()),
+            1.0,
+        )],
     );
     metric(&mut out, "georeg_healthy", "gauge", "1 when this node reports no problem.", &one(u8::from(status.healthy)));
     let e = &status.events;
@@ -240,7 +243,7 @@ fn node_metrics(out: &mut String, nodes: &[crate::health::status::NodeStatus]) {
         "georeg_node_healthy",
         "gauge",
         "1 when the secondary's last report was healthy and recent.",
-        &by_node(&|n| f64::from(u8::from(n.health == "healthy"))),
+        &by_node(&|n| f64::from(u8::from(n.health == crate::health::status::NodeHealth::Healthy))),
     );
     metric(
         out,
@@ -314,7 +317,7 @@ mod tests {
         let _ = stats.begin("a");
         stats.end("a", true);
         let status = Status {
-            node: NodeInfo { role: "secondary".into(), version: "1.2.3".into(), ..NodeInfo::default() },
+            node: NodeInfo { role: crate::config::Role::Secondary, version: "1.2.3".into(), ..NodeInfo::default() },
             healthy: true,
             health_message: None,
             repositories: Default::default(),
@@ -325,7 +328,7 @@ mod tests {
             recent_failures: vec![],
             nodes: Some(vec![NodeStatus {
                 name: "se\"c".into(),
-                health: "healthy".into(),
+                health: crate::health::status::NodeHealth::Healthy,
                 message: None,
                 reported_at: String::new(),
                 age_seconds: 3,

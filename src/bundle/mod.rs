@@ -25,7 +25,7 @@ pub mod signed;
 pub mod tarfile;
 
 #[cfg(test)]
-mod tar_tests;
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -41,12 +41,14 @@ mod open;
 mod queries;
 mod readiness;
 mod repos;
-mod scale_tests;
 mod shared;
 mod states;
 mod tags;
 mod uploads;
 mod verification;
+
+#[cfg(test)]
+mod tests;
 
 pub(crate) use bundles::{BundleRow, NewBundle};
 pub(crate) use cursor::Cursor;

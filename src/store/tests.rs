@@ -5,7 +5,6 @@
 //! and must take a few hundred virtual-machine steps, where reading every
 //! repository takes tens of thousands. A new index can change a plan for
 //! the worse: this catches it.
-#![cfg(test)]
 
 use rusqlite::StatementStatus;
 

@@ -44,7 +44,7 @@ impl Log {
             .map(|e| NewEvent {
                 event_id: e.event_id.clone(),
                 repository: e.repository.clone(),
-                action: e.action.clone(),
+                action: e.action,
                 tag: e.tag.clone(),
                 digest: e.digest.clone(),
                 media_type: e.media_type.clone(),

@@ -1,7 +1,6 @@
 #![cfg(test)]
 
 use super::*;
-use crate::store::states::SyncState;
 use crate::store::Store;
 
 const DAY: RemovalPolicy = RemovalPolicy { delay_hours: 24, burst_share: 0.5, burst_min_tags: 3 };

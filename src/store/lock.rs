@@ -19,7 +19,6 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub struct Lock {
     _file: File,
-    path: PathBuf,
 }
 
 /// The georeg commands that take the lock.
@@ -107,7 +106,7 @@ impl Lock {
             writeln!(file, "{} {}", std::process::id(), command.name())?;
             file.flush()
         });
-        Ok(Ok(Lock { _file: file, path }))
+        Ok(Ok(Lock { _file: file }))
     }
 
     /// Takes the lock, or fails naming who holds it (exit code 2).
@@ -119,10 +118,6 @@ impl Lock {
                    `georeg serve`"
                 .into(),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -163,7 +158,6 @@ mod tests {
         drop(lock);
         assert_eq!(current_holder(&state), None);
         let again = Lock::try_acquire(&state, Locker::Backfill).unwrap().unwrap();
-        assert_eq!(again.path(), path_for(&state));
         drop(again);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -68,7 +68,7 @@ pub(super) fn reader(path: &Path) -> Result<Connection> {
         Err(e) => return Err(refuse(format!("cannot be read: {e}"))),
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-    let conn = match Connection::open_with_flags(path, flags).and_then(|c| check_readable(c)) {
+    let conn = match Connection::open_with_flags(path, flags).and_then(check_readable) {
         Ok(conn) => conn,
         // On a read-only filesystem, a WAL file whose writer closed cleanly
         // has no shared-memory file, and none can be made: nothing can

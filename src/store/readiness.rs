@@ -111,7 +111,6 @@ impl Snapshot<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     #[allow(unused_imports)]
     use crate::store::{states::SyncState, Store};
 

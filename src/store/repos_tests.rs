@@ -1,7 +1,6 @@
 //! Tests of repositories and the sync queue.
 #![cfg(test)]
 
-use super::*;
 use crate::store::states::SyncState;
 use crate::store::NewEvent;
 use crate::store::Store;

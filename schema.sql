@@ -416,3 +416,74 @@ CREATE TABLE drill_failures (
     repaired_at   TEXT
 );
 CREATE INDEX drill_failures_open ON drill_failures (repository_id, repaired_at);
+
+-- @version 12
+
+-- Reconciliation (replication.reconcile_interval_seconds): notifications
+-- are best effort, so every replicated repository is compared with the
+-- primary again and again, and a node says it is ready for failover only
+-- when each was compared within the window. compared_at: when this node's
+-- repository was last found equal to the primary's (a reconciliation pass,
+-- a full sync, a verification); sync_reason: why the queued sync was asked
+-- for (`reconcile: tags differ`, `write made on the secondary`...).
+ALTER TABLE repositories ADD COLUMN compared_at TEXT /* when last found equal to the primary (NULL: never) */;
+ALTER TABLE repositories ADD COLUMN sync_reason TEXT /* why the queued sync was asked for (NULL: an event, a new repository) */;
+CREATE INDEX repositories_by_compared_at ON repositories (excluded, compared_at);
+
+-- The fingerprint of each repository of this node's own registry: SHA-256
+-- over its tags sorted by name, one "name digest\n" line each (the
+-- verification checksum), read through the registry's API. A primary
+-- serves them to its followers in pages (GET /api/v1/fingerprints), so that
+-- a pass over 100,000 unchanged repositories costs a request or two across
+-- the WAN; a secondary compares its own with them. Events mark a
+-- repository stale, and a paced pass refreshes every one within half the
+-- window.
+CREATE TABLE fingerprints (
+    repository  TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    tags        INTEGER NOT NULL,
+    -- When the registry was read for it.
+    checked_at  TEXT NOT NULL,
+    -- 1: an event named it since; read it again first.
+    stale       INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX fingerprints_due ON fingerprints (stale DESC, checked_at);
+
+-- Reconciliation passes, one row each when it ends: how long it took, what
+-- it cost, what it found (differences by kind, as JSON) and queued.
+CREATE TABLE reconcile_passes (
+    id           INTEGER PRIMARY KEY,
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    -- 'fingerprints' (pages from the primary georeg) or 'direct' (the
+    -- primary registry's tag lists).
+    mode         TEXT NOT NULL CHECK (mode IN ('fingerprints', 'direct')),
+    repositories INTEGER NOT NULL,
+    compared     INTEGER NOT NULL,
+    -- Requests to the primary registry and to the primary georeg.
+    requests     INTEGER NOT NULL,
+    differences  TEXT NOT NULL DEFAULT '{}',
+    queued       INTEGER NOT NULL
+);
+
+-- What the node should be paged about that no row elsewhere says: refused
+-- notifications (a wrong secret on the primary), a primary georeg that
+-- cannot be read. One row per alarm while it stands; health reads them.
+CREATE TABLE alarms (
+    name     TEXT PRIMARY KEY,
+    message  TEXT NOT NULL,
+    -- Where it came from (a client address), when known.
+    source   TEXT,
+    first_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    last_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    count    INTEGER NOT NULL DEFAULT 1
+) WITHOUT ROWID;
+
+-- The daemon's last health check (its own registry, the primary), so that
+-- `georeg status`, the status API, /metrics, readiness and the dashboard
+-- all tell the same health.
+CREATE TABLE health_check (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    problem    TEXT,
+    checked_at TEXT NOT NULL
+);

@@ -161,6 +161,11 @@ pub(super) fn insert_rows(
             )?
             .execute(params![e.event_id, e.repository, e.action, e.tag, e.digest, e.media_type, primary_id])?;
         inserted += n;
+        if n == 1 && schedule.is_none() {
+            // On a primary, the event changed its own registry: the
+            // repository's fingerprint is read again first.
+            conn.prepare_cached(super::fingerprints::MARK_STALE)?.execute([&e.repository])?;
+        }
         if let Some(selection) = schedule.filter(|_| n == 1) {
             conn.prepare_cached(
                 "INSERT INTO repositories (name, excluded, verification_state)

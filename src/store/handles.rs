@@ -54,6 +54,11 @@ pub(crate) struct Queue(Arc<Shared>);
 #[derive(Clone)]
 pub(crate) struct Log(Arc<Shared>);
 
+/// The fingerprint keeper's handle: the fingerprints of this node's own
+/// registry, and nothing else.
+#[derive(Clone)]
+pub(crate) struct Fingerprints(Arc<Shared>);
+
 /// The read side: read-only connections, one snapshot per read.
 pub(crate) struct Reader {
     conns: Vec<Mutex<Connection>>,
@@ -103,6 +108,10 @@ impl Store {
 
     pub(crate) fn log(&self) -> Log {
         Log(self.shared.clone())
+    }
+
+    pub(crate) fn fingerprints(&self) -> Fingerprints {
+        Fingerprints(self.shared.clone())
     }
 
     /// A read side on the same file, with connections of its own.
@@ -166,6 +175,13 @@ impl Log {
     /// (a resync) reuse the queue's statements.
     pub(super) fn queue(&self) -> Queue {
         Queue(self.0.clone())
+    }
+}
+
+impl Deref for Fingerprints {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 

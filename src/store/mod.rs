@@ -27,6 +27,7 @@
 //! rather than one per request, and each is still answered only after its
 //! own events are on disk.
 
+mod alarms;
 mod bundles;
 mod burst;
 mod cursor;
@@ -34,12 +35,14 @@ mod deletions;
 mod drills;
 mod event;
 mod events;
+mod fingerprints;
 mod handles;
 pub(crate) mod lock;
 mod nodes;
 mod open;
 mod queries;
 mod readiness;
+mod reconcile;
 mod repos;
 mod shared;
 mod states;
@@ -50,6 +53,7 @@ mod verification;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use alarms::{Alarm, HealthCheck};
 pub(crate) use bundles::{BundleRow, NewBundle};
 pub(crate) use cursor::Cursor;
 pub(crate) use deletions::{Kept, NewRemoval, Open, Removal, RemovalKind, RemovalPolicy, RemovalSummary, Selector};
@@ -57,10 +61,12 @@ pub(crate) use deletions::{Kept, NewRemoval, Open, Removal, RemovalKind, Removal
 pub(crate) use drills::DrillRow;
 pub(crate) use drills::{DrillFailure, DrillRecord, DrillSummary, DrillTag};
 pub(crate) use event::{Action, Event, NewEvent};
-pub(crate) use handles::{Log, Queue, Reader, Snapshot, Store};
+pub(crate) use fingerprints::{page_digest, Entry as FingerprintEntry, Page as FingerprintPage};
+pub(crate) use handles::{Fingerprints, Log, Queue, Reader, Snapshot, Store};
 pub(crate) use nodes::Sample;
 pub(crate) use queries::{Counts, RepositoryFilter, RepositoryRow};
 pub(crate) use readiness::Counted;
+pub(crate) use reconcile::{Comparison, PassRecord, PassRow};
 pub(crate) use repos::{Job, Progress};
 pub(crate) use uploads::{Upload, UploadRow};
 pub(crate) use verification::Verification;

@@ -78,6 +78,9 @@ pub struct Job {
     pub through: i64,
     /// This claim's id: recording the outcome checks it is still ours.
     pub claim: String,
+    /// Why the sync was asked for, when it was not an event or a new
+    /// repository (`reconcile: tags differ`, `write made on the secondary`).
+    pub reason: Option<String>,
 }
 
 /// The repository most worth syncing now: the first entry of the index
@@ -274,6 +277,9 @@ impl Queue {
                    retry_count = 0, retry_at = NULL, last_sync_failure = NULL, last_synced_at = {NOW},
                    failing_since = NULL,
                    last_sync_report = ?5,
+                   -- A full sync compared every tag with the primary.
+                   compared_at = CASE WHEN ?3 THEN {NOW} ELSE compared_at END,
+                   sync_reason = CASE WHEN full_sync_requested = 1 THEN sync_reason END,
                    verification_state = CASE WHEN excluded = 1 THEN 'disabled'
                                              WHEN ?3 THEN 'pending' ELSE verification_state END,
                    sync_state = CASE WHEN full_sync_requested = 1
@@ -284,6 +290,8 @@ impl Queue {
             ))?
             .query_row(params![job.id, job.through, job.full, job.claim, report], |r| r.get(0))
             .optional()?;
+        // The job changed this node's registry: its fingerprint is read again.
+        self.conn().prepare_cached(super::fingerprints::MARK_STALE)?.execute([&job.name])?;
         match requeued {
             None => Err(claim_lost(job)),
             Some(SyncState::Pending) => {
@@ -409,9 +417,11 @@ fn claim_lost(job: &Job) -> Error {
 /// Flips one repository to `started` and describes the job (inside the
 /// caller's transaction). The job covers every event stored so far.
 fn claim_row(tx: &rusqlite::Transaction, id: i64) -> Result<Job> {
-    let (name, full, after): (String, bool, i64) = tx
-        .prepare_cached("SELECT name, full_sync_requested, events_done_through FROM repositories WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let (name, full, after, reason): (String, bool, i64, Option<String>) = tx
+        .prepare_cached(
+            "SELECT name, full_sync_requested, events_done_through, sync_reason FROM repositories WHERE id = ?1",
+        )?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
     let through: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
     let claim = random_hex(8);
     tx.prepare_cached(&format!(
@@ -420,7 +430,7 @@ fn claim_row(tx: &rusqlite::Transaction, id: i64) -> Result<Job> {
          WHERE id = ?1"
     ))?
     .execute(params![id, claim])?;
-    Ok(Job { id, name, full, after, through, claim })
+    Ok(Job { id, name, full, after, through, claim, reason })
 }
 
 #[cfg(test)]

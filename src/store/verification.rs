@@ -96,7 +96,7 @@ impl Queue {
         let changed = self
             .conn()
             .prepare_cached(&format!(
-                "UPDATE repositories SET verification_state = 'succeeded', verified_at = {NOW},
+                "UPDATE repositories SET verification_state = 'succeeded', verified_at = {NOW}, compared_at = {NOW},
                  verification_checksum = ?2, verification_failure = NULL, verification_retry_count = 0,
                  verification_requested = 0, verification_claim_id = NULL
                  WHERE id = ?1 AND verification_claim_id = ?3"

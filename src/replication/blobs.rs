@@ -6,8 +6,8 @@
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::copy::{Report, Seen};
-use super::Replicator;
+use super::engine::{Engine, Seen};
+use super::job::Report;
 use crate::error::{Error, Result};
 use crate::health::{human_bytes, Stats};
 use crate::registry::digest::{Hasher, VerifyingReader};
@@ -16,7 +16,7 @@ use crate::registry::Mount;
 use crate::shutdown::Shutdown;
 use crate::store::Upload;
 
-impl Replicator<'_> {
+impl Engine<'_> {
     /// Makes the blob present in the secondary repository with one request
     /// when it is there already or can be mounted: a mount, from another
     /// repository georeg knows holds it or else from the repository itself,

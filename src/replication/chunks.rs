@@ -18,14 +18,14 @@ use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::blobs::Counted;
-use super::Replicator;
+use super::engine::Engine;
 use crate::error::{Error, Result};
 use crate::health::human_bytes;
 use crate::registry::digest::{Hasher, VerifyingReader};
 use crate::registry::manifest::BlobRef;
 use crate::store::Upload;
 
-impl Replicator<'_> {
+impl Engine<'_> {
     /// Whether the blob is copied in chunks.
     pub(super) fn chunked(&self, blob: &BlobRef) -> bool {
         self.chunk_size > 0 && blob.size > self.chunk_size && blob.digest.as_str().starts_with("sha256:")

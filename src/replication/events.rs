@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use super::copy::{Report, Seen};
+use super::engine::Seen;
+use super::job::Report;
 use super::Replicator;
 use crate::error::{Error, Result};
 use crate::registry::Digest;
@@ -84,11 +85,11 @@ impl Replicator<'_> {
         let mut seen = Seen { progress: progress.clone(), ..Seen::default() };
         // Pushes by digest first: an index's children arrive that way.
         for digest in &digests {
-            self.shutdown.check()?;
+            self.engine.shutdown.check()?;
             self.sync_digest(repo, digest, &mut seen, report)?;
         }
         for (tag, (pushed, digest)) in &tags {
-            self.shutdown.check()?;
+            self.engine.shutdown.check()?;
             self.sync_tag(repo, tag, *pushed, digest.as_ref(), listed.is_some(), &mut seen, report)?;
         }
         if listed.is_none() {
@@ -107,7 +108,7 @@ impl Replicator<'_> {
     ) -> Result<()> {
         let mut differences = Vec::new();
         for tag in tags {
-            let (p, s) = (self.primary.manifest_digest(repo, tag)?, self.secondary.manifest_digest(repo, tag)?);
+            let (p, s) = (self.primary.manifest_digest(repo, tag)?, self.engine.secondary.manifest_digest(repo, tag)?);
             if p != s {
                 let text = format!("tag {tag}: primary {}, secondary {}", show(p.as_ref()), show(s.as_ref()));
                 let only_here = s.filter(|_| p.is_none()).map(|s| (tag.clone(), s));
@@ -116,7 +117,7 @@ impl Replicator<'_> {
         }
         for d in digests {
             let p = self.primary.manifest_digest(repo, d.as_str())?.is_some();
-            let s = self.secondary.manifest_digest(repo, d.as_str())?.is_some();
+            let s = self.engine.secondary.manifest_digest(repo, d.as_str())?.is_some();
             if p != s {
                 let text = format!("manifest {d}: on the primary {p}, on the secondary {s}");
                 differences.push(Difference { text, only_here: (s && !p).then(|| (String::new(), d.clone())) });
@@ -125,14 +126,14 @@ impl Replicator<'_> {
         if !differences.is_empty() {
             // What is only on the secondary because its removal is held
             // back (or cancelled) differs on purpose.
-            let kept = self.store.kept_removals(repo)?;
+            let kept = self.engine.store.kept_removals(repo)?;
             differences.retain(|d| !d.expected_by(&kept));
         }
         if differences.is_empty() {
             return Ok(());
         }
         let differences: Vec<String> = differences.into_iter().map(|d| d.text).collect();
-        self.store.request_full_sync(repo)?;
+        self.engine.store.request_full_sync(repo)?;
         Err(Error::Manifest {
             repository: repo.into(),
             reference: "*".into(),
@@ -178,7 +179,7 @@ impl Replicator<'_> {
                 if wanted.is_some() {
                     break;
                 }
-                self.shutdown.check()?;
+                self.engine.shutdown.check()?;
                 std::thread::sleep(std::time::Duration::from_millis(wait_ms));
                 wanted = self.pushed_manifest(repo, tag, pushed)?;
             }
@@ -186,7 +187,7 @@ impl Replicator<'_> {
                 (Some(_), _) => {}
                 (None, true) => log::debug!("{repo}:{tag} was pushed but is gone from the primary; removing it"),
                 (None, false) => {
-                    self.store.request_full_sync(repo)?;
+                    self.engine.store.request_full_sync(repo)?;
                     return Err(Error::Manifest {
                         repository: repo.into(),
                         reference: tag.into(),
@@ -202,7 +203,7 @@ impl Replicator<'_> {
             // The tag moved since the event (a newer push), or the bytes
             // are not what the registry stores: ask it which.
             if &m.digest != expected && self.primary.manifest_digest(repo, tag)?.as_ref() != Some(&m.digest) {
-                self.store.request_full_sync(repo)?;
+                self.engine.store.request_full_sync(repo)?;
                 return Err(Error::Manifest {
                     repository: repo.into(),
                     reference: tag.into(),
@@ -217,16 +218,16 @@ impl Replicator<'_> {
         }
         match wanted {
             Some(m) => {
-                let recorded = self.store.tag_digest(repo, tag)?.as_deref() == Some(m.digest.as_str());
-                if recorded && self.secondary.manifest_digest(repo, tag)?.as_ref() == Some(&m.digest) {
+                let recorded = self.engine.store.tag_digest(repo, tag)?.as_deref() == Some(m.digest.as_str());
+                if recorded && self.engine.secondary.manifest_digest(repo, tag)?.as_ref() == Some(&m.digest) {
                     report.tags_unchanged += 1;
                 } else {
-                    self.copy_manifest(repo, tag, m, seen, report)?;
+                    self.engine.copy_manifest(repo, tag, m, seen, report)?;
                 }
             }
-            None => match self.secondary.manifest_digest(repo, tag)? {
+            None => match self.engine.secondary.manifest_digest(repo, tag)? {
                 Some(there) => self.remove_or_hold_tag(repo, tag, Some(&there), super::held::TAG_REMOVED, report)?,
-                None => self.store.remove_tag(repo, tag)?,
+                None => self.engine.store.remove_tag(repo, tag)?,
             },
         }
         Ok(())
@@ -259,10 +260,8 @@ impl Replicator<'_> {
         if crate::registry::manifest::is_schema1(&m.media_type, &m.bytes) || seen.manifests.contains(&m.digest) {
             return Ok(());
         }
-        self.copy_contents(repo, &m, seen, report, 0)?;
-        self.secondary.put_manifest(repo, digest.as_str(), &m)?;
+        self.engine.copy_by_digest(repo, digest, &m, seen, report, 0)?;
         report.manifests_copied += 1;
-        seen.manifests.insert(m.digest);
         Ok(())
     }
 }

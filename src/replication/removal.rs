@@ -5,7 +5,7 @@
 //! deleted by digest. Registries that delete tags by name (distribution v3,
 //! GitLab) are asked to do that first.
 
-use super::Replicator;
+use super::engine::Engine;
 use crate::error::{Error, Result};
 use crate::registry::manifest::{self, Manifest};
 use crate::registry::Digest;
@@ -13,7 +13,7 @@ use crate::registry::Digest;
 /// `{}`, the OCI empty descriptor's content; config of tag tombstones.
 const EMPTY_JSON: &[u8] = b"{}";
 
-impl Replicator<'_> {
+impl Engine<'_> {
     /// Removes one tag from the secondary, leaving sibling tags that share
     /// its digest in place. Distribution 2.8 can only delete manifests by
     /// digest, which drops every tag pointing at them; so the tag is first

@@ -16,8 +16,8 @@ const IDLE: Duration = Duration::from_secs(5);
 /// One worker, until shutdown. `reverify_after` is
 /// `replication.reverification_interval_seconds`.
 pub fn run(r: &Replicator, reverify_after: Duration) {
-    let store = r.store;
-    while !r.shutdown.requested() {
+    let store = r.engine.store;
+    while !r.engine.shutdown.requested() {
         let rung = store.work.count();
         match store.claim_next() {
             Ok(Some(job)) => {
@@ -53,7 +53,7 @@ pub fn run(r: &Replicator, reverify_after: Duration) {
 
 /// Verifies the most overdue repository, if any; false when none is due.
 fn verify_next(r: &Replicator, reverify_after: Duration) -> bool {
-    let v = match r.store.claim_next_verification(reverify_after.as_secs()) {
+    let v = match r.engine.store.claim_next_verification(reverify_after.as_secs()) {
         Ok(Some(v)) => v,
         Ok(None) => return false,
         Err(e) => {

@@ -134,9 +134,8 @@ impl Replicator<'_> {
         }
         let differences: Vec<String> = differences.into_iter().map(|d| d.text).collect();
         self.engine.store.request_full_sync(repo)?;
-        Err(Error::Manifest {
+        Err(Error::Repository {
             repository: repo.into(),
-            reference: "*".into(),
             message: format!(
                 "read again after the sync, the registries differ ({}); retried with a full comparison",
                 differences.join("; ")

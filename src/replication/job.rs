@@ -182,12 +182,50 @@ impl TagFailures {
             1 => Err(self.0.remove(0)),
             n => {
                 let first = self.0.remove(0);
-                Err(Error::Manifest {
-                    repository: repo.into(),
-                    reference: "*".into(),
-                    message: format!("{n} tags failed; first: {first}"),
-                })
+                Err(Error::Repository { repository: repo.into(), message: format!("{n} tags failed; first: {first}") })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad(tag: &str) -> Error {
+        Error::Manifest { repository: "corp/app".into(), reference: tag.into(), message: "is broken".into() }
+    }
+
+    #[test]
+    fn one_failed_tag_is_the_repository_failure() {
+        let mut failures = TagFailures::default();
+        failures.record("corp/app", "v1", Ok(())).unwrap();
+        failures.record("corp/app", "v2", Err(bad("v2"))).unwrap();
+        let e = failures.into_result("corp/app").unwrap_err().in_repository("corp/app");
+        assert_eq!(e.to_string(), "sync corp/app failed: manifest corp/app:v2: is broken");
+    }
+
+    #[test]
+    fn several_failed_tags_name_the_count_and_the_first() {
+        let mut failures = TagFailures::default();
+        assert!(failures.is_empty());
+        for tag in ["v1", "v2", "v3"] {
+            failures.record("corp/app", tag, Err(bad(tag))).unwrap();
+        }
+        let e = failures.into_result("corp/app").unwrap_err();
+        assert_eq!(e.reason(), "3 tags failed; first: manifest corp/app:v1: is broken");
+        assert_eq!(
+            e.in_repository("corp/app").to_string(),
+            "sync corp/app failed: 3 tags failed; first: manifest corp/app:v1: is broken"
+        );
+    }
+
+    #[test]
+    fn trouble_beyond_the_tag_stops_the_repository() {
+        let mut failures = TagFailures::default();
+        assert!(matches!(failures.record("corp/app", "v1", Err(Error::Interrupted)), Err(Error::Interrupted)));
+        let store = Error::Store { message: "disk full".into() };
+        assert!(matches!(failures.record("corp/app", "v1", Err(store)), Err(Error::Store { .. })));
+        assert!(failures.into_result("corp/app").is_ok());
     }
 }

@@ -111,7 +111,7 @@ impl Replicator<'_> {
             let (p, s) = (self.primary.manifest_digest(repo, tag)?, self.engine.secondary.manifest_digest(repo, tag)?);
             if p != s {
                 let text = format!("tag {tag}: primary {}, secondary {}", show(p.as_ref()), show(s.as_ref()));
-                let only_here = s.filter(|_| p.is_none()).map(|s| (tag.clone(), s));
+                let only_here = s.filter(|_| p.is_none()).map(|s| OnlyHere::Tag(tag.clone(), s));
                 differences.push(Difference { text, only_here });
             }
         }
@@ -120,7 +120,7 @@ impl Replicator<'_> {
             let s = self.engine.secondary.manifest_digest(repo, d.as_str())?.is_some();
             if p != s {
                 let text = format!("manifest {d}: on the primary {p}, on the secondary {s}");
-                differences.push(Difference { text, only_here: (s && !p).then(|| (String::new(), d.clone())) });
+                differences.push(Difference { text, only_here: (s && !p).then(|| OnlyHere::Manifest(d.clone())) });
             }
         }
         if !differences.is_empty() {
@@ -268,17 +268,24 @@ impl Replicator<'_> {
 /// A tag or manifest that reads differently on the two registries.
 struct Difference {
     text: String,
-    /// What only the secondary has: (tag, digest), or ("", digest) for a
-    /// manifest by digest.
-    only_here: Option<(String, Digest)>,
+    /// What only the secondary has, if that is the difference.
+    only_here: Option<OnlyHere>,
+}
+
+/// A tag (at a digest) or a manifest (by digest) only the secondary has.
+enum OnlyHere {
+    Tag(String, Digest),
+    Manifest(Digest),
 }
 
 impl Difference {
+    /// Whether the difference is a removal held back or cancelled.
     fn expected_by(&self, kept: &crate::store::Kept) -> bool {
-        self.only_here.as_ref().is_some_and(|(tag, digest)| match tag.as_str() {
-            "" => kept.manifests.contains(digest.as_str()),
-            tag => kept.covers(tag, digest.as_str()),
-        })
+        match &self.only_here {
+            None => false,
+            Some(OnlyHere::Tag(tag, digest)) => kept.covers(tag, digest.as_str()),
+            Some(OnlyHere::Manifest(digest)) => kept.manifests.contains(digest.as_str()),
+        }
     }
 }
 

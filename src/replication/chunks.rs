@@ -1,10 +1,11 @@
-//! Blobs larger than `replication.chunk_size`, copied in chunks that
-//! survive a crash: each chunk is read from the primary into memory, its
+//! The engine's blobs larger than `replication.chunk_size`, copied in
+//! chunks that survive a crash: each chunk is read from the source (the
+//! primary, or a bundle) into memory, its
 //! bytes hashed on the way, then sent to the secondary's upload in one
 //! `PATCH`, and where the upload stands (its location, the bytes it holds
 //! and the SHA-256 state after them) is recorded in the state file. After
 //! a restart, the copy asks the secondary how much its upload holds and
-//! continues from there with a `Range` read of the primary, the digest
+//! continues from there with a `Range` read of the source, the digest
 //! check still covering every byte; an upload the secondary no longer has
 //! starts the blob again, logged.
 //!
@@ -12,7 +13,7 @@
 //! cancels an upload whose size differs from what its location says: a
 //! `PATCH` cut midway by a crash would lose the whole upload. A chunk sent
 //! from memory to the secondary takes milliseconds; the download from the
-//! primary, the long part, never has a `PATCH` open.
+//! source, the long part, never has a `PATCH` open.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,6 +1,7 @@
-//! The event path: applying a repository's new events by comparing only
-//! the tags and digests they name with the primary's current state, then
-//! reading what was touched again on both registries.
+//! The replicator's event path: applying a repository's new events by
+//! comparing only the tags and digests they name with the primary's
+//! current state, copying with the engine what differs, then reading what
+//! was touched again on both registries.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;

@@ -1,12 +1,13 @@
 //! Removals held back (`replication.delete_delay_hours`). A secondary is
 //! there for the day the primary is lost or wrecked; a primary that
 //! deletes everything would otherwise take the copy with it within
-//! seconds. So every removal the copy engine decides on (a tag the primary
+//! seconds. So every removal the replicator decides on (a tag the primary
 //! no longer has, a manifest deleted there, a repository emptied) comes
 //! through here: with a delay it is recorded in the state file and left
 //! undone until the delay ends; an operator's cancellation keeps the tag
 //! for good; with no delay it is applied at once, and recorded for the
-//! burst alarm. Pushes and re-pointed tags never wait.
+//! burst alarm. Pushes and re-pointed tags never wait. The removal itself
+//! is the engine's (`removal.rs`).
 //!
 //! A held removal is applied by the worker that next holds its repository
 //! once it is due (the claim query picks such repositories up), after the

@@ -3,9 +3,11 @@
 //! referrers API (zot, Harbor, newer registries), a full sync asks it for
 //! the referrers of every manifest the repository's tags hold, and of
 //! those in turn (a signature of an SBOM), and copies what the secondary
-//! lacks. Where the primary has no such API (distribution 2.8), referrers
-//! travel under their fallback tags (`sha256-HEX...`), as any tag does. A
-//! secondary that serves the API indexes `subject` itself: nothing more.
+//! lacks with the engine (the replicator asks the primary; the engine
+//! only copies). Where the primary has no such API (distribution 2.8),
+//! referrers travel under their fallback tags (`sha256-HEX...`), as any
+//! tag does. A secondary that serves the API indexes `subject` itself:
+//! nothing more.
 
 use std::collections::HashSet;
 

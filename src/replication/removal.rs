@@ -1,5 +1,7 @@
-//! Removing a tag the primary no longer has, without touching sibling
-//! tags that share its digest. distribution 2.8 can delete manifests only
+//! The engine's removal of one tag from the secondary (the primary, or
+//! the bundle, no longer has it), without touching sibling tags that
+//! share its digest. Whether to remove it now is decided above the engine
+//! (`held.rs`). distribution 2.8 can delete manifests only
 //! by digest, which drops every tag pointing at them; so the tag is first
 //! re-pointed at a tombstone manifest of its own, and the tombstone is
 //! deleted by digest. Registries that delete tags by name (distribution v3,

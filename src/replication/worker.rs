@@ -1,8 +1,9 @@
 //! Replication workers: each claims the repository most worth syncing from
-//! the state file, syncs it, records the outcome, and sleeps on the work
-//! bell when nothing is due. Claiming happens in SQLite, so no two workers
-//! ever hold the same repository. A worker with no sync to do verifies the
-//! repository whose verification is most overdue.
+//! the state file, syncs it with the replicator (whose job loop records
+//! the outcome), and sleeps on the work bell when nothing is due. Claiming
+//! happens in SQLite, so no two workers ever hold the same repository. A
+//! worker with no sync to do verifies the repository whose verification
+//! is most overdue.
 
 use std::time::{Duration, Instant};
 

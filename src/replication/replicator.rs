@@ -48,9 +48,8 @@ impl Replicator<'_> {
     /// records the outcome: synced, failed with its reason and next retry,
     /// or handed back untouched when interrupted by shutdown.
     pub fn run(&self, job: &Job) -> Result<Report> {
-        let store = self.engine.store;
         self.engine.run_job(job, |progress, report| {
-            let result = store.events_for(job).and_then(|events| {
+            let result = self.engine.store.events_for(job).and_then(|events| {
                 if job.full {
                     // What a drill found damaged is copied again first.
                     self.repair(&job.name, progress, report)?;
@@ -69,7 +68,7 @@ impl Replicator<'_> {
                 }
                 self.apply_due_removals(&job.name, report)?;
                 if job.full {
-                    store.drill_failures_repaired(&job.name)?;
+                    self.engine.store.drill_failures_repaired(&job.name)?;
                 }
                 report.events_applied = events.len() as u64;
                 Ok(())

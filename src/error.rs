@@ -28,6 +28,9 @@ pub enum Error {
     BlobMismatch { repository: String, digest: String, message: String },
     /// A manifest could not be used as it is.
     Manifest { repository: String, reference: String, message: String },
+    /// A repository as a whole is not as it should be: several of its tags
+    /// failed, or the two registries read differently after a sync.
+    Repository { repository: String, message: String },
     /// Syncing a repository failed; `source` says how.
     Sync { repository: String, source: Box<Error> },
     /// The state file could not be opened, migrated, read or written.
@@ -72,7 +75,8 @@ impl Error {
     /// `last_sync_failure`.
     pub fn reason(&self) -> String {
         match self {
-            Error::Sync { source, .. } => source.to_string(),
+            Error::Sync { source, .. } => source.reason(),
+            Error::Repository { message, .. } => message.clone(),
             other => other.to_string(),
         }
     }
@@ -113,7 +117,9 @@ impl fmt::Display for Error {
             Error::Manifest { repository, reference, message } => {
                 write!(f, "manifest {repository}:{reference}: {message}")
             }
-            Error::Sync { repository, source } => write!(f, "sync {repository} failed: {source}"),
+            Error::Repository { repository, message } => write!(f, "{repository}: {message}"),
+            // The repository is named once: `sync corp/app failed: 3 tags failed; ...`.
+            Error::Sync { repository, source } => write!(f, "sync {repository} failed: {}", source.reason()),
             Error::Store { message } => write!(f, "state file: {message}"),
             Error::StateFile { path, message } => write!(f, "state file {}: {message}", path.display()),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),

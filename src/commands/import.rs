@@ -91,7 +91,7 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
         if excluded > 0 { format!("; {excluded} left out by selective sync") } else { String::new() },
         if done.is_empty() { String::new() } else { format!("; resuming: {} imported by an earlier run", done.len()) }
     );
-    let replicator = node.importer(&bundle)?;
+    let importer = node.importer(&bundle);
     let (imported, failed, interrupted) = (AtomicUsize::new(done.len()), AtomicUsize::new(0), AtomicUsize::new(0));
     let started = Instant::now();
     let copied_before = node.stats.bytes_copied.load(Ordering::Relaxed);
@@ -125,7 +125,7 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
                 imported.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            match replicator.import(&w.name, &w.tags, &w.mounts) {
+            match importer.import(&w.name, &w.tags, &w.mounts) {
                 Ok(report) => {
                     node.queue.bundle_repository_imported(&c.id, &w.name)?;
                     imported.fetch_add(1, Ordering::Relaxed);

@@ -1,7 +1,8 @@
 //! The subcommands, one file each, and [`Node`]: everything a command
 //! needs, built once from the configuration. Each part of georeg gets only
 //! the pieces it uses from it: the server an `App`, the workers a
-//! `Replicator`, the report thread a `Reporter`.
+//! `Replicator`, an import an `Importer` (the copy engine alone, no
+//! primary), the report thread a `Reporter`.
 
 mod backfill;
 mod check;
@@ -33,8 +34,9 @@ use crate::peer::PrimaryNode;
 use crate::registry::pace::Pacer;
 use crate::registry::token::{random_hex, Signer, TokenCache};
 use crate::registry::{self, Client, Target};
+use crate::replication::import::Importer;
 use crate::replication::source::Source;
-use crate::replication::Replicator;
+use crate::replication::{Engine, Replicator};
 use crate::shutdown::Shutdown;
 use crate::store::lock::{Lock, Locker};
 use crate::store::{Log, Queue, Reader, Store};
@@ -188,22 +190,26 @@ impl Node {
         let Some(primary) = &self.primary else {
             return Err(Error::Usage("this node has no primary registry configured".into()));
         };
-        Ok(Replicator {
-            primary,
-            source: primary,
+        Ok(Replicator { engine: self.engine(primary), primary, removals: self.config.replication.removal_policy() })
+    }
+
+    /// An importer into this node's registry that reads what it lacks from
+    /// `source` (a transfer bundle). It needs no primary registry: an
+    /// air-gapped node may know none.
+    pub fn importer<'a>(&'a self, source: &'a dyn Source) -> Importer<'a> {
+        Importer { engine: self.engine(source) }
+    }
+
+    /// The copy engine into this node's registry, reading from `source`.
+    fn engine<'a>(&'a self, source: &'a dyn Source) -> Engine<'a> {
+        Engine {
+            source,
             secondary: &self.local,
             store: &self.queue,
             stats: &self.stats,
             shutdown: &self.shutdown,
             chunk_size: self.config.replication.chunk_bytes,
-            removals: self.config.replication.removal_policy(),
-        })
-    }
-
-    /// A replicator into this node's registry that reads what it lacks
-    /// from `source` (a transfer bundle) instead of the primary.
-    pub fn importer<'a>(&'a self, source: &'a dyn Source) -> Result<Replicator<'a>> {
-        Ok(Replicator { source, ..self.replicator()? })
+        }
     }
 
     /// What a drill reads (this node's registry, pull-only) and records.

@@ -33,7 +33,7 @@ pub struct Scan {
 }
 
 pub fn scan(r: &Replicator, selection: &Selection) -> Result<Scan> {
-    let (primary, store) = (r.primary, r.store);
+    let (primary, store) = (r.primary, r.engine.store);
     let catalog = primary.catalog()?;
     let listed: HashSet<&str> = catalog.iter().map(String::as_str).collect();
     let included: Vec<String> =
@@ -48,7 +48,7 @@ pub fn scan(r: &Replicator, selection: &Selection) -> Result<Scan> {
         // Absent from the catalog and unknown to the primary: deleted there.
         // Tags whose removal is held back or cancelled need no new look.
         if primary.tags(&name)?.is_none() {
-            let left = r.secondary.tags(&name)?.unwrap_or_default();
+            let left = r.engine.secondary.tags(&name)?.unwrap_or_default();
             let kept = store.kept_removals(&name)?;
             if left.iter().any(|tag| !kept.tags.contains_key(tag)) {
                 store.request_full_sync(&name)?;
@@ -67,7 +67,7 @@ pub fn run(r: &Replicator, selection: &Selection, interval: Duration) {
         let wait = match scan(r, selection) {
             Ok(scan) => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs());
-                r.stats.last_backfill.store(now.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+                r.engine.stats.last_backfill.store(now.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
                 log::info!(
                     "catalog of {}: {} repositories to replicate ({} new), {} excluded by selective sync, {} gone \
                      from the primary",
@@ -85,7 +85,7 @@ pub fn run(r: &Replicator, selection: &Selection, interval: Duration) {
                 retry
             }
         };
-        if !r.shutdown.sleep(wait) {
+        if !r.engine.shutdown.sleep(wait) {
             return;
         }
     }

@@ -1,13 +1,14 @@
-//! Blobs: each is made present in the secondary repository with one
-//! request when it is there already or can be mounted, and otherwise
-//! streamed from the primary into an upload, its digest and size checked
-//! on the way so that a bad blob is never completed.
+//! The engine's blobs: each is made present in the secondary repository
+//! with one request when it is there already or can be mounted, and
+//! otherwise streamed from the engine's source (the primary, or a bundle)
+//! into an upload, its digest and size checked on the way so that a bad
+//! blob is never completed.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::copy::{Report, Seen};
-use super::Replicator;
+use super::engine::{Engine, Seen};
+use super::job::Report;
 use crate::error::{Error, Result};
 use crate::health::{human_bytes, Stats};
 use crate::registry::digest::{Hasher, VerifyingReader};
@@ -16,7 +17,7 @@ use crate::registry::Mount;
 use crate::shutdown::Shutdown;
 use crate::store::Upload;
 
-impl Replicator<'_> {
+impl Engine<'_> {
     /// Makes the blob present in the secondary repository with one request
     /// when it is there already or can be mounted: a mount, from another
     /// repository georeg knows holds it or else from the repository itself,
@@ -34,7 +35,7 @@ impl Replicator<'_> {
         }
         let from = self.store.blob_source(&blob.digest, repo)?;
         // A blob no other repository is known to hold is most likely to be
-        // copied: its download from the primary opens while the secondary
+        // copied: its download from the source opens while the secondary
         // answers the mount, one round trip instead of two. (Still one blob
         // at a time: only the two requests that begin its copy overlap.)
         let ahead = from.is_none() && blob.size > 0 && !self.chunked(blob);
@@ -93,7 +94,7 @@ impl Replicator<'_> {
         self.store.record_blob(repo, &blob.digest, blob.size)
     }
 
-    /// Streams one blob from the primary into the open upload at
+    /// Streams one blob from the source into the open upload at
     /// `location`: in one request, or in chunks when it is larger than
     /// `replication.chunk_size`.
     pub(super) fn copy_blob(

@@ -1,10 +1,11 @@
-//! Blobs larger than `replication.chunk_size`, copied in chunks that
-//! survive a crash: each chunk is read from the primary into memory, its
+//! The engine's blobs larger than `replication.chunk_size`, copied in
+//! chunks that survive a crash: each chunk is read from the source (the
+//! primary, or a bundle) into memory, its
 //! bytes hashed on the way, then sent to the secondary's upload in one
 //! `PATCH`, and where the upload stands (its location, the bytes it holds
 //! and the SHA-256 state after them) is recorded in the state file. After
 //! a restart, the copy asks the secondary how much its upload holds and
-//! continues from there with a `Range` read of the primary, the digest
+//! continues from there with a `Range` read of the source, the digest
 //! check still covering every byte; an upload the secondary no longer has
 //! starts the blob again, logged.
 //!
@@ -12,20 +13,20 @@
 //! cancels an upload whose size differs from what its location says: a
 //! `PATCH` cut midway by a crash would lose the whole upload. A chunk sent
 //! from memory to the secondary takes milliseconds; the download from the
-//! primary, the long part, never has a `PATCH` open.
+//! source, the long part, never has a `PATCH` open.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::blobs::Counted;
-use super::Replicator;
+use super::engine::Engine;
 use crate::error::{Error, Result};
 use crate::health::human_bytes;
 use crate::registry::digest::{Hasher, VerifyingReader};
 use crate::registry::manifest::BlobRef;
 use crate::store::Upload;
 
-impl Replicator<'_> {
+impl Engine<'_> {
     /// Whether the blob is copied in chunks.
     pub(super) fn chunked(&self, blob: &BlobRef) -> bool {
         self.chunk_size > 0 && blob.size > self.chunk_size && blob.digest.as_str().starts_with("sha256:")

@@ -1,12 +1,14 @@
-//! The event path: applying a repository's new events by comparing only
-//! the tags and digests they name with the primary's current state, then
-//! reading what was touched again on both registries.
+//! The replicator's event path: applying a repository's new events by
+//! comparing only the tags and digests they name with the primary's
+//! current state, copying with the engine what differs, then reading what
+//! was touched again on both registries.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use super::copy::{Report, Seen};
+use super::engine::Seen;
+use super::job::Report;
 use super::Replicator;
 use crate::error::{Error, Result};
 use crate::registry::Digest;
@@ -86,11 +88,11 @@ impl Replicator<'_> {
         let mut seen = Seen { progress: progress.clone(), ..Seen::default() };
         // Pushes by digest first: an index's children arrive that way.
         for digest in &digests {
-            self.shutdown.check()?;
+            self.engine.shutdown.check()?;
             self.sync_digest(repo, digest, &mut seen, report)?;
         }
         for (tag, (pushed, digest)) in &tags {
-            self.shutdown.check()?;
+            self.engine.shutdown.check()?;
             self.sync_tag(repo, tag, *pushed, digest.as_ref(), listed.is_some(), &mut seen, report)?;
         }
         if listed.is_none() {
@@ -109,35 +111,34 @@ impl Replicator<'_> {
     ) -> Result<()> {
         let mut differences = Vec::new();
         for tag in tags {
-            let (p, s) = (self.primary.manifest_digest(repo, tag)?, self.secondary.manifest_digest(repo, tag)?);
+            let (p, s) = (self.primary.manifest_digest(repo, tag)?, self.engine.secondary.manifest_digest(repo, tag)?);
             if p != s {
                 let text = format!("tag {tag}: primary {}, secondary {}", show(p.as_ref()), show(s.as_ref()));
-                let only_here = s.filter(|_| p.is_none()).map(|s| (tag.clone(), s));
+                let only_here = s.filter(|_| p.is_none()).map(|s| OnlyHere::Tag(tag.clone(), s));
                 differences.push(Difference { text, only_here });
             }
         }
         for d in digests {
             let p = self.primary.manifest_digest(repo, d.as_str())?.is_some();
-            let s = self.secondary.manifest_digest(repo, d.as_str())?.is_some();
+            let s = self.engine.secondary.manifest_digest(repo, d.as_str())?.is_some();
             if p != s {
                 let text = format!("manifest {d}: on the primary {p}, on the secondary {s}");
-                differences.push(Difference { text, only_here: (s && !p).then(|| (String::new(), d.clone())) });
+                differences.push(Difference { text, only_here: (s && !p).then(|| OnlyHere::Manifest(d.clone())) });
             }
         }
         if !differences.is_empty() {
             // What is only on the secondary because its removal is held
             // back (or cancelled) differs on purpose.
-            let kept = self.store.kept_removals(repo)?;
+            let kept = self.engine.store.kept_removals(repo)?;
             differences.retain(|d| !d.expected_by(&kept));
         }
         if differences.is_empty() {
             return Ok(());
         }
         let differences: Vec<String> = differences.into_iter().map(|d| d.text).collect();
-        self.store.request_full_sync(repo)?;
-        Err(Error::Manifest {
+        self.engine.store.request_full_sync(repo)?;
+        Err(Error::Repository {
             repository: repo.into(),
-            reference: "*".into(),
             message: format!(
                 "read again after the sync, the registries differ ({}); retried with a full comparison",
                 differences.join("; ")
@@ -180,7 +181,7 @@ impl Replicator<'_> {
                 if wanted.is_some() {
                     break;
                 }
-                self.shutdown.check()?;
+                self.engine.shutdown.check()?;
                 std::thread::sleep(std::time::Duration::from_millis(wait_ms));
                 wanted = self.pushed_manifest(repo, tag, pushed)?;
             }
@@ -188,7 +189,7 @@ impl Replicator<'_> {
                 (Some(_), _) => {}
                 (None, true) => log::debug!("{repo}:{tag} was pushed but is gone from the primary; removing it"),
                 (None, false) => {
-                    self.store.request_full_sync(repo)?;
+                    self.engine.store.request_full_sync(repo)?;
                     return Err(Error::Manifest {
                         repository: repo.into(),
                         reference: tag.into(),
@@ -204,7 +205,7 @@ impl Replicator<'_> {
             // The tag moved since the event (a newer push), or the bytes
             // are not what the registry stores: ask it which.
             if &m.digest != expected && self.primary.manifest_digest(repo, tag)?.as_ref() != Some(&m.digest) {
-                self.store.request_full_sync(repo)?;
+                self.engine.store.request_full_sync(repo)?;
                 return Err(Error::Manifest {
                     repository: repo.into(),
                     reference: tag.into(),
@@ -219,16 +220,16 @@ impl Replicator<'_> {
         }
         match wanted {
             Some(m) => {
-                let recorded = self.store.tag_digest(repo, tag)?.as_deref() == Some(m.digest.as_str());
-                if recorded && self.secondary.manifest_digest(repo, tag)?.as_ref() == Some(&m.digest) {
+                let recorded = self.engine.store.tag_digest(repo, tag)?.as_deref() == Some(m.digest.as_str());
+                if recorded && self.engine.secondary.manifest_digest(repo, tag)?.as_ref() == Some(&m.digest) {
                     report.tags_unchanged += 1;
                 } else {
-                    self.copy_manifest(repo, tag, m, seen, report)?;
+                    self.engine.copy_manifest(repo, tag, m, seen, report)?;
                 }
             }
-            None => match self.secondary.manifest_digest(repo, tag)? {
+            None => match self.engine.secondary.manifest_digest(repo, tag)? {
                 Some(there) => self.remove_or_hold_tag(repo, tag, Some(&there), super::held::TAG_REMOVED, report)?,
-                None => self.store.remove_tag(repo, tag)?,
+                None => self.engine.store.remove_tag(repo, tag)?,
             },
         }
         Ok(())
@@ -261,10 +262,8 @@ impl Replicator<'_> {
         if crate::registry::manifest::is_schema1(&m.media_type, &m.bytes) || seen.manifests.contains(&m.digest) {
             return Ok(());
         }
-        self.copy_contents(repo, &m, seen, report, 0)?;
-        self.secondary.put_manifest(repo, digest.as_str(), &m)?;
+        self.engine.copy_by_digest(repo, digest, &m, seen, report, 0)?;
         report.manifests_copied += 1;
-        seen.manifests.insert(m.digest);
         Ok(())
     }
 }
@@ -272,17 +271,24 @@ impl Replicator<'_> {
 /// A tag or manifest that reads differently on the two registries.
 struct Difference {
     text: String,
-    /// What only the secondary has: (tag, digest), or ("", digest) for a
-    /// manifest by digest.
-    only_here: Option<(String, Digest)>,
+    /// What only the secondary has, if that is the difference.
+    only_here: Option<OnlyHere>,
+}
+
+/// A tag (at a digest) or a manifest (by digest) only the secondary has.
+enum OnlyHere {
+    Tag(String, Digest),
+    Manifest(Digest),
 }
 
 impl Difference {
+    /// Whether the difference is a removal held back or cancelled.
     fn expected_by(&self, kept: &crate::store::Kept) -> bool {
-        self.only_here.as_ref().is_some_and(|(tag, digest)| match tag.as_str() {
-            "" => kept.manifests.contains(digest.as_str()),
-            tag => kept.covers(tag, digest.as_str()),
-        })
+        match &self.only_here {
+            None => false,
+            Some(OnlyHere::Tag(tag, digest)) => kept.covers(tag, digest.as_str()),
+            Some(OnlyHere::Manifest(digest)) => kept.manifests.contains(digest.as_str()),
+        }
     }
 }
 

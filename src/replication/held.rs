@@ -1,18 +1,19 @@
 //! Removals held back (`replication.delete_delay_hours`). A secondary is
 //! there for the day the primary is lost or wrecked; a primary that
 //! deletes everything would otherwise take the copy with it within
-//! seconds. So every removal the copy engine decides on (a tag the primary
+//! seconds. So every removal the replicator decides on (a tag the primary
 //! no longer has, a manifest deleted there, a repository emptied) comes
 //! through here: with a delay it is recorded in the state file and left
 //! undone until the delay ends; an operator's cancellation keeps the tag
 //! for good; with no delay it is applied at once, and recorded for the
-//! burst alarm. Pushes and re-pointed tags never wait.
+//! burst alarm. Pushes and re-pointed tags never wait. The removal itself
+//! is the engine's (`removal.rs`).
 //!
 //! A held removal is applied by the worker that next holds its repository
 //! once it is due (the claim query picks such repositories up), after the
 //! primary is asked once more: what it has again is not removed.
 
-use super::copy::Report;
+use super::job::Report;
 use super::Replicator;
 use crate::error::Result;
 use crate::registry::Digest;
@@ -40,11 +41,11 @@ impl Replicator<'_> {
             return Ok(());
         }
         if self.removals.delay_hours == 0 {
-            self.remove_tag(repo, tag)?;
-            self.store.record_applied_removal(repo, &removal)?;
+            self.engine.remove_tag(repo, tag)?;
+            self.engine.store.record_applied_removal(repo, &removal)?;
             report.tags_removed += 1;
         } else {
-            let applies_at = self.store.hold_removal(repo, &removal, &self.removals)?;
+            let applies_at = self.engine.store.hold_removal(repo, &removal, &self.removals)?;
             log::debug!("{repo}:{tag} is gone from the primary ({cause}): removal held until {applies_at}");
             report.removals_held += 1;
         }
@@ -58,14 +59,14 @@ impl Replicator<'_> {
         if self.held_or_kept(repo, None, Some(digest), report)? {
             return Ok(());
         }
-        let tags = self.store.tags_at(repo, digest)?;
+        let tags = self.engine.store.tags_at(repo, digest)?;
         let removal =
             NewRemoval { kind: RemovalKind::Manifest, tag: None, digest: Some(digest), cause: MANIFEST_DELETED, tags };
         if self.removals.delay_hours == 0 {
             self.delete_manifest_now(repo, digest, report)?;
-            self.store.record_applied_removal(repo, &removal)?;
+            self.engine.store.record_applied_removal(repo, &removal)?;
         } else {
-            let applies_at = self.store.hold_removal(repo, &removal, &self.removals)?;
+            let applies_at = self.engine.store.hold_removal(repo, &removal, &self.removals)?;
             log::debug!("{repo}@{digest} was deleted on the primary: deletion held until {applies_at}");
             report.removals_held += 1;
         }
@@ -81,7 +82,7 @@ impl Replicator<'_> {
         digest: Option<&Digest>,
         report: &mut Report,
     ) -> Result<bool> {
-        match self.store.open_removal(repo, tag, digest)? {
+        match self.engine.store.open_removal(repo, tag, digest)? {
             Open::None => Ok(false),
             Open::Held { .. } => {
                 report.removals_held += 1;
@@ -95,8 +96,8 @@ impl Replicator<'_> {
     }
 
     fn delete_manifest_now(&self, repo: &str, digest: &Digest, report: &mut Report) -> Result<()> {
-        self.secondary.delete_manifest(repo, digest)?;
-        self.store.remove_tags_at(repo, digest)?;
+        self.engine.secondary.delete_manifest(repo, digest)?;
+        self.engine.store.remove_tags_at(repo, digest)?;
         report.manifests_deleted += 1;
         log::debug!("{repo}@{digest} deleted (gone from the primary)");
         Ok(())
@@ -115,12 +116,12 @@ impl Replicator<'_> {
     /// first; what it has again is dropped, not removed. A failure puts
     /// the rest back, with the reason, and fails the job (retried later).
     pub(super) fn apply_due_removals(&self, repo: &str, report: &mut Report) -> Result<()> {
-        let due = self.store.claim_due_removals(repo)?;
+        let due = self.engine.store.claim_due_removals(repo)?;
         let (mut done, mut dropped) = (0, 0);
         let result = due.iter().try_for_each(|removal| -> Result<()> {
-            self.shutdown.check()?;
+            self.engine.shutdown.check()?;
             let applied = self.apply_removal(repo, removal, report)?;
-            self.store.finish_removal(removal.id, applied)?;
+            self.engine.store.finish_removal(removal.id, applied)?;
             done += 1;
             match applied {
                 true => log::debug!("{repo}: {} removed (held since {})", removal.what(), removal.seen_at),
@@ -141,7 +142,7 @@ impl Replicator<'_> {
             // Whatever failed, nothing is left `applying` behind: the rest
             // wait for the repository's next sync, with the reason.
             let rest: Vec<i64> = due[done..].iter().map(|r| r.id).collect();
-            if let Err(again) = self.store.release_removals(&rest, Some(&e.to_string())) {
+            if let Err(again) = self.engine.store.release_removals(&rest, Some(&e.to_string())) {
                 log::error!("{repo}: cannot put its removals back to held: {again}; the next start does");
             }
             return Err(e);
@@ -157,11 +158,11 @@ impl Replicator<'_> {
                 if self.primary.manifest_digest(repo, tag)?.is_some() {
                     return Ok(false);
                 }
-                if self.secondary.manifest_digest(repo, tag)?.is_some() {
-                    self.remove_tag(repo, tag)?;
+                if self.engine.secondary.manifest_digest(repo, tag)?.is_some() {
+                    self.engine.remove_tag(repo, tag)?;
                     report.tags_removed += 1;
                 } else {
-                    self.store.remove_tag(repo, tag)?;
+                    self.engine.store.remove_tag(repo, tag)?;
                 }
                 Ok(true)
             }
@@ -169,10 +170,10 @@ impl Replicator<'_> {
                 if self.primary.manifest_digest(repo, digest.as_str())?.is_some() {
                     return Ok(false);
                 }
-                if self.secondary.manifest_digest(repo, digest.as_str())?.is_some() {
+                if self.engine.secondary.manifest_digest(repo, digest.as_str())?.is_some() {
                     self.delete_manifest_now(repo, &digest, report)?;
                 } else {
-                    self.store.remove_tags_at(repo, &digest)?;
+                    self.engine.store.remove_tags_at(repo, &digest)?;
                 }
                 Ok(true)
             }
@@ -190,7 +191,7 @@ impl Replicator<'_> {
         if report.removals_held + report.tags_removed + report.manifests_deleted == 0 {
             return;
         }
-        match self.store.flag_burst(repo, &self.removals) {
+        match self.engine.store.flag_burst(repo, &self.removals) {
             Ok(Some(alarm)) => log::error!(
                 "{alarm}; {}: review them with `georeg deletions`, then --apply or --cancel",
                 if self.removals.delay_hours > 0 { "they are held" } else { "they were applied (no delay)" }

@@ -3,13 +3,16 @@
 //! referrers API (zot, Harbor, newer registries), a full sync asks it for
 //! the referrers of every manifest the repository's tags hold, and of
 //! those in turn (a signature of an SBOM), and copies what the secondary
-//! lacks. Where the primary has no such API (distribution 2.8), referrers
-//! travel under their fallback tags (`sha256-HEX...`), as any tag does. A
-//! secondary that serves the API indexes `subject` itself: nothing more.
+//! lacks with the engine (the replicator asks the primary; the engine
+//! only copies). Where the primary has no such API (distribution 2.8),
+//! referrers travel under their fallback tags (`sha256-HEX...`), as any
+//! tag does. A secondary that serves the API indexes `subject` itself:
+//! nothing more.
 
 use std::collections::HashSet;
 
-use super::copy::{Report, Seen};
+use super::engine::Seen;
+use super::job::Report;
 use super::Replicator;
 use crate::error::{Error, Result};
 use crate::registry::Digest;
@@ -42,17 +45,16 @@ impl Replicator<'_> {
                     message: format!("more than {MAX_REFERRERS} referrers: refusing to follow further"),
                 });
             }
-            self.shutdown.check()?;
+            self.engine.shutdown.check()?;
             let Some(referrers) = self.primary.referrers(repo, &subject)? else {
                 return Ok(()); // no referrers API: fallback tags carry them
             };
             for referrer in referrers {
                 if !seen.manifests.contains(&referrer)
-                    && self.secondary.manifest_digest(repo, referrer.as_str())?.is_none()
+                    && self.engine.secondary.manifest_digest(repo, referrer.as_str())?.is_none()
                 {
-                    let m = self.primary_manifest(repo, &referrer)?;
-                    self.copy_contents(repo, &m, seen, report, 0)?;
-                    self.secondary.put_manifest(repo, referrer.as_str(), &m)?;
+                    let m = self.engine.source_manifest(repo, &referrer)?;
+                    self.engine.copy_by_digest(repo, &referrer, &m, seen, report, 0)?;
                     report.referrers_copied += 1;
                     log::debug!("{repo}@{referrer} copied (a referrer of {subject})");
                 }

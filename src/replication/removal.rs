@@ -1,11 +1,13 @@
-//! Removing a tag the primary no longer has, without touching sibling
-//! tags that share its digest. distribution 2.8 can delete manifests only
+//! The engine's removal of one tag from the secondary (the primary, or
+//! the bundle, no longer has it), without touching sibling tags that
+//! share its digest. Whether to remove it now is decided above the engine
+//! (`held.rs`). distribution 2.8 can delete manifests only
 //! by digest, which drops every tag pointing at them; so the tag is first
 //! re-pointed at a tombstone manifest of its own, and the tombstone is
 //! deleted by digest. Registries that delete tags by name (distribution v3,
 //! GitLab) are asked to do that first.
 
-use super::Replicator;
+use super::engine::Engine;
 use crate::error::{Error, Result};
 use crate::registry::manifest::{self, Manifest};
 use crate::registry::Digest;
@@ -13,7 +15,7 @@ use crate::registry::Digest;
 /// `{}`, the OCI empty descriptor's content; config of tag tombstones.
 const EMPTY_JSON: &[u8] = b"{}";
 
-impl Replicator<'_> {
+impl Engine<'_> {
     /// Removes one tag from the secondary, leaving sibling tags that share
     /// its digest in place. Distribution 2.8 can only delete manifests by
     /// digest, which drops every tag pointing at them; so the tag is first

@@ -15,7 +15,7 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use super::copy::Report;
+use super::job::Report;
 use super::verify::read_back;
 use super::Replicator;
 use crate::error::{Error, Result};
@@ -28,8 +28,8 @@ impl Replicator<'_> {
     /// full comparison's to copy). The state file marks them repaired when
     /// the whole sync succeeds.
     pub(super) fn repair(&self, repo: &str, progress: &Arc<AtomicU64>, report: &mut Report) -> Result<()> {
-        for (kind, digest) in self.store.drill_repairs(repo)? {
-            self.shutdown.check()?;
+        for (kind, digest) in self.engine.store.drill_repairs(repo)? {
+            self.engine.shutdown.check()?;
             let Ok(digest) = Digest::parse(&digest) else { continue };
             let repaired = match kind.as_str() {
                 "blob" => self.repair_blob(repo, &digest, progress)?,
@@ -48,8 +48,8 @@ impl Replicator<'_> {
 
     /// True when the blob had to be, and was, copied again.
     fn repair_blob(&self, repo: &str, digest: &Digest, progress: &Arc<AtomicU64>) -> Result<bool> {
-        let secondary = &**self.secondary;
-        if read_back(secondary, repo, digest, 0, self.shutdown)?.is_ok() {
+        let secondary = &**self.engine.secondary;
+        if read_back(secondary, repo, digest, 0, self.engine.shutdown)?.is_ok() {
             return Ok(false); // whole again (repaired by hand, or the drill met a passing fault)
         }
         let Some(size) = self.primary.blob_size(repo, digest)? else {
@@ -63,18 +63,18 @@ impl Replicator<'_> {
         // Unlink it from the repository, so that the upload below links it
         // again whatever the registry thought it held; a registry that
         // refuses deletes still takes the upload.
-        self.secondary.delete_blob(repo, digest)?;
-        let location = self.secondary.start_upload(repo)?;
-        self.copy_blob(repo, &BlobRef { digest: digest.clone(), size }, &location, None, progress)?;
-        match read_back(secondary, repo, digest, size, self.shutdown)? {
+        self.engine.secondary.delete_blob(repo, digest)?;
+        let location = self.engine.secondary.start_upload(repo)?;
+        self.engine.copy_blob(repo, &BlobRef { digest: digest.clone(), size }, &location, None, progress)?;
+        match read_back(secondary, repo, digest, size, self.engine.shutdown)? {
             Ok(_) => Ok(true),
-            Err(why) => Err(still_damaged(self.secondary.url(), repo, "blob", digest, &why)),
+            Err(why) => Err(still_damaged(self.engine.secondary.url(), repo, "blob", digest, &why)),
         }
     }
 
     /// True when the manifest had to be, and was, put again.
     fn repair_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
-        let readable = |r: &Self| match r.secondary.manifest(repo, digest.as_str()) {
+        let readable = |r: &Self| match r.engine.secondary.manifest(repo, digest.as_str()) {
             Ok(Some(_)) => Ok(None),
             Ok(None) => Ok(Some("is missing".to_string())),
             Err(e @ (Error::Transport { .. } | Error::Interrupted)) => Err(e),
@@ -87,10 +87,10 @@ impl Replicator<'_> {
             log::warn!("{repo}: manifest {digest}, which a drill found damaged, is gone from the primary too");
             return Ok(false);
         };
-        self.secondary.put_manifest(repo, digest.as_str(), &m)?;
+        self.engine.secondary.put_manifest(repo, digest.as_str(), &m)?;
         match readable(self)? {
             None => Ok(true),
-            Some(why) => Err(still_damaged(self.secondary.url(), repo, "manifest", digest, &why)),
+            Some(why) => Err(still_damaged(self.engine.secondary.url(), repo, "manifest", digest, &why)),
         }
     }
 }

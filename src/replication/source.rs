@@ -1,10 +1,11 @@
 //! [`Source`]: where the copy engine reads the manifests and blobs the
 //! secondary lacks. Replication reads them from the primary registry
 //! (`Client`, pull-only); an import reads them from a transfer bundle
-//! (`bundle::Bundle`). The engine itself only ever writes to the secondary,
-//! so everything it guarantees (digests checked while bytes stream, a bad
-//! blob never completed, children before indexes, chunks recorded and
-//! resumed) holds whichever source it reads.
+//! (`bundle::Bundle`). The source is all the engine reads: it has no
+//! other way to the primary. The engine only ever writes to the
+//! secondary, so everything it guarantees (digests checked while bytes
+//! stream, a bad blob never completed, children before indexes, chunks
+//! recorded and resumed) holds whichever source it reads.
 
 use std::io::Read;
 use std::sync::atomic::AtomicU64;

@@ -265,11 +265,11 @@ impl Replicator<'_> {
     /// queues a full sync; an error (a registry down) is retried later.
     /// With `v.blobs`, a match is also proved blob by blob.
     pub fn verify(&self, v: &Verification) -> Result<Outcome> {
-        let unsupported = self.store.unsupported_tags(&v.name)?;
-        let kept = self.store.kept_removals(&v.name)?;
-        let result = compare(self.primary, self.secondary, &v.name, &unsupported, &kept).and_then(|outcome| {
+        let unsupported = self.engine.store.unsupported_tags(&v.name)?;
+        let kept = self.engine.store.kept_removals(&v.name)?;
+        let result = compare(self.primary, self.engine.secondary, &v.name, &unsupported, &kept).and_then(|outcome| {
             if v.blobs && matches!(outcome, Outcome::Match { .. }) {
-                let (n, size) = check_blobs(self.secondary, &v.name, self.shutdown)?;
+                let (n, size) = check_blobs(self.engine.secondary, &v.name, self.engine.shutdown)?;
                 log::info!(
                     "{}: {n} blobs ({}) read back from the secondary and their digests checked",
                     v.name,
@@ -278,7 +278,7 @@ impl Replicator<'_> {
             }
             Ok(outcome)
         });
-        let store = self.store;
+        let store = self.engine.store;
         match result {
             Ok(Outcome::Match { checksum, unsupported, kept }) => {
                 store.verification_succeeded(v, &checksum)?;

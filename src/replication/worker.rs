@@ -1,8 +1,9 @@
 //! Replication workers: each claims the repository most worth syncing from
-//! the state file, syncs it, records the outcome, and sleeps on the work
-//! bell when nothing is due. Claiming happens in SQLite, so no two workers
-//! ever hold the same repository. A worker with no sync to do verifies the
-//! repository whose verification is most overdue.
+//! the state file, syncs it with the replicator (whose job loop records
+//! the outcome), and sleeps on the work bell when nothing is due. Claiming
+//! happens in SQLite, so no two workers ever hold the same repository. A
+//! worker with no sync to do verifies the repository whose verification
+//! is most overdue.
 
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,8 @@ const IDLE: Duration = Duration::from_secs(5);
 /// One worker, until shutdown. `reverify_after` is
 /// `replication.reverification_interval_seconds`.
 pub fn run(r: &Replicator, reverify_after: Duration) {
-    let store = r.store;
-    while !r.shutdown.requested() {
+    let store = r.engine.store;
+    while !r.engine.shutdown.requested() {
         let rung = store.work.count();
         match store.claim_next() {
             Ok(Some(job)) => {
@@ -53,7 +54,7 @@ pub fn run(r: &Replicator, reverify_after: Duration) {
 
 /// Verifies the most overdue repository, if any; false when none is due.
 fn verify_next(r: &Replicator, reverify_after: Duration) -> bool {
-    let v = match r.store.claim_next_verification(reverify_after.as_secs()) {
+    let v = match r.engine.store.claim_next_verification(reverify_after.as_secs()) {
         Ok(Some(v)) => v,
         Ok(None) => return false,
         Err(e) => {

@@ -1,0 +1,170 @@
+//! [`Engine`]: the copy engine. It makes manifests and blobs present in a
+//! repository of the secondary registry, reading what the secondary lacks
+//! from a [`Source`] (the primary registry when replicating, a transfer
+//! bundle when importing): a manifest's children first, by digest, then
+//! every blob (`blobs.rs`, in recorded chunks when large: `chunks.rs`),
+//! then the manifest itself, with the source's exact bytes so that its
+//! digest comes out identical. It also removes a tag from the secondary
+//! without touching its siblings (`removal.rs`) and runs a claimed job to
+//! its recorded outcome (`job.rs`).
+//!
+//! The engine decides nothing about what the secondary should hold, and
+//! has no way to ask the primary: it holds the `Source` it reads, never a
+//! registry client for the primary. Deciding what to copy and remove by
+//! comparing with the primary is the `Replicator`'s, on top of it; the
+//! import of a bundle uses the engine alone.
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use super::job::Report;
+use super::source::Source;
+use crate::error::{Error, Result};
+use crate::health::Stats;
+use crate::registry::manifest::{self, Manifest};
+use crate::registry::{Digest, Target};
+use crate::shutdown::Shutdown;
+use crate::store::Queue;
+
+/// Index nesting deeper than this is refused rather than followed.
+const MAX_DEPTH: usize = 4;
+
+/// What copying needs: where it reads, the secondary registry it writes,
+/// the state file, the live counters and the stop request.
+pub struct Engine<'a> {
+    /// Where the manifests and blobs the secondary lacks are read: the
+    /// primary itself when replicating, a transfer bundle when importing.
+    pub source: &'a dyn Source,
+    pub secondary: &'a Target,
+    pub store: &'a Queue,
+    pub stats: &'a Stats,
+    /// Checked between tags, between blobs and inside every blob stream.
+    pub shutdown: &'a Shutdown,
+    /// Blobs larger than this are copied in chunks that survive a restart
+    /// (`replication.chunk_size`; 0: never).
+    pub chunk_size: u64,
+}
+
+/// What the secondary repository is known to hold during one sync.
+#[derive(Default)]
+pub(super) struct Seen {
+    pub manifests: HashSet<Digest>,
+    pub blobs: HashSet<Digest>,
+    /// Bytes copied by this sync so far (shown on the dashboard).
+    pub progress: Arc<AtomicU64>,
+}
+
+impl Engine<'_> {
+    /// Copies what the source's manifest `m` references, then puts it under `tag`.
+    pub(super) fn copy_manifest(
+        &self,
+        repo: &str,
+        tag: &str,
+        m: Manifest,
+        seen: &mut Seen,
+        report: &mut Report,
+    ) -> Result<()> {
+        self.copy_contents(repo, &m, seen, report, 0)?;
+        match self.secondary.put_manifest(repo, tag, &m) {
+            Ok(()) => {}
+            // A secondary without compatibility.schema1.enabled refuses
+            // schema 1 (distribution 2.8: 500 UNKNOWN, "manifest schema v1
+            // unsupported" in its log only): the tag is recorded as
+            // unsupported there, counted and shown, and the repository's
+            // other tags go on. Every full sync tries it again, so a
+            // passing error clears by itself.
+            Err(e @ Error::Registry { status: 400 | 415 | 500, .. })
+                if manifest::is_schema1(&m.media_type, &m.bytes) =>
+            {
+                let reason = format!(
+                    "the secondary registry refuses Docker schema 1 manifests ({e}): set \
+                     compatibility.schema1.enabled: true in its config.yml to replicate this tag"
+                );
+                log::warn!("{repo}:{tag}: {reason}");
+                self.store.set_unsupported(repo, tag, &m.digest, &reason)?;
+                report.tags_unsupported += 1;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        self.store.set_tag(repo, tag, &m.digest)?;
+        report.tags_copied += 1;
+        log::debug!("{repo}:{tag} -> {} copied", m.digest);
+        seen.manifests.insert(m.digest);
+        Ok(())
+    }
+
+    /// Copies what the source's manifest `m` references, then puts it by
+    /// `digest` (no tag): an index's child, a referrer, an image pushed by
+    /// digest. The caller counts it.
+    pub(super) fn copy_by_digest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        m: &Manifest,
+        seen: &mut Seen,
+        report: &mut Report,
+        depth: usize,
+    ) -> Result<()> {
+        self.copy_contents(repo, m, seen, report, depth)?;
+        self.secondary.put_manifest(repo, digest.as_str(), m)?;
+        seen.manifests.insert(digest.clone());
+        Ok(())
+    }
+
+    /// The source's manifest `digest`, which it named a moment ago: gone
+    /// now is an error, retried by the next sync.
+    pub(super) fn source_manifest(&self, repo: &str, digest: &Digest) -> Result<Manifest> {
+        self.source.manifest(repo, digest)?.ok_or_else(|| Error::Manifest {
+            repository: repo.into(),
+            reference: digest.to_string(),
+            message: format!("disappeared from {} during the sync; the next sync retries", self.source.describe()),
+        })
+    }
+
+    /// Makes sure everything `m` references exists in the secondary
+    /// repository: child manifests first (read from the source, by
+    /// digest, at most `MAX_DEPTH` deep), then every blob.
+    pub(super) fn copy_contents(
+        &self,
+        repo: &str,
+        m: &Manifest,
+        seen: &mut Seen,
+        report: &mut Report,
+        depth: usize,
+    ) -> Result<()> {
+        if seen.manifests.contains(&m.digest) {
+            return Ok(()); // the registry only accepted it with everything it references
+        }
+        let refs = manifest::references(&m.bytes).map_err(|message| Error::Manifest {
+            repository: repo.into(),
+            reference: m.digest.to_string(),
+            message,
+        })?;
+        for child in &refs.manifests {
+            if seen.manifests.contains(child) {
+                continue;
+            }
+            if self.secondary.manifest_digest(repo, child.as_str())?.is_none() {
+                if depth >= MAX_DEPTH {
+                    return Err(Error::Manifest {
+                        repository: repo.into(),
+                        reference: m.digest.to_string(),
+                        message: format!("indexes nest more than {MAX_DEPTH} deep"),
+                    });
+                }
+                let child_manifest = self.source_manifest(repo, child)?;
+                self.copy_by_digest(repo, child, &child_manifest, seen, report, depth + 1)?;
+                report.manifests_copied += 1;
+            } else {
+                seen.manifests.insert(child.clone());
+            }
+        }
+        for blob in &refs.blobs {
+            self.shutdown.check()?;
+            self.ensure_blob(repo, blob, seen, report)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,158 @@
+//! [`Replicator`]: the copy engine plus the primary registry it compares
+//! with. Here is the full sync of one repository: every tag of the
+//! primary compared with the secondary's (by digest, one HEAD each), what
+//! differs copied with the engine, what the primary no longer has removed
+//! (or its removal held back, `held.rs`), referrers followed
+//! (`referrers.rs`) and what a drill found damaged copied again first
+//! (`repair.rs`). The event path (`events.rs`) compares only what events
+//! name; verification (`verify.rs`) proves a repository matches.
+//!
+//! Everything that asks the primary is the replicator's; the `Engine` it
+//! holds reads only from its `Source`, so an import, which has no primary,
+//! uses the engine without a replicator.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use super::engine::{Engine, Seen};
+use super::job::{Report, TagFailures};
+use crate::error::{Error, Result};
+use crate::registry::{self, Client, Digest};
+use crate::store::{Event, Job, RemovalPolicy};
+
+/// What replicating needs: the copy engine (reading from the primary,
+/// writing to the secondary), the primary registry (read-only) to compare
+/// with, and how removals are decided.
+pub struct Replicator<'a> {
+    pub engine: Engine<'a>,
+    /// The primary registry, read-only.
+    pub primary: &'a Client,
+    /// How removals are held back (`replication.delete_delay_hours`) and
+    /// when they raise the burst alarm.
+    pub removals: RemovalPolicy,
+}
+
+impl Replicator<'_> {
+    /// Syncs one repository now, in the foreground (`georeg sync`): a full
+    /// comparison of every tag, recorded in the state file like any job.
+    pub fn sync(&self, repo: &str) -> Result<Report> {
+        if !registry::valid_repository(repo) {
+            return Err(Error::Usage(format!("{repo:?} is not a valid repository name")));
+        }
+        let job = self.engine.store.claim_for_full_sync(repo)?;
+        self.run(&job)
+    }
+
+    /// Does a claimed job (a full sync, or the repository's new events) and
+    /// records the outcome: synced, failed with its reason and next retry,
+    /// or handed back untouched when interrupted by shutdown.
+    pub fn run(&self, job: &Job) -> Result<Report> {
+        self.engine.run_job(job, |progress, report| {
+            let result = self.engine.store.events_for(job).and_then(|events| {
+                if job.full {
+                    // What a drill found damaged is copied again first.
+                    self.repair(&job.name, progress, report)?;
+                    // Distribution notifies before it writes the tag link, so
+                    // the listing may miss a tag an event just announced: the
+                    // events naming tags the listing did not show still apply.
+                    let listed = self.sync_tags(&job.name, progress, report)?;
+                    let rest: Vec<Event> = events
+                        .iter()
+                        .filter(|e| e.tag.as_ref().is_some_and(|t| !listed.contains(t)))
+                        .cloned()
+                        .collect();
+                    self.apply_events(&job.name, &rest, Some(&listed), progress, report)?;
+                } else {
+                    self.apply_events(&job.name, &events, None, progress, report)?;
+                }
+                self.apply_due_removals(&job.name, report)?;
+                if job.full {
+                    self.engine.store.drill_failures_repaired(&job.name)?;
+                }
+                report.events_applied = events.len() as u64;
+                Ok(())
+            });
+            // Removals made before a failure count for the alarm too.
+            self.check_burst(&job.name, report);
+            result
+        })
+    }
+
+    /// Makes one manifest, by digest, present on the secondary exactly when
+    /// the primary has it. Deleting it on the secondary drops the tags that
+    /// pointed at it, as deleting it on the primary did.
+    pub(super) fn sync_digest(&self, repo: &str, digest: &Digest, seen: &mut Seen, report: &mut Report) -> Result<()> {
+        let on_primary = self.primary.manifest_digest(repo, digest.as_str())?.is_some();
+        let on_secondary = self.engine.secondary.manifest_digest(repo, digest.as_str())?.is_some();
+        if on_primary && !on_secondary {
+            let m = self.engine.source_manifest(repo, digest)?;
+            self.engine.copy_by_digest(repo, digest, &m, seen, report, 0)?;
+            report.manifests_copied += 1;
+        } else if !on_primary && on_secondary {
+            self.delete_or_hold_manifest(repo, digest, report)?;
+        }
+        if on_primary {
+            self.engine.store.manifest_back(repo, digest)?;
+        }
+        Ok(())
+    }
+
+    /// Compares every tag; returns the tags the primary listed.
+    pub(super) fn sync_tags(
+        &self,
+        repo: &str,
+        progress: &Arc<AtomicU64>,
+        report: &mut Report,
+    ) -> Result<BTreeSet<String>> {
+        let present = self.engine.secondary.tag_digests(repo)?;
+        let mut wanted = BTreeMap::new();
+        let mut seen =
+            Seen { manifests: present.values().cloned().collect(), progress: progress.clone(), ..Seen::default() };
+        let mut failures = TagFailures::default();
+        let listed = self.primary.valid_tags(repo)?;
+        // A primary with no tag left lost the repository, not a tag.
+        let cause = if listed.is_empty() { super::held::REPOSITORY_EMPTIED } else { super::held::TAG_REMOVED };
+        for tag in listed {
+            self.engine.shutdown.check()?;
+            // A tag the secondary holds is compared by digest (HEAD); one it
+            // lacks is read at once (GET), its digest checked, and copied.
+            let copied = match present.get(&tag) {
+                Some(there) => match self.primary.manifest_digest(repo, &tag)? {
+                    None => continue, // deleted since the listing
+                    Some(digest) if &digest == there => {
+                        self.engine.store.set_tag(repo, &tag, &digest)?;
+                        report.tags_unchanged += 1;
+                        wanted.insert(tag, digest);
+                        continue;
+                    }
+                    Some(digest) => {
+                        wanted.insert(tag.clone(), digest.clone());
+                        self.copy_tag(repo, &tag, &digest, &mut seen, report)
+                    }
+                },
+                None => match self.primary.manifest(repo, &tag)? {
+                    None => continue,
+                    Some(m) => {
+                        wanted.insert(tag.clone(), m.digest.clone());
+                        self.engine.copy_manifest(repo, &tag, m, &mut seen, report)
+                    }
+                },
+            };
+            failures.record(repo, &tag, copied)?;
+        }
+        if failures.is_empty() {
+            self.copy_referrers(repo, wanted.values().cloned(), &mut seen, report)?;
+        }
+        for (tag, digest) in present.iter().filter(|(t, _)| !wanted.contains_key(*t)) {
+            self.engine.shutdown.check()?;
+            self.remove_or_hold_tag(repo, tag, Some(digest), cause, report)?;
+        }
+        failures.into_result(repo).map(|()| wanted.into_keys().collect())
+    }
+
+    fn copy_tag(&self, repo: &str, tag: &str, digest: &Digest, seen: &mut Seen, report: &mut Report) -> Result<()> {
+        let m = self.engine.source_manifest(repo, digest)?;
+        self.engine.copy_manifest(repo, tag, m, seen, report)
+    }
+}

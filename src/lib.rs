@@ -21,6 +21,7 @@ pub mod health;
 pub mod help;
 pub mod peer;
 pub mod progress;
+pub mod reconcile;
 pub mod registry;
 pub mod replication;
 pub mod shutdown;

@@ -1,6 +1,7 @@
-//! The protocol between georeg nodes: the primary georeg's event log and
-//! the status reports secondaries send it, both authenticated by a JWT
-//! signed with the key pair shared by all nodes (audience "georeg").
+//! The protocol between georeg nodes: the primary georeg's event log, the
+//! fingerprints of its registry (reconciliation), and the status reports
+//! secondaries send it, all authenticated by a JWT signed with the key pair
+//! shared by all nodes (audience "georeg").
 //!
 //! [`PrimaryNode`] is the one client a secondary uses to talk to the
 //! primary georeg: the cursor reads the log with it, the report thread
@@ -14,10 +15,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::registry::token::Signer;
-use crate::store::Event;
+use crate::store::{Event, FingerprintEntry, FingerprintPage};
 
 /// The primary's event log: `GET ?after=ID&limit=N&wait=SECONDS`.
 pub const EVENTS_PATH: &str = "/api/v1/events";
+/// The fingerprints of the primary's registry: `GET` for the pages, `GET
+/// ?first=NAME&last=NAME` for the entries of one.
+pub const FINGERPRINTS_PATH: &str = "/api/v1/fingerprints";
+/// Repositories per page of fingerprints.
+pub const FINGERPRINT_PAGE: usize = 1000;
 /// Where a secondary POSTs its status, on the primary.
 pub const NODE_STATUS_PATH: &str = "/api/v1/nodes/status";
 /// The audience of tokens georeg nodes sign for each other.
@@ -39,6 +45,21 @@ pub struct Page {
     /// The log's identity: another epoch is another log.
     #[serde(default)]
     pub epoch: String,
+}
+
+/// The pages of the primary's fingerprints.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Fingerprints {
+    pub pages: Vec<FingerprintPage>,
+    /// Every repository of the primary's registry has been read at least
+    /// once: a repository in no page is not there.
+    pub complete: bool,
+}
+
+/// The entries of one page.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FingerprintEntries {
+    pub entries: Vec<FingerprintEntry>,
 }
 
 /// A short-lived token proving to another georeg node that `node_name`
@@ -86,6 +107,32 @@ impl PrimaryNode {
                  replication.primary_node_url must be the primary georeg (role = \"primary\"), not a registry"
             )
         })
+    }
+
+    /// The pages of the primary's fingerprints; `None` from a primary
+    /// georeg too old to serve them.
+    pub fn fingerprints(&self) -> Result<Option<Fingerprints>, String> {
+        let url = format!("{}{FINGERPRINTS_PATH}", self.base);
+        self.get_json(&url).map(Some).or_else(|e| if e.contains(" answered 404") { Ok(None) } else { Err(e) })
+    }
+
+    /// The entries of the page `first..=last`.
+    pub fn fingerprints_in(&self, first: &str, last: &str) -> Result<Vec<FingerprintEntry>, String> {
+        // Repository names need no escaping in a query (the name grammar).
+        let url = format!("{}{FINGERPRINTS_PATH}?first={first}&last={last}", self.base);
+        self.get_json::<FingerprintEntries>(&url).map(|e| e.entries)
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
+        let resp = self
+            .agent
+            .get(url)
+            .set("Authorization", &self.auth())
+            .timeout(Duration::from_secs(60))
+            .call()
+            .map_err(|e| failure(url, "the primary georeg", e))?;
+        serde_json::from_reader(resp.into_reader().take(MAX_PAGE_BYTES))
+            .map_err(|e| format!("GET {url} answered something that is not georeg's ({e})"))
     }
 
     /// Posts this node's status (JSON) to the primary's dashboard.

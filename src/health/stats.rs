@@ -26,6 +26,12 @@ pub struct Stats {
     pub events_processed: AtomicU64,
     pub syncs_succeeded: AtomicU64,
     pub syncs_failed: AtomicU64,
+    /// Differences reconciliation found, by kind (`tags differ`...).
+    pub reconcile_differences: Mutex<BTreeMap<String, u64>>,
+    /// Notifications refused, by reason (`secret`, `malformed`, `too large`).
+    pub notifications_refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Writes made straight on this node's registry (its own notifications).
+    pub writes_on_secondary: AtomicU64,
     durations: Mutex<Histogram>,
     activity: Mutex<BTreeMap<String, Activity>>,
 }
@@ -54,6 +60,21 @@ pub struct Histogram {
     pub count: u64,
 }
 
+impl Stats {
+    /// Counts what a reconciliation pass found.
+    pub fn record_reconcile(&self, pass: &crate::store::PassRecord, _took: std::time::Duration) {
+        let mut found = self.reconcile_differences.lock().unwrap_or_else(|p| p.into_inner());
+        for (kind, n) in &pass.differences {
+            *found.entry(kind.clone()).or_default() += n;
+        }
+    }
+
+    /// Counts a refused notification.
+    pub fn notification_refused(&self, reason: &'static str) {
+        *self.notifications_refused.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;
+    }
+}
+
 impl Default for Stats {
     fn default() -> Stats {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -69,6 +90,9 @@ impl Default for Stats {
             events_processed: AtomicU64::default(),
             syncs_succeeded: AtomicU64::default(),
             syncs_failed: AtomicU64::default(),
+            reconcile_differences: Mutex::default(),
+            notifications_refused: Mutex::default(),
+            writes_on_secondary: AtomicU64::new(0),
             durations: Mutex::default(),
             activity: Mutex::default(),
         }

@@ -7,6 +7,7 @@
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
+use super::deletions::Kept;
 use super::handles::{Fingerprints, Snapshot};
 use super::shared::NOW;
 use crate::error::Result;
@@ -21,7 +22,8 @@ pub struct Entry {
     pub checked_at: String,
 }
 
-/// A page of fingerprints: the names it covers (`first..=last`, in name
+/// A page of fingerprints (repositories with tags: an empty repository
+/// and no repository are the same to a follower): the names it covers (`first..=last`, in name
 /// order), how many, a digest over its entries (`name fingerprint\n`
 /// each), and when its least recently read entry was read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,20 +109,67 @@ impl Fingerprints {
         Ok(())
     }
 
+    /// Repositories this node replicates (on a secondary).
+    pub fn replicated_names(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT name FROM repositories WHERE excluded = 0 ORDER BY name")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn is_replicated(&self, repository: &str) -> Result<bool> {
+        let n: i64 = self
+            .conn()
+            .prepare_cached("SELECT COUNT(*) FROM repositories WHERE name = ?1 AND excluded = 0")?
+            .query_row([repository], |r| r.get(0))?;
+        Ok(n > 0)
+    }
+
+    /// What differs from the primary on purpose in a repository of the
+    /// secondary: deletions held back or cancelled, and the tags the
+    /// secondary refuses (with the primary's digest).
+    pub fn expected_differences(&self, repository: &str) -> Result<(Kept, Vec<(String, String)>)> {
+        let queue = self.queue();
+        Ok((queue.kept_removals(repository)?, queue.unsupported_tags(repository)?))
+    }
+
     /// The current time as the state file writes it.
     pub fn now(&self) -> Result<String> {
         Ok(self.conn().query_row(&format!("SELECT {NOW}"), [], |r| r.get(0))?)
     }
 }
 
+/// This node's own fingerprint of a repository, as a comparison needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Local {
+    /// Empty while never read.
+    pub fingerprint: String,
+    pub tags: i64,
+    pub checked_at: String,
+    /// An event or a sync touched it since it was read.
+    pub stale: bool,
+}
+
 impl Snapshot<'_> {
+    /// Every fingerprint of this node's registry, by repository.
+    pub fn local_fingerprints(&self) -> Result<std::collections::BTreeMap<String, Local>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT repository, fingerprint, tags, checked_at, stale FROM fingerprints")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get(0)?, Local { fingerprint: r.get(1)?, tags: r.get(2)?, checked_at: r.get(3)?, stale: r.get(4)? }))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The fingerprints in pages of `size` repositories, in name order.
     /// Repositories never read yet (no fingerprint) are left out:
     /// `complete` says whether there are any.
     pub fn fingerprint_pages(&self, size: usize) -> Result<(Vec<Page>, bool)> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT repository, fingerprint, checked_at FROM fingerprints WHERE fingerprint <> '' ORDER BY repository",
+            "SELECT repository, fingerprint, checked_at FROM fingerprints WHERE fingerprint <> '' AND tags > 0
+             ORDER BY repository",
         )?;
         let mut rows = stmt.query([])?;
         let mut pages = Vec::new();
@@ -154,7 +203,7 @@ impl Snapshot<'_> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT repository, fingerprint, tags, checked_at FROM fingerprints
-             WHERE repository >= ?1 AND repository <= ?2 AND fingerprint <> '' ORDER BY repository",
+             WHERE repository >= ?1 AND repository <= ?2 AND fingerprint <> '' AND tags > 0 ORDER BY repository",
         )?;
         let rows = stmt.query_map([first, last], |r| {
             Ok(Entry { repository: r.get(0)?, fingerprint: r.get(1)?, tags: r.get(2)?, checked_at: r.get(3)? })

@@ -178,6 +178,13 @@ impl Log {
     }
 }
 
+impl Fingerprints {
+    /// The queue's reads the keeper needs reuse the queue's statements.
+    pub(super) fn queue(&self) -> Queue {
+        Queue(self.0.clone())
+    }
+}
+
 impl Deref for Fingerprints {
     type Target = Shared;
     fn deref(&self) -> &Shared {

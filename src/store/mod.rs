@@ -61,12 +61,14 @@ pub(crate) use deletions::{Kept, NewRemoval, Open, Removal, RemovalKind, Removal
 pub(crate) use drills::DrillRow;
 pub(crate) use drills::{DrillFailure, DrillRecord, DrillSummary, DrillTag};
 pub(crate) use event::{Action, Event, NewEvent};
-pub(crate) use fingerprints::{page_digest, Entry as FingerprintEntry, Page as FingerprintPage};
+pub(crate) use fingerprints::{
+    page_digest, Entry as FingerprintEntry, Local as LocalFingerprint, Page as FingerprintPage,
+};
 pub(crate) use handles::{Fingerprints, Log, Queue, Reader, Snapshot, Store};
 pub(crate) use nodes::Sample;
 pub(crate) use queries::{Counts, RepositoryFilter, RepositoryRow};
 pub(crate) use readiness::Counted;
-pub(crate) use reconcile::{Comparison, PassRecord, PassRow};
+pub(crate) use reconcile::{Comparison, Known, PassRecord, PassRow};
 pub(crate) use repos::{Job, Progress};
 pub(crate) use uploads::{Upload, UploadRow};
 pub(crate) use verification::Verification;

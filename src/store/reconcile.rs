@@ -148,7 +148,38 @@ impl Queue {
     }
 }
 
+/// What a reconciliation pass needs to know of the repositories.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// Replicated repositories (selective sync includes them).
+    pub replicated: std::collections::BTreeSet<String>,
+    /// Left out by selective sync.
+    pub excluded: std::collections::BTreeSet<String>,
+    /// Queued or syncing now: their sync compares them.
+    pub busy: std::collections::BTreeSet<String>,
+}
+
 impl Snapshot<'_> {
+    pub fn known_repositories(&self) -> Result<Known> {
+        let conn = self.conn();
+        let mut known = Known::default();
+        let mut stmt =
+            conn.prepare_cached("SELECT name, excluded, sync_state IN ('pending', 'started') FROM repositories")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (name, excluded, busy): (String, bool, bool) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            if excluded {
+                known.excluded.insert(name);
+            } else {
+                if busy {
+                    known.busy.insert(name.clone());
+                }
+                known.replicated.insert(name);
+            }
+        }
+        Ok(known)
+    }
+
     /// Where comparison stands, for a window of `window_seconds`.
     pub fn comparison(&self, window_seconds: u64) -> Result<Comparison> {
         let conn = self.conn();

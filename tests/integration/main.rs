@@ -17,6 +17,7 @@ mod hostile;
 mod operator;
 mod ownership;
 mod pace;
+mod reconcile;
 mod resume;
 mod sync;
 mod tls;

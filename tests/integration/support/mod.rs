@@ -184,6 +184,19 @@ impl Env {
         env
     }
 
+    /// Where the primary registry sends its notifications in this mode.
+    pub fn notify_target(&self) -> Option<Notify> {
+        let port = match self.mode {
+            Mode::Manual => return None,
+            Mode::Direct => self.port,
+            Mode::Follow => self.primary_port,
+        };
+        Some(Notify {
+            url: format!("http://127.0.0.1:{port}/api/v4/container_registry_event/events"),
+            secret: SECRET.into(),
+        })
+    }
+
     pub fn primary_config(&self) -> PathBuf {
         self.path("georeg-primary.toml")
     }

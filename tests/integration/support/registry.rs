@@ -52,6 +52,23 @@ pub struct Notify {
     pub secret: String,
 }
 
+/// The registry's `notifications` block for `n`.
+fn notifications_block(n: &Notify) -> String {
+    format!(
+        "notifications:
+  endpoints:
+    - name: geo_event
+      url: {}
+      headers:
+        Authorization: [{}]
+      timeout: 500ms
+      threshold: 5
+      backoff: 1s
+",
+        n.url, n.secret
+    )
+}
+
 /// A registry serving https: its certificate and key, and the CA that
 /// signed them (also what the registry trusts for its own notifications).
 pub struct Https {
@@ -137,19 +154,7 @@ auth:
             );
         }
         if let Some(n) = notify {
-            yaml.push_str(&format!(
-                "notifications:
-  endpoints:
-    - name: geo_event
-      url: {}
-      headers:
-        Authorization: [{}]
-      timeout: 500ms
-      threshold: 5
-      backoff: 1s
-",
-                n.url, n.secret
-            ));
+            yaml.push_str(&notifications_block(n));
         }
         let config = dir.join(format!("{name}-registry.yml"));
         std::fs::write(&config, yaml).unwrap();
@@ -232,6 +237,30 @@ auth:
         };
         std::fs::write(&self.config, format!("{yaml}compatibility:\n  schema1:\n    enabled: {enabled}\n")).unwrap();
         self.restart();
+    }
+
+    /// Restarts it notifying `notify` (None: notifying nobody), as an
+    /// operator edits the notifications block of its config.yml.
+    pub fn set_notify(&mut self, notify: Option<&Notify>) {
+        let yaml = std::fs::read_to_string(&self.config).unwrap();
+        let mut yaml = match yaml.split_once("notifications:\n") {
+            Some((before, _)) => before.to_string(),
+            None => yaml,
+        };
+        if let Some(n) = notify {
+            yaml.push_str(&notifications_block(n));
+        }
+        std::fs::write(&self.config, yaml).unwrap();
+        self.restart();
+    }
+
+    /// Lines of its access log that contain every one of `words`.
+    pub fn requests_matching(&self, words: &[&str]) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("http.request") || l.contains("HTTP/1.1"))
+            .filter(|l| words.iter().all(|w| l.contains(w)))
+            .count()
     }
 
     /// The file holding a blob in the filesystem storage driver.

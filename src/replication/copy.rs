@@ -12,20 +12,22 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::Replicator;
 use crate::error::{Error, Result};
 use crate::health::human_bytes;
 use crate::registry::manifest::{self, Manifest};
 use crate::registry::{self, Digest};
+use crate::shutdown::Shutdown;
 use crate::store::{Event, Job};
 
 /// Index nesting deeper than this is refused rather than followed.
 const MAX_DEPTH: usize = 4;
 
 /// How long recording a job's outcome is retried, and the first wait.
-const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
-const RECORD_FIRST_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const RECORD_PATIENCE: Duration = Duration::from_secs(600);
+const RECORD_FIRST_WAIT: Duration = Duration::from_secs(1);
 
 /// What one sync of one repository did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -148,35 +150,14 @@ impl Replicator<'_> {
         }
     }
 
-    /// Records a job's outcome in the state file, retrying while it cannot
-    /// (locked past the busy timeout, disk full): a row left `started`
-    /// would be claimed by nobody until the next start. Gives up on
-    /// shutdown, or after about ten minutes; either way the next start of
-    /// georeg recovers the row.
+    /// Records a job's outcome in the state file, retrying while another
+    /// connection holds it busy or locked past the busy timeout: a row left
+    /// `started` would be claimed by nobody until the next start. Any other
+    /// failure (disk full, a corrupt file) is not going away by waiting,
+    /// and fails at once. Gives up on shutdown, or after about ten minutes;
+    /// either way the next start of georeg recovers the row.
     pub(super) fn record(&self, repo: &str, outcome: &str, write: impl Fn() -> Result<()>) -> Result<()> {
-        let mut wait = RECORD_FIRST_WAIT;
-        let mut waited = std::time::Duration::ZERO;
-        loop {
-            match write() {
-                Err(e @ Error::Store { .. }) if waited < RECORD_PATIENCE && !self.shutdown.requested() => {
-                    log::error!(
-                        "{repo}: cannot record that it {outcome} in the state file: {e}; retrying in {}s",
-                        wait.as_secs()
-                    );
-                    self.shutdown.sleep(wait);
-                    waited += wait;
-                    wait = (wait * 2).min(std::time::Duration::from_secs(60));
-                }
-                Err(e @ Error::Store { .. }) => {
-                    log::error!(
-                        "{repo}: gave up recording that it {outcome}: {e}; it stays 'started' until georeg \
-                         next starts and recovers it"
-                    );
-                    return Err(e);
-                }
-                other => return other,
-            }
-        }
+        record_patiently(self.shutdown, RECORD_PATIENCE, RECORD_FIRST_WAIT, repo, outcome, write)
     }
 
     /// Makes one manifest, by digest, present on the secondary exactly when
@@ -361,7 +342,8 @@ impl TagFailures {
     pub(super) fn record(&mut self, repo: &str, tag: &str, copied: Result<()>) -> Result<()> {
         match copied {
             Ok(()) => Ok(()),
-            Err(e @ (Error::Interrupted | Error::Transport { .. } | Error::Store { .. })) => Err(e),
+            Err(e @ (Error::Interrupted | Error::Transport { .. })) => Err(e),
+            Err(e) if e.is_state_file() => Err(e),
             // The worker logs the repository's failure, which names the
             // first tag's; the others are at debug.
             Err(e) => {
@@ -390,5 +372,82 @@ impl TagFailures {
                 })
             }
         }
+    }
+}
+
+/// [`Replicator::record`], with its patience and first wait as arguments.
+fn record_patiently(
+    shutdown: &Shutdown,
+    patience: Duration,
+    first_wait: Duration,
+    repo: &str,
+    outcome: &str,
+    write: impl Fn() -> Result<()>,
+) -> Result<()> {
+    let mut wait = first_wait;
+    let mut waited = Duration::ZERO;
+    loop {
+        match write() {
+            Err(e) if e.is_busy() && waited < patience && !shutdown.requested() => {
+                log::error!(
+                    "{repo}: cannot record that it {outcome} in the state file: {e}; retrying in {}s",
+                    wait.as_secs()
+                );
+                shutdown.sleep(wait);
+                waited += wait;
+                wait = (wait * 2).min(Duration::from_secs(60));
+            }
+            Err(e) if e.is_state_file() => {
+                let given_up = if e.is_busy() { "gave up recording" } else { "cannot record" };
+                log::error!(
+                    "{repo}: {given_up} that it {outcome}: {e}; it stays 'started' until georeg next starts and \
+                     recovers it"
+                );
+                return Err(e);
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn busy() -> Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None).into()
+    }
+
+    fn full() -> Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL), None).into()
+    }
+
+    /// Runs `record_patiently` over `answers`, one per attempt; returns
+    /// the outcome and how many attempts were made.
+    fn attempts(answers: Vec<fn() -> Result<()>>) -> (Result<()>, usize) {
+        let calls = Cell::new(0);
+        let shutdown = Shutdown::default();
+        let ms = Duration::from_millis(1);
+        let outcome = record_patiently(&shutdown, 10 * ms, ms, "app", "synced", || {
+            let n = calls.get();
+            calls.set(n + 1);
+            answers.get(n).map_or_else(|| Err(busy()), |answer| answer())
+        });
+        (outcome, calls.get())
+    }
+
+    #[test]
+    fn recording_retries_while_busy_only() {
+        let (outcome, calls) = attempts(vec![|| Err(busy()), || Err(busy()), || Ok(())]);
+        assert!(outcome.is_ok() && calls == 3, "busy twice, then recorded: {outcome:?} after {calls}");
+        let (outcome, calls) = attempts(vec![|| Err(full())]);
+        assert!(outcome.is_err_and(|e| !e.is_busy()) && calls == 1, "a full disk fails at once");
+        let (outcome, calls) = attempts(vec![|| Err(Error::ClaimLost { repository: "app".into() })]);
+        assert!(matches!(outcome, Err(Error::ClaimLost { .. })) && calls == 1);
+        // Busy for ever: gives up once the patience (10 ms) is spent.
+        let (outcome, calls) = attempts(vec![]);
+        assert!(outcome.is_err_and(|e| e.is_busy()) && (2..10).contains(&calls), "{calls}");
     }
 }

@@ -87,7 +87,7 @@ impl Store {
             })?;
         }
         let conn = Connection::open(path)
-            .map_err(|e| Error::Store { message: format!("cannot open {}: {e}", path.display()) })?;
+            .map_err(|source| Error::Sql { context: format!("cannot open {}", path.display()), source })?;
         Store::init(conn).map_err(|e| Error::Store { message: format!("{}: {e}", path.display()) })
     }
 

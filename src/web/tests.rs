@@ -141,6 +141,17 @@ fn admin_pages_need_the_credential() {
 }
 
 #[test]
+fn body_limits_come_from_the_endpoints() {
+    use super::server::{body_limit, MAX_API_BODY, MAX_OTHER_BODY};
+    assert_eq!(body_limit("POST", "/api/v4/container_registry_event/events"), MAX_API_BODY);
+    assert_eq!(body_limit("POST", "/api/v1/nodes/status"), MAX_API_BODY);
+    assert_eq!(body_limit("POST", "/admin/geo/replication/container_repositories/resync"), MAX_OTHER_BODY);
+    // The right path with another method, and no endpoint at all.
+    assert_eq!(body_limit("GET", "/api/v4/container_registry_event/events"), MAX_OTHER_BODY);
+    assert_eq!(body_limit("POST", "/no/such/page"), MAX_OTHER_BODY);
+}
+
+#[test]
 fn notifications_need_the_secret_and_a_well_formed_envelope() {
     let f = Fixture::new("secondary");
     let path = "/api/v4/container_registry_event/events";

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod format;
 pub mod health;
 pub mod help;
 pub mod peer;

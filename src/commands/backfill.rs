@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::owner::{follow, recover, Followed, Owner, Tally};
 use super::Node;
 use crate::error::{Error, Result};
-use crate::health::human_bytes;
+use crate::format::human_bytes;
 use crate::replication::{backfill, pool};
 use crate::store::lock::Lock;
 

@@ -16,7 +16,7 @@ use crate::bundle::inventory::{self, Inventory};
 use crate::bundle::same_url;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::health::human_bytes;
+use crate::format::human_bytes;
 use crate::registry;
 use crate::shutdown::Shutdown;
 

@@ -20,7 +20,7 @@ use super::Node;
 use crate::bundle::reader::Bundle;
 use crate::bundle::{refusal, Contents};
 use crate::error::{Error, Result};
-use crate::health::human_bytes;
+use crate::format::human_bytes;
 use crate::registry::Digest;
 use crate::replication::import::Mountable;
 use crate::store::lock::Lock;

@@ -241,7 +241,7 @@ pub fn status_lines(s: &Status) -> String {
             l.finished_at,
             l.tags,
             l.blobs,
-            super::human_bytes(l.bytes.max(0) as u64)
+            crate::format::human_bytes(l.bytes.max(0) as u64)
         ),
         Some(l) => format!(
             "last drill: {}, FAILED for {} of {} tags; first failing digest {}: {}\n",

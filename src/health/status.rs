@@ -6,10 +6,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::dr::{self, Failover};
-use super::human_bytes;
 use super::stats::{Copying, Stats};
 use crate::config::{Config, Role};
 use crate::error::Result;
+use crate::format::{human_age, human_bytes, percent};
 use crate::store::{BundleRow, Counts, DrillSummary, RemovalSummary, RepositoryRow, Store, UploadRow};
 
 /// A secondary whose last report is older than this is shown offline.
@@ -316,16 +316,6 @@ pub fn upload_line(u: &UploadRow) -> String {
     )
 }
 
-/// A duration as people read it: `45 s`, `12 min`, `3 h`, `2 d`.
-pub fn human_age(seconds: i64) -> String {
-    match seconds {
-        s if s < 120 => format!("{s} s"),
-        s if s < 2 * 3600 => format!("{} min", s / 60),
-        s if s < 2 * 86_400 => format!("{} h", s / 3600),
-        s => format!("{} d", s / 86_400),
-    }
-}
-
 /// The last bundle imported, in one line: `3f2a... from URL, exported AT
 /// (3 h ago), imported AT`.
 pub fn bundle_line(b: &BundleRow) -> String {
@@ -337,15 +327,6 @@ pub fn bundle_line(b: &BundleRow) -> String {
         human_age(b.age_seconds),
         b.imported_at.as_deref().unwrap_or("not yet")
     )
-}
-
-/// Percent of `part` in `total`, 0 when there is nothing.
-pub fn percent(part: i64, total: i64) -> f64 {
-    if total <= 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / total as f64
-    }
 }
 
 /// `georeg status` without --json: a few lines an operator reads at a glance.
@@ -474,10 +455,6 @@ mod tests {
         assert_eq!(
             bundle_line(&b),
             "3f2a from https://p.example, exported 2026-11-30T07:00:00.000Z (3 h ago), imported 2026-11-30T09:05:00Z"
-        );
-        assert_eq!(
-            (human_age(59), human_age(600), human_age(3 * 86_400)),
-            ("59 s".into(), "10 min".into(), "3 d".into())
         );
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::pace::Paced;
 use super::{expect, registry_error, Body, Client, Digest};
 use crate::error::{Error, Result};
-use crate::health::human_bytes;
+use crate::format::human_bytes;
 use crate::shutdown::Shutdown;
 
 /// Resumes in a row without a mebibyte of progress before the copy fails.

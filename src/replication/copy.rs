@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::Replicator;
 use crate::error::{Error, Result};
-use crate::health::human_bytes;
+use crate::format::human_bytes;
 use crate::registry::manifest::{self, Manifest};
 use crate::registry::{self, Digest};
 use crate::shutdown::Shutdown;

@@ -254,7 +254,7 @@ fn drill_now(d: &Drill, sample: usize) {
             d.secondary.url(),
             r.manifests,
             r.blobs,
-            crate::health::human_bytes(r.bytes),
+            crate::format::human_bytes(r.bytes),
             r.seconds
         ),
         Ok(r) => {

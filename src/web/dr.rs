@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
-use super::dashboard::escape;
-use crate::health::human_bytes;
+use super::html::escape;
+use crate::format::human_bytes;
 use crate::health::status::Status;
 
 fn kv(label: &str, value: &str) -> String {

@@ -12,6 +12,7 @@ mod dashboard;
 mod dr;
 mod event_log;
 pub mod front;
+mod html;
 pub mod http;
 mod metrics;
 mod notifications;

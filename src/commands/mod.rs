@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::{self, Cli, Command, DeletionsAction};
-use crate::config::{Config, Role};
+use crate::config::{Config, ReplicationConfig, Role};
 use crate::error::{Error, Result};
 use crate::health::report::Reporter;
 use crate::health::{Health, Stats};
@@ -37,7 +37,7 @@ use crate::replication::source::Source;
 use crate::replication::Replicator;
 use crate::shutdown::Shutdown;
 use crate::store::lock::Lock;
-use crate::store::Store;
+use crate::store::{RemovalPolicy, Store};
 use crate::web::App;
 
 /// Runs one command line; the exit code on success.
@@ -187,7 +187,7 @@ impl Node {
             stats: &self.stats,
             shutdown: &self.shutdown,
             chunk_size: self.config.replication.chunk_bytes,
-            removals: self.config.replication.removal_policy(),
+            removals: removal_policy(&self.config.replication),
         })
     }
 
@@ -228,6 +228,16 @@ impl Node {
             primary_node: self.primary_node.as_ref(),
             shutdown: &self.shutdown,
         }
+    }
+}
+
+/// How removals are held back (`replication.delete_delay_hours`) and when
+/// they raise the burst alarm.
+fn removal_policy(r: &ReplicationConfig) -> RemovalPolicy {
+    RemovalPolicy {
+        delay_hours: r.delete_delay_hours,
+        burst_share: r.delete_burst_share,
+        burst_min_tags: r.delete_burst_min_tags,
     }
 }
 

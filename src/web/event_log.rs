@@ -6,9 +6,9 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
+use super::app::App;
 use super::auth::check_node_token;
 use super::http::{Incoming, Reply};
-use super::App;
 use crate::config::Role;
 use crate::health::Status;
 use crate::peer::Page;

@@ -12,9 +12,9 @@ use std::sync::atomic::Ordering;
 
 use serde::Deserialize;
 
+use super::app::App;
 use super::auth::constant_time_eq;
 use super::http::{Incoming, Reply};
-use super::App;
 use crate::config::Role;
 use crate::registry::{self, Digest};
 use crate::store::NewEvent;

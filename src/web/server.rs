@@ -13,10 +13,11 @@
 use std::io::{Cursor, Read};
 use std::time::Duration;
 
+use super::app::App;
 use super::auth::{admin_allowed, admin_required, constant_time_eq, csrf_token};
 use super::dashboard::{self, NODES_PATH, PAGE_SIZE, REPOSITORIES_PATH};
 use super::http::{form_value, Incoming, Reply};
-use super::{event_log, metrics, notifications, App};
+use super::{event_log, metrics, notifications};
 use crate::health::{status, Status};
 use crate::peer::{EVENTS_PATH, NODE_STATUS_PATH};
 use crate::registry;

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tiny_http::{Header, Method, TestRequest};
 
+use super::app::App;
 use super::http::Reply;
 use super::server::{handle, response};
-use super::App;
 use crate::config::Config;
 use crate::health::{Health, Stats};
 use crate::peer::node_token;

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::node::Node;
 use super::owner::{follow, recover, Followed, Owner, Tally};
-use super::Node;
 use crate::error::{Error, Result};
 use crate::format::human_bytes;
 use crate::replication::{backfill, pool};

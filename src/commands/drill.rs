@@ -7,8 +7,8 @@
 
 use std::process::ExitCode;
 
+use super::node::Node;
 use super::owner::INTERRUPTED;
-use super::Node;
 use crate::error::{Error, Result};
 use crate::format::human_bytes;
 use crate::store::lock::current_holder;

@@ -15,8 +15,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use super::node::Node;
 use super::owner::{recover, Tally};
-use super::Node;
 use crate::bundle::reader::Bundle;
 use crate::bundle::{refusal, Contents};
 use crate::error::{Error, Result};

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::node::Node;
 use super::owner::{each_repository, follow, recover, Followed, Owner, Tally};
-use super::Node;
 use crate::bundle::reader::Bundle;
 use crate::bundle::Contents;
 use crate::error::{Error, Result};

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use super::html::{encode, escape};
 use crate::format::{human_age, human_bytes, percent};
-use crate::health::status::Status;
+use crate::health::Status;
 use crate::store::{RepositoryFilter, RepositoryRow};
 
 pub const NODES_PATH: &str = "/admin/geo/nodes";

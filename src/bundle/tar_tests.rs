@@ -5,9 +5,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
+use super::contents::{blob_path, now_text, Contents, RepositoryEntry, FORMAT};
 use super::reader::Bundle;
-use super::tarfile::{blob_path, Tagged, Writer};
-use super::{Contents, RepositoryEntry, FORMAT};
+use super::tarfile::{Tagged, Writer};
 use crate::registry::digest::VerifyingReader;
 use crate::registry::manifest::OCI_MANIFEST;
 use crate::registry::token::{random_hex, Signer};
@@ -55,7 +55,7 @@ fn write(path: &Path, signer: &Signer) -> (Manifest, Vec<u8>) {
         format: FORMAT.into(),
         id: "b1".into(),
         primary: "http://primary.example".into(),
-        created_at: super::now_text(),
+        created_at: now_text(),
         georeg_version: "0".into(),
         inventory: None,
         repositories: vec![RepositoryEntry {

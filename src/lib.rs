@@ -12,6 +12,8 @@
 //! bundles (`bundle`) carry what the primary holds, and the same copy
 //! engine imports them.
 
+#[cfg(test)]
+mod architecture_tests;
 pub mod bundle;
 pub mod cli;
 pub mod commands;

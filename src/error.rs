@@ -33,11 +33,16 @@ pub enum Error {
     Repository { repository: String, message: String },
     /// Syncing a repository failed; `source` says how.
     Sync { repository: String, source: Box<Error> },
-    /// The state file could not be opened, migrated, read or written.
+    /// The state file could not be opened, migrated, read or written, for
+    /// a reason of georeg's own (a schema version from a newer georeg...).
     Store { message: String },
     /// The state file cannot be used as it is (missing, another schema
     /// version): the operator decides what to do; nothing was changed.
     StateFile { path: PathBuf, message: String },
+    /// SQLite refused a statement on the state file; `source` says why
+    /// (busy or locked by another connection, disk full, corrupt...).
+    /// `context`, when not empty, says what georeg was doing.
+    Sql { context: String, source: rusqlite::Error },
     /// A local file could not be read or written.
     Io { path: PathBuf, source: std::io::Error },
     /// A transfer bundle or inventory cannot be used: damaged, incomplete,
@@ -78,6 +83,30 @@ impl Error {
             Error::Sync { source, .. } => source.reason(),
             Error::Repository { message, .. } => message.clone(),
             other => other.to_string(),
+        }
+    }
+
+    /// True when the state file could not be used (either state-file
+    /// variant): no repository is to blame for it.
+    pub fn is_state_file(&self) -> bool {
+        match self {
+            Error::Store { .. } | Error::Sql { .. } => true,
+            Error::Sync { source, .. } => source.is_state_file(),
+            _ => false,
+        }
+    }
+
+    /// True when SQLite answered that the state file is busy or locked by
+    /// another connection past the busy timeout: the same statement may
+    /// well succeed a little later, unlike any other failure.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            Error::Sql { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            Error::Sync { source, .. } => source.is_busy(),
+            _ => false,
         }
     }
 
@@ -122,6 +151,8 @@ impl fmt::Display for Error {
             Error::Sync { repository, source } => write!(f, "sync {repository} failed: {}", source.reason()),
             Error::Store { message } => write!(f, "state file: {message}"),
             Error::StateFile { path, message } => write!(f, "state file {}: {message}", path.display()),
+            Error::Sql { context, source } if context.is_empty() => write!(f, "state file: {source}"),
+            Error::Sql { context, source } => write!(f, "state file: {context}: {source}"),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Bundle { file, message, .. } => write!(f, "{file}: {message}"),
             Error::InUse { state_file, holder, hint } => {
@@ -141,10 +172,50 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Sql { source, .. } => Some(source),
+            Error::Io { source, .. } => Some(source),
+            Error::Sync { source, .. } => Some(source.as_ref()),
+            _ => None,
+        }
+    }
+}
 
 impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Error::Store { message: e.to_string() }
+    fn from(source: rusqlite::Error) -> Self {
+        Error::Sql { context: String::new(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write on a second connection while the first holds the file in
+    /// an exclusive transaction: SQLite's own SQLITE_BUSY, kept as the source.
+    #[test]
+    fn a_locked_state_file_is_busy_and_other_failures_are_not() {
+        let dir = std::env::temp_dir().join(format!("georeg-busy-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.sqlite3");
+        let first = rusqlite::Connection::open(&path).unwrap();
+        first.execute_batch("CREATE TABLE IF NOT EXISTS t (x INTEGER); BEGIN EXCLUSIVE;").unwrap();
+        let second = rusqlite::Connection::open(&path).unwrap();
+        second.busy_timeout(std::time::Duration::ZERO).unwrap();
+        let busy = Error::from(second.execute("INSERT INTO t VALUES (1)", []).unwrap_err());
+        assert!(busy.is_busy() && busy.is_state_file(), "{busy:?}");
+        assert!(std::error::Error::source(&busy).is_some());
+        assert!(busy.to_string().starts_with("state file: database is locked"), "{busy}");
+        assert!(busy.in_repository("app").is_busy(), "busy through a sync failure too");
+        first.execute_batch("COMMIT").unwrap();
+
+        let missing = Error::from(second.execute("INSERT INTO nowhere VALUES (1)", []).unwrap_err());
+        assert!(!missing.is_busy() && missing.is_state_file());
+        let own = Error::Store { message: "schema version 99 was written by a newer georeg".into() };
+        assert!(!own.is_busy() && own.is_state_file());
+        assert!(!Error::Interrupted.is_busy());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

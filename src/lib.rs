@@ -12,11 +12,14 @@
 //! bundles (`bundle`) carry what the primary holds, and the same copy
 //! engine imports them.
 
+#[cfg(test)]
+mod architecture_tests;
 pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod format;
 pub mod health;
 pub mod help;
 pub mod peer;

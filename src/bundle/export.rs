@@ -13,9 +13,9 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use super::contents::{now_text, Basis, Contents, Deletion, MountHint, RepositoryEntry, FORMAT};
 use super::inventory::{HeldSets, Index, Inventory};
 use super::tarfile::{Tagged, Writer, Written};
-use super::{Basis, Contents, Deletion, MountHint, RepositoryEntry, FORMAT};
 use crate::error::{Error, Result};
 use crate::registry::digest::VerifyingReader;
 use crate::registry::token::{random_hex, Signer};
@@ -89,7 +89,7 @@ impl Exporter<'_> {
         inventory: Option<&Inventory>,
         gone: &[String],
     ) -> Result<Summary> {
-        let created_at = super::now_text();
+        let created_at = now_text();
         let mtime = crate::registry::token::now();
         let id = random_hex(16);
         let index = inventory.map(Index::new);

@@ -17,8 +17,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
-use super::tarfile::{blob_path, DESCRIPTION, INDEX, LAYOUT};
-use super::{signed, Contents};
+use super::contents::{blob_path, Contents, DESCRIPTION, INDEX, LAYOUT};
+use super::signed;
 use crate::error::{Error, Result};
 use crate::registry::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::registry::token::Signer;

@@ -110,7 +110,7 @@ mod tests {
     #[test]
     fn a_sealed_document_reads_back_and_any_change_is_caught() {
         let s = signer();
-        let doc = crate::bundle::tests::contents();
+        let doc = crate::bundle::contents::tests::contents();
         let bytes = seal(&s, &doc).unwrap();
         assert_eq!(unseal::<Contents>(&s, &bytes).unwrap(), doc);
         let text = String::from_utf8(bytes.clone()).unwrap();

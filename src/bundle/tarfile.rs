@@ -16,21 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest as _, Sha256};
 
+use super::contents::{blob_path, Contents, FileEntry, DESCRIPTION, INDEX, LAYOUT};
 use super::signed;
-use super::{Contents, FileEntry};
 use crate::error::{Error, Result};
 use crate::registry::{encoding, Digest, Manifest};
 
-pub const LAYOUT: &str = "oci-layout";
-pub const INDEX: &str = "index.json";
-pub const DESCRIPTION: &str = "georeg-bundle.json";
 const LAYOUT_CONTENT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
-
-/// Where the OCI image layout keeps a blob or manifest.
-pub fn blob_path(digest: &Digest) -> String {
-    let (algorithm, hex) = digest.as_str().split_once(':').unwrap_or(("sha256", digest.as_str()));
-    format!("blobs/{algorithm}/{hex}")
-}
 
 impl signed::Document for Contents {
     const KIND: &'static str = "georeg-bundle";

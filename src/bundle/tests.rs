@@ -5,11 +5,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
+use super::contents::{blob_path, now_text, Contents, RepositoryEntry, FORMAT};
 use super::reader::Bundle;
-use super::tarfile::{blob_path, Tagged, Writer};
-#[allow(unused_imports)]
-use super::*;
-use super::{Contents, RepositoryEntry, FORMAT};
+use super::tarfile::{Tagged, Writer};
 use crate::registry::digest::VerifyingReader;
 use crate::registry::manifest::OCI_MANIFEST;
 use crate::registry::token::{random_hex, Signer};
@@ -57,7 +55,7 @@ fn write(path: &Path, signer: &Signer) -> (Manifest, Vec<u8>) {
         format: FORMAT.into(),
         id: "b1".into(),
         primary: "http://primary.example".into(),
-        created_at: super::now_text(),
+        created_at: now_text(),
         georeg_version: "0".into(),
         inventory: None,
         repositories: vec![RepositoryEntry {
@@ -204,78 +202,4 @@ fn an_export_that_does_not_finish_leaves_no_file() {
     assert!(w.add_blob(&Digest::sha256_of(b"other"), 1000, reader).is_err());
     drop(w);
     assert!(!d.0.join("b.tar.partial").exists() && !path.exists());
-}
-
-// The description (georeg-bundle.json) on its own.
-fn d(c: char) -> String {
-    format!("sha256:{}", c.to_string().repeat(64))
-}
-
-pub(crate) fn contents() -> Contents {
-    Contents {
-        format: FORMAT.into(),
-        id: "b1".into(),
-        primary: "https://primary.example:5000".into(),
-        created_at: "2026-11-30T10:00:00.000Z".into(),
-        georeg_version: "0.1.0".into(),
-        inventory: None,
-        repositories: vec![RepositoryEntry {
-            name: "group/app".into(),
-            tags: [("v1".to_string(), d('a'))].into(),
-            mounts: vec![],
-        }],
-        deletions: vec![],
-        files: vec![FileEntry {
-            path: format!("blobs/sha256/{}", "a".repeat(64)),
-            digest: d('a'),
-            size: 10,
-            media_type: Some(crate::registry::manifest::OCI_MANIFEST.into()),
-        }],
-    }
-}
-
-#[test]
-fn times_read_as_the_state_file_writes_them() {
-    assert_eq!(utc_text(0), "1970-01-01T00:00:00.000Z");
-    assert_eq!(utc_text(1_795_999_999_123), "2026-11-30T00:53:19.123Z");
-    assert_eq!(utc_text(951_782_400_000), "2000-02-29T00:00:00.000Z", "a leap day");
-    // Text order is time order, as the refusal of older bundles needs.
-    assert!(utc_text(1_795_999_999_123) < utc_text(1_795_999_999_124));
-    assert!(now_text().len() == 24 && now_text().ends_with('Z'));
-}
-
-#[test]
-fn contents_are_checked_for_names_digests_and_paths() {
-    assert_eq!(contents().check(), Ok(()));
-    let mut c = contents();
-    c.format = "georeg-bundle/9".into();
-    assert!(c.check().unwrap_err().contains("format"));
-    let mut c = contents();
-    c.repositories[0].tags.insert("bad tag".into(), d('a'));
-    assert!(c.check().unwrap_err().contains("bad tag"));
-    let mut c = contents();
-    c.repositories[0].name = "../etc".into();
-    assert!(c.check().is_err());
-    let mut c = contents();
-    c.files[0].path = "blobs/sha256/../../x".into();
-    assert!(c.check().unwrap_err().contains("not its digest"));
-    let mut c = contents();
-    c.files.push(c.files[0].clone());
-    assert!(c.check().unwrap_err().contains("twice"));
-    assert_eq!(Contents::tags(&contents().repositories[0]).len(), 1);
-}
-
-#[test]
-fn another_primary_and_older_bundles_are_refused_unless_forced() {
-    let c = contents();
-    assert_eq!(refusal(&c, "https://PRIMARY.example:5000/", None, false, false), None);
-    let why = refusal(&c, "https://other.example", None, false, false).unwrap();
-    assert!(why.contains("https://primary.example:5000") && why.contains("--force-primary"), "{why}");
-    assert_eq!(refusal(&c, "https://other.example", None, true, false), None);
-    let newer = Some(("b2", "2026-11-30T10:00:00.001Z", true));
-    let why = refusal(&c, &c.primary, newer, false, false).unwrap();
-    assert!(why.contains("before bundle b2") && why.contains("--force-older"), "{why}");
-    assert_eq!(refusal(&c, &c.primary, newer, false, true), None);
-    // The same export time (the bundle itself, imported again) is not older.
-    assert_eq!(refusal(&c, &c.primary, Some(("b1", &c.created_at, true)), false, false), None);
 }

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::node::Node;
 use super::owner::{follow, recover, Followed, Owner, Tally};
-use super::Node;
 use crate::error::{Error, Result};
-use crate::health::human_bytes;
+use crate::format::human_bytes;
 use crate::replication::{backfill, pool};
 use crate::store::lock::{Lock, Locker};
 

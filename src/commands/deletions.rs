@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::node::Node;
 use super::owner::{Owner, INTERRUPTED};
-use super::Node;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::lock::{current_holder, Lock, Locker};

@@ -7,10 +7,10 @@
 
 use std::process::ExitCode;
 
+use super::node::Node;
 use super::owner::INTERRUPTED;
-use super::Node;
 use crate::error::{Error, Result};
-use crate::health::human_bytes;
+use crate::format::human_bytes;
 use crate::store::lock::current_holder;
 
 pub fn run(node: &Node, sample: Option<usize>) -> Result<ExitCode> {

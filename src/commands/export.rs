@@ -16,7 +16,7 @@ use crate::bundle::inventory::{self, Inventory};
 use crate::bundle::same_url;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::health::human_bytes;
+use crate::format::human_bytes;
 use crate::registry;
 use crate::shutdown::Shutdown;
 
@@ -25,9 +25,9 @@ pub fn run(config: &Config, output: &Path, inventory: Option<&Path>, named: &[St
         return Err(Error::Usage(format!("{bad:?} is not a valid repository name")));
     }
     let primary_url = config.primary_api_url()?;
-    let signer = super::load_signer(config)?;
+    let signer = super::node::load_signer(config)?;
     let tls = crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
-    let Some(primary) = super::primary_client(config, &signer, tls) else {
+    let Some(primary) = super::node::primary_client(config, &signer, tls) else {
         return Err(config.bad("replication.primary_api_url", "is not set: export reads the primary registry"));
     };
     let shutdown = Shutdown::default();

@@ -15,12 +15,12 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use super::node::Node;
 use super::owner::{recover, Tally};
-use super::Node;
 use crate::bundle::reader::Bundle;
 use crate::bundle::{refusal, Contents};
 use crate::error::{Error, Result};
-use crate::health::human_bytes;
+use crate::format::human_bytes;
 use crate::registry::Digest;
 use crate::replication::import::Mountable;
 use crate::store::lock::{Lock, Locker};

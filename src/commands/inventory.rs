@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
+use super::node::Node;
 use super::owner::INTERRUPTED;
-use super::Node;
 use crate::bundle::inventory::{self, Inventory, Progress, FORMAT};
 use crate::bundle::signed;
 use crate::error::{Error, Result};

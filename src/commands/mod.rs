@@ -1,8 +1,7 @@
-//! The subcommands, one file each, and [`Node`]: everything a command
-//! needs, built once from the configuration. Each part of georeg gets only
-//! the pieces it uses from it: the server an `App`, the workers a
-//! `Replicator`, an import an `Importer` (the copy engine alone, no
-//! primary), the report thread a `Reporter`.
+//! The subcommands, one file each, run from here; `node` builds [`Node`]:
+//! everything a command needs, built once from the configuration. Each
+//! part of georeg gets only the pieces it uses from it: the server an
+//! `App`, the workers a `Replicator`, the report thread a `Reporter`.
 
 mod backfill;
 mod check;
@@ -13,6 +12,7 @@ mod export;
 mod failover;
 mod import;
 mod inventory;
+mod node;
 mod owner;
 mod serve;
 mod status;
@@ -22,25 +22,12 @@ mod verify;
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use crate::cli::{self, Cli, Command, DeletionsAction};
-use crate::config::{Config, Role};
-use crate::error::{Error, Result};
-use crate::health::report::Reporter;
-use crate::health::{Health, Stats};
-use crate::peer::PrimaryNode;
-use crate::registry::pace::Pacer;
-use crate::registry::token::{random_hex, Signer, TokenCache};
-use crate::registry::{self, Client, Target};
-use crate::replication::import::Importer;
-use crate::replication::source::Source;
-use crate::replication::{Engine, Replicator};
-use crate::shutdown::Shutdown;
+use crate::config::Config;
+use crate::error::Result;
 use crate::store::lock::{Lock, Locker};
-use crate::store::{Log, Queue, Reader, Store};
-use crate::web::App;
+use node::Node;
 
 /// Runs one command line; the exit code on success.
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -111,161 +98,4 @@ fn open_stoppable(config: Option<&Path>) -> Result<Node> {
     let node = open(config)?;
     node.shutdown.on_signals()?;
     Ok(node)
-}
-
-/// Everything built from the configuration: the signer holding the shared
-/// key, a read-write client for this node's own registry, a pull-only
-/// client for the primary registry and a client for the primary georeg
-/// (on a secondary), the state file, the live counters and health, and
-/// the stop request.
-pub(crate) struct Node {
-    pub config: Config,
-    pub signer: Arc<Signer>,
-    /// The state file's owner handle, and the doors it hands out:
-    /// replication's queue, the web side's and follower's log, the read side.
-    pub store: Store,
-    pub queue: Queue,
-    pub log: Log,
-    pub reader: Reader,
-    pub stats: Stats,
-    pub health: Health,
-    pub shutdown: Shutdown,
-    /// This node's own registry.
-    pub local: Target,
-    /// This node's own registry with pull-only tokens, as clients read it (drills).
-    pub local_reader: Client,
-    /// The primary registry, read-only; `None` on the primary itself.
-    pub primary: Option<Client>,
-    /// The primary georeg, on a secondary that follows its event log.
-    pub primary_node: Option<PrimaryNode>,
-}
-
-impl Node {
-    pub fn open(config: Config) -> Result<Node> {
-        let signer = load_signer(&config)?;
-        let store = Store::open(&config.state_file)?;
-        store.set_selection(config.replication.selection());
-        let tls =
-            crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
-        let agent = registry::agent(tls.clone());
-        let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
-        let local = Target::new(
-            &config.registry.url,
-            agent.clone(),
-            TokenCache::new(signer.clone(), &config.registry.service, ttl),
-        );
-        let local_reader = Client::read_only(
-            &config.registry.url,
-            agent.clone(),
-            TokenCache::new(signer.clone(), &config.registry.service, ttl),
-        );
-        let primary = primary_client(&config, &signer, tls);
-        let primary_node = match (&config.role, &config.replication.primary_node_url) {
-            (Role::Secondary, Some(url)) => {
-                Some(PrimaryNode::new(url, agent.clone(), signer.clone(), &config.node_name))
-            }
-            _ => None,
-        };
-        let (queue, log, reader) = (store.queue(), store.log(), store.reader()?);
-        Ok(Node {
-            config,
-            signer,
-            store,
-            queue,
-            log,
-            reader,
-            stats: Stats::default(),
-            health: Health::default(),
-            shutdown: Shutdown::default(),
-            local,
-            local_reader,
-            primary,
-            primary_node,
-        })
-    }
-
-    /// A replicator from the primary into this node's registry.
-    pub fn replicator(&self) -> Result<Replicator<'_>> {
-        self.config.primary_api_url()?;
-        let Some(primary) = &self.primary else {
-            return Err(Error::Usage("this node has no primary registry configured".into()));
-        };
-        Ok(Replicator { engine: self.engine(primary), primary, removals: self.config.replication.removal_policy() })
-    }
-
-    /// An importer into this node's registry that reads what it lacks from
-    /// `source` (a transfer bundle). It needs no primary registry: an
-    /// air-gapped node may know none.
-    pub fn importer<'a>(&'a self, source: &'a dyn Source) -> Importer<'a> {
-        Importer { engine: self.engine(source) }
-    }
-
-    /// The copy engine into this node's registry, reading from `source`.
-    fn engine<'a>(&'a self, source: &'a dyn Source) -> Engine<'a> {
-        Engine {
-            source,
-            secondary: &self.local,
-            store: &self.queue,
-            stats: &self.stats,
-            shutdown: &self.shutdown,
-            chunk_size: self.config.replication.chunk_bytes,
-        }
-    }
-
-    /// What a drill reads (this node's registry, pull-only) and records.
-    pub fn drill(&self) -> crate::replication::drill::Drill<'_> {
-        crate::replication::drill::Drill { secondary: &self.local_reader, store: &self.queue, shutdown: &self.shutdown }
-    }
-
-    /// What the HTTP server's handlers see.
-    pub fn app(&self) -> App<'_> {
-        App {
-            config: &self.config,
-            log: &self.log,
-            reader: &self.reader,
-            stats: &self.stats,
-            health: &self.health,
-            signer: &self.signer,
-            registry: &self.local,
-            form_secret: random_hex(16),
-            shutdown: &self.shutdown,
-        }
-    }
-
-    /// What the health check and report thread sees.
-    pub fn reporter(&self) -> Reporter<'_> {
-        Reporter {
-            config: &self.config,
-            log: &self.log,
-            reader: &self.reader,
-            stats: &self.stats,
-            health: &self.health,
-            local: &self.local,
-            primary: self.primary.as_ref(),
-            primary_node: self.primary_node.as_ref(),
-            shutdown: &self.shutdown,
-        }
-    }
-}
-
-/// The key pair shared by all nodes, from `registry.key_file`.
-fn load_signer(config: &Config) -> Result<Arc<Signer>> {
-    Ok(Arc::new(Signer::load(
-        &config.registry.key_file,
-        config.registry.certificate_file.as_deref(),
-        &config.registry.issuer,
-    )?))
-}
-
-/// The pull-only client for the primary registry, when the configuration
-/// names one: paced (`replication.max_bandwidth`...), and giving up on a
-/// stalled read (then resuming it) after `replication.stall_seconds`.
-fn primary_client(config: &Config, signer: &Arc<Signer>, tls: Arc<rustls::ClientConfig>) -> Option<Client> {
-    let url = config.replication.primary_api_url.as_deref()?;
-    let stall = Duration::from_secs(config.replication.stall_seconds);
-    let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
-    let tokens = TokenCache::new(signer.clone(), &config.registry.service, ttl);
-    let pacer =
-        Arc::new(Pacer::new(config.replication.max_bytes_per_second, config.replication.max_requests_per_second));
-    Some(Client::read_only(url, registry::agent_timing_out(tls, stall), tokens).paced(pacer))
 }

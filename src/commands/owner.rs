@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::Node;
+use super::node::Node;
 use crate::error::{Error, Result};
 use crate::replication::pool;
 use crate::store::lock::{Holder, Lock, Locker};

@@ -12,7 +12,7 @@
 use std::thread::{self, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
-use super::Node;
+use super::node::Node;
 use crate::config::Role;
 use crate::error::Result;
 use crate::replication::{backfill, cursor, pool, worker};

@@ -5,8 +5,8 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use super::node::Node;
 use super::owner::{each_repository, follow, recover, Followed, Owner, Tally};
-use super::Node;
 use crate::error::{Error, Result};
 use crate::registry;
 use crate::store::lock::{Lock, Locker};

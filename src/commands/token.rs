@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::Node;
+use super::node::Node;
 use crate::error::Result;
 use crate::registry::token::Scope;
 

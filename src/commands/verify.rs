@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::node::Node;
 use super::owner::{each_repository, follow, recover, Followed, Owner, Tally};
-use super::Node;
 use crate::bundle::reader::Bundle;
 use crate::bundle::Contents;
 use crate::error::{Error, Result};
@@ -148,7 +148,7 @@ fn compare(node: &Node, repo: &str, want: &BTreeMap<String, Digest>, blobs: bool
     }
     if blobs {
         let (n, bytes) = check_blobs(&node.local, repo, &node.shutdown)?;
-        log::info!("{repo}: {n} blobs ({}) read back and their digests checked", crate::health::human_bytes(bytes));
+        log::info!("{repo}: {n} blobs ({}) read back and their digests checked", crate::format::human_bytes(bytes));
     }
     Ok(Outcome::Match { checksum: w, unsupported: 0, kept: 0 })
 }

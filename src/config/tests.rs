@@ -2,6 +2,7 @@
 #![cfg(test)]
 
 use super::*;
+use crate::error::Result;
 
 fn write_dir(secret: &str) -> tempdir::TempDir {
     let dir = tempdir::TempDir::new();
@@ -180,7 +181,7 @@ fn disaster_recovery_keys_default_and_are_checked() {
     assert_eq!(r.delete_burst_share, 0.5);
     let with = |line: &str| GOOD.replace("workers = 2", &format!("workers = 2\n{line}"));
     let c = parse(&dir, &with("delete_delay_hours = 24\ndrill_interval_seconds = 0")).unwrap();
-    assert_eq!(c.replication.removal_policy().delay_hours, 24);
+    assert_eq!(c.replication.delete_delay_hours, 24);
     for (line, key) in [
         ("delete_burst_share = 0.0", "replication.delete_burst_share"),
         ("delete_burst_share = 1.5", "replication.delete_burst_share"),

@@ -2,8 +2,8 @@
 //! range, every file it names present and readable, every URL an http(s)
 //! URL, and the combinations a role needs. Each failure names the key.
 
+use super::file::{Config, Role};
 use super::selective;
-use super::{Config, Role};
 use crate::error::Result;
 
 impl Config {

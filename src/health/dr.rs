@@ -7,35 +7,10 @@
 //! proved it holds it: failover is not ready) or a note (worth knowing,
 //! nothing lost: removals held back, no drill yet).
 
-use serde::{Deserialize, Serialize};
-
-use super::status::Status;
+use super::snapshot::{Failover, Finding, Status};
 use crate::config::Config;
 use crate::error::Result;
 use crate::store::Snapshot;
-
-/// What failover would lose.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Failover {
-    /// True when nothing would be lost if the primary vanished now.
-    pub ready: bool,
-    pub findings: Vec<Finding>,
-    /// Age of the oldest change received but not applied (0: none).
-    pub oldest_unapplied_seconds: i64,
-    /// The highest push-to-pullable lag sampled over the last hour.
-    pub recent_lag_seconds: i64,
-}
-
-/// One thing failover readiness found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Finding {
-    /// A stable name for automation: `failing`, `unverified`, `held_removals`...
-    pub check: String,
-    /// True when something would be lost; false for a note.
-    pub loss: bool,
-    pub count: i64,
-    pub message: String,
-}
 
 /// Assesses a secondary's readiness from the state file and the rest of
 /// its status (everything but `failover`).
@@ -241,7 +216,7 @@ pub fn status_lines(s: &Status) -> String {
             l.finished_at,
             l.tags,
             l.blobs,
-            super::human_bytes(l.bytes.max(0) as u64)
+            crate::format::human_bytes(l.bytes.max(0) as u64)
         ),
         Some(l) => format!(
             "last drill: {}, FAILED for {} of {} tags; first failing digest {}: {}\n",

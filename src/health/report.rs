@@ -4,14 +4,34 @@
 //! POSTs its status there (`peer::NODE_STATUS_PATH`, JWT-authenticated like
 //! the event log), so the primary's dashboard shows every secondary.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{status, Health, Stats};
+use super::snapshot::Status;
+use super::stats::Stats;
+use super::status;
 use crate::config::{Config, Role};
 use crate::peer::PrimaryNode;
 use crate::registry::Client;
 use crate::shutdown::Shutdown;
 use crate::store::{Log, Reader};
+
+/// The last health check's finding: written by the report thread, read by
+/// the pages. `None` while nothing is wrong (or nothing was checked yet).
+#[derive(Default)]
+pub struct Health {
+    problem: Mutex<Option<String>>,
+}
+
+impl Health {
+    pub fn set(&self, problem: Option<String>) {
+        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = problem;
+    }
+
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
 
 /// What the report thread reads and where it reports.
 pub struct Reporter<'a> {
@@ -88,7 +108,7 @@ impl Reporter<'_> {
     }
 
     /// One point of the dashboard's chart: the lag and the bytes copied.
-    fn sample(&self, status: &crate::error::Result<status::Status>) {
+    fn sample(&self, status: &crate::error::Result<Status>) {
         let copied = self.stats.bytes_copied.load(std::sync::atomic::Ordering::Relaxed);
         let recorded = match status {
             Ok(s) => self.log.record_sample(s.events.lag_seconds, copied),

@@ -3,177 +3,16 @@
 //! send to the primary: the same numbers everywhere, read from the state
 //! file (plus, in the daemon, what is being copied right now).
 
-use serde::{Deserialize, Serialize};
-
-use super::dr::{self, Failover};
-use super::human_bytes;
-use super::stats::{Copying, Stats};
+use super::dr;
+use super::snapshot::{EventsStatus, Failing, NodeHealth, NodeInfo, NodeStatus, Oldest, Status};
+use super::stats::Stats;
 use crate::config::{Config, Role};
 use crate::error::Result;
-use crate::store::{BundleRow, Counts, DrillSummary, RemovalSummary, RepositoryRow, Snapshot, UploadRow};
+use crate::format::{human_age, human_bytes, percent};
+use crate::store::{BundleRow, DrillSummary, RemovalSummary, Snapshot, UploadRow};
 
 /// A secondary whose last report is older than this is shown offline.
 pub const OFFLINE_AFTER_SECONDS: i64 = 600;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Status {
-    pub node: NodeInfo,
-    /// False when something needs the operator; `health_message` says what.
-    pub healthy: bool,
-    #[serde(default)]
-    pub health_message: Option<String>,
-    #[serde(default)]
-    pub repositories: Counts,
-    #[serde(default)]
-    pub events: EventsStatus,
-    #[serde(default)]
-    pub oldest_unsynced: Option<Oldest>,
-    #[serde(default)]
-    pub copying: Vec<Copying>,
-    /// Large blobs copied in chunks, where each stands (a restart
-    /// continues them from there).
-    #[serde(default)]
-    pub uploads: Vec<UploadRow>,
-    #[serde(default)]
-    pub recent_failures: Vec<RepositoryRow>,
-    /// On a primary: every secondary that reports in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nodes: Option<Vec<NodeStatus>>,
-    /// Repositories whose syncs are failing, apart from the lag.
-    #[serde(default)]
-    pub failing: Failing,
-    /// The georeg process that owns the state file right now (`georeg
-    /// serve (PID 123)`), if any.
-    #[serde(default)]
-    pub daemon: Option<String>,
-    /// When a repository last finished syncing (None: never).
-    #[serde(default)]
-    pub last_sync_at: Option<String>,
-    /// When the newest event was stored (None: never).
-    #[serde(default)]
-    pub last_event_at: Option<String>,
-    /// When a repository was last verified (None: never).
-    #[serde(default)]
-    pub last_verified_at: Option<String>,
-    /// On an air-gapped secondary: the last transfer bundle imported
-    /// completely, and its age (since its export: how old this node's copy
-    /// of the primary is).
-    #[serde(default)]
-    pub last_bundle: Option<BundleRow>,
-    /// A bundle whose import began and has not finished.
-    #[serde(default)]
-    pub unfinished_bundle: Option<BundleRow>,
-    /// Removals held back (`replication.delete_delay_hours`) and the burst alarm.
-    #[serde(default)]
-    pub deletions: RemovalSummary,
-    /// The last drill, and drill failures not repaired yet.
-    #[serde(default)]
-    pub drill: DrillSummary,
-    /// On a secondary: what would be lost if the primary vanished now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failover: Option<Failover>,
-}
-
-/// Repositories whose syncs are failing.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Failing {
-    pub repositories: i64,
-    /// The one failing longest, since when, for how many seconds, and why.
-    pub oldest: Option<String>,
-    pub since: Option<String>,
-    pub seconds: i64,
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct NodeInfo {
-    pub name: String,
-    pub role: Role,
-    pub version: String,
-    pub replication_enabled: bool,
-    /// Where this node's own server listens (`listen`).
-    #[serde(default)]
-    pub listen: String,
-    /// On a secondary: the primary it follows (the primary georeg, else
-    /// the primary registry).
-    #[serde(default)]
-    pub follows: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct EventsStatus {
-    /// Primary: the newest event in its log. Secondary: the newest event
-    /// id the primary reported ("Last event ID from primary").
-    pub last_event_id: i64,
-    /// Secondary: the last event id read and queued ("Last event ID
-    /// processed"). None on a primary.
-    pub cursor_last_event_id: Option<i64>,
-    /// Seconds since the oldest event not yet applied was received.
-    pub lag_seconds: i64,
-    #[serde(default)]
-    pub cursor_updated_at: Option<String>,
-    /// Seconds since the cursor last advanced.
-    #[serde(default)]
-    pub cursor_age_seconds: Option<i64>,
-    #[serde(default)]
-    pub cursor_error: Option<String>,
-    /// Secondary: the last time the cursor lost its place in the primary's
-    /// log (events pruned unread, another log), and what was done.
-    #[serde(default)]
-    pub cursor_gap: Option<String>,
-    /// Events in the state file.
-    #[serde(default)]
-    pub stored: i64,
-    /// Events stored per minute, averaged over the last ten minutes.
-    #[serde(default)]
-    pub per_minute: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Oldest {
-    pub repository: String,
-    pub since: String,
-}
-
-/// How a secondary stands, as the primary sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NodeHealth {
-    Healthy,
-    Unhealthy,
-    /// No report for longer than [`OFFLINE_AFTER_SECONDS`].
-    Offline,
-}
-
-impl NodeHealth {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeHealth::Healthy => "healthy",
-            NodeHealth::Unhealthy => "unhealthy",
-            NodeHealth::Offline => "offline",
-        }
-    }
-}
-
-/// A secondary as the primary sees it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeStatus {
-    pub name: String,
-    pub health: NodeHealth,
-    pub message: Option<String>,
-    pub reported_at: String,
-    pub age_seconds: i64,
-    pub repositories: Counts,
-    pub events: EventsStatus,
-    /// What the secondary said of itself: its georeg version, where it
-    /// listens, and how many repositories it has failing.
-    #[serde(default)]
-    pub version: String,
-    #[serde(default)]
-    pub listen: String,
-    #[serde(default)]
-    pub failing: i64,
-}
 
 /// Reads the status from the state file. In the daemon, `stats` adds live
 /// activity and `problem` the last health check's finding.
@@ -335,16 +174,6 @@ pub fn upload_line(u: &UploadRow) -> String {
     )
 }
 
-/// A duration as people read it: `45 s`, `12 min`, `3 h`, `2 d`.
-pub fn human_age(seconds: i64) -> String {
-    match seconds {
-        s if s < 120 => format!("{s} s"),
-        s if s < 2 * 3600 => format!("{} min", s / 60),
-        s if s < 2 * 86_400 => format!("{} h", s / 3600),
-        s => format!("{} d", s / 86_400),
-    }
-}
-
 /// The last bundle imported, in one line: `3f2a... from URL, exported AT
 /// (3 h ago), imported AT`.
 pub fn bundle_line(b: &BundleRow) -> String {
@@ -356,15 +185,6 @@ pub fn bundle_line(b: &BundleRow) -> String {
         human_age(b.age_seconds),
         b.imported_at.as_deref().unwrap_or("not yet")
     )
-}
-
-/// Percent of `part` in `total`, 0 when there is nothing.
-pub fn percent(part: i64, total: i64) -> f64 {
-    if total <= 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / total as f64
-    }
 }
 
 /// `georeg status` without --json: a few lines an operator reads at a glance.
@@ -493,10 +313,6 @@ mod tests {
         assert_eq!(
             bundle_line(&b),
             "3f2a from https://p.example, exported 2026-11-30T07:00:00.000Z (3 h ago), imported 2026-11-30T09:05:00Z"
-        );
-        assert_eq!(
-            (human_age(59), human_age(600), human_age(3 * 86_400)),
-            ("59 s".into(), "10 min".into(), "3 d".into())
         );
     }
 

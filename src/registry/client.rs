@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::digest::Digest;
+use super::http::{expect, link_next, read_json, redact_query, transport_message, Body, CATALOG_PAGE, PULL};
 use super::manifest::{self, Manifest};
+use super::names::valid_tag;
 use super::pace::Pacer;
 use super::token::{Scope, TokenCache};
-use super::{
-    expect, link_next, read_json, redact_query, transport_message, valid_tag, Body, Digest, CATALOG_PAGE, PULL,
-};
 use crate::error::{Error, Result};
 
 /// A registry's read API, with tokens of the given actions.

@@ -10,10 +10,12 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::client::Client;
+use super::digest::Digest;
+use super::http::{expect, registry_error, Body};
 use super::pace::Paced;
-use super::{expect, registry_error, Body, Client, Digest};
 use crate::error::{Error, Result};
-use crate::health::human_bytes;
+use crate::format::human_bytes;
 use crate::shutdown::Shutdown;
 
 /// Resumes in a row without a mebibyte of progress before the copy fails.

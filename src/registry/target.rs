@@ -3,9 +3,11 @@
 use std::io::Read;
 use std::ops::Deref;
 
+use super::client::Client;
+use super::digest::Digest;
+use super::http::{encode_digest, expect, redact_query, registry_error, Body, DELETE, PULL, PUSH_PULL};
 use super::manifest::Manifest;
 use super::token::{Scope, TokenCache};
-use super::{encode_digest, expect, redact_query, registry_error, Body, Client, Digest, DELETE, PULL, PUSH_PULL};
 use crate::error::{Error, Result};
 
 /// Outcome of a cross-repository mount attempt.

@@ -268,24 +268,36 @@ impl TokenCache {
         TokenCache { signer, audience: audience.into(), ttl, tokens: Mutex::new(HashMap::new()) }
     }
 
+    /// A token for `access`: the cached one while it has a fifth of its
+    /// lifetime left, else a new one. Signing (an RSA operation, the
+    /// slow part) happens outside the lock, so workers that need tokens
+    /// for different repositories do not queue behind one signature.
     pub fn get(&self, access: &[Scope]) -> String {
+        self.get_signed_by(access, |access| self.signer.sign(&self.audience, "georeg", self.ttl, access))
+    }
+
+    fn get_signed_by(&self, access: &[Scope], sign: impl FnOnce(&[Scope]) -> Token) -> String {
         let key = Scope::cache_key(access);
         let now = now();
         // Renew once less than a fifth of the lifetime (at least 10 s) is left.
         let margin = (self.ttl.as_secs() / 5).max(10);
-        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = tokens.get(&key) {
-            if t.expires_at > now + margin {
-                return t.text.clone();
-            }
+        if let Some(t) = self.lock().get(&key).filter(|t| t.expires_at > now + margin) {
+            return t.text.clone();
         }
+        // Two threads missing the same scope both sign; the second insert
+        // replaces the first, and both tokens are valid.
+        let token = sign(access);
+        let text = token.text.clone();
+        let mut tokens = self.lock();
         if tokens.len() > 1024 {
             tokens.retain(|_, t| t.expires_at > now + margin);
         }
-        let token = self.signer.sign(&self.audience, "georeg", self.ttl, access);
-        let text = token.text.clone();
         tokens.insert(key, token);
         text
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Token>> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -413,6 +425,39 @@ mod tests {
         // A lifetime shorter than the renewal margin is never reused.
         let short = TokenCache::new(signer, "svc", Duration::from_secs(5));
         assert_ne!(short.get(&scope), short.get(&scope));
+    }
+
+    /// One thread signs for scope `a` and does not finish until a second
+    /// thread got its token for scope `b`: were signing done under the
+    /// cache's lock, the second thread would wait for the first for ever
+    /// (here: until the first gives up after 10 s and the test fails).
+    #[test]
+    fn a_signature_does_not_hold_up_other_scopes() {
+        use std::sync::mpsc::channel;
+        let signer = std::sync::Arc::new(Signer::new(parse_private_key(KEY_PKCS1).unwrap(), "i"));
+        let cache = TokenCache::new(signer, "svc", Duration::from_secs(300));
+        let token = |text: &str| Token { text: text.into(), expires_at: now() + 300 };
+        let (signing, signing_rx) = channel();
+        let (b_done, b_done_rx) = channel();
+        let shared = &cache;
+        std::thread::scope(|s| {
+            let a = s.spawn(move || {
+                let cache = shared;
+                cache.get_signed_by(&[Scope::repository("a", &["pull"])], |_| {
+                    signing.send(()).unwrap();
+                    let other_finished = b_done_rx.recv_timeout(Duration::from_secs(10)).is_ok();
+                    token(if other_finished { "a" } else { "b waited for a" })
+                })
+            });
+            signing_rx.recv().unwrap();
+            let b = cache.get_signed_by(&[Scope::repository("b", &["pull"])], |_| token("b"));
+            b_done.send(()).unwrap();
+            assert_eq!((a.join().unwrap().as_str(), b.as_str()), ("a", "b"));
+        });
+        // Both were cached: asked again, nothing is signed.
+        let unsigned = |_: &[Scope]| -> Token { panic!("signed again") };
+        assert_eq!(cache.get_signed_by(&[Scope::repository("a", &["pull"])], unsigned), "a");
+        assert_eq!(cache.get_signed_by(&[Scope::repository("b", &["pull"])], unsigned), "b");
     }
 
     #[test]

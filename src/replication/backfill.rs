@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::Replicator;
+use super::replicator::Replicator;
 use crate::config::selective::Selection;
 use crate::error::Result;
 use crate::registry;

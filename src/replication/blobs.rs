@@ -8,9 +8,10 @@ use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::engine::{Engine, Seen};
-use super::job::Report;
+use super::report::Report;
 use crate::error::{Error, Result};
-use crate::health::{human_bytes, Stats};
+use crate::format::human_bytes;
+use crate::health::Stats;
 use crate::registry::digest::{Hasher, VerifyingReader};
 use crate::registry::manifest::BlobRef;
 use crate::registry::Mount;

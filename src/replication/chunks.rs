@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::blobs::Counted;
 use super::engine::Engine;
 use crate::error::{Error, Result};
-use crate::health::human_bytes;
+use crate::format::human_bytes;
 use crate::registry::digest::{Hasher, VerifyingReader};
 use crate::registry::manifest::BlobRef;
 use crate::store::Upload;

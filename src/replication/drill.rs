@@ -81,7 +81,7 @@ impl Drill<'_> {
                     false
                 }
                 Err(Error::Interrupted) => return Err(Error::Interrupted),
-                Err(e @ Error::Store { .. }) => return Err(e),
+                Err(e) if e.is_state_file() => return Err(e),
                 Err(e) => {
                     // The registry is down or answers nonsense: the drill
                     // fails, but no repository is to blame for it.
@@ -254,7 +254,7 @@ fn drill_now(d: &Drill, sample: usize) {
             d.secondary.url(),
             r.manifests,
             r.blobs,
-            crate::health::human_bytes(r.bytes),
+            crate::format::human_bytes(r.bytes),
             r.seconds
         ),
         Ok(r) => {

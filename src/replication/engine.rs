@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use super::job::Report;
+use super::report::Report;
 use super::source::Source;
 use crate::error::{Error, Result};
 use crate::health::Stats;

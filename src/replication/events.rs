@@ -8,8 +8,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use super::engine::Seen;
-use super::job::Report;
-use super::Replicator;
+use super::replicator::Replicator;
+use super::report::Report;
 use crate::error::{Error, Result};
 use crate::registry::Digest;
 use crate::store::{Action, Event};
@@ -228,7 +228,9 @@ impl Replicator<'_> {
                 }
             }
             None => match self.engine.secondary.manifest_digest(repo, tag)? {
-                Some(there) => self.remove_or_hold_tag(repo, tag, Some(&there), super::held::TAG_REMOVED, report)?,
+                Some(there) => {
+                    self.remove_or_hold_tag(repo, tag, Some(&there), crate::store::Cause::TagRemoved, report)?
+                }
                 None => self.engine.store.remove_tag(repo, tag)?,
             },
         }

@@ -13,16 +13,11 @@
 //! once it is due (the claim query picks such repositories up), after the
 //! primary is asked once more: what it has again is not removed.
 
-use super::job::Report;
-use super::Replicator;
+use super::replicator::Replicator;
+use super::report::Report;
 use crate::error::Result;
 use crate::registry::Digest;
-use crate::store::{NewRemoval, Open, Removal, RemovalKind};
-
-/// Causes, as `georeg deletions` shows them.
-pub(super) const TAG_REMOVED: &str = "tag removed";
-pub(super) const MANIFEST_DELETED: &str = "manifest deleted";
-pub(super) const REPOSITORY_EMPTIED: &str = "repository emptied";
+use crate::store::{Cause, NewRemoval, Open, Removal, RemovalKind};
 
 impl Replicator<'_> {
     /// `tag` (at `digest` on the secondary) is gone from the primary:
@@ -33,7 +28,7 @@ impl Replicator<'_> {
         repo: &str,
         tag: &str,
         digest: Option<&Digest>,
-        cause: &str,
+        cause: Cause,
         report: &mut Report,
     ) -> Result<()> {
         let removal = NewRemoval { kind: RemovalKind::Tag, tag: Some(tag), digest, cause, tags: 1 };
@@ -46,7 +41,7 @@ impl Replicator<'_> {
             report.tags_removed += 1;
         } else {
             let applies_at = self.engine.store.hold_removal(repo, &removal, &self.removals)?;
-            log::debug!("{repo}:{tag} is gone from the primary ({cause}): removal held until {applies_at}");
+            log::debug!("{repo}:{tag} is gone from the primary ({}): removal held until {applies_at}", cause.as_str());
             report.removals_held += 1;
         }
         Ok(())
@@ -60,8 +55,13 @@ impl Replicator<'_> {
             return Ok(());
         }
         let tags = self.engine.store.tags_at(repo, digest)?;
-        let removal =
-            NewRemoval { kind: RemovalKind::Manifest, tag: None, digest: Some(digest), cause: MANIFEST_DELETED, tags };
+        let removal = NewRemoval {
+            kind: RemovalKind::Manifest,
+            tag: None,
+            digest: Some(digest),
+            cause: Cause::ManifestDeleted,
+            tags,
+        };
         if self.removals.delay_hours == 0 {
             self.delete_manifest_now(repo, digest, report)?;
             self.engine.store.record_applied_removal(repo, &removal)?;

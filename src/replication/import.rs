@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use super::engine::{Engine, Seen};
-use super::job::{Report, TagFailures};
+use super::report::{Report, TagFailures};
 use crate::error::{Error, Result};
 use crate::registry::{Digest, Mount};
 

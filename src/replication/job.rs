@@ -1,81 +1,24 @@
 //! The job loop that a sync and an import share: a repository claimed in
 //! the state file (by the caller) is worked on, counted live on the
-//! dashboard, and its outcome recorded: synced with its [`Report`], failed
+//! dashboard, and its outcome recorded: synced with its report, failed
 //! with the reason (retried later), or handed back untouched when georeg
 //! is stopping. Recording is retried while the state file cannot take it,
 //! since a row left `started` would be claimed by nobody until the next
-//! start. [`TagFailures`] says what a failed tag means for its repository.
+//! start.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::engine::Engine;
+use super::report::Report;
 use crate::error::{Error, Result};
-use crate::health::human_bytes;
+use crate::shutdown::Shutdown;
 use crate::store::Job;
 
 /// How long recording a job's outcome is retried, and the first wait.
 const RECORD_PATIENCE: Duration = Duration::from_secs(600);
 const RECORD_FIRST_WAIT: Duration = Duration::from_secs(1);
-
-/// What one sync (or import) of one repository did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Report {
-    pub tags_copied: u64,
-    pub tags_unchanged: u64,
-    pub tags_removed: u64,
-    pub manifests_copied: u64,
-    pub manifests_deleted: u64,
-    pub blobs_copied: u64,
-    pub blobs_mounted: u64,
-    pub blobs_present: u64,
-    pub bytes_copied: u64,
-    /// Tags the secondary refuses (schema 1 where it does not accept it).
-    pub tags_unsupported: u64,
-    /// Manifests reached through the primary's referrers API.
-    pub referrers_copied: u64,
-    /// Removals held back (`replication.delete_delay_hours`), and removals
-    /// an operator cancelled (kept on the secondary).
-    pub removals_held: u64,
-    pub removals_kept: u64,
-    /// Blobs and manifests a drill found damaged, copied again and read back whole.
-    pub repaired: u64,
-    /// Events the job applied, counted as processed once it is recorded synced.
-    pub events_applied: u64,
-}
-
-impl std::fmt::Display for Report {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} tags copied, {} unchanged, {} removed; {} blobs copied ({}), {} mounted, {} already present",
-            self.tags_copied,
-            self.tags_unchanged,
-            self.tags_removed,
-            self.blobs_copied,
-            human_bytes(self.bytes_copied),
-            self.blobs_mounted,
-            self.blobs_present
-        )?;
-        if self.tags_unsupported > 0 {
-            write!(f, "; {} tags unsupported by the secondary (schema 1)", self.tags_unsupported)?;
-        }
-        if self.referrers_copied > 0 {
-            write!(f, "; {} referrers copied", self.referrers_copied)?;
-        }
-        if self.removals_held > 0 {
-            write!(f, "; {} removals held (replication.delete_delay_hours)", self.removals_held)?;
-        }
-        if self.removals_kept > 0 {
-            write!(f, "; {} removals cancelled by an operator, kept", self.removals_kept)?;
-        }
-        if self.repaired > 0 {
-            write!(f, "; {} damaged blobs or manifests repaired", self.repaired)?;
-        }
-        Ok(())
-    }
-}
 
 impl Engine<'_> {
     /// Runs a claimed job and records its outcome. `work` does the job,
@@ -116,116 +59,90 @@ impl Engine<'_> {
         }
     }
 
-    /// Records a job's outcome in the state file, retrying while it cannot
-    /// (locked past the busy timeout, disk full): a row left `started`
-    /// would be claimed by nobody until the next start. Gives up on
-    /// shutdown, or after about ten minutes; either way the next start of
-    /// georeg recovers the row.
+    /// Records a job's outcome in the state file, retrying while another
+    /// connection holds it busy or locked past the busy timeout: a row left
+    /// `started` would be claimed by nobody until the next start. Any other
+    /// failure (disk full, a corrupt file) is not going away by waiting,
+    /// and fails at once. Gives up on shutdown, or after about ten minutes;
+    /// either way the next start of georeg recovers the row.
     fn record(&self, repo: &str, outcome: &str, write: impl Fn() -> Result<()>) -> Result<()> {
-        let mut wait = RECORD_FIRST_WAIT;
-        let mut waited = Duration::ZERO;
-        loop {
-            match write() {
-                Err(e @ Error::Store { .. }) if waited < RECORD_PATIENCE && !self.shutdown.requested() => {
-                    log::error!(
-                        "{repo}: cannot record that it {outcome} in the state file: {e}; retrying in {}s",
-                        wait.as_secs()
-                    );
-                    self.shutdown.sleep(wait);
-                    waited += wait;
-                    wait = (wait * 2).min(Duration::from_secs(60));
-                }
-                Err(e @ Error::Store { .. }) => {
-                    log::error!(
-                        "{repo}: gave up recording that it {outcome}: {e}; it stays 'started' until georeg \
-                         next starts and recovers it"
-                    );
-                    return Err(e);
-                }
-                other => return other,
-            }
-        }
+        record_patiently(self.shutdown, RECORD_PATIENCE, RECORD_FIRST_WAIT, repo, outcome, write)
     }
 }
 
-/// The tags of one repository that failed to copy. A repository is synced
-/// only when every tag is, never with one missing; the others go on so
-/// that one bad tag does not hold back the rest.
-#[derive(Default)]
-pub(super) struct TagFailures(Vec<Error>);
-
-impl TagFailures {
-    /// Keeps a tag's failure, or returns it at once when it says the
-    /// registry or georeg itself is in trouble (nothing more can work).
-    pub(super) fn record(&mut self, repo: &str, tag: &str, copied: Result<()>) -> Result<()> {
-        match copied {
-            Ok(()) => Ok(()),
-            Err(e @ (Error::Interrupted | Error::Transport { .. } | Error::Store { .. })) => Err(e),
-            // The worker logs the repository's failure, which names the
-            // first tag's; the others are at debug.
-            Err(e) => {
-                log::debug!("{repo}:{tag}: {e}");
-                self.0.push(e);
-                Ok(())
+/// [`Engine::record`], with its patience and first wait as arguments.
+fn record_patiently(
+    shutdown: &Shutdown,
+    patience: Duration,
+    first_wait: Duration,
+    repo: &str,
+    outcome: &str,
+    write: impl Fn() -> Result<()>,
+) -> Result<()> {
+    let mut wait = first_wait;
+    let mut waited = Duration::ZERO;
+    loop {
+        match write() {
+            Err(e) if e.is_busy() && waited < patience && !shutdown.requested() => {
+                log::error!(
+                    "{repo}: cannot record that it {outcome} in the state file: {e}; retrying in {}s",
+                    wait.as_secs()
+                );
+                shutdown.sleep(wait);
+                waited += wait;
+                wait = (wait * 2).min(Duration::from_secs(60));
             }
-        }
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The repository's outcome: the one failure, or how many and the first.
-    pub(super) fn into_result(mut self, repo: &str) -> Result<()> {
-        match self.0.len() {
-            0 => Ok(()),
-            1 => Err(self.0.remove(0)),
-            n => {
-                let first = self.0.remove(0);
-                Err(Error::Repository { repository: repo.into(), message: format!("{n} tags failed; first: {first}") })
+            Err(e) if e.is_state_file() => {
+                let given_up = if e.is_busy() { "gave up recording" } else { "cannot record" };
+                log::error!(
+                    "{repo}: {given_up} that it {outcome}: {e}; it stays 'started' until georeg next starts and \
+                     recovers it"
+                );
+                return Err(e);
             }
+            other => return other,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
 
-    fn bad(tag: &str) -> Error {
-        Error::Manifest { repository: "corp/app".into(), reference: tag.into(), message: "is broken".into() }
+    fn busy() -> Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None).into()
+    }
+
+    fn full() -> Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL), None).into()
+    }
+
+    /// Runs `record_patiently` over `answers`, one per attempt; returns
+    /// the outcome and how many attempts were made.
+    fn attempts(answers: Vec<fn() -> Result<()>>) -> (Result<()>, usize) {
+        let calls = Cell::new(0);
+        let shutdown = Shutdown::default();
+        let ms = Duration::from_millis(1);
+        let outcome = record_patiently(&shutdown, 10 * ms, ms, "app", "synced", || {
+            let n = calls.get();
+            calls.set(n + 1);
+            answers.get(n).map_or_else(|| Err(busy()), |answer| answer())
+        });
+        (outcome, calls.get())
     }
 
     #[test]
-    fn one_failed_tag_is_the_repository_failure() {
-        let mut failures = TagFailures::default();
-        failures.record("corp/app", "v1", Ok(())).unwrap();
-        failures.record("corp/app", "v2", Err(bad("v2"))).unwrap();
-        let e = failures.into_result("corp/app").unwrap_err().in_repository("corp/app");
-        assert_eq!(e.to_string(), "sync corp/app failed: manifest corp/app:v2: is broken");
-    }
-
-    #[test]
-    fn several_failed_tags_name_the_count_and_the_first() {
-        let mut failures = TagFailures::default();
-        assert!(failures.is_empty());
-        for tag in ["v1", "v2", "v3"] {
-            failures.record("corp/app", tag, Err(bad(tag))).unwrap();
-        }
-        let e = failures.into_result("corp/app").unwrap_err();
-        assert_eq!(e.reason(), "3 tags failed; first: manifest corp/app:v1: is broken");
-        assert_eq!(
-            e.in_repository("corp/app").to_string(),
-            "sync corp/app failed: 3 tags failed; first: manifest corp/app:v1: is broken"
-        );
-    }
-
-    #[test]
-    fn trouble_beyond_the_tag_stops_the_repository() {
-        let mut failures = TagFailures::default();
-        assert!(matches!(failures.record("corp/app", "v1", Err(Error::Interrupted)), Err(Error::Interrupted)));
-        let store = Error::Store { message: "disk full".into() };
-        assert!(matches!(failures.record("corp/app", "v1", Err(store)), Err(Error::Store { .. })));
-        assert!(failures.into_result("corp/app").is_ok());
+    fn recording_retries_while_busy_only() {
+        let (outcome, calls) = attempts(vec![|| Err(busy()), || Err(busy()), || Ok(())]);
+        assert!(outcome.is_ok() && calls == 3, "busy twice, then recorded: {outcome:?} after {calls}");
+        let (outcome, calls) = attempts(vec![|| Err(full())]);
+        assert!(outcome.is_err_and(|e| !e.is_busy()) && calls == 1, "a full disk fails at once");
+        let (outcome, calls) = attempts(vec![|| Err(Error::ClaimLost { repository: "app".into() })]);
+        assert!(matches!(outcome, Err(Error::ClaimLost { .. })) && calls == 1);
+        // Busy for ever: gives up once the patience (10 ms) is spent.
+        let (outcome, calls) = attempts(vec![]);
+        assert!(outcome.is_err_and(|e| e.is_busy()) && (2..10).contains(&calls), "{calls}");
     }
 }

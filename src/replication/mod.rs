@@ -41,10 +41,11 @@ mod referrers;
 mod removal;
 mod repair;
 mod replicator;
+mod report;
 pub mod source;
 pub mod verify;
 pub mod worker;
 
 pub use engine::Engine;
-pub use job::Report;
 pub use replicator::Replicator;
+pub use report::Report;

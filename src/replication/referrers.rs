@@ -12,8 +12,8 @@
 use std::collections::HashSet;
 
 use super::engine::Seen;
-use super::job::Report;
-use super::Replicator;
+use super::replicator::Replicator;
+use super::report::Report;
 use crate::error::{Error, Result};
 use crate::registry::Digest;
 

@@ -15,9 +15,9 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use super::job::Report;
+use super::replicator::Replicator;
+use super::report::Report;
 use super::verify::read_back;
-use super::Replicator;
 use crate::error::{Error, Result};
 use crate::registry::manifest::BlobRef;
 use crate::registry::Digest;

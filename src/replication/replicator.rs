@@ -16,10 +16,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use super::engine::{Engine, Seen};
-use super::job::{Report, TagFailures};
+use super::report::{Report, TagFailures};
 use crate::error::{Error, Result};
 use crate::registry::{self, Client, Digest};
-use crate::store::{Event, Job, RemovalPolicy};
+use crate::store::{Cause, Event, Job, RemovalPolicy};
 
 /// What replicating needs: the copy engine (reading from the primary,
 /// writing to the secondary), the primary registry (read-only) to compare
@@ -112,7 +112,7 @@ impl Replicator<'_> {
         let mut failures = TagFailures::default();
         let listed = self.primary.valid_tags(repo)?;
         // A primary with no tag left lost the repository, not a tag.
-        let cause = if listed.is_empty() { super::held::REPOSITORY_EMPTIED } else { super::held::TAG_REMOVED };
+        let cause = if listed.is_empty() { Cause::RepositoryEmptied } else { Cause::TagRemoved };
         for tag in listed {
             self.engine.shutdown.check()?;
             // A tag the secondary holds is compared by digest (HEAD); one it

@@ -9,9 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::Replicator;
+use super::replicator::Replicator;
 use crate::error::{Error, Result};
-use crate::health::human_bytes;
+use crate::format::human_bytes;
 use crate::registry::digest::{Digest, VerifyingReader};
 use crate::registry::{manifest, Client};
 use crate::shutdown::Shutdown;

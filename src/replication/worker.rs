@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::replicator::Replicator;
 use super::verify::Outcome;
-use super::Replicator;
 use crate::error::Error;
 
 /// How long an idle worker sleeps before looking for due retries again.

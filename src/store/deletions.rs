@@ -49,6 +49,25 @@ impl RemovalKind {
     }
 }
 
+/// What happened on the primary that a removal follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    TagRemoved,
+    ManifestDeleted,
+    RepositoryEmptied,
+}
+
+impl Cause {
+    /// As `georeg deletions` shows it and the state file stores it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::TagRemoved => "tag removed",
+            Cause::ManifestDeleted => "manifest deleted",
+            Cause::RepositoryEmptied => "repository emptied",
+        }
+    }
+}
+
 /// How removals are held, and when they raise the burst alarm.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RemovalPolicy {
@@ -75,7 +94,7 @@ pub struct NewRemoval<'a> {
     /// The manifest (kind manifest), or the tag's digest on the secondary.
     pub digest: Option<&'a Digest>,
     /// `tag removed`, `manifest deleted` or `repository emptied`.
-    pub cause: &'a str,
+    pub cause: Cause,
     /// Tags it takes off the secondary.
     pub tags: i64,
 }
@@ -232,7 +251,7 @@ impl Queue {
             r.kind.as_str(),
             r.tag,
             r.digest.map(Digest::as_str),
-            r.cause,
+            r.cause.as_str(),
             r.tags,
             format!("+{} hours", policy.delay_hours)
         ])?;
@@ -255,7 +274,7 @@ impl Queue {
                                        decided_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'applied', {NOW}, {NOW}, 'delay')"
             ))?
-            .execute(params![id, r.kind.as_str(), r.tag, r.digest.map(Digest::as_str), r.cause, r.tags])?;
+            .execute(params![id, r.kind.as_str(), r.tag, r.digest.map(Digest::as_str), r.cause.as_str(), r.tags])?;
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use crate::store::Store;
 const DAY: RemovalPolicy = RemovalPolicy { delay_hours: 24, burst_share: 0.5, burst_min_tags: 3 };
 
 fn tag_removal<'a>(tag: &'a str, digest: &'a Digest) -> NewRemoval<'a> {
-    NewRemoval { kind: RemovalKind::Tag, tag: Some(tag), digest: Some(digest), cause: "tag removed", tags: 1 }
+    NewRemoval { kind: RemovalKind::Tag, tag: Some(tag), digest: Some(digest), cause: Cause::TagRemoved, tags: 1 }
 }
 
 #[test]
@@ -41,7 +41,7 @@ fn a_manifest_removal_covers_the_tags_at_its_digest() {
     let store = Store::open_in_memory().unwrap();
     let d = Digest::sha256_of(b"m");
     let gone =
-        NewRemoval { kind: RemovalKind::Manifest, tag: None, digest: Some(&d), cause: "manifest deleted", tags: 2 };
+        NewRemoval { kind: RemovalKind::Manifest, tag: None, digest: Some(&d), cause: Cause::ManifestDeleted, tags: 2 };
     store.hold_removal("app", &gone, &DAY).unwrap();
     assert!(matches!(store.open_removal("app", Some("v1"), Some(&d)).unwrap(), Open::Held { .. }));
     assert!(store.kept_removals("app").unwrap().covers("anything", d.as_str()));

@@ -56,7 +56,9 @@ mod tests;
 pub(crate) use alarms::{Alarm, HealthCheck};
 pub(crate) use bundles::{BundleRow, NewBundle};
 pub(crate) use cursor::Cursor;
-pub(crate) use deletions::{Kept, NewRemoval, Open, Removal, RemovalKind, RemovalPolicy, RemovalSummary, Selector};
+pub(crate) use deletions::{
+    Cause, Kept, NewRemoval, Open, Removal, RemovalKind, RemovalPolicy, RemovalSummary, Selector,
+};
 #[cfg(test)]
 pub(crate) use drills::DrillRow;
 pub(crate) use drills::{DrillFailure, DrillRecord, DrillSummary, DrillTag};

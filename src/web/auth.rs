@@ -3,8 +3,8 @@
 //! the JWT secondaries sign with the shared key (event log, reports). The
 //! notification secret is checked by the notification endpoint itself.
 
+use super::app::App;
 use super::http::{Incoming, Reply};
-use super::App;
 use crate::peer::NODE_AUDIENCE;
 use crate::registry::digest::Digest;
 use crate::registry::encoding;

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::health::human_bytes;
+use crate::format::human_bytes;
 use crate::store::Sample;
 
 const WIDTH: f64 = 1000.0;

@@ -6,8 +6,9 @@
 
 use std::fmt::Write;
 
-use crate::health::human_bytes;
-use crate::health::status::{percent, Status};
+use super::html::{encode, escape};
+use crate::format::{human_age, human_bytes, percent};
+use crate::health::Status;
 use crate::store::{RepositoryFilter, RepositoryRow};
 
 pub const NODES_PATH: &str = "/admin/geo/nodes";
@@ -40,31 +41,6 @@ form.inline{display:inline}.filters{display:flex;gap:8px;align-items:center;marg
 .pages{margin-top:12px;display:flex;gap:12px;align-items:center}.pages a{color:var(--blue)}
 .chart{width:100%;height:120px;display:block}.chart-bg{fill:#f6f8fa}.line-lag{stroke:var(--amber);stroke-width:2}.line-rate{stroke:var(--blue);stroke-width:2}
 ";
-
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Percent-encodes a query parameter value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// A whole page. `refresh`: reload every REFRESH seconds (not on pages
 /// with a form an operator may be typing into).
@@ -398,7 +374,7 @@ fn bundles(s: &Status) -> String {
                     &format!(
                         "<span title=\"{}\">{} ago</span>",
                         escape(&b.created_at),
-                        escape(&crate::health::status::human_age(b.age_seconds))
+                        escape(&human_age(b.age_seconds))
                     )
                 ),
                 kv("Imported", &escape(b.imported_at.as_deref().unwrap_or(""))),
@@ -423,12 +399,6 @@ fn bundles(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
-        assert_eq!(encode("a b&c/d"), "a%20b%26c/d");
-    }
 
     #[test]
     fn bars_show_counts_and_percentages() {

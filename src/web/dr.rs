@@ -4,9 +4,9 @@
 
 use std::fmt::Write;
 
-use super::dashboard::escape;
-use crate::health::human_bytes;
-use crate::health::status::Status;
+use super::html::escape;
+use crate::format::human_bytes;
+use crate::health::Status;
 
 fn kv(label: &str, value: &str) -> String {
     format!("<div class=\"kv\"><div>{}</div><div>{}</div></div>", escape(label), value)
@@ -95,7 +95,7 @@ pub fn section(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::dr::{Failover, Finding};
+    use crate::health::snapshot::{Failover, Finding};
     use crate::store::DrillRow;
 
     #[test]

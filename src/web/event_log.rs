@@ -6,9 +6,9 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
+use super::app::App;
 use super::auth::check_node_token;
 use super::http::{Incoming, Reply};
-use super::App;
 use crate::config::Role;
 use crate::health::Status;
 use crate::peer::Page;
@@ -16,8 +16,6 @@ use crate::peer::Page;
 /// Longest long poll of the log a secondary may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 const MAX_PAGE: usize = 1000;
-/// A status report is a few kilobytes; anything this large is refused.
-const MAX_REPORT: u64 = 1 << 20;
 
 /// `GET /api/v1/events`: up to `limit` events after `after`, waiting up to
 /// `wait` seconds for the first.
@@ -52,8 +50,9 @@ pub fn serve(app: &App, req: &mut Incoming) -> Reply {
     }
 }
 
-/// `POST /api/v1/nodes/status`: a secondary's report, on the primary.
-pub fn receive_report(app: &App, req: &mut Incoming) -> Reply {
+/// `POST /api/v1/nodes/status`: a secondary's report, on the primary. A
+/// report is a few kilobytes; one larger than `limit` is refused.
+pub fn receive_report(app: &App, req: &mut Incoming, limit: u64) -> Reply {
     if app.config.role != Role::Primary {
         return Reply::error(404, "this node is a secondary; secondaries report to the primary georeg");
     }
@@ -62,7 +61,7 @@ pub fn receive_report(app: &App, req: &mut Incoming) -> Reply {
         Err(reply) => return reply,
     };
     let mut body = Vec::new();
-    if req.body.take(MAX_REPORT + 1).read_to_end(&mut body).is_err() || body.len() as u64 > MAX_REPORT {
+    if req.body.take(limit + 1).read_to_end(&mut body).is_err() || body.len() as u64 > limit {
         return Reply::error(413, "status report too large or unreadable");
     }
     let report: Status = match serde_json::from_slice(&body) {

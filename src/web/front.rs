@@ -24,11 +24,10 @@ use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
-use super::server::NOTIFICATION_PATH;
+use super::server::body_limit;
 use super::wire::{self, Refusal, Timed};
 use crate::config::Config;
 use crate::error::Result;
-use crate::peer::NODE_STATUS_PATH;
 use crate::shutdown::Shutdown;
 
 /// Connections open at once from one client address; more are refused.
@@ -43,10 +42,6 @@ pub const BODY_TIME: Duration = Duration::from_secs(30);
 pub const IDLE_TIME: Duration = Duration::from_secs(60);
 /// A TLS handshake must finish within this.
 pub const HANDSHAKE_TIME: Duration = Duration::from_secs(10);
-/// The largest notification envelope or status report.
-pub const MAX_API_BODY: u64 = 1 << 20;
-/// The largest body anywhere else (the admin forms).
-pub const MAX_OTHER_BODY: u64 = 64 * 1024;
 /// Writing an answer to a client that does not read gives up after this.
 const WRITE_TIME: Duration = Duration::from_secs(30);
 /// The server's answer to one request (the event log long-polls up to 60 s).
@@ -104,14 +99,6 @@ fn bind_unix(path: &Path) -> std::result::Result<tiny_http::Server, String> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot restrict socket {}: {e}", path.display()))?;
     Ok(server)
-}
-
-/// The largest body the endpoint at `path` accepts.
-pub fn body_limit(method: &str, path: &str) -> u64 {
-    match (method, path) {
-        ("POST", NOTIFICATION_PATH) | ("POST", NODE_STATUS_PATH) => MAX_API_BODY,
-        _ => MAX_OTHER_BODY,
-    }
 }
 
 /// Open connections, by client address and in all.

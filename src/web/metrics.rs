@@ -234,8 +234,8 @@ fn dr_metrics(out: &mut String, status: &Status) {
 }
 
 /// On a primary: the secondaries that report in.
-fn node_metrics(out: &mut String, nodes: &[crate::health::status::NodeStatus]) {
-    let by_node = |f: &dyn Fn(&crate::health::status::NodeStatus) -> f64| -> Vec<(String, f64)> {
+fn node_metrics(out: &mut String, nodes: &[crate::health::snapshot::NodeStatus]) {
+    let by_node = |f: &dyn Fn(&crate::health::snapshot::NodeStatus) -> f64| -> Vec<(String, f64)> {
         nodes.iter().map(|n| (format!("{{node=\"{}\"}}", label_value(&n.name)), f(n))).collect()
     };
     metric(
@@ -243,7 +243,7 @@ fn node_metrics(out: &mut String, nodes: &[crate::health::status::NodeStatus]) {
         "georeg_node_healthy",
         "gauge",
         "1 when the secondary's last report was healthy and recent.",
-        &by_node(&|n| f64::from(u8::from(n.health == crate::health::status::NodeHealth::Healthy))),
+        &by_node(&|n| f64::from(u8::from(n.health == crate::health::snapshot::NodeHealth::Healthy))),
     );
     metric(
         out,
@@ -309,7 +309,7 @@ fn unix_seconds(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::status::{EventsStatus, NodeInfo, NodeStatus};
+    use crate::health::snapshot::{EventsStatus, NodeInfo, NodeStatus};
 
     #[test]
     fn renders_every_family_with_help_and_type() {
@@ -328,7 +328,7 @@ mod tests {
             recent_failures: vec![],
             nodes: Some(vec![NodeStatus {
                 name: "se\"c".into(),
-                health: crate::health::status::NodeHealth::Healthy,
+                health: crate::health::snapshot::NodeHealth::Healthy,
                 message: None,
                 reported_at: String::new(),
                 age_seconds: 3,
@@ -347,7 +347,7 @@ mod tests {
             unfinished_bundle: None,
             deletions: Default::default(),
             drill: Default::default(),
-            failover: Some(crate::health::dr::Failover { ready: true, ..Default::default() }),
+            failover: Some(crate::health::snapshot::Failover { ready: true, ..Default::default() }),
         };
         let text = render(&status, &stats);
         assert!(text.contains("georeg_sync_duration_seconds_bucket{le=\"+Inf\"} 1\n"));

@@ -6,12 +6,14 @@
 //! never calls into replication. A notification becomes rows in SQLite and
 //! a ring of the work bell; workers take it from there.
 
+mod app;
 mod auth;
 mod chart;
 mod dashboard;
 mod dr;
 mod event_log;
 pub mod front;
+mod html;
 pub mod http;
 mod metrics;
 mod notifications;
@@ -20,29 +22,4 @@ pub mod server;
 mod tests;
 pub mod wire;
 
-use crate::config::Config;
-use crate::health::{Health, Stats};
-use crate::registry::token::Signer;
-use crate::registry::Client;
-use crate::shutdown::Shutdown;
-use crate::store::{Log, Reader};
-
-/// What the server's handlers may use.
-pub struct App<'a> {
-    pub config: &'a Config,
-    /// What comes in (notifications, reports) and operators' requests:
-    /// the web side cannot claim or finish work.
-    pub log: &'a Log,
-    /// The pages, the status API and `/metrics` read snapshots here.
-    pub reader: &'a Reader,
-    pub stats: &'a Stats,
-    pub health: &'a Health,
-    /// Verifies the tokens secondaries send (event log, reports).
-    pub signer: &'a Signer,
-    /// This node's registry, which `/-/readiness` asks.
-    pub registry: &'a Client,
-    /// Keys the admin forms' CSRF tokens when no admin credential is
-    /// configured; random per process.
-    pub form_secret: String,
-    pub shutdown: &'a Shutdown,
-}
+pub use app::App;

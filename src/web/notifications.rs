@@ -12,15 +12,13 @@ use std::sync::atomic::Ordering;
 
 use serde::Deserialize;
 
+use super::app::App;
 use super::auth::constant_time_eq;
 use super::http::{Incoming, Reply};
-use super::App;
 use crate::config::Role;
 use crate::registry::{self, Digest};
 use crate::store::{Action, NewEvent};
 
-/// Envelopes larger than this are refused with 413.
-pub const MAX_BODY: u64 = 1 << 20;
 /// Content types the registry sends: distribution 2.x, 3.x, and plain JSON.
 const CONTENT_TYPES: [&str; 3] = [
     "application/vnd.docker.distribution.events.v1+json",
@@ -59,8 +57,9 @@ struct RawTarget {
     url: Option<String>,
 }
 
-/// `POST /api/v4/container_registry_event/events`.
-pub fn receive(app: &App, req: &mut Incoming) -> Reply {
+/// `POST /api/v4/container_registry_event/events`. Envelopes larger than
+/// `limit` are refused with 413.
+pub fn receive(app: &App, req: &mut Incoming, limit: u64) -> Reply {
     let Some(secret) = app.config.notifications.secret.as_deref() else {
         return Reply::error(401, "this node has no notification secret configured (notifications.secret_file)");
     };
@@ -74,15 +73,15 @@ pub fn receive(app: &App, req: &mut Incoming) -> Reply {
     if !CONTENT_TYPES.contains(&media.as_str()) {
         return Reply::error(415, &format!("Content-Type {content_type:?} is not a registry event envelope"));
     }
-    if req.content_length.is_some_and(|n| n > MAX_BODY) {
-        return Reply::error(413, &format!("envelope larger than {MAX_BODY} bytes"));
+    if req.content_length.is_some_and(|n| n > limit) {
+        return Reply::error(413, &format!("envelope larger than {limit} bytes"));
     }
     let mut body = Vec::new();
-    if let Err(e) = req.body.take(MAX_BODY + 1).read_to_end(&mut body) {
+    if let Err(e) = req.body.take(limit + 1).read_to_end(&mut body) {
         return Reply::error(400, &format!("cannot read the request body: {e}"));
     }
-    if body.len() as u64 > MAX_BODY {
-        return Reply::error(413, &format!("envelope larger than {MAX_BODY} bytes"));
+    if body.len() as u64 > limit {
+        return Reply::error(413, &format!("envelope larger than {limit} bytes"));
     }
     let (events, ignored) = match parse_envelope(&body) {
         Ok(parsed) => parsed,

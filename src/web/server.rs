@@ -1,6 +1,8 @@
 //! The server: a fixed pool of named tiny_http threads and a plain router
-//! over (method, path). [`route`] takes an [`Incoming`] and returns a
-//! [`Reply`], so routing is tested without a socket.
+//! over (method, path). One table names every endpoint with who may call
+//! it and the largest body it takes; [`route`] dispatches on it and the
+//! front reads the body limits from it. [`route`] takes an [`Incoming`]
+//! and returns a [`Reply`], so routing is tested without a socket.
 //!
 //! Access: `/-/health` and `/-/readiness` are open; the notification
 //! endpoint checks the notification secret; the event log and node reports
@@ -11,10 +13,11 @@
 use std::io::{Cursor, Read};
 use std::time::Duration;
 
+use super::app::App;
 use super::auth::{admin_allowed, admin_required, constant_time_eq, csrf_token};
 use super::dashboard::{self, NODES_PATH, PAGE_SIZE, REPOSITORIES_PATH};
 use super::http::{form_value, Incoming, Reply};
-use super::{event_log, metrics, notifications, App};
+use super::{event_log, metrics, notifications};
 use crate::health::{status, Status};
 use crate::peer::{EVENTS_PATH, NODE_STATUS_PATH};
 use crate::registry;
@@ -27,39 +30,86 @@ const RESYNC_FAILED_PATH: &str = "/admin/geo/replication/container_repositories/
 /// Fixed pool of HTTP threads. Each secondary's long poll holds one on a
 /// primary for up to a few seconds; notifications take milliseconds.
 pub const THREADS: usize = 16;
-const MAX_FORM: u64 = 64 * 1024;
+/// The largest notification envelope or status report.
+pub const MAX_API_BODY: u64 = 1 << 20;
+/// The largest body anywhere else (the admin forms; requests no endpoint takes).
+pub const MAX_OTHER_BODY: u64 = 64 * 1024;
 
-/// Routes one request.
-pub fn route(app: &App, req: &mut Incoming) -> Reply {
-    match (req.method.as_str(), req.path.as_str()) {
-        ("POST", NOTIFICATION_PATH) => return notifications::receive(app, req),
-        ("GET", EVENTS_PATH) => return event_log::serve(app, req),
-        ("POST", NODE_STATUS_PATH) => return event_log::receive_report(app, req),
-        ("GET", "/-/health") => return Reply::text(200, "ok\n"),
-        ("GET", "/-/readiness") => return readiness(app),
-        _ => {}
+/// A handler: the app, the request, and its endpoint's body limit.
+type Handler = fn(&App, &mut Incoming, u64) -> Reply;
+
+/// One endpoint: where it is, who may call it, how large a body it takes.
+struct Endpoint {
+    method: &'static str,
+    path: &'static str,
+    /// Needs the admin credential. The others check their own access (the
+    /// notification secret, a node token) or are open.
+    admin: bool,
+    /// The largest body it accepts: the front refuses a larger one before
+    /// reading it, and the handler reads no more.
+    body_limit: u64,
+    handler: Handler,
+}
+
+impl Endpoint {
+    const fn open(method: &'static str, path: &'static str, body_limit: u64, handler: Handler) -> Endpoint {
+        Endpoint { method, path, admin: false, body_limit, handler }
     }
-    if !admin_allowed(app, req) {
-        return admin_required();
+
+    const fn admin(method: &'static str, path: &'static str, handler: Handler) -> Endpoint {
+        Endpoint { method, path, admin: true, body_limit: MAX_OTHER_BODY, handler }
     }
-    match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/") | ("GET", "/admin") | ("GET", "/admin/geo") => Reply::redirect(NODES_PATH),
-        ("GET", STATUS_PATH) => {
-            with_status(app, |s, _| Ok(Reply::json(200, &serde_json::to_value(s).unwrap_or_default())))
-        }
-        ("GET", "/metrics") => with_status(app, |s, _| {
+}
+
+/// Every endpoint of the server: [`route`] dispatches on it and the front
+/// reads each one's body limit from it ([`body_limit`]).
+const ENDPOINTS: &[Endpoint] = &[
+    Endpoint::open("POST", NOTIFICATION_PATH, MAX_API_BODY, notifications::receive),
+    Endpoint::open("GET", EVENTS_PATH, MAX_OTHER_BODY, |app, req, _| event_log::serve(app, req)),
+    Endpoint::open("POST", NODE_STATUS_PATH, MAX_API_BODY, event_log::receive_report),
+    Endpoint::open("GET", "/-/health", MAX_OTHER_BODY, |_, _, _| Reply::text(200, "ok\n")),
+    Endpoint::open("GET", "/-/readiness", MAX_OTHER_BODY, |app, _, _| readiness(app)),
+    Endpoint::admin("GET", "/", |_, _, _| Reply::redirect(NODES_PATH)),
+    Endpoint::admin("GET", "/admin", |_, _, _| Reply::redirect(NODES_PATH)),
+    Endpoint::admin("GET", "/admin/geo", |_, _, _| Reply::redirect(NODES_PATH)),
+    Endpoint::admin("GET", STATUS_PATH, |app, _, _| {
+        with_status(app, |s, _| Ok(Reply::json(200, &serde_json::to_value(s).unwrap_or_default())))
+    }),
+    Endpoint::admin("GET", "/metrics", |app, _, _| {
+        with_status(app, |s, _| {
             Ok(Reply {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 body: metrics::render(s, app.stats).into_bytes(),
                 headers: vec![],
             })
-        }),
-        ("GET", NODES_PATH) => with_status(app, |s, snap| Ok(Reply::html(dashboard::nodes(s, &snap.samples()?)))),
-        ("GET", REPOSITORIES_PATH) => repositories_page(app, req),
-        ("POST", RESYNC_PATH) => resync(app, req, false),
-        ("POST", RESYNC_FAILED_PATH) => resync(app, req, true),
-        _ => Reply::error(404, &format!("no such page: {} {}", req.method, req.path)),
+        })
+    }),
+    Endpoint::admin("GET", NODES_PATH, |app, _, _| {
+        with_status(app, |s, snap| Ok(Reply::html(dashboard::nodes(s, &snap.samples()?))))
+    }),
+    Endpoint::admin("GET", REPOSITORIES_PATH, |app, req, _| repositories_page(app, req)),
+    Endpoint::admin("POST", RESYNC_PATH, |app, req, limit| resync(app, req, false, limit)),
+    Endpoint::admin("POST", RESYNC_FAILED_PATH, |app, req, limit| resync(app, req, true, limit)),
+];
+
+fn endpoint(method: &str, path: &str) -> Option<&'static Endpoint> {
+    ENDPOINTS.iter().find(|e| e.method == method && e.path == path)
+}
+
+/// The largest body the endpoint at (`method`, `path`) accepts.
+pub fn body_limit(method: &str, path: &str) -> u64 {
+    endpoint(method, path).map_or(MAX_OTHER_BODY, |e| e.body_limit)
+}
+
+/// Routes one request. A request for no endpoint needs the admin
+/// credential before it learns that (404).
+pub fn route(app: &App, req: &mut Incoming) -> Reply {
+    match endpoint(&req.method, &req.path) {
+        Some(e) if !e.admin => (e.handler)(app, req, e.body_limit),
+        _ if !admin_allowed(app, req) => admin_required(),
+        Some(e) => (e.handler)(app, req, e.body_limit),
+        None => Reply::error(404, &format!("no such page: {} {}", req.method, req.path)),
     }
 }
 
@@ -88,9 +138,9 @@ fn repositories_page(app: &App, req: &Incoming) -> Reply {
 }
 
 /// The Resync buttons: one repository, or every failed one.
-fn resync(app: &App, req: &mut Incoming, all_failed: bool) -> Reply {
+fn resync(app: &App, req: &mut Incoming, all_failed: bool, limit: u64) -> Reply {
     let mut body = String::new();
-    if req.body.take(MAX_FORM).read_to_string(&mut body).is_err() {
+    if req.body.take(limit).read_to_string(&mut body).is_err() {
         return Reply::error(400, "cannot read the form");
     }
     let csrf = form_value(&body, "csrf").unwrap_or_default();

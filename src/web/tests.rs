@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tiny_http::{Header, Method, TestRequest};
 
+use super::app::App;
 use super::http::Reply;
 use super::server::{handle, response};
-use super::App;
 use crate::config::Config;
 use crate::health::{Health, Stats};
 use crate::peer::node_token;
@@ -144,6 +144,17 @@ fn admin_pages_need_the_credential() {
     // The right path with the wrong method is no page either.
     assert_eq!(f.send(admin(post("/api/v1/status", ""))).status, 404);
     assert_eq!(f.send(admin(get("/api/v4/container_registry_event/events"))).status, 404);
+}
+
+#[test]
+fn body_limits_come_from_the_endpoints() {
+    use super::server::{body_limit, MAX_API_BODY, MAX_OTHER_BODY};
+    assert_eq!(body_limit("POST", "/api/v4/container_registry_event/events"), MAX_API_BODY);
+    assert_eq!(body_limit("POST", "/api/v1/nodes/status"), MAX_API_BODY);
+    assert_eq!(body_limit("POST", "/admin/geo/replication/container_repositories/resync"), MAX_OTHER_BODY);
+    // The right path with another method, and no endpoint at all.
+    assert_eq!(body_limit("GET", "/api/v4/container_registry_event/events"), MAX_OTHER_BODY);
+    assert_eq!(body_limit("POST", "/no/such/page"), MAX_OTHER_BODY);
 }
 
 #[test]

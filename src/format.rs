@@ -1,0 +1,63 @@
+//! Numbers as people read them, in log lines, pages and reports: sizes,
+//! ages, percentages. Pure text, no dependency on the rest of georeg, so
+//! every layer may use it.
+
+/// Bytes as people read them: `999 B`, `1.5 MB`, `200.0 MB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A duration as people read it: `45 s`, `12 min`, `3 h`, `2 d`.
+pub fn human_age(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 2 * 3600 => format!("{} min", s / 60),
+        s if s < 2 * 86_400 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
+    }
+}
+
+/// Percent of `part` in `total`, 0 when there is nothing.
+pub fn percent(part: i64, total: i64) -> f64 {
+    if total <= 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / total as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_formats() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500_000), "1.5 MB");
+        assert_eq!(human_bytes(200_000_000), "200.0 MB");
+    }
+
+    #[test]
+    fn human_age_picks_the_unit() {
+        assert_eq!(
+            (human_age(59), human_age(600), human_age(3 * 86_400)),
+            ("59 s".into(), "10 min".into(), "3 d".into())
+        );
+    }
+
+    #[test]
+    fn percent_of_nothing_is_zero() {
+        assert_eq!((percent(3, 4), percent(0, 0), percent(1, -1)), (75.0, 0.0, 0.0));
+    }
+}

@@ -1,0 +1,29 @@
+//! [`App`]: what the server's handlers may use, borrowed from the node
+//! for as long as the server runs.
+
+use crate::config::Config;
+use crate::health::{Health, Stats};
+use crate::registry::token::Signer;
+use crate::registry::Client;
+use crate::shutdown::Shutdown;
+use crate::store::{Log, Reader};
+
+/// What the server's handlers may use.
+pub struct App<'a> {
+    pub config: &'a Config,
+    /// What comes in (notifications, reports) and operators' requests:
+    /// the web side cannot claim or finish work.
+    pub log: &'a Log,
+    /// The pages, the status API and `/metrics` read snapshots here.
+    pub reader: &'a Reader,
+    pub stats: &'a Stats,
+    pub health: &'a Health,
+    /// Verifies the tokens secondaries send (event log, reports).
+    pub signer: &'a Signer,
+    /// This node's registry, which `/-/readiness` asks.
+    pub registry: &'a Client,
+    /// Keys the admin forms' CSRF tokens when no admin credential is
+    /// configured; random per process.
+    pub form_secret: String,
+    pub shutdown: &'a Shutdown,
+}

@@ -51,11 +51,13 @@ use crate::error::{Error, Result};
 pub use bundles::{BundleRow, NewBundle};
 pub use cursor::Cursor;
 pub use deletions::{Kept, NewRemoval, Open, Removal, RemovalKind, RemovalPolicy, RemovalSummary, Selector};
-pub use drills::{DrillFailure, DrillRecord, DrillRow, DrillSummary, DrillTag};
+#[cfg(test)]
+pub use drills::DrillRow;
+pub use drills::{DrillFailure, DrillRecord, DrillSummary, DrillTag};
 pub use events::{Event, NewEvent};
 pub use nodes::Sample;
 pub use queries::{Counts, RepositoryFilter, RepositoryRow};
-pub use readiness::{Counted, Readiness};
+pub use readiness::Counted;
 pub use repos::{Job, Progress};
 pub use states::{SyncState, VerificationState};
 pub use uploads::{Upload, UploadRow};

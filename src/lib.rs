@@ -14,20 +14,20 @@
 
 #[cfg(test)]
 mod architecture_tests;
-pub mod bundle;
+pub(crate) mod bundle;
 pub mod cli;
 pub mod commands;
-pub mod config;
-pub mod error;
-pub mod format;
-pub mod health;
-pub mod help;
-pub mod peer;
+pub(crate) mod config;
+pub(crate) mod error;
+pub(crate) mod format;
+pub(crate) mod health;
+pub(crate) mod help;
+pub(crate) mod peer;
 pub mod progress;
-pub mod reconcile;
+pub(crate) mod reconcile;
 pub mod registry;
-pub mod replication;
-pub mod shutdown;
-pub mod store;
-pub mod tls;
-pub mod web;
+pub(crate) mod replication;
+pub(crate) mod shutdown;
+pub(crate) mod store;
+pub(crate) mod tls;
+pub(crate) mod web;

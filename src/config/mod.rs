@@ -11,4 +11,4 @@ pub mod selective;
 mod tests;
 mod validate;
 
-pub use file::{Config, NotificationsConfig, RegistryConfig, ReplicationConfig, Role, TlsConfig, DEFAULT_PATH};
+pub use file::{Config, ReplicationConfig, Role};

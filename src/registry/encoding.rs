@@ -34,7 +34,7 @@ pub fn base64url(data: &[u8]) -> String {
 }
 
 /// Decodes standard or URL-safe base64, padded or not, ignoring whitespace.
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let mut acc: u32 = 0;
     let mut bits = 0;
@@ -59,7 +59,7 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Base32 (RFC 4648 alphabet) without padding, as libtrust key IDs use.
-pub fn base32(data: &[u8]) -> String {
+pub(crate) fn base32(data: &[u8]) -> String {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut out = String::with_capacity(data.len() * 8 / 5 + 1);
     let mut acc: u64 = 0;
@@ -79,7 +79,7 @@ pub fn base32(data: &[u8]) -> String {
 }
 
 /// Lowercase hex.
-pub fn hex(data: &[u8]) -> String {
+pub(crate) fn hex(data: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(data.len() * 2);
     for &b in data {
@@ -90,7 +90,7 @@ pub fn hex(data: &[u8]) -> String {
 }
 
 /// The DER contents of every PEM block labelled `label`, in file order.
-pub fn pem_blocks(text: &str, label: &str) -> Vec<Vec<u8>> {
+pub(crate) fn pem_blocks(text: &str, label: &str) -> Vec<Vec<u8>> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let mut blocks = Vec::new();

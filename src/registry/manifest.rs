@@ -6,20 +6,20 @@ use serde::Deserialize;
 
 use super::digest::Digest;
 
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const OCI_ARTIFACT: &str = "application/vnd.oci.artifact.manifest.v1+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
-pub const SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const OCI_ARTIFACT: &str = "application/vnd.oci.artifact.manifest.v1+json";
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+pub(crate) const SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
 /// Whether an index entry of this media type is a manifest (copied as one)
 /// rather than a blob. BuildKit's registry cache lists its layers and its
 /// cache config (`application/vnd.buildkit.cacheconfig.v0`) in an OCI
 /// index: those are blobs, and asking for them as manifests fails. An
 /// entry without a media type is taken for a manifest, as registries do.
-pub fn is_manifest_type(media_type: &str) -> bool {
+pub(crate) fn is_manifest_type(media_type: &str) -> bool {
     media_type.is_empty()
         || [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_LIST, OCI_ARTIFACT, SCHEMA1, SCHEMA1_SIGNED]
             .contains(&media_type)
@@ -28,7 +28,7 @@ pub fn is_manifest_type(media_type: &str) -> bool {
 /// The Accept header for manifest requests. Without the list types, a
 /// registry answers a manifest list fetched by tag with its linux/amd64
 /// child, and digests no longer match.
-pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+pub(crate) const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.docker.distribution.manifest.v2+json, \
@@ -37,11 +37,11 @@ application/vnd.docker.distribution.manifest.v1+prettyjws, \
 application/vnd.docker.distribution.manifest.v1+json";
 
 /// Registries refuse manifests over 4 MiB; anything larger is not one.
-pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct Descriptor {
+pub(crate) struct Descriptor {
     #[serde(default)]
     pub media_type: String,
     pub digest: String,
@@ -80,7 +80,7 @@ struct FsLayer {
 
 /// A manifest as fetched: its exact bytes, media type and digest.
 #[derive(Debug, Clone)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     pub bytes: Vec<u8>,
     pub media_type: String,
     pub digest: Digest,
@@ -88,14 +88,14 @@ pub struct Manifest {
 
 /// A blob a manifest needs in the repository before it can be pushed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobRef {
+pub(crate) struct BlobRef {
     pub digest: Digest,
     pub size: u64,
 }
 
 /// Everything a manifest references that must exist before it is pushed.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct References {
+pub(crate) struct References {
     /// Child manifests of an index or manifest list, by digest.
     pub manifests: Vec<Digest>,
     /// Config, layers and artifact blobs, minus foreign layers.
@@ -104,7 +104,7 @@ pub struct References {
 
 /// The media type of a manifest: the registry's Content-Type when it is a
 /// manifest type, else the `mediaType` field, else inferred from the shape.
-pub fn media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
+pub(crate) fn media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
     if let Some(ct) = content_type.map(|c| c.split(';').next().unwrap_or("").trim()) {
         if ct.starts_with("application/vnd.") {
             return ct.to_string();
@@ -157,14 +157,14 @@ fn schema1_payload(bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Whether the manifest is Docker schema 1 (signed or not).
-pub fn is_schema1(media_type: &str, bytes: &[u8]) -> bool {
+pub(crate) fn is_schema1(media_type: &str, bytes: &[u8]) -> bool {
     media_type == SCHEMA1
         || media_type == SCHEMA1_SIGNED
         || serde_json::from_slice::<Raw>(bytes).is_ok_and(|r| r.schema_version == Some(1))
 }
 
 /// Parses a manifest's references. Fails on JSON that is not a manifest.
-pub fn references(bytes: &[u8]) -> Result<References, String> {
+pub(crate) fn references(bytes: &[u8]) -> Result<References, String> {
     let raw: Raw = serde_json::from_slice(bytes).map_err(|e| format!("is not valid manifest JSON: {e}"))?;
     if raw.schema_version == Some(1) {
         // Schema 1: the layers are `fsLayers[].blobSum`, sizes unknown.

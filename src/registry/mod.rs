@@ -12,21 +12,20 @@
 //! registry's own code and message (`http`).
 
 mod client;
-pub mod digest;
+pub(crate) mod digest;
 mod download;
 pub mod encoding;
 mod http;
 pub mod manifest;
-pub mod names;
-pub mod pace;
-pub mod sha256;
+pub(crate) mod names;
+pub(crate) mod pace;
+pub(crate) mod sha256;
 mod target;
 pub mod token;
 
-pub use client::Client;
-pub use digest::Digest;
-pub use download::Download;
-pub use http::{agent, agent_timing_out, transport_message};
-pub use manifest::Manifest;
-pub use names::{valid_repository, valid_tag};
-pub use target::{Mount, Target};
+pub(crate) use client::Client;
+pub(crate) use digest::Digest;
+pub(crate) use http::{agent, agent_timing_out, transport_message};
+pub(crate) use manifest::Manifest;
+pub(crate) use names::{valid_repository, valid_tag};
+pub(crate) use target::{Mount, Target};

@@ -48,7 +48,7 @@ impl Scope {
     }
 
     /// Parses the Docker scope syntax `TYPE:NAME:ACTION[,ACTION...]`.
-    pub fn parse(text: &str) -> Option<Scope> {
+    pub(crate) fn parse(text: &str) -> Option<Scope> {
         let (kind, rest) = text.split_once(':')?;
         let (name, actions) = rest.rsplit_once(':')?;
         if kind.is_empty() || name.is_empty() || actions.is_empty() {
@@ -73,7 +73,7 @@ impl Scope {
 
 /// The claims georeg puts in, and checks on, a token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
+pub(crate) struct Claims {
     pub iss: String,
     /// A plain string: distribution 2.8 fails to parse an array here.
     pub aud: String,
@@ -151,7 +151,7 @@ impl Signer {
 
     /// Adds the certificate chain for `x5c`; fails when the leaf does not
     /// carry this signer's public key.
-    pub fn set_certificates(&mut self, cert_pem: &str) -> std::result::Result<(), String> {
+    pub(crate) fn set_certificates(&mut self, cert_pem: &str) -> std::result::Result<(), String> {
         let certs = encoding::pem_blocks(cert_pem, "CERTIFICATE");
         let Some(leaf) = certs.first() else {
             return Err("no BEGIN CERTIFICATE block found".into());
@@ -165,12 +165,8 @@ impl Signer {
     }
 
     /// The libtrust key ID distribution 2.x matches against `kid`.
-    pub fn kid(&self) -> &str {
+    pub(crate) fn kid(&self) -> &str {
         &self.kid
-    }
-
-    pub fn has_certificate(&self) -> bool {
-        self.x5c.is_some()
     }
 
     pub fn sign(&self, audience: &str, subject: &str, ttl: Duration, access: &[Scope]) -> Token {
@@ -192,7 +188,7 @@ impl Signer {
 
     /// `payload` as a compact RS256 JWS signed with the shared key: a
     /// token's claims, or a signed statement about a document.
-    pub fn sign_payload(&self, payload: &[u8]) -> String {
+    pub(crate) fn sign_payload(&self, payload: &[u8]) -> String {
         let header = Header { alg: "RS256", typ: "JWT", kid: &self.kid, x5c: self.x5c.as_deref() };
         // ok: serializing this plain struct to JSON cannot fail.
         let header = serde_json::to_vec(&header).expect("header serializes"); // ok: plain struct
@@ -203,7 +199,7 @@ impl Signer {
 
     /// Checks a token signed with the shared key: signature, audience,
     /// issuer and validity window (60 s leeway, as the registry allows).
-    pub fn verify(&self, token: &str, audience: &str) -> std::result::Result<Claims, String> {
+    pub(crate) fn verify(&self, token: &str, audience: &str) -> std::result::Result<Claims, String> {
         let payload = self.verified_payload(token)?;
         let claims: Claims = serde_json::from_slice(&payload).map_err(|e| format!("claims: {e}"))?;
         if claims.aud != audience {
@@ -223,13 +219,13 @@ impl Signer {
     }
 
     /// The issuer this signer writes into what it signs (`registry.issuer`).
-    pub fn issuer(&self) -> &str {
+    pub(crate) fn issuer(&self) -> &str {
         &self.issuer
     }
 
     /// The payload of a compact RS256 JWS whose signature verifies with
     /// the shared key; what the payload says is the caller's to check.
-    pub fn verified_payload(&self, token: &str) -> std::result::Result<Vec<u8>, String> {
+    pub(crate) fn verified_payload(&self, token: &str) -> std::result::Result<Vec<u8>, String> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -264,7 +260,7 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    pub fn new(signer: std::sync::Arc<Signer>, audience: &str, ttl: Duration) -> TokenCache {
+    pub(crate) fn new(signer: std::sync::Arc<Signer>, audience: &str, ttl: Duration) -> TokenCache {
         TokenCache { signer, audience: audience.into(), ttl, tokens: Mutex::new(HashMap::new()) }
     }
 
@@ -272,7 +268,7 @@ impl TokenCache {
     /// lifetime left, else a new one. Signing (an RSA operation, the
     /// slow part) happens outside the lock, so workers that need tokens
     /// for different repositories do not queue behind one signature.
-    pub fn get(&self, access: &[Scope]) -> String {
+    pub(crate) fn get(&self, access: &[Scope]) -> String {
         self.get_signed_by(access, |access| self.signer.sign(&self.audience, "georeg", self.ttl, access))
     }
 
@@ -326,11 +322,11 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-pub fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-pub fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     OsRng.fill_bytes(&mut buf);
     encoding::hex(&buf)

@@ -158,6 +158,7 @@ impl Kept {
         self.tags.get(tag).is_some_and(|d| d.as_deref().is_none_or(|d| d == digest)) || self.manifests.contains(digest)
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.tags.is_empty() && self.manifests.is_empty()
     }

@@ -430,6 +430,14 @@ ALTER TABLE repositories ADD COLUMN compared_at TEXT /* when last found equal to
 ALTER TABLE repositories ADD COLUMN sync_reason TEXT /* why the queued sync was asked for (NULL: an event, a new repository) */;
 CREATE INDEX repositories_by_compared_at ON repositories (excluded, compared_at);
 
+-- A verification that could not reach a registry proved nothing either
+-- way: the state it replaced is put back (never "failed", which failover
+-- readiness would count as a loss) and it is tried again at
+-- verification_retry_at.
+ALTER TABLE repositories ADD COLUMN verification_before TEXT /* the state a running verification replaced */;
+ALTER TABLE repositories ADD COLUMN verification_retry_at TEXT /* when a verification that could not run is tried again */;
+CREATE INDEX repositories_verification_retry ON repositories (verification_retry_at) WHERE verification_retry_at IS NOT NULL;
+
 -- The fingerprint of each repository of this node's own registry: SHA-256
 -- over its tags sorted by name, one "name digest\n" line each (the
 -- verification checksum), read through the registry's API. A primary
@@ -483,7 +491,10 @@ CREATE TABLE alarms (
 -- `georeg status`, the status API, /metrics, readiness and the dashboard
 -- all tell the same health.
 CREATE TABLE health_check (
-    id         INTEGER PRIMARY KEY CHECK (id = 1),
-    problem    TEXT,
-    checked_at TEXT NOT NULL
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    -- What keeps the node from working (NULL: nothing).
+    problem      TEXT,
+    -- Why this node's own registry did not answer (NULL: it did); readiness.
+    own_registry TEXT,
+    checked_at   TEXT NOT NULL
 );

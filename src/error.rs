@@ -110,6 +110,18 @@ impl Error {
         }
     }
 
+    /// Whether this error says something about what a registry holds (a
+    /// damaged manifest or blob, registries that read differently), as
+    /// opposed to a failure to read it at all (unreachable, refusing,
+    /// stopping), which proves nothing either way.
+    pub fn is_finding(&self) -> bool {
+        match self {
+            Error::Sync { source, .. } => source.is_finding(),
+            Error::Manifest { .. } | Error::Repository { .. } | Error::BlobMismatch { .. } => true,
+            _ => false,
+        }
+    }
+
     pub fn in_repository(self, repository: &str) -> Error {
         match self {
             Error::Sync { .. } | Error::Interrupted => self,

@@ -37,6 +37,21 @@ pub fn percent(part: i64, total: i64) -> f64 {
     }
 }
 
+/// A name from outside (a registry, an event, a bundle) as it may be
+/// printed: control and escape characters are shown escaped, so that a
+/// hostile name cannot rewrite a terminal or forge a log line.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        std::borrow::Cow::Owned(
+            text.chars()
+                .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
+                .collect(),
+        )
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 use crate::health::report::Reporter;
 use crate::health::{Health, Stats};
 use crate::peer::PrimaryNode;
+use crate::reconcile::keeper::Keeper;
+use crate::reconcile::pass::Reconciler;
 use crate::registry::pace::Pacer;
 use crate::registry::token::{random_hex, Signer, TokenCache};
 use crate::registry::{self, Client, Target};
@@ -20,7 +22,7 @@ use crate::replication::import::Importer;
 use crate::replication::source::Source;
 use crate::replication::{Engine, Replicator};
 use crate::shutdown::Shutdown;
-use crate::store::{Log, Queue, Reader, RemovalPolicy, Store};
+use crate::store::{Fingerprints, Log, Queue, Reader, RemovalPolicy, Store};
 use crate::web::App;
 
 /// Everything built from the configuration: the signer holding the shared
@@ -37,6 +39,7 @@ pub(crate) struct Node {
     pub queue: Queue,
     pub log: Log,
     pub reader: Reader,
+    pub fingerprints: Fingerprints,
     pub stats: Stats,
     pub health: Health,
     pub shutdown: Shutdown,
@@ -76,7 +79,7 @@ impl Node {
             }
             _ => None,
         };
-        let (queue, log, reader) = (store.queue(), store.log(), store.reader()?);
+        let (queue, log, reader, fingerprints) = (store.queue(), store.log(), store.reader()?, store.fingerprints());
         Ok(Node {
             config,
             signer,
@@ -84,6 +87,7 @@ impl Node {
             queue,
             log,
             reader,
+            fingerprints,
             stats: Stats::default(),
             health: Health::default(),
             shutdown: Shutdown::default(),
@@ -127,6 +131,33 @@ impl Node {
         crate::replication::drill::Drill { secondary: &self.local_reader, store: &self.queue, shutdown: &self.shutdown }
     }
 
+    /// The fingerprint keeper of this node's own registry.
+    pub fn keeper(&self) -> Keeper<'_> {
+        Keeper {
+            registry: &self.local_reader,
+            store: &self.fingerprints,
+            shutdown: &self.shutdown,
+            window: Duration::from_secs(self.config.replication.reconcile_interval_seconds),
+            secondary: self.config.role == Role::Secondary,
+        }
+    }
+
+    /// Reconciliation of this node with the primary (a replicating
+    /// secondary: `replicator()` succeeded, so the primary is configured).
+    pub fn reconciler(&self) -> Reconciler<'_> {
+        Reconciler {
+            primary: self.primary.as_ref().unwrap_or(&self.local_reader),
+            primary_node: self.primary_node.as_ref(),
+            secondary: &self.local_reader,
+            queue: &self.queue,
+            reader: &self.reader,
+            selection: self.config.replication.selection(),
+            window: Duration::from_secs(self.config.replication.reconcile_interval_seconds),
+            stats: &self.stats,
+            shutdown: &self.shutdown,
+        }
+    }
+
     /// What the HTTP server's handlers see.
     pub fn app(&self) -> App<'_> {
         App {
@@ -136,9 +167,9 @@ impl Node {
             stats: &self.stats,
             health: &self.health,
             signer: &self.signer,
-            registry: &self.local,
             form_secret: random_hex(16),
             shutdown: &self.shutdown,
+            refusals: Default::default(),
         }
     }
 

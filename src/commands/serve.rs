@@ -86,6 +86,16 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
             replication.drill_sample,
         )
     };
+    // Every node keeps its own registry's fingerprints (a primary serves
+    // them to its followers); a replicating secondary reconciles.
+    let keeper = node.keeper();
+    let keep = |_| keeper.run();
+    let reconciler = replicator.as_ref().map(|_| node.reconciler());
+    let reconcile = |_| {
+        if let Some(r) = &reconciler {
+            r.run()
+        }
+    };
     let follow = |_| {
         if let (Some(_), Some(primary)) = (&replicator, &node.primary_node) {
             cursor::run(primary, &node.log, &node.stats, &node.shutdown)
@@ -96,7 +106,11 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
         handles.extend(pool::spawn(s, 1, "report", &report)?);
         handles.extend(pool::spawn(s, 1, "prune", &prune)?);
         handles.extend(pool::spawn(s, 1, "front", &run_front)?);
+        if !secondary || replicating {
+            handles.extend(pool::spawn(s, 1, "fingerprints", &keep)?);
+        }
         if replicator.is_some() {
+            handles.extend(pool::spawn(s, 1, "reconcile", &reconcile)?);
             handles.extend(pool::spawn(s, replication.workers, "sync", &sync)?);
             handles.extend(pool::spawn(s, 1, "backfill", &scan)?);
             if replication.drill_interval_seconds > 0 {

@@ -127,7 +127,14 @@ pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[Str
             (Ok(Outcome::Match { checksum, .. }), Some(v)) => store.verification_succeeded(v, checksum)?,
             (Ok(o), Some(v)) => store.verification_failed(v, &o.describe(), false)?,
             (Err(Error::Interrupted), Some(v)) => store.release_verification(v)?,
-            (Err(e), Some(v)) => store.verification_failed(v, &format!("could not verify: {e}"), false)?,
+            (Err(e), Some(v)) if e.is_finding() => {
+                store.verification_failed(v, &format!("could not verify: {e}"), false)?
+            }
+            (Err(e), Some(v)) => store.verification_deferred(
+                v,
+                &format!("could not verify: {e}"),
+                crate::replication::verify::VERIFY_RETRY_SECONDS,
+            )?,
             (_, None) => {}
         }
         Ok(match outcome? {

@@ -109,6 +109,13 @@ pub struct ReplicationConfig {
     /// How often the primary's catalog is scanned for repositories to backfill.
     #[serde(default = "default_backfill_interval")]
     pub backfill_interval_seconds: u64,
+    /// The reconciliation window: every replicated repository is compared
+    /// with the primary at least this often, whatever notifications said,
+    /// and failover readiness counts a repository only when it was found
+    /// equal within it. On a primary: how fresh the fingerprints it serves
+    /// are kept (half the window).
+    #[serde(default = "default_reconcile_interval")]
+    pub reconcile_interval_seconds: u64,
     /// How long a successful verification stands before it is repeated.
     #[serde(default = "default_reverification_interval")]
     pub reverification_interval_seconds: u64,
@@ -190,6 +197,7 @@ impl Default for ReplicationConfig {
             workers: default_workers(),
             backfill_interval_seconds: default_backfill_interval(),
             reverification_interval_seconds: default_reverification_interval(),
+            reconcile_interval_seconds: default_reconcile_interval(),
             report_interval_seconds: default_report_interval(),
             failing_alert_seconds: default_failing_alert(),
             delete_delay_hours: 0,
@@ -246,6 +254,11 @@ fn default_workers() -> usize {
     8
 }
 fn default_backfill_interval() -> u64 {
+    3600
+}
+/// An hour: a node sustains a pass over 100,000 repositories within it
+/// (see README, "Reconciliation").
+fn default_reconcile_interval() -> u64 {
     3600
 }
 fn default_reverification_interval() -> u64 {

@@ -56,6 +56,12 @@ impl Config {
         if let Some(url) = &self.replication.primary_api_url {
             self.replication.primary_api_url = Some(self.check_url("replication.primary_api_url", url)?);
         }
+        if self.replication.reconcile_interval_seconds < 10 {
+            return Err(self.bad(
+                "replication.reconcile_interval_seconds",
+                "must be at least 10 (no divergence outlives this window; a larger one costs less)",
+            ));
+        }
         if self.replication.backfill_interval_seconds < 5 {
             return Err(self.bad("replication.backfill_interval_seconds", "must be at least 5"));
         }

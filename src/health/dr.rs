@@ -71,6 +71,32 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
             f.reason.as_deref().unwrap_or("")
         ),
     );
+    // Readiness is earned by comparison: notifications may have been lost.
+    if let Some(c) = &s.reconcile {
+        add(
+            "never_compared",
+            true,
+            c.never,
+            format!(
+                "{} repositories never compared with the primary (reconciliation compares each within \
+                 replication.reconcile_interval_seconds, {} s; a follower compares through the primary georeg)",
+                c.never, c.window_seconds
+            ),
+        );
+        add(
+            "not_compared",
+            true,
+            c.outside_window,
+            format!(
+                "{} repositories last compared with the primary longer ago than replication.reconcile_interval_seconds \
+                 ({} s); the oldest: {} at {}",
+                c.outside_window,
+                c.window_seconds,
+                c.oldest.as_deref().unwrap_or(""),
+                c.oldest_at.as_deref().unwrap_or("")
+            ),
+        );
+    }
     let unsupported = s.repositories.unsupported_tags;
     add(
         "unsupported_tags",
@@ -173,6 +199,7 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
     );
     Ok(Failover {
         ready: !found.iter().any(|f| f.loss),
+        oldest_comparison_at: s.reconcile.as_ref().and_then(|c| c.oldest_at.clone()),
         findings: found,
         oldest_unapplied_seconds: r.oldest_unapplied_seconds,
         recent_lag_seconds: r.recent_lag_seconds,

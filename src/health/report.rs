@@ -1,8 +1,11 @@
-//! The health check and the report to the primary georeg. Every
-//! `replication.report_interval_seconds` (60 s by default) a node checks
-//! that its registries answer; a secondary following a primary georeg then
-//! POSTs its status there (`peer::NODE_STATUS_PATH`, JWT-authenticated like
-//! the event log), so the primary's dashboard shows every secondary.
+//! The health check and the report to the primary georeg. Every few
+//! seconds a node checks that its registries answer and records what it
+//! found in the state file, where every view (`georeg status`, the status
+//! API, `/metrics`, readiness, the dashboard) reads it from the same
+//! snapshot; every `replication.report_interval_seconds` (60 s by default)
+//! a secondary following a primary georeg POSTs its status there
+//! (`peer::NODE_STATUS_PATH`, JWT-authenticated like the event log), so the
+//! primary's dashboard shows every secondary.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -33,6 +36,9 @@ impl Health {
     }
 }
 
+/// How often the health check runs (at most: the report interval if shorter).
+const CHECK_EVERY: Duration = Duration::from_secs(10);
+
 /// What the report thread reads and where it reports.
 pub struct Reporter<'a> {
     pub config: &'a Config,
@@ -53,10 +59,26 @@ impl Reporter<'_> {
     /// The report thread: check, report, sleep, until shutdown.
     pub fn run(&self) {
         let interval = Duration::from_secs(self.config.replication.report_interval_seconds);
+        let check_every = CHECK_EVERY.min(interval);
         let mut last_error = String::new();
+        let mut reported: Option<std::time::Instant> = None;
         loop {
-            let problem = self.check();
+            let (problem, own_registry) = self.check();
+            // A state file that cannot be written is itself the problem,
+            // which only this process can tell (the pages show it).
+            let unwritable = self.log.record_health(problem.as_deref(), own_registry.as_deref()).err();
+            let problem = match unwritable {
+                Some(e) => Some(format!("state file cannot be written: {e}")),
+                None => problem,
+            };
             self.health.set(problem.clone());
+            if reported.is_some_and(|at| at.elapsed() + check_every / 2 < interval) {
+                if !self.shutdown.sleep(check_every) {
+                    return;
+                }
+                continue;
+            }
+            reported = Some(std::time::Instant::now());
             // One snapshot serves the chart's sample and the report.
             let status = self.reader.read(|snap| status::collect(self.config, snap, Some(self.stats), problem));
             if self.config.role == Role::Secondary {
@@ -80,16 +102,18 @@ impl Reporter<'_> {
                     Err(_) => {}
                 }
             }
-            if !self.shutdown.sleep(interval) {
+            if !self.shutdown.sleep(check_every) {
                 return;
             }
         }
     }
 
-    /// What keeps this node from working, if anything.
-    fn check(&self) -> Option<String> {
+    /// What keeps this node from working, if anything, and why its own
+    /// registry did not answer, if it did not.
+    fn check(&self) -> (Option<String>, Option<String>) {
         let mut problems = Vec::new();
-        if let Err(e) = self.local.ping() {
+        let own_registry = self.local.ping().err().map(|e| e.to_string());
+        if let Some(e) = &own_registry {
             problems.push(format!("own registry: {e}"));
         }
         // A paused secondary (an air-gapped one fed by transfer bundles, too)
@@ -100,11 +124,7 @@ impl Reporter<'_> {
                 problems.push(format!("primary registry: {e}"));
             }
         }
-        if problems.is_empty() {
-            None
-        } else {
-            Some(problems.join("; "))
-        }
+        ((!problems.is_empty()).then(|| problems.join("; ")), own_registry)
     }
 
     /// One point of the dashboard's chart: the lag and the bytes copied.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::Copying;
 use crate::config::Role;
-use crate::store::{BundleRow, Counts, DrillSummary, RemovalSummary, RepositoryRow, UploadRow};
+use crate::store::{Alarm, BundleRow, Comparison, Counts, DrillSummary, RemovalSummary, RepositoryRow, UploadRow};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
@@ -16,6 +16,19 @@ pub struct Status {
     pub healthy: bool,
     #[serde(default)]
     pub health_message: Option<String>,
+    /// True when this node can serve (`/-/readiness`): its daemon runs and
+    /// its registry answered the last check; `ready_message` says why not.
+    #[serde(default)]
+    pub ready: bool,
+    #[serde(default)]
+    pub ready_message: Option<String>,
+    /// On a secondary: how recently every repository was compared with
+    /// the primary, and the last reconciliation pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<Comparison>,
+    /// Alarms standing (refused notifications...).
+    #[serde(default)]
+    pub alarms: Vec<Alarm>,
     #[serde(default)]
     pub repositories: Counts,
     #[serde(default)]
@@ -174,6 +187,9 @@ pub struct NodeStatus {
 pub struct Failover {
     /// True when nothing would be lost if the primary vanished now.
     pub ready: bool,
+    /// When the repository compared longest ago was compared.
+    #[serde(default)]
+    pub oldest_comparison_at: Option<String>,
     pub findings: Vec<Finding>,
     /// Age of the oldest change received but not applied (0: none).
     pub oldest_unapplied_seconds: i64,

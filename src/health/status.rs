@@ -11,6 +11,12 @@ use crate::error::Result;
 use crate::format::{human_age, human_bytes, percent};
 use crate::store::{BundleRow, DrillSummary, RemovalSummary, Snapshot, UploadRow};
 
+/// The daemon checks its registries every few seconds: a check older than
+/// this is not the daemon's word any more.
+const CHECK_STALE_SECONDS: i64 = 90;
+/// A refusal alarm not raised again for this long has stopped.
+const ALARM_STANDS_SECONDS: i64 = 600;
+
 /// A secondary whose last report is older than this is shown offline.
 pub const OFFLINE_AFTER_SECONDS: i64 = 600;
 
@@ -66,12 +72,37 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
     deletions.delay_hours = config.replication.delete_delay_hours;
     let burst =
         deletions.burst.as_ref().map(|b| format!("{b}; review them with `georeg deletions`, then --apply or --cancel"));
+    let holder = crate::store::lock::current_holder(&config.state_file);
+    // In the daemon (`stats`), this process is the one serving.
+    let serving =
+        stats.is_some() || holder.as_ref().is_some_and(|h| h.command == Some(crate::store::lock::Locker::Serve));
+    // The daemon's last health check, as long as a daemon is there to
+    // repeat it: `georeg status` tells what the daemon found.
+    let check = store.health_check()?.filter(|c| serving && c.age_seconds <= CHECK_STALE_SECONDS);
+    let alarms = store.alarms()?;
+    let refused = alarms
+        .iter()
+        .find(|a| a.name == crate::store::NOTIFICATIONS_REFUSED && a.age_seconds <= ALARM_STANDS_SECONDS)
+        .map(|a| {
+            format!(
+                "{} notifications refused since {}, the last {} s ago: {}",
+                a.count, a.first_at, a.age_seconds, a.message
+            )
+        });
     let health_message = problem
+        .or_else(|| check.as_ref().and_then(|c| c.problem.clone()))
+        .or(refused)
         .or(burst)
         .or_else(|| events.cursor_error.as_ref().map(|e| format!("cannot read the primary's event log: {e}")))
         .or(failing_too_long);
+    let ready_message = match &check {
+        _ if !serving => Some("no georeg serve owns the state file".to_string()),
+        None => Some("the daemon has not checked its registry yet".to_string()),
+        Some(c) => c.own_registry.as_ref().map(|e| format!("this node's registry does not answer: {e}")),
+    };
+    let reconcile = if primary { None } else { Some(store.comparison(config.replication.reconcile_interval_seconds)?) };
     let (last_sync_at, last_event_at, last_verified_at) = store.last_activity()?;
-    let daemon = crate::store::lock::current_holder(&config.state_file).map(|h| h.to_string());
+    let daemon = holder.map(|h| h.to_string());
     let (last_bundle, unfinished_bundle) = if primary { (None, None) } else { store.bundle_status()? };
     let nodes = if primary {
         let reports = store.nodes()?;
@@ -124,6 +155,10 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
         },
         healthy: health_message.is_none(),
         health_message,
+        ready: ready_message.is_none(),
+        ready_message,
+        reconcile,
+        alarms,
         repositories: store.counts()?,
         events,
         oldest_unsynced: store.oldest_unsynced()?.map(|(repository, since)| Oldest { repository, since }),

@@ -25,6 +25,10 @@ use sha2::{Digest, Sha256};
 use super::encoding;
 use crate::error::{Error, Result};
 
+/// The subject of the tokens georeg signs for registries: the registry
+/// names it as the actor of georeg's own writes in its notifications.
+pub const SUBJECT: &str = "georeg";
+
 /// GitLab backdates `nbf` by five seconds to absorb clock skew between nodes.
 const NOT_BEFORE_SKEW: u64 = 5;
 
@@ -269,7 +273,7 @@ impl TokenCache {
     /// slow part) happens outside the lock, so workers that need tokens
     /// for different repositories do not queue behind one signature.
     pub(crate) fn get(&self, access: &[Scope]) -> String {
-        self.get_signed_by(access, |access| self.signer.sign(&self.audience, "georeg", self.ttl, access))
+        self.get_signed_by(access, |access| self.signer.sign(&self.audience, SUBJECT, self.ttl, access))
     }
 
     fn get_signed_by(&self, access: &[Scope], sign: impl FnOnce(&[Scope]) -> Token) -> String {

@@ -48,4 +48,3 @@ pub mod worker;
 
 pub use engine::Engine;
 pub use replicator::Replicator;
-pub use report::Report;

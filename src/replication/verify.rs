@@ -17,6 +17,10 @@ use crate::registry::{manifest, Client};
 use crate::shutdown::Shutdown;
 use crate::store::{Kept, Verification};
 
+/// How long a verification that could not reach a registry waits before
+/// it is tried again.
+pub const VERIFY_RETRY_SECONDS: u64 = 300;
+
 /// What a verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -292,8 +296,14 @@ impl Replicator<'_> {
                 store.release_verification(v)?;
                 Err(Error::Interrupted)
             }
+            Err(e) if e.is_finding() => {
+                store.verification_failed(v, &format!("could not verify: {e}"), true)?;
+                Err(e)
+            }
+            // A registry that cannot be read proves nothing: the previous
+            // verification stands, and this one is tried again.
             Err(e) => {
-                store.verification_failed(v, &format!("could not verify: {e}"), matches!(e, Error::Manifest { .. }))?;
+                store.verification_deferred(v, &format!("could not verify: {e}"), VERIFY_RETRY_SECONDS)?;
                 Err(e)
             }
         }

@@ -11,6 +11,9 @@ use super::handles::{Log, Snapshot};
 use super::shared::NOW;
 use crate::error::Result;
 
+/// The alarm the notification endpoint raises while it refuses notifications.
+pub const NOTIFICATIONS_REFUSED: &str = "notifications refused";
+
 /// An alarm while it stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alarm {
@@ -28,6 +31,8 @@ pub struct Alarm {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthCheck {
     pub problem: Option<String>,
+    /// Why this node's own registry did not answer.
+    pub own_registry: Option<String>,
     pub checked_at: String,
     pub age_seconds: i64,
 }
@@ -52,13 +57,14 @@ impl Log {
     }
 
     /// Records the daemon's health check (`None`: nothing wrong).
-    pub fn record_health(&self, problem: Option<&str>) -> Result<()> {
+    pub fn record_health(&self, problem: Option<&str>, own_registry: Option<&str>) -> Result<()> {
         self.conn()
             .prepare_cached(&format!(
-                "INSERT INTO health_check (id, problem, checked_at) VALUES (1, ?1, {NOW})
-                 ON CONFLICT (id) DO UPDATE SET problem = excluded.problem, checked_at = excluded.checked_at"
+                "INSERT INTO health_check (id, problem, own_registry, checked_at) VALUES (1, ?1, ?2, {NOW})
+                 ON CONFLICT (id) DO UPDATE SET problem = excluded.problem, own_registry = excluded.own_registry,
+                   checked_at = excluded.checked_at"
             ))?
-            .execute([problem])?;
+            .execute(params![problem, own_registry])?;
         Ok(())
     }
 }
@@ -90,12 +96,19 @@ impl Snapshot<'_> {
             .conn()
             .query_row(
                 &format!(
-                    "SELECT problem, checked_at,
+                    "SELECT problem, own_registry, checked_at,
                             CAST(strftime('%s', {NOW}) AS INTEGER) - CAST(strftime('%s', checked_at) AS INTEGER)
                      FROM health_check WHERE id = 1"
                 ),
                 [],
-                |r| Ok(HealthCheck { problem: r.get(0)?, checked_at: r.get(1)?, age_seconds: r.get(2)? }),
+                |r| {
+                    Ok(HealthCheck {
+                        problem: r.get(0)?,
+                        own_registry: r.get(1)?,
+                        checked_at: r.get(2)?,
+                        age_seconds: r.get(3)?,
+                    })
+                },
             )
             .optional()?)
     }
@@ -115,8 +128,8 @@ mod tests {
         assert_eq!((alarms.len(), alarms[0].count, alarms[0].source.as_deref()), (1, 2, Some("10.0.0.2")));
         log.clear_alarm("refused").unwrap();
         assert!(store.read(|s| s.alarms()).unwrap().is_empty());
-        log.record_health(Some("own registry: down")).unwrap();
-        log.record_health(None).unwrap();
+        log.record_health(Some("own registry: down"), Some("down")).unwrap();
+        log.record_health(None, None).unwrap();
         assert_eq!(store.read(|s| s.health_check()).unwrap().unwrap().problem, None);
     }
 }

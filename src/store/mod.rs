@@ -53,7 +53,7 @@ mod verification;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use alarms::{Alarm, HealthCheck};
+pub(crate) use alarms::{Alarm, NOTIFICATIONS_REFUSED};
 pub(crate) use bundles::{BundleRow, NewBundle};
 pub(crate) use cursor::Cursor;
 pub(crate) use deletions::{
@@ -70,7 +70,7 @@ pub(crate) use handles::{Fingerprints, Log, Queue, Reader, Snapshot, Store};
 pub(crate) use nodes::Sample;
 pub(crate) use queries::{Counts, RepositoryFilter, RepositoryRow};
 pub(crate) use readiness::Counted;
-pub(crate) use reconcile::{Comparison, Known, PassRecord, PassRow};
+pub(crate) use reconcile::{Comparison, Known, PassRecord};
 pub(crate) use repos::{Job, Progress};
 pub(crate) use uploads::{Upload, UploadRow};
 pub(crate) use verification::Verification;

@@ -270,6 +270,12 @@ impl Snapshot<'_> {
 }
 
 impl Log {
+    /// Queues a full sync of the repository before other work, saying why
+    /// (a write made straight on the secondary).
+    pub fn request_reconcile(&self, name: &str, reason: &str) -> Result<()> {
+        self.queue().request_reconcile(name, reason)
+    }
+
     /// Queues a full sync of the repository (the dashboard's Resync).
     pub fn request_full_sync(&self, name: &str) -> Result<()> {
         self.queue().request_full_sync(name)
@@ -286,12 +292,6 @@ impl Log {
             self.work.ring();
         }
         Ok(n)
-    }
-
-    /// Is the state file readable right now? (readiness)
-    pub fn ping(&self) -> Result<()> {
-        self.conn().query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
-        Ok(())
     }
 }
 

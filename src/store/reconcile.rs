@@ -59,6 +59,7 @@ pub struct Comparison {
 
 impl Comparison {
     /// Every replicated repository was found equal within the window.
+    #[cfg(test)]
     pub fn complete(&self) -> bool {
         self.never == 0 && self.outside_window == 0
     }
@@ -103,17 +104,6 @@ impl Queue {
             "SELECT name FROM repositories WHERE excluded = 0 ORDER BY compared_at IS NOT NULL, compared_at, id LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit as i64], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Replicated repositories whose names fall in `first..=last`, with
-    /// when each was last compared.
-    pub fn replicated_in(&self, first: &str, last: &str) -> Result<Vec<String>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT name FROM repositories WHERE name >= ?1 AND name <= ?2 AND excluded = 0 ORDER BY name",
-        )?;
-        let rows = stmt.query_map([first, last], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

@@ -32,12 +32,21 @@ pub(super) const NEXT_VERIFICATION: &str = "SELECT id, name, verification_reques
        UNION ALL
        SELECT * FROM (SELECT 1, id, name, verification_requested, verified_at FROM repositories
          WHERE verification_state = 'pending' AND sync_state = 'synced' AND excluded = 0
+           AND (verification_retry_at IS NULL OR verification_retry_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
          ORDER BY verified_at, id LIMIT 1)
        UNION ALL
        SELECT * FROM (SELECT 2, id, name, verification_requested, verified_at FROM repositories
          WHERE verification_state = 'succeeded' AND sync_state = 'synced' AND excluded = 0
            AND verified_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1)
          ORDER BY verified_at, id LIMIT 1)
+       UNION ALL
+       -- could not reach a registry: try again when its retry is due
+       SELECT * FROM (SELECT 2, id, name, verification_requested, verified_at
+         FROM repositories INDEXED BY repositories_verification_retry
+         WHERE verification_retry_at IS NOT NULL AND verification_retry_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+           AND sync_state = 'synced'
+           AND excluded = 0 AND verification_state <> 'started'
+         ORDER BY verification_retry_at LIMIT 1)
        UNION ALL
        -- could not run (a registry was down): try again later
        SELECT * FROM (SELECT 2, id, name, verification_requested, verified_at FROM repositories
@@ -97,6 +106,7 @@ impl Queue {
             .conn()
             .prepare_cached(&format!(
                 "UPDATE repositories SET verification_state = 'succeeded', verified_at = {NOW}, compared_at = {NOW},
+                 verification_retry_at = NULL,
                  verification_checksum = ?2, verification_failure = NULL, verification_retry_count = 0,
                  verification_requested = 0, verification_claim_id = NULL
                  WHERE id = ?1 AND verification_claim_id = ?3"
@@ -112,6 +122,7 @@ impl Queue {
             .conn()
             .prepare_cached(
                 "UPDATE repositories SET verification_state = 'failed', verification_failure = ?2,
+                 verification_retry_at = NULL,
                  verification_retry_count = verification_retry_count + 1, verification_requested = 0,
                  verification_claim_id = NULL,
                  full_sync_requested = MAX(full_sync_requested, ?3),
@@ -122,6 +133,24 @@ impl Queue {
         if resync {
             self.work.ring();
         }
+        claimed(v, changed)
+    }
+
+    /// A verification that could not reach a registry proved nothing: the
+    /// state it replaced stands (a pending one says why it is still
+    /// pending), and it is tried again in `retry_seconds`.
+    pub fn verification_deferred(&self, v: &Verification, why: &str, retry_seconds: u64) -> Result<()> {
+        let changed = self
+            .conn()
+            .prepare_cached(
+                "UPDATE repositories SET verification_state = COALESCE(NULLIF(verification_before, 'started'), 'pending'),
+                 verification_failure = CASE WHEN COALESCE(verification_before, 'pending') = 'failed'
+                                             THEN verification_failure ELSE ?2 END,
+                 verification_retry_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?3),
+                 verification_requested = 0, verification_claim_id = NULL
+                 WHERE id = ?1 AND verification_claim_id = ?4",
+            )?
+            .execute(params![v.id, why, format!("+{retry_seconds} seconds"), v.claim])?;
         claimed(v, changed)
     }
 
@@ -141,7 +170,8 @@ impl Queue {
 fn claim(tx: &rusqlite::Transaction, id: i64, name: String, blobs: bool) -> Result<Verification> {
     let claim = random_hex(8);
     tx.prepare_cached(&format!(
-        "UPDATE repositories SET verification_state = 'started', verification_started_at = {NOW},
+        "UPDATE repositories SET verification_before = verification_state, verification_state = 'started',
+         verification_started_at = {NOW},
          verification_claim_id = ?2 WHERE id = ?1"
     ))?
     .execute(params![id, claim])?;
@@ -271,5 +301,34 @@ mod tests {
         assert!(store.claim_next().unwrap().is_none(), "other/b is excluded");
         assert_eq!(store.apply_selection(|_| true).unwrap(), 0);
         assert_eq!(store.claim_next().unwrap().unwrap().name, "other/b");
+    }
+
+    #[test]
+    fn a_verification_that_could_not_reach_a_registry_leaves_the_previous_state_and_comes_back() {
+        let store = Store::open_in_memory().unwrap();
+        store.add_repositories(&["a".into()]).unwrap();
+        let job = store.claim_next().unwrap().unwrap();
+        store.finish_job(&job, "").unwrap();
+        let state = |store: &Store| -> (String, Option<String>) {
+            store
+                .conn()
+                .query_row("SELECT verification_state, verification_failure FROM repositories", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .unwrap()
+        };
+        // Never verified: still pending, saying why, and not claimed again at once.
+        let v = store.claim_next_verification(3600).unwrap().unwrap();
+        store.verification_deferred(&v, "could not verify: primary down", 300).unwrap();
+        assert_eq!(state(&store), ("pending".into(), Some("could not verify: primary down".into())));
+        assert!(store.claim_next_verification(3600).unwrap().is_none(), "retried in 300 s, not now");
+        // Verified before: it stays verified (no failure to report).
+        store.conn().execute("UPDATE repositories SET verification_retry_at = NULL", []).unwrap();
+        let v = store.claim_next_verification(3600).unwrap().unwrap();
+        store.verification_succeeded(&v, "sha256:x").unwrap();
+        let v = store.claim_verification("a", false).unwrap();
+        store.verification_deferred(&v, "could not verify: primary down", 0).unwrap();
+        assert_eq!(state(&store).0, "succeeded");
+        assert!(store.claim_next_verification(3600).unwrap().is_some(), "its retry is due");
     }
 }

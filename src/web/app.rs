@@ -4,8 +4,9 @@
 use crate::config::Config;
 use crate::health::{Health, Stats};
 use crate::registry::token::Signer;
-use crate::registry::Client;
 use crate::shutdown::Shutdown;
+
+use super::streak::Refusals;
 use crate::store::{Log, Reader};
 
 /// What the server's handlers may use.
@@ -20,10 +21,10 @@ pub struct App<'a> {
     pub health: &'a Health,
     /// Verifies the tokens secondaries send (event log, reports).
     pub signer: &'a Signer,
-    /// This node's registry, which `/-/readiness` asks.
-    pub registry: &'a Client,
     /// Keys the admin forms' CSRF tokens when no admin credential is
     /// configured; random per process.
     pub form_secret: String,
     pub shutdown: &'a Shutdown,
+    /// The streak of refused notifications in progress (the alarm).
+    pub refusals: Refusals,
 }

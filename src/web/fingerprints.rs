@@ -4,9 +4,9 @@
 //! their entries); with `?first=NAME&last=NAME`, the entries of one page.
 //! A JWT signed with the shared key, as for the event log.
 
+use super::app::App;
 use super::auth::check_node_token;
 use super::http::{Incoming, Reply};
-use super::App;
 use crate::peer::{FingerprintEntries, Fingerprints, FINGERPRINT_PAGE};
 
 /// Entries one request may ask for (a page, with room to spare).

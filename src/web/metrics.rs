@@ -39,6 +39,27 @@ pub fn render(status: &Status, stats: &Stats) -> String {
         )],
     );
     metric(&mut out, "georeg_healthy", "gauge", "1 when this node reports no problem.", &one(u8::from(status.healthy)));
+    metric(
+        &mut out,
+        "georeg_ready",
+        "gauge",
+        "1 when this node can serve: its daemon runs and its registry answered the last check (/-/readiness).",
+        &one(u8::from(status.ready)),
+    );
+    let refused: Vec<(String, f64)> = ["secret", "malformed", "too_large"]
+        .iter()
+        .map(|reason| {
+            let n = stats.notifications_refused.lock().unwrap_or_else(|p| p.into_inner()).get(reason).copied();
+            (format!("{{reason=\"{reason}\"}}"), n.unwrap_or(0) as f64)
+        })
+        .collect();
+    metric(
+        &mut out,
+        "georeg_notifications_refused_total",
+        "counter",
+        "Notifications refused, by reason: a wrong or missing secret, a malformed envelope, one too large.",
+        &refused,
+    );
     let e = &status.events;
     metric(
         &mut out,
@@ -57,12 +78,77 @@ pub fn render(status: &Status, stats: &Stats) -> String {
     metric(&mut out, "georeg_events_stored", "gauge", "Events in the state file.", &one(e.stored as f64));
     if secondary {
         secondary_metrics(&mut out, status, stats);
+        reconcile_metrics(&mut out, status, stats);
     }
     if let Some(nodes) = &status.nodes {
         node_metrics(&mut out, nodes);
     }
     process_metrics(&mut out, stats);
     out
+}
+
+/// Reconciliation: how recently every repository was compared, the last
+/// pass, and what passes found.
+fn reconcile_metrics(out: &mut String, status: &Status, stats: &Stats) {
+    let Some(c) = &status.reconcile else { return };
+    metric(
+        out,
+        "georeg_reconcile_never_compared_repositories",
+        "gauge",
+        "Replicated repositories never compared with the primary.",
+        &one(c.never as f64),
+    );
+    metric(
+        out,
+        "georeg_reconcile_outside_window_repositories",
+        "gauge",
+        "Replicated repositories last compared longer ago than replication.reconcile_interval_seconds.",
+        &one(c.outside_window as f64),
+    );
+    if let Some(p) = &c.last_pass {
+        metric(
+            out,
+            "georeg_reconcile_last_pass_age_seconds",
+            "gauge",
+            "Seconds since the last reconciliation pass ended.",
+            &one(p.age_seconds as f64),
+        );
+        metric(
+            out,
+            "georeg_reconcile_last_pass_duration_seconds",
+            "gauge",
+            "How long the last reconciliation pass took.",
+            &one(p.seconds as f64),
+        );
+        metric(
+            out,
+            "georeg_reconcile_last_pass_requests",
+            "gauge",
+            "Requests the last pass sent to the primary registry and the primary georeg.",
+            &one(p.requests as f64),
+        );
+    }
+    let found: Vec<(String, f64)> = stats
+        .reconcile_differences
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(kind, n)| (format!("{{kind=\"{}\"}}", label_value(kind)), *n as f64))
+        .collect();
+    metric(
+        out,
+        "georeg_reconcile_differences_total",
+        "counter",
+        "Differences reconciliation found (and queued a full sync for), by kind.",
+        &found,
+    );
+    metric(
+        out,
+        "georeg_writes_on_secondary_total",
+        "counter",
+        "Pushes and deletes made straight on this node's registry (its notifications), put back by a full sync.",
+        &one(stats.writes_on_secondary.load(Ordering::Relaxed) as f64),
+    );
 }
 
 /// What only a secondary has: repositories, copies, the cursor.
@@ -320,6 +406,10 @@ mod tests {
             node: NodeInfo { role: crate::config::Role::Secondary, version: "1.2.3".into(), ..NodeInfo::default() },
             healthy: true,
             health_message: None,
+            ready: true,
+            ready_message: None,
+            reconcile: Some(Default::default()),
+            alarms: vec![],
             repositories: Default::default(),
             events: EventsStatus::default(),
             oldest_unsynced: None,

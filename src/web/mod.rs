@@ -1,5 +1,7 @@
 //! georeg's own HTTP server: the notification endpoint the registry posts
-//! to, the event log and report endpoint a primary serves its secondaries,
+//! to (and the one a secondary's own registry may post its writes to), the
+//! event log, fingerprints and report endpoint a primary serves its
+//! secondaries,
 //! the dashboard, the status API and `/metrics`, and the https front.
 //!
 //! Handlers read and write the state file and nothing else: the server
@@ -12,12 +14,16 @@ mod chart;
 mod dashboard;
 mod dr;
 mod event_log;
+mod fingerprints;
 pub mod front;
 mod html;
 pub mod http;
 mod metrics;
 mod notifications;
+mod own_registry;
+mod refusals;
 pub mod server;
+mod streak;
 #[cfg(test)]
 mod tests;
 pub mod wire;

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::app::App;
 use super::auth::constant_time_eq;
 use super::http::{Incoming, Reply};
+use super::refusals::{accepted, refused, Refusal};
 use crate::config::Role;
 use crate::registry::{self, Digest};
 use crate::store::{Action, NewEvent};
@@ -63,30 +64,34 @@ pub fn receive(app: &App, req: &mut Incoming, limit: u64) -> Reply {
     let Some(secret) = app.config.notifications.secret.as_deref() else {
         return Reply::error(401, "this node has no notification secret configured (notifications.secret_file)");
     };
+    let remote = req.remote.clone();
+    let refuse = |reason, status, why: &str| refused(app, reason, &remote, status, why);
     let given = req.header("Authorization").unwrap_or_default();
     if !constant_time_eq(given.as_bytes(), secret.as_bytes()) {
-        log::warn!("notification from {} refused: wrong or missing Authorization header", req.remote);
-        return Reply::error(401, "wrong or missing Authorization header: it must be the notification secret");
+        let why = if given.is_empty() { "no Authorization header" } else { "wrong Authorization header" };
+        return refuse(Refusal::Secret, 401, &format!("{why}: it must be the notification secret"));
     }
     let content_type = req.header("Content-Type").unwrap_or_default();
     let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if !CONTENT_TYPES.contains(&media.as_str()) {
-        return Reply::error(415, &format!("Content-Type {content_type:?} is not a registry event envelope"));
+        let why = format!("Content-Type {content_type:?} is not a registry event envelope");
+        return refuse(Refusal::Malformed, 415, &why);
     }
     if req.content_length.is_some_and(|n| n > limit) {
-        return Reply::error(413, &format!("envelope larger than {limit} bytes"));
+        return refuse(Refusal::TooLarge, 413, &format!("envelope larger than {limit} bytes"));
     }
     let mut body = Vec::new();
     if let Err(e) = req.body.take(limit + 1).read_to_end(&mut body) {
-        return Reply::error(400, &format!("cannot read the request body: {e}"));
+        return refuse(Refusal::Malformed, 400, &format!("cannot read the request body: {e}"));
     }
     if body.len() as u64 > limit {
-        return Reply::error(413, &format!("envelope larger than {limit} bytes"));
+        return refuse(Refusal::TooLarge, 413, &format!("envelope larger than {limit} bytes"));
     }
     let (events, ignored) = match parse_envelope(&body) {
         Ok(parsed) => parsed,
-        Err(message) => return Reply::error(400, &message),
+        Err(message) => return refuse(Refusal::Malformed, 400, &message),
     };
+    accepted(app);
     let schedule = app.config.role == Role::Secondary;
     match app.log.record_events(&events, schedule) {
         Ok(stored) => {

@@ -14,14 +14,14 @@ use std::sync::atomic::Ordering;
 
 use serde::Deserialize;
 
+use super::app::App;
 use super::auth::constant_time_eq;
 use super::http::{Incoming, Reply};
-use super::App;
 use crate::config::Role;
 use crate::registry;
 
-/// Envelopes larger than this are refused with 413 (as notifications).
-const MAX_BODY: u64 = 1 << 20;
+/// Where a secondary's own registry posts its notifications.
+pub const PATH: &str = "/api/v1/registry/events";
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -62,7 +62,7 @@ struct Request {
 }
 
 /// `POST /api/v1/registry/events`.
-pub fn receive(app: &App, req: &mut Incoming) -> Reply {
+pub fn receive(app: &App, req: &mut Incoming, limit: u64) -> Reply {
     if app.config.role != Role::Secondary {
         return Reply::error(404, "only a secondary watches its own registry's writes");
     }
@@ -71,12 +71,15 @@ pub fn receive(app: &App, req: &mut Incoming) -> Reply {
     };
     let given = req.header("Authorization").unwrap_or_default();
     if !constant_time_eq(given.as_bytes(), secret.as_bytes()) {
-        log::warn!("notification from this node's registry at {} refused: wrong or missing Authorization header", req.remote);
+        log::warn!(
+            "notification from this node's registry at {} refused: wrong or missing Authorization header",
+            req.remote
+        );
         return Reply::error(401, "wrong or missing Authorization header: it must be the notification secret");
     }
     let mut body = Vec::new();
-    if req.body.take(MAX_BODY + 1).read_to_end(&mut body).is_err() || body.len() as u64 > MAX_BODY {
-        return Reply::error(413, &format!("envelope larger than {MAX_BODY} bytes, or unreadable"));
+    if req.body.take(limit + 1).read_to_end(&mut body).is_err() || body.len() as u64 > limit {
+        return Reply::error(413, &format!("envelope larger than {limit} bytes, or unreadable"));
     }
     let envelope: Envelope = match serde_json::from_slice(&body) {
         Ok(e) => e,

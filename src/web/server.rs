@@ -17,9 +17,9 @@ use super::app::App;
 use super::auth::{admin_allowed, admin_required, constant_time_eq, csrf_token};
 use super::dashboard::{self, NODES_PATH, PAGE_SIZE, REPOSITORIES_PATH};
 use super::http::{form_value, Incoming, Reply};
-use super::{event_log, metrics, notifications};
+use super::{event_log, fingerprints, metrics, notifications, own_registry};
 use crate::health::{status, Status};
-use crate::peer::{EVENTS_PATH, NODE_STATUS_PATH};
+use crate::peer::{EVENTS_PATH, FINGERPRINTS_PATH, NODE_STATUS_PATH};
 use crate::registry;
 use crate::store::{RepositoryFilter, Snapshot};
 
@@ -67,6 +67,8 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint::open("POST", NOTIFICATION_PATH, MAX_API_BODY, notifications::receive),
     Endpoint::open("GET", EVENTS_PATH, MAX_OTHER_BODY, |app, req, _| event_log::serve(app, req)),
     Endpoint::open("POST", NODE_STATUS_PATH, MAX_API_BODY, event_log::receive_report),
+    Endpoint::open("GET", FINGERPRINTS_PATH, MAX_OTHER_BODY, |app, req, _| fingerprints::serve(app, req)),
+    Endpoint::open("POST", own_registry::PATH, MAX_API_BODY, own_registry::receive),
     Endpoint::open("GET", "/-/health", MAX_OTHER_BODY, |_, _, _| Reply::text(200, "ok\n")),
     Endpoint::open("GET", "/-/readiness", MAX_OTHER_BODY, |app, _, _| readiness(app)),
     Endpoint::admin("GET", "/", |_, _, _| Reply::redirect(NODES_PATH)),
@@ -168,19 +170,16 @@ fn resync(app: &App, req: &mut Incoming, all_failed: bool, limit: u64) -> Reply 
     }
 }
 
-/// `/-/readiness`: the state file answers and this node's registry is up.
+/// `/-/readiness`: what the status says (the same snapshot as every other
+/// view): the daemon's last check found this node's registry answering,
+/// and the state file can be read (and, as this process found, written).
 fn readiness(app: &App) -> Reply {
-    let mut problems = Vec::new();
-    if let Err(e) = app.log.ping() {
-        problems.push(format!("state file: {e}"));
-    }
-    if let Err(e) = app.registry.ping() {
-        problems.push(format!("registry: {e}"));
-    }
-    if problems.is_empty() {
-        Reply::text(200, "ready\n")
-    } else {
-        Reply::text(503, &format!("not ready: {}\n", problems.join("; ")))
+    let problem = app.health.problem().filter(|p| p.starts_with("state file"));
+    let status = app.reader.read(|snap| status::collect(app.config, snap, Some(app.stats), problem.clone()));
+    match status {
+        Ok(s) if s.ready && problem.is_none() => Reply::text(200, "ready\n"),
+        Ok(s) => Reply::text(503, &format!("not ready: {}\n", problem.or(s.ready_message).unwrap_or_default())),
+        Err(e) => Reply::text(503, &format!("not ready: state file: {e}\n")),
     }
 }
 

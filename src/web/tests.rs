@@ -14,8 +14,8 @@ use super::server::{handle, response};
 use crate::config::Config;
 use crate::health::{Health, Stats};
 use crate::peer::node_token;
-use crate::registry::token::{Signer, TokenCache};
-use crate::registry::{self, Client};
+use crate::registry;
+use crate::registry::token::Signer;
 use crate::shutdown::Shutdown;
 use crate::store::{Log, Reader, Store};
 
@@ -32,7 +32,6 @@ struct Fixture {
     stats: Stats,
     health: Health,
     signer: Arc<Signer>,
-    registry: Client,
     shutdown: Shutdown,
 }
 
@@ -47,11 +46,8 @@ impl Fixture {
         let mut config = Config::parse(&data.join("route-test.toml"), &text).unwrap();
         config.admin_token = Some(ADMIN.into());
         let signer = Arc::new(Signer::load(&config.registry.key_file, None, "gitlab-issuer").unwrap());
-        let tokens = TokenCache::new(signer.clone(), "container_registry", Duration::from_secs(60));
-        let agent = registry::agent(crate::tls::client_config(None).unwrap());
         let store = Store::open_in_memory().unwrap();
         Fixture {
-            registry: Client::read_only("http://127.0.0.1:1", agent, tokens),
             config,
             log: store.log(),
             reader: store.reader().unwrap(),
@@ -71,9 +67,9 @@ impl Fixture {
             stats: &self.stats,
             health: &self.health,
             signer: &self.signer,
-            registry: &self.registry,
             form_secret: "unused".into(),
             shutdown: &self.shutdown,
+            refusals: Default::default(),
         }
     }
 
@@ -112,7 +108,16 @@ fn health_is_open_and_readiness_names_what_is_down() {
     assert_eq!(f.send(get("/-/health")).status, 200);
     let ready = f.send(get("/-/readiness"));
     assert_eq!(ready.status, 503);
-    assert!(body(&ready).contains("registry: cannot reach http://127.0.0.1:1"), "{}", body(&ready));
+    assert!(body(&ready).contains("not checked its registry yet"), "{}", body(&ready));
+    // The report thread's check found the registry down: readiness says
+    // so, from the same snapshot the status reads.
+    let down = "cannot reach http://127.0.0.1:1/v2/: Connection refused";
+    f.log.record_health(Some(&format!("own registry: {down}")), Some(down)).unwrap();
+    let ready = f.send(get("/-/readiness"));
+    assert_eq!(ready.status, 503);
+    assert!(body(&ready).contains("registry does not answer: cannot reach http://127.0.0.1:1"), "{}", body(&ready));
+    f.log.record_health(None, None).unwrap();
+    assert_eq!(f.send(get("/-/readiness")).status, 200);
 }
 
 #[test]

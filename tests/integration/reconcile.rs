@@ -136,7 +136,8 @@ fn a_wrong_secret_on_the_primary_georeg_turns_it_unhealthy_naming_the_cause() {
     let status = || -> serde_json::Value {
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
         let url = format!("http://127.0.0.1:{}/api/v1/status", env.primary_port);
-        agent.get(&url).call().ok().and_then(|r| r.into_json().ok()).unwrap_or_default()
+        let text = agent.get(&url).call().ok().and_then(|r| r.into_string().ok()).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or_default()
     };
     poll_until("the primary georeg to turn unhealthy", Duration::from_secs(60), Duration::from_millis(500), || {
         status()["healthy"] == false

@@ -155,6 +155,7 @@ impl Node {
             window: Duration::from_secs(self.config.replication.reconcile_interval_seconds),
             stats: &self.stats,
             shutdown: &self.shutdown,
+            stale_fingerprints_told: Default::default(),
         }
     }
 

@@ -73,10 +73,36 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
     );
     // Readiness is earned by comparison: notifications may have been lost.
     if let Some(c) = &s.reconcile {
+        if let Some(why) = &s.reconcile_blocked {
+            add(
+                "never_compared",
+                true,
+                c.repositories.max(1),
+                format!("{} repositories never compared with the primary: {why}", c.repositories),
+            );
+        }
+        let last_pass_age = c.last_pass.as_ref().map(|p| p.age_seconds);
+        if last_pass_age.is_none_or(|age| age > c.window_seconds) {
+            add(
+                "no_recent_pass",
+                true,
+                1,
+                match last_pass_age {
+                    None => "no reconciliation pass has completed yet: repositories new on the primary may be unknown \
+                             here"
+                        .to_string(),
+                    Some(age) => format!(
+                        "the last reconciliation pass ended {age} s ago, longer than \
+                         replication.reconcile_interval_seconds ({} s)",
+                        c.window_seconds
+                    ),
+                },
+            );
+        }
         add(
             "never_compared",
             true,
-            c.never,
+            if s.reconcile_blocked.is_some() { 0 } else { c.never },
             format!(
                 "{} repositories never compared with the primary (reconciliation compares each within \
                  replication.reconcile_interval_seconds, {} s; a follower compares through the primary georeg)",

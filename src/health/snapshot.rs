@@ -26,6 +26,10 @@ pub struct Status {
     /// the primary, and the last reconciliation pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconcile: Option<Comparison>,
+    /// Why no comparison can count yet (a follower whose primary georeg
+    /// never answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile_blocked: Option<String>,
     /// Alarms standing (refused notifications...).
     #[serde(default)]
     pub alarms: Vec<Alarm>,

@@ -157,6 +157,13 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
         health_message,
         ready: ready_message.is_none(),
         ready_message,
+        reconcile_blocked: match (&config.replication.primary_node_url, &cursor.updated_at) {
+            (Some(url), None) if !primary => Some(format!(
+                "the primary georeg at {url} never answered, so nothing was compared through its event log and \
+                 fingerprints"
+            )),
+            _ => None,
+        },
         reconcile,
         alarms,
         repositories: store.counts()?,

@@ -42,7 +42,7 @@ impl Reconciler<'_> {
     }
 
     /// Reads one repository's tags on both registries and compares them.
-    fn compare_directly(&self, tally: &mut Tally, name: &str) -> Result<()> {
+    pub(super) fn compare_directly(&self, tally: &mut Tally, name: &str) -> Result<()> {
         let at = self.queue.now()?;
         let (primary, requests) = fingerprint::read(self.primary, name)?;
         tally.record.requests += requests;

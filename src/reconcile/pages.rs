@@ -22,6 +22,19 @@ impl Reconciler<'_> {
             return self.direct_pass();
         };
         let mut tally = Tally::new("fingerprints", self.queue.now()?);
+        // Fingerprints the primary read longer ago than this window allows
+        // (its own window is longer) cannot vouch for anything: those
+        // repositories are compared by reading the primary registry.
+        let stale_before = self.queue.ago(self.window.as_secs())?;
+        let stale = primary.pages.iter().any(|p| p.oldest_checked_at < stale_before);
+        if stale && !self.stale_fingerprints_told.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            log::warn!(
+                "the primary georeg's fingerprints are older than replication.reconcile_interval_seconds here ({} s): \
+                 set it on the primary no larger; meanwhile their repositories are compared by reading the primary \
+                 registry",
+                self.window.as_secs()
+            );
+        }
         tally.record.requests = 1;
         let (known, local) = self.reader.read(|s| Ok((s.known_repositories()?, s.local_fingerprints()?)))?;
         tally.record.repositories = known.replicated.len() as u64;
@@ -40,9 +53,51 @@ impl Reconciler<'_> {
         }
         for (page, (from, to)) in pages.iter().zip(bounds) {
             self.shutdown.check()?;
+            if page.oldest_checked_at < stale_before {
+                self.compare_page_directly(node, &mut tally, &known, page)?;
+                continue;
+            }
             self.compare_range(node, &mut tally, &known, &local, from, to, Some(page), primary.complete)?;
         }
         Ok(tally)
+    }
+
+    /// Compares each repository of a page the primary's fingerprints are
+    /// too old for by reading both registries.
+    fn compare_page_directly(
+        &self,
+        node: &PrimaryNode,
+        tally: &mut Tally,
+        known: &Known,
+        page: &FingerprintPage,
+    ) -> Result<()> {
+        tally.record.requests += 1;
+        let entries = node
+            .fingerprints_in(&page.first, &page.last)
+            .map_err(|message| Error::Transport { url: node.url().to_string(), message })?;
+        let names: BTreeSet<&str> = entries
+            .iter()
+            .map(|e| e.repository.as_str())
+            .chain(
+                known
+                    .replicated
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| *n >= page.first.as_str() && *n <= page.last.as_str()),
+            )
+            .collect();
+        for name in names {
+            self.shutdown.check()?;
+            if known.busy.contains(name) || known.excluded.contains(name) || !self.selection.includes(name) {
+                continue;
+            }
+            if known.replicated.contains(name) {
+                self.compare_directly(tally, name)?;
+            } else {
+                self.new_repository(tally, name)?;
+            }
+        }
+        Ok(())
     }
 
     /// Compares the names `from..to` (to: open end) with `page`, the

@@ -31,6 +31,8 @@ pub(crate) struct Reconciler<'a> {
     pub window: Duration,
     pub stats: &'a Stats,
     pub shutdown: &'a Shutdown,
+    /// The operator was told the primary's fingerprints are too old.
+    pub stale_fingerprints_told: std::sync::atomic::AtomicBool,
 }
 
 /// A pass in progress: what it compared, found and queued.

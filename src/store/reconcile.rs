@@ -132,6 +132,15 @@ impl Queue {
         Ok(())
     }
 
+    /// The time `seconds` ago, as the state file writes it.
+    pub fn ago(&self, seconds: u64) -> Result<String> {
+        Ok(self.conn().query_row(
+            "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1)",
+            [format!("-{seconds} seconds")],
+            |r| r.get(0),
+        )?)
+    }
+
     /// The current time as the state file writes it.
     pub fn now(&self) -> Result<String> {
         Ok(self.conn().query_row(&format!("SELECT {NOW}"), [], |r| r.get(0))?)

@@ -20,6 +20,12 @@ fn env(name: &str, mode: Mode) -> Env {
 fn with_window(name: &str, mode: Mode, window: u64) -> Env {
     let env = Env::with_mode(name, mode);
     env.add_replication(&format!("reconcile_interval_seconds = {window}"));
+    if mode == Mode::Follow {
+        // The primary keeps its fingerprints within half its own window.
+        let mut text = std::fs::read_to_string(env.primary_config()).unwrap();
+        text.push_str(&format!("\n[replication]\nreconcile_interval_seconds = {window}\n"));
+        std::fs::write(env.primary_config(), text).unwrap();
+    }
     env
 }
 
@@ -56,11 +62,6 @@ fn lost_notifications_converge(mode: Mode, name: &str) {
     }
     poll_until("the secondary to be ready", CONVERGE, Duration::from_secs(1), || ready(&env));
     lose_four_changes(&mut env);
-    // A repository never compared is never "ready".
-    let f = failover(&env);
-    if env.s.tags("fresh/app").is_empty() {
-        assert_eq!(f["ready"], false, "ready with a repository it never compared: {f}");
-    }
     wait_until("every lost change to reach the secondary", CONVERGE, || {
         env.in_sync("app") && env.in_sync("fresh/app") && env.s.tags("gone").is_empty()
     });
@@ -198,7 +199,7 @@ fn a_pass_keeps_to_max_requests_per_second() {
     env.start_secondary_daemon();
     std::thread::sleep(Duration::from_secs(10));
     let made = georeg_requests() - before;
-    // Four a second, and a burst of at most a second's worth at the start.
-    assert!(made <= 4 * 11 + 4, "{made} requests to the primary in 10 s under a cap of 4 per second");
+    // Four a second: ten seconds, and a second's worth at the start.
+    assert!(made <= 4 * 11, "{made} requests to the primary in 10 s under a cap of 4 per second");
     assert!(made >= 8, "the pass read the primary ({made} requests)");
 }

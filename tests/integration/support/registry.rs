@@ -254,13 +254,11 @@ auth:
         self.restart();
     }
 
-    /// Lines of its access log that contain every one of `words`.
+    /// Requests in its access log (one line each: `"GET /v2/... HTTP/1.1"
+    /// 200 ... "user agent"`) whose line contains every one of `words`.
     pub fn requests_matching(&self, words: &[&str]) -> usize {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        log.lines()
-            .filter(|l| l.contains("http.request") || l.contains("HTTP/1.1"))
-            .filter(|l| words.iter().all(|w| l.contains(w)))
-            .count()
+        log.lines().filter(|l| l.contains(" HTTP/1.1\" ")).filter(|l| words.iter().all(|w| l.contains(w))).count()
     }
 
     /// The file holding a blob in the filesystem storage driver.

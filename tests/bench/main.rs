@@ -16,6 +16,7 @@
 #[path = "../integration/support/mod.rs"]
 mod support;
 
+mod contention;
 mod corpus;
 mod lab;
 mod notify;

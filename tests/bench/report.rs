@@ -86,16 +86,20 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// Nearest-rank percentile.
     pub fn percentile(&self, q: f64) -> Duration {
-        let mut s = self.samples.clone();
-        s.sort();
-        if s.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
-        s[rank - 1]
+        percentile(&self.samples, q)
     }
+}
+
+/// Nearest-rank percentile; zero of no samples.
+pub fn percentile(samples: &[Duration], q: f64) -> Duration {
+    let mut s = samples.to_vec();
+    s.sort();
+    if s.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
 }
 
 /// A table of its own (the scale scenario's): a title, a header and rows

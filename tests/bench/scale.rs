@@ -5,15 +5,17 @@
 //! fresh state file, a no-op backfill pass over a state file seeded synced
 //! (seed.rs), the state file's size, one verification, then `georeg serve`
 //! on that state: its memory and idle CPU, the pages' and `georeg status`'s
-//! response times, and one event into a repository of 10,000 tags. At the
-//! first size only, a real first pass of a subset into the secondary.
-//! scale_table.rs renders the figures and the targets.
+//! response times, one event into a repository of 10,000 tags, and the
+//! notifications' latency alone and while the pages and `/metrics` are read
+//! (contention.rs). At the first size only, a real first pass of a subset
+//! into the secondary. scale_table.rs renders the figures and the targets.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::contention;
 use crate::lab::{count, discard, harness_api, mark, Georeg, Lab, GEOREG_AGENT};
 use crate::report::{thousands, Report};
 use crate::scale_table::{self, AtSize, FirstPass};
@@ -34,6 +36,10 @@ pub struct Scale {
     pub samples: usize,
     pub idle: Duration,
     pub workers: usize,
+    /// Notifications timed in each run of contention.rs, and the longest
+    /// one run may take.
+    pub notifications: usize,
+    pub notify_deadline: Duration,
 }
 
 impl Scale {
@@ -47,6 +53,8 @@ impl Scale {
                 samples: 3,
                 idle: Duration::from_secs(2),
                 workers: s.workers,
+                notifications: 20,
+                notify_deadline: Duration::from_secs(20),
             }
         } else {
             Scale {
@@ -57,6 +65,8 @@ impl Scale {
                 samples: 10,
                 idle: Duration::from_secs(10),
                 workers: s.workers,
+                notifications: 300,
+                notify_deadline: Duration::from_secs(120),
             }
         }
     }
@@ -183,6 +193,8 @@ fn at_size(lab: &Lab, sc: &Scale, n: usize, secondary: &Registry, report: &mut R
     out.pages = pages(&node, sc, n);
     out.pages.push(("`georeg status`".into(), status_times(&node, sc.samples)));
     event(&node, &synthetic, secondary, &mut out);
+    background(report, &label);
+    out.contention = contention::measure(&node, sc, n, &synthetic.url);
     out.rss_kib = serve.peak_rss_kib();
     serve.stop();
     remove_state(&node);

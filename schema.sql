@@ -474,6 +474,16 @@ CREATE TABLE reconcile_passes (
     queued       INTEGER NOT NULL
 );
 
+-- When this node last read the primary's list of repositories (a catalog
+-- scan, the start of a reconciliation pass): a repository new on the
+-- primary is known here within the window only if this is recent.
+CREATE TABLE primary_listing (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    listed_at TEXT NOT NULL,
+    -- 'catalog', 'fingerprints' (the primary georeg's pages) or 'direct'.
+    how       TEXT NOT NULL
+);
+
 -- What the node should be paged about that no row elsewhere says: refused
 -- notifications (a wrong secret on the primary), a primary georeg that
 -- cannot be read. One row per alarm while it stands; health reads them.

@@ -81,18 +81,17 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
                 format!("{} repositories never compared with the primary: {why}", c.repositories),
             );
         }
-        let last_pass_age = c.last_pass.as_ref().map(|p| p.age_seconds);
-        if last_pass_age.is_none_or(|age| age > c.window_seconds) {
+        if c.listed_seconds_ago.is_none_or(|age| age > c.window_seconds) {
             add(
-                "no_recent_pass",
+                "not_listed",
                 true,
                 1,
-                match last_pass_age {
-                    None => "no reconciliation pass has completed yet: repositories new on the primary may be unknown \
-                             here"
+                match c.listed_seconds_ago {
+                    None => "the primary's list of repositories was never read (no catalog scan, no reconciliation \
+                             pass): repositories new there may be unknown here"
                         .to_string(),
                     Some(age) => format!(
-                        "the last reconciliation pass ended {age} s ago, longer than \
+                        "the primary's list of repositories was last read {age} s ago, longer than \
                          replication.reconcile_interval_seconds ({} s)",
                         c.window_seconds
                     ),

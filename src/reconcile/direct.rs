@@ -19,6 +19,7 @@ impl Reconciler<'_> {
         let known = self.reader.read(|s| s.known_repositories())?;
         match self.primary.catalog() {
             Ok(names) => {
+                self.queue.record_listing("direct")?;
                 tally.record.requests += 1 + names.len() as u64 / 1000;
                 for name in names.iter().filter(|n| !known.replicated.contains(*n) && !known.excluded.contains(*n)) {
                     self.new_repository(&mut tally, name)?;

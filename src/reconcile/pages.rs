@@ -22,6 +22,9 @@ impl Reconciler<'_> {
             return self.direct_pass();
         };
         let mut tally = Tally::new("fingerprints", self.queue.now()?);
+        if primary.complete {
+            self.queue.record_listing("fingerprints")?;
+        }
         // Fingerprints the primary read longer ago than this window allows
         // (its own window is longer) cannot vouch for anything: those
         // repositories are compared by reading the primary registry.

@@ -35,6 +35,7 @@ pub struct Scan {
 pub fn scan(r: &Replicator, selection: &Selection) -> Result<Scan> {
     let (primary, store) = (r.primary, r.engine.store);
     let catalog = primary.catalog()?;
+    store.record_listing("catalog")?;
     let listed: HashSet<&str> = catalog.iter().map(String::as_str).collect();
     let included: Vec<String> =
         catalog.iter().filter(|n| registry::valid_repository(n) && selection.includes(n)).cloned().collect();

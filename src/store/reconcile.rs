@@ -55,6 +55,10 @@ pub struct Comparison {
     pub oldest_at: Option<String>,
     pub oldest: Option<String>,
     pub last_pass: Option<PassRow>,
+    /// When the primary's list of repositories was last read, and how
+    /// many seconds ago.
+    pub listed_at: Option<String>,
+    pub listed_seconds_ago: Option<i64>,
 }
 
 impl Comparison {
@@ -129,6 +133,18 @@ impl Queue {
              AND id < (SELECT MAX(id) FROM reconcile_passes)",
         )?
         .execute([])?;
+        Ok(())
+    }
+
+    /// Records that the primary's list of repositories was just read
+    /// (`how`: `catalog`, `fingerprints`, `direct`).
+    pub fn record_listing(&self, how: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached(&format!(
+                "INSERT INTO primary_listing (id, listed_at, how) VALUES (1, {NOW}, ?1)
+                 ON CONFLICT (id) DO UPDATE SET listed_at = excluded.listed_at, how = excluded.how"
+            ))?
+            .execute([how])?;
         Ok(())
     }
 
@@ -225,6 +241,17 @@ impl Snapshot<'_> {
             )
             .optional()?;
         let (oldest, oldest_at) = oldest.unzip();
+        let listed: Option<(String, i64)> = conn
+            .query_row(
+                &format!(
+                    "SELECT listed_at, CAST(strftime('%s', {NOW}) AS INTEGER) - CAST(strftime('%s', listed_at) AS INTEGER)
+                     FROM primary_listing WHERE id = 1"
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (listed_at, listed_seconds_ago) = listed.unzip();
         Ok(Comparison {
             window_seconds: window_seconds as i64,
             repositories,
@@ -233,6 +260,8 @@ impl Snapshot<'_> {
             oldest_at,
             oldest,
             last_pass,
+            listed_at,
+            listed_seconds_ago,
         })
     }
 }

@@ -409,6 +409,7 @@ mod tests {
             ready: true,
             ready_message: None,
             reconcile: Some(Default::default()),
+            reconcile_blocked: None,
             alarms: vec![],
             repositories: Default::default(),
             events: EventsStatus::default(),

@@ -419,6 +419,20 @@ CREATE INDEX drill_failures_open ON drill_failures (repository_id, repaired_at);
 
 -- @version 12
 
+-- One name for deletions held back in every layer (the command `georeg
+-- deletions`, replication.delete_delay_hours, the georeg_deletions_*
+-- metrics): the table of version 11 and its indexes take it too.
+ALTER TABLE removals RENAME TO deletions;
+DROP INDEX removals_open;
+DROP INDEX removals_by_state;
+DROP INDEX removals_by_time;
+DROP INDEX removals_in_bursts;
+CREATE UNIQUE INDEX deletions_open ON deletions (repository_id, kind, COALESCE(tag, digest))
+    WHERE state IN ('held', 'applying', 'cancelled');
+CREATE INDEX deletions_by_state ON deletions (state, applies_at);
+CREATE INDEX deletions_by_time ON deletions (seen_at);
+CREATE INDEX deletions_in_bursts ON deletions (state, seen_at) WHERE burst IS NOT NULL;
+
 -- Reconciliation (replication.reconcile_interval_seconds): notifications
 -- are best effort, so every replicated repository is compared with the
 -- primary again and again, and a node says it is ready for failover only

@@ -16,9 +16,9 @@ commands:
                            sync every repository not synced yet, with progress
   check                    check the configuration, the key, the registries, the
                            primary georeg and the state file, one line each
-  deletions [--json]       removals held back (replication.delete_delay_hours)
+  deletions [--json]       deletions held back (replication.delete_delay_hours)
   deletions --apply ID...|--all
-                           apply held removals now
+                           apply held deletions now
   deletions --cancel ID...|--all
                            keep them on the secondary for good
   demo [--once]            run a throwaway primary and secondary on loopback and
@@ -56,7 +56,7 @@ options:
 Logging goes to stderr; RUST_LOG=debug shows every registry request.
 ";
 
-/// What `georeg deletions` does with the held removals.
+/// What `georeg deletions` does with the held deletions.
 #[derive(Debug, PartialEq, Eq)]
 pub enum DeletionsAction {
     List,
@@ -291,7 +291,7 @@ fn deletions(words: impl Iterator<Item = String>) -> Result<Command> {
                 Ok(id) if id > 0 => ids.push(id),
                 _ => {
                     return Err(Error::Usage(format!(
-                        "deletions: {id:?} is not a removal ID (the ID column of georeg deletions)"
+                        "deletions: {id:?} is not a deletion ID (the ID column of georeg deletions)"
                     )))
                 }
             },

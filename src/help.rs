@@ -39,7 +39,7 @@ pub const PAGES: &[Page] = &[
     Page {
         name: "deletions",
         usage: "georeg deletions [--json] | --apply ID...|--all | --cancel ID...|--all",
-        about: "The removals held back by replication.delete_delay_hours: every tag, manifest or emptied \
+        about: "The deletions held back by replication.delete_delay_hours: every tag, manifest or emptied \
                 repository the primary lost waits that long before georeg removes it from the secondary. Without \
                 options: one line each (ID, repository, tag or digest, seen at, applies at), cancelled ones last. \
                 --apply removes them now (what the primary has again is dropped instead; while georeg serve runs, \
@@ -47,11 +47,11 @@ pub const PAGES: &[Page] = &[
                 verification expects the difference.",
         options: &[
             ("--json", "the listing as JSON"),
-            ("--apply ID...", "apply these held removals now; --all: every held one"),
+            ("--apply ID...", "apply these held deletions now; --all: every held one"),
             ("--cancel ID...", "keep these on the secondary; --all: every held one"),
         ],
         example: "georeg deletions --apply 12 13",
-        exit: "0 when every removal named was listed, applied or cancelled; 1 when one failed or no held removal \
+        exit: "0 when every deletion named was listed, applied or cancelled; 1 when one failed or no held deletion \
                has an ID given; 130 when interrupted",
     },
     Page {
@@ -84,7 +84,7 @@ pub const PAGES: &[Page] = &[
         name: "import",
         usage: "georeg import FILE.tar [--force-primary] [--force-older]",
         about: "Applies a transfer bundle to this node's registry: every blob streamed in with its digest checked, \
-                then manifests (children before indexes), then tags, then removals (sibling tags kept), recorded \
+                then manifests (children before indexes), then tags, then deletions (sibling tags kept), recorded \
                 in the state file as syncs are. Run again after a crash or Ctrl-C, it finishes without copying \
                 twice. Refuses a bundle whose bytes do not match (naming the file), one exported from another \
                 primary registry, or one exported before the last bundle imported. Takes the state file: stop \
@@ -124,7 +124,7 @@ pub const PAGES: &[Page] = &[
         usage: "georeg failover-check [--json]",
         about: "What would be lost if the primary vanished now, one line per finding: events received but not \
                 applied, repositories not synced or failing, never verified, failed or stale verifications, tags \
-                the secondary refuses, failed drills (LOSS lines); held removals, the oldest unapplied change and \
+                the secondary refuses, failed drills (LOSS lines); held deletions, the oldest unapplied change and \
                 recent lag (note lines). Reads the state file only. The same as the failover object of \
                 /api/v1/status and georeg_failover_ready in /metrics.",
         options: &[("--json", "the findings as JSON")],

@@ -1,11 +1,11 @@
 //! `georeg deletions [--json]`, `--apply ID...|--all`, `--cancel
-//! ID...|--all`: the removals held back by `replication.delete_delay_hours`.
+//! ID...|--all`: the deletions held back by `replication.delete_delay_hours`.
 //!
 //! Listing and cancelling only read and write the state file, so they work
 //! whether or not the daemon runs (and before the key is in place).
 //! Applying removes from the secondary registry: like `georeg sync`, it
 //! does the work itself when no `georeg serve` holds the state file, and
-//! otherwise marks the removals due, lets the daemon apply them, and
+//! otherwise marks the deletions due, lets the daemon apply them, and
 //! follows them to the end.
 
 use std::collections::BTreeSet;
@@ -17,14 +17,14 @@ use super::owner::{Owner, INTERRUPTED};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::lock::{current_holder, Lock, Locker};
-use crate::store::{Reader, Removal, Selector, Store};
+use crate::store::{Deletion, DeletionState, Reader, Selector, Store};
 
 /// How often a follower looks at the state file.
 const POLL: Duration = Duration::from_millis(250);
 
-/// `georeg deletions [--json]`: held removals (soonest first), then cancelled ones.
+/// `georeg deletions [--json]`: held deletions (soonest first), then cancelled ones.
 pub fn list(config: &Config, json: bool) -> Result<ExitCode> {
-    let open = Reader::open(&config.state_file)?.read(|snap| snap.open_removals())?;
+    let open = Reader::open(&config.state_file)?.read(|snap| snap.open_deletions())?;
     if json {
         let text = serde_json::to_string_pretty(&open).map_err(|e| Error::Store { message: e.to_string() })?;
         println!("{text}");
@@ -33,8 +33,8 @@ pub fn list(config: &Config, json: bool) -> Result<ExitCode> {
     let delay = config.replication.delete_delay_hours;
     if open.is_empty() {
         println!(
-            "no removals held back or cancelled (replication.delete_delay_hours = {delay}{})",
-            if delay == 0 { ": removals apply at once" } else { "" }
+            "no deletions held back or cancelled (replication.delete_delay_hours = {delay}{})",
+            if delay == 0 { ": deletions apply at once" } else { "" }
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -45,7 +45,7 @@ pub fn list(config: &Config, json: bool) -> Result<ExitCode> {
             r.repository.clone(),
             r.what(),
             r.seen_at.clone(),
-            if r.state == "cancelled" { "never".into() } else { r.applies_at.clone() },
+            if r.state == DeletionState::Cancelled { "never".into() } else { r.applies_at.clone() },
             state(r),
         ]);
     }
@@ -54,7 +54,7 @@ pub fn list(config: &Config, json: bool) -> Result<ExitCode> {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         println!("{}", cells.join("  ").trim_end());
     }
-    let held = open.iter().filter(|r| r.state != "cancelled").count();
+    let held = open.iter().filter(|r| r.state != DeletionState::Cancelled).count();
     println!(
         "{held} held, {} cancelled; apply early with `georeg deletions --apply ID|--all`, keep with `--cancel ID|--all`",
         open.len() - held
@@ -63,7 +63,7 @@ pub fn list(config: &Config, json: bool) -> Result<ExitCode> {
 }
 
 /// `held: tag removed`, `cancelled 2026-...`, `held: tag removed; last attempt failed: ...`.
-fn state(r: &Removal) -> String {
+fn state(r: &Deletion) -> String {
     match r.state.as_str() {
         "cancelled" => format!("cancelled {}", r.decided_at.as_deref().unwrap_or("")),
         state => {
@@ -79,7 +79,7 @@ fn state(r: &Removal) -> String {
 /// `georeg deletions --cancel ID...|--all`: the secondary keeps them.
 pub fn cancel(config: &Config, which: &Selector) -> Result<ExitCode> {
     let store = Store::open(&config.state_file)?;
-    let done = store.queue().cancel_removals(which)?;
+    let done = store.queue().cancel_deletions(which)?;
     for r in &done {
         println!(
             "{} {} {}: cancelled: kept on the secondary; verification expects the difference",
@@ -91,12 +91,12 @@ pub fn cancel(config: &Config, which: &Selector) -> Result<ExitCode> {
     Ok(report_missing(which, &done, "cancelled"))
 }
 
-/// IDs that named no held removal fail the command; `--all` with none
+/// IDs that named no held deletion fail the command; `--all` with none
 /// held says so.
-fn report_missing(which: &Selector, done: &[Removal], what: &str) -> ExitCode {
+fn report_missing(which: &Selector, done: &[Deletion], what: &str) -> ExitCode {
     match which {
         Selector::All if done.is_empty() => {
-            println!("no removals held back: nothing {what}");
+            println!("no deletions held back: nothing {what}");
             ExitCode::SUCCESS
         }
         Selector::All => ExitCode::SUCCESS,
@@ -104,7 +104,7 @@ fn report_missing(which: &Selector, done: &[Removal], what: &str) -> ExitCode {
             let found: BTreeSet<i64> = done.iter().map(|r| r.id).collect();
             let missing: Vec<&i64> = ids.iter().filter(|id| !found.contains(id)).collect();
             for id in &missing {
-                println!("{id}: FAILED: no held removal has this ID (georeg deletions lists them)");
+                println!("{id}: FAILED: no held deletion has this ID (georeg deletions lists them)");
             }
             if missing.is_empty() {
                 ExitCode::SUCCESS
@@ -121,27 +121,27 @@ pub fn apply(node: &Node, which: &Selector) -> Result<ExitCode> {
     node.replicator()?;
     let (marked, outcome) = match Owner::take(node, Locker::Deletions)? {
         Owner::Itself(_lock) => {
-            let marked = node.queue.apply_removals_now(which)?;
+            let marked = node.queue.apply_deletions_now(which)?;
             let outcome = apply_here(node, &marked)?;
             (marked, outcome)
         }
         Owner::Daemon(holder) => {
-            let marked = node.queue.apply_removals_now(which)?;
+            let marked = node.queue.apply_deletions_now(which)?;
             let mut left: Vec<i64> = marked.iter().map(|r| r.id).collect();
             let mut outcome = Outcome::default();
             while !left.is_empty() {
                 if node.shutdown.requested() {
-                    eprintln!("georeg: stopped following; {holder} applies the {} removals left", left.len());
+                    eprintln!("georeg: stopped following; {holder} applies the {} deletions left", left.len());
                     outcome.interrupted = true;
                     break;
                 }
-                let rows = node.queue.removals_by_id(&left)?;
+                let rows = node.queue.deletions_by_id(&left)?;
                 left = rows.iter().filter(|r| !outcome.print(r)).map(|r| r.id).collect();
                 if !left.is_empty() && current_holder(&node.config.state_file).is_none() {
                     eprintln!("georeg: {holder} stopped before applying them; this command takes over");
                     let _lock = Lock::acquire(&node.config.state_file, Locker::Deletions)?;
                     super::owner::recover(node)?;
-                    let rest = apply_here(node, &node.queue.removals_by_id(&left)?)?;
+                    let rest = apply_here(node, &node.queue.deletions_by_id(&left)?)?;
                     outcome.failed += rest.failed;
                     outcome.interrupted |= rest.interrupted;
                     break;
@@ -166,8 +166,8 @@ struct Outcome {
 }
 
 impl Outcome {
-    /// Prints a removal's outcome once it has one; false while it has not.
-    fn print(&mut self, r: &Removal) -> bool {
+    /// Prints a deletion's outcome once it has one; false while it has not.
+    fn print(&mut self, r: &Deletion) -> bool {
         let line = match (r.state.as_str(), &r.last_error) {
             ("applied", _) => "removed from the secondary".to_string(),
             ("dropped", _) => "not removed: the primary has it again".to_string(),
@@ -183,9 +183,9 @@ impl Outcome {
     }
 }
 
-/// Applies the marked removals, repository by repository (this process
+/// Applies the marked deletions, repository by repository (this process
 /// holds the lock), and prints each one's outcome.
-fn apply_here(node: &Node, marked: &[Removal]) -> Result<Outcome> {
+fn apply_here(node: &Node, marked: &[Deletion]) -> Result<Outcome> {
     let replicator = node.replicator()?;
     let repositories: BTreeSet<&str> = marked.iter().map(|r| r.repository.as_str()).collect();
     let mut outcome = Outcome::default();
@@ -194,14 +194,14 @@ fn apply_here(node: &Node, marked: &[Removal]) -> Result<Outcome> {
             outcome.interrupted = true;
             break;
         }
-        match replicator.apply_removals(repo) {
+        match replicator.apply_deletions(repo) {
             Ok(_) => {}
             Err(Error::Interrupted) => outcome.interrupted = true,
-            Err(e) => log::debug!("{repo}: {e}"), // each removal's line says why
+            Err(e) => log::debug!("{repo}: {e}"), // each deletion's line says why
         }
     }
     let ids: Vec<i64> = marked.iter().map(|r| r.id).collect();
-    for r in node.queue.removals_by_id(&ids)? {
+    for r in node.queue.deletions_by_id(&ids)? {
         if !outcome.print(&r) && !outcome.interrupted {
             println!("{} {} {}: still {}", r.id, r.repository, r.what(), r.state);
             outcome.failed += 1;

@@ -53,8 +53,12 @@ pub fn run(node: &Node, sample: Option<usize>) -> Result<ExitCode> {
     if record.failures.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    let repositories: std::collections::BTreeSet<&str> =
-        record.failures.iter().filter(|f| f.kind != "unreachable").map(|f| f.repository.as_str()).collect();
+    let repositories: std::collections::BTreeSet<&str> = record
+        .failures
+        .iter()
+        .filter(|f| f.kind != crate::store::Damage::Unreachable)
+        .map(|f| f.repository.as_str())
+        .collect();
     if !repositories.is_empty() {
         let names: Vec<&str> = repositories.into_iter().collect();
         eprintln!(

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use crate::config::{Config, Role};
 use crate::error::{Error, Result};
-use crate::health::{dr, status};
+use crate::health::{failover, status};
 use crate::store::Reader;
 
 pub fn run(config: &Config, json: bool) -> Result<ExitCode> {
@@ -23,7 +23,7 @@ pub fn run(config: &Config, json: bool) -> Result<ExitCode> {
         let text = serde_json::to_string_pretty(&failover).map_err(|e| Error::Store { message: e.to_string() })?;
         println!("{text}");
     } else {
-        for line in dr::lines(&failover) {
+        for line in failover::lines(&failover) {
             println!("{line}");
         }
     }

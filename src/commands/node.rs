@@ -22,7 +22,7 @@ use crate::replication::import::Importer;
 use crate::replication::source::Source;
 use crate::replication::{Engine, Replicator};
 use crate::shutdown::Shutdown;
-use crate::store::{Fingerprints, Log, Queue, Reader, RemovalPolicy, Store};
+use crate::store::{DeletionPolicy, Fingerprints, Log, Queue, Reader, Store};
 use crate::web::App;
 
 /// Everything built from the configuration: the signer holding the shared
@@ -104,7 +104,7 @@ impl Node {
         let Some(primary) = &self.primary else {
             return Err(Error::Usage("this node has no primary registry configured".into()));
         };
-        Ok(Replicator { engine: self.engine(primary), primary, removals: removal_policy(&self.config.replication) })
+        Ok(Replicator { engine: self.engine(primary), primary, deletions: deletion_policy(&self.config.replication) })
     }
 
     /// An importer into this node's registry that reads what it lacks from
@@ -190,10 +190,10 @@ impl Node {
     }
 }
 
-/// How removals are held back (`replication.delete_delay_hours`) and when
+/// How deletions are held back (`replication.delete_delay_hours`) and when
 /// they raise the burst alarm.
-fn removal_policy(r: &ReplicationConfig) -> RemovalPolicy {
-    RemovalPolicy {
+fn deletion_policy(r: &ReplicationConfig) -> DeletionPolicy {
+    DeletionPolicy {
         delay_hours: r.delete_delay_hours,
         burst_share: r.delete_burst_share,
         burst_min_tags: r.delete_burst_min_tags,

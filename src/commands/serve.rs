@@ -162,8 +162,8 @@ fn prune_events(node: &Node) {
         Ok(n) => log::info!("pruned {n} events older than {days} days from the state file"),
         Err(e) => log::warn!("cannot prune old events: {e}"),
     }
-    // Removals done with, kept as long as events are; the last drills.
-    if let Err(e) = node.store.prune_removals(days).and_then(|_| node.store.prune_drills(DRILLS_KEPT)) {
-        log::warn!("cannot prune old removals and drills: {e}");
+    // Deletions done with, kept as long as events are; the last drills.
+    if let Err(e) = node.store.prune_deletions(days).and_then(|_| node.store.prune_drills(DRILLS_KEPT)) {
+        log::warn!("cannot prune old deletions and drills: {e}");
     }
 }

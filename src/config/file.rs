@@ -148,12 +148,12 @@ pub struct ReplicationConfig {
     /// A repository failing for longer than this makes the node unhealthy.
     #[serde(default = "default_failing_alert")]
     pub failing_alert_seconds: u64,
-    /// Removals (tags, manifests, emptied repositories) wait this long in
+    /// Deletions (tags, manifests, emptied repositories) wait this long in
     /// the state file before georeg applies them to the secondary; 0
     /// applies them at once.
     #[serde(default)]
     pub delete_delay_hours: u64,
-    /// A burst of removals (more than this share of a repository's or the
+    /// A burst of deletions (more than this share of a repository's or the
     /// registry's tags within an hour) makes the node unhealthy.
     #[serde(default = "default_burst_share")]
     pub delete_burst_share: f64,

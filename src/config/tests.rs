@@ -196,7 +196,7 @@ fn disaster_recovery_keys_default_and_are_checked() {
 }
 
 #[test]
-fn the_packaged_config_names_only_known_keys_and_holds_removals_a_day() {
+fn the_packaged_config_names_only_known_keys_and_holds_deletions_a_day() {
     let config: Config = toml::from_str(include_str!("../../packaging/georeg.toml")).unwrap();
     assert_eq!(config.replication.delete_delay_hours, 24);
 }

@@ -6,7 +6,7 @@
 //! keeps the last finding in [`Health`]), and disaster-recovery readiness
 //! (`dr`: failover findings).
 
-pub mod dr;
+pub mod failover;
 pub mod report;
 pub mod snapshot;
 pub mod stats;

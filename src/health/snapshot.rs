@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::Copying;
 use crate::config::Role;
-use crate::store::{Alarm, BundleRow, Comparison, Counts, DrillSummary, RemovalSummary, RepositoryRow, UploadRow};
+use crate::store::{Alarm, BundleRow, Comparison, Counts, DeletionSummary, DrillSummary, RepositoryRow, UploadRow};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
@@ -74,9 +74,9 @@ pub struct Status {
     /// A bundle whose import began and has not finished.
     #[serde(default)]
     pub unfinished_bundle: Option<BundleRow>,
-    /// Removals held back (`replication.delete_delay_hours`) and the burst alarm.
+    /// Deletions held back (`replication.delete_delay_hours`) and the burst alarm.
     #[serde(default)]
-    pub deletions: RemovalSummary,
+    pub deletions: DeletionSummary,
     /// The last drill, and drill failures not repaired yet.
     #[serde(default)]
     pub drill: DrillSummary,
@@ -204,7 +204,7 @@ pub struct Failover {
 /// One thing failover readiness found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
-    /// A stable name for automation: `failing`, `unverified`, `held_removals`...
+    /// A stable name for automation: `failing`, `unverified`, `held_deletions`...
     pub check: String,
     /// True when something would be lost; false for a note.
     pub loss: bool,

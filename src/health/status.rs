@@ -3,13 +3,13 @@
 //! send to the primary: the same numbers everywhere, read from the state
 //! file (plus, in the daemon, what is being copied right now).
 
-use super::dr;
+use super::failover;
 use super::snapshot::{EventsStatus, Failing, NodeHealth, NodeInfo, NodeStatus, Oldest, Status};
 use super::stats::Stats;
 use crate::config::{Config, Role};
 use crate::error::Result;
 use crate::format::{human_age, human_bytes, percent};
-use crate::store::{BundleRow, DrillSummary, RemovalSummary, Snapshot, UploadRow};
+use crate::store::{BundleRow, DeletionSummary, DrillSummary, Snapshot, UploadRow};
 
 /// The daemon checks its registries every few seconds: a check older than
 /// this is not the daemon's word any more.
@@ -68,7 +68,7 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
             failing.reason.clone().unwrap_or_default()
         )
     });
-    let mut deletions = if primary { RemovalSummary::default() } else { store.removal_summary()? };
+    let mut deletions = if primary { DeletionSummary::default() } else { store.deletion_summary()? };
     deletions.delay_hours = config.replication.delete_delay_hours;
     let burst =
         deletions.burst.as_ref().map(|b| format!("{b}; review them with `georeg deletions`, then --apply or --cancel"));
@@ -185,7 +185,7 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
         failover: None,
     };
     if !primary {
-        status.failover = Some(dr::assess(config, store, &status)?);
+        status.failover = Some(failover::assess(config, store, &status)?);
     }
     Ok(status)
 }
@@ -309,7 +309,7 @@ pub fn text(s: &Status) -> String {
         for u in &s.uploads {
             out.push_str(&format!("large blob: {}\n", upload_line(u)));
         }
-        out.push_str(&dr::status_lines(s));
+        out.push_str(&failover::status_lines(s));
         for f in &s.recent_failures {
             out.push_str(&format!("failed: {}: {}\n", f.name, f.last_sync_failure.clone().unwrap_or_default()));
         }

@@ -48,7 +48,7 @@ impl Reconciler<'_> {
         let (primary, requests) = fingerprint::read(self.primary, name)?;
         tally.record.requests += requests;
         let (secondary, _) = fingerprint::read(self.secondary, name)?;
-        let kept = self.queue.kept_removals(name)?;
+        let kept = self.queue.kept_deletions(name)?;
         let unsupported = self.queue.unsupported_tags(name)?;
         let primary = primary.unwrap_or_default();
         let secondary = fingerprint::as_expected(secondary.unwrap_or_default(), &kept, &unsupported);

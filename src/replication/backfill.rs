@@ -6,7 +6,7 @@
 //! pagination), records repositories georeg has never seen (they are then
 //! synced, never-synced first), applies selective sync, and queues a full
 //! sync of repositories that are gone from the primary so that their tags
-//! are removed from the secondary too (or their removal held back,
+//! are removed from the secondary too (or their deletion held back,
 //! `replication.delete_delay_hours`). The daemon scans at start and every
 //! `replication.backfill_interval_seconds`; `georeg backfill` runs one pass
 //! in the foreground.
@@ -47,10 +47,10 @@ pub fn scan(r: &Replicator, selection: &Selection) -> Result<Scan> {
             continue;
         }
         // Absent from the catalog and unknown to the primary: deleted there.
-        // Tags whose removal is held back or cancelled need no new look.
+        // Tags whose deletion is held back or cancelled need no new look.
         if primary.tags(&name)?.is_none() {
             let left = r.engine.secondary.tags(&name)?.unwrap_or_default();
-            let kept = store.kept_removals(&name)?;
+            let kept = store.kept_deletions(&name)?;
             if left.iter().any(|tag| !kept.tags.contains_key(tag)) {
                 store.request_full_sync(&name)?;
                 gone += 1;

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::registry::manifest::{self, Manifest};
 use crate::registry::{Client, Digest};
 use crate::shutdown::Shutdown;
-use crate::store::{DrillFailure, DrillRecord, DrillTag, Queue};
+use crate::store::{Damage, DrillFailure, DrillRecord, DrillTag, Queue};
 
 /// Manifests one tag may lead to (children and referrers), at most.
 const MAX_MANIFESTS_PER_TAG: usize = 10_000;
@@ -51,7 +51,7 @@ pub struct Pulled {
 }
 
 /// What a tag's pull found wrong: its kind, the failing digest, why.
-type Failure = (&'static str, String, String);
+type Failure = (Damage, String, String);
 
 impl Drill<'_> {
     /// Pulls up to `sample` tags, calling `each` after every tag; records
@@ -85,7 +85,7 @@ impl Drill<'_> {
                 Err(e) => {
                     // The registry is down or answers nonsense: the drill
                     // fails, but no repository is to blame for it.
-                    pulled.failure = Some(self.failure(t, "unreachable", t.digest.clone(), e.to_string()));
+                    pulled.failure = Some(self.failure(t, Damage::Unreachable, t.digest.clone(), e.to_string()));
                     true
                 }
             };
@@ -108,7 +108,7 @@ impl Drill<'_> {
         Ok(record)
     }
 
-    fn failure(&self, t: &DrillTag, kind: &'static str, digest: String, message: String) -> DrillFailure {
+    fn failure(&self, t: &DrillTag, kind: Damage, digest: String, message: String) -> DrillFailure {
         DrillFailure { repository: t.repository.clone(), tag: t.tag.clone(), kind, digest, message }
     }
 
@@ -126,9 +126,11 @@ impl Drill<'_> {
             Err(why) if why.starts_with("is missing") => {
                 let message =
                     format!("tag {} {why} from the secondary {url} (georeg placed it at {})", t.tag, t.digest);
-                return Ok(Some(("tag", t.digest.clone(), message)));
+                return Ok(Some((Damage::Tag, t.digest.clone(), message)));
             }
-            Err(why) => return Ok(Some(("manifest", t.digest.clone(), format!("manifest {repo}:{} {why}", t.tag)))),
+            Err(why) => {
+                return Ok(Some((Damage::Manifest, t.digest.clone(), format!("manifest {repo}:{} {why}", t.tag))))
+            }
         };
         let mut visited: HashSet<Digest> = HashSet::from([top.digest.clone()]);
         let mut todo = vec![top];
@@ -137,7 +139,7 @@ impl Drill<'_> {
             let refs = match manifest::references(&m.bytes) {
                 Ok(refs) => refs,
                 Err(why) => {
-                    return Ok(Some(("manifest", m.digest.to_string(), format!("manifest {} {why}", m.digest))))
+                    return Ok(Some((Damage::Manifest, m.digest.to_string(), format!("manifest {} {why}", m.digest))))
                 }
             };
             for child in &refs.manifests {
@@ -145,7 +147,11 @@ impl Drill<'_> {
                     match self.manifest(repo, child.as_str())? {
                         Ok(c) => todo.push(c),
                         Err(why) => {
-                            return Ok(Some(("manifest", child.to_string(), format!("child manifest {child} {why}"))))
+                            return Ok(Some((
+                                Damage::Manifest,
+                                child.to_string(),
+                                format!("child manifest {child} {why}"),
+                            )))
                         }
                     }
                 }
@@ -162,7 +168,7 @@ impl Drill<'_> {
                     }
                     Err(why) => {
                         let message = format!("blob {} on the secondary {url} {why}", blob.digest);
-                        return Ok(Some(("blob", blob.digest.to_string(), message)));
+                        return Ok(Some((Damage::Blob, blob.digest.to_string(), message)));
                     }
                 }
             }
@@ -177,7 +183,7 @@ impl Drill<'_> {
                     Ok(r) if visited.insert(r.digest.clone()) => todo.push(r),
                     Ok(_) => {}
                     Err(why) => {
-                        return Ok(Some(("manifest", reference.clone(), format!("referrer {reference} {why}"))))
+                        return Ok(Some((Damage::Manifest, reference.clone(), format!("referrer {reference} {why}"))))
                     }
                 }
             }

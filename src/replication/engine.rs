@@ -5,7 +5,7 @@
 //! every blob (`blobs.rs`, in recorded chunks when large: `chunks.rs`),
 //! then the manifest itself, with the source's exact bytes so that its
 //! digest comes out identical. It also removes a tag from the secondary
-//! without touching its siblings (`removal.rs`) and runs a claimed job to
+//! without touching its siblings (`deletion.rs`) and runs a claimed job to
 //! its recorded outcome (`job.rs`).
 //!
 //! The engine decides nothing about what the secondary should hold, and

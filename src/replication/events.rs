@@ -127,9 +127,9 @@ impl Replicator<'_> {
             }
         }
         if !differences.is_empty() {
-            // What is only on the secondary because its removal is held
+            // What is only on the secondary because its deletion is held
             // back (or cancelled) differs on purpose.
-            let kept = self.engine.store.kept_removals(repo)?;
+            let kept = self.engine.store.kept_deletions(repo)?;
             differences.retain(|d| !d.expected_by(&kept));
         }
         if differences.is_empty() {
@@ -284,7 +284,7 @@ enum OnlyHere {
 }
 
 impl Difference {
-    /// Whether the difference is a removal held back or cancelled.
+    /// Whether the difference is a deletion held back or cancelled.
     fn expected_by(&self, kept: &crate::store::Kept) -> bool {
         match &self.only_here {
             None => false,

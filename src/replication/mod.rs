@@ -3,14 +3,14 @@
 //!
 //! - the copy engine ([`Engine`], `engine`): copies a manifest and what it
 //!   references (`blobs`, `chunks`) into the secondary and removes a tag
-//!   from it (`removal`), reading from a [`source::Source`] (the primary,
+//!   from it (`deletion`), reading from a [`source::Source`] (the primary,
 //!   or a transfer bundle); it cannot reach the primary registry itself;
 //! - the job loop (`job`): runs a claimed repository and records its
 //!   outcome, for a sync and an import alike;
 //! - the [`Replicator`] (`replicator`): the engine plus the primary it
 //!   compares with. It decides what to copy and remove: the full
 //!   comparison, the events (`events`), OCI referrers (`referrers`),
-//!   removals held back (`held`, `replication.delete_delay_hours`), the
+//!   deletions held back (`held`, `replication.delete_delay_hours`), the
 //!   repair of what a drill found damaged (`repair`), verification
 //!   (`verify`).
 //!
@@ -30,19 +30,19 @@ pub mod backfill;
 mod blobs;
 mod chunks;
 pub mod cursor;
+mod deletions;
 pub mod drill;
 mod engine;
 mod events;
-mod held;
 pub mod import;
 mod job;
 pub mod pool;
 mod referrers;
-mod removal;
 mod repair;
 mod replicator;
 mod report;
 pub mod source;
+mod tombstone;
 pub mod verify;
 pub mod worker;
 

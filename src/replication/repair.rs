@@ -21,6 +21,7 @@ use super::verify::read_back;
 use crate::error::{Error, Result};
 use crate::registry::manifest::BlobRef;
 use crate::registry::Digest;
+use crate::store::Damage;
 
 impl Replicator<'_> {
     /// Copies again, and reads back, every blob and manifest a drill found
@@ -31,10 +32,10 @@ impl Replicator<'_> {
         for (kind, digest) in self.engine.store.drill_repairs(repo)? {
             self.engine.shutdown.check()?;
             let Ok(digest) = Digest::parse(&digest) else { continue };
-            let repaired = match kind.as_str() {
-                "blob" => self.repair_blob(repo, &digest, progress)?,
-                "manifest" => self.repair_manifest(repo, &digest)?,
-                _ => false,
+            let repaired = match kind {
+                Damage::Blob => self.repair_blob(repo, &digest, progress)?,
+                Damage::Manifest => self.repair_manifest(repo, &digest)?,
+                Damage::Tag | Damage::Unreachable => false,
             };
             if repaired {
                 report.repaired += 1;

@@ -2,7 +2,7 @@
 //! with. Here is the full sync of one repository: every tag of the
 //! primary compared with the secondary's (by digest, one HEAD each), what
 //! differs copied with the engine, what the primary no longer has removed
-//! (or its removal held back, `held.rs`), referrers followed
+//! (or its deletion held back, `held.rs`), referrers followed
 //! (`referrers.rs`) and what a drill found damaged copied again first
 //! (`repair.rs`). The event path (`events.rs`) compares only what events
 //! name; verification (`verify.rs`) proves a repository matches.
@@ -19,18 +19,18 @@ use super::engine::{Engine, Seen};
 use super::report::{Report, TagFailures};
 use crate::error::{Error, Result};
 use crate::registry::{self, Client, Digest};
-use crate::store::{Cause, Event, Job, RemovalPolicy};
+use crate::store::{Cause, DeletionPolicy, Event, Job};
 
 /// What replicating needs: the copy engine (reading from the primary,
 /// writing to the secondary), the primary registry (read-only) to compare
-/// with, and how removals are decided.
+/// with, and how deletions are decided.
 pub struct Replicator<'a> {
     pub engine: Engine<'a>,
     /// The primary registry, read-only.
     pub primary: &'a Client,
-    /// How removals are held back (`replication.delete_delay_hours`) and
+    /// How deletions are held back (`replication.delete_delay_hours`) and
     /// when they raise the burst alarm.
-    pub removals: RemovalPolicy,
+    pub deletions: DeletionPolicy,
 }
 
 impl Replicator<'_> {
@@ -66,14 +66,14 @@ impl Replicator<'_> {
                 } else {
                     self.apply_events(&job.name, &events, None, progress, report)?;
                 }
-                self.apply_due_removals(&job.name, report)?;
+                self.apply_due_deletions(&job.name, report)?;
                 if job.full {
                     self.engine.store.drill_failures_repaired(&job.name)?;
                 }
                 report.events_applied = events.len() as u64;
                 Ok(())
             });
-            // Removals made before a failure count for the alarm too.
+            // Deletions made before a failure count for the alarm too.
             self.check_burst(&job.name, report);
             result
         })

@@ -21,10 +21,10 @@ pub struct Report {
     pub tags_unsupported: u64,
     /// Manifests reached through the primary's referrers API.
     pub referrers_copied: u64,
-    /// Removals held back (`replication.delete_delay_hours`), and removals
+    /// Deletions held back (`replication.delete_delay_hours`), and deletions
     /// an operator cancelled (kept on the secondary).
-    pub removals_held: u64,
-    pub removals_kept: u64,
+    pub deletions_held: u64,
+    pub deletions_kept: u64,
     /// Blobs and manifests a drill found damaged, copied again and read back whole.
     pub repaired: u64,
     /// Events the job applied, counted as processed once it is recorded synced.
@@ -50,11 +50,11 @@ impl std::fmt::Display for Report {
         if self.referrers_copied > 0 {
             write!(f, "; {} referrers copied", self.referrers_copied)?;
         }
-        if self.removals_held > 0 {
-            write!(f, "; {} removals held (replication.delete_delay_hours)", self.removals_held)?;
+        if self.deletions_held > 0 {
+            write!(f, "; {} deletions held (replication.delete_delay_hours)", self.deletions_held)?;
         }
-        if self.removals_kept > 0 {
-            write!(f, "; {} removals cancelled by an operator, kept", self.removals_kept)?;
+        if self.deletions_kept > 0 {
+            write!(f, "; {} deletions cancelled by an operator, kept", self.deletions_kept)?;
         }
         if self.repaired > 0 {
             write!(f, "; {} damaged blobs or manifests repaired", self.repaired)?;

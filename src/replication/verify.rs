@@ -26,7 +26,7 @@ pub const VERIFY_RETRY_SECONDS: u64 = 300;
 pub enum Outcome {
     /// The checksums match; `unsupported` tags the secondary refuses (and
     /// georeg recorded so) were left out on the primary's side, and `kept`
-    /// tags whose removal is held back or cancelled on the secondary's.
+    /// tags whose deletion is held back or cancelled on the secondary's.
     Match {
         checksum: String,
         unsupported: usize,
@@ -51,7 +51,7 @@ impl Outcome {
                 }
                 if *kept > 0 {
                     text.push_str(&format!(
-                        " ({kept} tags whose removal is held back or cancelled left out: see georeg deletions)"
+                        " ({kept} tags whose deletion is held back or cancelled left out: see georeg deletions)"
                     ));
                 }
                 text
@@ -89,7 +89,7 @@ pub fn first_difference(primary: &BTreeMap<String, Digest>, secondary: &BTreeMap
 /// tags the secondary is known to refuse, with the primary digest it
 /// refused; while the primary still has that digest and the secondary
 /// lacks the tag, they are an expected difference, not a mismatch. `kept`:
-/// removals held back or cancelled; a tag they cover that the secondary
+/// deletions held back or cancelled; a tag they cover that the secondary
 /// still has and the primary lacks is expected too.
 pub fn compare(
     primary: &Client,
@@ -270,7 +270,7 @@ impl Replicator<'_> {
     /// With `v.blobs`, a match is also proved blob by blob.
     pub fn verify(&self, v: &Verification) -> Result<Outcome> {
         let unsupported = self.engine.store.unsupported_tags(&v.name)?;
-        let kept = self.engine.store.kept_removals(&v.name)?;
+        let kept = self.engine.store.kept_deletions(&v.name)?;
         let result = compare(self.primary, self.engine.secondary, &v.name, &unsupported, &kept).and_then(|outcome| {
             if v.blobs && matches!(outcome, Outcome::Match { .. }) {
                 let (n, size) = check_blobs(self.engine.secondary, &v.name, self.engine.shutdown)?;

@@ -1,17 +1,17 @@
-//! Removals held back (`replication.delete_delay_hours`). A primary that
+//! Deletions held back (`replication.delete_delay_hours`). A primary that
 //! deletes everything (a bad cleanup policy, a mistaken script, an
 //! intruder) would otherwise empty every secondary within seconds. So each
-//! removal georeg would apply to the secondary (a tag gone, a manifest
+//! deletion georeg would apply to the secondary (a tag gone, a manifest
 //! deleted, a repository emptied) is recorded here and held until its delay
 //! ends; the worker that next holds the repository applies the due ones.
 //! Operators list them, apply them early or cancel them (`georeg
 //! deletions`); a cancelled one is kept on the secondary and verification
-//! expects the difference. With a delay of 0 removals apply at once and are
+//! expects the difference. With a delay of 0 deletions apply at once and are
 //! recorded as applied.
 //!
 //! A burst (more than `replication.delete_burst_share` of a repository's or
 //! the registry's tags removed within an hour, at least
-//! `delete_burst_min_tags` of them) is written onto its removals, and keeps
+//! `delete_burst_min_tags` of them) is written onto its deletions, and keeps
 //! the node unhealthy until an operator decides on them or, with no delay,
 //! for an hour.
 
@@ -22,56 +22,20 @@ use serde::{Deserialize, Serialize};
 
 use super::handles::{Queue, Snapshot, Store};
 use super::shared::NOW;
+use super::states::{Cause, DecidedBy, DeletionKind, DeletionState};
 use crate::error::Result;
 use crate::registry::Digest;
 
 pub(super) const HOUR_AGO: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 hour')";
-/// States of a removal not yet done with: the ones verification expects.
+/// States of a deletion not yet done with: the ones verification expects.
 const OPEN: &str = "('held', 'applying', 'cancelled')";
 const COLUMNS: &str = "h.id, r.name, h.kind, h.tag, h.digest, h.cause, h.tags, h.state, h.seen_at, h.applies_at, \
                        h.decided_at, h.decided_by, h.last_error";
 
-/// What a removal takes off the secondary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RemovalKind {
-    /// One tag, leaving sibling tags at its digest.
-    Tag,
-    /// A manifest by digest, and every tag pointing at it.
-    Manifest,
-}
-
-impl RemovalKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            RemovalKind::Tag => "tag",
-            RemovalKind::Manifest => "manifest",
-        }
-    }
-}
-
-/// What happened on the primary that a removal follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    TagRemoved,
-    ManifestDeleted,
-    RepositoryEmptied,
-}
-
-impl Cause {
-    /// As `georeg deletions` shows it and the state file stores it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::TagRemoved => "tag removed",
-            Cause::ManifestDeleted => "manifest deleted",
-            Cause::RepositoryEmptied => "repository emptied",
-        }
-    }
-}
-
-/// How removals are held, and when they raise the burst alarm.
+/// How deletions are held, and when they raise the burst alarm.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RemovalPolicy {
-    /// `replication.delete_delay_hours`; 0 applies removals at once.
+pub struct DeletionPolicy {
+    /// `replication.delete_delay_hours`; 0 applies deletions at once.
     pub delay_hours: u64,
     /// `replication.delete_burst_share`.
     pub burst_share: f64,
@@ -79,16 +43,16 @@ pub struct RemovalPolicy {
     pub burst_min_tags: u64,
 }
 
-impl Default for RemovalPolicy {
+impl Default for DeletionPolicy {
     fn default() -> Self {
-        RemovalPolicy { delay_hours: 0, burst_share: 0.5, burst_min_tags: 10 }
+        DeletionPolicy { delay_hours: 0, burst_share: 0.5, burst_min_tags: 10 }
     }
 }
 
-/// A removal georeg would apply to the secondary now.
+/// A deletion georeg would apply to the secondary now.
 #[derive(Debug, Clone, Copy)]
-pub struct NewRemoval<'a> {
-    pub kind: RemovalKind,
+pub struct NewDeletion<'a> {
+    pub kind: DeletionKind,
     /// The tag (kind tag).
     pub tag: Option<&'a str>,
     /// The manifest (kind manifest), or the tag's digest on the secondary.
@@ -99,7 +63,7 @@ pub struct NewRemoval<'a> {
     pub tags: i64,
 }
 
-/// What is already recorded about a removal.
+/// What is already recorded about a deletion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Open {
     /// Nothing: it is new.
@@ -110,40 +74,38 @@ pub enum Open {
     Cancelled,
 }
 
-/// A removal, as `georeg deletions` and the pages show it.
+/// A deletion, as `georeg deletions` and the pages show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Removal {
+pub struct Deletion {
     pub id: i64,
     pub repository: String,
-    /// `tag` or `manifest`.
-    pub kind: String,
+    pub kind: DeletionKind,
     pub tag: Option<String>,
     pub digest: Option<String>,
-    pub cause: String,
+    pub cause: Cause,
     pub tags: i64,
-    /// held, applying, applied, cancelled or dropped (schema.sql).
-    pub state: String,
+    pub state: DeletionState,
     pub seen_at: String,
     pub applies_at: String,
     pub decided_at: Option<String>,
-    pub decided_by: Option<String>,
+    pub decided_by: Option<DecidedBy>,
     pub last_error: Option<String>,
 }
 
-impl Removal {
+impl Deletion {
     /// `tag v1 (sha256:0123456789ab)`, `manifest sha256:0123...ef (2 tags)`.
     pub fn what(&self) -> String {
         let short = |d: &str| d.get(..19).unwrap_or(d).to_string();
-        match (self.kind.as_str(), &self.tag, &self.digest) {
-            ("tag", Some(tag), Some(d)) => format!("tag {tag} ({})", short(d)),
-            ("tag", Some(tag), None) => format!("tag {tag}"),
+        match (self.kind, &self.tag, &self.digest) {
+            (DeletionKind::Tag, Some(tag), Some(d)) => format!("tag {tag} ({})", short(d)),
+            (DeletionKind::Tag, Some(tag), None) => format!("tag {tag}"),
             (_, _, Some(d)) => format!("manifest {d} ({} tags)", self.tags),
             _ => format!("{} #{}", self.kind, self.id),
         }
     }
 }
 
-/// Removals a repository's verification expects: tags (with the digest
+/// Deletions a repository's verification expects: tags (with the digest
 /// they had) and manifests held back or cancelled.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Kept {
@@ -164,13 +126,13 @@ impl Kept {
     }
 }
 
-/// Held removals at a glance, for the status everywhere.
+/// Held deletions at a glance, for the status everywhere.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemovalSummary {
-    /// Removals held (waiting for their delay), and the tags they would remove.
+pub struct DeletionSummary {
+    /// Deletions held (waiting for their delay), and the tags they would remove.
     pub held: i64,
     pub held_tags: i64,
-    /// Removals an operator cancelled: kept on the secondary.
+    /// Deletions an operator cancelled: kept on the secondary.
     pub cancelled: i64,
     /// When the next held one applies.
     pub next_applies_at: Option<String>,
@@ -181,7 +143,7 @@ pub struct RemovalSummary {
     pub delay_hours: u64,
 }
 
-/// Which removals an operator's command is about.
+/// Which deletions an operator's command is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
     All,
@@ -198,8 +160,8 @@ impl Selector {
     }
 }
 
-fn removal_row(r: &rusqlite::Row) -> rusqlite::Result<Removal> {
-    Ok(Removal {
+fn deletion_row(r: &rusqlite::Row) -> rusqlite::Result<Deletion> {
+    Ok(Deletion {
         id: r.get(0)?,
         repository: r.get(1)?,
         kind: r.get(2)?,
@@ -218,13 +180,13 @@ fn removal_row(r: &rusqlite::Row) -> rusqlite::Result<Removal> {
 
 impl Queue {
     /// What is recorded about removing `tag` (at `digest` on the
-    /// secondary) or, with no tag, the manifest `digest`: a removal of the
+    /// secondary) or, with no tag, the manifest `digest`: a deletion of the
     /// tag, or of the manifest it points at, counts.
-    pub fn open_removal(&self, repository: &str, tag: Option<&str>, digest: Option<&Digest>) -> Result<Open> {
+    pub fn open_deletion(&self, repository: &str, tag: Option<&str>, digest: Option<&Digest>) -> Result<Open> {
         let conn = self.conn();
         let found: Option<(String, String)> = conn
             .prepare_cached(&format!(
-                "SELECT h.state, h.applies_at FROM removals h JOIN repositories r ON r.id = h.repository_id
+                "SELECT h.state, h.applies_at FROM deletions h JOIN repositories r ON r.id = h.repository_id
                  WHERE r.name = ?1 AND h.state IN {OPEN}
                    AND ((h.kind = 'tag' AND h.tag = ?2) OR (h.kind = 'manifest' AND h.digest = ?3))
                  ORDER BY h.state = 'cancelled' DESC LIMIT 1"
@@ -238,13 +200,13 @@ impl Queue {
         })
     }
 
-    /// Holds a removal until the delay ends (a removal held already keeps
+    /// Holds a deletion until the delay ends (a deletion held already keeps
     /// its time); returns when it applies.
-    pub fn hold_removal(&self, repository: &str, r: &NewRemoval, policy: &RemovalPolicy) -> Result<String> {
+    pub fn hold_deletion(&self, repository: &str, r: &NewDeletion, policy: &DeletionPolicy) -> Result<String> {
         let id = self.ensure_repository(repository)?;
         let conn = self.conn();
         conn.prepare_cached(
-            "INSERT OR IGNORE INTO removals (repository_id, kind, tag, digest, cause, tags, applies_at)
+            "INSERT OR IGNORE INTO deletions (repository_id, kind, tag, digest, cause, tags, applies_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?7))",
         )?
         .execute(params![
@@ -258,20 +220,20 @@ impl Queue {
         ])?;
         let applies_at = conn
             .prepare_cached(&format!(
-                "SELECT applies_at FROM removals WHERE repository_id = ?1 AND kind = ?2
+                "SELECT applies_at FROM deletions WHERE repository_id = ?1 AND kind = ?2
                  AND COALESCE(tag, digest) = COALESCE(?3, ?4) AND state IN {OPEN}"
             ))?
             .query_row(params![id, r.kind.as_str(), r.tag, r.digest.map(Digest::as_str)], |r| r.get(0))?;
         Ok(applies_at)
     }
 
-    /// Records a removal applied at once (no delay), for the burst alarm
+    /// Records a deletion applied at once (no delay), for the burst alarm
     /// and as a history.
-    pub fn record_applied_removal(&self, repository: &str, r: &NewRemoval) -> Result<()> {
+    pub fn record_applied_deletion(&self, repository: &str, r: &NewDeletion) -> Result<()> {
         let id = self.ensure_repository(repository)?;
         self.conn()
             .prepare_cached(&format!(
-                "INSERT INTO removals (repository_id, kind, tag, digest, cause, tags, state, applies_at, decided_at,
+                "INSERT INTO deletions (repository_id, kind, tag, digest, cause, tags, state, applies_at, decided_at,
                                        decided_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'applied', {NOW}, {NOW}, 'delay')"
             ))?
@@ -279,13 +241,13 @@ impl Queue {
         Ok(())
     }
 
-    /// Claims the repository's held removals that are due (their delay
+    /// Claims the repository's held deletions that are due (their delay
     /// ran out, or an operator asked): they become `applying`.
-    pub fn claim_due_removals(&self, repository: &str) -> Result<Vec<Removal>> {
+    pub fn claim_due_deletions(&self, repository: &str) -> Result<Vec<Deletion>> {
         let conn = self.conn();
         let ids: Vec<i64> = conn
             .prepare_cached(&format!(
-                "UPDATE removals SET state = 'applying', last_error = NULL
+                "UPDATE deletions SET state = 'applying', last_error = NULL
                  WHERE state = 'held' AND applies_at <= {NOW}
                    AND repository_id = (SELECT id FROM repositories WHERE name = ?1)
                  RETURNING id"
@@ -293,15 +255,15 @@ impl Queue {
             .query_map([repository], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         drop(conn);
-        self.removals_by_id(&ids)
+        self.deletions_by_id(&ids)
     }
 
-    /// Records a claimed removal's outcome: applied, or dropped because
+    /// Records a claimed deletion's outcome: applied, or dropped because
     /// the primary has it again.
-    pub fn finish_removal(&self, id: i64, applied: bool) -> Result<()> {
+    pub fn finish_deletion(&self, id: i64, applied: bool) -> Result<()> {
         self.conn()
             .prepare_cached(&format!(
-                "UPDATE removals SET state = CASE WHEN ?2 THEN 'applied' ELSE 'dropped' END, decided_at = {NOW},
+                "UPDATE deletions SET state = CASE WHEN ?2 THEN 'applied' ELSE 'dropped' END, decided_at = {NOW},
                  decided_by = COALESCE(decided_by, CASE WHEN ?2 THEN 'delay' ELSE 'primary' END), last_error = NULL
                  WHERE id = ?1 AND state = 'applying'"
             ))?
@@ -309,12 +271,12 @@ impl Queue {
         Ok(())
     }
 
-    /// Puts claimed removals back to held after a failed attempt, with why.
-    pub fn release_removals(&self, ids: &[i64], error: Option<&str>) -> Result<()> {
+    /// Puts claimed deletions back to held after a failed attempt, with why.
+    pub fn release_deletions(&self, ids: &[i64], error: Option<&str>) -> Result<()> {
         let conn = self.conn();
         for id in ids {
             conn.prepare_cached(
-                "UPDATE removals SET state = 'held', last_error = COALESCE(?2, last_error)
+                "UPDATE deletions SET state = 'held', last_error = COALESCE(?2, last_error)
                  WHERE id = ?1 AND state = 'applying'",
             )?
             .execute(params![id, error])?;
@@ -325,9 +287,9 @@ impl Queue {
     /// The primary has `tag` at `digest` (again): nothing of it, nor of
     /// the manifest, is to be removed. Called with the connection of
     /// `set_tag`.
-    pub(super) fn drop_removals_of(conn: &Connection, repository_id: i64, tag: &str, digest: &str) -> Result<()> {
+    pub(super) fn drop_deletions_of(conn: &Connection, repository_id: i64, tag: &str, digest: &str) -> Result<()> {
         conn.prepare_cached(&format!(
-            "UPDATE removals SET state = 'dropped', decided_at = {NOW}, decided_by = 'primary'
+            "UPDATE deletions SET state = 'dropped', decided_at = {NOW}, decided_by = 'primary'
              WHERE repository_id = ?1 AND state IN ('held', 'cancelled')
                AND ((kind = 'tag' AND tag = ?2) OR (kind = 'manifest' AND digest = ?3))"
         ))?
@@ -339,7 +301,7 @@ impl Queue {
     pub fn manifest_back(&self, repository: &str, digest: &Digest) -> Result<()> {
         self.conn()
             .prepare_cached(&format!(
-                "UPDATE removals SET state = 'dropped', decided_at = {NOW}, decided_by = 'primary'
+                "UPDATE deletions SET state = 'dropped', decided_at = {NOW}, decided_by = 'primary'
                  WHERE state IN ('held', 'cancelled') AND kind = 'manifest' AND digest = ?2
                    AND repository_id = (SELECT id FROM repositories WHERE name = ?1)"
             ))?
@@ -347,12 +309,12 @@ impl Queue {
         Ok(())
     }
 
-    /// The repository's removals held back or cancelled: differences from
+    /// The repository's deletions held back or cancelled: differences from
     /// the primary that verification expects.
-    pub fn kept_removals(&self, repository: &str) -> Result<Kept> {
+    pub fn kept_deletions(&self, repository: &str) -> Result<Kept> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT h.kind, h.tag, h.digest FROM removals h JOIN repositories r ON r.id = h.repository_id
+            "SELECT h.kind, h.tag, h.digest FROM deletions h JOIN repositories r ON r.id = h.repository_id
              WHERE r.name = ?1 AND h.state IN {OPEN}"
         ))?;
         let mut kept = Kept::default();
@@ -373,26 +335,26 @@ impl Queue {
         Ok(kept)
     }
 
-    pub fn removals_by_id(&self, ids: &[i64]) -> Result<Vec<Removal>> {
+    pub fn deletions_by_id(&self, ids: &[i64]) -> Result<Vec<Deletion>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM removals h JOIN repositories r ON r.id = h.repository_id
+            "SELECT {COLUMNS} FROM deletions h JOIN repositories r ON r.id = h.repository_id
              WHERE h.id IN (SELECT value FROM json_each(?1)) ORDER BY h.id"
         ))?;
         let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-        let rows = stmt.query_map([ids], removal_row)?;
+        let rows = stmt.query_map([ids], deletion_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// An operator's `--apply`: the selected held removals are due now.
+    /// An operator's `--apply`: the selected held deletions are due now.
     /// A failed repository among theirs is queued again at once, so that
-    /// its backoff does not delay them. Returns the removals marked.
-    pub fn apply_removals_now(&self, which: &Selector) -> Result<Vec<Removal>> {
+    /// its backoff does not delay them. Returns the deletions marked.
+    pub fn apply_deletions_now(&self, which: &Selector) -> Result<Vec<Deletion>> {
         let (all, ids) = which.params();
         let conn = self.conn();
         let marked: Vec<i64> = conn
             .prepare_cached(&format!(
-                "UPDATE removals SET applies_at = {NOW}, decided_by = 'operator', last_error = NULL
+                "UPDATE deletions SET applies_at = {NOW}, decided_by = 'operator', last_error = NULL
                  WHERE state = 'held' AND (?1 OR id IN (SELECT value FROM json_each(?2))) RETURNING id"
             ))?
             .query_map(params![all, ids], |r| r.get(0))?
@@ -400,67 +362,67 @@ impl Queue {
         conn.prepare_cached(
             "UPDATE repositories SET sync_state = 'pending', retry_at = NULL, sync_priority = 1
              WHERE sync_state = 'failed'
-               AND id IN (SELECT repository_id FROM removals WHERE id IN (SELECT value FROM json_each(?1)))",
+               AND id IN (SELECT repository_id FROM deletions WHERE id IN (SELECT value FROM json_each(?1)))",
         )?
         .execute([serde_json::to_string(&marked).unwrap_or_else(|_| "[]".into())])?;
         drop(conn);
         self.work.ring();
-        self.removals_by_id(&marked)
+        self.deletions_by_id(&marked)
     }
 
-    /// An operator's `--cancel`: the selected held removals are kept on
-    /// the secondary for good. Returns the removals cancelled.
-    pub fn cancel_removals(&self, which: &Selector) -> Result<Vec<Removal>> {
+    /// An operator's `--cancel`: the selected held deletions are kept on
+    /// the secondary for good. Returns the deletions cancelled.
+    pub fn cancel_deletions(&self, which: &Selector) -> Result<Vec<Deletion>> {
         let (all, ids) = which.params();
         let cancelled: Vec<i64> = self
             .conn()
             .prepare_cached(&format!(
-                "UPDATE removals SET state = 'cancelled', decided_at = {NOW}, decided_by = 'operator'
+                "UPDATE deletions SET state = 'cancelled', decided_at = {NOW}, decided_by = 'operator'
                  WHERE state = 'held' AND (?1 OR id IN (SELECT value FROM json_each(?2))) RETURNING id"
             ))?
             .query_map(params![all, ids], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        self.removals_by_id(&cancelled)
+        self.deletions_by_id(&cancelled)
     }
 }
 
 impl Snapshot<'_> {
-    /// Removals not done with: held (soonest first), then cancelled.
-    pub fn open_removals(&self) -> Result<Vec<Removal>> {
+    /// Deletions not done with: held (soonest first), then cancelled.
+    pub fn open_deletions(&self) -> Result<Vec<Deletion>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM removals h JOIN repositories r ON r.id = h.repository_id
+            "SELECT {COLUMNS} FROM deletions h JOIN repositories r ON r.id = h.repository_id
              WHERE h.state IN {OPEN} ORDER BY h.state = 'cancelled', h.applies_at, h.id"
         ))?;
-        let rows = stmt.query_map([], removal_row)?;
+        let rows = stmt.query_map([], deletion_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// How many removals are held and cancelled, when the next applies,
-    /// and the burst alarm while it stands: a burst removal still held
+    /// How many deletions are held and cancelled, when the next applies,
+    /// and the burst alarm while it stands: a burst deletion still held
     /// that no operator decided on, or, applied at once (no delay),
     /// within the hour.
-    pub fn removal_summary(&self) -> Result<RemovalSummary> {
+    pub fn deletion_summary(&self) -> Result<DeletionSummary> {
         let conn = self.conn();
         let (held, held_tags, cancelled, next_applies_at) = conn.query_row(
             "SELECT COALESCE(SUM(state IN ('held', 'applying')), 0),
                     COALESCE(SUM(CASE WHEN state IN ('held', 'applying') THEN tags END), 0),
                     COALESCE(SUM(state = 'cancelled'), 0),
                     MIN(CASE WHEN state IN ('held', 'applying') THEN applies_at END)
-             FROM removals WHERE state IN ('held', 'applying', 'cancelled')",
+             FROM deletions WHERE state IN ('held', 'applying', 'cancelled')",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
         let burst = conn
             .query_row(
                 // Two halves, so that each reads the partial index of
-                // burst removals rather than every removal applied.
+                // burst deletions rather than every deletion applied.
                 &format!(
                     "SELECT burst FROM (
-                       SELECT id, burst FROM removals
+                       SELECT id, burst FROM deletions
                        WHERE burst IS NOT NULL AND state IN ('held', 'applying') AND decided_by IS NULL
                        UNION ALL
-                       SELECT id, burst FROM removals
+                       SELECT id, burst FROM deletions
                        WHERE burst IS NOT NULL AND state = 'applied' AND decided_by = 'delay' AND seen_at >= {HOUR_AGO})
                      ORDER BY id DESC LIMIT 1"
                 ),
@@ -468,15 +430,15 @@ impl Snapshot<'_> {
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(RemovalSummary { held, held_tags, cancelled, next_applies_at, burst, delay_hours: 0 })
+        Ok(DeletionSummary { held, held_tags, cancelled, next_applies_at, burst, delay_hours: 0 })
     }
 }
 
 impl Store {
-    /// Forgets applied and dropped removals decided more than `days` ago.
-    pub fn prune_removals(&self, days: u64) -> Result<usize> {
+    /// Forgets applied and dropped deletions decided more than `days` ago.
+    pub fn prune_deletions(&self, days: u64) -> Result<usize> {
         let n = self.conn().execute(
-            "DELETE FROM removals WHERE state IN ('applied', 'dropped')
+            "DELETE FROM deletions WHERE state IN ('applied', 'dropped')
              AND decided_at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1)",
             [format!("-{days} days")],
         )?;

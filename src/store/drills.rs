@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::handles::{Queue, Snapshot, Store};
 use super::shared::NOW;
+use super::states::Damage;
 use crate::error::Result;
 
 /// A tag of the secondary to pull, with the digest georeg left it at.
@@ -25,7 +26,7 @@ pub struct DrillFailure {
     /// `blob`, `manifest` (damaged or missing) or `tag` (missing); or
     /// `unreachable` (the registry did not answer), which no resync
     /// repairs and `drill_failures` does not keep.
-    pub kind: &'static str,
+    pub kind: Damage,
     /// The first failing digest.
     pub digest: String,
     pub message: String,
@@ -107,7 +108,7 @@ impl Queue {
             first.map(|f| f.digest.clone()),
         ])?;
         let drill = tx.last_insert_rowid();
-        for (f, repository_id) in d.failures.iter().zip(ids).filter(|(f, _)| f.kind != "unreachable") {
+        for (f, repository_id) in d.failures.iter().zip(ids).filter(|(f, _)| f.kind != Damage::Unreachable) {
             tx.prepare_cached(
                 "INSERT INTO drill_failures (drill_id, repository_id, tag, kind, digest, message)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -133,7 +134,7 @@ impl Queue {
 
     /// What drills found wrong in the repository that no resync has
     /// repaired yet: (kind, digest), each once.
-    pub fn drill_repairs(&self, repository: &str) -> Result<Vec<(String, String)>> {
+    pub fn drill_repairs(&self, repository: &str) -> Result<Vec<(Damage, String)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT DISTINCT f.kind, f.digest FROM drill_failures f JOIN repositories r ON r.id = f.repository_id
@@ -229,7 +230,7 @@ mod tests {
         let failure = DrillFailure {
             repository: job.name.clone(),
             tag: "v1".into(),
-            kind: "blob",
+            kind: Damage::Blob,
             digest: "sha256:bad".into(),
             message: "did not match its digest".into(),
         };
@@ -250,7 +251,7 @@ mod tests {
         assert!(last.first_failure.unwrap().starts_with(&format!("{}:v1: did not match", job.name)));
         assert_eq!(s.last_success_at, None);
         assert!(store.last_drill_age().unwrap().unwrap() >= 2);
-        assert_eq!(store.drill_repairs(&job.name).unwrap(), vec![("blob".to_string(), "sha256:bad".to_string())]);
+        assert_eq!(store.drill_repairs(&job.name).unwrap(), vec![(Damage::Blob, "sha256:bad".to_string())]);
         assert_eq!(store.drill_failures_repaired(&job.name).unwrap(), 2);
         assert!(store.drill_repairs(&job.name).unwrap().is_empty());
 

@@ -130,7 +130,7 @@ impl Fingerprints {
     /// secondary refuses (with the primary's digest).
     pub fn expected_differences(&self, repository: &str) -> Result<(Kept, Vec<(String, String)>)> {
         let queue = self.queue();
-        Ok((queue.kept_removals(repository)?, queue.unsupported_tags(repository)?))
+        Ok((queue.kept_deletions(repository)?, queue.unsupported_tags(repository)?))
     }
 
     /// The current time as the state file writes it.

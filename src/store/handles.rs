@@ -6,7 +6,7 @@
 //!   file's lock; hands out the other handles and runs housekeeping
 //!   (pruning, selective sync in force).
 //! - [`Queue`], for replication: claims and job outcomes, and what a job
-//!   records (tags, blobs, uploads, removals held back, verification,
+//!   records (tags, blobs, uploads, deletions held back, verification,
 //!   drills, bundles imported).
 //! - [`Log`], for the web side and the follower: what comes in (events,
 //!   the cursor in a primary's log, secondaries' reports, chart samples)

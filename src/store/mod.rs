@@ -5,7 +5,7 @@
 //! `events` (the event log), `cursor` (a secondary's place in its
 //! primary's log), `nodes` (secondaries' reports, on a primary, and the
 //! chart's samples), `uploads` (blobs copied in chunks), `bundles`
-//! (transfer bundles imported), `removals` (removals held back,
+//! (transfer bundles imported), `deletions` (deletions held back,
 //! `replication.delete_delay_hours`) and `burst` (their alarm), `drills`
 //! (pulls from the secondary and what they found), `readiness` (what
 //! failover would lose), `read_side` (what the pages show) and `states`
@@ -29,19 +29,19 @@
 
 mod alarms;
 mod bundles;
-mod burst;
 mod cursor;
 mod deletions;
+mod deletions_burst;
 mod drills;
 mod event;
 mod events;
+mod failover;
 mod fingerprints;
 mod handles;
 pub(crate) mod lock;
 mod nodes;
 mod open;
-mod queries;
-mod readiness;
+mod read_side;
 mod reconcile;
 mod repos;
 mod shared;
@@ -56,21 +56,20 @@ mod tests;
 pub(crate) use alarms::{Alarm, NOTIFICATIONS_REFUSED};
 pub(crate) use bundles::{BundleRow, NewBundle};
 pub(crate) use cursor::Cursor;
-pub(crate) use deletions::{
-    Cause, Kept, NewRemoval, Open, Removal, RemovalKind, RemovalPolicy, RemovalSummary, Selector,
-};
+pub(crate) use deletions::{Deletion, DeletionPolicy, DeletionSummary, Kept, NewDeletion, Open, Selector};
 #[cfg(test)]
 pub(crate) use drills::DrillRow;
 pub(crate) use drills::{DrillFailure, DrillRecord, DrillSummary, DrillTag};
 pub(crate) use event::{Action, Event, NewEvent};
+pub(crate) use failover::Counted;
 pub(crate) use fingerprints::{
     page_digest, Entry as FingerprintEntry, Local as LocalFingerprint, Page as FingerprintPage,
 };
 pub(crate) use handles::{Fingerprints, Log, Queue, Reader, Snapshot, Store};
 pub(crate) use nodes::Sample;
-pub(crate) use queries::{Counts, RepositoryFilter, RepositoryRow};
-pub(crate) use readiness::Counted;
+pub(crate) use read_side::{Counts, RepositoryFilter, RepositoryRow};
 pub(crate) use reconcile::{Comparison, Known, PassRecord};
 pub(crate) use repos::{Job, Progress};
+pub(crate) use states::{Cause, Damage, DeletionKind, DeletionState};
 pub(crate) use uploads::{Upload, UploadRow};
 pub(crate) use verification::Verification;

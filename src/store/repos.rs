@@ -101,9 +101,9 @@ pub(super) const NEXT_JOB: &str = "SELECT id FROM repositories
               retry_at, id
      LIMIT 1";
 
-/// A synced repository with removals held back whose delay ran out, from
-/// the removals index: the worker that claims it applies them.
-pub(super) const NEXT_HELD: &str = "SELECT r.id FROM removals h JOIN repositories r ON r.id = h.repository_id
+/// A synced repository with deletions held back whose delay ran out, from
+/// the deletions index: the worker that claims it applies them.
+pub(super) const NEXT_HELD: &str = "SELECT r.id FROM deletions h JOIN repositories r ON r.id = h.repository_id
      WHERE h.state = 'held' AND h.applies_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
        AND r.sync_state = 'synced' AND r.excluded = 0 AND r.verification_state <> 'started'
      ORDER BY h.applies_at
@@ -218,20 +218,20 @@ impl Queue {
              WHERE verification_state = 'started'",
             [],
         )?;
-        conn.execute("UPDATE removals SET state = 'held' WHERE state = 'applying'", [])?;
+        conn.execute("UPDATE deletions SET state = 'held' WHERE state = 'applying'", [])?;
         Ok(n)
     }
 
     /// Claims the repository most worth syncing now: repositories with new
     /// events first (small, and someone is waiting for them), then never
     /// synced ones, then other pending ones, then failed ones whose retry
-    /// time has come, and synced ones with held removals whose delay ran
+    /// time has come, and synced ones with held deletions whose delay ran
     /// out (the job applies them).
     pub fn claim_next(&self) -> Result<Option<Job>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // The queue first (its own index); then a synced repository whose
-        // held removals are due (replication.delete_delay_hours).
+        // held deletions are due (replication.delete_delay_hours).
         let mut candidate: Option<i64> = tx.prepare_cached(NEXT_JOB)?.query_row([], |r| r.get(0)).optional()?;
         if candidate.is_none() {
             candidate = tx.prepare_cached(NEXT_HELD)?.query_row([], |r| r.get(0)).optional()?;

@@ -66,6 +66,138 @@ impl VerificationState {
     }
 }
 
+/// `deletions.kind`: what a deletion takes off the secondary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletionKind {
+    /// One tag, leaving sibling tags at its digest.
+    Tag,
+    /// A manifest by digest, and every tag pointing at it.
+    Manifest,
+}
+
+/// `deletions.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletionState {
+    /// Waiting for its delay to end.
+    Held,
+    /// A worker is applying it now (a crash puts it back to held).
+    Applying,
+    Applied,
+    /// An operator chose to keep it on the secondary.
+    Cancelled,
+    /// The primary has it again: nothing to delete.
+    Dropped,
+}
+
+/// `deletions.decided_by`: who ended a deletion's wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecidedBy {
+    /// Its delay ran out (or there was none).
+    Delay,
+    /// `georeg deletions --apply` or `--cancel`.
+    Operator,
+    /// The primary has it again.
+    Primary,
+}
+
+/// `deletions.cause`: what happened on the primary that a deletion follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Cause {
+    #[serde(rename = "tag removed")]
+    TagRemoved,
+    #[serde(rename = "manifest deleted")]
+    ManifestDeleted,
+    #[serde(rename = "repository emptied")]
+    RepositoryEmptied,
+}
+
+impl DeletionKind {
+    pub const ALL: [DeletionKind; 2] = [DeletionKind::Tag, DeletionKind::Manifest];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletionKind::Tag => "tag",
+            DeletionKind::Manifest => "manifest",
+        }
+    }
+}
+
+impl DeletionState {
+    pub const ALL: [DeletionState; 5] = [
+        DeletionState::Held,
+        DeletionState::Applying,
+        DeletionState::Applied,
+        DeletionState::Cancelled,
+        DeletionState::Dropped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletionState::Held => "held",
+            DeletionState::Applying => "applying",
+            DeletionState::Applied => "applied",
+            DeletionState::Cancelled => "cancelled",
+            DeletionState::Dropped => "dropped",
+        }
+    }
+}
+
+impl DecidedBy {
+    pub const ALL: [DecidedBy; 3] = [DecidedBy::Delay, DecidedBy::Operator, DecidedBy::Primary];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecidedBy::Delay => "delay",
+            DecidedBy::Operator => "operator",
+            DecidedBy::Primary => "primary",
+        }
+    }
+}
+
+impl Cause {
+    pub const ALL: [Cause; 3] = [Cause::TagRemoved, Cause::ManifestDeleted, Cause::RepositoryEmptied];
+
+    /// As `georeg deletions` shows it and the state file stores it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::TagRemoved => "tag removed",
+            Cause::ManifestDeleted => "manifest deleted",
+            Cause::RepositoryEmptied => "repository emptied",
+        }
+    }
+}
+
+/// What a drill found wrong with a tag it pulled: `drill_failures.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Damage {
+    /// A blob damaged or missing on the secondary.
+    Blob,
+    /// A manifest damaged or missing.
+    Manifest,
+    /// The tag itself missing.
+    Tag,
+    /// The registry did not answer: nothing a resync repairs, and the
+    /// state file does not keep it.
+    Unreachable,
+}
+
+impl Damage {
+    pub const ALL: [Damage; 4] = [Damage::Blob, Damage::Manifest, Damage::Tag, Damage::Unreachable];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Damage::Blob => "blob",
+            Damage::Manifest => "manifest",
+            Damage::Tag => "tag",
+            Damage::Unreachable => "unreachable",
+        }
+    }
+}
+
 macro_rules! text_enum {
     ($t:ty) => {
         impl fmt::Display for $t {
@@ -97,6 +229,11 @@ macro_rules! text_enum {
 
 text_enum!(SyncState);
 text_enum!(VerificationState);
+text_enum!(DeletionKind);
+text_enum!(DeletionState);
+text_enum!(DecidedBy);
+text_enum!(Cause);
+text_enum!(Damage);
 
 #[cfg(test)]
 mod tests {

@@ -39,8 +39,8 @@ impl Queue {
         let conn = self.conn();
         conn.prepare_cached("DELETE FROM unsupported_tags WHERE repository_id = ?1 AND tag = ?2")?
             .execute(params![id, tag])?;
-        // The primary has the tag at this digest: no removal of either stands.
-        Queue::drop_removals_of(&conn, id, tag, digest.as_str())?;
+        // The primary has the tag at this digest: no deletion of either stands.
+        Queue::drop_deletions_of(&conn, id, tag, digest.as_str())?;
         conn.prepare_cached(&format!(
             "INSERT INTO tags (repository_id, name, digest) VALUES (?1, ?2, ?3)
                  ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, synced_at = {NOW}

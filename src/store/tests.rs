@@ -9,7 +9,7 @@
 use rusqlite::StatementStatus;
 
 use super::handles::Store;
-use super::queries::{LAG, UNSUPPORTED};
+use super::read_side::{LAG, UNSUPPORTED};
 use super::repos::NEXT_JOB;
 use super::verification::NEXT_VERIFICATION;
 

@@ -213,7 +213,7 @@ pub fn nodes(s: &Status, samples: &[crate::store::Sample]) -> String {
                 .map(|g| format!("<p class=\"msg\">Lost its place in the primary's event log at {}</p>", escape(g)))
                 .unwrap_or_default(),
     );
-    body.push_str(&super::dr::section(s));
+    body.push_str(&super::failover::section(s));
     body.push_str("<section><h2>Now</h2>");
     match &s.oldest_unsynced {
         Some(o) => {

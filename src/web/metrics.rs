@@ -265,7 +265,7 @@ fn secondary_metrics(out: &mut String, status: &Status, stats: &Stats) {
     dr_metrics(out, status);
 }
 
-/// Disaster recovery: removals held back, the burst alarm, failover
+/// Disaster recovery: deletions held back, the burst alarm, failover
 /// readiness and drills.
 fn dr_metrics(out: &mut String, status: &Status) {
     let stamp = |at: Option<&str>| at.and_then(unix_seconds).unwrap_or(0) as f64;
@@ -274,17 +274,17 @@ fn dr_metrics(out: &mut String, status: &Status) {
     let losses = failover.map(|f| f.findings.iter().filter(|x| x.loss).count()).unwrap_or(0);
     let last = drill.last.as_ref();
     let gauges: [(&str, &str, f64); 11] = [
-        ("georeg_deletions_held", "Removals held back (replication.delete_delay_hours).", d.held as f64),
-        ("georeg_deletions_held_tags", "Tags the held removals would take off the secondary.", d.held_tags as f64),
-        ("georeg_deletions_cancelled", "Removals an operator cancelled: kept on the secondary.", d.cancelled as f64),
+        ("georeg_deletions_held", "Deletions held back (replication.delete_delay_hours).", d.held as f64),
+        ("georeg_deletions_held_tags", "Tags the held deletions would take off the secondary.", d.held_tags as f64),
+        ("georeg_deletions_cancelled", "Deletions an operator cancelled: kept on the secondary.", d.cancelled as f64),
         (
             "georeg_deletions_next_apply_timestamp_seconds",
-            "When the next held removal applies (0: none is held).",
+            "When the next held deletion applies (0: none is held).",
             stamp(d.next_applies_at.as_deref()),
         ),
         (
             "georeg_deletion_burst",
-            "1 while a burst of removals (replication.delete_burst_share) awaits an operator's decision.",
+            "1 while a burst of deletions (replication.delete_burst_share) awaits an operator's decision.",
             f64::from(u8::from(d.burst.is_some())),
         ),
         (

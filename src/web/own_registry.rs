@@ -4,7 +4,7 @@
 //! here too and are known by their actor (the subject of the tokens georeg
 //! signs); any other push or delete is logged, counted and queues its
 //! repository for a full sync at once, which puts the secondary back to
-//! what the primary holds (removals through `delete_delay_hours` like any
+//! what the primary holds (deletions through `delete_delay_hours` like any
 //! other). Nothing here is stored as an event: the log holds the
 //! primary's changes only. Reconciliation finds such writes anyway, within
 //! its window; this makes it seconds.

@@ -1,4 +1,4 @@
-//! Disaster recovery against real registries: removals held back
+//! Disaster recovery against real registries: deletions held back
 //! (`replication.delete_delay_hours`) and what operators do with them, the
 //! burst alarm, `georeg failover-check`, and drills that find a blob
 //! damaged in the secondary's storage for the resync to repair.
@@ -10,8 +10,8 @@ use crate::support::{wait_until, Env, Mode};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// The removals `georeg deletions --json` lists, as (id, repository, tag or digest, state).
-fn removals(env: &Env) -> Vec<(i64, String, String, String)> {
+/// The deletions `georeg deletions --json` lists, as (id, repository, tag or digest, state).
+fn deletions(env: &Env) -> Vec<(i64, String, String, String)> {
     let run = env.georeg(&["deletions", "--json"]);
     run.assert_ok();
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
@@ -55,7 +55,7 @@ fn metric(env: &Env, name: &str) -> f64 {
 }
 
 #[test]
-fn held_removals_stay_on_the_secondary_until_applied_and_siblings_survive() {
+fn held_deletions_stay_on_the_secondary_until_applied_and_siblings_survive() {
     let env = Env::new("dr-held");
     env.add_replication("delete_delay_hours = 24");
     let shared = oci_image(900, &[700]);
@@ -71,8 +71,8 @@ fn held_removals_stay_on_the_secondary_until_applied_and_siblings_survive() {
     std::fs::remove_dir_all(env.primary.root.join("docker/registry/v2/repositories/gone/app")).unwrap();
     let run = env.georeg(&["sync", "app", "gone/app"]);
     run.assert_ok();
-    assert!(run.stdout.contains("app: synced") && run.stdout.contains("1 removals held"), "{}", run.stdout);
-    assert!(run.stdout.contains("2 removals held"), "{}", run.stdout);
+    assert!(run.stdout.contains("app: synced") && run.stdout.contains("1 deletions held"), "{}", run.stdout);
+    assert!(run.stdout.contains("2 deletions held"), "{}", run.stdout);
     assert_eq!(env.s.tags("app"), ["latest", "v1", "v2"], "the tag stays on the secondary");
     assert_eq!(env.s.tags("gone/app"), ["a", "b"], "the repository stays on the secondary");
     assert_eq!(env.s.digest("app", "v1"), Some(shared.digest.clone()));
@@ -91,26 +91,26 @@ fn held_removals_stay_on_the_secondary_until_applied_and_siblings_survive() {
     ] {
         assert!(run.stdout.contains(want), "{want}: {}", run.stdout);
     }
-    let list = removals(&env);
+    let list = deletions(&env);
     assert_eq!(list.len(), 3, "{list:?}");
     let hours: Vec<f64> = env
         .state()
-        .prepare("SELECT (julianday(applies_at) - julianday(seen_at)) * 24 FROM removals")
+        .prepare("SELECT (julianday(applies_at) - julianday(seen_at)) * 24 FROM deletions")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
     assert!(hours.iter().all(|h| (h - 24.0).abs() < 0.01), "{hours:?}");
-    // A repository whose only differences are held removals is verified.
+    // A repository whose only differences are held deletions is verified.
     let run = env.georeg(&["verify", "app", "gone/app"]);
     run.assert_ok();
-    assert!(run.stdout.contains("whose removal is held back or cancelled left out"), "{}", run.stdout);
+    assert!(run.stdout.contains("whose deletion is held back or cancelled left out"), "{}", run.stdout);
     let status = env.georeg(&["status"]);
     assert!(status.stdout.contains("deletions: 3 held (3 tags), the next applies at"), "{}", status.stdout);
     // A second comparison holds nothing new.
     env.georeg(&["sync", "app", "gone/app"]).assert_ok();
-    assert_eq!(removals(&env).len(), 3);
+    assert_eq!(deletions(&env).len(), 3);
 
     // Applied early: the tag goes, its sibling at the same digest stays.
     let run = env.georeg(&["deletions", "--apply", &id_of(&list, "app", "v1")]);
@@ -122,20 +122,20 @@ fn held_removals_stay_on_the_secondary_until_applied_and_siblings_survive() {
     );
     assert_eq!(env.s.tags("app"), ["latest", "v2"]);
     assert_eq!(env.s.digest("app", "latest"), Some(shared.digest.clone()));
-    assert_eq!(env.s.tags("gone/app"), ["a", "b"], "the other removals wait");
+    assert_eq!(env.s.tags("gone/app"), ["a", "b"], "the other deletions wait");
     let run = env.georeg(&["deletions", "--apply", "--all"]);
     run.assert_ok();
     assert_eq!(run.stdout.matches("removed from the secondary").count(), 2, "{}", run.stdout);
     assert!(env.s.tags("gone/app").is_empty());
-    assert!(env.georeg(&["deletions"]).stdout.contains("no removals held back"));
+    assert!(env.georeg(&["deletions"]).stdout.contains("no deletions held back"));
     env.assert_in_sync("app");
     let again = env.georeg(&["deletions", "--apply", "999"]);
     assert_eq!(again.code, 1, "{}", again.stdout);
-    assert!(again.stdout.contains("999: FAILED: no held removal has this ID"), "{}", again.stdout);
+    assert!(again.stdout.contains("999: FAILED: no held deletion has this ID"), "{}", again.stdout);
 }
 
 #[test]
-fn cancelled_removals_are_kept_and_verification_passes() {
+fn cancelled_deletions_are_kept_and_verification_passes() {
     let env = Env::new("dr-cancel");
     env.add_replication("delete_delay_hours = 24");
     let old = oci_image(905, &[600]);
@@ -152,11 +152,11 @@ fn cancelled_removals_are_kept_and_verification_passes() {
         "{}",
         run.stdout
     );
-    assert_eq!(removals(&env).iter().map(|r| r.3.as_str()).collect::<Vec<_>>(), ["cancelled"]);
+    assert_eq!(deletions(&env).iter().map(|r| r.3.as_str()).collect::<Vec<_>>(), ["cancelled"]);
     // Kept through further comparisons, and expected by verification.
     let run = env.georeg(&["sync", "app"]);
     run.assert_ok();
-    assert!(run.stdout.contains("1 removals cancelled by an operator, kept"), "{}", run.stdout);
+    assert!(run.stdout.contains("1 deletions cancelled by an operator, kept"), "{}", run.stdout);
     assert_eq!(env.s.tags("app"), ["old", "v2"]);
     assert_eq!(env.s.digest("app", "old"), Some(old.digest.clone()));
     let run = env.georeg(&["verify", "app"]);
@@ -164,20 +164,20 @@ fn cancelled_removals_are_kept_and_verification_passes() {
     assert!(run.stdout.contains("app: verified"), "{}", run.stdout);
     let run = env.georeg(&["deletions", "--apply", "--all"]);
     run.assert_ok();
-    assert!(run.stdout.contains("no removals held back: nothing applied"), "{}", run.stdout);
+    assert!(run.stdout.contains("no deletions held back: nothing applied"), "{}", run.stdout);
     let check = env.georeg(&["failover-check"]);
-    assert!(check.stdout.contains("note cancelled_removals: 1 removals cancelled"), "{}", check.stdout);
+    assert!(check.stdout.contains("note cancelled_deletions: 1 deletions cancelled"), "{}", check.stdout);
 
     // Pushed again on the primary, the tag follows the primary once more.
     let new = oci_image(907, &[600]);
     env.p.push_image("app", "old", &new);
     env.georeg(&["sync", "app"]).assert_ok();
     env.assert_in_sync("app");
-    assert!(removals(&env).is_empty(), "the cancelled removal is done with");
+    assert!(deletions(&env).is_empty(), "the cancelled deletion is done with");
 }
 
 #[test]
-fn a_burst_of_removals_makes_the_node_unhealthy_while_the_copy_is_whole() {
+fn a_burst_of_deletions_makes_the_node_unhealthy_while_the_copy_is_whole() {
     let env = Env::with_mode("dr-burst", Mode::Direct);
     env.add_replication("delete_delay_hours = 24\ndelete_burst_min_tags = 5");
     env.start_daemons();
@@ -195,19 +195,19 @@ fn a_burst_of_removals_makes_the_node_unhealthy_while_the_copy_is_whole() {
     }
     wait_until("the burst alarm", DEADLINE, || {
         let s = status_json(&env);
-        s["healthy"] == false && s["health_message"].as_str().unwrap_or("").contains("burst of removals")
+        s["healthy"] == false && s["health_message"].as_str().unwrap_or("").contains("burst of deletions")
     });
     let s = status_json(&env);
     let message = s["health_message"].as_str().unwrap();
     assert!(message.contains("of burst/app") && message.contains("georeg deletions"), "{message}");
-    wait_until("ten removals held", DEADLINE, || metric(&env, "georeg_deletions_held") == 10.0);
+    wait_until("ten deletions held", DEADLINE, || metric(&env, "georeg_deletions_held") == 10.0);
     assert_eq!(env.s.tags("burst/app").len(), 12, "the copy is still whole");
     assert_eq!(metric(&env, "georeg_deletion_burst"), 1.0);
     assert!(metric(&env, "georeg_deletions_next_apply_timestamp_seconds") > 0.0);
     let status = env.georeg(&["status"]);
-    assert!(status.stdout.contains("unhealthy: burst of removals"), "{}", status.stdout);
+    assert!(status.stdout.contains("unhealthy: burst of deletions"), "{}", status.stdout);
     let dashboard = get(&format!("{}/admin/geo/nodes", env.url()));
-    assert!(dashboard.contains("Disaster recovery") && dashboard.contains("burst of removals"), "{dashboard}");
+    assert!(dashboard.contains("Disaster recovery") && dashboard.contains("burst of deletions"), "{dashboard}");
 
     // An operator decides: keep them. The alarm clears.
     let run = env.georeg(&["deletions", "--cancel", "--all"]);
@@ -366,7 +366,7 @@ fn a_drill_finds_a_blob_damaged_in_the_secondarys_storage_and_the_resync_repairs
 }
 
 #[test]
-fn the_daemon_applies_removals_when_their_delay_runs_out_or_an_operator_asks() {
+fn the_daemon_applies_deletions_when_their_delay_runs_out_or_an_operator_asks() {
     let env = Env::with_mode("dr-daemon", Mode::Direct);
     env.add_replication("delete_delay_hours = 1");
     env.start_daemons();
@@ -377,23 +377,23 @@ fn the_daemon_applies_removals_when_their_delay_runs_out_or_an_operator_asks() {
     env.wait_in_sync("app", DEADLINE);
     env.p.delete_manifest("app", &images[0].digest);
     env.p.delete_manifest("app", &images[1].digest);
-    wait_until("two removals held", DEADLINE, || removals(&env).len() == 2);
+    wait_until("two deletions held", DEADLINE, || deletions(&env).len() == 2);
     assert_eq!(env.s.tags("app"), ["v0", "v1", "v2"]);
 
-    // Asked while the daemon runs: it applies the removal, the command follows.
-    let list = removals(&env);
+    // Asked while the daemon runs: it applies the deletion, the command follows.
+    let list = deletions(&env);
     let run = env.georeg(&["deletions", "--apply", &id_of(&list, "app", &images[0].digest)]);
     run.assert_ok();
     assert!(run.stderr.contains("georeg serve") && run.stdout.contains("removed from the secondary"), "{}", run.stdout);
     assert_eq!(env.s.tags("app"), ["v1", "v2"]);
 
     // The other one's hour runs out (aged in the state file): the daemon applies it.
-    env.state().execute("UPDATE removals SET applies_at = '2000-01-01T00:00:00Z' WHERE state = 'held'", []).unwrap();
-    wait_until("the due removal applied", DEADLINE, || env.s.tags("app") == ["v2"]);
+    env.state().execute("UPDATE deletions SET applies_at = '2000-01-01T00:00:00Z' WHERE state = 'held'", []).unwrap();
+    wait_until("the due deletion applied", DEADLINE, || env.s.tags("app") == ["v2"]);
     env.assert_in_sync("app");
     let state: String = env
         .state()
-        .query_row("SELECT state || ' by ' || decided_by FROM removals WHERE digest = ?1", [&images[1].digest], |r| {
+        .query_row("SELECT state || ' by ' || decided_by FROM deletions WHERE digest = ?1", [&images[1].digest], |r| {
             r.get(0)
         })
         .unwrap();

@@ -10,7 +10,7 @@ mod check;
 mod crash;
 mod dashboard;
 mod demo;
-mod dr;
+mod failover;
 mod events;
 mod fidelity;
 mod hostile;

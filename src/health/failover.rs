@@ -1,11 +1,11 @@
 //! Disaster-recovery readiness: what would be lost if the primary vanished
 //! now (`georeg failover-check`, the `failover` object of the status, and
 //! `georeg_failover_ready`), and the lines `georeg status` prints about
-//! held removals, drills and failover.
+//! held deletions, drills and failover.
 //!
 //! Each finding is a loss (the secondary lacks something, or has not
 //! proved it holds it: failover is not ready) or a note (worth knowing,
-//! nothing lost: removals held back, no drill yet).
+//! nothing lost: deletions held back, no drill yet).
 
 use super::snapshot::{Failover, Finding, Status};
 use crate::config::Config;
@@ -184,11 +184,11 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
     );
     let d = &s.deletions;
     add(
-        "held_removals",
+        "held_deletions",
         false,
         d.held,
         format!(
-            "{} removals held back: {} tags the primary no longer has are still on the secondary; the next applies \
+            "{} deletions held back: {} tags the primary no longer has are still on the secondary; the next applies \
              at {} (georeg deletions)",
             d.held,
             d.held_tags,
@@ -196,10 +196,10 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
         ),
     );
     add(
-        "cancelled_removals",
+        "cancelled_deletions",
         false,
         d.cancelled,
-        format!("{} removals cancelled: the secondary keeps what the primary lost", d.cancelled),
+        format!("{} deletions cancelled: the secondary keeps what the primary lost", d.cancelled),
     );
     add(
         "excluded",
@@ -247,7 +247,7 @@ pub fn lines(f: &Failover) -> Vec<String> {
     out
 }
 
-/// What `georeg status` says about held removals, drills and failover.
+/// What `georeg status` says about held deletions, drills and failover.
 pub fn status_lines(s: &Status) -> String {
     let mut out = String::new();
     let d = &s.deletions;

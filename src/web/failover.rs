@@ -1,5 +1,5 @@
 //! The dashboard's disaster-recovery section, on a secondary: failover
-//! readiness and what would be lost, removals held back (how many, when the
+//! readiness and what would be lost, deletions held back (how many, when the
 //! next applies, the burst alarm), and the last drill.
 
 use std::fmt::Write;
@@ -55,7 +55,7 @@ pub fn section(s: &Status) -> String {
     if d.cancelled > 0 {
         let _ = write!(
             body,
-            "<p class=\"muted\">{} removals cancelled: the secondary keeps what the primary lost.</p>",
+            "<p class=\"muted\">{} deletions cancelled: the secondary keeps what the primary lost.</p>",
             d.cancelled
         );
     }
@@ -99,7 +99,7 @@ mod tests {
     use crate::store::DrillRow;
 
     #[test]
-    fn shows_readiness_held_removals_the_burst_and_the_last_drill() {
+    fn shows_readiness_held_deletions_the_burst_and_the_last_drill() {
         let mut s: Status = serde_json::from_str(
             r#"{"node":{"name":"s","role":"secondary","version":"1","replication_enabled":true},"healthy":true}"#,
         )
@@ -107,7 +107,7 @@ mod tests {
         s.deletions.held = 3;
         s.deletions.held_tags = 4;
         s.deletions.delay_hours = 24;
-        s.deletions.burst = Some("burst of removals: 10 of 12 tags of app".into());
+        s.deletions.burst = Some("burst of deletions: 10 of 12 tags of app".into());
         s.drill.last = Some(DrillRow {
             tags: 5,
             failures: 1,
@@ -129,7 +129,7 @@ mod tests {
             "Not ready",
             "Deletions held (24 h delay)",
             "3 <span",
-            "burst of removals: 10 of 12 tags of app",
+            "burst of deletions: 10 of 12 tags of app",
             "1 of 5 failed",
             "blob &lt;x&gt;",
             "1 repositories failing",

@@ -1,15 +1,15 @@
-//! Removals held back (`replication.delete_delay_hours`). A secondary is
+//! Deletions held back (`replication.delete_delay_hours`). A secondary is
 //! there for the day the primary is lost or wrecked; a primary that
 //! deletes everything would otherwise take the copy with it within
-//! seconds. So every removal the replicator decides on (a tag the primary
+//! seconds. So every deletion the replicator decides on (a tag the primary
 //! no longer has, a manifest deleted there, a repository emptied) comes
 //! through here: with a delay it is recorded in the state file and left
 //! undone until the delay ends; an operator's cancellation keeps the tag
 //! for good; with no delay it is applied at once, and recorded for the
-//! burst alarm. Pushes and re-pointed tags never wait. The removal itself
-//! is the engine's (`removal.rs`).
+//! burst alarm. Pushes and re-pointed tags never wait. The deletion itself
+//! is the engine's (`deletion.rs`).
 //!
-//! A held removal is applied by the worker that next holds its repository
+//! A held deletion is applied by the worker that next holds its repository
 //! once it is due (the claim query picks such repositories up), after the
 //! primary is asked once more: what it has again is not removed.
 
@@ -17,12 +17,12 @@ use super::replicator::Replicator;
 use super::report::Report;
 use crate::error::Result;
 use crate::registry::Digest;
-use crate::store::{Cause, NewRemoval, Open, Removal, RemovalKind};
+use crate::store::{Cause, Deletion, DeletionKind, NewDeletion, Open};
 
 impl Replicator<'_> {
     /// `tag` (at `digest` on the secondary) is gone from the primary:
-    /// removes it from the secondary now, holds the removal until the
-    /// delay ends, or keeps the tag when an operator cancelled its removal.
+    /// removes it from the secondary now, holds the deletion until the
+    /// delay ends, or keeps the tag when an operator cancelled its deletion.
     pub(super) fn remove_or_hold_tag(
         &self,
         repo: &str,
@@ -31,49 +31,49 @@ impl Replicator<'_> {
         cause: Cause,
         report: &mut Report,
     ) -> Result<()> {
-        let removal = NewRemoval { kind: RemovalKind::Tag, tag: Some(tag), digest, cause, tags: 1 };
+        let deletion = NewDeletion { kind: DeletionKind::Tag, tag: Some(tag), digest, cause, tags: 1 };
         if self.held_or_kept(repo, Some(tag), digest, report)? {
             return Ok(());
         }
-        if self.removals.delay_hours == 0 {
+        if self.deletions.delay_hours == 0 {
             self.engine.remove_tag(repo, tag)?;
-            self.engine.store.record_applied_removal(repo, &removal)?;
+            self.engine.store.record_applied_deletion(repo, &deletion)?;
             report.tags_removed += 1;
         } else {
-            let applies_at = self.engine.store.hold_removal(repo, &removal, &self.removals)?;
-            log::debug!("{repo}:{tag} is gone from the primary ({}): removal held until {applies_at}", cause.as_str());
-            report.removals_held += 1;
+            let applies_at = self.engine.store.hold_deletion(repo, &deletion, &self.deletions)?;
+            log::debug!("{repo}:{tag} is gone from the primary ({}): deletion held until {applies_at}", cause.as_str());
+            report.deletions_held += 1;
         }
         Ok(())
     }
 
     /// The manifest `digest` was deleted on the primary and the secondary
     /// still has it: deletes it (and the tags pointing at it) now, or holds
-    /// that, or keeps it when an operator cancelled its removal.
+    /// that, or keeps it when an operator cancelled its deletion.
     pub(super) fn delete_or_hold_manifest(&self, repo: &str, digest: &Digest, report: &mut Report) -> Result<()> {
         if self.held_or_kept(repo, None, Some(digest), report)? {
             return Ok(());
         }
         let tags = self.engine.store.tags_at(repo, digest)?;
-        let removal = NewRemoval {
-            kind: RemovalKind::Manifest,
+        let deletion = NewDeletion {
+            kind: DeletionKind::Manifest,
             tag: None,
             digest: Some(digest),
             cause: Cause::ManifestDeleted,
             tags,
         };
-        if self.removals.delay_hours == 0 {
+        if self.deletions.delay_hours == 0 {
             self.delete_manifest_now(repo, digest, report)?;
-            self.engine.store.record_applied_removal(repo, &removal)?;
+            self.engine.store.record_applied_deletion(repo, &deletion)?;
         } else {
-            let applies_at = self.engine.store.hold_removal(repo, &removal, &self.removals)?;
+            let applies_at = self.engine.store.hold_deletion(repo, &deletion, &self.deletions)?;
             log::debug!("{repo}@{digest} was deleted on the primary: deletion held until {applies_at}");
-            report.removals_held += 1;
+            report.deletions_held += 1;
         }
         Ok(())
     }
 
-    /// Whether a removal is decided already: held (counted as such), or
+    /// Whether a deletion is decided already: held (counted as such), or
     /// cancelled by an operator (kept).
     fn held_or_kept(
         &self,
@@ -82,14 +82,14 @@ impl Replicator<'_> {
         digest: Option<&Digest>,
         report: &mut Report,
     ) -> Result<bool> {
-        match self.engine.store.open_removal(repo, tag, digest)? {
+        match self.engine.store.open_deletion(repo, tag, digest)? {
             Open::None => Ok(false),
             Open::Held { .. } => {
-                report.removals_held += 1;
+                report.deletions_held += 1;
                 Ok(true)
             }
             Open::Cancelled => {
-                report.removals_kept += 1;
+                report.deletions_kept += 1;
                 Ok(true)
             }
         }
@@ -103,38 +103,38 @@ impl Replicator<'_> {
         Ok(())
     }
 
-    /// Applies the repository's due removals now, in the foreground
+    /// Applies the repository's due deletions now, in the foreground
     /// (`georeg deletions --apply`, holding the state file's lock).
-    pub fn apply_removals(&self, repo: &str) -> Result<Report> {
+    pub fn apply_deletions(&self, repo: &str) -> Result<Report> {
         let mut report = Report::default();
-        self.apply_due_removals(repo, &mut report)?;
+        self.apply_due_deletions(repo, &mut report)?;
         Ok(report)
     }
 
-    /// Applies the repository's held removals that are due: their delay
+    /// Applies the repository's held deletions that are due: their delay
     /// ran out, or an operator asked. Each is checked against the primary
     /// first; what it has again is dropped, not removed. A failure puts
     /// the rest back, with the reason, and fails the job (retried later).
-    pub(super) fn apply_due_removals(&self, repo: &str, report: &mut Report) -> Result<()> {
-        let due = self.engine.store.claim_due_removals(repo)?;
+    pub(super) fn apply_due_deletions(&self, repo: &str, report: &mut Report) -> Result<()> {
+        let due = self.engine.store.claim_due_deletions(repo)?;
         let (mut done, mut dropped) = (0, 0);
-        let result = due.iter().try_for_each(|removal| -> Result<()> {
+        let result = due.iter().try_for_each(|deletion| -> Result<()> {
             self.engine.shutdown.check()?;
-            let applied = self.apply_removal(repo, removal, report)?;
-            self.engine.store.finish_removal(removal.id, applied)?;
+            let applied = self.apply_deletion(repo, deletion, report)?;
+            self.engine.store.finish_deletion(deletion.id, applied)?;
             done += 1;
             match applied {
-                true => log::debug!("{repo}: {} removed (held since {})", removal.what(), removal.seen_at),
+                true => log::debug!("{repo}: {} removed (held since {})", deletion.what(), deletion.seen_at),
                 false => {
                     dropped += 1;
-                    log::debug!("{repo}: {}: not removed, the primary has it again", removal.what())
+                    log::debug!("{repo}: {}: not removed, the primary has it again", deletion.what())
                 }
             }
             Ok(())
         });
         if done > 0 {
             log::info!(
-                "{repo}: {} held removals applied to the secondary, {dropped} dropped (the primary has them again)",
+                "{repo}: {} held deletions applied to the secondary, {dropped} dropped (the primary has them again)",
                 done - dropped
             );
         }
@@ -142,19 +142,19 @@ impl Replicator<'_> {
             // Whatever failed, nothing is left `applying` behind: the rest
             // wait for the repository's next sync, with the reason.
             let rest: Vec<i64> = due[done..].iter().map(|r| r.id).collect();
-            if let Err(again) = self.engine.store.release_removals(&rest, Some(&e.to_string())) {
-                log::error!("{repo}: cannot put its removals back to held: {again}; the next start does");
+            if let Err(again) = self.engine.store.release_deletions(&rest, Some(&e.to_string())) {
+                log::error!("{repo}: cannot put its deletions back to held: {again}; the next start does");
             }
             return Err(e);
         }
         Ok(())
     }
 
-    /// Applies one held removal; false when the primary has it again.
-    fn apply_removal(&self, repo: &str, removal: &Removal, report: &mut Report) -> Result<bool> {
-        let digest = removal.digest.as_deref().map(Digest::parse).transpose().ok().flatten();
-        match (removal.kind.as_str(), &removal.tag, digest) {
-            ("tag", Some(tag), _) => {
+    /// Applies one held deletion; false when the primary has it again.
+    fn apply_deletion(&self, repo: &str, deletion: &Deletion, report: &mut Report) -> Result<bool> {
+        let digest = deletion.digest.as_deref().map(Digest::parse).transpose().ok().flatten();
+        match (deletion.kind, &deletion.tag, digest) {
+            (DeletionKind::Tag, Some(tag), _) => {
                 if self.primary.manifest_digest(repo, tag)?.is_some() {
                     return Ok(false);
                 }
@@ -166,7 +166,7 @@ impl Replicator<'_> {
                 }
                 Ok(true)
             }
-            ("manifest", _, Some(digest)) => {
+            (DeletionKind::Manifest, _, Some(digest)) => {
                 if self.primary.manifest_digest(repo, digest.as_str())?.is_some() {
                     return Ok(false);
                 }
@@ -178,26 +178,26 @@ impl Replicator<'_> {
                 Ok(true)
             }
             _ => {
-                log::warn!("{repo}: removal #{} names neither a tag nor a digest; dropped", removal.id);
+                log::warn!("{repo}: deletion #{} names neither a tag nor a digest; dropped", deletion.id);
                 Ok(false)
             }
         }
     }
 
     /// After a job that removed or held anything: raises the burst alarm
-    /// when the last hour's removals are too many (logged once; health
+    /// when the last hour's deletions are too many (logged once; health
     /// reports it until an operator decides).
     pub(super) fn check_burst(&self, repo: &str, report: &Report) {
-        if report.removals_held + report.tags_removed + report.manifests_deleted == 0 {
+        if report.deletions_held + report.tags_removed + report.manifests_deleted == 0 {
             return;
         }
-        match self.engine.store.flag_burst(repo, &self.removals) {
+        match self.engine.store.flag_burst(repo, &self.deletions) {
             Ok(Some(alarm)) => log::error!(
                 "{alarm}; {}: review them with `georeg deletions`, then --apply or --cancel",
-                if self.removals.delay_hours > 0 { "they are held" } else { "they were applied (no delay)" }
+                if self.deletions.delay_hours > 0 { "they are held" } else { "they were applied (no delay)" }
             ),
             Ok(None) => {}
-            Err(e) => log::warn!("{repo}: cannot check for a burst of removals: {e}"),
+            Err(e) => log::warn!("{repo}: cannot check for a burst of deletions: {e}"),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The engine's removal of one tag from the secondary (the primary, or
+//! The engine's deletion of one tag from the secondary (the primary, or
 //! the bundle, no longer has it), without touching sibling tags that
 //! share its digest. Whether to remove it now is decided above the engine
 //! (`held.rs`). distribution 2.8 can delete manifests only

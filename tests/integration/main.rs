@@ -10,7 +10,7 @@ mod check;
 mod crash;
 mod dashboard;
 mod demo;
-mod failover;
+mod dr;
 mod events;
 mod fidelity;
 mod hostile;

@@ -230,6 +230,36 @@ pub fn bundle_line(b: &BundleRow) -> String {
 }
 
 /// `georeg status` without --json: a few lines an operator reads at a glance.
+/// Where comparison with the primary stands, in one line.
+pub fn reconcile_line(c: &crate::store::Comparison, blocked: Option<&str>) -> String {
+    let mut line = match (blocked, c.never, c.outside_window) {
+        (Some(why), _, _) => format!("nothing compared yet: {why}"),
+        (None, 0, 0) => format!(
+            "every repository ({}) compared with the primary within {} s{}",
+            c.repositories,
+            c.window_seconds,
+            c.oldest_at.as_deref().map(|at| format!(", the oldest at {at}")).unwrap_or_default()
+        ),
+        (None, never, outside) => format!(
+            "{never} repositories never compared, {outside} not within {} s (replication.reconcile_interval_seconds)",
+            c.window_seconds
+        ),
+    };
+    if let Some(p) = &c.last_pass {
+        let found: Vec<String> = p.differences.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        line.push_str(&format!(
+            "; last pass ({}) {} s ago: {} compared in {} s, {} requests to the primary, {}",
+            p.mode,
+            p.age_seconds,
+            p.compared,
+            p.seconds,
+            p.requests,
+            if found.is_empty() { "nothing differed".to_string() } else { format!("found {}", found.join(", ")) }
+        ));
+    }
+    line
+}
+
 pub fn text(s: &Status) -> String {
     let r = &s.repositories;
     let mut out = format!(
@@ -243,6 +273,20 @@ pub fn text(s: &Status) -> String {
             format!("unhealthy: {}", s.health_message.clone().unwrap_or_default())
         }
     );
+    if !s.ready {
+        out.push_str(&format!("ready: no, {}\n", s.ready_message.clone().unwrap_or_default()));
+    }
+    for a in &s.alarms {
+        out.push_str(&format!(
+            "alarm: {} ({} times since {}, the last {} s ago{}): {}\n",
+            a.name,
+            a.count,
+            a.first_at,
+            a.age_seconds,
+            a.source.as_deref().map(|s| format!(", from {s}")).unwrap_or_default(),
+            a.message
+        ));
+    }
     out.push_str(&match &s.daemon {
         Some(holder) => format!("daemon: {holder} owns the state file\n"),
         None => "daemon: not running (no georeg process owns the state file)\n".to_string(),
@@ -286,6 +330,9 @@ pub fn text(s: &Status) -> String {
                 "unsupported: {} tags the secondary refuses (Docker schema 1): see the unsupported_tags table\n",
                 r.unsupported_tags
             ));
+        }
+        if let Some(c) = &s.reconcile {
+            out.push_str(&format!("reconciliation: {}\n", reconcile_line(c, s.reconcile_blocked.as_deref())));
         }
         out.push_str(&format!(
             "verification: {} verified ({:.1}%), {} failed, {} pending\n",

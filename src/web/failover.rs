@@ -1,6 +1,8 @@
 //! The dashboard's disaster-recovery section, on a secondary: failover
-//! readiness and what would be lost, deletions held back (how many, when the
-//! next applies, the burst alarm), and the last drill.
+//! readiness and what would be lost, reconciliation (how recently every
+//! repository was compared, the last pass and what it found), alarms,
+//! deletions held back (how many, when the next applies, the burst alarm),
+//! and the last drill.
 
 use std::fmt::Write;
 
@@ -45,6 +47,24 @@ pub fn section(s: &Status) -> String {
         kv("Next deletion applies", &escape(d.next_applies_at.as_deref().unwrap_or("none held"))),
         kv("Last drill", &last_drill),
     );
+    if let Some(c) = &s.reconcile {
+        let _ = write!(
+            body,
+            "<p><strong>Reconciliation:</strong> {}</p>",
+            escape(&crate::health::status::reconcile_line(c, s.reconcile_blocked.as_deref()))
+        );
+    }
+    for a in &s.alarms {
+        let _ = write!(
+            body,
+            "<p class=\"msg\">Alarm: {} ({} times since {}{}): {}</p>",
+            escape(&a.name),
+            a.count,
+            escape(&a.first_at),
+            a.source.as_deref().map(|s| format!(", from {}", escape(s))).unwrap_or_default(),
+            escape(&a.message)
+        );
+    }
     if let Some(burst) = &d.burst {
         let _ = write!(
             body,

@@ -27,7 +27,13 @@ pub fn run(config: &Config, output: &Path, inventory: Option<&Path>, named: &[St
     let primary_url = config.primary_api_url()?;
     let signer = super::node::load_signer(config)?;
     let tls = crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
-    let Some(primary) = super::node::primary_client(config, &signer, tls) else {
+    let stall = std::time::Duration::from_secs(config.replication.stall_seconds);
+    let pacer = std::sync::Arc::new(crate::registry::pace::Pacer::new(
+        config.replication.max_bytes_per_second,
+        config.replication.max_requests_per_second,
+    ));
+    let Some(primary) = super::node::primary_client(config, &signer, registry::agent_timing_out(tls, stall), &pacer)
+    else {
         return Err(config.bad("replication.primary_api_url", "is not set: export reads the primary registry"));
     };
     let shutdown = Shutdown::default();

@@ -49,6 +49,11 @@ pub(crate) struct Node {
     pub local_reader: Client,
     /// The primary registry, read-only; `None` on the primary itself.
     pub primary: Option<Client>,
+    /// The same two registries as reconciliation reads them: its own
+    /// User-Agent (so registries' logs tell its reads apart), the primary
+    /// paced together with replication's reads.
+    pub reconcile_local: Client,
+    pub reconcile_primary: Option<Client>,
     /// The primary georeg, on a secondary that follows its event log.
     pub primary_node: Option<PrimaryNode>,
 }
@@ -72,7 +77,17 @@ impl Node {
             agent.clone(),
             TokenCache::new(signer.clone(), &config.registry.service, ttl),
         );
-        let primary = primary_client(&config, &signer, tls);
+        let stall = Duration::from_secs(config.replication.stall_seconds);
+        let reconcile_agent = registry::agent_for(tls.clone(), stall, registry::RECONCILE_USER_AGENT);
+        let reconcile_local = Client::read_only(
+            &config.registry.url,
+            reconcile_agent.clone(),
+            TokenCache::new(signer.clone(), &config.registry.service, ttl),
+        );
+        let pacer =
+            Arc::new(Pacer::new(config.replication.max_bytes_per_second, config.replication.max_requests_per_second));
+        let primary = primary_client(&config, &signer, registry::agent_timing_out(tls, stall), &pacer);
+        let reconcile_primary = primary_client(&config, &signer, reconcile_agent, &pacer);
         let primary_node = match (&config.role, &config.replication.primary_node_url) {
             (Role::Secondary, Some(url)) => {
                 Some(PrimaryNode::new(url, agent.clone(), signer.clone(), &config.node_name))
@@ -94,6 +109,8 @@ impl Node {
             local,
             local_reader,
             primary,
+            reconcile_local,
+            reconcile_primary,
             primary_node,
         })
     }
@@ -134,7 +151,7 @@ impl Node {
     /// The fingerprint keeper of this node's own registry.
     pub fn keeper(&self) -> Keeper<'_> {
         Keeper {
-            registry: &self.local_reader,
+            registry: &self.reconcile_local,
             store: &self.fingerprints,
             shutdown: &self.shutdown,
             window: Duration::from_secs(self.config.replication.reconcile_interval_seconds),
@@ -146,9 +163,9 @@ impl Node {
     /// secondary: `replicator()` succeeded, so the primary is configured).
     pub fn reconciler(&self) -> Reconciler<'_> {
         Reconciler {
-            primary: self.primary.as_ref().unwrap_or(&self.local_reader),
+            primary: self.reconcile_primary.as_ref().unwrap_or(&self.reconcile_local),
             primary_node: self.primary_node.as_ref(),
-            secondary: &self.local_reader,
+            secondary: &self.reconcile_local,
             queue: &self.queue,
             reader: &self.reader,
             selection: self.config.replication.selection(),
@@ -212,12 +229,14 @@ pub(super) fn load_signer(config: &Config) -> Result<Arc<Signer>> {
 /// The pull-only client for the primary registry, when the configuration
 /// names one: paced (`replication.max_bandwidth`...), and giving up on a
 /// stalled read (then resuming it) after `replication.stall_seconds`.
-pub(super) fn primary_client(config: &Config, signer: &Arc<Signer>, tls: Arc<rustls::ClientConfig>) -> Option<Client> {
+pub(super) fn primary_client(
+    config: &Config,
+    signer: &Arc<Signer>,
+    agent: ureq::Agent,
+    pacer: &Arc<Pacer>,
+) -> Option<Client> {
     let url = config.replication.primary_api_url.as_deref()?;
-    let stall = Duration::from_secs(config.replication.stall_seconds);
     let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
     let tokens = TokenCache::new(signer.clone(), &config.registry.service, ttl);
-    let pacer =
-        Arc::new(Pacer::new(config.replication.max_bytes_per_second, config.replication.max_requests_per_second));
-    Some(Client::read_only(url, registry::agent_timing_out(tls, stall), tokens).paced(pacer))
+    Some(Client::read_only(url, agent, tokens).paced(pacer.clone()))
 }

@@ -29,13 +29,23 @@ pub fn agent(tls: Arc<rustls::ClientConfig>) -> ureq::Agent {
 
 /// An agent whose reads give up after `read` without a byte.
 pub fn agent_timing_out(tls: Arc<rustls::ClientConfig>, read: Duration) -> ureq::Agent {
+    agent_for(tls, read, concat!("georeg/", env!("CARGO_PKG_VERSION")))
+}
+
+/// The User-Agent of reconciliation's requests, so that a registry's
+/// access log tells them from replication's.
+pub const RECONCILE_USER_AGENT: &str = concat!("georeg/", env!("CARGO_PKG_VERSION"), " (reconcile)");
+
+/// An agent whose reads give up after `read` without a byte, sending
+/// `user_agent`.
+pub fn agent_for(tls: Arc<rustls::ClientConfig>, read: Duration, user_agent: &str) -> ureq::Agent {
     ureq::AgentBuilder::new()
         .tls_config(tls)
         .timeout_connect(Duration::from_secs(10))
         .timeout_read(read)
         .timeout_write(Duration::from_secs(120))
         .max_idle_connections_per_host(32)
-        .user_agent(concat!("georeg/", env!("CARGO_PKG_VERSION")))
+        .user_agent(user_agent)
         // Blob GETs may redirect to object storage, which must not see the registry token.
         .redirect_auth_headers(ureq::RedirectAuthHeaders::Never)
         .build()

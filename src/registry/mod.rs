@@ -25,7 +25,7 @@ pub mod token;
 
 pub(crate) use client::Client;
 pub(crate) use digest::Digest;
-pub(crate) use http::{agent, agent_timing_out, transport_message};
+pub(crate) use http::{agent, agent_for, agent_timing_out, transport_message, RECONCILE_USER_AGENT};
 pub(crate) use manifest::Manifest;
 pub(crate) use names::{valid_repository, valid_tag};
 pub(crate) use target::{Mount, Target};

@@ -248,7 +248,8 @@ fn georeg_requests(log: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .unwrap()
         .lines()
-        .filter(|l| l.contains("\"georeg/") && l.contains("HTTP/1.1\""))
+        // Replication's requests: reconciliation's say so in their User-Agent.
+        .filter(|l| l.contains("\"georeg/") && l.contains("HTTP/1.1\"") && !l.contains("(reconcile)"))
         .map(String::from)
         .collect()
 }

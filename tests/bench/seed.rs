@@ -48,8 +48,9 @@ fn rows(id: i64, name: String, tags: Vec<String>) -> Rows {
     out
 }
 
-/// Creates the node's state file with georeg's own schema (through `georeg
-/// status`), then fills it: `n` small repositories of `tags` tags and the
+/// Creates the node's state file with georeg's own schema (`georeg token`
+/// opens the node, which creates and migrates it; `georeg status` only
+/// reads), then fills it: `n` small repositories of `tags` tags and the
 /// large one of `large_tags`. Returns how long it took.
 pub fn seed(node: &Georeg, n: usize, tags: usize, large_tags: usize) -> Duration {
     let started = Instant::now();
@@ -57,10 +58,10 @@ pub fn seed(node: &Georeg, n: usize, tags: usize, large_tags: usize) -> Duration
     let out = std::process::Command::new(georeg_bin())
         .arg("--config")
         .arg(&node.config)
-        .arg("status")
+        .args(["token", "--scope", "registry:catalog:*"])
         .output()
-        .expect("run georeg status");
-    assert!(out.status.success(), "georeg status on a new state file: {}", String::from_utf8_lossy(&out.stderr));
+        .expect("run georeg token");
+    assert!(out.status.success(), "georeg token creating a state file: {}", String::from_utf8_lossy(&out.stderr));
     let mut conn = node.db();
     conn.pragma_update(None, "synchronous", "OFF").unwrap();
     let tx = conn.transaction().unwrap();

@@ -48,19 +48,12 @@ fn rows(id: i64, name: String, tags: Vec<String>) -> Rows {
     out
 }
 
-/// Creates the node's state file with georeg's own schema (through `georeg
-/// status`), then fills it: `n` small repositories of `tags` tags and the
+/// Creates the node's state file with georeg's own schema ([`create`]),
+/// then fills it: `n` small repositories of `tags` tags and the
 /// large one of `large_tags`. Returns how long it took.
 pub fn seed(node: &Georeg, n: usize, tags: usize, large_tags: usize) -> Duration {
     let started = Instant::now();
-    let _ = std::fs::remove_file(&node.state);
-    let out = std::process::Command::new(georeg_bin())
-        .arg("--config")
-        .arg(&node.config)
-        .arg("status")
-        .output()
-        .expect("run georeg status");
-    assert!(out.status.success(), "georeg status on a new state file: {}", String::from_utf8_lossy(&out.stderr));
+    create(node);
     let mut conn = node.db();
     conn.pragma_update(None, "synchronous", "OFF").unwrap();
     let tx = conn.transaction().unwrap();
@@ -86,6 +79,23 @@ pub fn seed(node: &Georeg, n: usize, tags: usize, large_tags: usize) -> Duration
     tx.commit().unwrap();
     drop(conn);
     started.elapsed()
+}
+
+/// A new state file with georeg's own schema. `georeg status` only reads
+/// (it refuses a state file that does not exist); `georeg deletions
+/// --cancel --all` opens it read-write, which creates and migrates it, and
+/// with no deletion held does nothing else.
+pub fn create(node: &Georeg) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", node.state.display()));
+    }
+    let out = std::process::Command::new(georeg_bin())
+        .arg("--config")
+        .arg(&node.config)
+        .args(["deletions", "--cancel", "--all"])
+        .output()
+        .expect("run georeg deletions");
+    assert!(out.status.success(), "georeg deletions on a new state file: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn store(tx: &rusqlite::Transaction, r: &Rows) {

@@ -291,6 +291,21 @@ impl Georeg {
         Georeg::write(lab, name, "secondary", &secondary.url, &extra)
     }
 
+    /// The same, with this node's own registry at `registry_url` (a
+    /// synthetic secondary, say).
+    pub fn secondary_at(
+        lab: &Lab,
+        name: &str,
+        registry_url: &str,
+        primary_url: &str,
+        workers: usize,
+        follow: Option<u16>,
+    ) -> Georeg {
+        let follow = follow.map(|p| format!("primary_node_url = \"http://127.0.0.1:{p}\"\n")).unwrap_or_default();
+        let extra = format!("[replication]\nprimary_api_url = \"{primary_url}/\"\nworkers = {workers}\n{follow}");
+        Georeg::write(lab, name, "secondary", registry_url, &extra)
+    }
+
     /// A primary node: stores the primary registry's notifications and serves its log.
     pub fn primary(lab: &Lab, name: &str, registry_url: &str) -> Georeg {
         Georeg::write(lab, name, "primary", registry_url, "")
@@ -331,11 +346,26 @@ impl Georeg {
     }
 
     pub fn serve(&self, lab: &Lab) -> Serve {
-        let log = lab.path(&format!("{}-serve.log", self.name));
         // GEOREG_BENCH_LOG=debug: every registry request in the serve logs.
         let level = std::env::var("GEOREG_BENCH_LOG").unwrap_or_else(|_| "info".into());
-        let child = spawn_serve(&self.name, &self.config, &log, &level, &self.url(), &ureq::agent());
+        self.serve_logging(lab, &level)
+    }
+
+    /// `georeg serve` logging at `level` (a RUST_LOG filter).
+    pub fn serve_logging(&self, lab: &Lab, level: &str) -> Serve {
+        let log = lab.path(&format!("{}-serve.log", self.name));
+        let child = spawn_serve(&self.name, &self.config, &log, level, &self.url(), &ureq::agent());
         Serve { child: Some(child) }
+    }
+
+    /// Appends `line` to the `[replication]` section of the configuration.
+    pub fn add_replication(&self, line: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = match text.contains("[replication]\n") {
+            true => text.replacen("[replication]\n", &format!("[replication]\n{line}\n"), 1),
+            false => format!("{text}\n[replication]\n{line}\n"),
+        };
+        std::fs::write(&self.config, text).unwrap();
     }
 
     pub fn db(&self) -> rusqlite::Connection {
@@ -363,6 +393,25 @@ impl Serve {
     /// CPU seconds it has used so far.
     pub fn cpu_seconds(&self) -> f64 {
         ticks(self.pid()) as f64 / clock_tick()
+    }
+
+    /// CPU seconds used so far by its threads whose name starts with
+    /// `prefix` (georeg names them: `reconcile-0`, `fingerprints-0`...).
+    pub fn thread_cpu_seconds(&self, prefix: &str) -> f64 {
+        let tasks = format!("/proc/{}/task", self.pid());
+        let ticks: u64 = std::fs::read_dir(tasks)
+            .map(|dir| {
+                dir.flatten()
+                    .filter(|t| {
+                        std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim().starts_with(prefix))
+                    })
+                    .map(|t| {
+                        stat_fields(&t.path().join("stat").display().to_string()).iter().skip(11).take(2).sum::<u64>()
+                    })
+                    .sum()
+            })
+            .unwrap_or(0);
+        ticks as f64 / clock_tick()
     }
 
     /// Its peak resident set size so far, in KiB (VmHWM).

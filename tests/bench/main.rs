@@ -1,12 +1,13 @@
 //! The benchmark: georeg, `skopeo sync` and the secondary registry's own
 //! ingest limit, side by side on the same corpora, against real
 //! `docker-registry` processes on loopback, and georeg beside skopeo across
-//! an emulated WAN (wan.rs), and one node against a synthetic primary of
-//! 100,000 repositories (scale.rs). Run it with
+//! an emulated WAN (wan.rs), one node against a synthetic primary of
+//! 100,000 repositories (scale.rs), and what reconciliation costs there
+//! (reconcile.rs). Run it with
 //! `tests/bench/run.sh [--smoke]` (README, "Benchmark"); it is not part of
 //! `cargo test`.
 //!
-//! usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale] [--out FILE]
+//! usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale,reconcile] [--out FILE]
 //!
 //! It prints a markdown report (and writes it to FILE): every figure, every
 //! ratio, and whether each target is met. It asserts that every tool left
@@ -20,7 +21,13 @@ mod contention;
 mod corpus;
 mod lab;
 mod notify;
+mod overlay;
+mod passlog;
 mod peers;
+mod reconcile;
+mod reconcile_direct;
+mod reconcile_repair;
+mod reconcile_table;
 mod report;
 mod scale;
 mod scale_table;
@@ -28,6 +35,7 @@ mod scenarios;
 mod seed;
 mod sweep;
 mod synthetic;
+mod tap;
 mod wan;
 
 use std::path::PathBuf;
@@ -38,7 +46,7 @@ use lab::Lab;
 use report::Report;
 use scenarios::Sizes;
 
-const ALL: [&str; 9] = ["a", "b", "c", "wan", "workers", "lag", "ingest", "fair", "scale"];
+const ALL: [&str; 10] = ["a", "b", "c", "wan", "workers", "lag", "ingest", "fair", "scale", "reconcile"];
 
 struct Options {
     smoke: bool,
@@ -64,7 +72,7 @@ fn parse() -> Result<Options, String> {
             "--nocapture" | "--bench" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale] [--out FILE]"
+                    "unknown argument {other:?}; usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale,reconcile] [--out FILE]"
                 ))
             }
         }
@@ -129,6 +137,9 @@ fn main() -> ExitCode {
     }
     if run("scale") {
         scale::scale(&lab, &sizes, &mut report);
+    }
+    if run("reconcile") {
+        reconcile::reconcile(&lab, &sizes, &mut report);
     }
     report.notes.push(format!("the whole run took {}", report::seconds(started.elapsed())));
     let md = report.markdown();

@@ -48,20 +48,12 @@ fn rows(id: i64, name: String, tags: Vec<String>) -> Rows {
     out
 }
 
-/// Creates the node's state file with georeg's own schema (`georeg token`
-/// opens the node, which creates and migrates it; `georeg status` only
-/// reads), then fills it: `n` small repositories of `tags` tags and the
+/// Creates the node's state file with georeg's own schema ([`create`]),
+/// then fills it: `n` small repositories of `tags` tags and the
 /// large one of `large_tags`. Returns how long it took.
 pub fn seed(node: &Georeg, n: usize, tags: usize, large_tags: usize) -> Duration {
     let started = Instant::now();
-    let _ = std::fs::remove_file(&node.state);
-    let out = std::process::Command::new(georeg_bin())
-        .arg("--config")
-        .arg(&node.config)
-        .args(["token", "--scope", "registry:catalog:*"])
-        .output()
-        .expect("run georeg token");
-    assert!(out.status.success(), "georeg token creating a state file: {}", String::from_utf8_lossy(&out.stderr));
+    create(node);
     let mut conn = node.db();
     conn.pragma_update(None, "synchronous", "OFF").unwrap();
     let tx = conn.transaction().unwrap();
@@ -87,6 +79,84 @@ pub fn seed(node: &Georeg, n: usize, tags: usize, large_tags: usize) -> Duration
     tx.commit().unwrap();
     drop(conn);
     started.elapsed()
+}
+
+/// A new state file with georeg's own schema. `georeg status` only reads
+/// (it refuses a state file that does not exist); `georeg deletions
+/// --cancel --all` opens it read-write, which creates and migrates it, and
+/// with no deletion held does nothing else.
+pub fn create(node: &Georeg) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", node.state.display()));
+    }
+    let out = std::process::Command::new(georeg_bin())
+        .arg("--config")
+        .arg(&node.config)
+        .args(["deletions", "--cancel", "--all"])
+        .output()
+        .expect("run georeg deletions");
+    assert!(out.status.success(), "georeg deletions on a new state file: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Completes a state file [`seed`]ed synced as reconciliation leaves it:
+/// every repository compared with the primary, and a fingerprint of each
+/// in this node's registry (its verification checksum: the same string).
+/// When is set by [`spread`].
+pub fn reconciled(node: &Georeg) {
+    let conn = node.db();
+    conn.execute_batch(
+        "UPDATE repositories SET compared_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now');
+         INSERT INTO fingerprints (repository, fingerprint, tags, checked_at, stale)
+             SELECT r.name, r.verification_checksum, (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id),
+                    strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), 0
+             FROM repositories r;",
+    )
+    .unwrap();
+}
+
+/// Gives a primary georeg's new state file the fingerprints of the
+/// follower's (both registries hold the same), as its keeper leaves them.
+pub fn fingerprints_from(primary: &Georeg, follower: &Georeg) {
+    create(primary);
+    let conn = primary.db();
+    conn.execute("ATTACH DATABASE ?1 AS follower", [follower.state.display().to_string()]).unwrap();
+    conn.execute_batch(
+        "INSERT INTO fingerprints (repository, fingerprint, tags, checked_at, stale)
+             SELECT repository, fingerprint, tags, checked_at, 0 FROM follower.fingerprints;
+         DETACH DATABASE follower;",
+    )
+    .unwrap();
+}
+
+/// Spreads when each fingerprint was read (and, on a secondary, when each
+/// repository was compared) over the `seconds` before now, as a keeper in
+/// its steady state leaves them: it reads each again once older than half
+/// the window, so their ages are spread over that half. `salt` tells two
+/// nodes' spreads apart.
+pub fn spread(node: &Georeg, seconds: u64, salt: u64) {
+    let mut conn = node.db();
+    let names: Vec<String> = {
+        let mut stmt = conn.prepare("SELECT repository FROM fingerprints ORDER BY repository").unwrap();
+        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    let tx = conn.transaction().unwrap();
+    {
+        let mut fp = tx
+            .prepare(
+                "UPDATE fingerprints SET checked_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?2) WHERE repository = ?1",
+            )
+            .unwrap();
+        let mut compared = tx
+            .prepare("UPDATE repositories SET compared_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?2) WHERE name = ?1")
+            .unwrap();
+        for (i, name) in names.iter().enumerate() {
+            let ago = format!("-{} seconds", (i as u64 * 7919 + salt).wrapping_mul(2654435761) % seconds.max(1));
+            fp.execute(params![name, ago]).unwrap();
+            compared.execute(params![name, ago]).unwrap();
+        }
+    }
+    tx.commit().unwrap();
 }
 
 fn store(tx: &rusqlite::Transaction, r: &Rows) {

@@ -21,10 +21,10 @@ use crate::support::registry::Registry;
 use crate::support::wan::{Link, WanProxy};
 
 /// The emulated link: round trip and capacity of each direction.
-const RTT: Duration = Duration::from_millis(40);
+pub const RTT: Duration = Duration::from_millis(40);
 const BITS_PER_SECOND: u64 = 200_000_000;
 
-fn link() -> Link {
+pub fn link() -> Link {
     Link::wan(RTT, BITS_PER_SECOND)
 }
 

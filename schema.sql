@@ -522,3 +522,11 @@ CREATE TABLE health_check (
     own_registry TEXT,
     checked_at   TEXT NOT NULL
 );
+
+-- @version 13
+-- When the repository's last sync ran past replication.sync_budget_seconds
+-- and was stopped (NULL: it did not, or a sync has succeeded since). Such
+-- repositories hold at most half the workers at a time, so that hostile
+-- or very slow ones cannot starve the rest.
+ALTER TABLE repositories ADD COLUMN overran_at TEXT;
+CREATE INDEX repositories_overran ON repositories (sync_state) WHERE overran_at IS NOT NULL;

@@ -56,6 +56,11 @@ pub enum Error {
     ClaimLost { repository: String },
     /// Work stopped because georeg is shutting down.
     Interrupted,
+    /// A repository's sync ran past `replication.sync_budget_seconds`.
+    OverBudget { seconds: u64 },
+    /// A read from a registry fell below `replication.min_rate` or ran
+    /// past its deadline.
+    TooSlow { url: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -180,6 +185,17 @@ impl fmt::Display for Error {
                  recovered it); this outcome was not recorded and the repository is synced again"
             ),
             Error::Interrupted => write!(f, "interrupted by shutdown; the next run resumes"),
+            Error::OverBudget { seconds } => write!(
+                f,
+                "stopped after {seconds}s, its time budget (replication.sync_budget_seconds): what was copied \
+                 stays, the rest is tried again with backoff; if the primary is merely slow for this repository, \
+                 raise the budget"
+            ),
+            Error::TooSlow { url, message } => write!(
+                f,
+                "{url}: {message} (the primary registry or the link to it is too slow, or hostile; see \
+                 replication.min_rate)"
+            ),
         }
     }
 }

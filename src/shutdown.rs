@@ -1,7 +1,15 @@
 //! The process's stop request: set once by SIGTERM or SIGINT, read by every
-//! loop, every sleep and every blob stream, so that georeg stops within
-//! seconds wherever it is.
+//! loop, every sleep and every read from a registry, so that georeg stops
+//! within seconds wherever it is. A read the kernel holds (a registry that
+//! sends nothing) cannot look at the flag: past [`FORCED_EXIT`] after the
+//! request the process exits anyway, as a kill -9 would end it, which the
+//! state file survives (what was in progress resumes at the next start).
+//!
+//! A thread's work may also have a time budget ([`Shutdown::budget`]): the
+//! same checks then end it once the budget is spent, so that one
+//! repository cannot hold a worker for ever.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +18,25 @@ use crate::error::{Error, Result};
 
 /// How often a sleeping thread looks at the flag.
 const TICK: Duration = Duration::from_millis(100);
+
+/// How long after a stop request the process exits, whatever its threads
+/// are waiting on.
+pub const FORCED_EXIT: Duration = Duration::from_secs(15);
+
+thread_local! {
+    /// The end of this thread's budget, and the budget in seconds.
+    static BUDGET: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
+}
+
+/// This thread's time budget, until dropped.
+#[must_use]
+pub struct Budget(());
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        BUDGET.with(|b| b.set(None));
+    }
+}
 
 /// Cloning shares the flag.
 #[derive(Clone, Default)]
@@ -22,7 +49,39 @@ impl Shutdown {
             signal_hook::flag::register(signal, self.0.clone())
                 .map_err(|e| Error::Io { path: "signal handler".into(), source: e })?;
         }
+        let flag = self.0.clone();
+        std::thread::Builder::new()
+            .name("stop-watchdog".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                }
+                std::thread::sleep(FORCED_EXIT);
+                log::error!(
+                    "still stopping {}s after the stop request (a read from a registry that sends nothing): exiting \
+                     now; what was in progress resumes at the next start",
+                    FORCED_EXIT.as_secs()
+                );
+                std::process::exit(130);
+            })
+            .map_err(|e| Error::Io { path: "stop watchdog thread".into(), source: e })?;
         Ok(())
+    }
+
+    /// Gives this thread's work `seconds` from now: [`Shutdown::check`]
+    /// and every read from a registry on this thread fail with
+    /// [`Error::OverBudget`] past it, until the returned guard drops.
+    pub fn budget(seconds: u64) -> Budget {
+        BUDGET.with(|b| b.set(Some((Instant::now() + Duration::from_secs(seconds), seconds))));
+        Budget(())
+    }
+
+    /// `Err(OverBudget)` once this thread's budget is spent.
+    pub fn check_budget() -> Result<()> {
+        match BUDGET.with(Cell::get) {
+            Some((end, seconds)) if Instant::now() >= end => Err(Error::OverBudget { seconds }),
+            _ => Ok(()),
+        }
     }
 
     /// Requests a stop, as a signal does (tests).
@@ -35,12 +94,13 @@ impl Shutdown {
         self.0.load(Ordering::Relaxed)
     }
 
-    /// `Err(Interrupted)` once a stop was requested: for `?` between steps.
+    /// `Err(Interrupted)` once a stop was requested, `Err(OverBudget)` once
+    /// this thread's budget is spent: for `?` between steps.
     pub fn check(&self) -> Result<()> {
         if self.requested() {
             Err(Error::Interrupted)
         } else {
-            Ok(())
+            Shutdown::check_budget()
         }
     }
 
@@ -78,5 +138,19 @@ mod tests {
         let (slept, took) = t.join().unwrap();
         assert!(!slept && took < Duration::from_secs(5));
         assert!(matches!(s.check(), Err(Error::Interrupted)));
+    }
+
+    #[test]
+    fn a_spent_budget_fails_the_checks_of_its_thread_only() {
+        let s = Shutdown::default();
+        {
+            let _budget = Shutdown::budget(0);
+            assert!(matches!(s.check(), Err(Error::OverBudget { seconds: 0 })));
+            let other = s.clone();
+            assert!(std::thread::spawn(move || other.check().is_ok()).join().unwrap());
+        }
+        assert!(s.check().is_ok(), "the budget ends with its guard");
+        let _budget = Shutdown::budget(3600);
+        assert!(s.check().is_ok());
     }
 }

@@ -32,12 +32,13 @@ pub fn run(config: &Config, output: &Path, inventory: Option<&Path>, named: &[St
         config.replication.max_bytes_per_second,
         config.replication.max_requests_per_second,
     ));
+    let shutdown = Shutdown::default();
+    shutdown.on_signals()?;
     let Some(primary) = super::node::primary_client(config, &signer, registry::agent_timing_out(tls, stall), &pacer)
     else {
         return Err(config.bad("replication.primary_api_url", "is not set: export reads the primary registry"));
     };
-    let shutdown = Shutdown::default();
-    shutdown.on_signals()?;
+    let primary = primary.bounded(super::node::read_limits(config), &shutdown);
     let inventory = inventory.map(|path| load_inventory(path, &signer, primary_url)).transpose()?;
     let selection = config.replication.selection();
     let (repositories, gone) = if named.is_empty() {

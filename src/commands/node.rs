@@ -63,6 +63,7 @@ impl Node {
         let signer = load_signer(&config)?;
         let store = Store::open(&config.state_file)?;
         store.set_selection(config.replication.selection());
+        store.set_slow_share(config.replication.workers / 2);
         let tls =
             crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
         let agent = registry::agent(tls.clone());
@@ -95,6 +96,12 @@ impl Node {
             _ => None,
         };
         let (queue, log, reader, fingerprints) = (store.queue(), store.log(), store.reader()?, store.fingerprints());
+        let shutdown = Shutdown::default();
+        let limits = read_limits(&config);
+        let bound = |c: Client| c.bounded(limits, &shutdown);
+        let (local_reader, reconcile_local) = (bound(local_reader), bound(reconcile_local));
+        let (primary, reconcile_primary) = (primary.map(bound), reconcile_primary.map(bound));
+        let local = local.bounded(limits, &shutdown);
         Ok(Node {
             config,
             signer,
@@ -105,7 +112,7 @@ impl Node {
             fingerprints,
             stats: Stats::default(),
             health: Health::default(),
-            shutdown: Shutdown::default(),
+            shutdown,
             local,
             local_reader,
             primary,
@@ -121,7 +128,12 @@ impl Node {
         let Some(primary) = &self.primary else {
             return Err(Error::Usage("this node has no primary registry configured".into()));
         };
-        Ok(Replicator { engine: self.engine(primary), primary, deletions: deletion_policy(&self.config.replication) })
+        Ok(Replicator {
+            engine: self.engine(primary),
+            primary,
+            deletions: deletion_policy(&self.config.replication),
+            budget_seconds: self.config.replication.sync_budget_seconds,
+        })
     }
 
     /// An importer into this node's registry that reads what it lacks from
@@ -229,6 +241,17 @@ pub(super) fn load_signer(config: &Config) -> Result<Arc<Signer>> {
 /// The pull-only client for the primary registry, when the configuration
 /// names one: paced (`replication.max_bandwidth`...), and giving up on a
 /// stalled read (then resuming it) after `replication.stall_seconds`.
+/// The bounds on reads from either registry (`replication.stall_seconds`,
+/// `min_rate`, `max_tags`).
+pub(super) fn read_limits(config: &Config) -> registry::bounded::Limits {
+    let r = &config.replication;
+    registry::bounded::Limits {
+        stall: Duration::from_secs(r.stall_seconds),
+        min_rate: r.min_bytes_per_second,
+        max_tags: r.max_tags,
+    }
+}
+
 pub(super) fn primary_client(
     config: &Config,
     signer: &Arc<Signer>,

@@ -145,6 +145,22 @@ pub struct ReplicationConfig {
     /// long is continued from where it stopped, as a broken one is.
     #[serde(default = "default_stall_seconds")]
     pub stall_seconds: u64,
+    /// A read from a registry that receives fewer bytes than this in any
+    /// `stall_seconds` is stalled too (`"16KiB/s"`): a blob is resumed, a
+    /// manifest or listing fails, which a trickling registry cannot
+    /// outwait.
+    #[serde(default = "default_min_rate")]
+    pub min_rate: String,
+    /// `min_rate` in bytes per second, once checked.
+    #[serde(skip)]
+    pub min_bytes_per_second: u64,
+    /// The longest one repository's sync may take before it is stopped,
+    /// failed with that reason and retried with backoff.
+    #[serde(default = "default_sync_budget")]
+    pub sync_budget_seconds: u64,
+    /// The most tags one repository may have; more fail it.
+    #[serde(default = "default_max_tags")]
+    pub max_tags: usize,
     /// A repository failing for longer than this makes the node unhealthy.
     #[serde(default = "default_failing_alert")]
     pub failing_alert_seconds: u64,
@@ -211,6 +227,10 @@ impl Default for ReplicationConfig {
             chunk_size: default_chunk_size(),
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             stall_seconds: default_stall_seconds(),
+            min_rate: default_min_rate(),
+            min_bytes_per_second: 16 << 10,
+            sync_budget_seconds: default_sync_budget(),
+            max_tags: default_max_tags(),
             include: Vec::new(),
             exclude: Vec::new(),
         }
@@ -246,6 +266,19 @@ fn default_chunk_size() -> String {
 }
 fn default_stall_seconds() -> u64 {
     30
+}
+/// A link slower than this copies nothing useful, and a trickle is hostile.
+fn default_min_rate() -> String {
+    "16KiB/s".into()
+}
+/// An hour: a repository of 50 GB new at 20 MB/s fits; what a sync copied
+/// before its budget ran out stays, so even a larger one gets there.
+fn default_sync_budget() -> u64 {
+    3600
+}
+/// A million tags: about 60 MB of memory for the listing.
+fn default_max_tags() -> usize {
+    1_000_000
 }
 /// What the benchmark's workers sweep (`tests/bench/run.sh --only
 /// workers`) found best: 8 is within 1 % of the fastest count on loopback

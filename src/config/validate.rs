@@ -92,6 +92,29 @@ impl Config {
         if !(1..=3600).contains(&self.replication.stall_seconds) {
             return Err(self.bad("replication.stall_seconds", "must be between 1 and 3600"));
         }
+        self.replication.min_bytes_per_second = match self.replication.min_rate.trim() {
+            "0" => 0,
+            rate => crate::registry::pace::parse_rate(rate).map_err(|why| self.bad("replication.min_rate", why))?,
+        };
+        if let Some(max) = self.replication.max_bytes_per_second {
+            let workers = self.replication.workers.max(1) as u64;
+            if self.replication.min_bytes_per_second > max / workers {
+                return Err(self.bad(
+                    "replication.min_rate",
+                    format!(
+                        "must be below replication.max_bandwidth shared by the {workers} workers ({} bytes/s each), \
+                         or every busy worker would count as stalled",
+                        max / workers
+                    ),
+                ));
+            }
+        }
+        if !(60..=7 * 86400).contains(&self.replication.sync_budget_seconds) {
+            return Err(self.bad("replication.sync_budget_seconds", "must be between 60 and 604800 (a week)"));
+        }
+        if self.replication.max_tags == 0 {
+            return Err(self.bad("replication.max_tags", "must be at least 1"));
+        }
         if self.replication.max_requests_per_second.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
             return Err(self.bad("replication.max_requests_per_second", "must be a number above 0"));
         }

@@ -19,11 +19,12 @@ impl Reconciler<'_> {
         let known = self.reader.read(|s| s.known_repositories())?;
         match self.primary.catalog() {
             Ok(names) => {
-                self.queue.record_listing("direct")?;
                 tally.record.requests += 1 + names.len() as u64 / 1000;
                 for name in names.iter().filter(|n| !known.replicated.contains(*n) && !known.excluded.contains(*n)) {
                     self.new_repository(&mut tally, name)?;
                 }
+                // Only once what it found is recorded: readiness trusts this time.
+                self.queue.record_listing("direct")?;
             }
             // A primary that refuses its catalog: the known repositories
             // are still compared.

@@ -22,9 +22,6 @@ impl Reconciler<'_> {
             return self.direct_pass();
         };
         let mut tally = Tally::new("fingerprints", self.queue.now()?);
-        if primary.complete {
-            self.queue.record_listing("fingerprints")?;
-        }
         // Fingerprints the primary read longer ago than this window allows
         // (its own window is longer) cannot vouch for anything: those
         // repositories are compared by reading the primary registry.
@@ -61,6 +58,10 @@ impl Reconciler<'_> {
                 continue;
             }
             self.compare_range(node, &mut tally, &known, &local, from, to, Some(page), primary.complete)?;
+        }
+        // Only once every repository it names is recorded: readiness trusts this time.
+        if primary.complete {
+            self.queue.record_listing("fingerprints")?;
         }
         Ok(tally)
     }

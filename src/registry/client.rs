@@ -7,13 +7,16 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::bounded::{self, Limits};
 use super::digest::Digest;
-use super::http::{expect, link_next, read_json, redact_query, transport_message, Body, CATALOG_PAGE, PULL};
+use super::http::{expect, link_next, redact_query, transport_message, Body, CATALOG_PAGE, PULL};
 use super::manifest::{self, Manifest};
 use super::names::valid_tag;
 use super::pace::Pacer;
+use super::pages::{self, Pager};
 use super::token::{Scope, TokenCache};
 use crate::error::{Error, Result};
+use crate::shutdown::Shutdown;
 
 /// A registry's read API, with tokens of the given actions.
 pub struct Client {
@@ -27,19 +30,25 @@ pub struct Client {
     referrers_api: Mutex<Option<(bool, Instant)>>,
     /// The caps on what this registry is asked (the primary's).
     pub(super) pacer: Arc<Pacer>,
+    /// The bounds on every answer read from it.
+    pub(super) limits: Limits,
+    /// The process's stop request, looked at during every read.
+    pub(super) stop: Shutdown,
 }
+
+/// The most bytes of one catalog page (of at most `CATALOG_PAGE` names).
+const MAX_CATALOG_PAGE_BYTES: u64 = 4 << 20;
+/// The most bytes of a JSON answer other than a tag list or catalog page.
+const MAX_JSON_BYTES: u64 = 16 << 20;
+/// The most bytes of one tag in a tag list, with its quotes and comma
+/// (a tag is at most 128 characters; escapes may double them).
+const TAG_BYTES: u64 = 300;
 
 /// How long georeg waits out 429 and 503 answers for one request, in all.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
 
 /// How long an answer about the referrers API stands.
 const REFERRERS_API_RECHECK: Duration = Duration::from_secs(3600);
-
-#[derive(Deserialize)]
-struct TagList {
-    #[serde(default)]
-    tags: Option<Vec<String>>,
-}
 
 #[derive(Deserialize)]
 struct Catalog {
@@ -60,13 +69,30 @@ impl Client {
             Some(i) => base[..after_scheme + i].to_string(),
             None => base.clone(),
         };
-        Client { base, origin, agent, tokens, actions, referrers_api: Mutex::new(None), pacer: Arc::default() }
+        Client {
+            base,
+            origin,
+            agent,
+            tokens,
+            actions,
+            referrers_api: Mutex::new(None),
+            pacer: Arc::default(),
+            limits: Limits::default(),
+            stop: Shutdown::default(),
+        }
     }
 
     /// The same client, paced (`replication.max_bandwidth`,
     /// `replication.max_requests_per_second`).
     pub fn paced(mut self, pacer: Arc<Pacer>) -> Client {
         self.pacer = pacer;
+        self
+    }
+
+    /// The same client, its reads bounded by `limits` and ended by `stop`.
+    pub fn bounded(mut self, limits: Limits, stop: &Shutdown) -> Client {
+        self.limits = limits;
+        self.stop = stop.clone();
         self
     }
 
@@ -127,7 +153,9 @@ impl Client {
                             if asked.is_some() { "as it asks (Retry-After)" } else { "(backoff)" }
                         );
                     }
-                    std::thread::sleep(delay);
+                    if !self.stop.sleep(delay) {
+                        return Err(Error::Interrupted);
+                    }
                     waited += delay.max(Duration::from_millis(1));
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
@@ -148,15 +176,28 @@ impl Client {
     }
 
     /// Every repository in the registry, following `Link` pagination.
+    /// Loop-proof and bounded (`pages`): a page of more names than asked
+    /// for is refused.
     pub fn catalog(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
+        let mut pager = Pager::new("catalog");
         let mut next = Some(format!("{}/v2/_catalog?n={CATALOG_PAGE}", self.base));
         while let Some(url) = next.take() {
+            pager.next(&url)?;
             let resp = self.send("GET", &url, &[Scope::catalog()], &[], Body::Empty)?;
             let resp = expect(resp, "GET", &url, &[200])?;
             next = link_next(resp.header("Link")).map(|l| self.resolve(&l));
-            let page: Catalog = read_json(resp, "GET", &url)?;
-            names.extend(page.repositories.unwrap_or_default());
+            let page: Catalog = self.read_json(resp, &url, MAX_CATALOG_PAGE_BYTES, "reading a catalog page")?;
+            let page = page.repositories.unwrap_or_default();
+            if page.len() > CATALOG_PAGE {
+                return Err(Error::Registry {
+                    request: format!("GET {url}"),
+                    status: 200,
+                    code: String::new(),
+                    message: format!("a page of {} names, where at most {CATALOG_PAGE} were asked for", page.len()),
+                });
+            }
+            names.extend(page);
         }
         Ok(names)
     }
@@ -167,26 +208,80 @@ impl Client {
         let url = format!("{}/v2/_catalog?n={n}", self.base);
         let resp = self.send("GET", &url, &[Scope::catalog()], &[], Body::Empty)?;
         let resp = expect(resp, "GET", &url, &[200])?;
-        let page: Catalog = read_json(resp, "GET", &url)?;
+        let page: Catalog = self.read_json(resp, &url, MAX_CATALOG_PAGE_BYTES, "reading a catalog page")?;
         Ok(page.repositories.unwrap_or_default())
     }
 
     /// The repository's tags, following `Link` pagination (distribution v3,
     /// GitLab), or `None` when the registry does not know the repository.
+    /// Loop-proof and bounded (`pages`): more than `replication.max_tags`
+    /// tags fail the repository.
     pub fn tags(&self, repo: &str) -> Result<Option<Vec<String>>> {
         let mut tags = Vec::new();
+        let mut pager = Pager::new("tag list");
         let mut next = Some(format!("{}/v2/{repo}/tags/list", self.base));
+        let mut first = true;
         while let Some(url) = next.take() {
+            pager.next(&url)?;
             let resp = self.send("GET", &url, &self.repo_scopes(repo), &[], Body::Empty)?;
-            if resp.status() == 404 && tags.is_empty() {
+            if resp.status() == 404 && first {
                 return Ok(None);
             }
+            first = false;
             let resp = expect(resp, "GET", &url, &[200])?;
             next = link_next(resp.header("Link")).map(|l| self.resolve(&l));
-            let page: TagList = read_json(resp, "GET", &url)?;
-            tags.extend(page.tags.unwrap_or_default());
+            let cap = self.limits.max_tags;
+            let max_bytes = (cap as u64).saturating_mul(TAG_BYTES).saturating_add(64 << 10);
+            let declared = resp.header("Content-Length").and_then(|l| l.trim().parse().ok()).unwrap_or(max_bytes);
+            let mut body =
+                bounded::Bounded::whole(resp.into_reader(), self.limits, &self.stop, declared).take(max_bytes);
+            if let Err(e) = pages::read_tags(&mut body, &mut tags, cap) {
+                if body.limit() == 0 {
+                    return Err(self.too_many_tags(repo, format!("a tag list page of more than {max_bytes} bytes")));
+                }
+                if e.is_io() {
+                    return Err(bounded::error(e.into(), &url, "reading the tag list"));
+                }
+                if e.to_string().contains(pages::OVER_CAP) {
+                    return Err(self.too_many_tags(repo, format!("more than {cap} tags")));
+                }
+                return Err(Error::Registry {
+                    request: format!("GET {url}"),
+                    status: 200,
+                    code: String::new(),
+                    message: format!("unexpected answer: {e}"),
+                });
+            }
         }
         Ok(Some(tags))
+    }
+
+    fn too_many_tags(&self, repo: &str, what: String) -> Error {
+        Error::Repository {
+            repository: repo.to_string(),
+            message: format!(
+                "{} lists {what}, more than replication.max_tags ({}) allows: not replicated; raise the cap if \
+                 this repository really has that many tags",
+                self.base, self.limits.max_tags
+            ),
+        }
+    }
+
+    /// A JSON answer of at most `max` bytes, read within its deadline.
+    pub(super) fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        resp: ureq::Response,
+        url: &str,
+        max: u64,
+        doing: &str,
+    ) -> Result<T> {
+        let body = bounded::read_whole(resp, self.limits, &self.stop, max, url, doing)?;
+        serde_json::from_slice(&body).map_err(|e| Error::Registry {
+            request: format!("GET {url}"),
+            status: 200,
+            code: String::new(),
+            message: format!("unexpected answer: {e}"),
+        })
     }
 
     /// Tag -> digest for the repository (empty when the registry does not
@@ -242,12 +337,17 @@ impl Client {
         let resp = expect(resp, "GET", &url, &[200])?;
         let content_type = resp.header("Content-Type").map(str::to_string);
         let named = resp.header("Docker-Content-Digest").and_then(|d| Digest::parse(d).ok());
+        let bad = |message: String| Error::Manifest { repository: repo.into(), reference: reference.into(), message };
+        let declared: u64 =
+            resp.header("Content-Length").and_then(|l| l.trim().parse().ok()).unwrap_or(manifest::MAX_MANIFEST_BYTES);
+        if declared > manifest::MAX_MANIFEST_BYTES {
+            return Err(bad(format!("from {} is larger than 4 MiB ({declared} bytes)", self.base)));
+        }
         let mut bytes = Vec::new();
-        resp.into_reader()
+        bounded::Bounded::whole(resp.into_reader(), self.limits, &self.stop, declared)
             .take(manifest::MAX_MANIFEST_BYTES + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| Error::Transport { url: url.clone(), message: format!("reading the manifest: {e}") })?;
-        let bad = |message: String| Error::Manifest { repository: repo.into(), reference: reference.into(), message };
+            .map_err(|e| bounded::error(e, &url, "reading the manifest"))?;
         if bytes.len() as u64 > manifest::MAX_MANIFEST_BYTES {
             return Err(bad(format!("from {} is larger than 4 MiB", self.base)));
         }
@@ -307,7 +407,7 @@ impl Client {
             #[serde(default)]
             manifests: Vec<manifest::Descriptor>,
         }
-        let index: Index = read_json(resp, "GET", &url)?;
+        let index: Index = self.read_json(resp, &url, MAX_JSON_BYTES, "reading the referrers")?;
         let mut found = Vec::new();
         for d in index.manifests {
             match Digest::parse(&d.digest) {

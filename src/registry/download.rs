@@ -3,13 +3,16 @@
 //! the agent's read timeout (`replication.stall_seconds` for the primary),
 //! it asks again with `Range: bytes=N-` from the first byte not yet
 //! delivered, a few times with backoff, so that a cut at 90 % of a large
-//! layer costs a round trip, not the layer. The caller sees one unbroken
-//! stream and checks its digest as usual.
+//! layer costs a round trip, not the layer. A stream that trickles below
+//! `replication.min_rate` counts as stalled ([`super::bounded`]); a stop
+//! request or a spent budget ends it without a resume. The caller sees
+//! one unbroken stream and checks its digest as usual.
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::bounded::{self, Bounded};
 use super::client::Client;
 use super::digest::Digest;
 use super::http::{expect, registry_error, Body};
@@ -111,8 +114,8 @@ impl<'a> Download<'a> {
             416 => return Err(registry_error(resp, "GET", &format!("{url} ({range})"))),
             _ => expect(resp, "GET", &url, &[200])?,
         };
-        let mut body =
-            Paced { inner: Box::new(resp.into_reader()) as Box<dyn Read + Send + Sync>, pacer: c.pacer.clone() };
+        let stream = Bounded::streaming(resp.into_reader(), c.limits, &c.stop);
+        let mut body = Paced { inner: Box::new(stream) as Box<dyn Read + Send + Sync>, pacer: c.pacer.clone() };
         if skip > 0 {
             let skipped = io::copy(&mut (&mut body).take(skip), &mut io::sink())
                 .map_err(|e| Error::Transport { url: url.clone(), message: format!("skipping to byte {skip}: {e}") })?;
@@ -187,6 +190,7 @@ impl Read for Download<'_> {
                     self.since_resume += n as u64;
                     return Ok(n);
                 }
+                Err(e) if bounded::is_final(&e) => return Err(e),
                 Err(e) => e,
             };
             self.resume(&error)?;

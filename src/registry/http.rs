@@ -109,20 +109,6 @@ pub(super) fn registry_error(resp: ureq::Response, method: &str, url: &str) -> E
     Error::Registry { request: format!("{method} {url}"), status, code, message }
 }
 
-pub(super) fn read_json<T: serde::de::DeserializeOwned>(resp: ureq::Response, method: &str, url: &str) -> Result<T> {
-    let mut body = Vec::new();
-    resp.into_reader()
-        .take(64 << 20)
-        .read_to_end(&mut body)
-        .map_err(|e| Error::Transport { url: url.to_string(), message: e.to_string() })?;
-    serde_json::from_slice(&body).map_err(|e| Error::Registry {
-        request: format!("{method} {url}"),
-        status: 200,
-        code: String::new(),
-        message: format!("unexpected answer: {e}"),
-    })
-}
-
 /// A transport failure in words; a TLS failure says what to change.
 pub fn transport_message(t: &ureq::Transport) -> String {
     if let Some(tls) = std::error::Error::source(t).and_then(crate::tls::explain) {

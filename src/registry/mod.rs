@@ -11,11 +11,13 @@
 //! [`Error::Registry`](crate::error::Error::Registry) carrying the
 //! registry's own code and message (`http`).
 
+pub(crate) mod bounded;
 mod client;
 pub(crate) mod digest;
 mod download;
 pub mod encoding;
 mod http;
+mod pages;
 pub mod manifest;
 pub(crate) mod names;
 pub(crate) mod pace;

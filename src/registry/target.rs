@@ -29,6 +29,11 @@ impl Deref for Target {
 }
 
 impl Target {
+    /// The same target, its reads bounded (see [`Client::bounded`]).
+    pub fn bounded(self, limits: super::bounded::Limits, stop: &crate::shutdown::Shutdown) -> Target {
+        Target(self.0.bounded(limits, stop))
+    }
+
     pub fn new(base: &str, agent: ureq::Agent, tokens: TokenCache) -> Target {
         Target(Client::new(base, agent, tokens, PUSH_PULL))
     }

@@ -35,11 +35,12 @@ pub struct Scan {
 pub fn scan(r: &Replicator, selection: &Selection) -> Result<Scan> {
     let (primary, store) = (r.primary, r.engine.store);
     let catalog = primary.catalog()?;
-    store.record_listing("catalog")?;
     let listed: HashSet<&str> = catalog.iter().map(String::as_str).collect();
     let included: Vec<String> =
         catalog.iter().filter(|n| registry::valid_repository(n) && selection.includes(n)).cloned().collect();
     let added = store.add_repositories(&included)?;
+    // Only once what it found is recorded: readiness trusts this time.
+    store.record_listing("catalog")?;
     let excluded = store.apply_selection(|n| selection.includes(n))?;
     let mut gone = 0;
     for name in store.repository_names()? {

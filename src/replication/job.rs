@@ -52,6 +52,10 @@ impl Engine<'_> {
                 self.record(repo, "handed back", || self.store.release_job(job))?;
                 Err(Error::Interrupted)
             }
+            Err(e @ Error::OverBudget { .. }) => {
+                self.record(repo, "overran its budget", || self.store.fail_overrun(job, &e.reason()))?;
+                Err(e.in_repository(repo))
+            }
             Err(e) => {
                 self.record(repo, "failed", || self.store.fail_job(job, &e.reason()))?;
                 Err(e.in_repository(repo))

@@ -19,6 +19,7 @@ use super::engine::{Engine, Seen};
 use super::report::{Report, TagFailures};
 use crate::error::{Error, Result};
 use crate::registry::{self, Client, Digest};
+use crate::shutdown::Shutdown;
 use crate::store::{Cause, DeletionPolicy, Event, Job};
 
 /// What replicating needs: the copy engine (reading from the primary,
@@ -31,6 +32,9 @@ pub struct Replicator<'a> {
     /// How deletions are held back (`replication.delete_delay_hours`) and
     /// when they raise the burst alarm.
     pub deletions: DeletionPolicy,
+    /// How long one repository's sync may take
+    /// (`replication.sync_budget_seconds`).
+    pub budget_seconds: u64,
 }
 
 impl Replicator<'_> {
@@ -48,6 +52,8 @@ impl Replicator<'_> {
     /// records the outcome: synced, failed with its reason and next retry,
     /// or handed back untouched when interrupted by shutdown.
     pub fn run(&self, job: &Job) -> Result<Report> {
+        // Every check between steps and every read ends the sync past it.
+        let _budget = Shutdown::budget(self.budget_seconds);
         self.engine.run_job(job, |progress, report| {
             let result = self.engine.store.events_for(job).and_then(|events| {
                 if job.full {

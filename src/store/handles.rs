@@ -132,6 +132,12 @@ impl Store {
         self.shared.set_selection(selection);
     }
 
+    /// How many repositories that overran their sync budget may be synced
+    /// at once (half the workers, at least one); no limit until called.
+    pub(crate) fn set_slow_share(&self, n: usize) {
+        self.shared.set_slow_share(n.max(1));
+    }
+
     /// The schema version of the open file.
     pub(crate) fn schema_version(&self) -> Result<i64> {
         Ok(self.conn().query_row("PRAGMA user_version", [], |r| r.get(0))?)

@@ -9,6 +9,10 @@ use super::shared::NOW;
 use super::states::{SyncState, VerificationState};
 use crate::error::Result;
 
+/// A repository whose syncs are failing: failed, or being tried again
+/// after a failure.
+const FAILING: &str = "(sync_state = 'failed' OR (sync_state = 'started' AND failing_since IS NOT NULL))";
+
 /// Repository counts by state; excluded repositories are not counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Counts {
@@ -210,11 +214,13 @@ impl Snapshot<'_> {
     }
 
     /// Repositories whose syncs are failing: how many, and the one failing
-    /// longest (name, since, seconds, last reason).
+    /// longest (name, since, seconds, last reason). A repository tried
+    /// again after a failure (one that overran its budget, say) is failing
+    /// until a sync of it succeeds, not merely "syncing".
     pub fn failing(&self) -> Result<(i64, Option<LongestFailing>)> {
         let conn = self.conn();
         let count: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM repositories WHERE excluded = 0 AND sync_state = 'failed'",
+            &format!("SELECT COUNT(*) FROM repositories WHERE excluded = 0 AND {FAILING}"),
             [],
             |r| r.get(0),
         )?;
@@ -225,7 +231,7 @@ impl Snapshot<'_> {
                             CAST(strftime('%s', {NOW}) AS INTEGER)
                               - CAST(strftime('%s', COALESCE(failing_since, sync_started_at, created_at)) AS INTEGER),
                             last_sync_failure
-                     FROM repositories WHERE excluded = 0 AND sync_state = 'failed' ORDER BY since, id LIMIT 1"
+                     FROM repositories WHERE excluded = 0 AND {FAILING} ORDER BY since, id LIMIT 1"
                 ),
                 [],
                 |r| Ok(LongestFailing { name: r.get(0)?, since: r.get(1)?, seconds: r.get(2)?, reason: r.get(3)? }),

@@ -93,6 +93,8 @@ pub(super) const NEXT_JOB: &str = "SELECT id FROM repositories
      WHERE excluded = 0 AND sync_state IN ('pending', 'failed')
        AND (sync_state = 'pending' OR retry_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
        AND verification_state <> 'started'
+       -- ?1: whether one more repository that overran its budget may start.
+       AND (?1 OR overran_at IS NULL)
      ORDER BY sync_priority DESC,
               CASE WHEN sync_state = 'pending' AND full_sync_requested = 0 THEN 0
                    WHEN last_synced_at IS NULL THEN 1
@@ -232,7 +234,12 @@ impl Queue {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // The queue first (its own index); then a synced repository whose
         // held deletions are due (replication.delete_delay_hours).
-        let mut candidate: Option<i64> = tx.prepare_cached(NEXT_JOB)?.query_row([], |r| r.get(0)).optional()?;
+        let slow: usize = tx
+            .prepare_cached("SELECT COUNT(*) FROM repositories WHERE sync_state = 'started' AND overran_at IS NOT NULL")?
+            .query_row([], |r| r.get(0))?;
+        let allow_slow = slow < self.slow_share();
+        let mut candidate: Option<i64> =
+            tx.prepare_cached(NEXT_JOB)?.query_row([allow_slow], |r| r.get(0)).optional()?;
         if candidate.is_none() {
             candidate = tx.prepare_cached(NEXT_HELD)?.query_row([], |r| r.get(0)).optional()?;
         }
@@ -275,7 +282,7 @@ impl Queue {
                 "UPDATE repositories SET
                    events_done_through = MAX(events_done_through, ?2), full_sync_running = 0, claim_id = NULL,
                    retry_count = 0, retry_at = NULL, last_sync_failure = NULL, last_synced_at = {NOW},
-                   failing_since = NULL,
+                   failing_since = NULL, overran_at = NULL,
                    last_sync_report = ?5,
                    -- A full sync compared every tag with the primary.
                    compared_at = CASE WHEN ?3 THEN {NOW} ELSE compared_at END,
@@ -304,6 +311,16 @@ impl Queue {
 
     /// Records a failed job; the retry waits longer with every consecutive
     /// failure, and the count keeps growing until a sync succeeds.
+    /// Records that a job ran past its budget and was stopped: besides
+    /// failing it, the repository holds at most a share of the workers
+    /// from now until a sync of it succeeds.
+    pub fn fail_overrun(&self, job: &Job, failure: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached(&format!("UPDATE repositories SET overran_at = {NOW} WHERE id = ?1"))?
+            .execute([job.id])?;
+        self.fail_job(job, failure)
+    }
+
     pub fn fail_job(&self, job: &Job, failure: &str) -> Result<()> {
         let conn = self.conn();
         let count: u32 = conn

@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) appended: Bell,
     /// Selective sync, applied to repositories events make known.
     selection: Mutex<Selection>,
+    /// How many repositories that overran their budget may sync at once.
+    slow_share: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -37,6 +39,7 @@ impl Shared {
             work: Bell::default(),
             appended: Bell::default(),
             selection: Mutex::default(),
+            slow_share: std::sync::atomic::AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -48,6 +51,14 @@ impl Shared {
 
     pub(super) fn set_selection(&self, selection: Selection) {
         *self.selection.lock().unwrap_or_else(|p| p.into_inner()) = selection;
+    }
+
+    pub(super) fn set_slow_share(&self, n: usize) {
+        self.slow_share.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(super) fn slow_share(&self) -> usize {
+        self.slow_share.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(super) fn selection(&self) -> Selection {

@@ -109,8 +109,8 @@ impl Config {
                 ));
             }
         }
-        if !(60..=7 * 86400).contains(&self.replication.sync_budget_seconds) {
-            return Err(self.bad("replication.sync_budget_seconds", "must be between 60 and 604800 (a week)"));
+        if !(5..=7 * 86400).contains(&self.replication.sync_budget_seconds) {
+            return Err(self.bad("replication.sync_budget_seconds", "must be between 5 and 604800 (a week)"));
         }
         if self.replication.max_tags == 0 {
             return Err(self.bad("replication.max_tags", "must be at least 1"));

@@ -88,14 +88,7 @@ impl<R: Read> Bounded<R> {
 
     /// A body of any length that must keep to the minimum rate.
     pub fn streaming(inner: R, limits: Limits, stop: &Shutdown) -> Bounded<R> {
-        Bounded {
-            inner,
-            limits,
-            stop: stop.clone(),
-            deadline: None,
-            window_start: Instant::now(),
-            window_bytes: 0,
-        }
+        Bounded { inner, limits, stop: stop.clone(), deadline: None, window_start: Instant::now(), window_bytes: 0 }
     }
 
     fn cut(&self) -> Option<Cut> {
@@ -257,8 +250,7 @@ mod tests {
     #[test]
     fn a_steady_read_passes() {
         let stop = Shutdown::default();
-        let mut r =
-            Bounded::whole(Trickle { pause: Duration::from_millis(1), left: 200 }, limits(50, 100), &stop, 200);
+        let mut r = Bounded::whole(Trickle { pause: Duration::from_millis(1), left: 200 }, limits(50, 100), &stop, 200);
         assert_eq!(io::copy(&mut r, &mut io::sink()).unwrap(), 200);
     }
 }

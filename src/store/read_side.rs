@@ -219,11 +219,10 @@ impl Snapshot<'_> {
     /// until a sync of it succeeds, not merely "syncing".
     pub fn failing(&self) -> Result<(i64, Option<LongestFailing>)> {
         let conn = self.conn();
-        let count: i64 = conn.query_row(
-            &format!("SELECT COUNT(*) FROM repositories WHERE excluded = 0 AND {FAILING}"),
-            [],
-            |r| r.get(0),
-        )?;
+        let count: i64 =
+            conn.query_row(&format!("SELECT COUNT(*) FROM repositories WHERE excluded = 0 AND {FAILING}"), [], |r| {
+                r.get(0)
+            })?;
         let oldest = conn
             .query_row(
                 &format!(

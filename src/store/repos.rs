@@ -235,7 +235,9 @@ impl Queue {
         // The queue first (its own index); then a synced repository whose
         // held deletions are due (replication.delete_delay_hours).
         let slow: usize = tx
-            .prepare_cached("SELECT COUNT(*) FROM repositories WHERE sync_state = 'started' AND overran_at IS NOT NULL")?
+            .prepare_cached(
+                "SELECT COUNT(*) FROM repositories WHERE sync_state = 'started' AND overran_at IS NOT NULL",
+            )?
             .query_row([], |r| r.get(0))?;
         let allow_slow = slow < self.slow_share();
         let mut candidate: Option<i64> =

@@ -14,6 +14,7 @@ mod dr;
 mod events;
 mod fidelity;
 mod hostile;
+mod hostile_primary;
 mod operator;
 mod ownership;
 mod pace;

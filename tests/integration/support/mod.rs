@@ -3,6 +3,7 @@
 
 mod credentials;
 pub mod daemon;
+pub mod hostile_registry;
 pub mod oci;
 pub mod referrers;
 pub mod registry;

@@ -1,0 +1,237 @@
+//! A broken or hostile primary registry: the double in
+//! `support/hostile_registry.rs` bends what the real registry behind it
+//! answers (looping and backwards `Link` headers, answers trickled a byte
+//! at a time, tag lists and catalog pages of millions, silence). Each case
+//! ends, bounded, with a reason that names what failed; good repositories
+//! keep replicating beside hostile ones; a stop request ends every hang.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crate::support::hostile_registry::{Answer, HostileRegistry, Listing};
+use crate::support::oci::oci_image;
+use crate::support::{run_measured, wait_until, Env, Mode};
+
+/// Starts the double in front of the env's primary registry and routes
+/// georeg's reads of the primary through it.
+fn behind(
+    env: &Env,
+    rule: impl Fn(&crate::support::hostile_registry::Request) -> Answer + Send + Sync + 'static,
+) -> HostileRegistry {
+    let double = HostileRegistry::start(&env.primary.url, rule);
+    env.route_primary_through(&double.url);
+    double
+}
+
+/// Waits (bounded) for the child to exit; its exit code and how long it took.
+fn exits_within(child: &mut Child, within: Duration) -> (Option<i32>, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code(), start.elapsed());
+        }
+        if start.elapsed() > within {
+            let _ = child.kill();
+            panic!("georeg did not exit within {within:?} of the stop request");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What a run printed, both streams: per-repository lines go to stdout.
+fn output(run: &crate::support::Run) -> String {
+    format!("{}\n{}", run.stdout, run.stderr)
+}
+
+fn sigterm(child: &Child) {
+    let ok = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success();
+    assert!(ok, "kill -TERM");
+}
+
+#[test]
+fn looping_and_backwards_tag_lists_fail_their_repository_only() {
+    let env = Env::new("hostile-tag-links");
+    for repo in ["loop/self", "loop/back", "good/app"] {
+        env.p.push_image(repo, "v1", &oci_image(3, &[1000]));
+    }
+    let double = behind(&env, |r| match r.target.as_str() {
+        "/v2/loop/self/tags/list" => Answer::WithLink("</v2/loop/self/tags/list>; rel=\"next\"".into()),
+        "/v2/loop/back/tags/list" => Answer::WithLink("</v2/loop/back/tags/list?last=m>; rel=\"next\"".into()),
+        "/v2/loop/back/tags/list?last=m" => Answer::WithLink("</v2/loop/back/tags/list?last=c>; rel=\"next\"".into()),
+        _ => Answer::Forward,
+    });
+    let start = Instant::now();
+    let run = env.georeg(&["sync", "loop/self", "loop/back", "good/app"]);
+    run.assert_code(1);
+    assert!(start.elapsed() < Duration::from_secs(60), "took {:?}", start.elapsed());
+    assert!(
+        output(&run).contains("points to a page already read") && output(&run).contains("/v2/loop/self/tags/list"),
+        "{run}"
+    );
+    assert!(output(&run).contains("goes backwards") && output(&run).contains("last=c"), "{run}");
+    assert!(double.requests() < 40, "{} requests to the hostile registry", double.requests());
+    env.assert_in_sync("good/app");
+    assert_eq!(env.sync_state("loop/self").0, "failed");
+}
+
+#[test]
+fn a_looping_catalog_fails_the_backfill_scan_at_once() {
+    let env = Env::new("hostile-catalog-link");
+    env.p.push_image("app", "v1", &oci_image(4, &[1000]));
+    let double = behind(&env, |r| {
+        if r.target.starts_with("/v2/_catalog") {
+            Answer::WithLink("</v2/_catalog?n=1000>; rel=\"next\"".into())
+        } else {
+            Answer::Forward
+        }
+    });
+    let run = env.georeg(&["backfill"]);
+    assert_ne!(run.code, 0, "{run}");
+    assert!(output(&run).contains("points to a page already read") && output(&run).contains("_catalog"), "{run}");
+    assert!(double.requests() < 10, "{} requests", double.requests());
+}
+
+#[test]
+fn a_trickled_manifest_fails_below_the_minimum_rate_and_a_stop_ends_it_at_once() {
+    let env = Env::new("hostile-trickle-manifest");
+    env.p.push_image("slow/app", "v1", &oci_image(5, &[1000]));
+    env.add_replication("stall_seconds = 2\nmin_rate = \"1KiB/s\"");
+    let _double = behind(&env, |r| {
+        if r.method == "GET" && r.target.starts_with("/v2/slow/app/manifests/") {
+            Answer::Trickle(Duration::from_millis(200))
+        } else {
+            Answer::Forward
+        }
+    });
+    let start = Instant::now();
+    let run = env.georeg(&["sync", "slow/app"]);
+    run.assert_code(1);
+    assert!(start.elapsed() < Duration::from_secs(30), "took {:?}", start.elapsed());
+    assert!(output(&run).contains("below the minimum rate") && output(&run).contains("replication.min_rate"), "{run}");
+    assert!(env.s.tag_digests("slow/app").is_empty(), "nothing pushed");
+
+    // The same hang, ended by SIGTERM: within seconds, the row handed back.
+    let mut child = env.spawn("sync-stopped", &["sync", "slow/app"]);
+    wait_until("the sync to claim slow/app", Duration::from_secs(20), || env.sync_state("slow/app").0 == "started");
+    sigterm(&child);
+    let (code, took) = exits_within(&mut child, Duration::from_secs(10));
+    assert!(took < Duration::from_secs(5), "stopped after {took:?}");
+    assert_eq!(code, Some(130), "interrupted");
+    assert_ne!(env.sync_state("slow/app").0, "started", "the claim is given back");
+}
+
+#[test]
+fn a_trickled_blob_is_resumed_then_failed_and_nothing_is_pushed() {
+    let env = Env::new("hostile-trickle-blob");
+    env.p.push_image("slow/blob", "v1", &oci_image(6, &[64 << 10]));
+    env.add_replication("stall_seconds = 1\nmin_rate = \"1KiB/s\"");
+    let _double = behind(&env, |r| {
+        if r.method == "GET" && r.target.starts_with("/v2/slow/blob/blobs/") {
+            Answer::Trickle(Duration::from_millis(100))
+        } else {
+            Answer::Forward
+        }
+    });
+    let start = Instant::now();
+    let run = env.georeg(&["sync", "slow/blob"]);
+    run.assert_code(1);
+    assert!(start.elapsed() < Duration::from_secs(90), "took {:?}", start.elapsed());
+    assert!(output(&run).contains("broke 5 times in a row") || output(&run).contains("minimum rate"), "{run}");
+    assert!(env.s.tag_digests("slow/blob").is_empty(), "nothing pushed after a failed blob");
+}
+
+#[test]
+fn hostile_repositories_hold_at_most_half_the_workers_and_a_notified_tag_still_replicates() {
+    let env = Env::with_mode("hostile-pinned-workers", Mode::Direct);
+    // Pushed first, so that they are claimed first.
+    for repo in ["pin/a", "pin/b", "pin/c"] {
+        env.p.push_image(repo, "v1", &oci_image(7, &[64 << 10]));
+    }
+    for repo in ["good/1", "good/2", "good/3"] {
+        env.p.push_image(repo, "v1", &oci_image(8, &[2000]));
+    }
+    // 200 bytes/s: above the minimum rate, so only the budget ends them.
+    env.add_replication("sync_budget_seconds = 10\nstall_seconds = 2\nmin_rate = \"100B/s\"");
+    let _double = behind(&env, |r| {
+        if r.method == "GET" && r.target.starts_with("/v2/pin/") && r.target.contains("/blobs/") {
+            Answer::Trickle(Duration::from_millis(5))
+        } else {
+            Answer::Forward
+        }
+    });
+    env.start_secondary_daemon();
+    for repo in ["good/1", "good/2", "good/3"] {
+        env.wait_in_sync(repo, Duration::from_secs(60));
+    }
+    env.p.push_image("good/1", "v2", &oci_image(9, &[2000]));
+    env.wait_in_sync("good/1", Duration::from_secs(40));
+    // The hostile ones are failing, with the reason, not "syncing".
+    wait_until("the hostile repositories to overrun their budget", Duration::from_secs(60), || {
+        let overran: i64 = env
+            .state()
+            .query_row("SELECT COUNT(*) FROM repositories WHERE overran_at IS NOT NULL", [], |r| r.get(0))
+            .unwrap();
+        overran >= 2
+    });
+    let status = env.georeg(&["status"]);
+    assert!(status.stdout.contains("failing") || status.stdout.contains("failed"), "{status}");
+    let (_, reason) = env.sync_state("pin/a");
+    let reason = reason.unwrap_or_default();
+    assert!(reason.is_empty() || reason.contains("sync_budget_seconds"), "{reason}");
+    let reasons: Vec<String> = {
+        let conn = env.state();
+        let mut stmt = conn.prepare("SELECT last_sync_failure FROM repositories WHERE overran_at IS NOT NULL").unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, Option<String>>(0)).unwrap();
+        rows.map(|r| r.unwrap().unwrap_or_default()).collect()
+    };
+    assert!(reasons.iter().any(|r| r.contains("time budget (replication.sync_budget_seconds)")), "{reasons:?}");
+}
+
+#[test]
+fn a_tag_list_of_five_million_and_a_catalog_page_of_two_million_are_bounded() {
+    let env = Env::new("hostile-huge-listings");
+    env.p.push_image("huge/tags", "v1", &oci_image(10, &[1000]));
+    env.add_replication("max_tags = 100000");
+    let _double = behind(&env, |r| {
+        if r.target == "/v2/huge/tags/tags/list" {
+            let (length, body) = Listing::tags("huge/tags", 5_000_000);
+            Answer::Generated { content_type: "application/json", length, body: Box::new(body) }
+        } else if r.target.starts_with("/v2/_catalog") {
+            let (length, body) = Listing::catalog(2_000_000);
+            Answer::Generated { content_type: "application/json", length, body: Box::new(body) }
+        } else {
+            Answer::Forward
+        }
+    });
+    let (run, peak_kb) = run_measured(&env, &["sync", "huge/tags"]);
+    run.assert_code(1);
+    assert!(output(&run).contains("replication.max_tags") && output(&run).contains("huge/tags"), "{run}");
+    eprintln!("a tag list of 5,000,000 tags, cap 100,000: peak RSS {peak_kb} KiB");
+    assert!(peak_kb < 150_000, "peak RSS {peak_kb} KiB");
+
+    let (run, peak_kb) = run_measured(&env, &["backfill"]);
+    assert_ne!(run.code, 0, "{run}");
+    assert!(output(&run).contains("_catalog"), "{run}");
+    eprintln!("a catalog page of 2,000,000 names: peak RSS {peak_kb} KiB");
+    assert!(peak_kb < 150_000, "peak RSS {peak_kb} KiB");
+}
+
+#[test]
+fn a_registry_that_never_answers_cannot_hold_a_stop_request() {
+    let env = Env::new("hostile-silent");
+    env.p.push_image("app", "v1", &oci_image(11, &[1000]));
+    let _double = behind(&env, |_| Answer::Silent);
+    let mut child = env.spawn("sync-silent", &["sync", "app"]);
+    wait_until("the sync to claim app", Duration::from_secs(20), || {
+        env.state()
+            .query_row("SELECT sync_state FROM repositories WHERE name = 'app'", [], |r| r.get::<_, String>(0))
+            .is_ok_and(|s| s == "started")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    sigterm(&child);
+    // The read waits in the kernel (stall_seconds, 30 s by default): the
+    // process exits anyway, 15 s after the request.
+    let (code, took) = exits_within(&mut child, Duration::from_secs(25));
+    assert!(took < Duration::from_secs(20), "stopped after {took:?}");
+    assert_eq!(code, Some(130));
+}

@@ -84,8 +84,7 @@ impl Shutdown {
         }
     }
 
-    /// Requests a stop, as a signal does (tests).
-    #[cfg(test)]
+    /// Requests a stop, as a signal does.
     pub fn request(&self) {
         self.0.store(true, Ordering::Relaxed);
     }

@@ -14,13 +14,15 @@ use std::time::{Duration, Instant};
 
 use super::node::Node;
 use crate::config::Role;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::replication::{backfill, cursor, pool, worker};
 use crate::store::lock::Lock;
 use crate::web::{front, server};
 
 /// How long shutdown waits for threads before exiting anyway.
 const STOP_DEADLINE: Duration = Duration::from_secs(9);
+/// How often `serve` checks that its state file is still there.
+const STATE_FILE_CHECK: Duration = Duration::from_secs(2);
 /// How often old events are pruned from the state file.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Drills kept in the state file (with any failure not yet repaired).
@@ -120,15 +122,45 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
                 handles.extend(pool::spawn(s, 1, "follow", &follow)?);
             }
         }
-        while node.shutdown.sleep(Duration::from_secs(3600)) {}
+        let replaced = watch_state_file(&node);
         log::info!("shutting down");
         node.store.ring_all();
         front.wake();
         wait_or_exit(&handles);
-        Ok(())
+        match replaced {
+            Some(why) => Err(Error::StateFile { path: node.config.state_file.clone(), message: why }),
+            None => Ok(()),
+        }
     })?;
     log::info!("stopped");
     Ok(())
+}
+
+/// Until a stop request, checks every few seconds that the state file is
+/// still the one this process opened (same device and inode). Deleted or
+/// replaced under it, notifications would be acknowledged into a file
+/// nobody will read: the daemon stops, and says why (exit 2).
+fn watch_state_file(node: &Node) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let path = &node.config.state_file;
+    let identity = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let opened = std::fs::metadata(path).map(identity).ok();
+    while node.shutdown.sleep(STATE_FILE_CHECK) {
+        let now = std::fs::metadata(path).map(identity);
+        let why = match now {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "was deleted while georeg serve ran",
+            Ok(now) if Some(now) != opened => "was replaced by another file while georeg serve ran",
+            _ => continue,
+        };
+        let why = format!(
+            "{why}: georeg stops rather than acknowledge notifications into a file nobody will read; put the \
+             right file back (or restore it from a backup) and start georeg again"
+        );
+        log::error!("state file {}: {why}", path.display());
+        node.shutdown.request();
+        return Some(why);
+    }
+    None
 }
 
 /// Waits for the threads to finish, up to the stop deadline; past it,

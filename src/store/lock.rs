@@ -74,10 +74,27 @@ impl std::fmt::Display for Holder {
 }
 
 /// The lock file of a state file.
+///
+/// The lock is beside the state file's canonical path (symbolic links and
+/// `..` resolved), so that two names of one file share one lock.
 pub fn path_for(state_file: &Path) -> PathBuf {
+    let state_file = canonical(state_file);
     let mut path = state_file.as_os_str().to_owned();
     path.push(".lock");
     PathBuf::from(path)
+}
+
+/// The file's canonical path; for a file not there yet, its folder's
+/// canonical path and its name.
+fn canonical(file: &Path) -> PathBuf {
+    if let Ok(path) = std::fs::canonicalize(file) {
+        return path;
+    }
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match (std::fs::canonicalize(dir), file.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => file.to_path_buf(),
+    }
 }
 
 impl Lock {

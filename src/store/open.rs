@@ -20,6 +20,18 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Opens (creating it and its folder if need be) and migrates the state
 /// file for writing.
 pub(super) fn writer(path: &Path) -> Result<Connection> {
+    // An empty file is a failed copy or restore, never a fresh install:
+    // taking it for one would lose held deletions, bundle history and the
+    // event log without a word.
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        return Err(Error::StateFile {
+            path: path.to_path_buf(),
+            message: "is empty (0 bytes), which no state file georeg wrote ever is (a failed copy or restore?): \
+                      nothing was changed; restore it from a backup, or, if this node really starts afresh, \
+                      remove it and start again"
+                .into(),
+        });
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::Store {
             message: format!("cannot create {}: {e} (check state_file and the directory's owner)", dir.display()),

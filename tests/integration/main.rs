@@ -20,6 +20,7 @@ mod ownership;
 mod pace;
 mod reconcile;
 mod resume;
+mod state_file;
 mod sync;
 mod tls;
 mod trust;

@@ -48,6 +48,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process, to wait for it to exit by itself.
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.child.as_mut().expect("running")
+    }
+
     /// SIGKILL: a crash.
     pub fn kill9(mut self) {
         let mut child = self.child.take().unwrap();

@@ -203,7 +203,7 @@ fn an_import_killed_with_kill_9_finishes_when_run_again_without_copying_twice() 
     // Part-way: a large blob's chunks are recorded in the state file.
     poll_until("the import to copy part of a large blob", Duration::from_secs(60), Duration::from_millis(5), || {
         assert!(child.try_wait().unwrap().is_none(), "the import ended before it could be killed mid-way");
-        let conn = rusqlite::Connection::open(env.path("state.sqlite3")).unwrap();
+        let conn = env.state();
         conn.query_row("SELECT COUNT(*) FROM uploads WHERE bytes_done > 0", [], |r| r.get::<_, i64>(0)).unwrap_or(0) > 0
     });
     child.kill().unwrap();

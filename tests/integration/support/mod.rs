@@ -405,8 +405,15 @@ workers = 2
         self.assert_in_sync(repo);
     }
 
+    /// The secondary's state file; before georeg created it, an empty
+    /// database in memory, so that polling never creates an empty file
+    /// (which georeg refuses as a failed copy).
     pub fn state(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.path("state.sqlite3")).unwrap()
+        let path = self.path("state.sqlite3");
+        if !path.exists() {
+            return rusqlite::Connection::open_in_memory().unwrap();
+        }
+        rusqlite::Connection::open(path).unwrap()
     }
 
     pub fn sync_state(&self, repo: &str) -> (String, Option<String>) {

@@ -54,7 +54,9 @@ impl<'a> Bundle<'a> {
     /// description's signature checked with the shared key, every file it
     /// lists present with its size, the small files' digests checked.
     pub fn open(path: &Path, signer: &Signer) -> Result<Bundle<'a>> {
-        let damaged = |message: String| b_damaged(path, message);
+        // Anything wrong with the bundle as a whole refuses it (exit 2):
+        // running the import again cannot help, another bundle can.
+        let damaged = |message: String| refuse(path, message);
         let cut = |e: std::io::Error| {
             damaged(format!("is not a complete tar file ({e}): it was cut short or damaged while carried"))
         };
@@ -88,7 +90,10 @@ impl<'a> Bundle<'a> {
         if description.size > MAX_DESCRIPTION_BYTES {
             return Err(damaged(format!("{DESCRIPTION} is larger than {MAX_DESCRIPTION_BYTES} bytes")));
         }
-        let bytes = read(path, description)?;
+        let bytes = read(path, description).map_err(|e| match e {
+            Error::Bundle { file, message, .. } => Error::Bundle { file, message, refused: true },
+            other => other,
+        })?;
         let contents: Contents =
             signed::unseal(signer, &bytes).map_err(|why| damaged(format!("{DESCRIPTION}: {why}")))?;
         contents.check().map_err(|why| damaged(format!("{DESCRIPTION} {why}")))?;
@@ -110,7 +115,7 @@ impl<'a> Bundle<'a> {
                 }
                 // The layout's own small files, checked now (blobs are as they stream).
                 _ if (f.path == LAYOUT || f.path == INDEX)
-                    && Digest::sha256_of(&read(path, at)?).as_str() != f.digest =>
+                    && Digest::sha256_of(&read(path, at).map_err(|_| damaged(format!("{} is cut short", f.path)))?).as_str() != f.digest =>
                 {
                     return Err(damaged(format!("{} does not match its digest {}", f.path, f.digest)));
                 }
@@ -145,6 +150,12 @@ impl<'a> Bundle<'a> {
     }
 }
 
+/// The bundle as a whole cannot be used: exit 2, whatever the cause.
+fn refuse(path: &Path, message: String) -> Error {
+    Error::Bundle { file: path.display().to_string(), message, refused: true }
+}
+
+/// A file inside the bundle is damaged: the repository reading it fails.
 fn b_damaged(path: &Path, message: String) -> Error {
     Error::Bundle { file: path.display().to_string(), message, refused: false }
 }

@@ -163,12 +163,16 @@ fn a_bundle_cut_short_or_edited_is_refused_before_anything_is_read() {
     let bytes = std::fs::read(&path).unwrap();
     // Cut inside the last file, the description: incomplete.
     std::fs::write(&path, &bytes[..bytes.len() - 3000]).unwrap();
-    let e = Bundle::open(&path, &s).err().unwrap().to_string();
+    let e = Bundle::open(&path, &s).err().unwrap();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    let e = e.to_string();
     assert!(e.contains("georeg-bundle.json") || e.contains("cut short"), "{e}");
     // Cut before it: no description at all.
     let description = offset_of_in(&bytes, "georeg-bundle.json");
     std::fs::write(&path, &bytes[..description as usize - 512]).unwrap();
-    let e = Bundle::open(&path, &s).err().unwrap().to_string();
+    let e = Bundle::open(&path, &s).err().unwrap();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    let e = e.to_string();
     assert!(e.contains("holds no georeg-bundle.json") && e.contains("did not finish"), "{e}");
     // The description edited: its signature no longer covers it.
     let mut edited = bytes.clone();
@@ -176,11 +180,12 @@ fn a_bundle_cut_short_or_edited_is_refused_before_anything_is_read() {
     edited[at + 2] = b'9';
     std::fs::write(&path, &edited).unwrap();
     let e = Bundle::open(&path, &s).err().unwrap();
-    assert!(e.to_string().contains("edited after"), "{e}");
+    assert!(e.to_string().contains("edited after") && e.exit_code() == 2, "{e}");
     // Signed with another key.
     std::fs::write(&path, &bytes).unwrap();
     let other = Signer::new(rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap(), "gitlab-issuer");
-    assert!(Bundle::open(&path, &other).err().unwrap().to_string().contains("another key"));
+    let e = Bundle::open(&path, &other).err().unwrap();
+    assert!(e.to_string().contains("another key") && e.exit_code() == 2, "{e}");
 }
 
 fn offset_of_in(bytes: &[u8], name: &str) -> u64 {

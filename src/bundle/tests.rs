@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
-use super::contents::{blob_path, now_text, Contents, RepositoryEntry, FORMAT};
+use super::contents::{blob_path, now_text, Contents, Item, RepositoryEntry, FORMAT};
 use super::reader::Bundle;
 use super::tarfile::{Tagged, Writer};
 use crate::registry::digest::VerifyingReader;
@@ -90,12 +90,19 @@ fn a_bundle_reads_back_as_written_and_is_an_oci_layout() {
     assert_eq!(sums, format!("{}  b.tar\n", whole.as_str().trim_start_matches("sha256:")));
 
     let b = Bundle::open(&path, &s).unwrap();
-    assert_eq!(b.contents.id, "b1");
-    let paths: Vec<&str> = b.contents.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(b.header.id, "b1");
+    let mut paths = Vec::new();
+    b.each(|item| {
+        if let Item::File(f) = item {
+            paths.push(f.path);
+        }
+        Ok(())
+    })
+    .unwrap();
     assert_eq!(paths[0], "oci-layout");
-    assert!(paths.contains(&"index.json") && paths.contains(&blob_path(&m.digest).as_str()), "{paths:?}");
-    assert_eq!(b.contents.files.len(), 5, "layout, manifest once, 2 blobs, index: {paths:?}");
-    assert_eq!(b.contents.blob_bytes(), layer.len() as u64 + 24);
+    assert!(paths.contains(&"index.json".into()) && paths.contains(&blob_path(&m.digest)), "{paths:?}");
+    assert_eq!(paths.len(), 5, "layout, manifest once, 2 blobs, index: {paths:?}");
+    assert_eq!(b.blob_bytes, layer.len() as u64 + 24);
 
     let got = b.manifest("g/app", &m.digest).unwrap().unwrap();
     assert_eq!((got.bytes, got.media_type), (m.bytes.clone(), m.media_type.clone()));

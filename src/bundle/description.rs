@@ -18,10 +18,7 @@ use crate::error::{Error, Result};
 /// Reads the description from `r`, handing `each` every item. The outer
 /// error is the first one `each` returned; the inner one says why the
 /// JSON is not a description.
-pub fn read(
-    r: impl Read,
-    each: &mut dyn FnMut(Item) -> Result<()>,
-) -> Result<std::result::Result<Header, String>> {
+pub fn read(r: impl Read, each: &mut dyn FnMut(Item) -> Result<()>) -> Result<std::result::Result<Header, String>> {
     let mut pass = Pass { each, failure: None };
     let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(256 << 10, r));
     let header = (&mut pass).deserialize(&mut de).and_then(|h| de.end().map(|()| h));

@@ -31,6 +31,7 @@ use sha2::{Digest as _, Sha256};
 use super::contents::{blob_path, Checks, Contents, Header, Item, DESCRIPTION, INDEX, LAYOUT};
 use super::description;
 use super::signed;
+use crate::config::selective::Selection;
 use crate::error::{Error, Result};
 use crate::format::human_bytes;
 use crate::registry::manifest::{self, MAX_MANIFEST_BYTES};
@@ -63,6 +64,11 @@ pub struct Bundle<'a> {
     pub header: Header,
     /// The bytes of the blobs the bundle carries (manifests left out).
     pub blob_bytes: u64,
+    /// How many of its repositories (those gone from the primary
+    /// included) this node replicates, and how many selective sync
+    /// leaves out.
+    pub selected: usize,
+    pub excluded: usize,
     /// Repositories the primary no longer has (and that are not among the
     /// repositories the description names): an import removes their tags.
     pub gone: BTreeSet<String>,
@@ -78,8 +84,10 @@ pub struct Bundle<'a> {
 impl<'a> Bundle<'a> {
     /// Opens the bundle at `path`: its table of contents read, its
     /// description's signature checked with the shared key, every file it
-    /// lists present with its size, the small files' digests checked.
-    pub fn open(path: &Path, signer: &Signer) -> Result<Bundle<'a>> {
+    /// lists present with its size, the small files' digests checked;
+    /// its repositories counted against `selection` (this node's
+    /// `replication.include` and `exclude`).
+    pub fn open(path: &Path, signer: &Signer, selection: &Selection) -> Result<Bundle<'a>> {
         // Anything wrong with the bundle as a whole refuses it (exit 2):
         // running the import again cannot help, another bundle can.
         let damaged = |message: String| refuse(path, message);
@@ -95,6 +103,7 @@ impl<'a> Bundle<'a> {
             },
             _ => Error::Io { path: path.to_path_buf(), source: e },
         })?;
+        let length = file.metadata().map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?.len();
         let mut archive = tar::Archive::new(file);
         let mut entries = HashMap::new();
         for entry in archive.entries_with_seek().map_err(cut)? {
@@ -104,6 +113,14 @@ impl<'a> Bundle<'a> {
             }
             let name = entry.path().map_err(cut)?.to_string_lossy().trim_start_matches("./").to_string();
             let at = Entry { offset: entry.raw_file_position(), size: entry.size(), listed: false };
+            // The tar crate seeks past contents: one that ends past the
+            // end of the file is noticed here, not when it is read.
+            if at.offset.saturating_add(at.size) > length {
+                return Err(damaged(format!(
+                    "is not a complete tar file ({name} ends past the end of the file): it was cut short while \
+                     carried; carry it again and compare its sha256sum"
+                )));
+            }
             if entries.insert(name.clone(), at).is_some() {
                 return Err(damaged(format!("holds {name} twice")));
             }
@@ -133,12 +150,13 @@ impl<'a> Bundle<'a> {
         drop(copy);
 
         // One pass: the checks, what the lists say about the tar's files.
-        let (mut checks, mut blob_bytes) = (Checks::default(), 0);
+        let (mut checks, mut blob_bytes, mut selected, mut excluded) = (Checks::default(), 0, 0, 0);
         let (mut gone, mut media_types) = (BTreeSet::new(), HashMap::new());
         let header = read_description(path, &description, &mut |item| {
             checks.item(&item).map_err(|why| damaged(format!("{DESCRIPTION} {why}")))?;
             match item {
-                Item::Repository(_) => {}
+                Item::Repository(r) if selection.includes(&r.name) => selected += 1,
+                Item::Repository(_) => excluded += 1,
                 Item::Deletion(d) if d.repository_gone => {
                     gone.insert(d.repository);
                 }
@@ -187,7 +205,10 @@ impl<'a> Bundle<'a> {
                 Ok(())
             })?;
         }
+        let gone_selected = gone.iter().filter(|n| selection.includes(n)).count();
         Ok(Bundle {
+            selected: selected + gone_selected,
+            excluded: excluded + gone.len() - gone_selected,
             path: path.to_path_buf(),
             entries,
             header,

@@ -96,6 +96,9 @@ pub fn unseal_to<D: Document>(
 ) -> io::Result<Result<Statement, String>> {
     let mut head = Vec::with_capacity(MAX_HEAD_BYTES.min(total as usize));
     (&mut file).take(MAX_HEAD_BYTES.min(total as usize) as u64).read_to_end(&mut head)?;
+    if (head.len() as u64) < total.min(MAX_HEAD_BYTES as u64) {
+        return Ok(Err("ends before it should: it was cut short".into()));
+    }
     let (statement, start) = match check_head::<D>(signer, &head, total) {
         Ok(found) => found,
         Err(why) => return Ok(Err(why)),

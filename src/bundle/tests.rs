@@ -89,7 +89,7 @@ fn a_bundle_reads_back_as_written_and_is_an_oci_layout() {
     let whole = Digest::sha256_of(&std::fs::read(&path).unwrap());
     assert_eq!(sums, format!("{}  b.tar\n", whole.as_str().trim_start_matches("sha256:")));
 
-    let b = Bundle::open(&path, &s).unwrap();
+    let b = Bundle::open(&path, &s, &Default::default()).unwrap();
     assert_eq!(b.header.id, "b1");
     let mut paths = Vec::new();
     b.each(|item| {
@@ -150,7 +150,7 @@ fn a_flipped_byte_in_a_blob_fails_its_digest_check_and_one_in_a_manifest_fails_a
     bytes[(offset_of(&path, &blob_path(&ld)) + 50_000) as usize] ^= 1;
     bytes[offset_of(&path, &blob_path(&m.digest)) as usize + 5] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
-    let b = Bundle::open(&path, &s).unwrap();
+    let b = Bundle::open(&path, &s, &Default::default()).unwrap();
     let e = b.manifest("g/app", &m.digest).unwrap_err().to_string();
     assert!(e.contains(m.digest.as_str()) && e.contains("did not match its digest"), "{e}");
     // The engine reads blobs through a VerifyingReader: the read that would
@@ -170,14 +170,14 @@ fn a_bundle_cut_short_or_edited_is_refused_before_anything_is_read() {
     let bytes = std::fs::read(&path).unwrap();
     // Cut inside the last file, the description: incomplete.
     std::fs::write(&path, &bytes[..bytes.len() - 3000]).unwrap();
-    let e = Bundle::open(&path, &s).err().unwrap();
+    let e = Bundle::open(&path, &s, &Default::default()).err().unwrap();
     assert_eq!(e.exit_code(), 2, "{e}");
     let e = e.to_string();
     assert!(e.contains("georeg-bundle.json") || e.contains("cut short"), "{e}");
     // Cut before it: no description at all.
     let description = offset_of_in(&bytes, "georeg-bundle.json");
     std::fs::write(&path, &bytes[..description as usize - 512]).unwrap();
-    let e = Bundle::open(&path, &s).err().unwrap();
+    let e = Bundle::open(&path, &s, &Default::default()).err().unwrap();
     assert_eq!(e.exit_code(), 2, "{e}");
     let e = e.to_string();
     assert!(e.contains("holds no georeg-bundle.json") && e.contains("did not finish"), "{e}");
@@ -186,12 +186,12 @@ fn a_bundle_cut_short_or_edited_is_refused_before_anything_is_read() {
     let at = edited.windows(4).rposition(|w| w == b"\"v1\"").unwrap();
     edited[at + 2] = b'9';
     std::fs::write(&path, &edited).unwrap();
-    let e = Bundle::open(&path, &s).err().unwrap();
+    let e = Bundle::open(&path, &s, &Default::default()).err().unwrap();
     assert!(e.to_string().contains("edited after") && e.exit_code() == 2, "{e}");
     // Signed with another key.
     std::fs::write(&path, &bytes).unwrap();
     let other = Signer::new(rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap(), "gitlab-issuer");
-    let e = Bundle::open(&path, &other).err().unwrap();
+    let e = Bundle::open(&path, &other, &Default::default()).err().unwrap();
     assert!(e.to_string().contains("another key") && e.exit_code() == 2, "{e}");
 }
 

@@ -17,10 +17,9 @@ use std::time::Instant;
 
 use super::node::Node;
 use super::owner::{recover, Tally};
-use crate::bundle::reader::Bundle;
 use crate::bundle::contents::RepositoryEntry;
+use crate::bundle::reader::Bundle;
 use crate::bundle::{refusal, Contents, Item};
-use crate::config::selective::Selection;
 use crate::error::{Error, Result};
 use crate::format::{human_bytes, printable};
 use crate::registry::Digest;
@@ -52,7 +51,8 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
     };
     recover(node)?;
     let primary_url = node.config.primary_api_url()?;
-    let bundle = Bundle::open(file, &node.signer)?.reading_missing_from(&node.local);
+    let selection = node.config.replication.selection();
+    let bundle = Bundle::open(file, &node.signer, &selection)?.reading_missing_from(&node.local);
     let h = &bundle.header;
     let newest = node.queue.newest_bundle(&h.id)?;
     let newest_key = newest.as_ref().map(|b| (b.id.as_str(), b.created_at.as_str(), b.imported_at.is_some()));
@@ -69,8 +69,7 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
         .map(|(_, flag)| *flag)
         .collect::<Vec<_>>()
         .join(" ");
-    let selection = node.config.replication.selection();
-    let (total, excluded) = count(&bundle, &selection)?;
+    let (total, excluded) = (bundle.selected, bundle.excluded);
     let done = node.queue.begin_bundle(&NewBundle {
         id: &h.id,
         primary_url: &h.primary,
@@ -87,11 +86,7 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
         h.created_at,
         human_bytes(bundle.blob_bytes),
         match &h.inventory {
-            Some(i) => format!(
-                "incremental to inventory {} taken at {}",
-                printable(&i.id),
-                printable(&i.created_at)
-            ),
+            Some(i) => format!("incremental to inventory {} taken at {}", printable(&i.id), printable(&i.created_at)),
             None => "a full bundle".into(),
         },
         if excluded > 0 { format!("; {excluded} left out by selective sync") } else { String::new() },
@@ -175,25 +170,6 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
         println!("bundle {} not imported completely: {report}; run the same import again to finish", h.id);
     }
     Ok(tally.exit("failed"))
-}
-
-/// How many repositories the bundle asks of this node (selective sync
-/// applied, those gone from the primary included), and how many
-/// selective sync leaves out: one pass over the description.
-fn count(bundle: &Bundle, selection: &Selection) -> Result<(usize, usize)> {
-    let (mut total, mut excluded) = (0, 0);
-    bundle.each(|item| {
-        if let Item::Repository(r) = item {
-            if selection.includes(&r.name) {
-                total += 1;
-            } else {
-                excluded += 1;
-            }
-        }
-        Ok(())
-    })?;
-    let gone = bundle.gone.iter().filter(|n| selection.includes(n)).count();
-    Ok((total + gone, excluded + bundle.gone.len() - gone))
 }
 
 impl Work {

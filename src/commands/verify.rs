@@ -9,7 +9,9 @@
 //! each repository it names; no tags where the primary deleted the
 //! repository), without the primary. It records the outcomes as
 //! verifications when it can take the state file, and only prints them
-//! beside a running `georeg serve`.
+//! beside a running `georeg serve`. Exit 1 when any differs; 2 when the
+//! bundle is refused (as `import` refuses it). It reads the description
+//! one repository at a time and verifies them [`BATCH`] at a time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -88,26 +90,29 @@ const BATCH: usize = 256;
 
 /// `georeg verify --bundle FILE.tar [--blobs] [REPO...]`.
 pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[String]) -> Result<ExitCode> {
-    let bundle = Bundle::open(file, &node.signer)?;
-    let h = &bundle.header;
     let selection = node.config.replication.selection();
+    let bundle = Bundle::open(file, &node.signer, &selection)?;
+    let h = &bundle.header;
     // What the secondary must hold: the bundle's tags, and nothing of the
     // repositories gone from the primary.
-    let wanted = |name: &str| selection.includes(name) && (repositories.is_empty() || repositories.iter().any(|r| r == name));
-    let mut unknown: BTreeSet<&str> =
-        repositories.iter().map(String::as_str).filter(|r| !(bundle.gone.contains(*r) && selection.includes(r))).collect();
-    let mut count = bundle.gone.iter().filter(|n| wanted(n)).count();
-    bundle.each(|item| {
-        if let Item::Repository(r) = item {
-            if wanted(&r.name) {
-                unknown.remove(r.name.as_str());
-                count += 1;
+    let wanted =
+        |name: &str| selection.includes(name) && (repositories.is_empty() || repositories.iter().any(|r| r == name));
+    let mut count = bundle.selected;
+    if !repositories.is_empty() {
+        let mut unknown: BTreeSet<&str> = repositories.iter().map(String::as_str).collect();
+        unknown.retain(|r| !(bundle.gone.contains(*r) && selection.includes(r)));
+        bundle.each(|item| {
+            if let Item::Repository(r) = item {
+                if selection.includes(&r.name) {
+                    unknown.remove(r.name.as_str());
+                }
             }
+            Ok(())
+        })?;
+        if let Some(unknown) = unknown.first() {
+            return Err(Error::Usage(format!("{unknown:?} is not a repository of bundle {}", h.id)));
         }
-        Ok(())
-    })?;
-    if let Some(unknown) = unknown.first() {
-        return Err(Error::Usage(format!("{unknown:?} is not a repository of bundle {}", h.id)));
+        count = repositories.iter().collect::<BTreeSet<_>>().len();
     }
     let lock = match Lock::try_acquire(&node.config.state_file, Locker::Verify)? {
         Ok(lock) => {

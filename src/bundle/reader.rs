@@ -141,11 +141,15 @@ impl<'a> Bundle<'a> {
                 human_bytes(MAX_DESCRIPTION_BYTES)
             )));
         }
-        let description = private_copy()?;
-        let mut copy = BufWriter::with_capacity(256 << 10, &description);
+        let (description, copy_path) = private_copy()?;
+        let mut copy = Noting { inner: BufWriter::with_capacity(256 << 10, &description), failed: false };
         let statement = signed::unseal_to::<Contents>(signer, section(path, at, 0)?, at.size, &mut copy)
             .and_then(|verdict| copy.flush().map(|()| verdict))
-            .map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?
+            .map_err(|e| {
+                // Which side failed: the bundle read, or the copy written.
+                let path = if copy.failed { copy_path.clone() } else { path.to_path_buf() };
+                Error::Io { path, source: e }
+            })?
             .map_err(|why| damaged(format!("{DESCRIPTION}: {why}")))?;
         drop(copy);
 
@@ -281,13 +285,30 @@ fn sha256_of(path: &Path, e: Entry) -> Result<String> {
     Ok(format!("sha256:{}", crate::registry::encoding::hex(&hash.finalize())))
 }
 
-/// A file only this process can reach: created, then unlinked at once.
-fn private_copy() -> Result<File> {
+/// A file only this process can reach: created, then unlinked at once;
+/// and the name it had, for errors.
+fn private_copy() -> Result<(File, PathBuf)> {
     let path = std::env::temp_dir().join(format!("georeg-{DESCRIPTION}-{}", random_hex(8)));
     let io = |e| Error::Io { path: path.clone(), source: e };
     let file = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path).map_err(io)?;
     std::fs::remove_file(&path).map_err(io)?;
-    Ok(file)
+    Ok((file, path))
+}
+
+/// Notes whether a write failed (a full temporary directory), which an
+/// error from a copy does not say.
+struct Noting<W> {
+    inner: W,
+    failed: bool,
+}
+
+impl<W: Write> Write for Noting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| self.failed = true)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed = true)
+    }
 }
 
 /// One pass over the description's private copy.

@@ -176,7 +176,7 @@ fn check_head<D: Document>(signer: &Signer, head: &[u8], total: u64) -> Result<(
             signer.issuer()
         ));
     }
-    let signed = start as u64 + statement.size + TRAILER.len() as u64;
+    let signed = (start as u64).saturating_add(statement.size).saturating_add(TRAILER.len() as u64);
     if total != signed {
         return Err(format!(
             "is {total} bytes long, and its signature is for {signed}: it was cut short or edited after it was \

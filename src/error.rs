@@ -45,9 +45,11 @@ pub enum Error {
     Sql { context: String, source: rusqlite::Error },
     /// A local file could not be read or written.
     Io { path: PathBuf, source: std::io::Error },
-    /// A transfer bundle or inventory cannot be used: damaged, incomplete,
-    /// or (`refused`) made for another primary or older than what this
-    /// node holds; `file` names it.
+    /// A transfer bundle or inventory cannot be used; `file` names it.
+    /// `refused`: not as a whole (cut short, not signed with the shared
+    /// key, edited, too large, made for another primary or older than
+    /// what this node holds), which running again cannot fix; else one
+    /// file inside it is damaged, and the repository reading it fails.
     Bundle { file: String, message: String, refused: bool },
     /// Another georeg process owns the state file.
     InUse { state_file: PathBuf, holder: String, hint: String },
@@ -66,8 +68,9 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The process exit code for this error: 2 for a bad invocation or
-    /// configuration (fix the input), 1 for everything else.
+    /// The process exit code for this error: 2 for a bad invocation,
+    /// configuration or bundle (fix the input), 1 for everything else
+    /// (run it again once the cause is fixed).
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config { .. }
@@ -171,7 +174,10 @@ impl fmt::Display for Error {
             Error::Sql { context, source } if context.is_empty() => write!(f, "state file: {source}"),
             Error::Sql { context, source } => write!(f, "state file: {context}: {source}"),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            Error::Bundle { file, message, .. } => write!(f, "{file}: {message}"),
+            // Its message names what the bundle holds: names from outside.
+            Error::Bundle { file, message, .. } => {
+                write!(f, "{}: {}", crate::format::printable(file), crate::format::printable(message))
+            }
             Error::InUse { state_file, holder, hint } => {
                 write!(
                     f,

@@ -38,18 +38,26 @@ pub fn percent(part: i64, total: i64) -> f64 {
 }
 
 /// A name from outside (a registry, an event, a bundle) as it may be
-/// printed: control and escape characters are shown escaped, so that a
-/// hostile name cannot rewrite a terminal or forge a log line.
+/// printed: control characters and the Unicode bidirectional controls are
+/// shown escaped (`\u{1b}`, `\u{202e}`), so that a hostile name cannot
+/// rewrite a terminal, forge a log line, or show text in another order
+/// than the bytes it is made of.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.chars().any(char::is_control) {
+    if text.chars().any(unprintable) {
         std::borrow::Cow::Owned(
             text.chars()
-                .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
+                .flat_map(|c| if unprintable(c) { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
                 .collect(),
         )
     } else {
         std::borrow::Cow::Borrowed(text)
     }
+}
+
+/// Control characters, and the bidirectional controls (embeddings,
+/// overrides, isolates and marks) that reorder what a terminal shows.
+fn unprintable(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -69,6 +77,18 @@ mod tests {
             (human_age(59), human_age(600), human_age(3 * 86_400)),
             ("59 s".into(), "10 min".into(), "3 d".into())
         );
+    }
+
+    #[test]
+    fn printable_escapes_controls_and_bidi_overrides() {
+        assert_eq!(printable("group/app:v1"), "group/app:v1");
+        assert!(matches!(printable("a/b"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(printable("a\u{1b}[2Jb\nc"), "a\\u{1b}[2Jb\\nc");
+        assert_eq!(printable("evil\u{202e}gpj.exe"), "evil\\u{202e}gpj.exe");
+        for c in ['\u{200e}', '\u{200f}', '\u{202a}', '\u{2066}', '\u{2069}', '\u{7f}', '\u{9b}'] {
+            assert!(!printable(&format!("x{c}y")).contains(c), "{c:?} left raw");
+        }
+        assert_eq!(printable("café ✓"), "café ✓", "other text stays as it is");
     }
 
     #[test]

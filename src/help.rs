@@ -95,7 +95,9 @@ pub const PAGES: &[Page] = &[
         ],
         example: "sha256sum -c bundle.tar.sha256 && georeg import bundle.tar",
         exit: "0 when every repository was imported; 1 when any failed (run it again once fixed); 2 when the \
-               bundle is refused or georeg serve runs; 130 when interrupted (run it again to finish)",
+               bundle is refused (cut short, no georeg-bundle.json, not signed with the shared key, edited, too \
+               large, written by an older georeg, from another primary, older than the last) or georeg serve \
+               runs; 130 when interrupted (run it again to finish)",
     },
     Page {
         name: "inventory",
@@ -173,7 +175,9 @@ pub const PAGES: &[Page] = &[
             ("--bundle FILE.tar", "compare with the tags and digests of this bundle (air-gapped secondaries)"),
         ],
         example: "georeg verify --blobs group/app",
-        exit: "0 when all verified; 1 when any differed or could not be verified; 130 when interrupted",
+        exit: "0 when all verified; 1 when any differed or could not be verified; 2 when the --bundle file is \
+               refused (cut short, no georeg-bundle.json, not signed with the shared key, edited, too large, \
+               written by an older georeg); 130 when interrupted",
     },
     Page {
         name: "token",

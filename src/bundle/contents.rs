@@ -1,17 +1,21 @@
 //! `georeg-bundle.json` ([`Contents`]): a bundle's identity, what the
 //! secondary must hold afterwards and every file the tar carries, with the
-//! checks a bundle passes before anything is imported (`refusal`), and the
-//! names of the files inside the tar.
+//! checks a bundle passes before anything is imported ([`Checks`],
+//! `refusal`), and the names of the files inside the tar. An export writes
+//! it whole; an import reads it item by item (`description`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::format::printable;
 use crate::registry::{valid_repository, valid_tag, Digest};
 
 /// The `format` of `georeg-bundle.json` this georeg writes and reads.
-pub const FORMAT: &str = "georeg-bundle/1";
+/// 2: the signature covers the description's bytes, repositories are in
+/// name order.
+pub const FORMAT: &str = "georeg-bundle/2";
 
 /// The files of the OCI image layout, and the description, inside the tar.
 pub const LAYOUT: &str = "oci-layout";
@@ -40,8 +44,9 @@ pub struct Contents {
     pub georeg_version: String,
     /// The inventory this bundle is incremental to; `None`: a full bundle.
     pub inventory: Option<Basis>,
-    /// Every repository exported, with every tag the primary had and its
-    /// digest, whether or not the bundle carries its contents.
+    /// Every repository exported, in name order, with every tag the
+    /// primary had and its digest, whether or not the bundle carries its
+    /// contents.
     pub repositories: Vec<RepositoryEntry>,
     /// Tags the secondary held (by the inventory) that the primary no
     /// longer has, and repositories gone from the primary altogether.
@@ -95,68 +100,124 @@ pub struct FileEntry {
     pub media_type: Option<String>,
 }
 
+/// The description but its lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub format: String,
+    pub id: String,
+    pub primary: String,
+    pub created_at: String,
+    pub georeg_version: String,
+    pub inventory: Option<Basis>,
+}
+
 impl Contents {
-    /// Checks what a signature cannot: that every name, tag, digest and
-    /// path is one georeg itself would write.
-    pub fn check(&self) -> Result<(), String> {
-        if self.format != FORMAT {
+    /// The description but its lists.
+    pub fn header(&self) -> Header {
+        Header {
+            format: self.format.clone(),
+            id: self.id.clone(),
+            primary: self.primary.clone(),
+            created_at: self.created_at.clone(),
+            georeg_version: self.georeg_version.clone(),
+            inventory: self.inventory.clone(),
+        }
+    }
+}
+
+/// One element of the description's lists, in the order they are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Repository(RepositoryEntry),
+    Deletion(Deletion),
+    File(FileEntry),
+}
+
+/// What a signature cannot vouch for: that every name, tag, digest and
+/// path is one georeg itself would write, and each repository named once
+/// (in name order, so that a pass needs to remember only the last one).
+#[derive(Default)]
+pub struct Checks {
+    last: Option<String>,
+}
+
+impl Checks {
+    pub fn header(h: &Header) -> Result<(), String> {
+        if h.format != FORMAT {
             return Err(format!(
                 "is of format {:?}; this georeg reads {FORMAT:?} (export it with the same georeg version)",
-                self.format
+                printable(&h.format)
             ));
         }
-        if self.created_at.len() < 20 || !self.created_at.ends_with('Z') {
-            return Err(format!("has no valid export time ({:?})", self.created_at));
+        if h.created_at.len() != 24 || !h.created_at.ends_with('Z') || !h.created_at.is_ascii() {
+            return Err(format!("has no valid export time ({:?})", printable(&h.created_at)));
         }
-        let mut names = BTreeSet::new();
-        for r in &self.repositories {
-            if !valid_repository(&r.name) || !names.insert(r.name.as_str()) {
-                return Err(format!("names the repository {:?} twice or in a form no registry accepts", r.name));
-            }
-            for (tag, digest) in &r.tags {
-                if !valid_tag(tag) {
-                    return Err(format!("names the tag {:?} of {}, which no registry accepts", tag, r.name));
+        if h.id.is_empty() || h.id.len() > 64 || !h.id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(format!("has no valid id ({:?})", printable(&h.id)));
+        }
+        Ok(())
+    }
+
+    pub fn item(&mut self, item: &Item) -> Result<(), String> {
+        match item {
+            Item::Repository(r) => self.repository(r),
+            Item::Deletion(d) => {
+                if !valid_repository(&d.repository) || d.tags.iter().any(|t| !valid_tag(t)) {
+                    return Err(format!("deletes from {:?} names no registry accepts", printable(&d.repository)));
                 }
-                Digest::parse(digest).map_err(|e| format!("{}:{tag}: {e}", r.name))?;
+                Ok(())
             }
-            for m in &r.mounts {
-                Digest::parse(&m.digest).map_err(|e| format!("{}: {e}", r.name))?;
-                if !valid_repository(&m.from) {
-                    return Err(format!("{}: mounts from {:?}, not a repository name", r.name, m.from));
+            Item::File(f) => {
+                let digest = Digest::parse(&f.digest).map_err(|e| format!("{}: {e}", printable(&f.path)))?;
+                if f.path != LAYOUT && f.path != INDEX && f.path != blob_path(&digest) {
+                    return Err(format!("lists the file {:?} under a name that is not its digest", printable(&f.path)));
                 }
+                Ok(())
             }
         }
-        for d in &self.deletions {
-            if !valid_repository(&d.repository) || d.tags.iter().any(|t| !valid_tag(t)) {
-                return Err(format!("deletes from {:?} names no registry accepts", d.repository));
+    }
+
+    fn repository(&mut self, r: &RepositoryEntry) -> Result<(), String> {
+        if !valid_repository(&r.name) {
+            return Err(format!("names the repository {:?}, in a form no registry accepts", printable(&r.name)));
+        }
+        if self.last.as_deref().is_some_and(|last| last >= r.name.as_str()) {
+            return Err(format!("names the repository {} twice, or out of order", r.name));
+        }
+        for (tag, digest) in &r.tags {
+            if !valid_tag(tag) {
+                return Err(format!("names the tag {:?} of {}, which no registry accepts", printable(tag), r.name));
+            }
+            Digest::parse(digest).map_err(|e| format!("{}:{tag}: {}", r.name, printable(&e)))?;
+        }
+        for m in &r.mounts {
+            Digest::parse(&m.digest).map_err(|e| format!("{}: {}", r.name, printable(&e)))?;
+            if !valid_repository(&m.from) {
+                return Err(format!("{}: mounts from {:?}, not a repository name", r.name, printable(&m.from)));
             }
         }
-        let mut paths = BTreeSet::new();
-        for f in &self.files {
-            let digest = Digest::parse(&f.digest).map_err(|e| format!("{}: {e}", f.path))?;
-            let well_named = f.path == LAYOUT || f.path == INDEX || f.path == blob_path(&digest);
-            if !well_named || !paths.insert(f.path.as_str()) {
-                return Err(format!("lists the file {:?} twice, or under a name that is not its digest", f.path));
-            }
+        self.last = Some(r.name.clone());
+        Ok(())
+    }
+}
+
+impl Contents {
+    /// [`Checks`] over the whole description.
+    pub fn check(&self) -> Result<(), String> {
+        Checks::header(&self.header())?;
+        let mut checks = Checks::default();
+        let items = self.repositories.iter().cloned().map(Item::Repository);
+        let items = items.chain(self.deletions.iter().cloned().map(Item::Deletion));
+        for item in items.chain(self.files.iter().cloned().map(Item::File)) {
+            checks.item(&item)?;
         }
         Ok(())
     }
 
     /// The repository's tags with their digests parsed (checked by
-    /// [`Contents::check`]).
+    /// [`Checks`]).
     pub fn tags(entry: &RepositoryEntry) -> BTreeMap<String, Digest> {
         entry.tags.iter().filter_map(|(t, d)| Digest::parse(d).ok().map(|d| (t.clone(), d))).collect()
-    }
-
-    /// Repositories the primary no longer has (they are not among
-    /// `repositories`): an import removes their tags.
-    pub fn gone(&self) -> impl Iterator<Item = &Deletion> {
-        self.deletions.iter().filter(|d| d.repository_gone)
-    }
-
-    /// The bytes of the blobs the bundle carries (manifests left out).
-    pub fn blob_bytes(&self) -> u64 {
-        self.files.iter().filter(|f| f.media_type.is_none() && f.path.starts_with("blobs/")).map(|f| f.size).sum()
     }
 }
 
@@ -165,7 +226,7 @@ impl Contents {
 /// `primary`: this node's `replication.primary_api_url`; `newest`: the
 /// newest bundle it knows (id, export time, whether its import finished).
 pub fn refusal(
-    contents: &Contents,
+    contents: &Header,
     primary: &str,
     newest: Option<(&str, &str, bool)>,
     force_primary: bool,
@@ -176,7 +237,7 @@ pub fn refusal(
             "it was exported from the primary registry {}, and this secondary replicates {primary} \
              (replication.primary_api_url): importing it would mix two registries; pass --force-primary if \
              that is what you mean",
-            contents.primary
+            printable(&contents.primary)
         ));
     }
     if let Some((id, created_at, finished)) = newest {
@@ -285,14 +346,18 @@ pub(super) mod tests {
         c.files[0].path = "blobs/sha256/../../x".into();
         assert!(c.check().unwrap_err().contains("not its digest"));
         let mut c = contents();
-        c.files.push(c.files[0].clone());
+        c.repositories.push(c.repositories[0].clone());
         assert!(c.check().unwrap_err().contains("twice"));
+        let mut c = contents();
+        c.id = "b1\u{1b}[2J".into();
+        let why = c.check().unwrap_err();
+        assert!(why.contains("id") && !why.contains('\u{1b}'), "{why}");
         assert_eq!(Contents::tags(&contents().repositories[0]).len(), 1);
     }
 
     #[test]
     fn another_primary_and_older_bundles_are_refused_unless_forced() {
-        let c = contents();
+        let c = contents().header();
         assert_eq!(refusal(&c, "https://PRIMARY.example:5000/", None, false, false), None);
         let why = refusal(&c, "https://other.example", None, false, false).unwrap();
         assert!(why.contains("https://primary.example:5000") && why.contains("--force-primary"), "{why}");

@@ -18,7 +18,8 @@ use crate::registry::{manifest, Client, Digest};
 use crate::replication::pool;
 use crate::shutdown::Shutdown;
 
-pub const FORMAT: &str = "georeg-inventory/1";
+/// 2: the signature covers the file's bytes.
+pub const FORMAT: &str = "georeg-inventory/2";
 
 /// A repository reaching more manifests than this is not walked further:
 /// a bound on what a registry's word makes georeg hold in memory.
@@ -53,6 +54,7 @@ pub struct Held {
 impl Document for Inventory {
     const KIND: &'static str = "georeg-inventory";
     const KEY: &'static str = "inventory";
+    const AGAIN: &'static str = "take the inventory again with this georeg version (georeg inventory)";
     fn id(&self) -> &str {
         &self.id
     }
@@ -129,13 +131,36 @@ fn holding(registry: &Client, name: &str, shutdown: &Shutdown) -> Result<Held> {
     })
 }
 
-/// Reads an inventory file and checks its signature with the shared key.
+/// An inventory file larger than this is refused unread. It lists every
+/// manifest and blob of the secondary (some 75 bytes each), and an export
+/// holds it whole: the host that exports reads it, not the air-gapped one.
+const MAX_INVENTORY_BYTES: u64 = 1 << 30;
+
+/// Reads an inventory file once its signature, checked with the shared
+/// key over its bytes, says it is one a node of this deployment wrote.
 pub fn load(path: &Path, signer: &crate::registry::token::Signer) -> Result<Inventory> {
     let bad = |message: String| Error::Bundle { file: path.display().to_string(), message, refused: true };
-    let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-    let inventory: Inventory = signed::unseal(signer, &bytes).map_err(bad)?;
+    let io = |e| Error::Io { path: path.to_path_buf(), source: e };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > MAX_INVENTORY_BYTES {
+        return Err(bad(format!(
+            "is {size} bytes, more than the {MAX_INVENTORY_BYTES} an inventory may be: it is not one a georeg \
+             node wrote; take the inventory again (georeg inventory on the secondary)"
+        )));
+    }
+    let mut body = Vec::new();
+    let statement = signed::unseal_to::<Inventory>(signer, file, size, &mut body).map_err(io)?.map_err(bad)?;
+    let inventory: Inventory =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("is not a georeg inventory: {e}")))?;
     if inventory.format != FORMAT {
-        return Err(bad(format!("is of format {:?}; this georeg reads {FORMAT:?}", inventory.format)));
+        return Err(bad(format!(
+            "is of format {:?}; this georeg reads {FORMAT:?}",
+            crate::format::printable(&inventory.format)
+        )));
+    }
+    if statement.jti != inventory.id {
+        return Err(bad("its signature is for another inventory than it holds".into()));
     }
     Ok(inventory)
 }

@@ -15,10 +15,15 @@
 //!
 //! Documents that cross the gap carry a signature (`signed`): the shared
 //! key vouches that they were written by a georeg node of this
-//! deployment, and every file inside a bundle is named by its digest and
-//! checked against it as it is read.
+//! deployment, and is checked over their bytes before any is parsed;
+//! every file inside a bundle is named by its digest and checked against
+//! it as it is read. What the medium carries is bounded before it is
+//! trusted: an import reads a description of at most
+//! `reader::MAX_DESCRIPTION_BYTES`, one repository at a time
+//! (`description`).
 
 pub mod contents;
+pub mod description;
 pub mod export;
 pub mod inventory;
 pub mod reader;
@@ -28,4 +33,4 @@ pub mod tarfile;
 #[cfg(test)]
 mod tests;
 
-pub use contents::{now_text, refusal, same_url, Contents};
+pub use contents::{now_text, refusal, same_url, Contents, Item};

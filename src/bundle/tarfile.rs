@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest as _, Sha256};
 
 use super::contents::{blob_path, Contents, FileEntry, DESCRIPTION, INDEX, LAYOUT};
+use super::reader::MAX_DESCRIPTION_BYTES;
 use super::signed;
 use crate::error::{Error, Result};
 use crate::registry::{encoding, Digest, Manifest};
@@ -26,6 +27,7 @@ const LAYOUT_CONTENT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
 impl signed::Document for Contents {
     const KIND: &'static str = "georeg-bundle";
     const KEY: &'static str = "bundle";
+    const AGAIN: &'static str = "export the bundle again with this georeg version";
     fn id(&self) -> &str {
         &self.id
     }
@@ -168,11 +170,32 @@ impl<'a> Writer<'a> {
             media_type: None,
         });
         contents.files = std::mem::take(&mut self.files);
+        // In name order, each once (a repository named twice on the
+        // command line was walked twice): as an import checks them.
+        contents.repositories.sort_by(|a, b| a.name.cmp(&b.name));
+        contents.repositories.dedup_by(|a, b| a.name == b.name);
+        let invalid = |message: String| Error::Bundle {
+            file: self.path.display().to_string(),
+            message: format!("would not be read by an import: its {DESCRIPTION} {message}"),
+            refused: false,
+        };
+        contents.check().map_err(invalid)?;
         let description = signed::seal(signer, &contents).map_err(|message| Error::Bundle {
             file: self.path.display().to_string(),
             message,
             refused: false,
         })?;
+        if description.len() as u64 > MAX_DESCRIPTION_BYTES {
+            return Err(Error::Bundle {
+                file: self.path.display().to_string(),
+                message: format!(
+                    "its {DESCRIPTION} would be {} bytes, more than the {MAX_DESCRIPTION_BYTES} an import reads: \
+                     export the repositories in several bundles (georeg export --output FILE REPO...)",
+                    description.len()
+                ),
+                refused: false,
+            });
+        }
         self.add(DESCRIPTION, description.len() as u64, &description[..])?;
         self.tar.finish().map_err(|e| self.io(e))?;
         let hashing = self.tar.get_mut();

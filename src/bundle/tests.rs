@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
-use super::contents::{blob_path, now_text, Contents, RepositoryEntry, FORMAT};
+use super::contents::{blob_path, now_text, Contents, Item, RepositoryEntry, FORMAT};
 use super::reader::Bundle;
 use super::tarfile::{Tagged, Writer};
 use crate::registry::digest::VerifyingReader;
@@ -89,13 +89,20 @@ fn a_bundle_reads_back_as_written_and_is_an_oci_layout() {
     let whole = Digest::sha256_of(&std::fs::read(&path).unwrap());
     assert_eq!(sums, format!("{}  b.tar\n", whole.as_str().trim_start_matches("sha256:")));
 
-    let b = Bundle::open(&path, &s).unwrap();
-    assert_eq!(b.contents.id, "b1");
-    let paths: Vec<&str> = b.contents.files.iter().map(|f| f.path.as_str()).collect();
+    let b = Bundle::open(&path, &s, &Default::default()).unwrap();
+    assert_eq!(b.header.id, "b1");
+    let mut paths = Vec::new();
+    b.each(|item| {
+        if let Item::File(f) = item {
+            paths.push(f.path);
+        }
+        Ok(())
+    })
+    .unwrap();
     assert_eq!(paths[0], "oci-layout");
-    assert!(paths.contains(&"index.json") && paths.contains(&blob_path(&m.digest).as_str()), "{paths:?}");
-    assert_eq!(b.contents.files.len(), 5, "layout, manifest once, 2 blobs, index: {paths:?}");
-    assert_eq!(b.contents.blob_bytes(), layer.len() as u64 + 24);
+    assert!(paths.contains(&"index.json".into()) && paths.contains(&blob_path(&m.digest)), "{paths:?}");
+    assert_eq!(paths.len(), 5, "layout, manifest once, 2 blobs, index: {paths:?}");
+    assert_eq!(b.blob_bytes, layer.len() as u64 + 24);
 
     let got = b.manifest("g/app", &m.digest).unwrap().unwrap();
     assert_eq!((got.bytes, got.media_type), (m.bytes.clone(), m.media_type.clone()));
@@ -143,7 +150,7 @@ fn a_flipped_byte_in_a_blob_fails_its_digest_check_and_one_in_a_manifest_fails_a
     bytes[(offset_of(&path, &blob_path(&ld)) + 50_000) as usize] ^= 1;
     bytes[offset_of(&path, &blob_path(&m.digest)) as usize + 5] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
-    let b = Bundle::open(&path, &s).unwrap();
+    let b = Bundle::open(&path, &s, &Default::default()).unwrap();
     let e = b.manifest("g/app", &m.digest).unwrap_err().to_string();
     assert!(e.contains(m.digest.as_str()) && e.contains("did not match its digest"), "{e}");
     // The engine reads blobs through a VerifyingReader: the read that would
@@ -163,24 +170,29 @@ fn a_bundle_cut_short_or_edited_is_refused_before_anything_is_read() {
     let bytes = std::fs::read(&path).unwrap();
     // Cut inside the last file, the description: incomplete.
     std::fs::write(&path, &bytes[..bytes.len() - 3000]).unwrap();
-    let e = Bundle::open(&path, &s).err().unwrap().to_string();
+    let e = Bundle::open(&path, &s, &Default::default()).err().unwrap();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    let e = e.to_string();
     assert!(e.contains("georeg-bundle.json") || e.contains("cut short"), "{e}");
     // Cut before it: no description at all.
     let description = offset_of_in(&bytes, "georeg-bundle.json");
     std::fs::write(&path, &bytes[..description as usize - 512]).unwrap();
-    let e = Bundle::open(&path, &s).err().unwrap().to_string();
+    let e = Bundle::open(&path, &s, &Default::default()).err().unwrap();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    let e = e.to_string();
     assert!(e.contains("holds no georeg-bundle.json") && e.contains("did not finish"), "{e}");
     // The description edited: its signature no longer covers it.
     let mut edited = bytes.clone();
     let at = edited.windows(4).rposition(|w| w == b"\"v1\"").unwrap();
     edited[at + 2] = b'9';
     std::fs::write(&path, &edited).unwrap();
-    let e = Bundle::open(&path, &s).err().unwrap();
-    assert!(e.to_string().contains("edited after"), "{e}");
+    let e = Bundle::open(&path, &s, &Default::default()).err().unwrap();
+    assert!(e.to_string().contains("edited after") && e.exit_code() == 2, "{e}");
     // Signed with another key.
     std::fs::write(&path, &bytes).unwrap();
     let other = Signer::new(rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap(), "gitlab-issuer");
-    assert!(Bundle::open(&path, &other).err().unwrap().to_string().contains("another key"));
+    let e = Bundle::open(&path, &other, &Default::default()).err().unwrap();
+    assert!(e.to_string().contains("another key") && e.exit_code() == 2, "{e}");
 }
 
 fn offset_of_in(bytes: &[u8], name: &str) -> u64 {

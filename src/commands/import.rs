@@ -17,10 +17,11 @@ use std::time::Instant;
 
 use super::node::Node;
 use super::owner::{recover, Tally};
+use crate::bundle::contents::RepositoryEntry;
 use crate::bundle::reader::Bundle;
-use crate::bundle::{refusal, Contents};
+use crate::bundle::{refusal, Contents, Item};
 use crate::error::{Error, Result};
-use crate::format::human_bytes;
+use crate::format::{human_bytes, printable};
 use crate::registry::Digest;
 use crate::replication::import::Mountable;
 use crate::store::lock::{Lock, Locker};
@@ -50,11 +51,12 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
     };
     recover(node)?;
     let primary_url = node.config.primary_api_url()?;
-    let bundle = Bundle::open(file, &node.signer)?.reading_missing_from(&node.local);
-    let c = &bundle.contents;
-    let newest = node.queue.newest_bundle(&c.id)?;
+    let selection = node.config.replication.selection();
+    let bundle = Bundle::open(file, &node.signer, &selection)?.reading_missing_from(&node.local);
+    let h = &bundle.header;
+    let newest = node.queue.newest_bundle(&h.id)?;
     let newest_key = newest.as_ref().map(|b| (b.id.as_str(), b.created_at.as_str(), b.imported_at.is_some()));
-    if let Some(why) = refusal(c, primary_url, newest_key, force_primary, force_older) {
+    if let Some(why) = refusal(h, primary_url, newest_key, force_primary, force_older) {
         return Err(Error::Bundle {
             file: file.display().to_string(),
             message: format!("refused: {why}"),
@@ -67,25 +69,24 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
         .map(|(_, flag)| *flag)
         .collect::<Vec<_>>()
         .join(" ");
-    let (work, excluded) = plan(node, c);
+    let (total, excluded) = (bundle.selected, bundle.excluded);
     let done = node.queue.begin_bundle(&NewBundle {
-        id: &c.id,
-        primary_url: &c.primary,
-        created_at: &c.created_at,
-        inventory_id: c.inventory.as_ref().map(|i| i.id.as_str()),
+        id: &h.id,
+        primary_url: &h.primary,
+        created_at: &h.created_at,
+        inventory_id: h.inventory.as_ref().map(|i| i.id.as_str()),
         file: &file.display().to_string(),
-        repositories: work.len(),
+        repositories: total,
         forced: (!forced.is_empty()).then_some(forced.as_str()),
     })?;
     eprintln!(
-        "bundle {} exported from {} at {}: {} repositories, {} of blobs ({}){}{}",
-        c.id,
-        c.primary,
-        c.created_at,
-        work.len(),
-        human_bytes(c.blob_bytes()),
-        match &c.inventory {
-            Some(i) => format!("incremental to inventory {} taken at {}", i.id, i.created_at),
+        "bundle {} exported from {} at {}: {total} repositories, {} of blobs ({}){}{}",
+        h.id,
+        printable(&h.primary),
+        h.created_at,
+        human_bytes(bundle.blob_bytes),
+        match &h.inventory {
+            Some(i) => format!("incremental to inventory {} taken at {}", printable(&i.id), printable(&i.created_at)),
             None => "a full bundle".into(),
         },
         if excluded > 0 { format!("; {excluded} left out by selective sync") } else { String::new() },
@@ -97,15 +98,14 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
     let copied_before = node.stats.bytes_copied.load(Ordering::Relaxed);
     let line = || {
         format!(
-            "import: {}/{} repositories{}, {} of {} copied at {}/s",
+            "import: {}/{total} repositories{}, {} of {} copied at {}/s",
             imported.load(Ordering::Relaxed),
-            work.len(),
             match failed.load(Ordering::Relaxed) {
                 0 => String::new(),
                 n => format!(" ({n} failed)"),
             },
             human_bytes(node.stats.bytes_copied.load(Ordering::Relaxed) - copied_before),
-            human_bytes(c.blob_bytes()),
+            human_bytes(bundle.blob_bytes),
             human_bytes(
                 ((node.stats.bytes_copied.load(Ordering::Relaxed) - copied_before) as f64
                     / started.elapsed().as_secs_f64().max(0.001)) as u64
@@ -113,66 +113,68 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
         )
     };
     let (mut copied, mut mounted, mut present) = (0, 0, 0);
-    crate::progress::while_running(line, || -> Result<()> {
-        for w in work.iter().filter(|w| !done.contains(&w.name)) {
-            if node.shutdown.requested() {
-                interrupted.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            if w.gone && node.local.tags(&w.name)?.unwrap_or_default().is_empty() {
-                println!("{}: gone from the primary, and the secondary holds none of its tags", w.name);
-                node.queue.bundle_repository_imported(&c.id, &w.name)?;
+    let mut one = |w: Work| -> Result<()> {
+        if node.shutdown.requested() {
+            interrupted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        if w.gone && node.local.tags(&w.name)?.unwrap_or_default().is_empty() {
+            println!("{}: gone from the primary, and the secondary holds none of its tags", w.name);
+            node.queue.bundle_repository_imported(&h.id, &w.name)?;
+            imported.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        match importer.import(&w.name, &w.tags, &w.mounts) {
+            Ok(report) => {
+                node.queue.bundle_repository_imported(&h.id, &w.name)?;
                 imported.fetch_add(1, Ordering::Relaxed);
-                continue;
+                (copied, mounted, present) =
+                    (copied + report.blobs_copied, mounted + report.blobs_mounted, present + report.blobs_present);
+                println!("{}: {}: {report}", w.name, if w.gone { "gone from the primary" } else { "imported" });
             }
-            match importer.import(&w.name, &w.tags, &w.mounts) {
-                Ok(report) => {
-                    node.queue.bundle_repository_imported(&c.id, &w.name)?;
-                    imported.fetch_add(1, Ordering::Relaxed);
-                    (copied, mounted, present) =
-                        (copied + report.blobs_copied, mounted + report.blobs_mounted, present + report.blobs_present);
-                    println!("{}: {}: {report}", w.name, if w.gone { "gone from the primary" } else { "imported" });
-                }
-                Err(Error::Interrupted) => {
-                    interrupted.fetch_add(1, Ordering::Relaxed);
-                    println!("{}: interrupted; run the same import again to finish", w.name);
-                }
-                Err(e) => {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    println!("{}: FAILED: {}", w.name, e.reason());
-                }
+            Err(Error::Interrupted) => {
+                interrupted.fetch_add(1, Ordering::Relaxed);
+                println!("{}: interrupted; run the same import again to finish", w.name);
+            }
+            Err(e) => {
+                failed.fetch_add(1, Ordering::Relaxed);
+                println!("{}: FAILED: {}", w.name, e.reason());
             }
         }
         Ok(())
+    };
+    // The description is read again, one repository at a time: only the
+    // one being imported is held.
+    crate::progress::while_running(line, || -> Result<()> {
+        bundle.each(|item| match item {
+            Item::Repository(r) if selection.includes(&r.name) && !done.contains(&r.name) => one(Work::of(r)),
+            _ => Ok(()),
+        })?;
+        for name in bundle.gone.iter().filter(|n| selection.includes(n) && !done.contains(*n)) {
+            one(Work { name: name.clone(), tags: BTreeMap::new(), mounts: Vec::new(), gone: true })?;
+        }
+        Ok(())
     })?;
-    let tally = Tally { failed: failed.into_inner(), interrupted: interrupted.into_inner(), total: work.len() };
+    let tally = Tally { failed: failed.into_inner(), interrupted: interrupted.into_inner(), total };
     let bytes = node.stats.bytes_copied.load(Ordering::Relaxed) - copied_before;
     let report = format!(
-        "{} repositories; this run copied {copied} blobs ({}), mounted {mounted}, found {present} present, in {:.1}s",
-        work.len(),
+        "{total} repositories; this run copied {copied} blobs ({}), mounted {mounted}, found {present} present, in \
+         {:.1}s",
         human_bytes(bytes),
         started.elapsed().as_secs_f64()
     );
     if tally.failed == 0 && tally.interrupted == 0 {
-        node.queue.finish_bundle(&c.id, &report)?;
-        println!("bundle {} imported: {report}", c.id);
+        node.queue.finish_bundle(&h.id, &report)?;
+        println!("bundle {} imported: {report}", h.id);
     } else {
-        println!("bundle {} not imported completely: {report}; run the same import again to finish", c.id);
+        println!("bundle {} not imported completely: {report}; run the same import again to finish", h.id);
     }
     Ok(tally.exit("failed"))
 }
 
-/// What the bundle asks of this node: its repositories (selective sync
-/// applied), then those gone from the primary; and how many were left out.
-fn plan(node: &Node, c: &Contents) -> (Vec<Work>, usize) {
-    let selection = node.config.replication.selection();
-    let mut work = Vec::new();
-    let mut excluded = 0;
-    for r in &c.repositories {
-        if !selection.includes(&r.name) {
-            excluded += 1;
-            continue;
-        }
+impl Work {
+    /// One repository of the description, to import.
+    fn of(r: RepositoryEntry) -> Work {
         let mounts = r
             .mounts
             .iter()
@@ -181,15 +183,6 @@ fn plan(node: &Node, c: &Contents) -> (Vec<Work>, usize) {
                 Some(Mountable { digest, size: m.size, from: m.from.clone() })
             })
             .collect();
-        work.push(Work { name: r.name.clone(), tags: Contents::tags(r), mounts, gone: false });
+        Work { tags: Contents::tags(&r), name: r.name, mounts, gone: false }
     }
-    let named: Vec<&str> = c.repositories.iter().map(|r| r.name.as_str()).collect();
-    for d in c.gone().filter(|d| !named.contains(&d.repository.as_str())) {
-        if selection.includes(&d.repository) {
-            work.push(Work { name: d.repository.clone(), tags: BTreeMap::new(), mounts: Vec::new(), gone: true });
-        } else {
-            excluded += 1;
-        }
-    }
-    (work, excluded)
 }

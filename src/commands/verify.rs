@@ -9,17 +9,20 @@
 //! each repository it names; no tags where the primary deleted the
 //! repository), without the primary. It records the outcomes as
 //! verifications when it can take the state file, and only prints them
-//! beside a running `georeg serve`.
+//! beside a running `georeg serve`. Exit 1 when any differs; 2 when the
+//! bundle is refused (as `import` refuses it). It reads the description
+//! one repository at a time and verifies them [`BATCH`] at a time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::ExitCode;
 
 use super::node::Node;
 use super::owner::{each_repository, follow, recover, Followed, Owner, Tally};
 use crate::bundle::reader::Bundle;
-use crate::bundle::Contents;
+use crate::bundle::{Contents, Item};
 use crate::error::{Error, Result};
+use crate::format::printable;
 use crate::registry::{self, Digest};
 use crate::replication::verify::{check_blobs, checksum, first_difference, Outcome};
 use crate::store::lock::{Lock, Locker};
@@ -81,24 +84,36 @@ fn verify_here(node: &Node, names: &[String], blobs: bool) -> Result<Tally> {
     })
 }
 
+/// Repositories verified at a time against a bundle: what is held of
+/// its description while they are (the rest is read as it comes).
+const BATCH: usize = 256;
+
 /// `georeg verify --bundle FILE.tar [--blobs] [REPO...]`.
 pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[String]) -> Result<ExitCode> {
-    let bundle = Bundle::open(file, &node.signer)?;
-    let c = &bundle.contents;
     let selection = node.config.replication.selection();
+    let bundle = Bundle::open(file, &node.signer, &selection)?;
+    let h = &bundle.header;
     // What the secondary must hold: the bundle's tags, and nothing of the
     // repositories gone from the primary.
-    let mut expected: BTreeMap<String, BTreeMap<String, Digest>> =
-        c.repositories.iter().map(|r| (r.name.clone(), Contents::tags(r))).collect();
-    for d in c.gone() {
-        expected.entry(d.repository.clone()).or_default();
+    let wanted =
+        |name: &str| selection.includes(name) && (repositories.is_empty() || repositories.iter().any(|r| r == name));
+    let mut count = bundle.selected;
+    if !repositories.is_empty() {
+        let mut unknown: BTreeSet<&str> = repositories.iter().map(String::as_str).collect();
+        unknown.retain(|r| !(bundle.gone.contains(*r) && selection.includes(r)));
+        bundle.each(|item| {
+            if let Item::Repository(r) = item {
+                if selection.includes(&r.name) {
+                    unknown.remove(r.name.as_str());
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(unknown) = unknown.first() {
+            return Err(Error::Usage(format!("{unknown:?} is not a repository of bundle {}", h.id)));
+        }
+        count = repositories.iter().collect::<BTreeSet<_>>().len();
     }
-    expected.retain(|name, _| selection.includes(name));
-    if let Some(unknown) = repositories.iter().find(|r| !expected.contains_key(*r)) {
-        return Err(Error::Usage(format!("{unknown:?} is not a repository of bundle {}", c.id)));
-    }
-    let names: Vec<String> =
-        if repositories.is_empty() { expected.keys().cloned().collect() } else { repositories.to_vec() };
     let lock = match Lock::try_acquire(&node.config.state_file, Locker::Verify)? {
         Ok(lock) => {
             recover(node)?;
@@ -109,39 +124,63 @@ pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[Str
             None
         }
     };
-    let gone: Vec<&str> = c.gone().map(|d| d.repository.as_str()).collect();
     eprintln!(
-        "bundle {} exported from {} at {}: verifying {} repositories",
-        c.id,
-        c.primary,
-        c.created_at,
-        names.len()
+        "bundle {} exported from {} at {}: verifying {count} repositories",
+        h.id,
+        printable(&h.primary),
+        h.created_at
     );
-    let tally = each_repository(node, &names, "verify", |repo| {
-        let want = &expected[repo];
-        let record = lock.is_some() && !gone.contains(&repo);
-        let v = if record { Some(node.queue.claim_verification(repo, blobs)?) } else { None };
-        let outcome = compare(node, repo, want, blobs);
-        let store = &node.queue;
-        match (&outcome, &v) {
-            (Ok(Outcome::Match { checksum, .. }), Some(v)) => store.verification_succeeded(v, checksum)?,
-            (Ok(o), Some(v)) => store.verification_failed(v, &o.describe(), false)?,
-            (Err(Error::Interrupted), Some(v)) => store.release_verification(v)?,
-            (Err(e), Some(v)) if e.is_finding() => {
-                store.verification_failed(v, &format!("could not verify: {e}"), false)?
+    let verify = |expected: &BTreeMap<String, BTreeMap<String, Digest>>| {
+        let names: Vec<String> = expected.keys().cloned().collect();
+        each_repository(node, &names, "verify", |repo| {
+            let want = &expected[repo];
+            let record = lock.is_some() && !bundle.gone.contains(repo);
+            let v = if record { Some(node.queue.claim_verification(repo, blobs)?) } else { None };
+            let outcome = compare(node, repo, want, blobs);
+            let store = &node.queue;
+            match (&outcome, &v) {
+                (Ok(Outcome::Match { checksum, .. }), Some(v)) => store.verification_succeeded(v, checksum)?,
+                (Ok(o), Some(v)) => store.verification_failed(v, &o.describe(), false)?,
+                (Err(Error::Interrupted), Some(v)) => store.release_verification(v)?,
+                (Err(e), Some(v)) if e.is_finding() => {
+                    store.verification_failed(v, &format!("could not verify: {e}"), false)?
+                }
+                (Err(e), Some(v)) => store.verification_deferred(
+                    v,
+                    &format!("could not verify: {e}"),
+                    crate::replication::verify::VERIFY_RETRY_SECONDS,
+                )?,
+                (_, None) => {}
             }
-            (Err(e), Some(v)) => store.verification_deferred(
-                v,
-                &format!("could not verify: {e}"),
-                crate::replication::verify::VERIFY_RETRY_SECONDS,
-            )?,
-            (_, None) => {}
-        }
-        Ok(match outcome? {
-            Outcome::Match { checksum, .. } => Ok(format!("holds what the bundle says, checksum {checksum}")),
-            o => Err(o.describe()),
+            Ok(match outcome? {
+                Outcome::Match { checksum, .. } => Ok(format!("holds what the bundle says, checksum {checksum}")),
+                o => Err(o.describe()),
+            })
         })
+    };
+    let mut tally = Tally { failed: 0, interrupted: 0, total: 0 };
+    let mut add = |t: Tally| {
+        tally.failed += t.failed;
+        tally.interrupted += t.interrupted;
+        tally.total += t.total;
+    };
+    let mut batch = BTreeMap::new();
+    bundle.each(|item| {
+        if let Item::Repository(r) = item {
+            if wanted(&r.name) {
+                batch.insert(r.name.clone(), Contents::tags(&r));
+                if batch.len() >= BATCH {
+                    add(verify(&batch)?);
+                    batch.clear();
+                }
+            }
+        }
+        Ok(())
     })?;
+    for name in bundle.gone.iter().filter(|n| wanted(n)) {
+        batch.insert(name.clone(), BTreeMap::new());
+    }
+    add(verify(&batch)?);
     Ok(tally.exit("differ from the bundle"))
 }
 

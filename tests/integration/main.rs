@@ -6,6 +6,7 @@ mod support;
 
 mod backfill;
 mod bundle;
+mod bundle_bounds;
 mod check;
 mod crash;
 mod dashboard;

@@ -161,8 +161,11 @@ fn serve(
     }
 }
 
-/// The real registry's answer: status, the headers worth passing on, body.
-fn forward(request: &Request, upstream: &str) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+/// An answer: status, the headers worth passing on, body.
+type Upstream = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// The real registry's answer.
+fn forward(request: &Request, upstream: &str) -> std::io::Result<Upstream> {
     let agent = ureq::AgentBuilder::new().redirects(0).timeout(Duration::from_secs(60)).build();
     let mut req = agent.request(&request.method, &format!("{upstream}{}", request.target));
     for name in ["Authorization", "Accept", "Range"] {

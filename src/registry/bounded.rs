@@ -136,17 +136,12 @@ impl<R: Read> Read for Bounded<R> {
 /// budget [`Error::OverBudget`], a slow answer [`Error::TooSlow`], anything
 /// else a transport failure of `url` while `doing`.
 pub fn error(e: io::Error, url: &str, doing: &str) -> Error {
-    if e.get_ref().is_some_and(|inner| inner.is::<Cut>()) {
-        if let Ok(cut) = e.into_inner().expect("checked above").downcast::<Cut>() {
-            return match *cut {
-                Cut::Stop => Error::Interrupted,
-                Cut::Budget(seconds) => Error::OverBudget { seconds },
-                Cut::Slow(message) => Error::TooSlow { url: url.to_string(), message: format!("{doing}: {message}") },
-            };
-        }
-        unreachable!("checked above")
+    match e.downcast::<Cut>() {
+        Ok(Cut::Stop) => Error::Interrupted,
+        Ok(Cut::Budget(seconds)) => Error::OverBudget { seconds },
+        Ok(Cut::Slow(message)) => Error::TooSlow { url: url.to_string(), message: format!("{doing}: {message}") },
+        Err(e) => Error::Transport { url: url.to_string(), message: format!("{doing}: {e}") },
     }
-    Error::Transport { url: url.to_string(), message: format!("{doing}: {e}") }
 }
 
 /// Whether `e` is a bounded read's stop or spent budget, which no resume helps.

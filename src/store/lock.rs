@@ -8,10 +8,16 @@
 //! The lock file also says who holds it (`PID COMMAND`), so that a second
 //! `georeg serve` can name the running one, and `georeg sync` can hand its
 //! work to it.
+//!
+//! And it witnesses that a state file existed: georeg never removes it, so
+//! a lock file without its state file means the state file was lost, which
+//! `open::writer` refuses to take for a first start (see
+//! [`made_by_this_process`]).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 
@@ -105,6 +111,10 @@ impl Lock {
             std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
         }
         let io = |e| Error::Io { path: path.clone(), source: e };
+        if !path.exists() {
+            // A lock file created now witnesses nothing yet.
+            let _ = OpenOptions::new().write(true).create_new(true).open(&path).map(|_| remember_made(&path));
+        }
         // Read-only is enough to lock: a lock file root created stays
         // usable by the service's user.
         let mut file = match OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path) {
@@ -136,6 +146,21 @@ impl Lock {
                 .into(),
         })
     }
+}
+
+/// The lock files this process created (not found left by an earlier one).
+static MADE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn remember_made(path: &Path) {
+    MADE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(path.to_path_buf());
+}
+
+/// Whether the lock file of `state_file` is this process's own: absent, or
+/// created by it. Otherwise an earlier georeg left it, so a state file
+/// existed there.
+pub fn made_by_this_process(state_file: &Path) -> bool {
+    let path = path_for(state_file);
+    !path.exists() || MADE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(&path)
 }
 
 /// Who holds the lock of `state_file` right now, if anyone.

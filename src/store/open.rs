@@ -28,8 +28,24 @@ pub(super) fn writer(path: &Path) -> Result<Connection> {
             path: path.to_path_buf(),
             message: "is empty (0 bytes), which no state file georeg wrote ever is (a failed copy or restore?): \
                       nothing was changed; restore it from a backup, or, if this node really starts afresh, \
-                      remove it and start again"
+                      remove it and its lock file and start again"
                 .into(),
+        });
+    }
+    // A lock file left by an earlier georeg witnesses a state file that is
+    // gone: lost with a disk, deleted, or a path mistyped. Starting afresh
+    // would do the same silent forgetting.
+    if !path.exists() && !super::lock::made_by_this_process(path) {
+        let lock = super::lock::path_for(path);
+        return Err(Error::StateFile {
+            path: path.to_path_buf(),
+            message: format!(
+                "does not exist, but {} shows that georeg kept its state there before: nothing was created; \
+                 restore the state file from a backup, or check state_file; if this node really starts afresh \
+                 (held deletions, bundle history and the event log forgotten), remove {} and start again",
+                lock.display(),
+                lock.display()
+            ),
         });
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -179,6 +195,29 @@ fn schema_blocks() -> Vec<(i64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_state_file_is_not_taken_for_a_first_start() {
+        let dir = std::env::temp_dir().join(format!("georeg-lost-{}", crate::registry::token::random_hex(8)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = dir.join("state.sqlite3");
+        let lock = super::super::lock::path_for(&state);
+        std::fs::write(&lock, "4242 serve\n").unwrap();
+        let e = writer(&state).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let text = e.to_string();
+        assert!(text.contains("does not exist") && text.contains(&format!("remove {}", lock.display())), "{text}");
+        assert!(!state.exists(), "nothing was created");
+        // The operator's answer: the witness removed, it is a first start.
+        std::fs::remove_file(&lock).unwrap();
+        drop(writer(&state).unwrap());
+        // A lock file this process made witnesses nothing.
+        let other = dir.join("other.sqlite3");
+        let held = super::super::lock::Lock::acquire(&other, super::super::lock::Locker::Serve).unwrap();
+        drop(writer(&other).unwrap());
+        drop(held);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn migrate_twice_is_a_no_op() {

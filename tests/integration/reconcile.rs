@@ -178,7 +178,9 @@ fn a_state_file_lost_and_started_anew_becomes_ready_without_copying_a_blob_again
     let uploads = || env.secondary.requests_matching(&["POST", "/blobs/uploads/"]);
     let before = uploads();
     assert!(before > 0, "the first copy uploaded blobs");
-    for suffix in ["", "-wal", "-shm"] {
+    // The operator starts afresh: the state file and its lock file, which
+    // would otherwise witness a lost state file.
+    for suffix in ["", "-wal", "-shm", ".lock"] {
         let _ = std::fs::remove_file(env.path(&format!("state.sqlite3{suffix}")));
     }
     env.start_secondary_daemon();

@@ -1,5 +1,5 @@
 //! The state file is what it claims to be: one owner however it is named,
-//! an empty file never taken for a fresh install, and a `serve` whose file
+//! an empty or lost file never taken for a fresh install, and a `serve` whose file
 //! is deleted or replaced under it stops instead of acknowledging
 //! notifications into a file nobody will read.
 
@@ -76,5 +76,28 @@ fn serve_stops_when_its_state_file_is_deleted_or_replaced() {
         assert_eq!(code, Some(2), "log:\n{}", daemon.log_text());
         let why = if replace { "was replaced by another file" } else { "was deleted" };
         assert!(daemon.log_text().contains(why), "log:\n{}", daemon.log_text());
+        if !replace {
+            // The next start is not a silent fresh install either.
+            let run = serve_once(&env, &env.config);
+            run.assert_code(2);
+            assert!(run.stderr.contains("does not exist, but") && run.stderr.contains("state.sqlite3.lock"), "{run}");
+            assert!(!path.exists(), "no state file was created: {run}");
+        }
     }
+}
+
+#[test]
+fn a_lost_state_file_is_refused_until_the_operator_says_it_is_a_first_start() {
+    let env = Env::new("state-lost");
+    env.georeg(&["sync", "app"]).assert_ok();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(env.path(&format!("state.sqlite3{suffix}")));
+    }
+    let run = env.georeg(&["sync", "app"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("does not exist, but"), "{run}");
+    assert!(!env.path("state.sqlite3").exists(), "no state file was created: {run}");
+    std::fs::remove_file(env.path("state.sqlite3.lock")).unwrap();
+    env.georeg(&["sync", "app"]).assert_ok();
+    assert!(env.path("state.sqlite3").exists());
 }

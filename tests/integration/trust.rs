@@ -284,7 +284,7 @@ fn a_rebuilt_primary_log_is_read_from_its_start_not_skipped() {
     // starts again at id 1, below the secondary's cursor.
     env.take_daemon("primary").terminate();
     std::fs::remove_file(env.path("primary-state.sqlite3")).unwrap();
-    for ext in ["-wal", "-shm"] {
+    for ext in ["-wal", "-shm", ".lock"] {
         let _ = std::fs::remove_file(env.path(&format!("primary-state.sqlite3{ext}")));
     }
     env.start_primary_daemon();

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::registry::free_port;
-use crate::support::{georeg_bin, Env, Run};
+use crate::support::{georeg_bin, wait_until, Env, Run};
 
 /// Waits (bounded) for the daemon's process to exit by itself.
 fn exit_code_within(child: &mut std::process::Child, within: Duration) -> Option<i32> {
@@ -100,4 +100,39 @@ fn a_lost_state_file_is_refused_until_the_operator_says_it_is_a_first_start() {
     std::fs::remove_file(env.path("state.sqlite3.lock")).unwrap();
     env.georeg(&["sync", "app"]).assert_ok();
     assert!(env.path("state.sqlite3").exists());
+}
+
+/// GET on the daemon: (status, body).
+fn get(url: &str) -> (u16, String) {
+    match ureq::get(url).timeout(Duration::from_secs(30)).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
+#[test]
+fn a_state_file_that_cannot_be_written_turns_readiness_and_health_red() {
+    let env = Env::new("state-unwritable");
+    env.start_secondary_daemon();
+    let ready = format!("{}/-/readiness", env.url());
+    wait_until("the node to be ready", Duration::from_secs(60), || get(&ready).0 == 200);
+    // Another process holds the state file's write lock (an operator's
+    // sqlite3 left in a transaction): georeg cannot write to it.
+    let holder = rusqlite::Connection::open(env.path("state.sqlite3")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut seen = (0, String::new());
+    wait_until("readiness to turn red", Duration::from_secs(90), || {
+        seen = get(&ready);
+        seen.0 == 503
+    });
+    assert!(seen.1.contains("state file cannot be written"), "readiness said: {}", seen.1);
+    let (code, status) = get(&format!("{}/api/v1/status", env.url()));
+    assert_eq!(code, 200, "{status}");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["healthy"], false, "{status}");
+    let message = status["health_message"].as_str().unwrap_or_default();
+    assert!(message.contains("state file cannot be written"), "{status}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    wait_until("readiness to turn green again", Duration::from_secs(90), || get(&ready).0 == 200);
 }

@@ -154,7 +154,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
             Some("--man") => Command::Man,
             topic => help_for(topic.map(String::from))?,
         },
-        Some("version") => Command::Version,
+        Some("version") => no_arguments("version", words, Command::Version)?,
         Some("status") => Command::Status { json: one_flag("status", "--json", words)? },
         Some("backfill") => no_arguments("backfill", words, Command::Backfill)?,
         Some("check") => no_arguments("check", words, Command::Check)?,

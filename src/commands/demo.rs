@@ -93,7 +93,11 @@ fn find_program(name: &str, hint: &str) -> Result<PathBuf> {
         .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-        .ok_or_else(|| Error::Usage(format!("georeg demo needs {name}: {hint}")))
+        // Not a usage error: a part of the demo cannot start (exit 1).
+        .ok_or_else(|| Error::Io {
+            path: PathBuf::from(name),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("georeg demo needs it: {hint}")),
+        })
 }
 
 fn free_port() -> Result<u16> {

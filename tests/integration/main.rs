@@ -13,6 +13,7 @@ mod dashboard;
 mod demo;
 mod dr;
 mod events;
+mod exit_codes;
 mod fidelity;
 mod hostile;
 mod hostile_primary;

@@ -67,7 +67,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output) -> Run {
+    pub fn of(out: Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -347,7 +347,7 @@ workers = 2
         let mut command = Command::new(georeg_bin());
         command.arg("--config").arg(&self.config).args(args).env("RUST_LOG", "info").stdin(Stdio::null());
         let out = command.output().expect("run georeg");
-        Run::from(out).ran(&command, Some(&self.config))
+        Run::of(out).ran(&command, Some(&self.config))
     }
 
     /// Starts a georeg command without waiting for it; its output goes to
@@ -463,5 +463,5 @@ pub fn run_measured(env: &Env, args: &[&str]) -> (Run, u64) {
     let text = std::fs::read_to_string(&report).unwrap();
     let kb =
         text.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("GNU time wrote {text:?}"));
-    (Run::from(out), kb)
+    (Run::of(out), kb)
 }

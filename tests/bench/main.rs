@@ -3,11 +3,12 @@
 //! `docker-registry` processes on loopback, and georeg beside skopeo across
 //! an emulated WAN (wan.rs), one node against a synthetic primary of
 //! 100,000 repositories (scale.rs), and what reconciliation costs there
-//! (reconcile.rs). Run it with
+//! (reconcile.rs), and the memory one repository of 1,000,000 tags costs
+//! (tags.rs). Run it with
 //! `tests/bench/run.sh [--smoke]` (README, "Benchmark"); it is not part of
 //! `cargo test`.
 //!
-//! usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale,reconcile] [--out FILE]
+//! usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale,reconcile,tags] [--out FILE]
 //!
 //! It prints a markdown report (and writes it to FILE): every figure, every
 //! ratio, and whether each target is met. It asserts that every tool left
@@ -35,6 +36,7 @@ mod scenarios;
 mod seed;
 mod sweep;
 mod synthetic;
+mod tags;
 mod tap;
 mod wan;
 
@@ -46,7 +48,7 @@ use lab::Lab;
 use report::Report;
 use scenarios::Sizes;
 
-const ALL: [&str; 10] = ["a", "b", "c", "wan", "workers", "lag", "ingest", "fair", "scale", "reconcile"];
+const ALL: [&str; 11] = ["a", "b", "c", "wan", "workers", "lag", "ingest", "fair", "scale", "reconcile", "tags"];
 
 struct Options {
     smoke: bool,
@@ -72,7 +74,7 @@ fn parse() -> Result<Options, String> {
             "--nocapture" | "--bench" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale,reconcile] [--out FILE]"
+                    "unknown argument {other:?}; usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale,reconcile,tags] [--out FILE]"
                 ))
             }
         }
@@ -140,6 +142,9 @@ fn main() -> ExitCode {
     }
     if run("reconcile") {
         reconcile::reconcile(&lab, &sizes, &mut report);
+    }
+    if run("tags") {
+        tags::many_tags(&sizes, &mut report);
     }
     report.notes.push(format!("the whole run took {}", report::seconds(started.elapsed())));
     let md = report.markdown();

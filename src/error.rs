@@ -5,6 +5,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::format::printable;
+
 #[derive(Debug)]
 pub enum Error {
     /// The configuration file is missing, unreadable or invalid.
@@ -149,24 +151,29 @@ impl fmt::Display for Error {
             }
             Error::Usage(message) => write!(f, "{message} (see georeg --help)"),
             Error::Key { path, message } => write!(f, "key {}: {message}", path.display()),
-            Error::Transport { url, message } => write!(f, "cannot reach {url}: {message}"),
+            // What a registry answered (URLs from its Link headers, its
+            // error codes and messages, media types) is text from outside:
+            // printed escaped.
+            Error::Transport { url, message } => write!(f, "cannot reach {}: {}", printable(url), printable(message)),
             Error::Registry { request, status, code, message } => {
-                write!(f, "{request} answered {status}")?;
+                write!(f, "{} answered {status}", printable(request))?;
                 if !code.is_empty() {
-                    write!(f, " {code}")?;
+                    write!(f, " {}", printable(code))?;
                 }
                 if !message.is_empty() {
-                    write!(f, ": {message}")?;
+                    write!(f, ": {}", printable(message))?;
                 }
                 Ok(())
             }
-            Error::BlobMismatch { repository, digest, message } => {
-                write!(f, "blob {digest} of {repository} from the primary {message}; nothing referencing it was pushed")
-            }
+            Error::BlobMismatch { repository, digest, message } => write!(
+                f,
+                "blob {digest} of {repository} from the primary {}; nothing referencing it was pushed",
+                printable(message)
+            ),
             Error::Manifest { repository, reference, message } => {
-                write!(f, "manifest {repository}:{reference}: {message}")
+                write!(f, "manifest {repository}:{}: {}", printable(reference), printable(message))
             }
-            Error::Repository { repository, message } => write!(f, "{repository}: {message}"),
+            Error::Repository { repository, message } => write!(f, "{repository}: {}", printable(message)),
             // The repository is named once: `sync corp/app failed: 3 tags failed; ...`.
             Error::Sync { repository, source } => write!(f, "sync {repository} failed: {}", source.reason()),
             Error::Store { message } => write!(f, "state file: {message}"),
@@ -175,9 +182,7 @@ impl fmt::Display for Error {
             Error::Sql { context, source } => write!(f, "state file: {context}: {source}"),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             // Its message names what the bundle holds: names from outside.
-            Error::Bundle { file, message, .. } => {
-                write!(f, "{}: {}", crate::format::printable(file), crate::format::printable(message))
-            }
+            Error::Bundle { file, message, .. } => write!(f, "{}: {}", printable(file), printable(message)),
             Error::InUse { state_file, holder, hint } => {
                 write!(
                     f,
@@ -199,8 +204,9 @@ impl fmt::Display for Error {
             ),
             Error::TooSlow { url, message } => write!(
                 f,
-                "{url}: {message} (the primary registry or the link to it is too slow, or hostile; see \
-                 replication.min_rate)"
+                "{}: {message} (the primary registry or the link to it is too slow, or hostile; see \
+                 replication.min_rate)",
+                printable(url)
             ),
         }
     }
@@ -226,6 +232,27 @@ impl From<rusqlite::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_registry_answered_is_printed_escaped() {
+        let hostile = "\u{1b}[2K\u{1b}[1Aall synced\u{202e}txt.exe\n";
+        let errors = [
+            Error::Registry {
+                request: format!("GET http://r/v2/a/tags/list?last={hostile}"),
+                status: 500,
+                code: hostile.into(),
+                message: hostile.into(),
+            },
+            Error::Transport { url: hostile.into(), message: hostile.into() },
+            Error::Manifest { repository: "a".into(), reference: "v1".into(), message: hostile.into() },
+            Error::TooSlow { url: hostile.into(), message: "too slow".into() },
+        ];
+        for e in errors {
+            let text = e.to_string();
+            assert!(!text.chars().any(|c| c.is_control() || c == '\u{202e}'), "{text:?}");
+            assert!(text.contains("\\u{1b}[2K") && text.contains("\\u{202e}"), "{text}");
+        }
+    }
 
     /// A write on a second connection while the first holds the file in
     /// an exclusive transaction: SQLite's own SQLITE_BUSY, kept as the source.

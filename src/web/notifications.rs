@@ -123,7 +123,11 @@ pub fn parse_envelope(body: &[u8]) -> Result<(Vec<NewEvent>, usize), String> {
             Ok(Some(e)) => events.push(e),
             Ok(None) => ignored += 1,
             Err(e) => {
-                log::warn!("ignoring an event georeg cannot read ({e}): {}", clip(&value.to_string()));
+                log::warn!(
+                    "ignoring an event georeg cannot read ({}): {}",
+                    crate::format::printable(&e.to_string()),
+                    crate::format::printable(clip(&value.to_string()))
+                );
                 ignored += 1;
             }
         }

@@ -59,7 +59,11 @@ fn a_second_serve_exits_2_and_leaves_the_first_ones_rows_alone() {
 fn sync_and_verify_beside_a_daemon_hand_their_work_to_it() {
     let env = Env::new("hand-over");
     env.start_secondary_daemon();
-    // The daemon's catalog scan has run; this repository is new to it.
+    // Once the daemon's first listing of the primary has run, this
+    // repository is new to it: only the hand-over can copy it.
+    wait_until("the daemon's first listing of the primary", DEADLINE, || {
+        env.state().query_row("SELECT COUNT(*) FROM primary_listing", [], |r| r.get::<_, i64>(0)).unwrap_or(0) > 0
+    });
     env.p.push_image("handed/app", "v1", &oci_image(1, &[4000]));
     let run = env.georeg(&["sync", "handed/app"]);
     run.assert_ok();

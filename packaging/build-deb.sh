@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds georeg_VERSION_ARCH.deb from `cargo build --release --locked`, with
 # dpkg-deb alone (no debhelper, no cargo-deb: nothing extra to install).
+# $CARGO names another cargo: the package test builds with Debian's own
+# toolchain (CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc).
 #
 #   packaging/build-deb.sh [OUTDIR]      (default: target/debian)
 #
@@ -18,7 +20,7 @@ if ! head -n 1 packaging/changelog | grep -q "^georeg ($version)"; then
     echo "build-deb: warning: packaging/changelog has no entry for $version yet" >&2
 fi
 
-cargo build --release --locked
+"${CARGO:-cargo}" build --release --locked
 bin="${CARGO_TARGET_DIR:-target}/release/georeg"
 
 root=$(mktemp -d)

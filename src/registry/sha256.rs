@@ -81,7 +81,7 @@ impl Sha256State {
         let bad = || format!("{text:?} is not a saved SHA-256 state");
         let (len, words) = text.split_once(':').ok_or_else(bad)?;
         let len: u64 = len.parse().map_err(|_| bad())?;
-        if words.len() != 64 || !len.is_multiple_of(64) || !words.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if words.len() != 64 || len % 64 != 0 || !words.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
         let mut state = [0u32; 8];

@@ -14,7 +14,7 @@
 //! `open::writer` refuses to take for a first start (see
 //! [`made_by_this_process`]).
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -122,10 +122,8 @@ impl Lock {
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => File::open(&path).map_err(io)?,
             Err(e) => return Err(io(e)),
         };
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Ok(Err(holder(&mut file))),
-            Err(TryLockError::Error(e)) => return Err(io(e)),
+        if !flock::try_lock(&file, flock::Mode::Exclusive).map_err(io)? {
+            return Ok(Err(holder(&mut file)));
         }
         // Best effort: a read-only lock file cannot name its holder.
         let _ = file.set_len(0).and_then(|()| {
@@ -177,9 +175,53 @@ pub fn holder(file: &mut File) -> Holder {
 /// process does.
 pub fn current_holder(state_file: &Path) -> Option<Holder> {
     let mut file = File::open(path_for(state_file)).ok()?;
-    match file.try_lock_shared() {
-        Ok(()) => None,
-        Err(_) => Some(holder(&mut file)),
+    match flock::try_lock(&file, flock::Mode::Shared) {
+        Ok(true) => None,
+        _ => Some(holder(&mut file)),
+    }
+}
+
+/// `flock(2)`, the lock `File::try_lock` takes on Linux (so georeg
+/// versions built either way exclude each other), for toolchains older
+/// than Rust 1.89, which has no `File::try_lock`. The kernel drops it when
+/// the file is closed.
+mod flock {
+    use std::fs::File;
+    use std::os::fd::AsRawFd;
+
+    pub enum Mode {
+        Shared,
+        Exclusive,
+    }
+
+    extern "C" {
+        fn flock(fd: std::os::raw::c_int, operation: std::os::raw::c_int) -> std::os::raw::c_int;
+    }
+
+    const LOCK_SH: std::os::raw::c_int = 1;
+    const LOCK_EX: std::os::raw::c_int = 2;
+    const LOCK_NB: std::os::raw::c_int = 4;
+
+    /// Takes the lock without waiting: `Ok(false)` when another open file
+    /// holds it (exclusively, or shared when asking for exclusive).
+    pub fn try_lock(file: &File, mode: Mode) -> std::io::Result<bool> {
+        let operation = match mode {
+            Mode::Shared => LOCK_SH,
+            Mode::Exclusive => LOCK_EX,
+        } | LOCK_NB;
+        loop {
+            // SAFETY: flock only reads its two integer arguments; the
+            // descriptor is open for as long as `file` is borrowed.
+            if unsafe { flock(file.as_raw_fd(), operation) } == 0 {
+                return Ok(true);
+            }
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::WouldBlock => return Ok(false),
+                std::io::ErrorKind::Interrupted => continue,
+                _ => return Err(e),
+            }
+        }
     }
 }
 

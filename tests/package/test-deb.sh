@@ -76,7 +76,16 @@ trap 'exit 130' INT TERM
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 arch=$(dpkg --print-architecture)
 
-# ---- build
+# ---- build, with Debian's own toolchain at the oldest version Cargo.toml
+# allows (rust-version): what an administrator installs with apt-get.
+msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
+if /usr/bin/rustc --version 2>/dev/null | grep -q "^rustc $msrv\." && /usr/bin/cargo --version >/dev/null 2>&1; then
+    export CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$PWD/target/debian-toolchain"
+    ok "the package is built with Debian's toolchain: $(/usr/bin/rustc --version)"
+else
+    bad "Debian's rustc $msrv is not /usr/bin/rustc: on Debian 12, apt-get install the $msrv versions of rustc-web and cargo-web (.ci/run does); on Debian 13, rustc and cargo"
+    finish
+fi
 deb=$(packaging/build-deb.sh "$work/out" 2>>"$log" | tail -n 1)
 if [ "$deb" = "$work/out/georeg_${version}_${arch}.deb" ] && [ -f "$deb" ]; then
     ok "packaging/build-deb.sh builds georeg_${version}_${arch}.deb"

@@ -47,11 +47,14 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// The sync asked for is over: `Ok(report)` or `Err(failure)`.
+    /// The sync asked for is over: `Ok(report)` or `Err(failure)`. Asking
+    /// puts the row back to pending, so a failed row has failed since; a
+    /// failed full sync stays asked for (its retry is a full sync too), so
+    /// the request does not tell whether it ran.
     pub fn sync_outcome(&self) -> Option<std::result::Result<String, String>> {
         match (self.sync_requested, self.sync_state) {
             (false, SyncState::Synced) => Some(Ok(self.last_sync_report.clone().unwrap_or_default())),
-            (false, SyncState::Failed) => Some(Err(self.last_sync_failure.clone().unwrap_or_default())),
+            (_, SyncState::Failed) => Some(Err(self.last_sync_failure.clone().unwrap_or_default())),
             _ => None,
         }
     }

@@ -143,3 +143,34 @@ fn a_state_file_locked_past_the_busy_timeout_never_leaves_a_row_claimed_by_nobod
     env.assert_in_sync("big/one");
     assert!(env.started_rows().is_empty());
 }
+
+#[test]
+fn a_sync_handed_to_the_daemon_ends_like_one_done_alone_when_the_primary_is_down() {
+    let mut env = Env::new("hand-over-down");
+    env.p.push_image("down/app", "v1", &oci_image(2, &[4000]));
+    env.start_secondary_daemon();
+    wait_until("the daemon's first listing of the primary", DEADLINE, || {
+        env.state().query_row("SELECT COUNT(*) FROM primary_listing", [], |r| r.get::<_, i64>(0)).unwrap_or(0) > 0
+    });
+    env.primary.stop();
+    let alone = {
+        let started = std::time::Instant::now();
+        let mut child = env.spawn("follow-down", &["sync", "down/app"]);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status.code();
+            }
+            if started.elapsed() > DEADLINE {
+                let _ = child.kill();
+                panic!(
+                    "sync following the daemon did not end within {DEADLINE:?} with the primary down:\n{}",
+                    std::fs::read_to_string(env.path("follow-down.err")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let out = std::fs::read_to_string(env.path("follow-down.out")).unwrap_or_default();
+    assert_eq!(alone, Some(1), "{out}");
+    assert!(out.contains("down/app: FAILED") && out.contains("cannot reach"), "{out}");
+}

@@ -164,3 +164,24 @@ fn read_only_status(env: &Env) -> serde_json::Value {
     assert!(out.status.success(), "status on a read-only filesystem failed: {stderr}");
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+#[test]
+fn an_unreachable_primary_during_verify_is_no_failed_verification_and_no_loss() {
+    let mut env = Env::new("verify-primary-down");
+    env.p.push_image("app", "v1", &oci_image(5, &[1000]));
+    env.georeg(&["backfill"]).assert_ok();
+    env.georeg(&["verify", "app"]).assert_ok();
+    env.primary.stop();
+    let run = env.georeg(&["verify", "app"]);
+    run.assert_code(1);
+    assert!(run.stdout.contains("app: FAILED") && run.stdout.contains("cannot reach"), "{run}");
+    let (state, failure): (String, Option<String>) = env
+        .state()
+        .query_row("SELECT verification_state, verification_failure FROM repositories WHERE name = 'app'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(state, "succeeded", "the verification before stands: {failure:?}");
+    let check = env.georeg(&["failover-check"]);
+    assert!(!check.stdout.contains("verification_failed"), "{check}");
+}

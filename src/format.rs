@@ -37,6 +37,11 @@ pub fn percent(part: i64, total: i64) -> f64 {
     }
 }
 
+/// `1 tag`, `2 tags`: a count with its noun in the right number.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A name from outside (a registry, an event, a bundle) as it may be
 /// printed: control characters and the Unicode bidirectional controls are
 /// shown escaped (`\u{1b}`, `\u{202e}`), so that a hostile name cannot
@@ -63,6 +68,13 @@ fn unprintable(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_takes_the_noun_in_its_number() {
+        assert_eq!(count(1, "tag", "tags"), "1 tag");
+        assert_eq!(count(0, "tag", "tags"), "0 tags");
+        assert_eq!(count(3, "repository", "repositories"), "3 repositories");
+    }
 
     #[test]
     fn human_bytes_formats() {

@@ -30,7 +30,10 @@ pub(super) const HOUR_AGO: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 hou
 /// States of a deletion not yet done with: the ones verification expects.
 const OPEN: &str = "('held', 'applying', 'cancelled')";
 const COLUMNS: &str = "h.id, r.name, h.kind, h.tag, h.digest, h.cause, h.tags, h.state, h.seen_at, h.applies_at, \
-                       h.decided_at, h.decided_by, h.last_error";
+                       h.decided_at, h.decided_by, h.last_error, \
+                       CASE WHEN h.kind = 'manifest' THEN (SELECT group_concat(name, ',') FROM \
+                         (SELECT t.name FROM tags t WHERE t.repository_id = h.repository_id AND t.digest = h.digest \
+                          ORDER BY t.name)) END";
 
 /// How deletions are held, and when they raise the burst alarm.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -90,16 +93,28 @@ pub struct Deletion {
     pub decided_at: Option<String>,
     pub decided_by: Option<DecidedBy>,
     pub last_error: Option<String>,
+    /// The tags a manifest deletion takes off the secondary, as the state
+    /// file records them now (none for a tag deletion: `tag` names it).
+    pub tag_names: Vec<String>,
 }
 
 impl Deletion {
-    /// `tag v1 (sha256:0123456789ab)`, `manifest sha256:0123...ef (2 tags)`.
+    /// `tag v1 (sha256:0123456789ab)`, `manifest sha256:0123456789ab
+    /// (tags latest, v1)`, or `(2 tags)` when their names are not known.
     pub fn what(&self) -> String {
         let short = |d: &str| d.get(..19).unwrap_or(d).to_string();
         match (self.kind, &self.tag, &self.digest) {
             (DeletionKind::Tag, Some(tag), Some(d)) => format!("tag {tag} ({})", short(d)),
             (DeletionKind::Tag, Some(tag), None) => format!("tag {tag}"),
-            (_, _, Some(d)) => format!("manifest {d} ({} tags)", self.tags),
+            (_, _, Some(d)) if self.tag_names.is_empty() => {
+                format!("manifest {} ({})", short(d), crate::format::count(self.tags as u64, "tag", "tags"))
+            }
+            (_, _, Some(d)) => format!(
+                "manifest {} ({} {})",
+                short(d),
+                if self.tag_names.len() == 1 { "tag" } else { "tags" },
+                self.tag_names.join(", ")
+            ),
             _ => format!("{} #{}", self.kind, self.id),
         }
     }
@@ -175,6 +190,10 @@ fn deletion_row(r: &rusqlite::Row) -> rusqlite::Result<Deletion> {
         decided_at: r.get(10)?,
         decided_by: r.get(11)?,
         last_error: r.get(12)?,
+        tag_names: r
+            .get::<_, Option<String>>(13)?
+            .map(|names| names.split(',').map(String::from).collect())
+            .unwrap_or_default(),
     })
 }
 

@@ -379,6 +379,13 @@ fn the_daemon_applies_deletions_when_their_delay_runs_out_or_an_operator_asks() 
     env.p.delete_manifest("app", &images[1].digest);
     wait_until("two deletions held", DEADLINE, || deletions(&env).len() == 2);
     assert_eq!(env.s.tags("app"), ["v0", "v1", "v2"]);
+    // Each names the tag it takes off the secondary, not only a digest.
+    let run = env.georeg(&["deletions"]);
+    let short = |d: &str| d[..19].to_string();
+    for (i, image) in images[..2].iter().enumerate() {
+        let want = format!("manifest {} (tag v{i})", short(&image.digest));
+        assert!(run.stdout.contains(&want), "{want}:\n{}", run.stdout);
+    }
 
     // Asked while the daemon runs: it applies the deletion, the command follows.
     let list = deletions(&env);

@@ -75,7 +75,7 @@ pub fn run(node: &Node) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !failures.is_empty() {
-        println!("{} repositories failed:", failures.len());
+        println!("{} failed:", crate::format::count(failures.len() as u64, "repository", "repositories"));
         for (name, why) in &failures {
             println!("{name}: FAILED: {why}");
         }

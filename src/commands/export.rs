@@ -88,7 +88,11 @@ pub fn run(config: &Config, output: &Path, inventory: Option<&Path>, named: &[St
             None => "; a full bundle".into(),
         },
         if summary.deleted_tags + summary.gone > 0 {
-            format!("; {} tags and {} repositories to remove", summary.deleted_tags, summary.gone)
+            format!(
+                "; {} and {} to remove",
+                crate::format::count(summary.deleted_tags as u64, "tag", "tags"),
+                crate::format::count(summary.gone as u64, "repository", "repositories")
+            )
         } else {
             String::new()
         }

@@ -10,6 +10,7 @@
 use super::snapshot::{Failover, Finding, Status};
 use crate::config::Config;
 use crate::error::Result;
+use crate::format::count;
 use crate::store::Snapshot;
 
 /// Assesses a secondary's readiness from the state file and the rest of
@@ -56,7 +57,7 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
         "not_synced",
         true,
         r.not_synced.count,
-        format!("{} repositories not synced{}", r.not_synced.count, example(&r.not_synced)),
+        format!("{} not synced{}", repositories(r.not_synced.count), example(&r.not_synced)),
     );
     let f = &s.failing;
     add(
@@ -64,8 +65,8 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
         true,
         f.repositories,
         format!(
-            "{} repositories failing: {} since {}: {}",
-            f.repositories,
+            "{} failing: {} since {}: {}",
+            repositories(f.repositories),
             f.oldest.as_deref().unwrap_or(""),
             f.since.as_deref().unwrap_or(""),
             f.reason.as_deref().unwrap_or("")
@@ -78,7 +79,7 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
                 "never_compared",
                 true,
                 c.repositories.max(1),
-                format!("{} repositories never compared with the primary: {why}", c.repositories),
+                format!("{} never compared with the primary: {why}", repositories(c.repositories)),
             );
         }
         if c.listed_seconds_ago.is_none_or(|age| age > c.window_seconds) {
@@ -103,9 +104,10 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
             true,
             if s.reconcile_blocked.is_some() { 0 } else { c.never },
             format!(
-                "{} repositories never compared with the primary (reconciliation compares each within \
+                "{} never compared with the primary (reconciliation compares each within \
                  replication.reconcile_interval_seconds, {} s; a follower compares through the primary georeg)",
-                c.never, c.window_seconds
+                repositories(c.never),
+                c.window_seconds
             ),
         );
         add(
@@ -113,9 +115,9 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
             true,
             c.outside_window,
             format!(
-                "{} repositories last compared with the primary longer ago than replication.reconcile_interval_seconds \
+                "{} last compared with the primary longer ago than replication.reconcile_interval_seconds \
                  ({} s); the oldest: {} at {}",
-                c.outside_window,
+                repositories(c.outside_window),
                 c.window_seconds,
                 c.oldest.as_deref().unwrap_or(""),
                 c.oldest_at.as_deref().unwrap_or("")
@@ -134,8 +136,8 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
         true,
         r.unverified.count,
         format!(
-            "{} repositories not verified since their last full sync{}",
-            r.unverified.count,
+            "{} not verified since their last full sync{}",
+            repositories(r.unverified.count),
             example(&r.unverified)
         ),
     );
@@ -144,8 +146,8 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
         true,
         r.verification_failed.count,
         format!(
-            "{} repositories whose last verification failed{}",
-            r.verification_failed.count,
+            "{} whose last verification failed{}",
+            repositories(r.verification_failed.count),
             example(&r.verification_failed)
         ),
     );
@@ -154,8 +156,8 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
         true,
         r.verification_stale.count,
         format!(
-            "{} repositories verified longer ago than replication.reverification_interval_seconds{}",
-            r.verification_stale.count,
+            "{} verified longer ago than replication.reverification_interval_seconds{}",
+            repositories(r.verification_stale.count),
             example(&r.verification_stale)
         ),
     );
@@ -205,7 +207,7 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
         "excluded",
         false,
         r.excluded,
-        format!("{} repositories left out by selective sync are not on the secondary", r.excluded),
+        format!("{} left out by selective sync are not on the secondary", repositories(r.excluded)),
     );
     if s.drill.last.is_none() {
         add("no_drill", false, 1, "no drill has pulled from the secondary yet (georeg drill)".into());
@@ -242,7 +244,10 @@ pub fn lines(f: &Failover) -> Vec<String> {
         "ready: nothing would be lost if the primary vanished now".into()
     } else {
         let losses = f.findings.iter().filter(|x| x.loss).count();
-        format!("NOT READY: {losses} findings above would lose data if the primary vanished now")
+        format!(
+            "NOT READY: {} above would lose data if the primary vanished now",
+            count(losses as u64, "finding", "findings")
+        )
     });
     out
 }
@@ -288,4 +293,9 @@ pub fn status_lines(s: &Status) -> String {
         });
     }
     out
+}
+
+/// `1 repository`, `3 repositories`.
+fn repositories<N: TryInto<u64>>(n: N) -> String {
+    count(n.try_into().unwrap_or(0), "repository", "repositories")
 }

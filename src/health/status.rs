@@ -61,8 +61,8 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
     let alert = config.replication.failing_alert_seconds as i64;
     let failing_too_long = (!primary && failing.seconds > alert).then(|| {
         format!(
-            "{} repositories failing, {} for {} min (over replication.failing_alert_seconds): {}",
-            failing.repositories,
+            "{} failing, {} for {} min (over replication.failing_alert_seconds): {}",
+            crate::format::count(failing.repositories as u64, "repository", "repositories"),
             failing.oldest.clone().unwrap_or_default(),
             failing.seconds / 60,
             failing.reason.clone().unwrap_or_default()
@@ -305,8 +305,8 @@ pub fn text(s: &Status) -> String {
         }
         if let Some(oldest) = &s.failing.oldest {
             out.push_str(&format!(
-                "failing: {} repositories; {oldest} since {} ({} min): {}\n",
-                s.failing.repositories,
+                "failing: {}; {oldest} since {} ({} min): {}\n",
+                crate::format::count(s.failing.repositories as u64, "repository", "repositories"),
                 s.failing.since.as_deref().unwrap_or(""),
                 s.failing.seconds / 60,
                 s.failing.reason.as_deref().unwrap_or("")

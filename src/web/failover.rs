@@ -140,7 +140,7 @@ mod tests {
                 check: "failing".into(),
                 loss: true,
                 count: 1,
-                message: "1 repositories failing".into(),
+                message: "1 repository failing".into(),
             }],
             ..Failover::default()
         });
@@ -152,7 +152,7 @@ mod tests {
             "burst of deletions: 10 of 12 tags of app",
             "1 of 5 failed",
             "blob &lt;x&gt;",
-            "1 repositories failing",
+            "1 repository failing",
         ] {
             assert!(html.contains(want), "{want}: {html}");
         }

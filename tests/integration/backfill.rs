@@ -182,7 +182,7 @@ fn backfill_exits_non_zero_and_names_the_failures() {
     std::fs::write(&path, data).unwrap();
     let run = env.georeg(&["backfill"]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("1 repositories failed:"), "{}", run.stdout);
+    assert!(run.stdout.contains("1 repository failed:"), "{}", run.stdout);
     let line =
         run.stdout.lines().find(|l| l.starts_with("bad/one: FAILED")).unwrap_or_else(|| panic!("{}", run.stdout));
     assert!(line.contains(&layer), "{line}");

@@ -110,7 +110,7 @@ fn full_then_incremental_bundles_keep_an_air_gapped_secondary_identical() {
     let inventory = env.path("inventory.json");
     env.georeg(&["inventory", "--output", inventory.to_str().unwrap()]).assert_ok();
     let (incremental, run) = export(&env, "incremental.tar", &["--inventory", inventory.to_str().unwrap()]);
-    assert!(run.stdout.contains("2 tags and 1 repositories to remove"), "{}", run.stdout);
+    assert!(run.stdout.contains("2 tags and 1 repository to remove"), "{}", run.stdout);
     let (full2, _) = export(&env, "full2.tar", &[]);
     let (small, whole) = (size(&incremental), size(&full2));
     eprintln!(

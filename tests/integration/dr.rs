@@ -236,7 +236,7 @@ fn failover_check_exits_1_while_a_repository_fails_and_0_once_synced_and_verifie
     let run = env.georeg(&["failover-check"]);
     assert_eq!(run.code, 1, "{}", run.stdout);
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert!(lines.iter().any(|l| l.starts_with("LOSS failing: 1 repositories failing: app since")), "{}", run.stdout);
+    assert!(lines.iter().any(|l| l.starts_with("LOSS failing: 1 repository failing: app since")), "{}", run.stdout);
     assert!(lines.last().unwrap().starts_with("NOT READY"), "{}", run.stdout);
     let json: serde_json::Value = serde_json::from_str(&env.georeg(&["failover-check", "--json"]).stdout).unwrap();
     assert_eq!(json["ready"], false);
@@ -253,7 +253,7 @@ fn failover_check_exits_1_while_a_repository_fails_and_0_once_synced_and_verifie
     env.georeg(&["backfill"]).assert_ok();
     let run = env.georeg(&["failover-check"]);
     assert_eq!(run.code, 1, "{}", run.stdout);
-    assert!(run.stdout.contains("LOSS unverified: 1 repositories not verified"), "{}", run.stdout);
+    assert!(run.stdout.contains("LOSS unverified: 1 repository not verified"), "{}", run.stdout);
     env.georeg(&["verify", "app"]).assert_ok();
     let run = env.georeg(&["failover-check"]);
     assert_eq!(run.code, 0, "{}", run.stdout);

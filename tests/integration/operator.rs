@@ -79,7 +79,7 @@ fn lag_leaves_out_a_failing_repository_which_is_counted_and_alerts() {
     let why = s["health_message"].as_str().unwrap();
     assert!(why.contains("bad/app") && why.contains("did not match its digest"), "{why}");
     let text = env.georeg(&["status"]).stdout;
-    assert!(text.contains("failing: 1 repositories; bad/app"), "{text}");
+    assert!(text.contains("failing: 1 repository; bad/app"), "{text}");
 }
 
 #[test]

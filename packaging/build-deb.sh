@@ -6,6 +6,8 @@
 #
 #   packaging/build-deb.sh [OUTDIR]      (default: target/debian)
 #
+# $GEOREG_DEB_MAINTAINER names who maintains the package at a site that
+# builds its own (Debian's "Name <address>").
 # VERSION is Cargo.toml's (or $GEOREG_DEB_VERSION, which the package test
 # uses to build an older version to upgrade from), ARCH is
 # `dpkg --print-architecture`. Prints the path of the package on its last
@@ -25,10 +27,12 @@ bin="${CARGO_TARGET_DIR:-target}/release/georeg"
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
+# mktemp's 0700 would become the mode of the package's `./`.
+chmod 0755 "$root"
 install -D -m 0755 "$bin" "$root/usr/bin/georeg"
 strip --strip-unneeded "$root/usr/bin/georeg"
 install -D -m 0644 packaging/georeg.toml "$root/etc/georeg/georeg.toml"
-install -D -m 0644 packaging/georeg.service "$root/lib/systemd/system/georeg.service"
+install -D -m 0644 packaging/georeg.service "$root/usr/lib/systemd/system/georeg.service"
 install -D -m 0644 packaging/copyright "$root/usr/share/doc/georeg/copyright"
 install -D -m 0644 README.md "$root/usr/share/doc/georeg/README.md"
 install -D -m 0644 schema.sql "$root/usr/share/doc/georeg/schema.sql"
@@ -42,19 +46,26 @@ chmod 0644 "$root/usr/share/doc/georeg/changelog.gz"
 install -d -m 0755 "$root/DEBIAN"
 install -m 0755 packaging/postinst packaging/prerm packaging/postrm "$root/DEBIAN/"
 echo /etc/georeg/georeg.toml >"$root/DEBIAN/conffiles"
+# What `debsums georeg` and `dpkg --verify georeg` check the files against.
+(cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) \
+    >"$root/DEBIAN/md5sums"
+chmod 0644 "$root/DEBIAN/md5sums"
 
 # Shared libraries: libc (and libgcc_s, which Rust's standard library links
 # for unwinding). SQLite is compiled in, TLS is rustls: no OpenSSL.
 glibc=$(objdump -T "$root/usr/bin/georeg" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
 depends="libc6 (>= ${glibc:-2.17}), adduser"
-if objdump -p "$root/usr/bin/georeg" | grep -q 'NEEDED *libgcc_s'; then
+# Read whole first: `grep -q` quitting early would SIGPIPE objdump, which
+# pipefail turns into "not found".
+dynamic=$(objdump -p "$root/usr/bin/georeg")
+if grep -q 'NEEDED *libgcc_s' <<<"$dynamic"; then
     depends="$depends, libgcc-s1"
 fi
 cat >"$root/DEBIAN/control" <<CONTROL
 Package: georeg
 Version: $version
 Architecture: $arch
-Maintainer: georeg maintainers <georeg@localhost>
+Maintainer: ${GEOREG_DEB_MAINTAINER:-georeg maintainers <maintainers@georeg.invalid>}
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
 Depends: $depends
 Section: net

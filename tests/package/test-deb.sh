@@ -94,11 +94,16 @@ else
     finish
 fi
 contents=$(dpkg-deb --contents "$deb")
-for f in /usr/bin/georeg /etc/georeg/georeg.toml /lib/systemd/system/georeg.service \
+for f in /usr/bin/georeg /etc/georeg/georeg.toml /usr/lib/systemd/system/georeg.service \
     /usr/share/doc/georeg/copyright /usr/share/doc/georeg/changelog.gz /usr/share/man/man1/georeg.1.gz; do
     check "the package holds $f" grep -q " \.$f\$" <<<"$contents"
 done
 dpkg-deb --extract "$deb" "$work/extract"
+control=$(dpkg-deb --field "$deb")
+check "the package depends on libgcc-s1 (georeg links libgcc_s)" grep -q '^Depends:.*libgcc-s1' <<<"$control"
+dpkg-deb --control "$deb" "$work/control"
+check "the package carries md5sums for every file" test "$(wc -l <"$work/control/md5sums")" -eq "$(grep -c '^-' <<<"$contents")"
+check "the package's ./ is mode 755" grep -q '^drwxr-xr-x root/root .* \./$' <<<"$contents"
 needed=$(objdump -p "$work/extract/usr/bin/georeg" | awk '/NEEDED/ {print $2}' | sort | tr '\n' ' ')
 unexpected=$(tr ' ' '\n' <<<"$needed" | grep -vE '^(libc\.so\.6|libm\.so\.6|libgcc_s\.so\.1|ld-linux.*|)$')
 if [ -z "$unexpected" ]; then
@@ -137,7 +142,7 @@ check "dpkg knows /etc/georeg/georeg.toml as a conffile" \
     grep -q "/etc/georeg/georeg.toml" <<<"$(dpkg-query -W -f='${Conffiles}' georeg)"
 check "the config is root:georeg 640" test "$(stat -c '%U:%G %a' /etc/georeg/georeg.toml)" = "root:georeg 640"
 check "the state directory is georeg:georeg 750" test "$(stat -c '%U:%G %a' /var/lib/georeg)" = "georeg:georeg 750"
-unit=/lib/systemd/system/georeg.service
+unit=/usr/lib/systemd/system/georeg.service
 missing=""
 for line in "ExecStart=/usr/bin/georeg --config /etc/georeg/georeg.toml serve" Restart=on-failure User=georeg \
     StateDirectory=georeg ProtectSystem=strict NoNewPrivileges=yes PrivateTmp=yes \

@@ -147,6 +147,11 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
         let topic = words.into_iter().next();
         return help_for(topic).map(|command| Cli { config, command });
     }
+    if let Some(option) = words.first().filter(|w| w.starts_with('-')) {
+        return Err(Error::Usage(format!(
+            "unknown option {option:?} (georeg's own options: --config FILE, --help, --version)"
+        )));
+    }
     let mut words = words.into_iter();
     let command = match words.next().as_deref() {
         None => Command::Help { topic: None },
@@ -386,6 +391,11 @@ mod tests {
         assert_eq!(p(&["backfill"]).unwrap().command, Command::Backfill);
         assert_eq!(p(&["check"]).unwrap().command, Command::Check);
         assert_eq!(p(&["--version"]).unwrap().command, Command::Version);
+        let e = p(&["--frob", "status"]).unwrap_err().to_string();
+        assert!(e.contains("unknown option \"--frob\""), "{e}");
+        let e = p(&["sync", "--frob"]).unwrap_err().to_string();
+        assert!(e.ends_with("(see georeg help sync)"), "{e}");
+        assert!(p(&["version", "extra"]).is_err());
         let d = |action, json| Command::Deletions { action, json };
         assert_eq!(p(&["deletions"]).unwrap().command, d(DeletionsAction::List, false));
         assert_eq!(p(&["deletions", "--json"]).unwrap().command, d(DeletionsAction::List, true));

@@ -149,7 +149,15 @@ impl fmt::Display for Error {
             Error::Config { file, key, message } => {
                 write!(f, "config {}: {key}: {message}", file.display())
             }
-            Error::Usage(message) => write!(f, "{message} (see georeg --help)"),
+            // `sync: unknown option ...` points at that command's help.
+            Error::Usage(message) => match message
+                .split_once(": ")
+                .map(|(command, _)| command)
+                .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'))
+            {
+                Some(command) => write!(f, "{message} (see georeg help {command})"),
+                None => write!(f, "{message} (see georeg --help)"),
+            },
             Error::Key { path, message } => write!(f, "key {}: {message}", path.display()),
             // What a registry answered (URLs from its Link headers, its
             // error codes and messages, media types) is text from outside:

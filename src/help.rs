@@ -34,7 +34,7 @@ pub const PAGES: &[Page] = &[
                 the state file: one ok or FAILED line each, with a hint.",
         options: &[],
         example: "georeg --config /etc/georeg/georeg.toml check",
-        exit: "0 when every check passed; 1 when any failed; 2 when the configuration itself is invalid",
+        exit: "0 when every check passed; 1 when any failed",
     },
     Page {
         name: "deletions",
@@ -141,7 +141,8 @@ pub const PAGES: &[Page] = &[
                 the state file while it runs; SIGTERM or SIGINT stops it within 10 s.",
         options: &[],
         example: "systemctl enable --now georeg",
-        exit: "0 after a clean stop; 2 when the configuration is invalid or another georeg owns the state file",
+        exit: "0 after a clean stop; 2 when another georeg owns the state file, or it is missing, empty, deleted or \
+               replaced (see README, the state file)",
     },
     Page {
         name: "status",
@@ -206,13 +207,49 @@ pub fn page(command: &str) -> Option<&'static Page> {
 /// A command's help as the terminal shows it.
 pub fn text(p: &Page) -> String {
     let mut out = format!("usage: {}\n\n{}\n", p.usage, wrap(p.about, 78));
-    out.push_str("\noptions:\n");
-    for (flag, what) in p.options {
-        out.push_str(&format!("  {flag:<16} {what}\n"));
+    let config = reads_config(p).then_some(CONFIG_OPTION);
+    let options: Vec<(&str, &str)> = p.options.iter().copied().chain(config).collect();
+    if !options.is_empty() {
+        let width = options.iter().map(|(flag, _)| flag.len()).max().unwrap_or(0);
+        out.push_str("\noptions:\n");
+        for (flag, what) in options {
+            out.push_str(&format!("  {flag:<width$}  {what}\n"));
+        }
     }
-    out.push_str("  --config FILE    the configuration (default: $GEOREG_CONFIG, else /etc/georeg/georeg.toml)\n");
-    out.push_str(&format!("\nexample:\n  {}\n\nexit codes: {}; {CONFIG_EXIT}\n", p.example, p.exit));
+    out.push_str(&format!("\nexample:\n  {}\n\nexit codes:\n", p.example));
+    for (code, when) in exit_codes(p) {
+        out.push_str(&format!("  {code:<3}  {when}\n"));
+    }
     out
+}
+
+/// A page's exit codes, one entry per code in increasing order, with the
+/// code for an invalid command line (or configuration) merged in.
+pub fn exit_codes(p: &Page) -> Vec<(u8, String)> {
+    let mut codes: Vec<(u8, String)> = Vec::new();
+    let invalid = if reads_config(p) { CONFIG_EXIT } else { USAGE_EXIT };
+    for part in p.exit.split("; ").chain([invalid]) {
+        let (code, when) = part.split_once(' ').unwrap_or((part, ""));
+        let Ok(code) = code.parse::<u8>() else { continue };
+        match codes.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, text)) => {
+                text.push_str("; or ");
+                text.push_str(when);
+            }
+            None => codes.push((code, when.to_string())),
+        }
+    }
+    codes.sort_by_key(|(code, _)| *code);
+    codes
+}
+
+const CONFIG_OPTION: (&str, &str) =
+    ("--config FILE", "the configuration (default: $GEOREG_CONFIG, else /etc/georeg/georeg.toml)");
+const USAGE_EXIT: &str = "2 when the command line is invalid (one line names the option)";
+
+/// Whether the command reads the configuration (`version` and `demo` do not).
+fn reads_config(p: &Page) -> bool {
+    !matches!(p.name, "version" | "demo")
 }
 
 fn wrap(text: &str, width: usize) -> String {
@@ -249,7 +286,8 @@ pub fn man_page() -> String {
         for (flag, what) in p.options {
             out.push_str(&format!(".RS\n.TP\n.B {}\n{}\n.RE\n", esc(flag), esc(what)));
         }
-        out.push_str(&format!(".RS\nExample: {}\n.br\nExit codes: {}.\n.RE\n", esc(p.example), esc(p.exit)));
+        let codes: Vec<String> = exit_codes(p).iter().map(|(code, when)| format!("{code} {when}")).collect();
+        out.push_str(&format!(".RS\nExample: {}\n.br\nExit codes: {}.\n.RE\n", esc(p.example), esc(&codes.join("; "))));
     }
     out.push_str(&format!(
         ".SH OPTIONS\n.TP\n.B \\-\\-config FILE\nthe configuration file (default: $GEOREG_CONFIG, else \

@@ -39,13 +39,19 @@ fn walked(command: &str) -> BTreeSet<i32> {
     WALKED.iter().find(|w| w.0 == command).map(|w| w.1.iter().copied().collect()).unwrap_or_default()
 }
 
-/// The codes `georeg help COMMAND` names: the first word of each
-/// `;`-separated part of its `exit codes:` line.
+/// The codes `georeg help COMMAND` names: one line each under
+/// `exit codes:`, each a code first.
 fn documented(command: &str) -> BTreeSet<i32> {
     let out = Command::new(georeg_bin()).args(["help", command]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let line = text.lines().find_map(|l| l.strip_prefix("exit codes: ")).unwrap_or_else(|| panic!("{text}"));
-    line.split(';').filter_map(|part| part.split_whitespace().next()?.parse().ok()).collect()
+    let codes: BTreeSet<i32> = text
+        .lines()
+        .skip_while(|l| *l != "exit codes:")
+        .skip(1)
+        .map_while(|l| l.strip_prefix("  ")?.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(!codes.is_empty(), "georeg help {command} lists no exit codes:\n{text}");
+    codes
 }
 
 #[test]

@@ -20,6 +20,8 @@ use crate::shutdown::Shutdown;
 
 const SECRET: &str = "DemoSecret1";
 const REPO: &str = "demo/hello";
+/// Where the skopeo command the demo prints copies demo/hello:v1.
+const COPIED: &str = "demo/app";
 
 /// Throwaway processes and files, removed however the demo ends.
 struct Lab {
@@ -234,11 +236,24 @@ pub fn run(once: bool) -> Result<()> {
         }
     });
     let mut n = 1;
+    // The image the skopeo command above copies: announced once it is on
+    // the secondary too.
+    let mut copied: Option<Digest> = None;
+    let mut looked = Instant::now();
     while !quit.requested() {
         if enter.swap(false, Ordering::SeqCst) {
             n += 1;
             if let Err(e) = push_and_watch(&primary, &secondary, n, &quit) {
                 println!("  {e}");
+            }
+        }
+        if copied.is_none() && looked.elapsed() >= Duration::from_secs(1) {
+            looked = Instant::now();
+            if let Some(digest) = primary.manifest_digest(COPIED, "v1").ok().flatten() {
+                if secondary.manifest_digest(COPIED, "v1").ok().flatten().as_ref() == Some(&digest) {
+                    println!("replicated {COPIED}:v1 (copied with skopeo) to the secondary, digest identical");
+                    copied = Some(digest);
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(100));

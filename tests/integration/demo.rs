@@ -44,7 +44,7 @@ fn the_demo_reports_the_image_copied_with_the_skopeo_command_it_prints() {
     });
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut seen = Vec::new();
-    let mut next = |what: &str, seen: &mut Vec<String>| -> String {
+    let next = |what: &str, seen: &mut Vec<String>| -> String {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {

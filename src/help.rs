@@ -142,7 +142,7 @@ pub const PAGES: &[Page] = &[
         options: &[],
         example: "systemctl enable --now georeg",
         exit: "0 after a clean stop; 2 when another georeg owns the state file, or it is missing, empty, deleted or \
-               replaced (see README, the state file)",
+               replaced (see docs/guarantees.md, the state file)",
     },
     Page {
         name: "status",
@@ -278,7 +278,7 @@ pub fn man_page() -> String {
          registry in step with a primary one\n.SH SYNOPSIS\n.B georeg\n[\\-\\-config FILE] COMMAND [ARGS]\n\
          .SH DESCRIPTION\ngeoreg replicates every image pushed to a primary container registry into the registry \
          of each secondary, byte for byte, through the registry HTTP API. The manual is \
-         /usr/share/doc/georeg/README.md.\n.SH COMMANDS\n",
+         /usr/share/doc/georeg/README.md and the guides beside it in /usr/share/doc/georeg/docs.\n.SH COMMANDS\n",
         env!("CARGO_PKG_VERSION")
     );
     for p in PAGES {

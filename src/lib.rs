@@ -1,7 +1,7 @@
 //! georeg keeps a secondary container registry in step with a primary one,
 //! through the registry HTTP API only, as GitLab Geo's registry replication
-//! does. See README.md for the operator's manual, and its "Architecture"
-//! section for how these modules fit together.
+//! does. See README.md and docs/ for the operator's manual, and
+//! docs/architecture.md for how these modules fit together.
 //!
 //! Data flows one way: a notification (`web`) or a page of the primary's
 //! log (`replication::cursor`) becomes rows in the state file (`store`); a

@@ -290,7 +290,7 @@ fn default_backfill_interval() -> u64 {
     3600
 }
 /// An hour: a node sustains a pass over 100,000 repositories within it
-/// (see README, "Reconciliation").
+/// (see docs/how-it-works.md, "Reconciliation").
 fn default_reconcile_interval() -> u64 {
     3600
 }

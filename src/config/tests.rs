@@ -200,3 +200,10 @@ fn the_packaged_config_names_only_known_keys_and_holds_deletions_a_day() {
     let config: Config = toml::from_str(include_str!("../../packaging/georeg.toml")).unwrap();
     assert_eq!(config.replication.delete_delay_hours, 24);
 }
+
+#[test]
+fn the_packaged_primary_example_names_only_known_keys() {
+    let config: Config = toml::from_str(include_str!("../../packaging/georeg-primary.toml")).unwrap();
+    assert_eq!(config.role, crate::config::Role::Primary);
+    assert!(config.admin_token_file.is_some(), "a non-loopback listen needs the admin credential");
+}

@@ -1,7 +1,7 @@
 //! `/metrics` in the Prometheus text exposition format. Gauges come from the
 //! state file (the same numbers as the dashboard); counters and the sync
 //! duration histogram count since the process started, as Prometheus
-//! counters do. README lists every metric.
+//! counters do. docs/monitoring.md lists every metric.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;

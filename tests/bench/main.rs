@@ -5,7 +5,7 @@
 //! 100,000 repositories (scale.rs), and what reconciliation costs there
 //! (reconcile.rs), and the memory one repository of 1,000,000 tags costs
 //! (tags.rs). Run it with
-//! `tests/bench/run.sh [--smoke]` (README, "Benchmark"); it is not part of
+//! `tests/bench/run.sh [--smoke]` (docs/benchmark.md); it is not part of
 //! `cargo test`.
 //!
 //! usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale,reconcile,tags] [--out FILE]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the benchmark (README, "Benchmark"): georeg against skopeo sync and
+# Runs the benchmark (docs/benchmark.md): georeg against skopeo sync and
 # against the secondary registry's own ingest limit, on real registries on
 # loopback.
 #

@@ -95,7 +95,9 @@ else
 fi
 contents=$(dpkg-deb --contents "$deb")
 for f in /usr/bin/georeg /etc/georeg/georeg.toml /usr/lib/systemd/system/georeg.service \
-    /usr/share/doc/georeg/copyright /usr/share/doc/georeg/changelog.gz /usr/share/man/man1/georeg.1.gz; do
+    /usr/share/doc/georeg/copyright /usr/share/doc/georeg/changelog.gz /usr/share/man/man1/georeg.1.gz \
+    /usr/share/man/man5/georeg.toml.5.gz /usr/share/doc/georeg/docs/configuration.md \
+    /usr/share/doc/georeg/examples/georeg-primary.toml; do
     check "the package holds $f" grep -q " \.$f\$" <<<"$contents"
 done
 dpkg-deb --extract "$deb" "$work/extract"

@@ -153,17 +153,17 @@ CREATE TABLE nodes (
 -- Claims: a worker that claims a repository (to sync or to verify it)
 -- writes a fresh id here, and records the outcome only where the id is
 -- still its own; recovery after a crash clears them.
-ALTER TABLE repositories ADD COLUMN claim_id TEXT;
-ALTER TABLE repositories ADD COLUMN verification_claim_id TEXT;
+ALTER TABLE repositories ADD COLUMN claim_id TEXT /* the claim of the worker syncing it (NULL: none) */;
+ALTER TABLE repositories ADD COLUMN verification_claim_id TEXT /* the claim of the worker verifying it */;
 -- 1: an operator's `georeg sync` or `georeg backfill` asked the running
 -- daemon for this sync; it goes before other work.
-ALTER TABLE repositories ADD COLUMN sync_priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE repositories ADD COLUMN sync_priority INTEGER NOT NULL DEFAULT 0 /* 1: an operator asked for this sync */;
 -- 1: `georeg verify` asked the running daemon to verify the repository;
 -- 2: with --blobs. Cleared when the verification ends.
-ALTER TABLE repositories ADD COLUMN verification_requested INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE repositories ADD COLUMN verification_requested INTEGER NOT NULL DEFAULT 0 /* 1: georeg verify asked; 2: with --blobs */;
 -- What the last successful sync did ("2 tags copied, 0 unchanged, ..."),
 -- so that a command following the daemon's work can say it.
-ALTER TABLE repositories ADD COLUMN last_sync_report TEXT;
+ALTER TABLE repositories ADD COLUMN last_sync_report TEXT /* what the last successful sync did */;
 
 -- @version 4
 
@@ -179,9 +179,9 @@ INSERT INTO log_epoch (id, epoch) VALUES (1, lower(hex(randomblob(16))));
 -- read yet), and the last time the secondary found it could not trust its
 -- place in that log (events pruned before it read them, another epoch, a
 -- log behind the cursor): when, and what it did about it.
-ALTER TABLE cursor ADD COLUMN primary_epoch TEXT;
-ALTER TABLE cursor ADD COLUMN gap_detected_at TEXT;
-ALTER TABLE cursor ADD COLUMN gap_message TEXT;
+ALTER TABLE cursor ADD COLUMN primary_epoch TEXT /* the epoch of the primary's log the ids belong to */;
+ALTER TABLE cursor ADD COLUMN gap_detected_at TEXT /* when the place in the log could last not be trusted */;
+ALTER TABLE cursor ADD COLUMN gap_message TEXT /* why, and what was done about it */;
 
 -- @version 5
 
@@ -207,7 +207,7 @@ CREATE TABLE unsupported_tags (
 -- When the repository's current run of failed syncs began (NULL while its
 -- last sync succeeded): how long it has been failing, for the dashboard,
 -- georeg status and the health check (replication.failing_alert_seconds).
-ALTER TABLE repositories ADD COLUMN failing_since TEXT;
+ALTER TABLE repositories ADD COLUMN failing_since TEXT /* when its current run of failed syncs began */;
 
 -- @version 7
 
@@ -528,5 +528,5 @@ CREATE TABLE health_check (
 -- and was stopped (NULL: it did not, or a sync has succeeded since). Such
 -- repositories hold at most half the workers at a time, so that hostile
 -- or very slow ones cannot starve the rest.
-ALTER TABLE repositories ADD COLUMN overran_at TEXT;
+ALTER TABLE repositories ADD COLUMN overran_at TEXT /* when its last sync ran past replication.sync_budget_seconds */;
 CREATE INDEX repositories_overran ON repositories (sync_state) WHERE overran_at IS NOT NULL;

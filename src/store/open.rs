@@ -219,6 +219,20 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// `.schema` in sqlite3 shows what a column added later is for: only a
+    /// comment inside the ALTER TABLE statement is kept in the table's text.
+    #[test]
+    fn every_column_added_later_carries_its_comment_into_the_schema() {
+        for line in SCHEMA.lines().filter(|l| l.contains("ADD COLUMN")) {
+            assert!(line.contains("/*") && line.contains("*/"), "no /* comment */ in: {line}");
+        }
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let sql: String =
+            conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'repositories'", [], |r| r.get(0)).unwrap();
+        assert!(sql.contains("overran_at TEXT /* when its last sync ran past"), "{sql}");
+    }
+
     #[test]
     fn migrate_twice_is_a_no_op() {
         let mut conn = Connection::open_in_memory().unwrap();

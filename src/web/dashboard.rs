@@ -36,7 +36,7 @@ td.t{white-space:nowrap;font-size:13px}td.reason{min-width:260px;max-width:420px
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;border:1px solid var(--line);color:var(--muted)}
 .badge.synced,.badge.succeeded,.badge.healthy{color:var(--green);border-color:var(--green)}.badge.failed,.badge.unhealthy{color:var(--red);border-color:var(--red)}
 .badge.pending{color:var(--amber);border-color:var(--amber)}.badge.started{color:var(--blue);border-color:var(--blue)}.badge.offline{color:#fff;background:var(--muted);border-color:var(--muted)}
-.msg{color:var(--red)}.muted{color:var(--muted)}button{font:inherit;font-size:13px;padding:3px 10px;border:1px solid var(--line);border-radius:6px;background:#f6f8fa;cursor:pointer}
+.msg{color:var(--red)}.done{color:var(--green);font-weight:600}.muted{color:var(--muted)}.scroll{overflow-x:auto}button{font:inherit;font-size:13px;padding:3px 10px;border:1px solid var(--line);border-radius:6px;background:#f6f8fa;cursor:pointer}
 form.inline{display:inline}.filters{display:flex;gap:8px;align-items:center;margin-bottom:12px;flex-wrap:wrap}.filters input,.filters select{font:inherit;padding:3px 8px;border:1px solid var(--line);border-radius:6px}
 .pages{margin-top:12px;display:flex;gap:12px;align-items:center}.pages a{color:var(--blue)}
 .chart{width:100%;height:120px;display:block}.chart-bg{fill:#f6f8fa}.line-lag{stroke:var(--amber);stroke-width:2}.line-rate{stroke:var(--blue);stroke-width:2}
@@ -122,8 +122,17 @@ fn health(s: &Status) -> String {
 }
 
 /// `/admin/geo/nodes`.
-pub fn nodes(s: &Status, samples: &[crate::store::Sample]) -> String {
+pub fn nodes(
+    s: &Status,
+    samples: &[crate::store::Sample],
+    deletions: &[crate::store::Deletion],
+    csrf: &str,
+    done: Option<&str>,
+) -> String {
     let mut body = String::new();
+    if let Some(done) = done.and_then(confirmation) {
+        let _ = write!(body, "<p class=\"done\">{}</p>", escape(&done));
+    }
     if s.node.role == crate::config::Role::Primary {
         let _ = write!(
             body,
@@ -214,6 +223,7 @@ pub fn nodes(s: &Status, samples: &[crate::store::Sample]) -> String {
                 .unwrap_or_default(),
     );
     body.push_str(&super::failover::section(s));
+    body.push_str(&deletions_section(deletions, csrf));
     body.push_str("<section><h2>Now</h2>");
     match &s.oldest_unsynced {
         Some(o) => {
@@ -277,6 +287,66 @@ pub fn nodes(s: &Status, samples: &[crate::store::Sample]) -> String {
     }
     body.push_str(&super::chart::last_day(samples));
     page("Geo nodes", s, &body, true)
+}
+
+/// What a button did, from the redirect after it (`deletion-12-applied`).
+fn confirmation(done: &str) -> Option<String> {
+    let rest = done.strip_prefix("deletion-")?;
+    let (id, what) = rest.split_once('-')?;
+    let id: i64 = id.parse().ok()?;
+    match what {
+        "applied" => Some(format!("Deletion {id} is due now: georeg removes it from the secondary within seconds.")),
+        "kept" => Some(format!("Deletion {id} is cancelled: the secondary keeps it, and verification expects it.")),
+        _ => None,
+    }
+}
+
+/// Deletions held back (replication.delete_delay_hours) and cancelled,
+/// each with what it removes and, while held, Apply now and Keep buttons.
+fn deletions_section(deletions: &[crate::store::Deletion], csrf: &str) -> String {
+    use crate::store::DeletionState;
+    let mut out = String::from("<section id=\"deletions\"><h2>Deletions held back</h2>");
+    if deletions.is_empty() {
+        out.push_str("<p class=\"muted\">None: nothing the primary lost waits to be removed here.</p></section>");
+        return out;
+    }
+    out.push_str(
+        "<div class=\"scroll\"><table><tr><th>ID</th><th>Repository</th><th>Removes</th><th>Why</th>\
+         <th>Applies</th><th></th></tr>",
+    );
+    for d in deletions {
+        let held = d.state != DeletionState::Cancelled;
+        let applies = if held {
+            format!("<span title=\"{}\">{}</span>", escape(&d.applies_at), escape(&d.applies_at))
+        } else {
+            "never (kept)".into()
+        };
+        let buttons = if held {
+            format!(
+                "<form class=\"inline\" method=\"post\" action=\"{path}\"><input type=\"hidden\" name=\"csrf\" \
+                 value=\"{csrf}\"><input type=\"hidden\" name=\"id\" value=\"{id}\"><button name=\"action\" \
+                 value=\"apply\" type=\"submit\">Apply now</button> <button name=\"action\" value=\"keep\" \
+                 type=\"submit\">Keep</button></form>",
+                path = super::server::DELETION_PATH,
+                id = d.id
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
+            d.id,
+            escape(&d.repository),
+            escape(&d.what()),
+            escape(d.cause.as_str()),
+            d.last_error.as_ref().map(|e| format!("<div class=\"msg\">{}</div>", escape(e))).unwrap_or_default(),
+            applies,
+            buttons
+        );
+    }
+    out.push_str("</table></div></section>");
+    out
 }
 
 /// `/admin/geo/replication/container_repositories`.

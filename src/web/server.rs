@@ -27,6 +27,7 @@ pub const NOTIFICATION_PATH: &str = "/api/v4/container_registry_event/events";
 pub const STATUS_PATH: &str = "/api/v1/status";
 const RESYNC_PATH: &str = "/admin/geo/replication/container_repositories/resync";
 const RESYNC_FAILED_PATH: &str = "/admin/geo/replication/container_repositories/resync_failed";
+pub const DELETION_PATH: &str = "/admin/geo/replication/deletions";
 /// Fixed pool of HTTP threads. Each secondary's long poll holds one on a
 /// primary for up to a few seconds; notifications take milliseconds.
 pub const THREADS: usize = 16;
@@ -87,12 +88,17 @@ const ENDPOINTS: &[Endpoint] = &[
             })
         })
     }),
-    Endpoint::admin("GET", NODES_PATH, |app, _, _| {
-        with_status(app, |s, snap| Ok(Reply::html(dashboard::nodes(s, &snap.samples()?))))
+    Endpoint::admin("GET", NODES_PATH, |app, req, _| {
+        let done = req.query("done");
+        with_status(app, |s, snap| {
+            let deletions = if s.node.role == crate::config::Role::Secondary { snap.open_deletions()? } else { vec![] };
+            Ok(Reply::html(dashboard::nodes(s, &snap.samples()?, &deletions, &csrf_token(app), done.as_deref())))
+        })
     }),
     Endpoint::admin("GET", REPOSITORIES_PATH, |app, req, _| repositories_page(app, req)),
     Endpoint::admin("POST", RESYNC_PATH, |app, req, limit| resync(app, req, false, limit)),
     Endpoint::admin("POST", RESYNC_FAILED_PATH, |app, req, limit| resync(app, req, true, limit)),
+    Endpoint::admin("POST", DELETION_PATH, decide_deletion),
 ];
 
 fn endpoint(method: &str, path: &str) -> Option<&'static Endpoint> {
@@ -167,6 +173,37 @@ fn resync(app: &App, req: &mut Incoming, all_failed: bool, limit: u64) -> Reply 
             &req.header("Referer").filter(|r| r.contains(REPOSITORIES_PATH)).unwrap_or(REPOSITORIES_PATH.into()),
         ),
         Err(e) => Reply::error(503, &format!("cannot record the resync: {e}")),
+    }
+}
+
+/// The Apply and Keep buttons of a held deletion (the dashboard's list).
+fn decide_deletion(app: &App, req: &mut Incoming, limit: u64) -> Reply {
+    let mut body = String::new();
+    if req.body.take(limit).read_to_string(&mut body).is_err() {
+        return Reply::error(400, "cannot read the form");
+    }
+    let csrf = form_value(&body, "csrf").unwrap_or_default();
+    if !constant_time_eq(csrf.as_bytes(), csrf_token(app).as_bytes()) {
+        return Reply::error(
+            403,
+            "the form's csrf token is missing or stale: reload the page and press the button again",
+        );
+    }
+    let Some(id) = form_value(&body, "id").and_then(|id| id.parse::<i64>().ok()) else {
+        return Reply::error(400, "the form names no deletion ID");
+    };
+    let (decided, done) = match form_value(&body, "action").as_deref() {
+        Some("apply") => (app.log.apply_deletion_now(id), "applied"),
+        Some("keep") => (app.log.cancel_deletion(id), "kept"),
+        _ => return Reply::error(400, "the form's action is neither apply nor keep"),
+    };
+    match decided {
+        Ok(true) => {
+            log::info!("held deletion {id} to be {done}, as requested from {}", req.remote);
+            Reply::redirect(&format!("{NODES_PATH}?done=deletion-{id}-{done}#deletions"))
+        }
+        Ok(false) => Reply::error(409, &format!("no deletion {id} is held any more: reload the page")),
+        Err(e) => Reply::error(503, &format!("cannot record the decision on deletion {id}: {e}")),
     }
 }
 

@@ -401,3 +401,50 @@ fn a_large_answer_is_framed_by_its_length_so_the_front_keeps_the_connection() {
     assert!(super::wire::relay_response(&mut std::io::Cursor::new(wire.clone()), &mut to, false).unwrap());
     assert_eq!(to, wire);
 }
+
+#[test]
+fn held_deletions_are_listed_with_apply_and_keep_buttons_that_need_the_form_token() {
+    use crate::store::{Cause, DeletionKind, DeletionPolicy, NewDeletion};
+    let f = Fixture::new("secondary");
+    let d = crate::registry::Digest::sha256_of(b"m");
+    f.store.set_tag("g/app", "v1", &d).unwrap();
+    let policy = DeletionPolicy { delay_hours: 24, ..DeletionPolicy::default() };
+    for tag in ["v1", "v2"] {
+        let held = NewDeletion {
+            kind: DeletionKind::Tag,
+            tag: Some(tag),
+            digest: Some(&d),
+            cause: Cause::TagRemoved,
+            tags: 1,
+        };
+        f.store.hold_deletion("g/app", &held, &policy).unwrap();
+    }
+    let page = body(&f.send(admin(get("/admin/geo/nodes"))));
+    assert!(
+        page.contains("Deletions held back") && page.contains("tag v1 (sha256:") && page.contains("Apply now"),
+        "{page}"
+    );
+    let path = "/admin/geo/replication/deletions";
+    let with_csrf = |body: String| -> &'static str { Box::leak(body.into_boxed_str()) };
+    assert_eq!(f.send(admin(post(path, "id=1&action=keep"))).status, 403, "no csrf");
+    let keep = f.send(admin(post(path, with_csrf(format!("id=1&action=keep&csrf={}", f.csrf())))));
+    assert_eq!(keep.status, 303);
+    let apply = f.send(admin(post(path, with_csrf(format!("id=2&action=apply&csrf={}", f.csrf())))));
+    assert_eq!(apply.status, 303);
+    let again = f.send(admin(post(path, with_csrf(format!("id=1&action=keep&csrf={}", f.csrf())))));
+    assert_eq!(again.status, 409, "deletion 1 is no longer held");
+    let states: Vec<(i64, String, Option<String>)> = f
+        .reader
+        .read(|snap| {
+            Ok(snap
+                .open_deletions()?
+                .into_iter()
+                .map(|d| (d.id, d.state.as_str().to_string(), d.decided_by.map(|b| b.as_str().to_string())))
+                .collect())
+        })
+        .unwrap();
+    assert!(states.contains(&(1, "cancelled".into(), Some("operator".into()))), "{states:?}");
+    assert!(states.contains(&(2, "held".into(), Some("operator".into()))), "apply made it due: {states:?}");
+    let page = body(&f.send(admin(get("/admin/geo/nodes?done=deletion-2-applied"))));
+    assert!(page.contains("Deletion 2 is due now"), "{page}");
+}

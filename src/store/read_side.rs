@@ -55,6 +55,10 @@ pub struct RepositoryRow {
     /// Tags georeg holds for it on the secondary.
     #[serde(default)]
     pub tag_count: i64,
+    /// Deletions held back for it (replication.delete_delay_hours): the
+    /// secondary still holds what the primary lost.
+    #[serde(default)]
+    pub held_deletions: i64,
 }
 
 /// Filter of the repository list: by state (a sync or verification state)
@@ -67,7 +71,9 @@ pub struct RepositoryFilter {
 
 const ROW_COLUMNS: &str = "name, sync_state, verification_state, last_synced_at, last_sync_failure, retry_count, \
                            retry_at, verified_at, verification_failure, sync_started_at, \
-                           (SELECT COUNT(*) FROM tags t WHERE t.repository_id = repositories.id)";
+                           (SELECT COUNT(*) FROM tags t WHERE t.repository_id = repositories.id), \
+                           (SELECT COUNT(*) FROM deletions d WHERE d.repository_id = repositories.id \
+                              AND d.state IN ('held', 'applying'))";
 
 fn repository_row(r: &rusqlite::Row) -> rusqlite::Result<RepositoryRow> {
     Ok(RepositoryRow {
@@ -82,6 +88,7 @@ fn repository_row(r: &rusqlite::Row) -> rusqlite::Result<RepositoryRow> {
         verification_failure: r.get(8)?,
         sync_started_at: r.get(9)?,
         tag_count: r.get(10)?,
+        held_deletions: r.get(11)?,
     })
 }
 

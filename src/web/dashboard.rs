@@ -392,7 +392,7 @@ pub fn repositories(
         let failure = r.last_sync_failure.as_deref().or(r.verification_failure.as_deref()).unwrap_or("");
         let _ = write!(
             body,
-            "<tr><td>{name}</td><td>{tags}</td><td><span class=\"badge {s}\">{s}</span></td><td>{retries}</td>\
+            "<tr><td>{name}</td><td>{tags}</td><td><span class=\"badge {s}\">{s}</span>{held}</td><td>{retries}</td>\
              <td class=\"t\">{retry_at}</td><td class=\"t\">{synced}</td><td><span class=\"badge {v}\">{v}</span></td>\
              <td class=\"t\">{verified}</td>\
              <td class=\"reason\">{failure}</td><td><form class=\"inline\" method=\"post\" action=\"{REPOSITORIES_PATH}/resync\">\
@@ -403,6 +403,15 @@ pub fn repositories(
             synced = escape(r.last_synced_at.as_deref().unwrap_or("never")),
             failure = escape(failure),
             tags = r.tag_count,
+            held = if r.held_deletions > 0 {
+                format!(
+                    " <a class=\"badge pending\" href=\"{NODES_PATH}#deletions\" title=\"the primary no longer has \
+                     these; the secondary keeps them until replication.delete_delay_hours runs out\">{} held</a>",
+                    crate::format::count(r.held_deletions as u64, "deletion", "deletions")
+                )
+            } else {
+                String::new()
+            },
             retries = r.retry_count,
             retry_at = escape(r.retry_at.as_deref().unwrap_or("")),
             verified = escape(r.verified_at.as_deref().unwrap_or("never")),

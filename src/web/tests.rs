@@ -424,6 +424,8 @@ fn held_deletions_are_listed_with_apply_and_keep_buttons_that_need_the_form_toke
         page.contains("Deletions held back") && page.contains("tag v1 (sha256:") && page.contains("Apply now"),
         "{page}"
     );
+    let list = body(&f.send(admin(get("/admin/geo/replication/container_repositories"))));
+    assert!(list.contains("2 deletions held</a>"), "the repository list says so: {list}");
     let path = "/admin/geo/replication/deletions";
     let with_csrf = |body: String| -> &'static str { Box::leak(body.into_boxed_str()) };
     assert_eq!(f.send(admin(post(path, "id=1&action=keep"))).status, 403, "no csrf");

@@ -62,6 +62,21 @@ fn page(title: &str, status: &Status, body: &str, refresh: bool) -> String {
     )
 }
 
+/// A time from the state file as people read it, relative to now (`5 min
+/// ago`, `in 3 h`), the exact UTC time on hover; `none` when there is none.
+fn when(at: Option<&str>, none: &str) -> String {
+    let Some(at) = at.filter(|a| !a.is_empty()) else { return escape(none) };
+    let Some(then) = crate::format::unix_seconds(at) else { return escape(at) };
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(then);
+    let relative = if then > now {
+        format!("in {}", crate::format::human_age(then - now))
+    } else {
+        format!("{} ago", crate::format::human_age(now - then))
+    };
+    format!("<span title=\"{} UTC\">{relative}</span>", escape(at))
+}
+
 /// One stacked bar and its legend. `parts`: (label, count, css class).
 fn bar(parts: &[(&str, i64, &str)], total: i64) -> String {
     let mut out = String::from("<div class=\"bar\">");
@@ -231,7 +246,7 @@ pub fn nodes(
                 body,
                 "<p>Oldest unsynced repository: <b>{}</b> <span class=\"muted\">since {}</span></p>",
                 escape(&o.repository),
-                escape(&o.since)
+                when(Some(&o.since), "")
             );
         }
         None => body.push_str("<p class=\"muted\">Every repository is synced.</p>"),
@@ -265,7 +280,7 @@ pub fn nodes(
                 human_bytes(u.bytes_done),
                 human_bytes(u.size),
                 u.resumed_from.map(human_bytes).unwrap_or_else(|| "-".into()),
-                escape(&u.updated_at)
+                when(Some(&u.updated_at), "")
             );
         }
         body.push_str("</table>");
@@ -280,7 +295,7 @@ pub fn nodes(
                 escape(&f.name),
                 escape(f.last_sync_failure.as_deref().unwrap_or("")),
                 f.retry_count,
-                escape(f.retry_at.as_deref().unwrap_or(""))
+                when(f.retry_at.as_deref(), "")
             );
         }
         body.push_str("</table></section>");
@@ -316,11 +331,7 @@ fn deletions_section(deletions: &[crate::store::Deletion], csrf: &str) -> String
     );
     for d in deletions {
         let held = d.state != DeletionState::Cancelled;
-        let applies = if held {
-            format!("<span title=\"{}\">{}</span>", escape(&d.applies_at), escape(&d.applies_at))
-        } else {
-            "never (kept)".into()
-        };
+        let applies = if held { when(Some(&d.applies_at), "") } else { "never (kept)".into() };
         let buttons = if held {
             format!(
                 "<form class=\"inline\" method=\"post\" action=\"{path}\"><input type=\"hidden\" name=\"csrf\" \
@@ -357,10 +368,31 @@ pub fn repositories(
     total: i64,
     page_no: usize,
     csrf: &str,
+    done: Option<&str>,
 ) -> String {
+    if s.node.role == crate::config::Role::Primary {
+        let body = format!(
+            "<section><h2>Container repositories</h2><p class=\"muted\">A primary node replicates nothing itself: \
+             it keeps the primary registry's notifications ({} events stored) for its secondaries, and each \
+             secondary's own dashboard lists its repositories and their states. Their progress is on \
+             <a href=\"{NODES_PATH}\">Geo nodes</a>.</p></section>",
+            s.events.stored
+        );
+        return page("Container repositories", s, &body, false);
+    }
     let state = filter.state.clone().unwrap_or_default();
     let name = filter.name.clone().unwrap_or_default();
-    let mut body = String::from("<section><h2>Container repositories</h2><form class=\"filters\" method=\"get\">");
+    let mut body = String::from("<section><h2>Container repositories</h2>");
+    match done {
+        Some("resync") => {
+            body.push_str("<p class=\"done\">Resync queued: a worker takes it before other work, within seconds.</p>")
+        }
+        Some("resync-failed") => {
+            body.push_str("<p class=\"done\">Every failed repository is queued for a full sync again.</p>")
+        }
+        _ => {}
+    }
+    body.push_str("<form class=\"filters\" method=\"get\">");
     body.push_str("<select name=\"state\">");
     for (value, label) in [
         ("", "All states"),
@@ -400,7 +432,7 @@ pub fn repositories(
             name = escape(&r.name),
             s = r.sync_state.as_str(),
             v = r.verification_state.as_str(),
-            synced = escape(r.last_synced_at.as_deref().unwrap_or("never")),
+            synced = when(r.last_synced_at.as_deref(), "never"),
             failure = escape(failure),
             tags = r.tag_count,
             held = if r.held_deletions > 0 {
@@ -413,8 +445,8 @@ pub fn repositories(
                 String::new()
             },
             retries = r.retry_count,
-            retry_at = escape(r.retry_at.as_deref().unwrap_or("")),
-            verified = escape(r.verified_at.as_deref().unwrap_or("never")),
+            retry_at = when(r.retry_at.as_deref(), ""),
+            verified = when(r.verified_at.as_deref(), "never"),
         );
     }
     if rows.is_empty() {

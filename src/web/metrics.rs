@@ -6,6 +6,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use crate::format::unix_seconds;
 use crate::health::stats::{Stats, SYNC_BUCKETS};
 use crate::health::Status;
 
@@ -371,25 +372,6 @@ fn process_metrics(out: &mut String, stats: &Stats) {
         "Start time of the process since the Unix epoch, in seconds.",
         &one(stats.started_at as f64),
     );
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ`, as the state file stores time, in Unix seconds.
-fn unix_seconds(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 19 {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| text.get(r).and_then(|t| t.parse::<i64>().ok());
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 #[cfg(test)]

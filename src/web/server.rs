@@ -141,7 +141,8 @@ fn repositories_page(app: &App, req: &Incoming) -> Reply {
     with_status(app, |s, snap| {
         let rows = snap.repository_page(&filter, (page_no - 1) * PAGE_SIZE, PAGE_SIZE)?;
         let total = snap.repository_count(&filter)?;
-        Ok(Reply::html(dashboard::repositories(s, &rows, &filter, total, page_no, &csrf_token(app))))
+        let done = req.query("done");
+        Ok(Reply::html(dashboard::repositories(s, &rows, &filter, total, page_no, &csrf_token(app), done.as_deref())))
     })
 }
 
@@ -169,9 +170,15 @@ fn resync(app: &App, req: &mut Incoming, all_failed: bool, limit: u64) -> Reply 
         app.log.request_full_sync(&name)
     };
     match result {
-        Ok(()) => Reply::redirect(
-            &req.header("Referer").filter(|r| r.contains(REPOSITORIES_PATH)).unwrap_or(REPOSITORIES_PATH.into()),
-        ),
+        Ok(()) => {
+            // Back to the list the button was on (its filter and page), saying
+            // what was done.
+            let back = req.header("Referer").filter(|r| r.contains(REPOSITORIES_PATH));
+            let back = back.as_deref().unwrap_or(REPOSITORIES_PATH);
+            let back = back.split("&done=").next().unwrap_or(back).split("?done=").next().unwrap_or(back);
+            let done = if all_failed { "resync-failed" } else { "resync" };
+            Reply::redirect(&format!("{back}{}done={done}", if back.contains('?') { '&' } else { '?' }))
+        }
         Err(e) => Reply::error(503, &format!("cannot record the resync: {e}")),
     }
 }

@@ -228,7 +228,11 @@ fn resync_buttons_need_the_form_token() {
     let bad_name = with_csrf(format!("name=G%2F..&csrf={}", f.csrf()));
     assert_eq!(f.send(admin(post(one, bad_name))).status, 400);
     let good = with_csrf(format!("name=g%2Fapp&csrf={}", f.csrf()));
-    assert_eq!(f.send(admin(post(one, good))).status, 303);
+    let pressed = f.send(admin(post(one, good)));
+    assert_eq!(pressed.status, 303);
+    let back = pressed.headers.iter().find(|h| h.0 == "Location").map(|h| h.1.clone()).unwrap_or_default();
+    assert!(back.ends_with("?done=resync"), "{back}");
+    assert!(body(&f.send(admin(get(Box::leak(back.into_boxed_str()))))).contains("Resync queued"));
     assert!(f.store.repository("g/app").unwrap().unwrap().full_sync_requested);
     let all = with_csrf(format!("csrf={}", f.csrf()));
     assert_eq!(f.send(admin(post(failed, all))).status, 303);
@@ -449,4 +453,12 @@ fn held_deletions_are_listed_with_apply_and_keep_buttons_that_need_the_form_toke
     assert!(states.contains(&(2, "held".into(), Some("operator".into()))), "apply made it due: {states:?}");
     let page = body(&f.send(admin(get("/admin/geo/nodes?done=deletion-2-applied"))));
     assert!(page.contains("Deletion 2 is due now"), "{page}");
+}
+
+#[test]
+fn a_primary_has_no_repository_table_and_no_resync_button() {
+    let f = Fixture::new("primary");
+    let page = body(&f.send(admin(get("/admin/geo/replication/container_repositories"))));
+    assert!(page.contains("A primary node replicates nothing itself"), "{page}");
+    assert!(!page.contains("Resync all failed") && !page.contains("<table"), "{page}");
 }

@@ -17,6 +17,23 @@ impl Selection {
         Selection { include: include.to_vec(), exclude: exclude.to_vec() }
     }
 
+    /// The selection as an operator wrote it, for the dashboard: `every
+    /// repository`, or its include and exclude patterns.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.include.is_empty() {
+            parts.push(format!("include {}", self.include.join(", ")));
+        }
+        if !self.exclude.is_empty() {
+            parts.push(format!("exclude {}", self.exclude.join(", ")));
+        }
+        if parts.is_empty() {
+            "every repository".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+
     /// True when the repository is replicated: it matches an include
     /// pattern (or there are none) and no exclude pattern.
     pub fn includes(&self, repository: &str) -> bool {

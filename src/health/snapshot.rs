@@ -109,6 +109,10 @@ pub struct NodeInfo {
     /// the primary registry).
     #[serde(default)]
     pub follows: Option<String>,
+    /// On a secondary: what selective sync replicates (`every repository`,
+    /// or `replication.include` and `exclude`).
+    #[serde(default)]
+    pub selection: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -147,6 +147,7 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
             version: env!("CARGO_PKG_VERSION").into(),
             replication_enabled: !primary && config.replication.enabled,
             listen: config.listen.clone(),
+            selection: (!primary).then(|| config.replication.selection().describe()),
             follows: if primary {
                 None
             } else {

@@ -296,13 +296,13 @@ impl Log {
     /// An operator's Apply on the dashboard: the held deletion is due now
     /// (the daemon applies it). False when no deletion `id` is held.
     pub fn apply_deletion_now(&self, id: i64) -> Result<bool> {
-        Ok(!self.queue().apply_deletions_now(&crate::store::Selector::Ids(vec![id]))?.is_empty())
+        Ok(!self.queue().apply_deletions_now(&super::deletions::Selector::Ids(vec![id]))?.is_empty())
     }
 
     /// An operator's Keep on the dashboard: the held deletion is cancelled,
     /// the secondary keeps what the primary lost. False when none is held.
     pub fn cancel_deletion(&self, id: i64) -> Result<bool> {
-        Ok(!self.queue().cancel_deletions(&crate::store::Selector::Ids(vec![id]))?.is_empty())
+        Ok(!self.queue().cancel_deletions(&super::deletions::Selector::Ids(vec![id]))?.is_empty())
     }
 
     /// Queues a full sync of every failed repository; returns how many.

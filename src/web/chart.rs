@@ -21,12 +21,18 @@ fn panel(title: &str, points: &[(f64, f64)], label: impl Fn(f64) -> String, clas
         let y = HEIGHT - 4.0 - (HEIGHT - 8.0) * value / scale;
         let _ = write!(line, "{x:.1},{y:.1} ");
     }
+    let half = HEIGHT / 2.0;
     format!(
-        "<h3>{title} <span class=\"muted\">(peak {})</span></h3>\
+        "<h3>{title} <span class=\"muted\">(peak {peak_label})</span></h3>\
+         <div class=\"axis\"><div class=\"y\"><span>{peak_label}</span><span>{half_label}</span><span>0</span></div>\
          <svg class=\"chart\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" preserveAspectRatio=\"none\" role=\"img\" \
          aria-label=\"{title}\"><rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" class=\"chart-bg\"/>\
-         <polyline points=\"{line}\" class=\"{class}\" fill=\"none\" vector-effect=\"non-scaling-stroke\"/></svg>",
-        label(peak)
+         <line x1=\"0\" y1=\"{half}\" x2=\"{WIDTH}\" y2=\"{half}\" class=\"grid-line\" vector-effect=\"non-scaling-stroke\"/>\
+         <polyline points=\"{line}\" class=\"{class}\" fill=\"none\" vector-effect=\"non-scaling-stroke\"/></svg></div>\
+         <div class=\"x\"><span>24 h ago</span><span>18 h ago</span><span>12 h ago</span><span>6 h ago</span>\
+         <span>now</span></div>",
+        peak_label = label(peak),
+        half_label = label(peak / 2.0),
     )
 }
 
@@ -48,9 +54,9 @@ pub fn last_day(samples: &[Sample]) -> String {
         })
         .collect();
     format!(
-        "<section><h2>Last 24 hours</h2>{}{}<div class=\"legend\">24 h ago … now</div></section>",
-        panel("Lag", &lag, |v| format!("{v:.0} s"), "line-lag"),
-        panel("Copy throughput", &rate, |v| format!("{}/s", human_bytes(v as u64)), "line-rate"),
+        "<section><h2>Last 24 hours</h2>{}{}</section>",
+        panel("Lag (seconds behind the primary)", &lag, |v| format!("{v:.0} s"), "line-lag"),
+        panel("Copy throughput (bytes per second)", &rate, |v| format!("{}/s", human_bytes(v as u64)), "line-rate"),
     )
 }
 

@@ -13,6 +13,8 @@ use crate::store::{RepositoryFilter, RepositoryRow};
 
 pub const NODES_PATH: &str = "/admin/geo/nodes";
 pub const REPOSITORIES_PATH: &str = "/admin/geo/replication/container_repositories";
+/// The Apply now and Keep buttons of a held deletion.
+pub const DELETION_PATH: &str = "/admin/geo/replication/deletions";
 pub const PAGE_SIZE: usize = 50;
 /// Seconds between automatic refreshes.
 const REFRESH: u32 = 10;
@@ -23,7 +25,7 @@ const CSS: &str = "
 header{background:#fff;border-bottom:1px solid var(--line);padding:14px 28px;display:flex;gap:18px;align-items:baseline;flex-wrap:wrap}
 header h1{font-size:18px;margin:0}header nav a{margin-right:14px;color:var(--blue);text-decoration:none}header .meta{color:var(--muted);margin-left:auto;font-size:13px}
 main{max-width:1280px;margin:24px auto;padding:0 28px}
-section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:18px 22px;margin-bottom:18px}
+section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:18px 22px;margin-bottom:18px;overflow-x:auto}
 h2{font-size:16px;margin:0 0 12px}h3{font-size:14px;margin:16px 0 6px;color:var(--muted);font-weight:600}
 .bar{display:flex;height:14px;border-radius:7px;overflow:hidden;background:#e6eaef;margin:4px 0 6px}.bar span{display:block;height:100%}
 .ok{background:var(--green)}.bad{background:var(--red)}.wait{background:var(--amber)}.run{background:var(--blue)}
@@ -39,6 +41,8 @@ td.t{white-space:nowrap;font-size:13px}td.reason{min-width:260px;max-width:420px
 .msg{color:var(--red)}.done{color:var(--green);font-weight:600}.muted{color:var(--muted)}.scroll{overflow-x:auto}button{font:inherit;font-size:13px;padding:3px 10px;border:1px solid var(--line);border-radius:6px;background:#f6f8fa;cursor:pointer}
 form.inline{display:inline}.filters{display:flex;gap:8px;align-items:center;margin-bottom:12px;flex-wrap:wrap}.filters input,.filters select{font:inherit;padding:3px 8px;border:1px solid var(--line);border-radius:6px}
 .pages{margin-top:12px;display:flex;gap:12px;align-items:center}.pages a{color:var(--blue)}
+.axis{display:flex;gap:6px}.axis .y{display:flex;flex-direction:column;justify-content:space-between;font-size:11px;color:var(--muted);text-align:right;min-width:72px}
+.x{display:flex;justify-content:space-between;font-size:11px;color:var(--muted);margin:2px 0 8px 78px}.grid-line{stroke:var(--line);stroke-dasharray:4 4}
 .chart{width:100%;height:120px;display:block}.chart-bg{fill:#f6f8fa}.line-lag{stroke:var(--amber);stroke-width:2}.line-rate{stroke:var(--blue);stroke-width:2}
 ";
 
@@ -191,12 +195,13 @@ pub fn nodes(
     let _ = write!(
         body,
         "<section><h2>Secondary node: {}</h2>{} &nbsp; Replication <span class=\"badge {}\">{}</span>\
-         <div class=\"legend\">Follows {}</div></section>",
+         <div class=\"legend\">Follows {} · replicates {}</div></section>",
         escape(&s.node.name),
         health(s),
         if s.node.replication_enabled { "synced" } else { "pending" },
         if s.node.replication_enabled { "Enabled" } else { "Paused" },
         escape(s.node.follows.as_deref().unwrap_or("no primary configured")),
+        escape(s.node.selection.as_deref().unwrap_or("every repository")),
     );
     let _ = write!(
         body,
@@ -338,7 +343,7 @@ fn deletions_section(deletions: &[crate::store::Deletion], csrf: &str) -> String
                  value=\"{csrf}\"><input type=\"hidden\" name=\"id\" value=\"{id}\"><button name=\"action\" \
                  value=\"apply\" type=\"submit\">Apply now</button> <button name=\"action\" value=\"keep\" \
                  type=\"submit\">Keep</button></form>",
-                path = super::server::DELETION_PATH,
+                path = DELETION_PATH,
                 id = d.id
             )
         } else {
@@ -424,14 +429,24 @@ pub fn repositories(
         let failure = r.last_sync_failure.as_deref().or(r.verification_failure.as_deref()).unwrap_or("");
         let _ = write!(
             body,
-            "<tr><td>{name}</td><td>{tags}</td><td><span class=\"badge {s}\">{s}</span>{held}</td><td>{retries}</td>\
-             <td class=\"t\">{retry_at}</td><td class=\"t\">{synced}</td><td><span class=\"badge {v}\">{v}</span></td>\
+            "<tr><td>{name}</td><td>{tags}</td><td><span class=\"badge {s}\">{s_label}</span>{held}</td><td>{retries}</td>\
+             <td class=\"t\">{retry_at}</td><td class=\"t\">{synced}</td><td><span class=\"badge {v}\">{v_label}</span></td>\
              <td class=\"t\">{verified}</td>\
              <td class=\"reason\">{failure}</td><td><form class=\"inline\" method=\"post\" action=\"{REPOSITORIES_PATH}/resync\">\
              <input type=\"hidden\" name=\"name\" value=\"{name}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Resync</button></form></td></tr>",
             name = escape(&r.name),
             s = r.sync_state.as_str(),
+            // The words of the bars and the filter: one word per state.
+            s_label = match r.sync_state.as_str() {
+                "pending" => "queued",
+                "started" => "syncing",
+                other => other,
+            },
             v = r.verification_state.as_str(),
+            v_label = match r.verification_state.as_str() {
+                "succeeded" => "verified",
+                other => other,
+            },
             synced = when(r.last_synced_at.as_deref(), "never"),
             failure = escape(failure),
             tags = r.tag_count,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::app::App;
 use super::auth::{admin_allowed, admin_required, constant_time_eq, csrf_token};
-use super::dashboard::{self, NODES_PATH, PAGE_SIZE, REPOSITORIES_PATH};
+use super::dashboard::{self, DELETION_PATH, NODES_PATH, PAGE_SIZE, REPOSITORIES_PATH};
 use super::http::{form_value, Incoming, Reply};
 use super::{event_log, fingerprints, metrics, notifications, own_registry};
 use crate::health::{status, Status};
@@ -27,7 +27,6 @@ pub const NOTIFICATION_PATH: &str = "/api/v4/container_registry_event/events";
 pub const STATUS_PATH: &str = "/api/v1/status";
 const RESYNC_PATH: &str = "/admin/geo/replication/container_repositories/resync";
 const RESYNC_FAILED_PATH: &str = "/admin/geo/replication/container_repositories/resync_failed";
-pub const DELETION_PATH: &str = "/admin/geo/replication/deletions";
 /// Fixed pool of HTTP threads. Each secondary's long poll holds one on a
 /// primary for up to a few seconds; notifications take milliseconds.
 pub const THREADS: usize = 16;

@@ -44,6 +44,9 @@ pub struct Progress {
     pub verification_requested: bool,
     pub verification_failure: Option<String>,
     pub verification_checksum: Option<String>,
+    /// The last verification could not reach a registry: it proved nothing
+    /// and waits for its retry (the state before it stands).
+    pub verification_deferred: bool,
 }
 
 impl Progress {
@@ -60,7 +63,12 @@ impl Progress {
     }
 
     /// The verification asked for is over: `Ok(checksum)` or `Err(failure)`.
+    /// One that could not reach a registry is a failure to verify, never the
+    /// success it left standing from before.
     pub fn verification_outcome(&self) -> Option<std::result::Result<String, String>> {
+        if !self.verification_requested && self.verification_deferred {
+            return Some(Err(self.verification_failure.clone().unwrap_or_else(|| "could not verify".into())));
+        }
         match (self.verification_requested, self.verification_state) {
             (false, VerificationState::Succeeded) => Some(Ok(self.verification_checksum.clone().unwrap_or_default())),
             (false, VerificationState::Failed) => Some(Err(self.verification_failure.clone().unwrap_or_default())),
@@ -186,7 +194,8 @@ impl Queue {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT sync_state, full_sync_requested, last_sync_failure, last_sync_report,
-                    verification_state, verification_requested, verification_failure, verification_checksum
+                    verification_state, verification_requested, verification_failure, verification_checksum,
+                    verification_retry_at IS NOT NULL
              FROM repositories WHERE name = ?1",
         )?;
         let row = stmt
@@ -200,6 +209,7 @@ impl Queue {
                     verification_requested: r.get::<_, i64>(5)? > 0,
                     verification_failure: r.get(6)?,
                     verification_checksum: r.get(7)?,
+                    verification_deferred: r.get(8)?,
                 })
             })
             .optional()?;

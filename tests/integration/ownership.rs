@@ -153,24 +153,46 @@ fn a_sync_handed_to_the_daemon_ends_like_one_done_alone_when_the_primary_is_down
         env.state().query_row("SELECT COUNT(*) FROM primary_listing", [], |r| r.get::<_, i64>(0)).unwrap_or(0) > 0
     });
     env.primary.stop();
-    let alone = {
-        let started = std::time::Instant::now();
-        let mut child = env.spawn("follow-down", &["sync", "down/app"]);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status.code();
-            }
-            if started.elapsed() > DEADLINE {
-                let _ = child.kill();
-                panic!(
-                    "sync following the daemon did not end within {DEADLINE:?} with the primary down:\n{}",
-                    std::fs::read_to_string(env.path("follow-down.err")).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    };
-    let out = std::fs::read_to_string(env.path("follow-down.out")).unwrap_or_default();
-    assert_eq!(alone, Some(1), "{out}");
+    let (code, out, _) = run_within(&env, "follow-down", &["sync", "down/app"]);
+    assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("down/app: FAILED") && out.contains("cannot reach"), "{out}");
+}
+
+/// Runs georeg, failing the test if it has not ended within DEADLINE:
+/// (exit code, stdout, stderr).
+fn run_within(env: &Env, name: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let started = std::time::Instant::now();
+    let mut child = env.spawn(name, args);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!(
+                "georeg {args:?} did not end within {DEADLINE:?}:\n{}",
+                std::fs::read_to_string(env.path(&format!("{name}.err"))).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let read = |ext: &str| std::fs::read_to_string(env.path(&format!("{name}.{ext}"))).unwrap_or_default();
+    (code, read("out"), read("err"))
+}
+
+#[test]
+fn a_verification_handed_to_the_daemon_fails_when_the_primary_is_down_and_never_says_verified() {
+    let mut env = Env::new("verify-over-down");
+    env.p.push_image("down/app", "v1", &oci_image(3, &[4000]));
+    env.georeg(&["sync", "down/app"]).assert_ok();
+    env.georeg(&["verify", "down/app"]).assert_ok();
+    env.start_secondary_daemon();
+    wait_until("the daemon's first listing of the primary", DEADLINE, || {
+        env.state().query_row("SELECT COUNT(*) FROM primary_listing", [], |r| r.get::<_, i64>(0)).unwrap_or(0) > 0
+    });
+    env.primary.stop();
+    let (code, out, err) = run_within(&env, "verify-down", &["verify", "down/app"]);
+    assert!(err.contains("this command follows it"), "{err}");
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(out.contains("down/app: FAILED") && !out.contains("verified, checksum"), "{out}");
 }

@@ -91,7 +91,7 @@ const BATCH: usize = 256;
 /// `georeg verify --bundle FILE.tar [--blobs] [REPO...]`.
 pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[String]) -> Result<ExitCode> {
     let selection = node.config.replication.selection();
-    let bundle = Bundle::open(file, &node.signer, &selection)?;
+    let bundle = Bundle::open(file, node.signer()?, &selection)?;
     let h = &bundle.header;
     // What the secondary must hold: the bundle's tags, and nothing of the
     // repositories gone from the primary.

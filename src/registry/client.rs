@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::auth::{Auth, Via};
 use super::bounded::{self, Limits};
 use super::digest::Digest;
 use super::http::{expect, link_next, redact_query, transport_message, Body, CATALOG_PAGE, PULL};
@@ -14,7 +15,7 @@ use super::manifest::{self, Manifest};
 use super::names::valid_tag;
 use super::pace::Pacer;
 use super::pages::{self, Pager};
-use super::token::{Scope, TokenCache};
+use super::token::Scope;
 use crate::error::{Error, Result};
 use crate::shutdown::Shutdown;
 
@@ -23,7 +24,7 @@ pub struct Client {
     pub(super) base: String,
     origin: String,
     agent: ureq::Agent,
-    tokens: TokenCache,
+    auth: Auth,
     actions: &'static [&'static str],
     /// Whether the registry serves the OCI referrers API, and since when
     /// that is known (asked again after an hour: registries get upgraded).
@@ -58,11 +59,11 @@ struct Catalog {
 
 impl Client {
     /// A client that only ever asks for `pull` (and the catalog): for the primary.
-    pub fn read_only(base: &str, agent: ureq::Agent, tokens: TokenCache) -> Client {
-        Client::new(base, agent, tokens, PULL)
+    pub fn read_only(base: &str, agent: ureq::Agent, auth: impl Into<Auth>) -> Client {
+        Client::new(base, agent, auth.into(), PULL)
     }
 
-    pub(super) fn new(base: &str, agent: ureq::Agent, tokens: TokenCache, actions: &'static [&'static str]) -> Client {
+    pub(super) fn new(base: &str, agent: ureq::Agent, auth: Auth, actions: &'static [&'static str]) -> Client {
         let base = base.trim_end_matches('/').to_string();
         let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
         let origin = match base[after_scheme..].find('/') {
@@ -73,7 +74,7 @@ impl Client {
             base,
             origin,
             agent,
-            tokens,
+            auth,
             actions,
             referrers_api: Mutex::new(None),
             pacer: Arc::default(),
@@ -98,6 +99,22 @@ impl Client {
 
     pub fn url(&self) -> &str {
         &self.base
+    }
+
+    /// How georeg authenticates to this registry, in words (what the
+    /// registry asked for so far).
+    pub fn auth_description(&self) -> String {
+        self.auth.describe()
+    }
+
+    /// Whether georeg signs its own tokens for this registry (GitLab's model).
+    pub fn signs_own_tokens(&self) -> bool {
+        matches!(self.auth, Auth::Signed(_))
+    }
+
+    /// What to change when this registry refuses georeg.
+    pub fn auth_hint(&self) -> String {
+        self.auth.hint()
     }
 
     pub(super) fn repo_scopes(&self, repo: &str) -> [Scope; 1] {
@@ -127,10 +144,14 @@ impl Client {
         let mut body = body;
         let mut waited = Duration::ZERO;
         let mut backoff = Duration::from_secs(1);
+        let mut challenged = false;
         loop {
             self.pacer.request();
-            let token = self.tokens.get(scopes);
-            let mut req = self.agent.request(method, url).set("Authorization", &format!("Bearer {token}"));
+            let via = Via { agent: &self.agent, limits: self.limits, stop: &self.stop, registry: &self.base };
+            let mut req = self.agent.request(method, url);
+            if let Some(authorization) = self.auth.header(scopes, &via)? {
+                req = req.set("Authorization", &authorization);
+            }
             for (k, v) in headers {
                 req = req.set(k, v);
             }
@@ -141,6 +162,16 @@ impl Client {
             };
             match result {
                 Ok(resp) => return Ok(resp),
+                // A registry that authenticates on its own terms says how in
+                // its challenge: follow it once (a streamed body cannot be
+                // sent again; the next request carries what was learned).
+                Err(ureq::Error::Status(401, resp)) if !challenged => {
+                    challenged = true;
+                    let again = self.auth.refused(resp.header("WWW-Authenticate"), scopes);
+                    if !(again && retryable) {
+                        return Ok(resp);
+                    }
+                }
                 // A registry asking to slow down is waited out, not failed.
                 Err(ureq::Error::Status(code @ (429 | 503), resp)) if retryable && waited < MAX_RETRY_WAIT => {
                     let asked = resp.header("Retry-After").and_then(|s| s.trim().parse::<u64>().ok());
@@ -433,6 +464,7 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::token::TokenCache;
 
     #[test]
     fn locations_resolve_against_the_registry() {

@@ -104,7 +104,9 @@ pub(super) fn registry_error(resp: ureq::Response, method: &str, url: &str) -> E
         }
     };
     if status == 401 {
-        message.push_str(" (check that the registry's auth.token issuer, service and rootcertbundle match georeg's registry.issuer, registry.service and key)");
+        message.push_str(
+            " (the registry refused georeg's authentication: georeg check names what it asks for and what to change)",
+        );
     }
     Error::Registry { request: format!("{method} {url}"), status, code, message }
 }

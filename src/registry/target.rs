@@ -3,11 +3,12 @@
 use std::io::Read;
 use std::ops::Deref;
 
+use super::auth::Auth;
 use super::client::Client;
 use super::digest::Digest;
 use super::http::{encode_digest, expect, redact_query, registry_error, Body, DELETE, PULL, PUSH_PULL};
 use super::manifest::Manifest;
-use super::token::{Scope, TokenCache};
+use super::token::Scope;
 use crate::error::{Error, Result};
 
 /// Outcome of a cross-repository mount attempt.
@@ -34,8 +35,8 @@ impl Target {
         Target(self.0.bounded(limits, stop))
     }
 
-    pub fn new(base: &str, agent: ureq::Agent, tokens: TokenCache) -> Target {
-        Target(Client::new(base, agent, tokens, PUSH_PULL))
+    pub fn new(base: &str, agent: ureq::Agent, auth: impl Into<Auth>) -> Target {
+        Target(Client::new(base, agent, auth.into(), PUSH_PULL))
     }
 
     /// PUTs the manifest's exact bytes under `reference` (tag or digest).

@@ -138,10 +138,11 @@ impl Auth {
     /// The registry answered 401 with `header`: learns what it asks for.
     /// True when asking again can help (a new challenge, or a token to
     /// renew), false when the same request would be refused the same way.
-    pub(super) fn refused(&self, header: Option<&str>, scopes: &[Scope]) -> bool {
+    /// `sent`: the `Authorization` the refused request carried.
+    pub(super) fn refused(&self, header: Option<&str>, sent: Option<&str>, scopes: &[Scope]) -> bool {
         match self {
             Auth::Signed(_) => false,
-            Auth::Challenged(c) => c.refused(header, scopes),
+            Auth::Challenged(c) => c.refused(header, sent, scopes),
         }
     }
 
@@ -227,18 +228,21 @@ impl Challenger {
         }
     }
 
-    fn refused(&self, header: Option<&str>, scopes: &[Scope]) -> bool {
+    fn refused(&self, header: Option<&str>, sent: Option<&str>, scopes: &[Scope]) -> bool {
         let Some(challenge) = header.and_then(parse_challenge) else {
             return false;
         };
-        let known = lock(&self.challenge).replace(challenge.clone());
+        *lock(&self.challenge) = Some(challenge.clone());
         match challenge {
-            // The same Basic challenge again: the credentials are wrong.
-            Challenge::Basic => known != Some(Challenge::Basic) && self.credentials.is_some(),
-            // A token expired or revoked early: ask for a new one, once.
+            // Refused with the credentials: they are wrong. Refused
+            // without (the first request, or one sent before another
+            // thread learned the challenge): send them.
+            Challenge::Basic => self.credentials.is_some() && !sent.is_some_and(|s| s.starts_with("Basic ")),
+            // A token expired or revoked early, or none sent yet: ask
+            // the realm (the client asks again only once per request).
             Challenge::Bearer { .. } => {
-                let had = lock(&self.tokens).remove(&scope_key(scopes)).is_some();
-                had || known != Some(challenge)
+                lock(&self.tokens).remove(&scope_key(scopes));
+                true
             }
         }
     }
@@ -403,10 +407,12 @@ mod tests {
     fn a_second_basic_challenge_is_final() {
         let auth = Auth::challenged(Some(Credentials { username: "u".into(), password: "p".into() }), "registry");
         let scopes = [Scope::repository("a", &["pull"])];
-        assert!(auth.refused(Some("Basic realm=\"r\""), &scopes), "first: send the credentials");
-        assert!(!auth.refused(Some("Basic realm=\"r\""), &scopes), "again: they are wrong");
+        let challenge = Some("Basic realm=\"r\"");
+        assert!(auth.refused(challenge, None, &scopes), "first: send the credentials");
+        assert!(auth.refused(challenge, None, &scopes), "sent before the challenge was known: send them");
+        assert!(!auth.refused(challenge, Some("Basic dTpw"), &scopes), "sent and refused: they are wrong");
         let anonymous = Auth::challenged(None, "registry");
-        assert!(!anonymous.refused(Some("Basic realm=\"r\""), &scopes), "nothing to send");
+        assert!(!anonymous.refused(challenge, None, &scopes), "nothing to send");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::auth::{Auth, Via};
 use super::bounded::{self, Limits};
 use super::digest::Digest;
-use super::http::{expect, link_next, redact_query, transport_message, Body, CATALOG_PAGE, PULL};
+use super::http::{expect, link_next, redact_query, registry_error, transport_message, Body, CATALOG_PAGE, PULL};
 use super::manifest::{self, Manifest};
 use super::names::valid_tag;
 use super::pace::Pacer;
@@ -149,8 +149,9 @@ impl Client {
             self.pacer.request();
             let via = Via { agent: &self.agent, limits: self.limits, stop: &self.stop, registry: &self.base };
             let mut req = self.agent.request(method, url);
-            if let Some(authorization) = self.auth.header(scopes, &via)? {
-                req = req.set("Authorization", &authorization);
+            let authorization = self.auth.header(scopes, &via)?;
+            if let Some(authorization) = &authorization {
+                req = req.set("Authorization", authorization);
             }
             for (k, v) in headers {
                 req = req.set(k, v);
@@ -165,12 +166,15 @@ impl Client {
                 // A registry that authenticates on its own terms says how in
                 // its challenge: follow it once (a streamed body cannot be
                 // sent again; the next request carries what was learned).
-                Err(ureq::Error::Status(401, resp)) if !challenged => {
-                    challenged = true;
-                    let again = self.auth.refused(resp.header("WWW-Authenticate"), scopes);
-                    if !(again && retryable) {
-                        return Ok(resp);
+                Err(ureq::Error::Status(401, resp)) => {
+                    if !challenged {
+                        challenged = true;
+                        let sent = authorization.as_deref();
+                        if self.auth.refused(resp.header("WWW-Authenticate"), sent, scopes) && retryable {
+                            continue;
+                        }
                     }
+                    return Err(self.refusal(resp, method, url));
                 }
                 // A registry asking to slow down is waited out, not failed.
                 Err(ureq::Error::Status(code @ (429 | 503), resp)) if retryable && waited < MAX_RETRY_WAIT => {
@@ -195,6 +199,24 @@ impl Client {
                     return Err(Error::Transport { url: url.to_string(), message: transport_message(&t) })
                 }
             }
+        }
+    }
+
+    /// A 401 that following the challenge did not cure, saying how georeg
+    /// authenticated and what to change (never with what credentials).
+    fn refusal(&self, resp: ureq::Response, method: &str, url: &str) -> Error {
+        match registry_error(resp, method, &redact_query(url)) {
+            Error::Registry { request, status, code, message } => Error::Registry {
+                request,
+                status,
+                code,
+                message: format!(
+                    "{message} (georeg authenticated with {}; {})",
+                    self.auth.describe(),
+                    self.auth.hint()
+                ),
+            },
+            other => other,
         }
     }
 

@@ -88,7 +88,7 @@ pub(super) fn registry_error(resp: ureq::Response, method: &str, url: &str) -> E
     let status_text = resp.status_text().to_string();
     let mut body = Vec::new();
     let _ = resp.into_reader().take(64 * 1024).read_to_end(&mut body);
-    let (code, mut message) = match serde_json::from_slice::<ErrorBody>(&body) {
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
         Ok(ErrorBody { errors }) if !errors.is_empty() => {
             let e = &errors[0];
             let mut message = e.message.clone();
@@ -103,11 +103,6 @@ pub(super) fn registry_error(resp: ureq::Response, method: &str, url: &str) -> E
             (String::new(), if text.is_empty() { status_text } else { text.chars().take(200).collect() })
         }
     };
-    if status == 401 {
-        message.push_str(
-            " (the registry refused georeg's authentication: georeg check names what it asks for and what to change)",
-        );
-    }
     Error::Registry { request: format!("{method} {url}"), status, code, message }
 }
 

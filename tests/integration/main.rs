@@ -4,6 +4,7 @@
 
 mod support;
 
+mod auth;
 mod backfill;
 mod bundle;
 mod bundle_bounds;

@@ -8,6 +8,7 @@ pub mod oci;
 pub mod referrers;
 pub mod registry;
 pub mod shapes;
+pub mod token_server;
 pub mod wan;
 
 use std::path::{Path, PathBuf};
@@ -128,6 +129,8 @@ pub struct Env {
     pub https: Option<Https>,
     /// Running daemons, stopped (SIGKILL) when the test ends.
     pub daemons: std::cell::RefCell<Vec<Daemon>>,
+    /// The token realm of registries that take tokens from one.
+    pub realm: Option<token_server::TokenServer>,
     // Last, so the registries stop before their files go.
     pub dir: TestDir,
 }
@@ -176,8 +179,20 @@ impl Env {
         }
         let s = Api::new(&secondary.url, k.signer.clone());
         let config = dir.0.join("georeg.toml");
-        let env =
-            Env { primary, secondary, p, s, config, mode, port, primary_port, https, daemons: Default::default(), dir };
+        let env = Env {
+            primary,
+            secondary,
+            p,
+            s,
+            config,
+            mode,
+            port,
+            primary_port,
+            https,
+            daemons: Default::default(),
+            realm: None,
+            dir,
+        };
         env.write_config(&k.pkcs1, "");
         if mode == Mode::Follow {
             env.write_primary_config();
@@ -281,6 +296,12 @@ secret = "{SECRET}"
 
     /// Writes the secondary's georeg.toml; `extra` is appended verbatim.
     pub fn write_config(&self, key: &Path, extra: &str) {
+        self.write_config_lines(&format!("key_file = \"{}\"\n", key.display()), extra);
+    }
+
+    /// Writes the secondary's georeg.toml with `registry` lines (how it
+    /// authenticates) in [registry] and `extra` appended to [replication].
+    pub fn write_config_lines(&self, registry: &str, extra: &str) {
         std::fs::write(self.path("notification-secret"), format!("{SECRET}\n")).unwrap();
         let text = format!(
             r#"node_name = "secondary-test"
@@ -290,8 +311,7 @@ state_file = "state.sqlite3"
 
 [registry]
 url = "{secondary}"
-key_file = "{key}"
-issuer = "{issuer}"
+{registry}issuer = "{issuer}"
 service = "{service}"
 
 [notifications]
@@ -309,7 +329,6 @@ workers = 2
             port = self.port,
             secondary = self.secondary.url,
             primary = self.primary.url,
-            key = key.display(),
             issuer = registry::ISSUER,
             service = registry::SERVICE,
         );
@@ -422,6 +441,112 @@ workers = 2
                 Ok((r.get(0)?, r.get(1)?))
             })
             .unwrap()
+    }
+}
+
+/// How one registry of an [`Env::with_auth`] authenticates its clients.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Side {
+    /// Token auth trusting the shared key: GitLab's model, georeg signs.
+    Gitlab,
+    /// htpasswd (HTTP Basic), user `georeg`.
+    Basic,
+    /// Token auth by a token realm of its own (`token_server`), which
+    /// takes Basic credentials: `writer` for the secondary, `reader` for
+    /// the primary.
+    Token,
+    /// No authentication at all: anyone reads (and writes).
+    Open,
+}
+
+/// The Basic user of htpasswd registries.
+pub const BASIC_USER: (&str, &str) = ("georeg", "basic-password-3");
+
+impl Env {
+    /// A primary and a secondary registry, each authenticating as its
+    /// side says, and a secondary configuration with what georeg needs
+    /// for each: the shared key only where a side is `Gitlab`.
+    pub fn with_auth(name: &str, primary: Side, secondary: Side) -> Env {
+        use registry::Auth;
+        let dir = TestDir::new(name);
+        let k = keys();
+        let realm = [primary, secondary].contains(&Side::Token).then(|| token_server::TokenServer::start(&dir.0));
+        let htpasswd = dir.0.join("htpasswd");
+        if [primary, secondary].contains(&Side::Basic) {
+            registry::htpasswd(&htpasswd, &[BASIC_USER]);
+        }
+        let start = |side: Side, name: &str| {
+            let auth = match side {
+                Side::Gitlab => Auth::Token { cert: &k.cert, realm: "http://127.0.0.1:1/jwt/auth".into() },
+                Side::Basic => Auth::Htpasswd(&htpasswd),
+                Side::Token => {
+                    let r = realm.as_ref().unwrap();
+                    Auth::Token { cert: &r.cert, realm: r.realm.clone() }
+                }
+                Side::Open => Auth::Open,
+            };
+            Registry::start_auth(&dir.0, name, auth, None, registry::free_port(), None)
+        };
+        let (p_reg, s_reg) = (start(primary, "primary"), start(secondary, "secondary"));
+        let api = |side: Side, url: &str| match side {
+            Side::Basic => Api::new(url, k.signer.clone()).basic(BASIC_USER.0, BASIC_USER.1),
+            Side::Token => Api::new(url, realm.as_ref().unwrap().signer.clone()),
+            Side::Gitlab | Side::Open => Api::new(url, k.signer.clone()),
+        };
+        let (p, s) = (api(primary, &p_reg.url), api(secondary, &s_reg.url));
+        let env = Env {
+            primary: p_reg,
+            secondary: s_reg,
+            p,
+            s,
+            config: dir.0.join("georeg.toml"),
+            mode: Mode::Manual,
+            port: registry::free_port(),
+            primary_port: registry::free_port(),
+            https: None,
+            daemons: Default::default(),
+            realm,
+            dir,
+        };
+        let password = |file: &str, password: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(env.path(file), format!("{password}\n")).unwrap();
+            std::fs::set_permissions(env.path(file), std::fs::Permissions::from_mode(0o600)).unwrap();
+        };
+        let mut local = String::new();
+        if [primary, secondary].contains(&Side::Gitlab) {
+            local.push_str(&format!("key_file = \"{}\"\n", k.pkcs1.display()));
+        }
+        match secondary {
+            Side::Basic => {
+                password("registry-password", BASIC_USER.1);
+                local.push_str(&format!("username = \"{}\"\npassword_file = \"registry-password\"\n", BASIC_USER.0));
+            }
+            Side::Token => {
+                password("registry-password", token_server::WRITER.1);
+                local.push_str(&format!(
+                    "username = \"{}\"\npassword_file = \"registry-password\"\n",
+                    token_server::WRITER.0
+                ));
+            }
+            Side::Gitlab | Side::Open => {}
+        }
+        let remote = match primary {
+            Side::Basic => {
+                password("primary-password", BASIC_USER.1);
+                format!("primary_username = \"{}\"\nprimary_password_file = \"primary-password\"\n", BASIC_USER.0)
+            }
+            Side::Token => {
+                password("primary-password", token_server::READER.1);
+                format!(
+                    "primary_username = \"{}\"\nprimary_password_file = \"primary-password\"\n",
+                    token_server::READER.0
+                )
+            }
+            Side::Gitlab | Side::Open => String::new(),
+        };
+        env.write_config_lines(&local, &remote);
+        env
     }
 }
 

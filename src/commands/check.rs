@@ -25,8 +25,10 @@ use crate::store::Store;
 
 /// The user the packaged service runs as.
 pub const SERVICE_USER: &str = "georeg";
-/// Where the push check opens (and cancels) its upload.
-pub const THROWAWAY_REPOSITORY: &str = "georeg-check";
+/// Where the push check opens (and cancels) its upload. Two components:
+/// some registries route only `namespace/name` (GitLab's paths always
+/// have a group, and container-registry 0.3 answers 404 to one).
+pub const THROWAWAY_REPOSITORY: &str = "georeg/check";
 
 /// Counts and prints the outcome of each check.
 #[derive(Default)]

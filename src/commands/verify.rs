@@ -186,7 +186,7 @@ pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[Str
 
 /// The repository on this node's registry against the bundle's tags.
 fn compare(node: &Node, repo: &str, want: &BTreeMap<String, Digest>, blobs: bool) -> Result<Outcome> {
-    let got = node.local.tag_digests(repo)?;
+    let got = node.local.tag_digests_among(repo, want.keys())?;
     let (w, g) = (checksum(want), checksum(&got));
     // "primary": the primary as the bundle has it, when it was exported.
     if let Some(first_difference) = first_difference(want, &got) {

@@ -29,6 +29,10 @@ pub struct Client {
     /// Whether the registry serves the OCI referrers API, and since when
     /// that is known (asked again after an hour: registries get upgraded).
     referrers_api: Mutex<Option<(bool, Instant)>>,
+    /// Set once the registry answered a tag list with a bare 404 (no
+    /// NAME_UNKNOWN): content discovery is optional in the OCI spec, and
+    /// such a registry is compared by reading tags by name.
+    unlisted: std::sync::atomic::AtomicBool,
     /// The caps on what this registry is asked (the primary's).
     pub(super) pacer: Arc<Pacer>,
     /// The bounds on every answer read from it.
@@ -77,6 +81,7 @@ impl Client {
             auth,
             actions,
             referrers_api: Mutex::new(None),
+            unlisted: Default::default(),
             pacer: Arc::default(),
             limits: Limits::default(),
             stop: Shutdown::default(),
@@ -170,7 +175,11 @@ impl Client {
                     if !challenged {
                         challenged = true;
                         let sent = authorization.as_deref();
-                        if self.auth.refused(resp.header("WWW-Authenticate"), sent, scopes) && retryable {
+                        let challenge = match resp.header("WWW-Authenticate") {
+                            Some(header) => Some(header.to_string()),
+                            None => self.probe_challenge(),
+                        };
+                        if self.auth.refused(challenge.as_deref(), sent, scopes) && retryable {
                             continue;
                         }
                     }
@@ -199,6 +208,20 @@ impl Client {
                     return Err(Error::Transport { url: url.to_string(), message: transport_message(&t) })
                 }
             }
+        }
+    }
+
+    /// The challenge of `GET /v2/` without credentials, for a registry that
+    /// answers 401 elsewhere without saying how to authenticate
+    /// (container-registry 0.3 challenges only there, as docker expects
+    /// clients to ask `/v2/` first).
+    fn probe_challenge(&self) -> Option<String> {
+        if self.signs_own_tokens() {
+            return None;
+        }
+        match self.agent.get(&format!("{}/v2/", self.base)).call() {
+            Err(ureq::Error::Status(401, resp)) => resp.header("WWW-Authenticate").map(str::to_string),
+            _ => None,
         }
     }
 
@@ -278,6 +301,7 @@ impl Client {
             pager.next(&url)?;
             let resp = self.send("GET", &url, &self.repo_scopes(repo), &[], Body::Empty)?;
             if resp.status() == 404 && first {
+                self.note_listing(resp);
                 return Ok(None);
             }
             first = false;
@@ -307,6 +331,44 @@ impl Client {
             }
         }
         Ok(Some(tags))
+    }
+
+    /// A 404 to a tag list: NAME_UNKNOWN (the spec's answer for a
+    /// repository it does not have), or a registry that lists no tags.
+    fn note_listing(&self, resp: ureq::Response) {
+        let Error::Registry { code, .. } = registry_error(resp, "GET", &self.base) else { return };
+        if code.is_empty() && !self.unlisted.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            log::info!(
+                "{} answers tag lists with a bare 404 (no NAME_UNKNOWN): it lists no tags, so georeg compares it by \
+                 reading each tag the primary has; tags that exist only on it cannot be seen",
+                self.base
+            );
+        }
+    }
+
+    /// False for a registry that lists no tags (known once it was asked).
+    pub fn lists_tags(&self) -> bool {
+        !self.unlisted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Tag -> digest as [`Client::tag_digests`]; on a registry that lists
+    /// no tags, of the `wanted` tags it holds, each read by name.
+    pub fn tag_digests_among<'a>(
+        &self,
+        repo: &str,
+        wanted: impl IntoIterator<Item = &'a String>,
+    ) -> Result<BTreeMap<String, Digest>> {
+        let listed = self.tag_digests(repo)?;
+        if self.lists_tags() {
+            return Ok(listed);
+        }
+        let mut map = BTreeMap::new();
+        for tag in wanted {
+            if let Some(d) = self.manifest_digest(repo, tag)? {
+                map.insert(tag.clone(), d);
+            }
+        }
+        Ok(map)
     }
 
     fn too_many_tags(&self, repo: &str, what: String) -> Error {

@@ -138,10 +138,17 @@ impl Engine<'_> {
         };
         let counted = Counted { inner: body, stats: self.stats, progress, shutdown: self.shutdown };
         let mut reader = VerifyingReader::new(counted, blob.digest.clone(), blob.size);
+        let patch_only = self.secondary.patch_only();
         let result = self.secondary.finish_upload(repo, location, &blob.digest, blob.size, &mut reader);
         if let Err(e) = result {
             self.secondary.cancel_upload(repo, location);
             self.shutdown.check()?;
+            // The secondary just said it takes blobs by PATCH only: again, so.
+            if !patch_only && self.chunked(blob) && reader.failure.is_none() {
+                let location = self.secondary.start_upload(repo)?;
+                let fresh = Upload { location, bytes_done: 0, hash_state: String::new(), resumed_from: None };
+                return self.copy_chunks(repo, blob, fresh, Hasher::for_digest(&blob.digest), progress);
+            }
             return Err(match reader.failure.take() {
                 Some(message) => {
                     Error::BlobMismatch { repository: repo.into(), digest: blob.digest.to_string(), message }

@@ -27,9 +27,20 @@ use crate::registry::manifest::BlobRef;
 use crate::store::Upload;
 
 impl Engine<'_> {
-    /// Whether the blob is copied in chunks.
+    /// Whether the blob is copied in chunks: a large one, or any when
+    /// the secondary takes blobs by PATCH only.
     pub(super) fn chunked(&self, blob: &BlobRef) -> bool {
-        self.chunk_size > 0 && blob.size > self.chunk_size && blob.digest.as_str().starts_with("sha256:")
+        let large = self.chunk_size > 0 && blob.size > self.chunk_size;
+        (large || self.secondary.patch_only()) && blob.digest.as_str().starts_with("sha256:")
+    }
+
+    /// The chunk size: `replication.chunk_size` (8 MiB when off but the
+    /// secondary wants PATCH), at least what the secondary asks
+    /// (`OCI-Chunk-Min-Length`), on a multiple of 64 bytes, where the
+    /// hash state saves.
+    fn chunk_bytes(&self) -> u64 {
+        let configured = if self.chunk_size > 0 { self.chunk_size } else { 8 << 20 };
+        configured.max(self.secondary.chunk_min()).div_ceil(64) * 64
     }
 
     /// A chunked copy of the blob that an earlier run left, when the
@@ -74,7 +85,7 @@ impl Engine<'_> {
         hasher: Hasher,
         progress: &AtomicU64,
     ) -> Result<()> {
-        let chunk = self.chunk_size;
+        let chunk = self.chunk_bytes();
         if upload.bytes_done < blob.size {
             let body = self.source.blob(
                 repo,

@@ -111,12 +111,12 @@ impl Replicator<'_> {
         progress: &Arc<AtomicU64>,
         report: &mut Report,
     ) -> Result<BTreeSet<String>> {
-        let present = self.engine.secondary.tag_digests(repo)?;
+        let listed = self.primary.valid_tags(repo)?;
+        let present = self.engine.secondary.tag_digests_among(repo, &listed)?;
         let mut wanted = BTreeMap::new();
         let mut seen =
             Seen { manifests: present.values().cloned().collect(), progress: progress.clone(), ..Seen::default() };
         let mut failures = TagFailures::default();
-        let listed = self.primary.valid_tags(repo)?;
         // A primary with no tag left lost the repository, not a tag.
         let cause = if listed.is_empty() { Cause::RepositoryEmptied } else { Cause::TagRemoved };
         for tag in listed {

@@ -99,7 +99,7 @@ pub fn compare(
     kept: &Kept,
 ) -> Result<Outcome> {
     let mut p = primary.tag_digests(repo)?;
-    let mut s = secondary.tag_digests(repo)?;
+    let mut s = secondary.tag_digests_among(repo, p.keys())?;
     let mut left_out = 0;
     for (tag, digest) in unsupported {
         if p.get(tag).is_some_and(|d| d.as_str() == digest) && !s.contains_key(tag) {

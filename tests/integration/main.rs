@@ -18,6 +18,7 @@ mod fidelity;
 mod hostile;
 mod hostile_primary;
 mod operator;
+mod other_registry;
 mod ownership;
 mod pace;
 mod reconcile;

@@ -5,6 +5,7 @@ mod credentials;
 pub mod daemon;
 pub mod hostile_registry;
 pub mod oci;
+pub mod other_registry;
 pub mod referrers;
 pub mod registry;
 pub mod shapes;
@@ -131,6 +132,9 @@ pub struct Env {
     pub daemons: std::cell::RefCell<Vec<Daemon>>,
     /// The token realm of registries that take tokens from one.
     pub realm: Option<token_server::TokenServer>,
+    /// The secondary georeg writes to when it is not distribution
+    /// (`Env::with_other_secondary`); `secondary` then stands idle.
+    pub other: Option<other_registry::OtherRegistry>,
     // Last, so the registries stop before their files go.
     pub dir: TestDir,
 }
@@ -191,6 +195,7 @@ impl Env {
             https,
             daemons: Default::default(),
             realm: None,
+            other: None,
             dir,
         };
         env.write_config(&k.pkcs1, "");
@@ -327,7 +332,7 @@ workers = 2
                 String::new()
             },
             port = self.port,
-            secondary = self.secondary.url,
+            secondary = self.other.as_ref().map(|o| &o.url).unwrap_or(&self.secondary.url),
             primary = self.primary.url,
             issuer = registry::ISSUER,
             service = registry::SERVICE,
@@ -506,6 +511,7 @@ impl Env {
             https: None,
             daemons: Default::default(),
             realm,
+            other: None,
             dir,
         };
         let password = |file: &str, password: &str| {
@@ -547,6 +553,44 @@ impl Env {
         };
         env.write_config_lines(&local, &remote);
         env
+    }
+}
+
+impl Env {
+    /// A primary distribution (GitLab's token auth) and, as the
+    /// secondary, an OCI registry that is not distribution
+    /// (`other_registry`), with Basic credentials.
+    pub fn with_other_secondary(name: &str) -> Env {
+        let mut env = Env::with_auth(name, Side::Gitlab, Side::Open);
+        let other = other_registry::OtherRegistry::start(&env.dir.0, "other");
+        env.s = Api::new(&other.url, keys().signer.clone()).basic("georeg", other_registry::PASSWORD);
+        env.other = Some(other);
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(env.path("registry-password"), format!("{}\n", other_registry::PASSWORD)).unwrap();
+            std::fs::set_permissions(env.path("registry-password"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let registry = format!(
+            "key_file = \"{}\"\nusername = \"georeg\"\npassword_file = \"registry-password\"\n",
+            keys().pkcs1.display()
+        );
+        env.write_config_lines(&registry, "");
+        env
+    }
+
+    /// For a secondary that lists no tags: every tag of the primary reads
+    /// the same on the secondary, digest and bytes, the digest computed
+    /// from the bytes the secondary serves.
+    pub fn assert_tags_read_the_same(&self, repo: &str) {
+        let want = self.p.tag_digests(repo);
+        assert!(!want.is_empty(), "the primary has tags in {repo}");
+        for (tag, digest) in &want {
+            let (sb, st) = self.s.manifest(repo, tag).unwrap_or_else(|| panic!("{repo}:{tag} is not on the secondary"));
+            assert_eq!(&oci::sha256(&sb), digest, "digest of {repo}:{tag} on the secondary");
+            let (pb, pt) = self.p.manifest(repo, digest).unwrap();
+            assert_eq!(sb, pb, "manifest bytes of {repo}:{tag}");
+            assert_eq!(st, pt, "content type of {repo}:{tag}");
+        }
     }
 }
 

@@ -136,6 +136,7 @@ impl Node {
             primary,
             deletions: deletion_policy(&self.config.replication),
             budget_seconds: self.config.replication.sync_budget_seconds,
+            repositories: &self.config.replication.repositories,
         })
     }
 

@@ -31,8 +31,21 @@ pub fn run(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitCode
     let replicator = node.replicator()?;
     let names = if repositories.is_empty() {
         let selection = node.config.replication.selection();
-        let mut names: Vec<String> =
-            replicator.primary.catalog()?.into_iter().filter(|n| selection.includes(n)).collect();
+        let listed = match replicator.primary.catalog() {
+            Ok(listed) => listed,
+            // A primary that refuses its catalog: the repositories the
+            // configuration names, and those this node knows.
+            Err(e @ Error::Registry { .. }) if !replicator.repositories.is_empty() => {
+                eprintln!(
+                    "catalog: {} refuses its catalog ({e}): verifying replication.repositories and the \
+                     repositories this node knows",
+                    replicator.primary.url()
+                );
+                replicator.repositories.to_vec()
+            }
+            Err(e) => return Err(e),
+        };
+        let mut names: Vec<String> = listed.into_iter().filter(|n| selection.includes(n)).collect();
         names.extend(node.queue.repository_names()?.into_iter().filter(|n| selection.includes(n)));
         names.sort();
         names.dedup();

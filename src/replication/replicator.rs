@@ -35,6 +35,9 @@ pub struct Replicator<'a> {
     /// How long one repository's sync may take
     /// (`replication.sync_budget_seconds`).
     pub budget_seconds: u64,
+    /// Repositories to replicate whatever the catalog says
+    /// (`replication.repositories`).
+    pub repositories: &'a [String],
 }
 
 impl Replicator<'_> {

@@ -235,3 +235,36 @@ fn a_registry_that_never_answers_cannot_hold_a_stop_request() {
     assert!(took < Duration::from_secs(20), "stopped after {took:?}");
     assert_eq!(code, Some(130));
 }
+
+#[test]
+fn a_primary_refusing_its_catalog_replicates_the_configured_repositories_and_says_so_once() {
+    let env = Env::new("no-catalog");
+    env.p.push_image("team/app", "v1", &oci_image(50, &[1000]));
+    env.p.push_image("team/lib", "v1", &oci_image(51, &[2000]));
+    env.p.push_image("team/unlisted", "v1", &oci_image(52, &[3000]));
+    let _double = behind(&env, |r| {
+        if r.target.starts_with("/v2/_catalog") {
+            Answer::Refuse(403, "DENIED")
+        } else {
+            Answer::Forward
+        }
+    });
+
+    // Without replication.repositories: the scan fails, saying what to set.
+    let run = env.georeg(&["backfill"]);
+    assert_ne!(run.code, 0, "{run}");
+    assert!(output(&run).contains("403") && output(&run).contains("replication.repositories"), "{run}");
+
+    // With it: the named repositories replicate, one of them not on the
+    // primary at all, and the refusal is one line naming the key.
+    env.add_replication("repositories = [\"team/app\", \"team/lib\", \"team/missing\"]");
+    let run = env.georeg(&["backfill"]);
+    run.assert_ok();
+    let said: Vec<&str> = run.stderr.lines().filter(|l| l.contains("refuses its catalog")).collect();
+    assert_eq!(said.len(), 1, "{run}");
+    assert!(said[0].contains("DENIED") && said[0].contains("replication.repositories"), "{}", said[0]);
+    env.assert_in_sync("team/app");
+    env.assert_in_sync("team/lib");
+    assert!(env.s.tags("team/unlisted").is_empty(), "a repository neither listed nor named stays unknown");
+    env.georeg(&["verify"]).assert_ok();
+}

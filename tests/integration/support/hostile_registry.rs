@@ -42,6 +42,9 @@ pub enum Answer {
     Generated { content_type: &'static str, length: u64, body: Box<dyn Read + Send> },
     /// Nothing, ever: the connection stays open until the double drops.
     Silent,
+    /// This status with an OCI error body of this code, as a registry that
+    /// refuses a request outright (`_catalog` to all but administrators).
+    Refuse(u16, &'static str),
 }
 
 type Rule = dyn Fn(&Request) -> Answer + Send + Sync;
@@ -124,6 +127,14 @@ fn serve(
                 thread::sleep(Duration::from_millis(100));
             }
             Ok(())
+        }
+        Answer::Refuse(status, code) => {
+            let body = format!(r#"{{"errors":[{{"code":"{code}","message":"refused by policy","detail":null}}]}}"#);
+            write!(
+                out,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
         }
         Answer::Generated { content_type, length, mut body } => {
             write!(

@@ -265,6 +265,10 @@ fn a_primary_refusing_its_catalog_replicates_the_configured_repositories_and_say
     assert!(said[0].contains("DENIED") && said[0].contains("replication.repositories"), "{}", said[0]);
     env.assert_in_sync("team/app");
     env.assert_in_sync("team/lib");
+    let check = env.georeg(&["check"]);
+    check.assert_ok();
+    let primary = check.stdout.lines().find(|l| l.contains("primary registry")).unwrap();
+    assert!(primary.contains("may read team/app (found), but not the catalog"), "{primary}");
     assert!(env.s.tags("team/unlisted").is_empty(), "a repository neither listed nor named stays unknown");
     env.georeg(&["verify"]).assert_ok();
 }

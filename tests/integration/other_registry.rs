@@ -58,6 +58,7 @@ fn the_fidelity_corpus_replicates_into_another_oci_registry_with_every_digest_eq
     check.assert_ok();
     let local = check.stdout.lines().find(|l| l.contains("this node's registry")).unwrap();
     assert!(local.contains("authentication: Basic"), "{local}");
+    assert!(local.contains("push allowed") && local.contains("deletes refused by the registry (405)"), "{local}");
     // container-registry 0.3 takes no image index nor manifest list, nor
     // a manifest by digest (what an index's platforms need): those
     // repositories fail naming the type, the others arrive.

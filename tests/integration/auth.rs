@@ -117,13 +117,48 @@ fn an_open_primary_is_read_anonymously_without_any_key() {
 #[test]
 fn a_gitlab_primary_replicates_into_a_basic_secondary_with_the_key_for_one_and_a_password_for_the_other() {
     let env = Env::with_auth("auth-mixed", Side::Gitlab, Side::Basic);
+    // The secondary's credentials from a Docker config.json, as docker login writes it.
+    let host = env.secondary.url.trim_start_matches("http://");
+    let auth = georeg::registry::encoding::base64(format!("{}:{}", BASIC_USER.0, BASIC_USER.1).as_bytes());
+    let json = format!(r#"{{"auths": {{"other.example": {{"auth": "eDp5"}}, "{host}": {{"auth": "{auth}"}}}}}}"#);
+    std::fs::write(env.path("auth.json"), json).unwrap();
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    let config = config.replace(
+        &format!("username = \"{}\"\npassword_file = \"registry-password\"\n", BASIC_USER.0),
+        "auth_file = \"auth.json\"\n",
+    );
+    assert!(config.contains("auth_file"), "{config}");
+    std::fs::write(&env.config, config).unwrap();
     let repos = push_corpus(&env);
     let check = env.georeg(&["check"]);
     check.assert_ok();
     assert!(check.stdout.contains("authentication: GitLab-style token"), "{check}");
     assert!(check.stdout.contains("authentication: Basic"), "{check}");
+    // The auth file is readable by others: warned about as the key would be.
+    assert!(check.stdout.contains("WARNING registry.auth_file"), "{check}");
     env.georeg(&["backfill"]).assert_ok();
     for repo in repos {
         env.assert_in_sync(repo);
     }
+}
+
+#[test]
+fn a_public_primary_is_read_with_anonymous_tokens_from_its_realm() {
+    let env = Env::with_auth("auth-anonymous-token", Side::AnonymousToken, Side::Basic);
+    let repos = push_corpus(&env);
+    // No catalog for anonymous readers: the repositories are named.
+    env.add_replication("repositories = [\"team/app\", \"team/multi\", \"tools/cli\"]");
+    let check = env.georeg(&["check"]);
+    check.assert_ok();
+    let realm = &env.realm.as_ref().unwrap().realm;
+    let primary = check.stdout.lines().find(|l| l.contains("primary registry")).unwrap();
+    assert!(primary.contains(&format!("authentication: Bearer with realm {realm}")), "{primary}");
+    assert!(primary.contains("anonymously") && primary.contains("but not the catalog"), "{primary}");
+    let backfill = env.georeg(&["backfill"]);
+    backfill.assert_ok();
+    assert!(backfill.stderr.contains("refuses its catalog"), "{backfill}");
+    for repo in repos {
+        env.assert_in_sync(repo);
+    }
+    env.georeg(&["verify"]).assert_ok();
 }

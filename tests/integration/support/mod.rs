@@ -460,6 +460,9 @@ pub enum Side {
     /// takes Basic credentials: `writer` for the secondary, `reader` for
     /// the primary.
     Token,
+    /// The same realm, asked anonymously (no credentials configured): a
+    /// public registry, pull only.
+    AnonymousToken,
     /// No authentication at all: anyone reads (and writes).
     Open,
 }
@@ -475,7 +478,8 @@ impl Env {
         use registry::Auth;
         let dir = TestDir::new(name);
         let k = keys();
-        let realm = [primary, secondary].contains(&Side::Token).then(|| token_server::TokenServer::start(&dir.0));
+        let tokens = |side: &Side| matches!(side, Side::Token | Side::AnonymousToken);
+        let realm = [primary, secondary].iter().any(tokens).then(|| token_server::TokenServer::start(&dir.0));
         let htpasswd = dir.0.join("htpasswd");
         if [primary, secondary].contains(&Side::Basic) {
             registry::htpasswd(&htpasswd, &[BASIC_USER]);
@@ -484,7 +488,7 @@ impl Env {
             let auth = match side {
                 Side::Gitlab => Auth::Token { cert: &k.cert, realm: "http://127.0.0.1:1/jwt/auth".into() },
                 Side::Basic => Auth::Htpasswd(&htpasswd),
-                Side::Token => {
+                Side::Token | Side::AnonymousToken => {
                     let r = realm.as_ref().unwrap();
                     Auth::Token { cert: &r.cert, realm: r.realm.clone() }
                 }
@@ -495,7 +499,7 @@ impl Env {
         let (p_reg, s_reg) = (start(primary, "primary"), start(secondary, "secondary"));
         let api = |side: Side, url: &str| match side {
             Side::Basic => Api::new(url, k.signer.clone()).basic(BASIC_USER.0, BASIC_USER.1),
-            Side::Token => Api::new(url, realm.as_ref().unwrap().signer.clone()),
+            Side::Token | Side::AnonymousToken => Api::new(url, realm.as_ref().unwrap().signer.clone()),
             Side::Gitlab | Side::Open => Api::new(url, k.signer.clone()),
         };
         let (p, s) = (api(primary, &p_reg.url), api(secondary, &s_reg.url));
@@ -535,7 +539,7 @@ impl Env {
                     token_server::WRITER.0
                 ));
             }
-            Side::Gitlab | Side::Open => {}
+            Side::Gitlab | Side::Open | Side::AnonymousToken => {}
         }
         let remote = match primary {
             Side::Basic => {
@@ -549,7 +553,7 @@ impl Env {
                     token_server::READER.0
                 )
             }
-            Side::Gitlab | Side::Open => String::new(),
+            Side::Gitlab | Side::Open | Side::AnonymousToken => String::new(),
         };
         env.write_config_lines(&local, &remote);
         env

@@ -2,7 +2,8 @@
 //! takes HTTP Basic credentials and hands out tokens signed with its own
 //! key (not georeg's), which a real registry configured for token auth
 //! trusts. It grants what is asked to a known user; everything to
-//! `writer`, pull (and the catalog) only to `reader`; nothing to anyone else.
+//! `writer`, pull (and the catalog) only to `reader`, pull alone to an
+//! anonymous request (a public registry); nothing to a wrong password.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -91,6 +92,8 @@ fn answer(request: &tiny_http::Request, signer: &Signer, issued: &AtomicUsize) -
     let user = match basic.split_once(':') {
         Some(creds) if creds == WRITER => "writer",
         Some(creds) if creds == READER => "reader",
+        // A public registry's anonymous token flow: pull only, no catalog.
+        None if basic.is_empty() => "anonymous",
         _ => return (401, r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#.into()),
     };
     let (path, query) = request.url().split_once('?').unwrap_or((request.url(), ""));
@@ -114,6 +117,11 @@ fn answer(request: &tiny_http::Request, signer: &Signer, issued: &AtomicUsize) -
     if user == "reader" {
         for s in &mut scopes {
             s.actions.retain(|a| a == "pull" || (s.kind == "registry" && a == "*"));
+        }
+    }
+    if user == "anonymous" {
+        for s in &mut scopes {
+            s.actions.retain(|a| a == "pull" && s.kind == "repository");
         }
     }
     issued.fetch_add(1, Ordering::SeqCst);

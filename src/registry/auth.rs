@@ -124,6 +124,7 @@ impl Auth {
             keys,
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
+            plain_warned: Default::default(),
         })
     }
 
@@ -182,6 +183,8 @@ pub struct Challenger {
     challenge: Mutex<Option<Challenge>>,
     /// Bearer tokens by scope, with the moment to stop using them.
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Whether sending credentials over plain http was warned about.
+    plain_warned: std::sync::atomic::AtomicBool,
 }
 
 /// A token realm's answer (distribution's token spec; OAuth2 says `access_token`).
@@ -205,7 +208,10 @@ impl Challenger {
         let challenge = lock(&self.challenge).clone();
         match challenge {
             None => Ok(None),
-            Some(Challenge::Basic) => Ok(self.credentials.as_ref().map(Credentials::basic)),
+            Some(Challenge::Basic) => {
+                self.warn_if_plain(via.registry);
+                Ok(self.credentials.as_ref().map(Credentials::basic))
+            }
             Some(Challenge::Bearer { realm, service }) => {
                 let key = scope_key(scopes);
                 if let Some((token, until)) = lock(&self.tokens).get(&key) {
@@ -213,6 +219,7 @@ impl Challenger {
                         return Ok(Some(format!("Bearer {token}")));
                     }
                 }
+                self.warn_if_plain(&realm);
                 let (token, lifetime) = self.ask_realm(&realm, service.as_deref(), scopes, via)?;
                 // Renewed a little before it expires: a request that starts
                 // with it must not be refused on the way.
@@ -225,6 +232,24 @@ impl Challenger {
                 tokens.insert(key, (token.clone(), until));
                 Ok(Some(format!("Bearer {token}")))
             }
+        }
+    }
+
+    /// Credentials about to cross a network unencrypted: said once.
+    fn warn_if_plain(&self, url: &str) {
+        let Some(rest) = url.strip_prefix("http://") else { return };
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host).trim_matches(['[', ']']);
+        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if self.credentials.is_some()
+            && !loopback
+            && !self.plain_warned.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            log::warn!(
+                "{url} is plain http: the credentials of {} cross the network readable by anyone on the way; \
+                 serve it over https",
+                self.keys
+            );
         }
     }
 

@@ -49,6 +49,10 @@ const MAX_JSON_BYTES: u64 = 16 << 20;
 /// (a tag is at most 128 characters; escapes may double them).
 const TAG_BYTES: u64 = 300;
 
+/// The smallest tag list page, without a `Link`, that is taken for a
+/// page of more (registries that page on their own use 50 or more).
+const IMPLICIT_PAGE: usize = 50;
+
 /// How long georeg waits out 429 and 503 answers for one request, in all.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
 
@@ -297,6 +301,9 @@ impl Client {
         let mut pager = Pager::new("tag list");
         let mut next = Some(format!("{}/v2/{repo}/tags/list", self.base));
         let mut first = true;
+        // Whether `next` was made up from the last tag (no `Link` said).
+        let mut guessed = false;
+        let mut linked = false;
         while let Some(url) = next.take() {
             pager.next(&url)?;
             let resp = self.send("GET", &url, &self.repo_scopes(repo), &[], Body::Empty)?;
@@ -307,6 +314,8 @@ impl Client {
             first = false;
             let resp = expect(resp, "GET", &url, &[200])?;
             next = link_next(resp.header("Link")).map(|l| self.resolve(&l));
+            linked |= next.is_some();
+            let before = tags.len();
             let cap = self.limits.max_tags;
             let max_bytes = (cap as u64).saturating_mul(TAG_BYTES).saturating_add(64 << 10);
             let declared = resp.header("Content-Length").and_then(|l| l.trim().parse().ok()).unwrap_or(max_bytes);
@@ -329,8 +338,28 @@ impl Client {
                     message: format!("unexpected answer: {e}"),
                 });
             }
+            // A page that repeats what was read: the registry ignored
+            // `last` (it had sent every tag at once).
+            if guessed && tags.get(before).is_some_and(|t| tags[..before].contains(t)) {
+                tags.truncate(before);
+                break;
+            }
+            next = next.or_else(|| self.page_after(repo, &tags[before..], linked));
+            guessed = !linked && next.is_some();
         }
         Ok(Some(tags))
+    }
+
+    /// The next page of a tag list that came without a `Link`: a page of
+    /// at least `IMPLICIT_PAGE` tags may be one of a registry that pages
+    /// by `n`/`last` and does not say so (the spec's `Link` is a SHOULD),
+    /// so the tags after its last one are asked for.
+    fn page_after(&self, repo: &str, page: &[String], linked: bool) -> Option<String> {
+        if linked || page.len() < IMPLICIT_PAGE {
+            return None;
+        }
+        let last = page.last()?;
+        Some(format!("{}/v2/{repo}/tags/list?n={}&last={last}", self.base, page.len()))
     }
 
     /// A 404 to a tag list: NAME_UNKNOWN (the spec's answer for a

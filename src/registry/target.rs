@@ -56,6 +56,18 @@ impl Target {
         self.1.patch_only.load(Ordering::Relaxed)
     }
 
+    /// Blobs go by PATCH from now on: one in a PUT broke with `why`, and
+    /// the same by PATCH went through.
+    pub fn prefer_patch(&self, why: &Error) {
+        if !self.1.patch_only.swap(true, Ordering::Relaxed) {
+            log::info!(
+                "{} cut a blob sent in the PUT that closes an upload ({why}), and took it by PATCH: sending blobs by \
+                 PATCH, then PUT",
+                self.base
+            );
+        }
+    }
+
     /// The smallest chunk the registry takes, when it said (0: any).
     pub fn chunk_min(&self) -> u64 {
         self.1.chunk_min.load(Ordering::Relaxed)

@@ -95,7 +95,7 @@ impl Engine<'_> {
                 self.shutdown,
                 &self.stats.download_resumes,
             )?;
-            let counted = Counted { inner: body, stats: self.stats, progress, shutdown: self.shutdown };
+            let counted = Counted { inner: body, stats: self.stats, progress, shutdown: self.shutdown, broke: None };
             let mut reader =
                 VerifyingReader::resume(counted, blob.digest.clone(), blob.size, upload.bytes_done, hasher);
             let mut buf = Vec::with_capacity(chunk.min(blob.size) as usize);

@@ -272,3 +272,38 @@ fn a_primary_refusing_its_catalog_replicates_the_configured_repositories_and_say
     assert!(env.s.tags("team/unlisted").is_empty(), "a repository neither listed nor named stays unknown");
     env.georeg(&["verify"]).assert_ok();
 }
+
+/// `{"name":..,"tags":[..]}` as a generated answer.
+fn tag_page(repo: &str, tags: &[String]) -> Answer {
+    let body = serde_json::json!({"name": repo, "tags": tags}).to_string().into_bytes();
+    Answer::Generated {
+        content_type: "application/json",
+        length: body.len() as u64,
+        body: Box::new(std::io::Cursor::new(body)),
+    }
+}
+
+#[test]
+fn a_tag_list_paged_by_n_and_last_without_link_is_read_to_its_end() {
+    let env = Env::new("paged-tags");
+    let image = oci_image(60, &[1000]);
+    let tags: Vec<String> = (0..130).map(|i| format!("t{i:03}")).collect();
+    env.p.push_image("paged/app", &tags[0], &image);
+    for tag in &tags[1..] {
+        env.p.put_manifest("paged/app", tag, &image.media_type, &image.manifest);
+    }
+    // Pages of at most 60 tags, by n and last, and never a Link header: as
+    // registries that leave out the spec's SHOULD do.
+    let all = tags.clone();
+    let _double = behind(&env, move |r| {
+        let Some(query) = r.target.strip_prefix("/v2/paged/app/tags/list") else { return Answer::Forward };
+        let last = query.split(['?', '&']).find_map(|p| p.strip_prefix("last=")).unwrap_or("");
+        let page: Vec<String> = all.iter().filter(|t| t.as_str() > last).take(60).cloned().collect();
+        tag_page("paged/app", &page)
+    });
+    env.georeg(&["sync", "paged/app"]).assert_ok();
+    let got = env.s.tag_digests("paged/app");
+    assert_eq!(got.len(), 130, "every tag of every page arrived");
+    assert!(got.values().all(|d| d == &image.digest), "each with the primary's digest");
+    env.georeg(&["verify", "paged/app"]).assert_ok();
+}

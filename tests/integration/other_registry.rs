@@ -98,8 +98,12 @@ fn a_copy_into_another_oci_registry_cut_by_kill_9_resumes() {
     let proxy = WanProxy::start(env.primary.url.trim_start_matches("http://"), link);
     env.route_primary_through(&proxy.url);
     let mut child = env.spawn("first", &["sync", "big/app"]);
-    let rows = || -> i64 { env.state().query_row("SELECT count(*) FROM uploads", [], |r| r.get(0)).unwrap_or(0) };
-    poll_until("a chunk recorded", Duration::from_secs(60), Duration::from_millis(5), || rows() > 0);
+    let done = || -> i64 {
+        env.state().query_row("SELECT coalesce(max(bytes_done), 0) FROM uploads", [], |r| r.get(0)).unwrap_or(0)
+    };
+    poll_until("a chunk of the layer recorded", Duration::from_secs(60), Duration::from_millis(5), || {
+        done() >= 8 << 20
+    });
     let _ = child.kill();
     let _ = child.wait();
     let run = env.georeg(&["sync", "big/app"]);

@@ -49,6 +49,13 @@ impl Reconciler<'_> {
         let (primary, requests) = fingerprint::read(self.primary, name)?;
         tally.record.requests += requests;
         let (secondary, _) = fingerprint::read(self.secondary, name)?;
+        // A secondary that lists no tags: the primary's, read there by name.
+        let secondary = match (secondary, &primary) {
+            (None, Some(wanted)) if !self.secondary.lists_tags() => {
+                Some(self.secondary.digests_of(name, wanted.keys())?)
+            }
+            (secondary, _) => secondary,
+        };
         let kept = self.queue.kept_deletions(name)?;
         let unsupported = self.queue.unsupported_tags(name)?;
         let primary = primary.unwrap_or_default();

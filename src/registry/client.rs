@@ -391,8 +391,17 @@ impl Client {
         if self.lists_tags() {
             return Ok(listed);
         }
+        self.digests_of(repo, wanted)
+    }
+
+    /// Tag -> digest of those of `tags` the registry holds, each read by name.
+    pub fn digests_of<'a>(
+        &self,
+        repo: &str,
+        tags: impl IntoIterator<Item = &'a String>,
+    ) -> Result<BTreeMap<String, Digest>> {
         let mut map = BTreeMap::new();
-        for tag in wanted {
+        for tag in tags {
             if let Some(d) = self.manifest_digest(repo, tag)? {
                 map.insert(tag.clone(), d);
             }

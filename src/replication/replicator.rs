@@ -115,7 +115,14 @@ impl Replicator<'_> {
         report: &mut Report,
     ) -> Result<BTreeSet<String>> {
         let listed = self.primary.valid_tags(repo)?;
-        let present = self.engine.secondary.tag_digests_among(repo, &listed)?;
+        // A secondary that lists no tags is asked by name: the primary's
+        // tags, and those georeg left there (gone from the primary since).
+        let mut present = self.engine.secondary.tag_digests_among(repo, &listed)?;
+        if !self.engine.secondary.lists_tags() {
+            let recorded: Vec<String> = self.engine.store.tags(repo)?.into_iter().map(|(tag, _)| tag).collect();
+            let gone = recorded.iter().filter(|tag| !present.contains_key(*tag) && !listed.contains(tag));
+            present.extend(self.engine.secondary.digests_of(repo, gone)?);
+        }
         let mut wanted = BTreeMap::new();
         let mut seen =
             Seen { manifests: present.values().cloned().collect(), progress: progress.clone(), ..Seen::default() };

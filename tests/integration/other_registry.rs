@@ -115,3 +115,42 @@ fn a_copy_into_another_oci_registry_cut_by_kill_9_resumes() {
     env.georeg(&["verify", "big/app"]).assert_ok();
     drop(proxy);
 }
+
+#[test]
+fn a_deletion_on_the_primary_meets_a_secondary_that_refuses_deletes() {
+    let env = Env::with_other_secondary("other-delete");
+    env.p.push_image("docker/app", "v1", &docker_image(70, &[1000]));
+    env.p.push_image("docker/app", "v2", &oci_image(71, &[2000]));
+    env.georeg(&["sync", "docker/app"]).assert_ok();
+    env.assert_tags_read_the_same("docker/app");
+    let v2 = env.p.digest("docker/app", "v2").unwrap();
+    env.p.delete_manifest("docker/app", &v2);
+    // The tag georeg put there is asked for by name (the registry lists
+    // none), found, and its deletion refused: the repository fails saying so.
+    let run = env.georeg(&["sync", "docker/app"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("lists no tags") && run.stderr.contains("cannot be seen"), "{run}");
+    let line = run.stdout.lines().find(|l| l.starts_with("docker/app: FAILED")).unwrap();
+    assert!(line.contains("405") && line.contains("does not delete") && line.contains("docker/app:v2"), "{line}");
+    env.assert_tags_read_the_same("docker/app");
+}
+
+#[test]
+fn without_notifications_reconciliation_alone_keeps_another_oci_registry_in_step() {
+    use crate::support::wait_until;
+    use std::time::Duration;
+    let env = Env::with_other_secondary("other-reconcile");
+    env.add_replication("reconcile_interval_seconds = 10");
+    env.p.push_image("docker/app", "v1", &docker_image(80, &[1000]));
+    let arrived = |tag: &str| {
+        let want = env.p.digest("docker/app", tag);
+        let got = env.s.manifest("docker/app", tag).map(|(bytes, _)| crate::support::oci::sha256(&bytes));
+        want.is_some() && got == want
+    };
+    env.start_daemons();
+    wait_until("v1 on the secondary (backfill)", Duration::from_secs(60), || arrived("v1"));
+    // No notification will say so: only a reconciliation pass can find it.
+    env.p.push_image("docker/app", "v2", &oci_image(81, &[2000]));
+    wait_until("v2 on the secondary (reconciliation)", Duration::from_secs(60), || arrived("v2"));
+    env.assert_tags_read_the_same("docker/app");
+}

@@ -375,6 +375,19 @@ impl Client {
         }
     }
 
+    /// The error for a repository of a primary that lists no tags: what
+    /// it holds cannot be known, so nothing is taken for gone.
+    pub fn unlisted(&self, repo: &str) -> Error {
+        Error::Repository {
+            repository: repo.to_string(),
+            message: format!(
+                "{} lists no tags (a bare 404 to tags/list; content discovery is optional in the OCI spec): georeg \
+                 cannot know this repository's tags, only those its notifications name; nothing was removed",
+                self.base
+            ),
+        }
+    }
+
     /// False for a registry that lists no tags (known once it was asked).
     pub fn lists_tags(&self) -> bool {
         !self.unlisted.load(std::sync::atomic::Ordering::Relaxed)

@@ -98,7 +98,7 @@ pub fn scan(r: &Replicator, selection: &Selection) -> Result<Scan> {
         }
         // Absent from the catalog and unknown to the primary: deleted there.
         // Tags whose deletion is held back or cancelled need no new look.
-        if primary.tags(&name)?.is_none() {
+        if primary.tags(&name)?.is_none() && primary.lists_tags() {
             let left = r.engine.secondary.tags(&name)?.unwrap_or_default();
             let kept = store.kept_deletions(&name)?;
             if left.iter().any(|tag| !kept.tags.contains_key(tag)) {

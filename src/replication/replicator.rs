@@ -115,6 +115,9 @@ impl Replicator<'_> {
         report: &mut Report,
     ) -> Result<BTreeSet<String>> {
         let listed = self.primary.valid_tags(repo)?;
+        if listed.is_empty() && !self.primary.lists_tags() {
+            return Err(self.primary.unlisted(repo));
+        }
         // A secondary that lists no tags is asked by name: the primary's
         // tags, and those georeg left there (gone from the primary since).
         let mut present = self.engine.secondary.tag_digests_among(repo, &listed)?;

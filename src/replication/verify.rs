@@ -99,6 +99,9 @@ pub fn compare(
     kept: &Kept,
 ) -> Result<Outcome> {
     let mut p = primary.tag_digests(repo)?;
+    if p.is_empty() && !primary.lists_tags() {
+        return Err(primary.unlisted(repo));
+    }
     let mut s = secondary.tag_digests_among(repo, p.keys())?;
     let mut left_out = 0;
     for (tag, digest) in unsupported {

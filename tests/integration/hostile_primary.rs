@@ -307,3 +307,21 @@ fn a_tag_list_paged_by_n_and_last_without_link_is_read_to_its_end() {
     assert!(got.values().all(|d| d == &image.digest), "each with the primary's digest");
     env.georeg(&["verify", "paged/app"]).assert_ok();
 }
+
+#[test]
+fn a_primary_that_lists_no_tags_is_never_taken_for_emptied() {
+    let env = Env::new("unlisted-primary");
+    env.p.push_image("team/app", "v1", &oci_image(90, &[1000]));
+    env.georeg(&["sync", "team/app"]).assert_ok();
+    env.assert_in_sync("team/app");
+    // From now on the primary answers tag lists with a bare 404, as a
+    // registry without content discovery does.
+    let _double = behind(&env, |r| if r.target.contains("/tags/list") { Answer::Bare(404) } else { Answer::Forward });
+    let run = env.georeg(&["sync", "team/app"]);
+    run.assert_code(1);
+    assert!(output(&run).contains("lists no tags") && output(&run).contains("nothing was removed"), "{run}");
+    let verify = env.georeg(&["verify", "team/app"]);
+    verify.assert_code(1);
+    assert!(output(&verify).contains("lists no tags") && !output(&verify).contains("resync queued"), "{verify}");
+    assert_eq!(env.s.tags("team/app"), ["v1"], "the secondary keeps what it had");
+}

@@ -45,6 +45,9 @@ pub enum Answer {
     /// This status with an OCI error body of this code, as a registry that
     /// refuses a request outright (`_catalog` to all but administrators).
     Refuse(u16, &'static str),
+    /// This status and nothing else: no body, no error code (a route the
+    /// registry does not have).
+    Bare(u16),
 }
 
 type Rule = dyn Fn(&Request) -> Answer + Send + Sync;
@@ -128,6 +131,7 @@ fn serve(
             }
             Ok(())
         }
+        Answer::Bare(status) => write!(out, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
         Answer::Refuse(status, code) => {
             let body = format!(r#"{{"errors":[{{"code":"{code}","message":"refused by policy","detail":null}}]}}"#);
             write!(

@@ -130,6 +130,20 @@ impl Client {
         [Scope::repository(repo, self.actions)]
     }
 
+    /// Resolves a `Location` against the URL of the request it answered
+    /// (RFC 3986): absolute, absolute-path, or relative to the request's
+    /// directory (`uploads/1` after `POST /v2/a/blobs/uploads/`).
+    pub(super) fn resolve_from(&self, request: &str, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") || location.starts_with('/') {
+            return self.resolve(location);
+        }
+        let path = request.split(['?', '#']).next().unwrap_or(request);
+        match path.rfind('/') {
+            Some(i) if i + 1 > path.find("://").map(|s| s + 3).unwrap_or(0) => format!("{}{location}", &path[..=i]),
+            _ => self.resolve(location),
+        }
+    }
+
     /// Resolves a `Location` or `Link` target against this registry.
     pub(super) fn resolve(&self, location: &str) -> String {
         if location.starts_with("http://") || location.starts_with("https://") {
@@ -620,5 +634,9 @@ mod tests {
         assert_eq!(c.url(), "http://r.example:5000/prefix");
         assert_eq!(c.resolve("/v2/a/blobs/uploads/1?_state=x"), "http://r.example:5000/v2/a/blobs/uploads/1?_state=x");
         assert_eq!(c.resolve("https://other/x"), "https://other/x");
+        let post = "http://r.example:5000/prefix/v2/a/blobs/uploads/?mount=x";
+        assert_eq!(c.resolve_from(post, "1?_state=x"), "http://r.example:5000/prefix/v2/a/blobs/uploads/1?_state=x");
+        assert_eq!(c.resolve_from(post, "/v2/a/uploads/1"), "http://r.example:5000/v2/a/uploads/1");
+        assert_eq!(c.resolve_from(post, "https://cdn.example/u/1"), "https://cdn.example/u/1");
     }
 }

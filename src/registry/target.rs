@@ -297,7 +297,7 @@ impl Target {
 
     fn location(&self, resp: ureq::Response, method: &str, url: &str) -> Result<String> {
         match resp.header("Location") {
-            Some(l) => Ok(self.resolve(l)),
+            Some(l) => Ok(self.resolve_from(url, l)),
             None => Err(Error::Registry {
                 request: format!("{method} {url}"),
                 status: resp.status(),

@@ -5,7 +5,7 @@
 
 use crate::support::oci::{docker_image, oci_image, oci_index};
 use crate::support::token_server::{READER, WRITER};
-use crate::support::{Env, Run, Side, BASIC_USER};
+use crate::support::{Env, Mode, Run, Side, BASIC_USER};
 
 /// Pushes three repositories of different shapes to the primary.
 fn push_corpus(env: &Env) -> [&'static str; 3] {
@@ -161,4 +161,14 @@ fn a_public_primary_is_read_with_anonymous_tokens_from_its_realm() {
         env.assert_in_sync(repo);
     }
     env.georeg(&["verify"]).assert_ok();
+}
+
+#[test]
+fn htpasswd_registries_stay_in_step_by_notifications() {
+    let env = Env::with_auth_notifying("auth-basic-events", Side::Basic, Side::Basic, Mode::Direct);
+    env.start_daemons();
+    env.p.push_image("team/app", "v1", &oci_image(20, &[1000]));
+    env.wait_in_sync("team/app", std::time::Duration::from_secs(60));
+    env.p.push_image("team/app", "v2", &docker_image(21, &[2000]));
+    env.wait_in_sync("team/app", std::time::Duration::from_secs(60));
 }

@@ -475,8 +475,20 @@ impl Env {
     /// side says, and a secondary configuration with what georeg needs
     /// for each: the shared key only where a side is `Gitlab`.
     pub fn with_auth(name: &str, primary: Side, secondary: Side) -> Env {
+        Env::with_auth_notifying(name, primary, secondary, Mode::Manual)
+    }
+
+    /// [`Env::with_auth`], the primary registry notifying the secondary
+    /// georeg directly in `Mode::Direct`.
+    pub fn with_auth_notifying(name: &str, primary: Side, secondary: Side, mode: Mode) -> Env {
         use registry::Auth;
+        assert!(mode != Mode::Follow, "no primary georeg here");
         let dir = TestDir::new(name);
+        let port = registry::free_port();
+        let notify = (mode == Mode::Direct).then(|| Notify {
+            url: format!("http://127.0.0.1:{port}/api/v4/container_registry_event/events"),
+            secret: SECRET.into(),
+        });
         let k = keys();
         let tokens = |side: &Side| matches!(side, Side::Token | Side::AnonymousToken);
         let realm = [primary, secondary].iter().any(tokens).then(|| token_server::TokenServer::start(&dir.0));
@@ -494,7 +506,8 @@ impl Env {
                 }
                 Side::Open => Auth::Open,
             };
-            Registry::start_auth(&dir.0, name, auth, None, registry::free_port(), None)
+            let notify = if name == "primary" { notify.as_ref() } else { None };
+            Registry::start_auth(&dir.0, name, auth, notify, registry::free_port(), None)
         };
         let (p_reg, s_reg) = (start(primary, "primary"), start(secondary, "secondary"));
         let api = |side: Side, url: &str| match side {
@@ -509,8 +522,8 @@ impl Env {
             p,
             s,
             config: dir.0.join("georeg.toml"),
-            mode: Mode::Manual,
-            port: registry::free_port(),
+            mode,
+            port,
             primary_port: registry::free_port(),
             https: None,
             daemons: Default::default(),

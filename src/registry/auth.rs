@@ -440,6 +440,65 @@ mod tests {
         assert!(!anonymous.refused(challenge, None, &scopes), "nothing to send");
     }
 
+    /// A registry with a token realm on one tiny_http server: the realm
+    /// hands out `tok-N` to Basic `u:p` (no `expires_in`); the registry
+    /// takes only the newest token. Revoking it makes georeg ask again on
+    /// the 401; the credentials reach only the realm.
+    #[test]
+    fn a_refused_token_is_asked_for_again_and_credentials_go_to_the_realm_only() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let base = format!("http://{}", server.server_addr().to_ip().unwrap());
+        let (issued, basic_at_registry) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (srv, n, leaked, realm) = (server.clone(), issued.clone(), basic_at_registry.clone(), base.clone());
+        let thread = std::thread::spawn(move || {
+            for request in srv.incoming_requests() {
+                let auth = request
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv("Authorization"))
+                    .map(|h| h.value.as_str().to_string())
+                    .unwrap_or_default();
+                let response = if request.url().starts_with("/token") {
+                    assert!(request.url().contains("scope=repository%3Aa%3Apull"), "{}", request.url());
+                    if auth == format!("Basic {}", encoding::base64(b"u:p")) {
+                        let token = n.fetch_add(1, Ordering::SeqCst) + 1;
+                        tiny_http::Response::from_string(format!(r#"{{"token":"tok-{token}"}}"#))
+                    } else {
+                        tiny_http::Response::from_string("{}").with_status_code(401)
+                    }
+                } else {
+                    if auth.starts_with("Basic") {
+                        leaked.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if auth == format!("Bearer tok-{}", n.load(Ordering::SeqCst)) {
+                        tiny_http::Response::from_string("{}")
+                    } else {
+                        let challenge = format!("WWW-Authenticate: Bearer realm=\"{realm}/token\",service=\"s\"");
+                        tiny_http::Response::from_string("{}")
+                            .with_status_code(401)
+                            .with_header(challenge.parse::<tiny_http::Header>().unwrap())
+                    }
+                };
+                let _ = request.respond(response);
+            }
+        });
+        let agent = super::super::agent(crate::tls::client_config(None).unwrap());
+        let auth = Auth::challenged(Some(Credentials { username: "u".into(), password: "p".into() }), "registry");
+        let client = super::super::Client::read_only(&base, agent, auth);
+        assert!(client.tags("a").is_ok(), "the challenge followed, a token asked for");
+        assert!(client.tags("a").is_ok(), "the token reused");
+        assert_eq!(issued.load(Ordering::SeqCst), 1);
+        issued.fetch_add(1, Ordering::SeqCst); // revoked: the registry wants the next one
+        assert!(client.tags("a").is_ok(), "refused, asked again");
+        assert_eq!(issued.load(Ordering::SeqCst), 3);
+        assert_eq!(basic_at_registry.load(Ordering::SeqCst), 0, "the registry never saw the credentials");
+        assert!(client.auth_description().starts_with(&format!("Bearer with realm {base}/token")));
+        server.unblock();
+        thread.join().unwrap();
+    }
+
     #[test]
     fn scopes_are_escaped_in_the_query() {
         assert_eq!(query_escape("repository:a/b:pull,push"), "repository%3Aa%2Fb%3Apull%2Cpush");

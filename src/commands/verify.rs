@@ -206,8 +206,9 @@ fn compare(node: &Node, repo: &str, want: &BTreeMap<String, Digest>, blobs: bool
         return Ok(Outcome::Mismatch { primary: format!("{w} (in the bundle)"), secondary: g, first_difference });
     }
     if blobs {
-        let (n, bytes) = check_blobs(&node.local, repo, &node.shutdown)?;
+        let known: Vec<String> = want.keys().cloned().collect();
+        let (n, bytes) = check_blobs(&node.local, repo, &known, &node.shutdown)?;
         log::info!("{repo}: {n} blobs ({}) read back and their digests checked", crate::format::human_bytes(bytes));
     }
-    Ok(Outcome::Match { checksum: w, unsupported: 0, kept: 0 })
+    Ok(Outcome::Match { checksum: w, unsupported: 0, kept: 0, unlisted: !node.local.lists_tags() })
 }

@@ -78,7 +78,14 @@ fn the_fidelity_corpus_replicates_into_another_oci_registry_with_every_digest_eq
         env.assert_tags_read_the_same(repo);
     }
     for repo in &copied {
-        env.georeg(&["verify", repo]).assert_ok();
+        // Every blob read back from it, by the tags georeg left there.
+        let verify = env.georeg(&["verify", "--blobs", repo]);
+        verify.assert_ok();
+        assert!(verify.stdout.contains("the secondary lists no tags"), "{verify}");
+        assert!(
+            verify.stderr.contains("read back from the secondary") && !verify.stderr.contains(": 0 blobs"),
+            "{verify}"
+        );
     }
     // Again: nothing left to copy, still equal.
     let again = env.georeg(&["sync", "docker/app"]);

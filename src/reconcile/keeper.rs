@@ -93,9 +93,18 @@ impl Keeper<'_> {
     /// Returns how many there are.
     fn discover(&self) -> Result<usize> {
         let mut listed: BTreeSet<String> = self.store.replicated_names()?.into_iter().collect();
-        let catalog = self.registry.catalog();
-        let complete = catalog.is_ok();
-        listed.extend(catalog?.into_iter().filter(|n| crate::registry::valid_repository(n)));
+        // A registry that refuses its catalog (optional in the OCI spec):
+        // the repositories known here are still kept.
+        let catalog = match self.registry.catalog() {
+            Ok(catalog) => Some(catalog),
+            Err(e @ crate::error::Error::Registry { .. }) => {
+                log::debug!("fingerprints: the catalog of {}: {e}", self.registry.url());
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let complete = catalog.is_some();
+        listed.extend(catalog.unwrap_or_default().into_iter().filter(|n| crate::registry::valid_repository(n)));
         let have: BTreeSet<String> = self.store.names()?.into_iter().collect();
         for name in listed.difference(&have) {
             self.store.mark_stale(name)?;

@@ -121,7 +121,15 @@ impl Keeper<'_> {
     /// registry no longer has it).
     fn read(&self, repo: &str) -> Result<()> {
         let read_at = self.store.now()?;
-        match fingerprint::read(self.registry, repo)?.0 {
+        let read = match fingerprint::read(self.registry, repo)?.0 {
+            // A secondary's registry that lists no tags: the tags georeg
+            // left there, each read by name.
+            None if self.secondary && !self.registry.lists_tags() => {
+                Some(self.registry.digests_of(repo, &self.store.recorded_tags(repo)?)?)
+            }
+            read => read,
+        };
+        match read {
             None if !self.secondary || !self.store.is_replicated(repo)? => self.store.remove(repo),
             tags => {
                 let mut tags = tags.unwrap_or_default();

@@ -161,3 +161,39 @@ fn without_notifications_reconciliation_alone_keeps_another_oci_registry_in_step
     wait_until("v2 on the secondary (reconciliation)", Duration::from_secs(60), || arrived("v2"));
     env.assert_tags_read_the_same("docker/app");
 }
+
+#[test]
+fn following_a_primary_georeg_another_oci_registry_gets_the_primarys_fingerprint() {
+    use crate::support::{wait_until, Mode};
+    use std::time::Duration;
+    let env = Env::with_other_secondary_in("other-follow", Mode::Follow);
+    env.add_replication("reconcile_interval_seconds = 10");
+    let mut text = std::fs::read_to_string(env.primary_config()).unwrap();
+    text.push_str("\n[replication]\nreconcile_interval_seconds = 10\n");
+    std::fs::write(env.primary_config(), text).unwrap();
+    env.start_daemons();
+    env.p.push_image("docker/app", "v1", &docker_image(90, &[1000]));
+    env.p.push_image("docker/app", "v2", &oci_image(91, &[2000]));
+    let arrived = |tag: &str| {
+        let want = env.p.digest("docker/app", tag);
+        let got = env.s.manifest("docker/app", tag).map(|(bytes, _)| crate::support::oci::sha256(&bytes));
+        want.is_some() && got == want
+    };
+    wait_until("both tags on the secondary (events)", Duration::from_secs(60), || arrived("v1") && arrived("v2"));
+    env.assert_tags_read_the_same("docker/app");
+    // Its fingerprint, read by the tags georeg left there (it lists none),
+    // is the primary's: reconciliation finds nothing to do.
+    let fingerprint = |state: rusqlite::Connection| -> Option<(String, i64)> {
+        state
+            .query_row(
+                "SELECT fingerprint, tags FROM fingerprints WHERE repository = 'docker/app' AND stale = 0",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok()
+    };
+    wait_until("the same fingerprint on both nodes", Duration::from_secs(90), || {
+        let (mine, theirs) = (fingerprint(env.state()), fingerprint(env.primary_state()));
+        mine.is_some() && mine == theirs && mine.as_ref().is_some_and(|(_, tags)| *tags == 2)
+    });
+}

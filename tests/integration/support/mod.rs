@@ -578,21 +578,30 @@ impl Env {
     /// secondary, an OCI registry that is not distribution
     /// (`other_registry`), with Basic credentials.
     pub fn with_other_secondary(name: &str) -> Env {
-        let mut env = Env::with_auth(name, Side::Gitlab, Side::Open);
-        let other = other_registry::OtherRegistry::start(&env.dir.0, "other");
-        env.s = Api::new(&other.url, keys().signer.clone()).basic("georeg", other_registry::PASSWORD);
-        env.other = Some(other);
+        Env::with_auth(name, Side::Gitlab, Side::Open).into_other_secondary()
+    }
+
+    /// [`Env::with_other_secondary`] in `mode`: in Follow mode a primary
+    /// georeg keeps the event log and this secondary follows it.
+    pub fn with_other_secondary_in(name: &str, mode: Mode) -> Env {
+        Env::with_mode(name, mode).into_other_secondary()
+    }
+
+    fn into_other_secondary(mut self) -> Env {
+        let other = other_registry::OtherRegistry::start(&self.dir.0, "other");
+        self.s = Api::new(&other.url, keys().signer.clone()).basic("georeg", other_registry::PASSWORD);
+        self.other = Some(other);
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::write(env.path("registry-password"), format!("{}\n", other_registry::PASSWORD)).unwrap();
-            std::fs::set_permissions(env.path("registry-password"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::write(self.path("registry-password"), format!("{}\n", other_registry::PASSWORD)).unwrap();
+            std::fs::set_permissions(self.path("registry-password"), std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         let registry = format!(
             "key_file = \"{}\"\nusername = \"georeg\"\npassword_file = \"registry-password\"\n",
             keys().pkcs1.display()
         );
-        env.write_config_lines(&registry, "");
-        env
+        self.write_config_lines(&registry, "");
+        self
     }
 
     /// For a secondary that lists no tags: every tag of the primary reads

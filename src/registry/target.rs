@@ -307,3 +307,25 @@ impl Target {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_answer_sets_the_smallest_chunk() {
+        let agent = super::super::agent(crate::tls::client_config(None).unwrap());
+        let target = Target::new("http://r.example", agent, Auth::challenged(None, "registry"));
+        assert_eq!(target.chunk_min(), 0);
+        let resp: ureq::Response =
+            "HTTP/1.1 202 Accepted\r\nLocation: /v2/a/blobs/uploads/1\r\nOCI-Chunk-Min-Length: 5000000\r\n\r\n"
+                .parse()
+                .unwrap();
+        target.note_chunk_min(&resp);
+        assert_eq!(target.chunk_min(), 5_000_000);
+        assert_eq!(
+            target.location(resp, "POST", "http://r.example/v2/a/blobs/uploads/").unwrap(),
+            "http://r.example/v2/a/blobs/uploads/1"
+        );
+    }
+}

@@ -39,8 +39,7 @@ impl Engine<'_> {
     /// (`OCI-Chunk-Min-Length`), on a multiple of 64 bytes, where the
     /// hash state saves.
     fn chunk_bytes(&self) -> u64 {
-        let configured = if self.chunk_size > 0 { self.chunk_size } else { 8 << 20 };
-        configured.max(self.secondary.chunk_min()).div_ceil(64) * 64
+        chunk_bytes(self.chunk_size, self.secondary.chunk_min())
     }
 
     /// A chunked copy of the blob that an earlier run left, when the
@@ -138,5 +137,24 @@ impl Engine<'_> {
         finished?;
         log::debug!("{repo}: copied blob {} ({}) in chunks", blob.digest, human_bytes(blob.size));
         Ok(())
+    }
+}
+
+/// See [`Engine::chunk_bytes`]: `configured` (0: off), `min` the
+/// secondary's `OCI-Chunk-Min-Length` (0: none).
+fn chunk_bytes(configured: u64, min: u64) -> u64 {
+    let configured = if configured > 0 { configured } else { 8 << 20 };
+    configured.max(min).div_ceil(64) * 64
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunks_are_at_least_what_the_secondary_asks_on_64_byte_multiples() {
+        use super::chunk_bytes;
+        assert_eq!(chunk_bytes(8 << 20, 0), 8 << 20);
+        assert_eq!(chunk_bytes(0, 0), 8 << 20, "off, but the secondary wants PATCH");
+        assert_eq!(chunk_bytes(1 << 20, 5_000_001), 5_000_064, "OCI-Chunk-Min-Length, rounded up to 64");
+        assert_eq!(chunk_bytes(16 << 20, 5_000_001), 16 << 20);
     }
 }

@@ -246,9 +246,9 @@ impl Challenger {
             && !self.plain_warned.swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             log::warn!(
-                "{url} is plain http: the credentials of {} cross the network readable by anyone on the way; \
+                "{url} is plain http: the password of {} crosses the network readable by anyone on the way; \
                  serve it over https",
-                self.keys
+                self.key_names().0
             );
         }
     }
@@ -364,11 +364,16 @@ impl Challenger {
         }
     }
 
-    fn hint(&self) -> String {
-        let (user, password, file) = match self.keys {
+    /// The configuration keys of these credentials: user, password file, auth file.
+    fn key_names(&self) -> (&'static str, &'static str, &'static str) {
+        match self.keys {
             "registry" => ("registry.username", "registry.password_file", "registry.auth_file"),
             _ => ("replication.primary_username", "replication.primary_password_file", "replication.primary_auth_file"),
-        };
+        }
+    }
+
+    fn hint(&self) -> String {
+        let (user, password, file) = self.key_names();
         match &self.credentials {
             Some(_) => format!("check {user} and the password in {password} (or the entry in {file})"),
             None => format!("the registry wants credentials: set {user} and {password}, or {file}"),

@@ -30,8 +30,10 @@ pub const PAGES: &[Page] = &[
         name: "check",
         usage: "georeg check",
         about: "Checks the configuration, the key, this node's registry (on a secondary: a push opened and \
-                cancelled; on a primary: reads only), the primary registry and primary georeg (on a secondary) and \
-                the state file: one ok or FAILED line each, with a hint.",
+                cancelled and a delete of a manifest that cannot exist; on a primary: reads only), the primary \
+                registry and primary georeg (on a secondary) and the state file: one ok or FAILED line each, with a \
+                hint. Each registry's line names the authentication it found (GitLab-style token, Basic, Bearer with \
+                its realm, anonymous) and what georeg may do there.",
         options: &[],
         example: "georeg --config /etc/georeg/georeg.toml check",
         exit: "0 when every check passed; 1 when any failed",

@@ -22,10 +22,7 @@ pub fn run(node: &Node) -> Result<ExitCode> {
     let owner = Owner::take(node, Locker::Backfill)?;
     let replicator = node.replicator()?;
     let scan = backfill::scan(&replicator, &node.config.replication.selection())?;
-    eprintln!(
-        "catalog: {} repositories to replicate ({} new), {} excluded, {} gone from the primary",
-        scan.included, scan.added, scan.excluded, scan.gone
-    );
+    eprintln!("{}", scan.summary(replicator.primary.url()));
     let todo = node.queue.unsynced_repositories()?;
     let (tally, mut failures) = match owner {
         Owner::Itself(_lock) => backfill_here(node, &todo)?,

@@ -15,17 +15,20 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::commands::node::{local_auth, primary_auth};
 use crate::config::{Config, Role};
 use crate::error::Error;
 use crate::peer::PrimaryNode;
-use crate::registry::token::{Signer, TokenCache};
+use crate::registry::token::Signer;
 use crate::registry::{self, Client, Target};
 use crate::store::Store;
 
 /// The user the packaged service runs as.
 pub const SERVICE_USER: &str = "georeg";
-/// Where the push check opens (and cancels) its upload.
-pub const THROWAWAY_REPOSITORY: &str = "georeg-check";
+/// Where the push check opens (and cancels) its upload. Two components:
+/// some registries route only `namespace/name` (GitLab's paths always
+/// have a group, and container-registry 0.3 answers 404 to one).
+pub const THROWAWAY_REPOSITORY: &str = "georeg/check";
 
 /// Counts and prints the outcome of each check.
 #[derive(Default)]
@@ -97,9 +100,10 @@ pub fn run(config_path: &Path) -> ExitCode {
         }
     }
 
-    let Some(signer) = check_key(&mut report, &config) else {
+    let Ok(key) = check_key(&mut report, &config) else {
         return finish(&report);
     };
+    check_secret_files(&mut report, &config);
     let tls = match crate::tls::client_config(config.tls.ca_file.as_deref()) {
         Ok(tls) => tls,
         Err(e) => {
@@ -108,31 +112,37 @@ pub fn run(config_path: &Path) -> ExitCode {
         }
     };
     let agent = registry::agent(tls);
-    let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
-    let tokens = || TokenCache::new(signer.clone(), &config.registry.service, ttl);
+    let signer = key.as_deref();
 
     match config.role {
-        Role::Secondary => {
-            check_local(&mut report, &signer, &Target::new(&config.registry.url, agent.clone(), tokens()))
-        }
+        Role::Secondary => check_local(
+            &mut report,
+            signer,
+            &Target::new(&config.registry.url, agent.clone(), local_auth(&config, key.as_ref())),
+        ),
         // georeg never writes to the primary registry, not even to check it.
         Role::Primary => {
             let what = format!("this node's registry {}", config.registry.url);
-            let local = Client::read_only(&config.registry.url, agent.clone(), tokens());
+            let local = Client::read_only(&config.registry.url, agent.clone(), local_auth(&config, key.as_ref()));
             match local.ping().and_then(|()| local.catalog_page(1)) {
-                Ok(_) => {
-                    report.ok(&what, "accepts georeg's pull-only and catalog tokens (a primary's is never written to)")
-                }
-                Err(e) => report.fail(&what, &e.to_string(), &registry_hint(&e, &signer, "registry.url")),
+                Ok(_) => report.ok(
+                    &what,
+                    &format!(
+                        "authentication: {}; may read it, catalog included (a primary's is never written to)",
+                        local.auth_description()
+                    ),
+                ),
+                Err(e) => report.fail(&what, &e.to_string(), &registry_hint(&e, signer, &local, "registry.url")),
             }
         }
     }
     if config.role == Role::Secondary {
         if let Some(url) = &config.replication.primary_api_url {
-            check_primary(&mut report, &signer, &Client::read_only(url, agent.clone(), tokens()));
+            let primary = Client::read_only(url, agent.clone(), primary_auth(&config, key.as_ref()));
+            check_primary(&mut report, signer, &primary, &config.replication.repositories);
         }
-        if let Some(url) = &config.replication.primary_node_url {
-            check_primary_node(&mut report, &PrimaryNode::new(url, agent.clone(), signer.clone(), &config.node_name));
+        if let (Some(url), Some(key)) = (&config.replication.primary_node_url, &key) {
+            check_primary_node(&mut report, &PrimaryNode::new(url, agent.clone(), key.clone(), &config.node_name));
         }
     }
     check_state(&mut report, &config.state_file);
@@ -149,22 +159,26 @@ fn finish(report: &Report) -> ExitCode {
     }
 }
 
-/// The shared key: parses, its certificate matches, and it is private.
-fn check_key(report: &mut Report, config: &Config) -> Option<std::sync::Arc<Signer>> {
+/// The shared key, when configured: parses, its certificate matches, and
+/// it is private. `Err` when it cannot be used.
+fn check_key(report: &mut Report, config: &Config) -> Result<Option<std::sync::Arc<Signer>>, ()> {
     let r = &config.registry;
-    let what = format!("key {}", r.key_file.display());
+    let Some(key_file) = &r.key_file else {
+        return Ok(None);
+    };
+    let what = format!("key {}", key_file.display());
     // Load the key alone first, so a certificate mismatch is reported as that.
-    let signer = match Signer::load(&r.key_file, None, &r.issuer) {
+    let signer = match Signer::load(key_file, None, &r.issuer) {
         Ok(signer) => signer,
         Err(e) => {
             let hint = "registry.key_file must be gitlab-registry.key copied from the primary \
                         (/var/opt/gitlab/gitlab-rails/etc/gitlab-registry.key), a PEM RSA private key";
             report.fail(&what, &e.to_string(), hint);
-            return None;
+            return Err(());
         }
     };
     report.ok(&what, &format!("RSA private key, key ID {}", signer.kid()));
-    if let Ok(meta) = std::fs::metadata(&r.key_file) {
+    if let Ok(meta) = std::fs::metadata(key_file) {
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             report.warn(
@@ -173,21 +187,21 @@ fn check_key(report: &mut Report, config: &Config) -> Option<std::sync::Arc<Sign
                     "readable by group or others (mode {mode:04o}): it signs tokens both registries trust; \
                      keep it 0600 and owned by the user georeg runs as ({SERVICE_USER} for the package: \
                      chown {SERVICE_USER}: {0}; chmod 600 {0})",
-                    r.key_file.display()
+                    key_file.display()
                 ),
             );
         }
     }
-    readable_by_service(report, &what, &r.key_file);
+    readable_by_service(report, &what, key_file);
     let Some(cert) = &r.certificate_file else {
-        return Some(std::sync::Arc::new(signer));
+        return Ok(Some(std::sync::Arc::new(signer)));
     };
     let what = format!("certificate {}", cert.display());
-    match Signer::load(&r.key_file, Some(cert), &r.issuer) {
+    match Signer::load(key_file, Some(cert), &r.issuer) {
         Ok(signer) => {
             report.ok(&what, "matches the key; tokens carry it as x5c");
             readable_by_service(report, &what, cert);
-            Some(std::sync::Arc::new(signer))
+            Ok(Some(std::sync::Arc::new(signer)))
         }
         Err(e) => {
             report.fail(
@@ -196,31 +210,67 @@ fn check_key(report: &mut Report, config: &Config) -> Option<std::sync::Arc<Sign
                 "registry.certificate_file must be the certificate of registry.key_file \
                  (the registries' auth.token.rootcertbundle), or leave it out",
             );
-            None
+            Err(())
         }
     }
 }
 
+/// The files holding registry credentials: as private as the key.
+fn check_secret_files(report: &mut Report, config: &Config) {
+    let (r, p) = (&config.registry, &config.replication);
+    let files = [
+        ("registry.password_file", &r.password_file),
+        ("registry.auth_file", &r.auth_file),
+        ("replication.primary_password_file", &p.primary_password_file),
+        ("replication.primary_auth_file", &p.primary_auth_file),
+    ];
+    for (key, file) in files {
+        let Some(file) = file else { continue };
+        let what = format!("{key} {}", file.display());
+        if let Ok(meta) = std::fs::metadata(file) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                report.warn(
+                    &what,
+                    &format!(
+                        "readable by group or others (mode {mode:04o}): it holds a registry password; \
+                         keep it 0600 and owned by the user georeg runs as ({SERVICE_USER} for the package: \
+                         chown {SERVICE_USER}: {0}; chmod 600 {0})",
+                        file.display()
+                    ),
+                );
+            }
+        }
+        readable_by_service(report, &what, file);
+    }
+}
+
 /// What to change when a registry refused or could not be reached.
-fn registry_hint(e: &Error, signer: &Signer, url_key: &str) -> String {
-    match e {
-        Error::Registry { status: 401, .. } | Error::Registry { status: 403, .. } => format!(
+fn registry_hint(e: &Error, signer: Option<&Signer>, client: &Client, url_key: &str) -> String {
+    match (e, signer) {
+        (Error::Registry { status: 401 | 403, .. }, _) if !client.signs_own_tokens() => client.auth_hint(),
+        (Error::Registry { status: 401 | 403, .. }, Some(signer)) => format!(
             "georeg signs with key ID {}; the registry's log names the key ID it refused \
-             (is registry.key_file the primary's gitlab-registry.key?)",
-            signer.kid()
+             (is registry.key_file the primary's gitlab-registry.key?); {}",
+            signer.kid(),
+            client.auth_hint()
         ),
-        Error::Transport { message, .. } if message.contains("tls.ca_file") || message.contains("TLS") => String::new(),
-        Error::Transport { .. } => format!("is the registry running, and is {url_key} right?"),
+        (Error::Transport { message, .. }, _) if message.contains("tls.ca_file") || message.contains("TLS") => {
+            String::new()
+        }
+        (Error::Transport { .. }, _) => format!("is the registry running, and is {url_key} right?"),
         _ => String::new(),
     }
 }
 
-/// A secondary's own registry: `/v2/` with a signed token, then a push:
-/// an upload opened in a throwaway repository and cancelled at once.
-fn check_local(report: &mut Report, signer: &Signer, local: &Target) {
+/// A secondary's own registry: `/v2/`, then a push (an upload opened in a
+/// throwaway repository and cancelled at once), then a delete of a
+/// manifest that cannot exist (refused, or answered "unknown": nothing
+/// is deleted either way).
+fn check_local(report: &mut Report, signer: Option<&Signer>, local: &Target) {
     let what = format!("this node's registry {}", local.url());
     if let Err(e) = local.ping() {
-        report.fail(&what, &e.to_string(), &registry_hint(&e, signer, "registry.url"));
+        report.fail(&what, &e.to_string(), &registry_hint(&e, signer, local, "registry.url"));
         return;
     }
     let upload = local.start_upload(THROWAWAY_REPOSITORY).map(|location| {
@@ -228,30 +278,65 @@ fn check_local(report: &mut Report, signer: &Signer, local: &Target) {
             log::warn!("the check's upload in {THROWAWAY_REPOSITORY} was not cancelled: {e}; the registry purges it");
         }
     });
-    match upload {
-        Ok(()) => report.ok(
-            &what,
-            &format!(
-                "accepts georeg's tokens, push included (an upload to {THROWAWAY_REPOSITORY} opened and cancelled)"
-            ),
-        ),
-        Err(e) => {
-            let mut hint = registry_hint(&e, signer, "registry.url");
-            if hint.is_empty() {
-                hint = "georeg must push here: is the registry read-only (storage.maintenance.readonly)?".into();
-            }
-            report.fail(&what, &format!("/v2/ answers, but a push is refused: {e}"), &hint)
+    if let Err(e) = upload {
+        let mut hint = registry_hint(&e, signer, local, "registry.url");
+        if hint.is_empty() {
+            hint = "georeg must push here: is the registry read-only (storage.maintenance.readonly)?".into();
         }
+        report.fail(&what, &format!("/v2/ answers, but a push is refused: {e}"), &hint);
+        return;
     }
+    let deletes = match local.deletes_enabled(THROWAWAY_REPOSITORY) {
+        Ok(true) => "delete allowed".to_string(),
+        Ok(false) => "deletes refused by the registry (405): deletions on the primary are not applied here".into(),
+        Err(e) => format!("delete refused ({e}): deletions on the primary are not applied here"),
+    };
+    report.ok(
+        &what,
+        &format!(
+            "authentication: {}; push allowed (an upload to {THROWAWAY_REPOSITORY} opened and cancelled); {deletes}",
+            local.auth_description()
+        ),
+    );
 }
 
-/// The primary registry: `/v2/` and one catalog page with pull-only tokens.
-fn check_primary(report: &mut Report, signer: &Signer, primary: &Client) {
+/// The primary registry: `/v2/` and one catalog page, read-only; when the
+/// catalog is refused, the tags of the first of `replication.repositories`.
+fn check_primary(report: &mut Report, signer: Option<&Signer>, primary: &Client, repositories: &[String]) {
     let what = format!("primary registry {}", primary.url());
-    let outcome = primary.ping().and_then(|()| primary.catalog_page(1));
-    match outcome {
-        Ok(_) => report.ok(&what, "accepts georeg's pull-only and catalog tokens"),
-        Err(e) => report.fail(&what, &e.to_string(), &registry_hint(&e, signer, "replication.primary_api_url")),
+    if let Err(e) = primary.ping() {
+        let hint = registry_hint(&e, signer, primary, "replication.primary_api_url");
+        report.fail(&what, &e.to_string(), &hint);
+        return;
+    }
+    let auth = primary.auth_description();
+    match (primary.catalog_page(1), repositories.first()) {
+        (Ok(_), _) => report.ok(&what, &format!("authentication: {auth}; may read it, catalog included")),
+        (Err(e), Some(repo)) => match primary.tags(repo) {
+            Ok(found) => report.ok(
+                &what,
+                &format!(
+                    "authentication: {auth}; may read {repo} ({}), but not the catalog ({e}): only \
+                     replication.repositories and the repositories events name are replicated",
+                    if found.is_some() { "found" } else { "not there yet" }
+                ),
+            ),
+            Err(e) => {
+                let hint = registry_hint(&e, signer, primary, "replication.primary_api_url");
+                report.fail(&what, &format!("neither the catalog nor {repo} can be read: {e}"), &hint)
+            }
+        },
+        (Err(e), None) => {
+            let mut hint = registry_hint(&e, signer, primary, "replication.primary_api_url");
+            if matches!(e, Error::Registry { .. }) {
+                hint = format!(
+                    "{hint}{}if this registry does not serve its catalog to georeg, list the repositories to \
+                     replicate in replication.repositories",
+                    if hint.is_empty() { "" } else { "; " }
+                );
+            }
+            report.fail(&what, &format!("authentication: {auth}; the catalog cannot be read: {e}"), &hint)
+        }
     }
 }
 

@@ -34,7 +34,8 @@ pub fn run(config: &Config, output: &Path, inventory: Option<&Path>, named: &[St
     ));
     let shutdown = Shutdown::default();
     shutdown.on_signals()?;
-    let Some(primary) = super::node::primary_client(config, &signer, registry::agent_timing_out(tls, stall), &pacer)
+    let Some(primary) =
+        super::node::primary_client(config, Some(&signer), registry::agent_timing_out(tls, stall), &pacer)
     else {
         return Err(config.bad("replication.primary_api_url", "is not set: export reads the primary registry"));
     };

@@ -52,7 +52,7 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
     recover(node)?;
     let primary_url = node.config.primary_api_url()?;
     let selection = node.config.replication.selection();
-    let bundle = Bundle::open(file, &node.signer, &selection)?.reading_missing_from(&node.local);
+    let bundle = Bundle::open(file, node.signer()?, &selection)?.reading_missing_from(&node.local);
     let h = &bundle.header;
     let newest = node.queue.newest_bundle(&h.id)?;
     let newest_key = newest.as_ref().map(|b| (b.id.as_str(), b.created_at.as_str(), b.imported_at.is_some()));

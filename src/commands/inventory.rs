@@ -47,7 +47,7 @@ pub fn run(node: &Node, output: &Path) -> Result<ExitCode> {
         }
         Err(e) => return Err(e),
     };
-    let bytes = signed::seal(&node.signer, &inventory).map_err(|message| Error::Bundle {
+    let bytes = signed::seal(node.signer()?, &inventory).map_err(|message| Error::Bundle {
         file: output.display().to_string(),
         message,
         refused: false,

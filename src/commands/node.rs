@@ -15,6 +15,7 @@ use crate::health::{Health, Stats};
 use crate::peer::PrimaryNode;
 use crate::reconcile::keeper::Keeper;
 use crate::reconcile::pass::Reconciler;
+use crate::registry::auth::Auth;
 use crate::registry::pace::Pacer;
 use crate::registry::token::{random_hex, Signer, TokenCache};
 use crate::registry::{self, Client, Target};
@@ -32,7 +33,8 @@ use crate::web::App;
 /// the stop request.
 pub(crate) struct Node {
     pub config: Config,
-    pub signer: Arc<Signer>,
+    /// The shared key (`registry.key_file`), when configured: see [`Node::signer`].
+    key: Option<Arc<Signer>>,
     /// The state file's owner handle, and the doors it hands out:
     /// replication's queue, the web side's and follower's log, the read side.
     pub store: Store,
@@ -59,39 +61,40 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// The shared key, for what only it can do (sign and check transfer
+    /// bundles and inventories, mint tokens by hand).
+    pub fn signer(&self) -> Result<&Arc<Signer>> {
+        self.key.as_ref().ok_or_else(|| {
+            self.config.bad(
+                "registry.key_file",
+                "is required for this command: transfer bundles, inventories and tokens are signed with the key \
+                 all nodes share",
+            )
+        })
+    }
+
     pub fn open(config: Config) -> Result<Node> {
-        let signer = load_signer(&config)?;
+        let key = load_key(&config)?;
         let store = Store::open(&config.state_file)?;
         store.set_selection(config.replication.selection());
         store.set_slow_share(config.replication.workers / 2);
         let tls =
             crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
         let agent = registry::agent(tls.clone());
-        let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
-        let local = Target::new(
-            &config.registry.url,
-            agent.clone(),
-            TokenCache::new(signer.clone(), &config.registry.service, ttl),
-        );
-        let local_reader = Client::read_only(
-            &config.registry.url,
-            agent.clone(),
-            TokenCache::new(signer.clone(), &config.registry.service, ttl),
-        );
+        let local = Target::new(&config.registry.url, agent.clone(), local_auth(&config, key.as_ref()));
+        let local_reader = Client::read_only(&config.registry.url, agent.clone(), local_auth(&config, key.as_ref()));
         let stall = Duration::from_secs(config.replication.stall_seconds);
         let reconcile_agent = registry::agent_for(tls.clone(), stall, registry::RECONCILE_USER_AGENT);
-        let reconcile_local = Client::read_only(
-            &config.registry.url,
-            reconcile_agent.clone(),
-            TokenCache::new(signer.clone(), &config.registry.service, ttl),
-        );
+        let reconcile_local =
+            Client::read_only(&config.registry.url, reconcile_agent.clone(), local_auth(&config, key.as_ref()));
         let pacer =
             Arc::new(Pacer::new(config.replication.max_bytes_per_second, config.replication.max_requests_per_second));
-        let primary = primary_client(&config, &signer, registry::agent_timing_out(tls, stall), &pacer);
-        let reconcile_primary = primary_client(&config, &signer, reconcile_agent, &pacer);
-        let primary_node = match (&config.role, &config.replication.primary_node_url) {
-            (Role::Secondary, Some(url)) => {
-                Some(PrimaryNode::new(url, agent.clone(), signer.clone(), &config.node_name))
+        let primary = primary_client(&config, key.as_ref(), registry::agent_timing_out(tls, stall), &pacer);
+        let reconcile_primary = primary_client(&config, key.as_ref(), reconcile_agent, &pacer);
+        // Validation requires the key with primary_node_url.
+        let primary_node = match (&config.role, &config.replication.primary_node_url, &key) {
+            (Role::Secondary, Some(url), Some(key)) => {
+                Some(PrimaryNode::new(url, agent.clone(), key.clone(), &config.node_name))
             }
             _ => None,
         };
@@ -104,7 +107,7 @@ impl Node {
         let local = local.bounded(limits, &shutdown);
         Ok(Node {
             config,
-            signer,
+            key,
             store,
             queue,
             log,
@@ -133,6 +136,7 @@ impl Node {
             primary,
             deletions: deletion_policy(&self.config.replication),
             budget_seconds: self.config.replication.sync_budget_seconds,
+            repositories: &self.config.replication.repositories,
         })
     }
 
@@ -196,7 +200,7 @@ impl Node {
             reader: &self.reader,
             stats: &self.stats,
             health: &self.health,
-            signer: &self.signer,
+            signer: self.key.as_deref(),
             form_secret: random_hex(16),
             shutdown: &self.shutdown,
             refusals: Default::default(),
@@ -229,13 +233,43 @@ fn deletion_policy(r: &ReplicationConfig) -> DeletionPolicy {
     }
 }
 
-/// The key pair shared by all nodes, from `registry.key_file`.
+/// The key pair shared by all nodes, from `registry.key_file`, when set.
+pub(super) fn load_key(config: &Config) -> Result<Option<Arc<Signer>>> {
+    let Some(key_file) = &config.registry.key_file else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(Signer::load(key_file, config.registry.certificate_file.as_deref(), &config.registry.issuer)?)))
+}
+
+/// The key pair shared by all nodes, for a command that cannot do without.
 pub(super) fn load_signer(config: &Config) -> Result<Arc<Signer>> {
-    Ok(Arc::new(Signer::load(
-        &config.registry.key_file,
-        config.registry.certificate_file.as_deref(),
-        &config.registry.issuer,
-    )?))
+    load_key(config)?.ok_or_else(|| {
+        config.bad(
+            "registry.key_file",
+            "is required for this command: transfer bundles and inventories are signed with the key all nodes share",
+        )
+    })
+}
+
+/// How georeg authenticates to this node's registry: credentials when
+/// configured (following the registry's challenge), else tokens signed
+/// with the shared key, else anonymously (following the challenge).
+pub(crate) fn local_auth(config: &Config, key: Option<&Arc<Signer>>) -> Auth {
+    let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
+    match (&config.registry.credentials, key) {
+        (None, Some(key)) => TokenCache::new(key.clone(), &config.registry.service, ttl).into(),
+        (credentials, _) => Auth::challenged(credentials.clone(), "registry"),
+    }
+}
+
+/// How georeg authenticates to the primary registry, as `local_auth`
+/// with `replication.primary_username`...
+pub(crate) fn primary_auth(config: &Config, key: Option<&Arc<Signer>>) -> Auth {
+    let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
+    match (&config.replication.primary_credentials, key) {
+        (None, Some(key)) => TokenCache::new(key.clone(), &config.registry.service, ttl).into(),
+        (credentials, _) => Auth::challenged(credentials.clone(), "replication.primary"),
+    }
 }
 
 /// The pull-only client for the primary registry, when the configuration
@@ -254,12 +288,10 @@ pub(super) fn read_limits(config: &Config) -> registry::bounded::Limits {
 
 pub(super) fn primary_client(
     config: &Config,
-    signer: &Arc<Signer>,
+    key: Option<&Arc<Signer>>,
     agent: ureq::Agent,
     pacer: &Arc<Pacer>,
 ) -> Option<Client> {
     let url = config.replication.primary_api_url.as_deref()?;
-    let ttl = Duration::from_secs(config.registry.token_ttl_seconds);
-    let tokens = TokenCache::new(signer.clone(), &config.registry.service, ttl);
-    Some(Client::read_only(url, agent, tokens).paced(pacer.clone()))
+    Some(Client::read_only(url, agent, primary_auth(config, key)).paced(pacer.clone()))
 }

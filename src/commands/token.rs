@@ -10,6 +10,6 @@ use crate::registry::token::Scope;
 
 pub fn run(node: &Node, scopes: &[Scope]) -> Result<ExitCode> {
     let ttl = Duration::from_secs(node.config.registry.token_ttl_seconds);
-    println!("{}", node.signer.sign(&node.config.registry.service, "georeg", ttl, scopes).text);
+    println!("{}", node.signer()?.sign(&node.config.registry.service, "georeg", ttl, scopes).text);
     Ok(ExitCode::SUCCESS)
 }

@@ -31,8 +31,21 @@ pub fn run(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitCode
     let replicator = node.replicator()?;
     let names = if repositories.is_empty() {
         let selection = node.config.replication.selection();
-        let mut names: Vec<String> =
-            replicator.primary.catalog()?.into_iter().filter(|n| selection.includes(n)).collect();
+        let listed = match replicator.primary.catalog() {
+            Ok(listed) => listed,
+            // A primary that refuses its catalog: the repositories the
+            // configuration names, and those this node knows.
+            Err(e @ Error::Registry { .. }) if !replicator.repositories.is_empty() => {
+                eprintln!(
+                    "catalog: {} refuses its catalog ({e}): verifying replication.repositories and the \
+                     repositories this node knows",
+                    replicator.primary.url()
+                );
+                replicator.repositories.to_vec()
+            }
+            Err(e) => return Err(e),
+        };
+        let mut names: Vec<String> = listed.into_iter().filter(|n| selection.includes(n)).collect();
         names.extend(node.queue.repository_names()?.into_iter().filter(|n| selection.includes(n)));
         names.sort();
         names.dedup();
@@ -91,7 +104,7 @@ const BATCH: usize = 256;
 /// `georeg verify --bundle FILE.tar [--blobs] [REPO...]`.
 pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[String]) -> Result<ExitCode> {
     let selection = node.config.replication.selection();
-    let bundle = Bundle::open(file, &node.signer, &selection)?;
+    let bundle = Bundle::open(file, node.signer()?, &selection)?;
     let h = &bundle.header;
     // What the secondary must hold: the bundle's tags, and nothing of the
     // repositories gone from the primary.
@@ -186,15 +199,16 @@ pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[Str
 
 /// The repository on this node's registry against the bundle's tags.
 fn compare(node: &Node, repo: &str, want: &BTreeMap<String, Digest>, blobs: bool) -> Result<Outcome> {
-    let got = node.local.tag_digests(repo)?;
+    let got = node.local.tag_digests_among(repo, want.keys())?;
     let (w, g) = (checksum(want), checksum(&got));
     // "primary": the primary as the bundle has it, when it was exported.
     if let Some(first_difference) = first_difference(want, &got) {
         return Ok(Outcome::Mismatch { primary: format!("{w} (in the bundle)"), secondary: g, first_difference });
     }
     if blobs {
-        let (n, bytes) = check_blobs(&node.local, repo, &node.shutdown)?;
+        let known: Vec<String> = want.keys().cloned().collect();
+        let (n, bytes) = check_blobs(&node.local, repo, &known, &node.shutdown)?;
         log::info!("{repo}: {n} blobs ({}) read back and their digests checked", crate::format::human_bytes(bytes));
     }
-    Ok(Outcome::Match { checksum: w, unsupported: 0, kept: 0 })
+    Ok(Outcome::Match { checksum: w, unsupported: 0, kept: 0, unlisted: !node.local.lists_tags() })
 }

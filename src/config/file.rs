@@ -76,7 +76,18 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     pub url: String,
-    pub key_file: PathBuf,
+    /// The key pair shared by all nodes (GitLab's `gitlab-registry.key`):
+    /// georeg signs its own registry tokens with it. Without it, georeg
+    /// follows the registries' own challenges (credentials or anonymous).
+    pub key_file: Option<PathBuf>,
+    /// Credentials for this node's registry: a user name and a file
+    /// holding the password, or a Docker config.json-style `auth_file`.
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub auth_file: Option<PathBuf>,
+    /// The credentials, read from `password_file` or `auth_file`.
+    #[serde(skip)]
+    pub credentials: Option<crate::registry::auth::Credentials>,
     pub certificate_file: Option<PathBuf>,
     #[serde(default = "default_issuer")]
     pub issuer: String,
@@ -183,6 +194,21 @@ pub struct ReplicationConfig {
     /// Tags pulled per drill.
     #[serde(default = "default_drill_sample")]
     pub drill_sample: usize,
+    /// Credentials for the primary registry, as `registry.username`... are
+    /// for this node's.
+    #[serde(default)]
+    pub primary_username: Option<String>,
+    #[serde(default)]
+    pub primary_password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub primary_auth_file: Option<PathBuf>,
+    /// The primary's credentials, read from the files above.
+    #[serde(skip)]
+    pub primary_credentials: Option<crate::registry::auth::Credentials>,
+    /// Repositories to replicate by name, besides what the primary's
+    /// catalog lists: for primaries whose `_catalog` is refused.
+    #[serde(default)]
+    pub repositories: Vec<String>,
     /// Selective sync: glob patterns of repositories to replicate (all when empty).
     #[serde(default)]
     pub include: Vec<String>,
@@ -231,6 +257,11 @@ impl Default for ReplicationConfig {
             min_bytes_per_second: 16 << 10,
             sync_budget_seconds: default_sync_budget(),
             max_tags: default_max_tags(),
+            primary_username: None,
+            primary_password_file: None,
+            primary_auth_file: None,
+            primary_credentials: None,
+            repositories: Vec::new(),
             include: Vec::new(),
             exclude: Vec::new(),
         }
@@ -361,7 +392,15 @@ impl Config {
         config.path = path.to_path_buf();
         let base = path.parent().unwrap_or(Path::new("."));
         config.state_file = base.join(&config.state_file);
-        config.registry.key_file = base.join(&config.registry.key_file);
+        for file in [
+            &mut config.registry.key_file,
+            &mut config.registry.password_file,
+            &mut config.registry.auth_file,
+            &mut config.replication.primary_password_file,
+            &mut config.replication.primary_auth_file,
+        ] {
+            *file = file.take().map(|p| base.join(p));
+        }
         config.registry.certificate_file = config.registry.certificate_file.map(|p| base.join(p));
         config.notifications.secret_file = config.notifications.secret_file.map(|p| base.join(p));
         config.admin_token_file = config.admin_token_file.map(|p| base.join(p));

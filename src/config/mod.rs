@@ -6,6 +6,7 @@
 //! georeg with one line naming the file, the key and what is wrong. Relative
 //! paths in the file are taken relative to the file's own directory.
 
+pub mod credentials;
 mod file;
 pub mod selective;
 mod tests;

@@ -207,3 +207,27 @@ fn the_packaged_primary_example_names_only_known_keys() {
     assert_eq!(config.role, crate::config::Role::Primary);
     assert!(config.admin_token_file.is_some(), "a non-loopback listen needs the admin credential");
 }
+
+#[test]
+fn credentials_name_their_keys_and_replace_the_key() {
+    let dir = write_dir("Abc123");
+    std::fs::write(dir.0.join("pw"), "hunter2-secret\n").unwrap();
+    let no_key = GOOD.replace("key_file = \"key.pem\"\n", "");
+    let c = parse(&dir, &no_key).unwrap();
+    assert!(c.registry.key_file.is_none() && c.registry.credentials.is_none(), "anonymous");
+    let with = no_key.replace("[notifications]", "username = \"georeg\"\npassword_file = \"pw\"\n\n[notifications]")
+        + "primary_username = \"reader\"\nprimary_password_file = \"pw\"\nrepositories = [\"group/app\"]\n";
+    let c = parse(&dir, &with).unwrap();
+    assert_eq!(c.registry.credentials.as_ref().map(|c| c.password.as_str()), Some("hunter2-secret"));
+    assert_eq!(c.replication.primary_credentials.as_ref().map(|c| c.username.as_str()), Some("reader"));
+    assert_eq!(c.replication.repositories, ["group/app"]);
+    assert!(!format!("{c:?}").contains("hunter2"), "the password never prints");
+    let e = err(&dir, &with.replace("password_file = \"pw\"\n\n", "\n"));
+    assert!(e.contains("registry.password_file") && e.contains("is required with registry.username"), "{e}");
+    let e = err(&dir, &with.replace("primary_password_file = \"pw\"", "primary_password_file = \"missing\""));
+    assert!(e.contains("replication.primary_password_file") && e.contains("cannot read"), "{e}");
+    let e = err(&dir, &with.replace("\"group/app\"", "\"Group/App\""));
+    assert!(e.contains("replication.repositories"), "{e}");
+    let e = err(&dir, &no_key.replace("role = \"secondary\"", "role = \"primary\""));
+    assert!(e.contains("registry.key_file") && e.contains("required on a primary"), "{e}");
+}

@@ -21,14 +21,35 @@ impl Config {
         if !(10..=3600).contains(&self.registry.token_ttl_seconds) {
             return Err(self.bad("registry.token_ttl_seconds", "must be between 10 and 3600"));
         }
-        if files && !self.registry.key_file.is_file() {
-            return Err(self.bad(
-                "registry.key_file",
-                format!(
-                    "{} does not exist (copy gitlab-registry.key from the primary)",
-                    self.registry.key_file.display()
-                ),
-            ));
+        match &self.registry.key_file {
+            Some(key) if files && !key.is_file() => {
+                return Err(self.bad(
+                    "registry.key_file",
+                    format!("{} does not exist (copy gitlab-registry.key from the primary)", key.display()),
+                ));
+            }
+            Some(_) => {}
+            // The key also signs what nodes say to each other (the event
+            // log, status reports): a primary georeg and a secondary that
+            // follows one cannot do without it.
+            None if self.role == Role::Primary => {
+                return Err(self.bad(
+                    "registry.key_file",
+                    "is required on a primary: secondaries prove who they are with tokens signed with it                      (any RSA key all nodes share, e.g. openssl genrsa -out georeg.key 4096)",
+                ));
+            }
+            None if self.replication.primary_node_url.is_some() => {
+                return Err(self.bad(
+                    "registry.key_file",
+                    "is required with replication.primary_node_url: this node proves who it is to the                      primary georeg with a token signed with the key both share",
+                ));
+            }
+            None if self.registry.certificate_file.is_some() => {
+                return Err(
+                    self.bad("registry.certificate_file", "is the certificate of registry.key_file, which is not set")
+                );
+            }
+            None => {}
         }
         if let Some(cert) = self.registry.certificate_file.as_ref().filter(|_| files) {
             if !cert.is_file() {
@@ -55,6 +76,17 @@ impl Config {
         }
         if let Some(url) = &self.replication.primary_api_url {
             self.replication.primary_api_url = Some(self.check_url("replication.primary_api_url", url)?);
+        }
+        if files {
+            self.load_credentials()?;
+        }
+        for name in &self.replication.repositories {
+            if !crate::registry::valid_repository(name) {
+                return Err(self.bad(
+                    "replication.repositories",
+                    format!("{:?} is not a repository name (lowercase path components such as group/app)", name),
+                ));
+            }
         }
         if self.replication.reconcile_interval_seconds < 10 {
             return Err(self.bad(
@@ -222,6 +254,44 @@ impl Config {
             return Err(self.bad(key, "the secret must be alphanumeric and start with a letter (GitLab's rule)"));
         }
         self.notifications.secret = Some(secret);
+        Ok(())
+    }
+
+    /// The credentials of both registries, from the files their keys name.
+    fn load_credentials(&mut self) -> Result<()> {
+        use super::credentials::{self, PRIMARY, REGISTRY};
+        let r = &self.registry;
+        let local = credentials::load(
+            &REGISTRY,
+            &r.url,
+            r.username.as_deref(),
+            r.password_file.as_deref(),
+            r.auth_file.as_deref(),
+        )
+        .map_err(|(key, why)| self.bad(key, why))?;
+        let p = &self.replication;
+        let primary = match &p.primary_api_url {
+            Some(url) => credentials::load(
+                &PRIMARY,
+                url,
+                p.primary_username.as_deref(),
+                p.primary_password_file.as_deref(),
+                p.primary_auth_file.as_deref(),
+            )
+            .map_err(|(key, why)| self.bad(key, why))?,
+            None if p.primary_username.is_some()
+                || p.primary_password_file.is_some()
+                || p.primary_auth_file.is_some() =>
+            {
+                return Err(self.bad(
+                    "replication.primary_api_url",
+                    "is required with credentials for the primary registry (replication.primary_username...)",
+                ));
+            }
+            None => None,
+        };
+        self.registry.credentials = local;
+        self.replication.primary_credentials = primary;
         Ok(())
     }
 

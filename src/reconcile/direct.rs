@@ -48,7 +48,18 @@ impl Reconciler<'_> {
         let at = self.queue.now()?;
         let (primary, requests) = fingerprint::read(self.primary, name)?;
         tally.record.requests += requests;
+        // A primary that lists no tags tells nothing to compare with.
+        if primary.is_none() && !self.primary.lists_tags() {
+            return Ok(());
+        }
         let (secondary, _) = fingerprint::read(self.secondary, name)?;
+        // A secondary that lists no tags: the primary's, read there by name.
+        let secondary = match (secondary, &primary) {
+            (None, Some(wanted)) if !self.secondary.lists_tags() => {
+                Some(self.secondary.digests_of(name, wanted.keys())?)
+            }
+            (secondary, _) => secondary,
+        };
         let kept = self.queue.kept_deletions(name)?;
         let unsupported = self.queue.unsupported_tags(name)?;
         let primary = primary.unwrap_or_default();

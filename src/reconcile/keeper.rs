@@ -93,9 +93,18 @@ impl Keeper<'_> {
     /// Returns how many there are.
     fn discover(&self) -> Result<usize> {
         let mut listed: BTreeSet<String> = self.store.replicated_names()?.into_iter().collect();
-        let catalog = self.registry.catalog();
-        let complete = catalog.is_ok();
-        listed.extend(catalog?.into_iter().filter(|n| crate::registry::valid_repository(n)));
+        // A registry that refuses its catalog (optional in the OCI spec):
+        // the repositories known here are still kept.
+        let catalog = match self.registry.catalog() {
+            Ok(catalog) => Some(catalog),
+            Err(e @ crate::error::Error::Registry { .. }) => {
+                log::debug!("fingerprints: the catalog of {}: {e}", self.registry.url());
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let complete = catalog.is_some();
+        listed.extend(catalog.unwrap_or_default().into_iter().filter(|n| crate::registry::valid_repository(n)));
         let have: BTreeSet<String> = self.store.names()?.into_iter().collect();
         for name in listed.difference(&have) {
             self.store.mark_stale(name)?;
@@ -112,7 +121,15 @@ impl Keeper<'_> {
     /// registry no longer has it).
     fn read(&self, repo: &str) -> Result<()> {
         let read_at = self.store.now()?;
-        match fingerprint::read(self.registry, repo)?.0 {
+        let read = match fingerprint::read(self.registry, repo)?.0 {
+            // A secondary's registry that lists no tags: the tags georeg
+            // left there, each read by name.
+            None if self.secondary && !self.registry.lists_tags() => {
+                Some(self.registry.digests_of(repo, &self.store.recorded_tags(repo)?)?)
+            }
+            read => read,
+        };
+        match read {
             None if !self.secondary || !self.store.is_replicated(repo)? => self.store.remove(repo),
             tags => {
                 let mut tags = tags.unwrap_or_default();

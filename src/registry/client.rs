@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::auth::{Auth, Via};
 use super::bounded::{self, Limits};
 use super::digest::Digest;
-use super::http::{expect, link_next, redact_query, transport_message, Body, CATALOG_PAGE, PULL};
+use super::http::{expect, link_next, redact_query, registry_error, transport_message, Body, CATALOG_PAGE, PULL};
 use super::manifest::{self, Manifest};
 use super::names::valid_tag;
 use super::pace::Pacer;
 use super::pages::{self, Pager};
-use super::token::{Scope, TokenCache};
+use super::token::Scope;
 use crate::error::{Error, Result};
 use crate::shutdown::Shutdown;
 
@@ -23,11 +24,15 @@ pub struct Client {
     pub(super) base: String,
     origin: String,
     agent: ureq::Agent,
-    tokens: TokenCache,
+    auth: Auth,
     actions: &'static [&'static str],
     /// Whether the registry serves the OCI referrers API, and since when
     /// that is known (asked again after an hour: registries get upgraded).
     referrers_api: Mutex<Option<(bool, Instant)>>,
+    /// Set once the registry answered a tag list with a bare 404 (no
+    /// NAME_UNKNOWN): content discovery is optional in the OCI spec, and
+    /// such a registry is compared by reading tags by name.
+    unlisted: std::sync::atomic::AtomicBool,
     /// The caps on what this registry is asked (the primary's).
     pub(super) pacer: Arc<Pacer>,
     /// The bounds on every answer read from it.
@@ -44,6 +49,10 @@ const MAX_JSON_BYTES: u64 = 16 << 20;
 /// (a tag is at most 128 characters; escapes may double them).
 const TAG_BYTES: u64 = 300;
 
+/// The smallest tag list page, without a `Link`, that is taken for a
+/// page of more (registries that page on their own use 50 or more).
+const IMPLICIT_PAGE: usize = 50;
+
 /// How long georeg waits out 429 and 503 answers for one request, in all.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
 
@@ -58,11 +67,11 @@ struct Catalog {
 
 impl Client {
     /// A client that only ever asks for `pull` (and the catalog): for the primary.
-    pub fn read_only(base: &str, agent: ureq::Agent, tokens: TokenCache) -> Client {
-        Client::new(base, agent, tokens, PULL)
+    pub fn read_only(base: &str, agent: ureq::Agent, auth: impl Into<Auth>) -> Client {
+        Client::new(base, agent, auth.into(), PULL)
     }
 
-    pub(super) fn new(base: &str, agent: ureq::Agent, tokens: TokenCache, actions: &'static [&'static str]) -> Client {
+    pub(super) fn new(base: &str, agent: ureq::Agent, auth: Auth, actions: &'static [&'static str]) -> Client {
         let base = base.trim_end_matches('/').to_string();
         let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
         let origin = match base[after_scheme..].find('/') {
@@ -73,9 +82,10 @@ impl Client {
             base,
             origin,
             agent,
-            tokens,
+            auth,
             actions,
             referrers_api: Mutex::new(None),
+            unlisted: Default::default(),
             pacer: Arc::default(),
             limits: Limits::default(),
             stop: Shutdown::default(),
@@ -100,8 +110,38 @@ impl Client {
         &self.base
     }
 
+    /// How georeg authenticates to this registry, in words (what the
+    /// registry asked for so far).
+    pub fn auth_description(&self) -> String {
+        self.auth.describe()
+    }
+
+    /// Whether georeg signs its own tokens for this registry (GitLab's model).
+    pub fn signs_own_tokens(&self) -> bool {
+        matches!(self.auth, Auth::Signed(_))
+    }
+
+    /// What to change when this registry refuses georeg.
+    pub fn auth_hint(&self) -> String {
+        self.auth.hint()
+    }
+
     pub(super) fn repo_scopes(&self, repo: &str) -> [Scope; 1] {
         [Scope::repository(repo, self.actions)]
+    }
+
+    /// Resolves a `Location` against the URL of the request it answered
+    /// (RFC 3986): absolute, absolute-path, or relative to the request's
+    /// directory (`uploads/1` after `POST /v2/a/blobs/uploads/`).
+    pub(super) fn resolve_from(&self, request: &str, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") || location.starts_with('/') {
+            return self.resolve(location);
+        }
+        let path = request.split(['?', '#']).next().unwrap_or(request);
+        match path.rfind('/') {
+            Some(i) if i + 1 > path.find("://").map(|s| s + 3).unwrap_or(0) => format!("{}{location}", &path[..=i]),
+            _ => self.resolve(location),
+        }
     }
 
     /// Resolves a `Location` or `Link` target against this registry.
@@ -127,10 +167,15 @@ impl Client {
         let mut body = body;
         let mut waited = Duration::ZERO;
         let mut backoff = Duration::from_secs(1);
+        let mut challenged = false;
         loop {
             self.pacer.request();
-            let token = self.tokens.get(scopes);
-            let mut req = self.agent.request(method, url).set("Authorization", &format!("Bearer {token}"));
+            let via = Via { agent: &self.agent, limits: self.limits, stop: &self.stop, registry: &self.base };
+            let mut req = self.agent.request(method, url);
+            let authorization = self.auth.header(scopes, &via)?;
+            if let Some(authorization) = &authorization {
+                req = req.set("Authorization", authorization);
+            }
             for (k, v) in headers {
                 req = req.set(k, v);
             }
@@ -141,6 +186,23 @@ impl Client {
             };
             match result {
                 Ok(resp) => return Ok(resp),
+                // A registry that authenticates on its own terms says how in
+                // its challenge: follow it once (a streamed body cannot be
+                // sent again; the next request carries what was learned).
+                Err(ureq::Error::Status(401, resp)) => {
+                    if !challenged {
+                        challenged = true;
+                        let sent = authorization.as_deref();
+                        let challenge = match resp.header("WWW-Authenticate") {
+                            Some(header) => Some(header.to_string()),
+                            None => self.probe_challenge(),
+                        };
+                        if self.auth.refused(challenge.as_deref(), sent, scopes) && retryable {
+                            continue;
+                        }
+                    }
+                    return Err(self.refusal(resp, method, url));
+                }
                 // A registry asking to slow down is waited out, not failed.
                 Err(ureq::Error::Status(code @ (429 | 503), resp)) if retryable && waited < MAX_RETRY_WAIT => {
                     let asked = resp.header("Retry-After").and_then(|s| s.trim().parse::<u64>().ok());
@@ -164,6 +226,38 @@ impl Client {
                     return Err(Error::Transport { url: url.to_string(), message: transport_message(&t) })
                 }
             }
+        }
+    }
+
+    /// The challenge of `GET /v2/` without credentials, for a registry that
+    /// answers 401 elsewhere without saying how to authenticate
+    /// (container-registry 0.3 challenges only there, as docker expects
+    /// clients to ask `/v2/` first).
+    fn probe_challenge(&self) -> Option<String> {
+        if self.signs_own_tokens() {
+            return None;
+        }
+        match self.agent.get(&format!("{}/v2/", self.base)).call() {
+            Err(ureq::Error::Status(401, resp)) => resp.header("WWW-Authenticate").map(str::to_string),
+            _ => None,
+        }
+    }
+
+    /// A 401 that following the challenge did not cure, saying how georeg
+    /// authenticated and what to change (never with what credentials).
+    fn refusal(&self, resp: ureq::Response, method: &str, url: &str) -> Error {
+        match registry_error(resp, method, &redact_query(url)) {
+            Error::Registry { request, status, code, message } => Error::Registry {
+                request,
+                status,
+                code,
+                message: format!(
+                    "{message} (georeg authenticated with {}; {})",
+                    self.auth.describe(),
+                    self.auth.hint()
+                ),
+            },
+            other => other,
         }
     }
 
@@ -221,15 +315,21 @@ impl Client {
         let mut pager = Pager::new("tag list");
         let mut next = Some(format!("{}/v2/{repo}/tags/list", self.base));
         let mut first = true;
+        // Whether `next` was made up from the last tag (no `Link` said).
+        let mut guessed = false;
+        let mut linked = false;
         while let Some(url) = next.take() {
             pager.next(&url)?;
             let resp = self.send("GET", &url, &self.repo_scopes(repo), &[], Body::Empty)?;
             if resp.status() == 404 && first {
+                self.note_listing(resp);
                 return Ok(None);
             }
             first = false;
             let resp = expect(resp, "GET", &url, &[200])?;
             next = link_next(resp.header("Link")).map(|l| self.resolve(&l));
+            linked |= next.is_some();
+            let before = tags.len();
             let cap = self.limits.max_tags;
             let max_bytes = (cap as u64).saturating_mul(TAG_BYTES).saturating_add(64 << 10);
             let declared = resp.header("Content-Length").and_then(|l| l.trim().parse().ok()).unwrap_or(max_bytes);
@@ -252,8 +352,88 @@ impl Client {
                     message: format!("unexpected answer: {e}"),
                 });
             }
+            // A page that repeats what was read: the registry ignored
+            // `last` (it had sent every tag at once).
+            if guessed && tags.get(before).is_some_and(|t| tags[..before].contains(t)) {
+                tags.truncate(before);
+                break;
+            }
+            next = next.or_else(|| self.page_after(repo, &tags[before..], linked));
+            guessed = !linked && next.is_some();
         }
         Ok(Some(tags))
+    }
+
+    /// The next page of a tag list that came without a `Link`: a page of
+    /// at least `IMPLICIT_PAGE` tags may be one of a registry that pages
+    /// by `n`/`last` and does not say so (the spec's `Link` is a SHOULD),
+    /// so the tags after its last one are asked for.
+    fn page_after(&self, repo: &str, page: &[String], linked: bool) -> Option<String> {
+        if linked || page.len() < IMPLICIT_PAGE {
+            return None;
+        }
+        let last = page.last()?;
+        Some(format!("{}/v2/{repo}/tags/list?n={}&last={last}", self.base, page.len()))
+    }
+
+    /// A 404 to a tag list: NAME_UNKNOWN (the spec's answer for a
+    /// repository it does not have), or a registry that lists no tags.
+    fn note_listing(&self, resp: ureq::Response) {
+        let Error::Registry { code, .. } = registry_error(resp, "GET", &self.base) else { return };
+        if code.is_empty() && !self.unlisted.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            log::info!(
+                "{} answers tag lists with a bare 404 (no NAME_UNKNOWN): it lists no tags, so georeg compares it by \
+                 reading each tag the primary has; tags that exist only on it cannot be seen",
+                self.base
+            );
+        }
+    }
+
+    /// The error for a repository of a primary that lists no tags: what
+    /// it holds cannot be known, so nothing is taken for gone.
+    pub fn unlisted(&self, repo: &str) -> Error {
+        Error::Repository {
+            repository: repo.to_string(),
+            message: format!(
+                "{} lists no tags (a bare 404 to tags/list; content discovery is optional in the OCI spec): georeg \
+                 cannot know this repository's tags, only those its notifications name; nothing was removed",
+                self.base
+            ),
+        }
+    }
+
+    /// False for a registry that lists no tags (known once it was asked).
+    pub fn lists_tags(&self) -> bool {
+        !self.unlisted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Tag -> digest as [`Client::tag_digests`]; on a registry that lists
+    /// no tags, of the `wanted` tags it holds, each read by name.
+    pub fn tag_digests_among<'a>(
+        &self,
+        repo: &str,
+        wanted: impl IntoIterator<Item = &'a String>,
+    ) -> Result<BTreeMap<String, Digest>> {
+        let listed = self.tag_digests(repo)?;
+        if self.lists_tags() {
+            return Ok(listed);
+        }
+        self.digests_of(repo, wanted)
+    }
+
+    /// Tag -> digest of those of `tags` the registry holds, each read by name.
+    pub fn digests_of<'a>(
+        &self,
+        repo: &str,
+        tags: impl IntoIterator<Item = &'a String>,
+    ) -> Result<BTreeMap<String, Digest>> {
+        let mut map = BTreeMap::new();
+        for tag in tags {
+            if let Some(d) = self.manifest_digest(repo, tag)? {
+                map.insert(tag.clone(), d);
+            }
+        }
+        Ok(map)
     }
 
     fn too_many_tags(&self, repo: &str, what: String) -> Error {
@@ -433,6 +613,7 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::token::TokenCache;
 
     #[test]
     fn locations_resolve_against_the_registry() {
@@ -453,5 +634,9 @@ mod tests {
         assert_eq!(c.url(), "http://r.example:5000/prefix");
         assert_eq!(c.resolve("/v2/a/blobs/uploads/1?_state=x"), "http://r.example:5000/v2/a/blobs/uploads/1?_state=x");
         assert_eq!(c.resolve("https://other/x"), "https://other/x");
+        let post = "http://r.example:5000/prefix/v2/a/blobs/uploads/?mount=x";
+        assert_eq!(c.resolve_from(post, "1?_state=x"), "http://r.example:5000/prefix/v2/a/blobs/uploads/1?_state=x");
+        assert_eq!(c.resolve_from(post, "/v2/a/uploads/1"), "http://r.example:5000/v2/a/uploads/1");
+        assert_eq!(c.resolve_from(post, "https://cdn.example/u/1"), "https://cdn.example/u/1");
     }
 }

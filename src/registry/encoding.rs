@@ -34,7 +34,7 @@ pub fn base64url(data: &[u8]) -> String {
 }
 
 /// Decodes standard or URL-safe base64, padded or not, ignoring whitespace.
-pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let mut acc: u32 = 0;
     let mut bits = 0;

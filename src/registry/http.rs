@@ -88,7 +88,7 @@ pub(super) fn registry_error(resp: ureq::Response, method: &str, url: &str) -> E
     let status_text = resp.status_text().to_string();
     let mut body = Vec::new();
     let _ = resp.into_reader().take(64 * 1024).read_to_end(&mut body);
-    let (code, mut message) = match serde_json::from_slice::<ErrorBody>(&body) {
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
         Ok(ErrorBody { errors }) if !errors.is_empty() => {
             let e = &errors[0];
             let mut message = e.message.clone();
@@ -103,9 +103,6 @@ pub(super) fn registry_error(resp: ureq::Response, method: &str, url: &str) -> E
             (String::new(), if text.is_empty() { status_text } else { text.chars().take(200).collect() })
         }
     };
-    if status == 401 {
-        message.push_str(" (check that the registry's auth.token issuer, service and rootcertbundle match georeg's registry.issuer, registry.service and key)");
-    }
     Error::Registry { request: format!("{method} {url}"), status, code, message }
 }
 

@@ -11,6 +11,7 @@
 //! [`Error::Registry`](crate::error::Error::Registry) carrying the
 //! registry's own code and message (`http`).
 
+pub mod auth;
 pub(crate) mod bounded;
 mod client;
 pub(crate) mod digest;

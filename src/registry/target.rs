@@ -2,12 +2,14 @@
 
 use std::io::Read;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::auth::Auth;
 use super::client::Client;
 use super::digest::Digest;
 use super::http::{encode_digest, expect, redact_query, registry_error, Body, DELETE, PULL, PUSH_PULL};
 use super::manifest::Manifest;
-use super::token::{Scope, TokenCache};
+use super::token::Scope;
 use crate::error::{Error, Result};
 
 /// Outcome of a cross-repository mount attempt.
@@ -19,7 +21,18 @@ pub enum Mount {
 }
 
 /// The secondary registry: the read API plus the writes, with `push,pull` tokens.
-pub struct Target(Client);
+pub struct Target(Client, Quirks);
+
+/// What this registry turned out not to do, learned as it answers.
+#[derive(Default)]
+struct Quirks {
+    /// It refuses a blob's bytes in the PUT that closes an upload (the
+    /// OCI spec makes that "monolithic" upload optional): blobs go by
+    /// PATCH, then an empty PUT.
+    patch_only: AtomicBool,
+    /// The smallest chunk it takes (`OCI-Chunk-Min-Length`).
+    chunk_min: AtomicU64,
+}
 
 impl Deref for Target {
     type Target = Client;
@@ -31,11 +44,40 @@ impl Deref for Target {
 impl Target {
     /// The same target, its reads bounded (see [`Client::bounded`]).
     pub fn bounded(self, limits: super::bounded::Limits, stop: &crate::shutdown::Shutdown) -> Target {
-        Target(self.0.bounded(limits, stop))
+        Target(self.0.bounded(limits, stop), self.1)
     }
 
-    pub fn new(base: &str, agent: ureq::Agent, tokens: TokenCache) -> Target {
-        Target(Client::new(base, agent, tokens, PUSH_PULL))
+    pub fn new(base: &str, agent: ureq::Agent, auth: impl Into<Auth>) -> Target {
+        Target(Client::new(base, agent, auth.into(), PUSH_PULL), Quirks::default())
+    }
+
+    /// Whether blobs must go by PATCH (the registry refused one in a PUT).
+    pub fn patch_only(&self) -> bool {
+        self.1.patch_only.load(Ordering::Relaxed)
+    }
+
+    /// Blobs go by PATCH from now on: one in a PUT broke with `why`, and
+    /// the same by PATCH went through.
+    pub fn prefer_patch(&self, why: &Error) {
+        if !self.1.patch_only.swap(true, Ordering::Relaxed) {
+            log::info!(
+                "{} cut a blob sent in the PUT that closes an upload ({why}), and took it by PATCH: sending blobs by \
+                 PATCH, then PUT",
+                self.base
+            );
+        }
+    }
+
+    /// The smallest chunk the registry takes, when it said (0: any).
+    pub fn chunk_min(&self) -> u64 {
+        self.1.chunk_min.load(Ordering::Relaxed)
+    }
+
+    /// Notes `OCI-Chunk-Min-Length` of an answer that opened an upload.
+    fn note_chunk_min(&self, resp: &ureq::Response) {
+        if let Some(min) = resp.header("OCI-Chunk-Min-Length").and_then(|v| v.trim().parse::<u64>().ok()) {
+            self.1.chunk_min.store(min, Ordering::Relaxed);
+        }
     }
 
     /// PUTs the manifest's exact bytes under `reference` (tag or digest).
@@ -43,7 +85,37 @@ impl Target {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
         let resp =
             self.send("PUT", &url, &self.repo_scopes(repo), &[("Content-Type", &m.media_type)], Body::Bytes(&m.bytes))?;
-        let resp = expect(resp, "PUT", &url, &[200, 201])?;
+        let status = resp.status();
+        let by_digest = Digest::parse(reference).is_ok();
+        let resp = expect(resp, "PUT", &url, &[200, 201]).map_err(|e| match e {
+            // A manifest refused without a complaint about what it names (a
+            // missing blob or manifest): the registry does not take its type.
+            Error::Registry { code, message, .. }
+                if status == 415
+                    || (status == 400 && matches!(code.as_str(), "" | "MANIFEST_INVALID" | "UNSUPPORTED")) =>
+            {
+                Error::Manifest {
+                    repository: repo.into(),
+                    reference: reference.into(),
+                    message: format!(
+                        "{} refused a manifest of media type {}{} ({status}{}{}): {}; this repository cannot be \
+                         replicated there until it does",
+                        self.base,
+                        m.media_type,
+                        if by_digest { " pushed by digest" } else { "" },
+                        if code.is_empty() { String::new() } else { format!(" {code}") },
+                        if message.is_empty() { String::new() } else { format!(": {message}") },
+                        if by_digest {
+                            "it takes either not that media type or no manifest by digest (what an image \
+                             index's platforms and referrers need)"
+                        } else {
+                            "it does not take that media type"
+                        }
+                    ),
+                }
+            }
+            other => other,
+        })?;
         if let Some(Ok(got)) = resp.header("Docker-Content-Digest").map(Digest::parse) {
             if got != m.digest {
                 return Err(Error::Manifest {
@@ -64,7 +136,12 @@ impl Target {
         let resp = self.send("POST", &url, &scopes, &[("Content-Length", "0")], Body::Empty)?;
         match resp.status() {
             201 => Ok(Mount::Mounted),
-            202 => Ok(Mount::Upload(self.location(resp, "POST", &url)?)),
+            202 => {
+                // A registry that does not mount (or not from there) opens
+                // an upload instead, as the spec allows.
+                self.note_chunk_min(&resp);
+                Ok(Mount::Upload(self.location(resp, "POST", &url)?))
+            }
             _ => Err(registry_error(resp, "POST", &url)),
         }
     }
@@ -74,6 +151,7 @@ impl Target {
         let url = format!("{}/v2/{repo}/blobs/uploads/", self.base);
         let resp = self.send("POST", &url, &self.repo_scopes(repo), &[("Content-Length", "0")], Body::Empty)?;
         let resp = expect(resp, "POST", &url, &[202])?;
+        self.note_chunk_min(&resp);
         self.location(resp, "POST", &url)
     }
 
@@ -93,7 +171,22 @@ impl Target {
         let len = size.to_string();
         let headers = [("Content-Type", "application/octet-stream"), ("Content-Length", len.as_str())];
         let resp = self.send("PUT", &url, &self.repo_scopes(repo), &headers, Body::Stream(body))?;
-        expect(resp, "PUT", &redact_query(&url), &[201])?;
+        let status = resp.status();
+        let refused = expect(resp, "PUT", &redact_query(&url), &[201]);
+        // Bytes in the closing PUT refused as such (not for what they
+        // are: a digest or size the registry disputes is a 400 with its
+        // code): from now on, this registry gets PATCH then PUT.
+        if let Err(Error::Registry { code, .. }) = &refused {
+            let disputed = matches!(code.as_str(), "DIGEST_INVALID" | "SIZE_INVALID" | "BLOB_UPLOAD_INVALID");
+            let unsupported = matches!(status, 400 | 404 | 405 | 413 | 416 | 500 | 501);
+            if size > 0 && !disputed && unsupported && !self.1.patch_only.swap(true, Ordering::Relaxed) {
+                log::info!(
+                    "{} refused a blob in the PUT that closes an upload ({status}): sending blobs by PATCH, then PUT",
+                    self.base
+                );
+            }
+        }
+        refused?;
         Ok(())
     }
 
@@ -204,7 +297,7 @@ impl Target {
 
     fn location(&self, resp: ureq::Response, method: &str, url: &str) -> Result<String> {
         match resp.header("Location") {
-            Some(l) => Ok(self.resolve(l)),
+            Some(l) => Ok(self.resolve_from(url, l)),
             None => Err(Error::Registry {
                 request: format!("{method} {url}"),
                 status: resp.status(),
@@ -212,5 +305,27 @@ impl Target {
                 message: "no Location header in the answer".into(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_answer_sets_the_smallest_chunk() {
+        let agent = super::super::agent(crate::tls::client_config(None).unwrap());
+        let target = Target::new("http://r.example", agent, Auth::challenged(None, "registry"));
+        assert_eq!(target.chunk_min(), 0);
+        let resp: ureq::Response =
+            "HTTP/1.1 202 Accepted\r\nLocation: /v2/a/blobs/uploads/1\r\nOCI-Chunk-Min-Length: 5000000\r\n\r\n"
+                .parse()
+                .unwrap();
+        target.note_chunk_min(&resp);
+        assert_eq!(target.chunk_min(), 5_000_000);
+        assert_eq!(
+            target.location(resp, "POST", "http://r.example/v2/a/blobs/uploads/").unwrap(),
+            "http://r.example/v2/a/blobs/uploads/1"
+        );
     }
 }

@@ -52,7 +52,7 @@ impl Scope {
     }
 
     /// Parses the Docker scope syntax `TYPE:NAME:ACTION[,ACTION...]`.
-    pub(crate) fn parse(text: &str) -> Option<Scope> {
+    pub fn parse(text: &str) -> Option<Scope> {
         let (kind, rest) = text.split_once(':')?;
         let (name, actions) = rest.rsplit_once(':')?;
         if kind.is_empty() || name.is_empty() || actions.is_empty() {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::replicator::Replicator;
 use crate::config::selective::Selection;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::registry;
 
 /// What a scan of the primary's catalog found.
@@ -30,18 +30,67 @@ pub struct Scan {
     pub excluded: usize,
     /// Known repositories gone from the primary, queued to be emptied.
     pub gone: usize,
+    /// Why the primary's catalog could not be read, when
+    /// `replication.repositories` stood in for it.
+    pub catalog_refused: Option<String>,
+}
+
+impl Scan {
+    /// The one line that says what the scan found.
+    pub fn summary(&self, primary: &str) -> String {
+        match &self.catalog_refused {
+            None => format!(
+                "catalog: {} repositories to replicate ({} new), {} excluded, {} gone from the primary",
+                self.included, self.added, self.excluded, self.gone
+            ),
+            Some(why) => format!(
+                "catalog: {primary} refuses its catalog ({why}): replicating the {} repositories of \
+                 replication.repositories ({} new, {} excluded) and those events name",
+                self.included, self.added, self.excluded
+            ),
+        }
+    }
 }
 
 pub fn scan(r: &Replicator, selection: &Selection) -> Result<Scan> {
     let (primary, store) = (r.primary, r.engine.store);
-    let catalog = primary.catalog()?;
-    let listed: HashSet<&str> = catalog.iter().map(String::as_str).collect();
+    // `_catalog` is optional in the OCI spec, and often refused to all but
+    // administrators: the repositories named in the configuration stand
+    // in for it (they are replicated whether it lists them or not).
+    let catalog = match primary.catalog() {
+        Ok(catalog) => Ok(catalog),
+        Err(e @ Error::Registry { .. }) if !r.repositories.is_empty() => Err(e.to_string()),
+        Err(Error::Registry { request, status, code, message }) => {
+            return Err(Error::Registry {
+                request,
+                status,
+                code,
+                message: format!(
+                    "{message}; if this registry does not serve its catalog to georeg, list the repositories to \
+                     replicate in replication.repositories"
+                ),
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    let (catalog, catalog_refused) = match catalog {
+        Ok(catalog) => (catalog, None),
+        Err(why) => (Vec::new(), Some(why)),
+    };
+    let mut names = catalog.clone();
+    names.extend(r.repositories.iter().filter(|n| !catalog.contains(n)).cloned());
     let included: Vec<String> =
-        catalog.iter().filter(|n| registry::valid_repository(n) && selection.includes(n)).cloned().collect();
+        names.iter().filter(|n| registry::valid_repository(n) && selection.includes(n)).cloned().collect();
     let added = store.add_repositories(&included)?;
+    let excluded = store.apply_selection(|n| selection.includes(n))?;
+    if let Some(why) = catalog_refused {
+        // Without the catalog, nothing tells a repository gone from the
+        // primary: the syncs of the named ones find out for themselves.
+        return Ok(Scan { included: included.len(), added, excluded, gone: 0, catalog_refused: Some(why) });
+    }
     // Only once what it found is recorded: readiness trusts this time.
     store.record_listing("catalog")?;
-    let excluded = store.apply_selection(|n| selection.includes(n))?;
+    let listed: HashSet<&str> = names.iter().map(String::as_str).collect();
     let mut gone = 0;
     for name in store.repository_names()? {
         if listed.contains(name.as_str()) || !selection.includes(&name) || !registry::valid_repository(&name) {
@@ -49,7 +98,7 @@ pub fn scan(r: &Replicator, selection: &Selection) -> Result<Scan> {
         }
         // Absent from the catalog and unknown to the primary: deleted there.
         // Tags whose deletion is held back or cancelled need no new look.
-        if primary.tags(&name)?.is_none() {
+        if primary.tags(&name)?.is_none() && primary.lists_tags() {
             let left = r.engine.secondary.tags(&name)?.unwrap_or_default();
             let kept = store.kept_deletions(&name)?;
             if left.iter().any(|tag| !kept.tags.contains_key(tag)) {
@@ -58,7 +107,7 @@ pub fn scan(r: &Replicator, selection: &Selection) -> Result<Scan> {
             }
         }
     }
-    Ok(Scan { included: included.len(), added, excluded, gone })
+    Ok(Scan { included: included.len(), added, excluded, gone, catalog_refused: None })
 }
 
 /// The daemon's backfill thread: a scan at start and every `interval`
@@ -70,15 +119,18 @@ pub fn run(r: &Replicator, selection: &Selection, interval: Duration) {
             Ok(scan) => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs());
                 r.engine.stats.last_backfill.store(now.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
-                log::info!(
-                    "catalog of {}: {} repositories to replicate ({} new), {} excluded by selective sync, {} gone \
-                     from the primary",
-                    r.primary.url(),
-                    scan.included,
-                    scan.added,
-                    scan.excluded,
-                    scan.gone
-                );
+                match &scan.catalog_refused {
+                    Some(_) => log::warn!("{}", scan.summary(r.primary.url())),
+                    None => log::info!(
+                        "catalog of {}: {} repositories to replicate ({} new), {} excluded by selective sync, {} \
+                         gone from the primary",
+                        r.primary.url(),
+                        scan.included,
+                        scan.added,
+                        scan.excluded,
+                        scan.gone
+                    ),
+                }
                 interval
             }
             Err(e) => {

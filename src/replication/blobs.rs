@@ -136,12 +136,30 @@ impl Engine<'_> {
                 return Err(e);
             }
         };
-        let counted = Counted { inner: body, stats: self.stats, progress, shutdown: self.shutdown };
+        let source_broke = std::cell::Cell::new(false);
+        let counted =
+            Counted { inner: body, stats: self.stats, progress, shutdown: self.shutdown, broke: Some(&source_broke) };
         let mut reader = VerifyingReader::new(counted, blob.digest.clone(), blob.size);
+        let patch_only = self.secondary.patch_only();
         let result = self.secondary.finish_upload(repo, location, &blob.digest, blob.size, &mut reader);
         if let Err(e) = result {
             self.secondary.cancel_upload(repo, location);
             self.shutdown.check()?;
+            // The secondary just said it takes blobs by PATCH only, or cut
+            // the connection while the bytes went out (which is how some
+            // refuse them): once more, by PATCH. A PATCH that works where
+            // the PUT broke tells which it was.
+            let cut = matches!(e, Error::Transport { .. }) && !source_broke.get();
+            if !patch_only && reader.failure.is_none() && (self.secondary.patch_only() || cut) {
+                log::debug!("{repo}: {} refused in one PUT ({e}), sending it by PATCH", blob.digest);
+                let location = self.secondary.start_upload(repo)?;
+                let fresh = Upload { location, bytes_done: 0, hash_state: String::new(), resumed_from: None };
+                self.copy_chunks(repo, blob, fresh, Hasher::for_digest(&blob.digest), progress)?;
+                if cut {
+                    self.secondary.prefer_patch(&e);
+                }
+                return Ok(());
+            }
             return Err(match reader.failure.take() {
                 Some(message) => {
                     Error::BlobMismatch { repository: repo.into(), digest: blob.digest.to_string(), message }
@@ -161,6 +179,9 @@ pub(super) struct Counted<'a, R> {
     pub(super) stats: &'a Stats,
     pub(super) progress: &'a AtomicU64,
     pub(super) shutdown: &'a Shutdown,
+    /// Set when a read from the source failed: the source broke, not the
+    /// secondary.
+    pub(super) broke: Option<&'a std::cell::Cell<bool>>,
 }
 
 impl<R: Read> Read for Counted<'_, R> {
@@ -169,7 +190,11 @@ impl<R: Read> Read for Counted<'_, R> {
             // Not ErrorKind::Interrupted: io::copy retries that forever.
             return Err(std::io::Error::other("georeg is shutting down"));
         }
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|_| {
+            if let Some(broke) = self.broke {
+                broke.set(true);
+            }
+        })?;
         self.stats.bytes_copied.fetch_add(n as u64, Ordering::Relaxed);
         self.progress.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)

@@ -27,9 +27,19 @@ use crate::registry::manifest::BlobRef;
 use crate::store::Upload;
 
 impl Engine<'_> {
-    /// Whether the blob is copied in chunks.
+    /// Whether the blob is copied in chunks: a large one, or any when
+    /// the secondary takes blobs by PATCH only.
     pub(super) fn chunked(&self, blob: &BlobRef) -> bool {
-        self.chunk_size > 0 && blob.size > self.chunk_size && blob.digest.as_str().starts_with("sha256:")
+        let large = self.chunk_size > 0 && blob.size > self.chunk_size;
+        (large || self.secondary.patch_only()) && blob.digest.as_str().starts_with("sha256:")
+    }
+
+    /// The chunk size: `replication.chunk_size` (8 MiB when off but the
+    /// secondary wants PATCH), at least what the secondary asks
+    /// (`OCI-Chunk-Min-Length`), on a multiple of 64 bytes, where the
+    /// hash state saves.
+    fn chunk_bytes(&self) -> u64 {
+        chunk_bytes(self.chunk_size, self.secondary.chunk_min())
     }
 
     /// A chunked copy of the blob that an earlier run left, when the
@@ -74,7 +84,7 @@ impl Engine<'_> {
         hasher: Hasher,
         progress: &AtomicU64,
     ) -> Result<()> {
-        let chunk = self.chunk_size;
+        let chunk = self.chunk_bytes();
         if upload.bytes_done < blob.size {
             let body = self.source.blob(
                 repo,
@@ -84,7 +94,7 @@ impl Engine<'_> {
                 self.shutdown,
                 &self.stats.download_resumes,
             )?;
-            let counted = Counted { inner: body, stats: self.stats, progress, shutdown: self.shutdown };
+            let counted = Counted { inner: body, stats: self.stats, progress, shutdown: self.shutdown, broke: None };
             let mut reader =
                 VerifyingReader::resume(counted, blob.digest.clone(), blob.size, upload.bytes_done, hasher);
             let mut buf = Vec::with_capacity(chunk.min(blob.size) as usize);
@@ -127,5 +137,24 @@ impl Engine<'_> {
         finished?;
         log::debug!("{repo}: copied blob {} ({}) in chunks", blob.digest, human_bytes(blob.size));
         Ok(())
+    }
+}
+
+/// See [`Engine::chunk_bytes`]: `configured` (0: off), `min` the
+/// secondary's `OCI-Chunk-Min-Length` (0: none).
+fn chunk_bytes(configured: u64, min: u64) -> u64 {
+    let configured = if configured > 0 { configured } else { 8 << 20 };
+    configured.max(min).div_ceil(64) * 64
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunks_are_at_least_what_the_secondary_asks_on_64_byte_multiples() {
+        use super::chunk_bytes;
+        assert_eq!(chunk_bytes(8 << 20, 0), 8 << 20);
+        assert_eq!(chunk_bytes(0, 0), 8 << 20, "off, but the secondary wants PATCH");
+        assert_eq!(chunk_bytes(1 << 20, 5_000_001), 5_000_064, "OCI-Chunk-Min-Length, rounded up to 64");
+        assert_eq!(chunk_bytes(16 << 20, 5_000_001), 16 << 20);
     }
 }

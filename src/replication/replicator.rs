@@ -35,6 +35,9 @@ pub struct Replicator<'a> {
     /// How long one repository's sync may take
     /// (`replication.sync_budget_seconds`).
     pub budget_seconds: u64,
+    /// Repositories to replicate whatever the catalog says
+    /// (`replication.repositories`).
+    pub repositories: &'a [String],
 }
 
 impl Replicator<'_> {
@@ -111,12 +114,22 @@ impl Replicator<'_> {
         progress: &Arc<AtomicU64>,
         report: &mut Report,
     ) -> Result<BTreeSet<String>> {
-        let present = self.engine.secondary.tag_digests(repo)?;
+        let listed = self.primary.valid_tags(repo)?;
+        if listed.is_empty() && !self.primary.lists_tags() {
+            return Err(self.primary.unlisted(repo));
+        }
+        // A secondary that lists no tags is asked by name: the primary's
+        // tags, and those georeg left there (gone from the primary since).
+        let mut present = self.engine.secondary.tag_digests_among(repo, &listed)?;
+        if !self.engine.secondary.lists_tags() {
+            let recorded: Vec<String> = self.engine.store.tags(repo)?.into_iter().map(|(tag, _)| tag).collect();
+            let gone = recorded.iter().filter(|tag| !present.contains_key(*tag) && !listed.contains(tag));
+            present.extend(self.engine.secondary.digests_of(repo, gone)?);
+        }
         let mut wanted = BTreeMap::new();
         let mut seen =
             Seen { manifests: present.values().cloned().collect(), progress: progress.clone(), ..Seen::default() };
         let mut failures = TagFailures::default();
-        let listed = self.primary.valid_tags(repo)?;
         // A primary with no tag left lost the repository, not a tag.
         let cause = if listed.is_empty() { Cause::RepositoryEmptied } else { Cause::TagRemoved };
         for tag in listed {

@@ -31,6 +31,9 @@ pub enum Outcome {
         checksum: String,
         unsupported: usize,
         kept: usize,
+        /// The secondary lists no tags: it was read by the primary's tag
+        /// names, and a tag only it holds cannot be seen.
+        unlisted: bool,
     },
     Mismatch {
         primary: String,
@@ -42,8 +45,11 @@ pub enum Outcome {
 impl Outcome {
     pub fn describe(&self) -> String {
         match self {
-            Outcome::Match { checksum, unsupported, kept } => {
+            Outcome::Match { checksum, unsupported, kept, unlisted } => {
                 let mut text = format!("verified, checksum {checksum}");
+                if *unlisted {
+                    text.push_str(" (the secondary lists no tags: read by the primary's; tags only it holds unseen)");
+                }
                 if *unsupported > 0 {
                     text.push_str(&format!(
                         " ({unsupported} tags the secondary refuses left out: see unsupported_tags)"
@@ -99,7 +105,10 @@ pub fn compare(
     kept: &Kept,
 ) -> Result<Outcome> {
     let mut p = primary.tag_digests(repo)?;
-    let mut s = secondary.tag_digests(repo)?;
+    if p.is_empty() && !primary.lists_tags() {
+        return Err(primary.unlisted(repo));
+    }
+    let mut s = secondary.tag_digests_among(repo, p.keys())?;
     let mut left_out = 0;
     for (tag, digest) in unsupported {
         if p.get(tag).is_some_and(|d| d.as_str() == digest) && !s.contains_key(tag) {
@@ -122,7 +131,9 @@ pub fn compare(
         }
     }
     Ok(match difference {
-        None => Outcome::Match { checksum: pc, unsupported: left_out, kept: kept_out },
+        None => {
+            Outcome::Match { checksum: pc, unsupported: left_out, kept: kept_out, unlisted: !secondary.lists_tags() }
+        }
         Some(first_difference) => Outcome::Mismatch { primary: pc, secondary: sc, first_difference },
     })
 }
@@ -173,9 +184,13 @@ fn checksum_with(tags: &BTreeMap<String, Digest>, referrers: &[String]) -> Strin
 }
 
 /// Reads back every blob the secondary's tags reference and checks its
-/// digest. Returns (blobs, bytes) checked.
-pub fn check_blobs(secondary: &Client, repo: &str, shutdown: &Shutdown) -> Result<(u64, u64)> {
-    let mut manifests: Vec<String> = secondary.tags(repo)?.unwrap_or_default();
+/// digest; on a secondary that lists no tags, those of `known` (the tags
+/// georeg left there). Returns (blobs, bytes) checked.
+pub fn check_blobs(secondary: &Client, repo: &str, known: &[String], shutdown: &Shutdown) -> Result<(u64, u64)> {
+    let mut manifests: Vec<String> = match secondary.tags(repo)? {
+        None if !secondary.lists_tags() => known.to_vec(),
+        listed => listed.unwrap_or_default(),
+    };
     let mut seen_manifests = BTreeSet::new();
     let mut seen_blobs = BTreeSet::new();
     let (mut blobs, mut bytes) = (0, 0);
@@ -273,7 +288,8 @@ impl Replicator<'_> {
         let kept = self.engine.store.kept_deletions(&v.name)?;
         let result = compare(self.primary, self.engine.secondary, &v.name, &unsupported, &kept).and_then(|outcome| {
             if v.blobs && matches!(outcome, Outcome::Match { .. }) {
-                let (n, size) = check_blobs(self.engine.secondary, &v.name, self.engine.shutdown)?;
+                let recorded = self.engine.store.tags(&v.name)?.into_iter().map(|(tag, _)| tag).collect::<Vec<_>>();
+                let (n, size) = check_blobs(self.engine.secondary, &v.name, &recorded, self.engine.shutdown)?;
                 log::info!(
                     "{}: {n} blobs ({}) read back from the secondary and their digests checked",
                     v.name,
@@ -284,9 +300,9 @@ impl Replicator<'_> {
         });
         let store = self.engine.store;
         match result {
-            Ok(Outcome::Match { checksum, unsupported, kept }) => {
+            Ok(Outcome::Match { checksum, unsupported, kept, unlisted }) => {
                 store.verification_succeeded(v, &checksum)?;
-                Ok(Outcome::Match { checksum, unsupported, kept })
+                Ok(Outcome::Match { checksum, unsupported, kept, unlisted })
             }
             Ok(outcome) => {
                 store.verification_failed(v, &outcome.describe(), true)?;

@@ -133,6 +133,11 @@ impl Fingerprints {
         Ok((queue.kept_deletions(repository)?, queue.unsupported_tags(repository)?))
     }
 
+    /// The tags georeg left in the repository on this node's registry.
+    pub fn recorded_tags(&self, repository: &str) -> Result<Vec<String>> {
+        Ok(self.queue().tags(repository)?.into_iter().map(|(tag, _)| tag).collect())
+    }
+
     /// The current time as the state file writes it.
     pub fn now(&self) -> Result<String> {
         Ok(self.conn().query_row(&format!("SELECT {NOW}"), [], |r| r.get(0))?)

@@ -13,7 +13,6 @@ use crate::registry::Digest;
 
 impl Queue {
     /// The last-known digest of each tag of the repository on the secondary.
-    #[cfg(test)]
     pub fn tags(&self, name: &str) -> Result<Vec<(String, String)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(

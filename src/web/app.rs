@@ -20,7 +20,9 @@ pub struct App<'a> {
     pub stats: &'a Stats,
     pub health: &'a Health,
     /// Verifies the tokens secondaries send (event log, reports).
-    pub signer: &'a Signer,
+    /// The shared key, which checks the tokens of secondaries; `None`
+    /// on a node without one (only a secondary that follows no primary georeg).
+    pub signer: Option<&'a Signer>,
     /// Keys the admin forms' CSRF tokens when no admin credential is
     /// configured; random per process.
     pub form_secret: String,

@@ -52,7 +52,10 @@ pub fn check_node_token(app: &App, req: &Incoming) -> Result<Claims, Reply> {
     let Some(token) = header.strip_prefix("Bearer ") else {
         return Err(Reply::error(401, "missing 'Authorization: Bearer' token signed with the shared key"));
     };
-    app.signer.verify(token.trim(), NODE_AUDIENCE).map_err(|why| {
+    let Some(signer) = app.signer else {
+        return Err(Reply::error(401, "this node has no registry.key_file: it accepts no node tokens"));
+    };
+    signer.verify(token.trim(), NODE_AUDIENCE).map_err(|why| {
         log::warn!("request from {} refused: {why}", req.remote);
         Reply::error(401, &format!("token refused: {why}"))
     })

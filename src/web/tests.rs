@@ -45,7 +45,8 @@ impl Fixture {
         );
         let mut config = Config::parse(&data.join("route-test.toml"), &text).unwrap();
         config.admin_token = Some(ADMIN.into());
-        let signer = Arc::new(Signer::load(&config.registry.key_file, None, "gitlab-issuer").unwrap());
+        let signer =
+            Arc::new(Signer::load(config.registry.key_file.as_deref().unwrap(), None, "gitlab-issuer").unwrap());
         let store = Store::open_in_memory().unwrap();
         Fixture {
             config,
@@ -66,7 +67,7 @@ impl Fixture {
             reader: &self.reader,
             stats: &self.stats,
             health: &self.health,
-            signer: &self.signer,
+            signer: Some(&self.signer),
             form_secret: "unused".into(),
             shutdown: &self.shutdown,
             refusals: Default::default(),

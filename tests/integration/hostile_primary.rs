@@ -235,3 +235,93 @@ fn a_registry_that_never_answers_cannot_hold_a_stop_request() {
     assert!(took < Duration::from_secs(20), "stopped after {took:?}");
     assert_eq!(code, Some(130));
 }
+
+#[test]
+fn a_primary_refusing_its_catalog_replicates_the_configured_repositories_and_says_so_once() {
+    let env = Env::new("no-catalog");
+    env.p.push_image("team/app", "v1", &oci_image(50, &[1000]));
+    env.p.push_image("team/lib", "v1", &oci_image(51, &[2000]));
+    env.p.push_image("team/unlisted", "v1", &oci_image(52, &[3000]));
+    let _double = behind(&env, |r| {
+        if r.target.starts_with("/v2/_catalog") {
+            Answer::Refuse(403, "DENIED")
+        } else {
+            Answer::Forward
+        }
+    });
+
+    // Without replication.repositories: the scan fails, saying what to set.
+    let run = env.georeg(&["backfill"]);
+    assert_ne!(run.code, 0, "{run}");
+    assert!(output(&run).contains("403") && output(&run).contains("replication.repositories"), "{run}");
+
+    // With it: the named repositories replicate, one of them not on the
+    // primary at all, and the refusal is one line naming the key.
+    env.add_replication("repositories = [\"team/app\", \"team/lib\", \"team/missing\"]");
+    let run = env.georeg(&["backfill"]);
+    run.assert_ok();
+    let said: Vec<&str> = run.stderr.lines().filter(|l| l.contains("refuses its catalog")).collect();
+    assert_eq!(said.len(), 1, "{run}");
+    assert!(said[0].contains("DENIED") && said[0].contains("replication.repositories"), "{}", said[0]);
+    env.assert_in_sync("team/app");
+    env.assert_in_sync("team/lib");
+    let check = env.georeg(&["check"]);
+    check.assert_ok();
+    let primary = check.stdout.lines().find(|l| l.contains("primary registry")).unwrap();
+    assert!(primary.contains("may read team/app (found), but not the catalog"), "{primary}");
+    assert!(env.s.tags("team/unlisted").is_empty(), "a repository neither listed nor named stays unknown");
+    env.georeg(&["verify"]).assert_ok();
+}
+
+/// `{"name":..,"tags":[..]}` as a generated answer.
+fn tag_page(repo: &str, tags: &[String]) -> Answer {
+    let body = serde_json::json!({"name": repo, "tags": tags}).to_string().into_bytes();
+    Answer::Generated {
+        content_type: "application/json",
+        length: body.len() as u64,
+        body: Box::new(std::io::Cursor::new(body)),
+    }
+}
+
+#[test]
+fn a_tag_list_paged_by_n_and_last_without_link_is_read_to_its_end() {
+    let env = Env::new("paged-tags");
+    let image = oci_image(60, &[1000]);
+    let tags: Vec<String> = (0..130).map(|i| format!("t{i:03}")).collect();
+    env.p.push_image("paged/app", &tags[0], &image);
+    for tag in &tags[1..] {
+        env.p.put_manifest("paged/app", tag, &image.media_type, &image.manifest);
+    }
+    // Pages of at most 60 tags, by n and last, and never a Link header: as
+    // registries that leave out the spec's SHOULD do.
+    let all = tags.clone();
+    let _double = behind(&env, move |r| {
+        let Some(query) = r.target.strip_prefix("/v2/paged/app/tags/list") else { return Answer::Forward };
+        let last = query.split(['?', '&']).find_map(|p| p.strip_prefix("last=")).unwrap_or("");
+        let page: Vec<String> = all.iter().filter(|t| t.as_str() > last).take(60).cloned().collect();
+        tag_page("paged/app", &page)
+    });
+    env.georeg(&["sync", "paged/app"]).assert_ok();
+    let got = env.s.tag_digests("paged/app");
+    assert_eq!(got.len(), 130, "every tag of every page arrived");
+    assert!(got.values().all(|d| d == &image.digest), "each with the primary's digest");
+    env.georeg(&["verify", "paged/app"]).assert_ok();
+}
+
+#[test]
+fn a_primary_that_lists_no_tags_is_never_taken_for_emptied() {
+    let env = Env::new("unlisted-primary");
+    env.p.push_image("team/app", "v1", &oci_image(90, &[1000]));
+    env.georeg(&["sync", "team/app"]).assert_ok();
+    env.assert_in_sync("team/app");
+    // From now on the primary answers tag lists with a bare 404, as a
+    // registry without content discovery does.
+    let _double = behind(&env, |r| if r.target.contains("/tags/list") { Answer::Bare(404) } else { Answer::Forward });
+    let run = env.georeg(&["sync", "team/app"]);
+    run.assert_code(1);
+    assert!(output(&run).contains("lists no tags") && output(&run).contains("nothing was removed"), "{run}");
+    let verify = env.georeg(&["verify", "team/app"]);
+    verify.assert_code(1);
+    assert!(output(&verify).contains("lists no tags") && !output(&verify).contains("resync queued"), "{verify}");
+    assert_eq!(env.s.tags("team/app"), ["v1"], "the secondary keeps what it had");
+}

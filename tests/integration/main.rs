@@ -4,6 +4,7 @@
 
 mod support;
 
+mod auth;
 mod backfill;
 mod bundle;
 mod bundle_bounds;
@@ -18,6 +19,7 @@ mod fidelity;
 mod hostile;
 mod hostile_primary;
 mod operator;
+mod other_registry;
 mod ownership;
 mod pace;
 mod reconcile;

@@ -218,7 +218,7 @@ fn georeg_check_on_a_primary_writes_nothing_to_its_registry() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("pull-only and catalog tokens (a primary's is never written to)"), "{stdout}");
+    assert!(stdout.contains("may read it, catalog included (a primary's is never written to)"), "{stdout}");
     let log = std::fs::read_to_string(&env.primary.log).unwrap();
     let writes: Vec<&str> =
         log.lines().filter(|l| ["\"POST ", "\"PUT ", "\"PATCH ", "\"DELETE "].iter().any(|m| l.contains(m))).collect();

@@ -42,6 +42,12 @@ pub enum Answer {
     Generated { content_type: &'static str, length: u64, body: Box<dyn Read + Send> },
     /// Nothing, ever: the connection stays open until the double drops.
     Silent,
+    /// This status with an OCI error body of this code, as a registry that
+    /// refuses a request outright (`_catalog` to all but administrators).
+    Refuse(u16, &'static str),
+    /// This status and nothing else: no body, no error code (a route the
+    /// registry does not have).
+    Bare(u16),
 }
 
 type Rule = dyn Fn(&Request) -> Answer + Send + Sync;
@@ -124,6 +130,15 @@ fn serve(
                 thread::sleep(Duration::from_millis(100));
             }
             Ok(())
+        }
+        Answer::Bare(status) => write!(out, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        Answer::Refuse(status, code) => {
+            let body = format!(r#"{{"errors":[{{"code":"{code}","message":"refused by policy","detail":null}}]}}"#);
+            write!(
+                out,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
         }
         Answer::Generated { content_type, length, mut body } => {
             write!(

@@ -5,9 +5,11 @@ mod credentials;
 pub mod daemon;
 pub mod hostile_registry;
 pub mod oci;
+pub mod other_registry;
 pub mod referrers;
 pub mod registry;
 pub mod shapes;
+pub mod token_server;
 pub mod wan;
 
 use std::path::{Path, PathBuf};
@@ -128,6 +130,11 @@ pub struct Env {
     pub https: Option<Https>,
     /// Running daemons, stopped (SIGKILL) when the test ends.
     pub daemons: std::cell::RefCell<Vec<Daemon>>,
+    /// The token realm of registries that take tokens from one.
+    pub realm: Option<token_server::TokenServer>,
+    /// The secondary georeg writes to when it is not distribution
+    /// (`Env::with_other_secondary`); `secondary` then stands idle.
+    pub other: Option<other_registry::OtherRegistry>,
     // Last, so the registries stop before their files go.
     pub dir: TestDir,
 }
@@ -176,8 +183,21 @@ impl Env {
         }
         let s = Api::new(&secondary.url, k.signer.clone());
         let config = dir.0.join("georeg.toml");
-        let env =
-            Env { primary, secondary, p, s, config, mode, port, primary_port, https, daemons: Default::default(), dir };
+        let env = Env {
+            primary,
+            secondary,
+            p,
+            s,
+            config,
+            mode,
+            port,
+            primary_port,
+            https,
+            daemons: Default::default(),
+            realm: None,
+            other: None,
+            dir,
+        };
         env.write_config(&k.pkcs1, "");
         if mode == Mode::Follow {
             env.write_primary_config();
@@ -281,6 +301,12 @@ secret = "{SECRET}"
 
     /// Writes the secondary's georeg.toml; `extra` is appended verbatim.
     pub fn write_config(&self, key: &Path, extra: &str) {
+        self.write_config_lines(&format!("key_file = \"{}\"\n", key.display()), extra);
+    }
+
+    /// Writes the secondary's georeg.toml with `registry` lines (how it
+    /// authenticates) in [registry] and `extra` appended to [replication].
+    pub fn write_config_lines(&self, registry: &str, extra: &str) {
         std::fs::write(self.path("notification-secret"), format!("{SECRET}\n")).unwrap();
         let text = format!(
             r#"node_name = "secondary-test"
@@ -290,8 +316,7 @@ state_file = "state.sqlite3"
 
 [registry]
 url = "{secondary}"
-key_file = "{key}"
-issuer = "{issuer}"
+{registry}issuer = "{issuer}"
 service = "{service}"
 
 [notifications]
@@ -307,9 +332,8 @@ workers = 2
                 String::new()
             },
             port = self.port,
-            secondary = self.secondary.url,
+            secondary = self.other.as_ref().map(|o| &o.url).unwrap_or(&self.secondary.url),
             primary = self.primary.url,
-            key = key.display(),
             issuer = registry::ISSUER,
             service = registry::SERVICE,
         );
@@ -422,6 +446,177 @@ workers = 2
                 Ok((r.get(0)?, r.get(1)?))
             })
             .unwrap()
+    }
+}
+
+/// How one registry of an [`Env::with_auth`] authenticates its clients.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Side {
+    /// Token auth trusting the shared key: GitLab's model, georeg signs.
+    Gitlab,
+    /// htpasswd (HTTP Basic), user `georeg`.
+    Basic,
+    /// Token auth by a token realm of its own (`token_server`), which
+    /// takes Basic credentials: `writer` for the secondary, `reader` for
+    /// the primary.
+    Token,
+    /// The same realm, asked anonymously (no credentials configured): a
+    /// public registry, pull only.
+    AnonymousToken,
+    /// No authentication at all: anyone reads (and writes).
+    Open,
+}
+
+/// The Basic user of htpasswd registries.
+pub const BASIC_USER: (&str, &str) = ("georeg", "basic-password-3");
+
+impl Env {
+    /// A primary and a secondary registry, each authenticating as its
+    /// side says, and a secondary configuration with what georeg needs
+    /// for each: the shared key only where a side is `Gitlab`.
+    pub fn with_auth(name: &str, primary: Side, secondary: Side) -> Env {
+        Env::with_auth_notifying(name, primary, secondary, Mode::Manual)
+    }
+
+    /// [`Env::with_auth`], the primary registry notifying the secondary
+    /// georeg directly in `Mode::Direct`.
+    pub fn with_auth_notifying(name: &str, primary: Side, secondary: Side, mode: Mode) -> Env {
+        use registry::Auth;
+        assert!(mode != Mode::Follow, "no primary georeg here");
+        let dir = TestDir::new(name);
+        let port = registry::free_port();
+        let notify = (mode == Mode::Direct).then(|| Notify {
+            url: format!("http://127.0.0.1:{port}/api/v4/container_registry_event/events"),
+            secret: SECRET.into(),
+        });
+        let k = keys();
+        let tokens = |side: &Side| matches!(side, Side::Token | Side::AnonymousToken);
+        let realm = [primary, secondary].iter().any(tokens).then(|| token_server::TokenServer::start(&dir.0));
+        let htpasswd = dir.0.join("htpasswd");
+        if [primary, secondary].contains(&Side::Basic) {
+            registry::htpasswd(&htpasswd, &[BASIC_USER]);
+        }
+        let start = |side: Side, name: &str| {
+            let auth = match side {
+                Side::Gitlab => Auth::Token { cert: &k.cert, realm: "http://127.0.0.1:1/jwt/auth".into() },
+                Side::Basic => Auth::Htpasswd(&htpasswd),
+                Side::Token | Side::AnonymousToken => {
+                    let r = realm.as_ref().unwrap();
+                    Auth::Token { cert: &r.cert, realm: r.realm.clone() }
+                }
+                Side::Open => Auth::Open,
+            };
+            let notify = if name == "primary" { notify.as_ref() } else { None };
+            Registry::start_auth(&dir.0, name, auth, notify, registry::free_port(), None)
+        };
+        let (p_reg, s_reg) = (start(primary, "primary"), start(secondary, "secondary"));
+        let api = |side: Side, url: &str| match side {
+            Side::Basic => Api::new(url, k.signer.clone()).basic(BASIC_USER.0, BASIC_USER.1),
+            Side::Token | Side::AnonymousToken => Api::new(url, realm.as_ref().unwrap().signer.clone()),
+            Side::Gitlab | Side::Open => Api::new(url, k.signer.clone()),
+        };
+        let (p, s) = (api(primary, &p_reg.url), api(secondary, &s_reg.url));
+        let env = Env {
+            primary: p_reg,
+            secondary: s_reg,
+            p,
+            s,
+            config: dir.0.join("georeg.toml"),
+            mode,
+            port,
+            primary_port: registry::free_port(),
+            https: None,
+            daemons: Default::default(),
+            realm,
+            other: None,
+            dir,
+        };
+        let password = |file: &str, password: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(env.path(file), format!("{password}\n")).unwrap();
+            std::fs::set_permissions(env.path(file), std::fs::Permissions::from_mode(0o600)).unwrap();
+        };
+        let mut local = String::new();
+        if [primary, secondary].contains(&Side::Gitlab) {
+            local.push_str(&format!("key_file = \"{}\"\n", k.pkcs1.display()));
+        }
+        match secondary {
+            Side::Basic => {
+                password("registry-password", BASIC_USER.1);
+                local.push_str(&format!("username = \"{}\"\npassword_file = \"registry-password\"\n", BASIC_USER.0));
+            }
+            Side::Token => {
+                password("registry-password", token_server::WRITER.1);
+                local.push_str(&format!(
+                    "username = \"{}\"\npassword_file = \"registry-password\"\n",
+                    token_server::WRITER.0
+                ));
+            }
+            Side::Gitlab | Side::Open | Side::AnonymousToken => {}
+        }
+        let remote = match primary {
+            Side::Basic => {
+                password("primary-password", BASIC_USER.1);
+                format!("primary_username = \"{}\"\nprimary_password_file = \"primary-password\"\n", BASIC_USER.0)
+            }
+            Side::Token => {
+                password("primary-password", token_server::READER.1);
+                format!(
+                    "primary_username = \"{}\"\nprimary_password_file = \"primary-password\"\n",
+                    token_server::READER.0
+                )
+            }
+            Side::Gitlab | Side::Open | Side::AnonymousToken => String::new(),
+        };
+        env.write_config_lines(&local, &remote);
+        env
+    }
+}
+
+impl Env {
+    /// A primary distribution (GitLab's token auth) and, as the
+    /// secondary, an OCI registry that is not distribution
+    /// (`other_registry`), with Basic credentials.
+    pub fn with_other_secondary(name: &str) -> Env {
+        Env::with_auth(name, Side::Gitlab, Side::Open).into_other_secondary()
+    }
+
+    /// [`Env::with_other_secondary`] in `mode`: in Follow mode a primary
+    /// georeg keeps the event log and this secondary follows it.
+    pub fn with_other_secondary_in(name: &str, mode: Mode) -> Env {
+        Env::with_mode(name, mode).into_other_secondary()
+    }
+
+    fn into_other_secondary(mut self) -> Env {
+        let other = other_registry::OtherRegistry::start(&self.dir.0, "other");
+        self.s = Api::new(&other.url, keys().signer.clone()).basic("georeg", other_registry::PASSWORD);
+        self.other = Some(other);
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(self.path("registry-password"), format!("{}\n", other_registry::PASSWORD)).unwrap();
+            std::fs::set_permissions(self.path("registry-password"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let registry = format!(
+            "key_file = \"{}\"\nusername = \"georeg\"\npassword_file = \"registry-password\"\n",
+            keys().pkcs1.display()
+        );
+        self.write_config_lines(&registry, "");
+        self
+    }
+
+    /// For a secondary that lists no tags: every tag of the primary reads
+    /// the same on the secondary, digest and bytes, the digest computed
+    /// from the bytes the secondary serves.
+    pub fn assert_tags_read_the_same(&self, repo: &str) {
+        let want = self.p.tag_digests(repo);
+        assert!(!want.is_empty(), "the primary has tags in {repo}");
+        for (tag, digest) in &want {
+            let (sb, st) = self.s.manifest(repo, tag).unwrap_or_else(|| panic!("{repo}:{tag} is not on the secondary"));
+            assert_eq!(&oci::sha256(&sb), digest, "digest of {repo}:{tag} on the secondary");
+            let (pb, pt) = self.p.manifest(repo, digest).unwrap();
+            assert_eq!(sb, pb, "manifest bytes of {repo}:{tag}");
+            assert_eq!(st, pt, "content type of {repo}:{tag}");
+        }
     }
 }
 

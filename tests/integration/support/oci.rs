@@ -192,6 +192,8 @@ pub struct Api {
     signer: Arc<Signer>,
     agent: ureq::Agent,
     user_agent: Option<String>,
+    /// `Basic ...` for a registry that takes user and password instead of tokens.
+    basic: Option<String>,
     /// Per repository: building a corpus of thousands of blobs costs one
     /// signature per repository.
     tokens: Mutex<HashMap<String, Token>>,
@@ -202,7 +204,21 @@ const TOKEN_TTL: Duration = Duration::from_secs(3600);
 
 impl Api {
     pub fn new(url: &str, signer: Arc<Signer>) -> Api {
-        Api { url: url.into(), signer, agent: super::agent(None), user_agent: None, tokens: Mutex::default() }
+        Api {
+            url: url.into(),
+            signer,
+            agent: super::agent(None),
+            user_agent: None,
+            basic: None,
+            tokens: Mutex::default(),
+        }
+    }
+
+    /// The same API for a registry that takes HTTP Basic credentials.
+    pub fn basic(mut self, user: &str, password: &str) -> Api {
+        let encoded = georeg::registry::encoding::base64(format!("{user}:{password}").as_bytes());
+        self.basic = Some(format!("Basic {encoded}"));
+        self
     }
 
     /// The same API for a registry whose https certificate `ca` signed.
@@ -230,6 +246,9 @@ impl Api {
     /// `Bearer ...` with push, pull and delete on `repo`, from a token
     /// signed for an hour and reused while a fifth of its life is left.
     pub fn auth(&self, repo: &str) -> String {
+        if let Some(basic) = &self.basic {
+            return basic.clone();
+        }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         let mut tokens = self.tokens.lock().unwrap();
         if tokens.get(repo).is_none_or(|t| t.expires_at <= now + TOKEN_TTL.as_secs() / 5) {

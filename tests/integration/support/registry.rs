@@ -69,6 +69,47 @@ fn notifications_block(n: &Notify) -> String {
     )
 }
 
+/// How a test registry authenticates its clients.
+pub enum Auth<'a> {
+    /// Token auth trusting the key of `cert`, sending clients to `realm`.
+    Token { cert: &'a Path, realm: String },
+    /// HTTP Basic against an htpasswd file (bcrypt, as distribution wants).
+    Htpasswd(&'a Path),
+    /// No auth section: anyone reads and writes.
+    Open,
+}
+
+impl Auth<'_> {
+    fn yaml(&self) -> String {
+        match self {
+            Auth::Token { cert, realm } => format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    \
+                 rootcertbundle: {}\n",
+                cert.display()
+            ),
+            Auth::Htpasswd(file) => {
+                format!("auth:\n  htpasswd:\n    realm: georeg-test\n    path: {}\n", file.display())
+            }
+            Auth::Open => String::new(),
+        }
+    }
+}
+
+/// Writes an htpasswd file of `users` (name, password) with bcrypt, as
+/// `htpasswd -Bbn` from apache2-utils makes it.
+pub fn htpasswd(path: &Path, users: &[(&str, &str)]) {
+    let mut text = String::new();
+    for (user, password) in users {
+        let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().unwrap_or_else(|e| {
+            panic!("htpasswd is needed by the Basic auth tests ({e}): apt-get install -y apache2-utils")
+        });
+        assert!(out.status.success(), "htpasswd: {}", String::from_utf8_lossy(&out.stderr));
+        text.push_str(String::from_utf8_lossy(&out.stdout).trim());
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
 /// A registry serving https: its certificate and key, and the CA that
 /// signed them (also what the registry trusts for its own notifications).
 pub struct Https {
@@ -109,6 +150,19 @@ impl Registry {
         port: u16,
         https: Option<&Https>,
     ) -> Registry {
+        let auth = Auth::Token { cert, realm: "http://127.0.0.1:1/jwt/auth".into() };
+        Registry::start_auth(dir, name, auth, notify, port, https)
+    }
+
+    /// A registry authenticating clients as `auth` says.
+    pub fn start_auth(
+        dir: &Path,
+        name: &str,
+        auth: Auth<'_>,
+        notify: Option<&Notify>,
+        port: u16,
+        https: Option<&Https>,
+    ) -> Registry {
         let root = dir.join(format!("{name}-storage"));
         std::fs::create_dir_all(&root).unwrap();
         let mut yaml = format!(
@@ -133,15 +187,9 @@ validation:
 http:
   addr: 127.0.0.1:{port}
   secret: georeg-test-{name}
-auth:
-  token:
-    realm: http://127.0.0.1:1/jwt/auth
-    service: {SERVICE}
-    issuer: {ISSUER}
-    rootcertbundle: {cert}
-",
+{auth}",
             root = root.display(),
-            cert = cert.display()
+            auth = auth.yaml(),
         );
         if let Some(h) = https {
             yaml = yaml.replace(

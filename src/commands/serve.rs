@@ -54,7 +54,15 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
             (None, _) if secondary => ", replication paused (replication.enabled = false)".to_string(),
             (None, _) => String::new(),
             (Some(_), Some(url)) => format!(", following the primary georeg at {url}"),
-            (Some(_), None) => ", receiving the primary registry's notifications directly".to_string(),
+            (Some(_), None) if node.config.notifications.secret.is_some() => {
+                ", receiving the primary registry's notifications directly".to_string()
+            }
+            (Some(_), None) => format!(
+                ", without notifications (no notifications.secret_file, no replication.primary_node_url): \
+                 changes on the primary reach this node by reconciliation alone, within \
+                 replication.reconcile_interval_seconds ({} s)",
+                node.config.replication.reconcile_interval_seconds
+            ),
         }
     );
 

@@ -191,27 +191,18 @@ impl Config {
                 "is required on a secondary with replication enabled: the primary registry's URL",
             ));
         }
-        // Who receives the registry's notifications needs the secret:
-        // without it every notification is refused, and the registry
-        // retries the first one forever, blocking its whole queue.
+        // A primary receives the registry's notifications: without the
+        // secret every one is refused, and the registry retries the first
+        // forever, blocking its whole queue. A secondary without it (and
+        // without a primary georeg to follow) learns of changes by
+        // reconciliation alone, and says so at its start; a registry that
+        // notifies it anyway is refused, which raises the alarm.
         let no_secret = self.notifications.secret.is_none() && (files || self.notifications.secret_file.is_none());
-        if no_secret {
-            if self.role == Role::Primary {
-                return Err(self.bad(
-                    "notifications.secret_file",
-                    "is required on a primary: the registry's notifications must be authenticated",
-                ));
-            }
-            // A paused or air-gapped secondary (replication.enabled =
-            // false) acts on no notification: it needs none.
-            if self.replication.enabled && self.replication.primary_node_url.is_none() {
-                return Err(self.bad(
-                    "notifications.secret_file",
-                    "is required on a secondary that the primary registry notifies directly (no \
-                     replication.primary_node_url): set it to the secret in the registry's notification \
-                     Authorization header, or set replication.primary_node_url to follow a primary georeg",
-                ));
-            }
+        if no_secret && self.role == Role::Primary {
+            return Err(self.bad(
+                "notifications.secret_file",
+                "is required on a primary: the registry's notifications must be authenticated",
+            ));
         }
         // Pull-only tokens for the primary, push tokens for this node's own
         // registry: the same registry in both places would copy into the

@@ -205,3 +205,25 @@ fn a_pass_keeps_to_max_requests_per_second() {
     assert!(made <= 4 * 11, "{made} requests to the primary in 10 s under a cap of 4 per second");
     assert!(made >= 8, "the pass read the primary ({made} requests)");
 }
+
+#[test]
+fn a_primary_that_sends_no_notifications_is_replicated_by_reconciliation_alone() {
+    let env = env("reconcile-alone", Mode::Manual);
+    // Neither a notification secret nor a primary georeg to follow.
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let alone = text.replace("secret_file = \"notification-secret\"\n", "");
+    assert_ne!(text, alone);
+    std::fs::write(&env.config, alone).unwrap();
+    env.start_secondary_daemon();
+    let log = || env.daemons.borrow()[0].log_text();
+    wait_until("the daemon to say it works by reconciliation alone", Duration::from_secs(30), || {
+        log().contains("by reconciliation alone, within replication.reconcile_interval_seconds (30 s)")
+    });
+    // Pushed after the first pass: only a later pass can find it.
+    wait_until("the first reconciliation pass", CONVERGE, || {
+        env.state().query_row("SELECT COUNT(*) FROM primary_listing", [], |r| r.get::<_, i64>(0)).unwrap_or(0) > 0
+    });
+    env.p.push_image("quiet/app", "v1", &oci_image(61, &[2000]));
+    env.wait_in_sync("quiet/app", CONVERGE);
+    env.assert_in_sync("quiet/app");
+}

@@ -100,6 +100,7 @@ pub fn run(config_path: &Path) -> ExitCode {
         }
     }
 
+    check_listen(&mut report, &config);
     let Ok(key) = check_key(&mut report, &config) else {
         return finish(&report);
     };
@@ -136,7 +137,15 @@ pub fn run(config_path: &Path) -> ExitCode {
             }
         }
     }
-    if config.role == Role::Secondary {
+    if config.role == Role::Secondary && !config.replication.enabled {
+        // An air-gapped or paused secondary reads nothing from the primary:
+        // there may be no way to it at all.
+        report.ok(
+            "primary registry",
+            "not contacted: replication.enabled = false (a paused or air-gapped secondary, fed by georeg import)",
+        );
+    }
+    if config.role == Role::Secondary && config.replication.enabled {
         if let Some(url) = &config.replication.primary_api_url {
             let primary = Client::read_only(url, agent.clone(), primary_auth(&config, key.as_ref()));
             check_primary(&mut report, signer, &primary, &config.replication.repositories);
@@ -147,6 +156,40 @@ pub fn run(config_path: &Path) -> ExitCode {
     }
     check_state(&mut report, &config.state_file);
     finish(&report)
+}
+
+/// What `georeg serve` refuses at its start besides the configuration
+/// file: a `listen` address reachable from the network with the admin
+/// pages open, a port another program holds, an unusable https listener.
+fn check_listen(report: &mut Report, config: &Config) {
+    let what = format!("listen {}", config.listen);
+    if let Err(e) = config.check_admin_exposure() {
+        report.fail(&what, &e.to_string(), "georeg serve refuses to start like this");
+        return;
+    }
+    if let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
+        if let Err((key_name, why)) = crate::tls::server_config(cert, key) {
+            report.fail(&what, &format!("{key_name}: {why}"), "georeg serve refuses to start like this");
+            return;
+        }
+    }
+    match std::net::TcpListener::bind(&config.listen) {
+        Ok(_) => report.ok(&what, "free: georeg serve can listen there"),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            match crate::store::lock::current_holder(&config.state_file) {
+                Some(holder) if holder.command == Some(crate::store::lock::Locker::Serve) => {
+                    report.ok(&what, &format!("in use by {holder}, this configuration's own daemon"))
+                }
+                _ => report.fail(
+                    &what,
+                    &format!("cannot listen there: {e}"),
+                    "another program holds that port (5050 is also GitLab's registry port): stop it, or choose \
+                     another listen address",
+                ),
+            }
+        }
+        Err(e) => report.fail(&what, &format!("cannot listen there: {e}"), "check listen"),
+    }
 }
 
 fn finish(report: &Report) -> ExitCode {

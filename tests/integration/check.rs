@@ -28,6 +28,7 @@ fn everything_ok_against_good_registries_and_nothing_left_behind() {
     assert_eq!(code, 0, "{out}");
     for prefix in [
         "ok      config",
+        "ok      listen ",
         "ok      key ",
         "ok      this node's registry",
         "ok      primary registry",
@@ -126,4 +127,39 @@ fn a_world_readable_admin_token_is_warned_about() {
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
     let (_, out) = check(&env.config);
     assert!(!out.contains("readable by others"), "{out}");
+}
+
+/// `check` fails on what `serve` refuses at its start, and leaves alone
+/// the primary of an air-gapped secondary.
+#[test]
+fn check_fails_where_serve_would_refuse_to_start_and_an_air_gapped_node_needs_no_primary() {
+    let env = Env::new("check-parity");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let listen = format!("127.0.0.1:{}", env.port);
+
+    // The port held by another program.
+    let holder = std::net::TcpListener::bind(&listen).unwrap();
+    let (code, out) = check(&env.config);
+    assert_eq!(code, 1, "{out}");
+    assert!(line(&out, "FAILED  listen").contains("another program holds that port"), "{out}");
+    let serve = env.georeg(&["serve"]);
+    assert_ne!(serve.code, 0, "serve refuses it too: {serve}");
+    assert!(serve.stderr.contains("cannot listen on"), "{serve}");
+    drop(holder);
+
+    // Reachable from the network with the admin pages open.
+    std::fs::write(&env.config, text.replace(&listen, &format!("0.0.0.0:{}", env.port))).unwrap();
+    let (code, out) = check(&env.config);
+    assert_eq!(code, 1, "{out}");
+    assert!(line(&out, "FAILED  listen").contains("admin_token_file"), "{out}");
+    env.georeg(&["serve"]).assert_code(2);
+
+    // Air-gapped: replication off, the primary unreachable, all ok.
+    let dead = format!("http://127.0.0.1:{}/", registry::free_port());
+    let air_gapped =
+        text.replace(&format!("{}/", env.primary.url), &dead).replace("workers = 2", "workers = 2\nenabled = false");
+    std::fs::write(&env.config, air_gapped).unwrap();
+    let (code, out) = check(&env.config);
+    assert_eq!(code, 0, "{out}");
+    assert!(line(&out, "ok      primary registry").contains("not contacted: replication.enabled = false"), "{out}");
 }

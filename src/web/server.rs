@@ -145,19 +145,29 @@ fn repositories_page(app: &App, req: &Incoming) -> Reply {
     })
 }
 
-/// The Resync buttons: one repository, or every failed one.
-fn resync(app: &App, req: &mut Incoming, all_failed: bool, limit: u64) -> Reply {
+/// A button's form, read whole (at most `limit` bytes) and checked for the
+/// page's CSRF token; the refusal to send otherwise.
+fn form(app: &App, req: &mut Incoming, limit: u64) -> std::result::Result<String, Reply> {
     let mut body = String::new();
     if req.body.take(limit).read_to_string(&mut body).is_err() {
-        return Reply::error(400, "cannot read the form");
+        return Err(Reply::error(400, "cannot read the form"));
     }
     let csrf = form_value(&body, "csrf").unwrap_or_default();
     if !constant_time_eq(csrf.as_bytes(), csrf_token(app).as_bytes()) {
-        return Reply::error(
+        return Err(Reply::error(
             403,
             "the form's csrf token is missing or stale: reload the page and press the button again",
-        );
+        ));
     }
+    Ok(body)
+}
+
+/// The Resync buttons: one repository, or every failed one.
+fn resync(app: &App, req: &mut Incoming, all_failed: bool, limit: u64) -> Reply {
+    let body = match form(app, req, limit) {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let result = if all_failed {
         app.log.resync_failed().map(|n| log::info!("resync of {n} failed repositories requested from {}", req.remote))
     } else {
@@ -184,17 +194,10 @@ fn resync(app: &App, req: &mut Incoming, all_failed: bool, limit: u64) -> Reply 
 
 /// The Apply and Keep buttons of a held deletion (the dashboard's list).
 fn decide_deletion(app: &App, req: &mut Incoming, limit: u64) -> Reply {
-    let mut body = String::new();
-    if req.body.take(limit).read_to_string(&mut body).is_err() {
-        return Reply::error(400, "cannot read the form");
-    }
-    let csrf = form_value(&body, "csrf").unwrap_or_default();
-    if !constant_time_eq(csrf.as_bytes(), csrf_token(app).as_bytes()) {
-        return Reply::error(
-            403,
-            "the form's csrf token is missing or stale: reload the page and press the button again",
-        );
-    }
+    let body = match form(app, req, limit) {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let Some(id) = form_value(&body, "id").and_then(|id| id.parse::<i64>().ok()) else {
         return Reply::error(400, "the form names no deletion ID");
     };

@@ -113,6 +113,10 @@ pub struct NodeInfo {
     /// or `replication.include` and `exclude`).
     #[serde(default)]
     pub selection: Option<String>,
+    /// Where its dashboard is, when its `listen` names an address other
+    /// hosts can use (not loopback, not every interface).
+    #[serde(default)]
+    pub dashboard: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -186,6 +190,9 @@ pub struct NodeStatus {
     pub version: String,
     #[serde(default)]
     pub listen: String,
+    /// Its dashboard, when its `listen` names an address others can reach.
+    #[serde(default)]
+    pub dashboard: Option<String>,
     #[serde(default)]
     pub failing: i64,
 }

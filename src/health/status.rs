@@ -131,6 +131,7 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
                         repositories: reported.as_ref().map(|s| s.repositories.clone()).unwrap_or_default(),
                         version: reported.as_ref().map(|s| s.node.version.clone()).unwrap_or_default(),
                         listen: reported.as_ref().map(|s| s.node.listen.clone()).unwrap_or_default(),
+                        dashboard: reported.as_ref().and_then(|s| s.node.dashboard.clone()),
                         failing: reported.as_ref().map(|s| s.failing.repositories).unwrap_or_default(),
                         events: reported.map(|s| s.events).unwrap_or_default(),
                     }
@@ -147,6 +148,7 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
             version: env!("CARGO_PKG_VERSION").into(),
             replication_enabled: !primary && config.replication.enabled,
             listen: config.listen.clone(),
+            dashboard: dashboard_url(config),
             selection: (!primary).then(|| config.replication.selection().describe()),
             follows: if primary {
                 None
@@ -382,9 +384,37 @@ pub fn text(s: &Status) -> String {
     out
 }
 
+/// This node's dashboard as other hosts reach it, when `listen` says: an
+/// address that is neither loopback nor every interface.
+fn dashboard_url(config: &Config) -> Option<String> {
+    let ip = config.listen.parse::<std::net::SocketAddr>().ok()?.ip();
+    if ip.is_loopback() || ip.is_unspecified() {
+        return None;
+    }
+    let scheme = if config.tls.cert_file.is_some() { "https" } else { "http" };
+    Some(format!("{scheme}://{}/admin/geo/nodes", config.listen))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dashboard_link_only_where_listen_names_an_address_others_reach() {
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let config = |listen: &str| {
+            let text = format!(
+                "node_name = \"n\"\nrole = \"secondary\"\nlisten = \"{listen}\"\nadmin_open = true\n\
+                 [registry]\nurl = \"http://127.0.0.1:1\"\nkey_file = \"test-key-pkcs1.pem\"\n\
+                 [replication]\nprimary_api_url = \"http://127.0.0.2:1\"\n"
+            );
+            Config::parse(&data.join("route-test.toml"), &text).unwrap()
+        };
+        assert_eq!(dashboard_url(&config("10.1.2.3:5050")).as_deref(), Some("http://10.1.2.3:5050/admin/geo/nodes"));
+        for listen in ["127.0.0.1:5050", "0.0.0.0:5050", "[::]:5050"] {
+            assert_eq!(dashboard_url(&config(listen)), None, "{listen}");
+        }
+    }
 
     #[test]
     fn a_bundle_line_says_how_old_the_copy_is() {

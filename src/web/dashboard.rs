@@ -178,7 +178,10 @@ pub fn nodes(
                 n.health.as_str(),
                 n.health.as_str(),
                 escape(n.message.as_deref().unwrap_or("")),
-                escape(if n.listen.is_empty() { "address not reported" } else { &n.listen }),
+                match &n.dashboard {
+                    Some(url) => format!("<a href=\"{0}\">{0}</a>", escape(url)),
+                    None => escape(if n.listen.is_empty() { "address not reported" } else { &n.listen }),
+                },
                 escape(if n.version.is_empty() { "?" } else { &n.version }),
                 n.age_seconds,
                 n.events.cursor_last_event_id.unwrap_or(0),

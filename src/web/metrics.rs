@@ -409,6 +409,7 @@ mod tests {
                 events: Default::default(),
                 version: "1.2.3".into(),
                 listen: "127.0.0.1:5050".into(),
+                dashboard: None,
                 failing: 0,
             }]),
             failing: Default::default(),

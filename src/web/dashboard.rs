@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::html::{encode, escape};
+use super::html::{encode, escape, when};
 use crate::format::{human_age, human_bytes, percent};
 use crate::health::Status;
 use crate::store::{RepositoryFilter, RepositoryRow};
@@ -64,21 +64,6 @@ fn page(title: &str, status: &Status, body: &str, refresh: bool) -> String {
         role = status.node.role.as_str(),
         version = escape(&status.node.version),
     )
-}
-
-/// A time from the state file as people read it, relative to now (`5 min
-/// ago`, `in 3 h`), the exact UTC time on hover; `none` when there is none.
-fn when(at: Option<&str>, none: &str) -> String {
-    let Some(at) = at.filter(|a| !a.is_empty()) else { return escape(none) };
-    let Some(then) = crate::format::unix_seconds(at) else { return escape(at) };
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(then);
-    let relative = if then > now {
-        format!("in {}", crate::format::human_age(then - now))
-    } else {
-        format!("{} ago", crate::format::human_age(now - then))
-    };
-    format!("<span title=\"{} UTC\">{relative}</span>", escape(at))
 }
 
 /// One stacked bar and its legend. `parts`: (label, count, css class).

@@ -27,14 +27,14 @@ pub fn section(s: &Status) -> String {
         Some(l) if l.failures == 0 => {
             format!(
                 "<span class=\"badge synced\">Passed</span> <span class=\"muted\">{}</span>",
-                escape(&l.finished_at)
+                super::html::when(Some(&l.finished_at), "")
             )
         }
         Some(l) => format!(
             "<span class=\"badge failed\">{} of {} failed</span> <span class=\"muted\">{}</span>",
             l.failures,
             l.tags,
-            escape(&l.finished_at)
+            super::html::when(Some(&l.finished_at), "")
         ),
     };
     let mut body = format!(
@@ -44,7 +44,7 @@ pub fn section(s: &Status) -> String {
             &format!("Deletions held ({} h delay)", d.delay_hours),
             &format!("{} <span class=\"muted\">({} tags)</span>", d.held, d.held_tags)
         ),
-        kv("Next deletion applies", &escape(d.next_applies_at.as_deref().unwrap_or("none held"))),
+        kv("Next deletion applies", &super::html::when(d.next_applies_at.as_deref(), "none held")),
         kv("Last drill", &last_drill),
     );
     if let Some(c) = &s.reconcile {
@@ -60,7 +60,7 @@ pub fn section(s: &Status) -> String {
             "<p class=\"msg\">Alarm: {} ({} times since {}{}): {}</p>",
             escape(&a.name),
             a.count,
-            escape(&a.first_at),
+            super::html::when(Some(&a.first_at), ""),
             a.source.as_deref().map(|s| format!(", from {}", escape(s))).unwrap_or_default(),
             escape(&a.message)
         );

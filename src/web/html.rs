@@ -27,6 +27,21 @@ pub fn encode(s: &str) -> String {
         .collect()
 }
 
+/// A time from the state file as people read it, relative to now (`5 min
+/// ago`, `in 3 h`), the exact UTC time on hover; `none` when there is none.
+pub fn when(at: Option<&str>, none: &str) -> String {
+    let Some(at) = at.filter(|a| !a.is_empty()) else { return escape(none) };
+    let Some(then) = crate::format::unix_seconds(at) else { return escape(at) };
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(then);
+    let relative = if then > now {
+        format!("in {}", crate::format::human_age(then - now))
+    } else {
+        format!("{} ago", crate::format::human_age(now - then))
+    };
+    format!("<span title=\"{} UTC\">{relative}</span>", escape(at))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

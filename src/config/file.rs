@@ -175,6 +175,11 @@ pub struct ReplicationConfig {
     /// A repository failing for longer than this makes the node unhealthy.
     #[serde(default = "default_failing_alert")]
     pub failing_alert_seconds: u64,
+    /// On a secondary fed by transfer bundles (replication.enabled =
+    /// false): a last bundle exported longer ago than this makes the node
+    /// unhealthy; 0 never does.
+    #[serde(default = "default_bundle_max_age")]
+    pub bundle_max_age_hours: u64,
     /// Deletions (tags, manifests, emptied repositories) wait this long in
     /// the state file before georeg applies them to the secondary; 0
     /// applies them at once.
@@ -242,6 +247,7 @@ impl Default for ReplicationConfig {
             reconcile_interval_seconds: default_reconcile_interval(),
             report_interval_seconds: default_report_interval(),
             failing_alert_seconds: default_failing_alert(),
+            bundle_max_age_hours: default_bundle_max_age(),
             delete_delay_hours: 0,
             delete_burst_share: default_burst_share(),
             delete_burst_min_tags: default_burst_min_tags(),
@@ -337,6 +343,12 @@ fn default_event_retention_days() -> u64 {
 }
 fn default_failing_alert() -> u64 {
     3600
+}
+
+/// A week: a weekly carry across the air gap, with a day's slack, stays
+/// healthy; a missed one does not.
+fn default_bundle_max_age() -> u64 {
+    192
 }
 
 fn default_report_interval() -> u64 {

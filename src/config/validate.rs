@@ -153,6 +153,9 @@ impl Config {
         if self.replication.failing_alert_seconds < 60 {
             return Err(self.bad("replication.failing_alert_seconds", "must be at least 60"));
         }
+        if self.replication.bundle_max_age_hours > 24 * 366 {
+            return Err(self.bad("replication.bundle_max_age_hours", "must be at most 8784 (a year), or 0 for never"));
+        }
         if self.replication.delete_delay_hours > 24 * 365 {
             return Err(self.bad("replication.delete_delay_hours", "must be at most 8760 (a year)"));
         }

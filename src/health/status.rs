@@ -47,6 +47,7 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
         stored: store.event_count()?,
         per_minute: store.events_since(600)? as f64 / 10.0,
     };
+    let (last_bundle, unfinished_bundle) = if primary { (None, None) } else { store.bundle_status()? };
     let (count, oldest) = store.failing()?;
     let failing = match oldest {
         Some(o) => Failing {
@@ -94,7 +95,8 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
         .or(refused)
         .or(burst)
         .or_else(|| events.cursor_error.as_ref().map(|e| format!("cannot read the primary's event log: {e}")))
-        .or(failing_too_long);
+        .or(failing_too_long)
+        .or_else(|| bundle_too_old(config, last_bundle.as_ref()));
     let ready_message = match &check {
         _ if !serving => Some("no georeg serve owns the state file".to_string()),
         None => Some("the daemon has not checked its registry yet".to_string()),
@@ -103,7 +105,6 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
     let reconcile = if primary { None } else { Some(store.comparison(config.replication.reconcile_interval_seconds)?) };
     let (last_sync_at, last_event_at, last_verified_at) = store.last_activity()?;
     let daemon = holder.map(|h| h.to_string());
-    let (last_bundle, unfinished_bundle) = if primary { (None, None) } else { store.bundle_status()? };
     let nodes = if primary {
         let reports = store.nodes()?;
         Some(
@@ -382,6 +383,26 @@ pub fn text(s: &Status) -> String {
         }
     }
     out
+}
+
+/// On a secondary fed by transfer bundles: the alarm when its copy of the
+/// primary (the last bundle's export) is older than
+/// `replication.bundle_max_age_hours`.
+fn bundle_too_old(config: &Config, last: Option<&BundleRow>) -> Option<String> {
+    let max_hours = config.replication.bundle_max_age_hours;
+    if config.role != crate::config::Role::Secondary || config.replication.enabled || max_hours == 0 {
+        return None;
+    }
+    let b = last?;
+    (b.age_seconds > max_hours as i64 * 3600).then(|| {
+        format!(
+            "the last transfer bundle imported ({}) was exported {} h ago, more than replication.bundle_max_age_hours \
+             ({max_hours}): this node's copy of the primary is that old; carry a new bundle across (georeg export, \
+             georeg import)",
+            b.id,
+            b.age_seconds / 3600
+        )
+    })
 }
 
 /// This node's dashboard as other hosts reach it, when `listen` says: an

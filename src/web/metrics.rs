@@ -274,7 +274,8 @@ fn dr_metrics(out: &mut String, status: &Status) {
     let failover = status.failover.as_ref();
     let losses = failover.map(|f| f.findings.iter().filter(|x| x.loss).count()).unwrap_or(0);
     let last = drill.last.as_ref();
-    let gauges: [(&str, &str, f64); 11] = [
+    let bundle = status.last_bundle.as_ref();
+    let gauges: [(&str, &str, f64); 13] = [
         ("georeg_deletions_held", "Deletions held back (replication.delete_delay_hours).", d.held as f64),
         ("georeg_deletions_held_tags", "Tags the held deletions would take off the secondary.", d.held_tags as f64),
         ("georeg_deletions_cancelled", "Deletions an operator cancelled: kept on the secondary.", d.cancelled as f64),
@@ -313,6 +314,16 @@ fn dr_metrics(out: &mut String, status: &Status) {
             "georeg_drill_unrepaired",
             "Failures found by drills that no resync has repaired yet.",
             drill.unrepaired as f64,
+        ),
+        (
+            "georeg_bundle_last_export_timestamp_seconds",
+            "When the last transfer bundle imported was exported: how old this node's copy of the primary is (0: none).",
+            stamp(bundle.map(|b| b.created_at.as_str())),
+        ),
+        (
+            "georeg_bundle_last_import_timestamp_seconds",
+            "When the last transfer bundle was imported (0: none).",
+            stamp(bundle.and_then(|b| b.imported_at.as_deref())),
         ),
     ];
     for (name, help, value) in gauges {

@@ -463,3 +463,34 @@ fn a_primary_has_no_repository_table_and_no_resync_button() {
     assert!(page.contains("A primary node replicates nothing itself"), "{page}");
     assert!(!page.contains("Resync all failed") && !page.contains("<table"), "{page}");
 }
+
+#[test]
+fn an_air_gapped_node_whose_last_bundle_is_too_old_is_unhealthy_and_metrics_say_when() {
+    let mut f = Fixture::new("secondary");
+    f.config.replication.enabled = false;
+    let bundle = |id: &'static str, created_at: &'static str| crate::store::NewBundle {
+        id,
+        primary_url: "http://127.0.0.2:1",
+        created_at,
+        inventory_id: None,
+        file: "/media/b.tar",
+        repositories: 1,
+        forced: None,
+    };
+    f.store.begin_bundle(&bundle("old-bundle", "2020-11-30T10:00:00.000Z")).unwrap();
+    f.store.finish_bundle("old-bundle", "1 repository").unwrap();
+    let status: serde_json::Value = serde_json::from_str(&body(&f.send(admin(get("/api/v1/status"))))).unwrap();
+    assert_eq!(status["healthy"], false, "{status}");
+    let message = status["health_message"].as_str().unwrap_or_default();
+    assert!(message.contains("old-bundle") && message.contains("replication.bundle_max_age_hours"), "{message}");
+    let metrics = body(&f.send(admin(get("/metrics"))));
+    assert!(metrics.contains("\ngeoreg_bundle_last_export_timestamp_seconds 1606730400\n"), "{metrics}");
+    // 0 turns the alarm off; a node that replicates over the network has none.
+    f.config.replication.bundle_max_age_hours = 0;
+    let status: serde_json::Value = serde_json::from_str(&body(&f.send(admin(get("/api/v1/status"))))).unwrap();
+    assert!(!status["health_message"].as_str().unwrap_or_default().contains("bundle"), "{status}");
+    f.config.replication.bundle_max_age_hours = 192;
+    f.config.replication.enabled = true;
+    let status: serde_json::Value = serde_json::from_str(&body(&f.send(admin(get("/api/v1/status"))))).unwrap();
+    assert!(!status["health_message"].as_str().unwrap_or_default().contains("bundle"), "{status}");
+}

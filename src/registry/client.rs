@@ -335,7 +335,10 @@ impl Client {
             let declared = resp.header("Content-Length").and_then(|l| l.trim().parse().ok()).unwrap_or(max_bytes);
             let mut body =
                 bounded::Bounded::whole(resp.into_reader(), self.limits, &self.stop, declared).take(max_bytes);
-            if let Err(e) = pages::read_tags(&mut body, &mut tags, cap) {
+            // Each page on its own first: a registry that ignored `last`
+            // sends every tag again, which is not more tags.
+            let mut page = Vec::new();
+            if let Err(e) = pages::read_tags(&mut body, &mut page, cap) {
                 if body.limit() == 0 {
                     return Err(self.too_many_tags(repo, format!("a tag list page of more than {max_bytes} bytes")));
                 }
@@ -354,10 +357,13 @@ impl Client {
             }
             // A page that repeats what was read: the registry ignored
             // `last` (it had sent every tag at once).
-            if guessed && tags.get(before).is_some_and(|t| tags[..before].contains(t)) {
-                tags.truncate(before);
+            if guessed && page.first().is_some_and(|t| tags.contains(t)) {
                 break;
             }
+            if tags.len() + page.len() > cap {
+                return Err(self.too_many_tags(repo, format!("more than {cap} tags")));
+            }
+            tags.append(&mut page);
             next = next.or_else(|| self.page_after(repo, &tags[before..], linked));
             guessed = !linked && next.is_some();
         }

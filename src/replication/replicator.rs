@@ -11,7 +11,7 @@
 //! holds reads only from its `Source`, so an import, which has no primary,
 //! uses the engine without a replicator.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -126,48 +126,64 @@ impl Replicator<'_> {
             let gone = recorded.iter().filter(|tag| !present.contains_key(*tag) && !listed.contains(tag));
             present.extend(self.engine.secondary.digests_of(repo, gone)?);
         }
-        let mut wanted = BTreeMap::new();
+        // What is held per tag is the two listings: the tags wanted are the
+        // primary's listing less the few deleted since, and the referrers'
+        // subjects are the distinct digests (a repository of a million tags
+        // on a handful of images holds a handful).
+        let mut subjects: BTreeSet<Digest> = BTreeSet::new();
+        let mut deleted_since: BTreeSet<String> = BTreeSet::new();
         let mut seen =
             Seen { manifests: present.values().cloned().collect(), progress: progress.clone(), ..Seen::default() };
         let mut failures = TagFailures::default();
         // A primary with no tag left lost the repository, not a tag.
         let cause = if listed.is_empty() { Cause::RepositoryEmptied } else { Cause::TagRemoved };
-        for tag in listed {
+        for tag in &listed {
             self.engine.shutdown.check()?;
             // A tag the secondary holds is compared by digest (HEAD); one it
             // lacks is read at once (GET), its digest checked, and copied.
-            let copied = match present.get(&tag) {
-                Some(there) => match self.primary.manifest_digest(repo, &tag)? {
-                    None => continue, // deleted since the listing
+            let copied = match present.get(tag) {
+                Some(there) => match self.primary.manifest_digest(repo, tag)? {
+                    None => {
+                        deleted_since.insert(tag.clone());
+                        continue;
+                    }
                     Some(digest) if &digest == there => {
-                        self.engine.store.set_tag(repo, &tag, &digest)?;
+                        self.engine.store.set_tag(repo, tag, &digest)?;
                         report.tags_unchanged += 1;
-                        wanted.insert(tag, digest);
+                        subjects.insert(digest);
                         continue;
                     }
                     Some(digest) => {
-                        wanted.insert(tag.clone(), digest.clone());
-                        self.copy_tag(repo, &tag, &digest, &mut seen, report)
+                        let copied = self.copy_tag(repo, tag, &digest, &mut seen, report);
+                        subjects.insert(digest);
+                        copied
                     }
                 },
-                None => match self.primary.manifest(repo, &tag)? {
-                    None => continue,
+                None => match self.primary.manifest(repo, tag)? {
+                    None => {
+                        deleted_since.insert(tag.clone());
+                        continue;
+                    }
                     Some(m) => {
-                        wanted.insert(tag.clone(), m.digest.clone());
-                        self.engine.copy_manifest(repo, &tag, m, &mut seen, report)
+                        subjects.insert(m.digest.clone());
+                        self.engine.copy_manifest(repo, tag, m, &mut seen, report)
                     }
                 },
             };
-            failures.record(repo, &tag, copied)?;
+            failures.record(repo, tag, copied)?;
         }
         if failures.is_empty() {
-            self.copy_referrers(repo, wanted.values().cloned(), &mut seen, report)?;
+            self.copy_referrers(repo, subjects, &mut seen, report)?;
         }
-        for (tag, digest) in present.iter().filter(|(t, _)| !wanted.contains_key(*t)) {
+        let mut wanted: BTreeSet<String> = listed.into_iter().collect();
+        for tag in &deleted_since {
+            wanted.remove(tag);
+        }
+        for (tag, digest) in present.iter().filter(|(t, _)| !wanted.contains(*t)) {
             self.engine.shutdown.check()?;
             self.remove_or_hold_tag(repo, tag, Some(digest), cause, report)?;
         }
-        failures.into_result(repo).map(|()| wanted.into_keys().collect())
+        failures.into_result(repo).map(|()| wanted)
     }
 
     fn copy_tag(&self, repo: &str, tag: &str, digest: &Digest, seen: &mut Seen, report: &mut Report) -> Result<()> {

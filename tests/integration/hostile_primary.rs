@@ -325,3 +325,28 @@ fn a_primary_that_lists_no_tags_is_never_taken_for_emptied() {
     assert!(output(&verify).contains("lists no tags") && !output(&verify).contains("resync queued"), "{verify}");
     assert_eq!(env.s.tags("team/app"), ["v1"], "the secondary keeps what it had");
 }
+
+/// A registry that sends every tag in one answer without a `Link`, and
+/// ignores `last` when asked for the next page, lists its tags once: the
+/// repeat is not counted against replication.max_tags.
+#[test]
+fn a_tag_list_that_ignores_last_is_read_once_and_not_counted_twice() {
+    let env = Env::new("hostile-ignores-last");
+    let image = oci_image(12, &[500]);
+    for i in 0..60u64 {
+        env.p.push_image("many/app", &format!("t{i:09}"), &image);
+    }
+    env.add_replication("max_tags = 100");
+    let _double = behind(&env, |r| {
+        if r.target.starts_with("/v2/many/app/tags/list") {
+            let (length, body) = Listing::tags("many/app", 60);
+            Answer::Generated { content_type: "application/json", length, body: Box::new(body) }
+        } else {
+            Answer::Forward
+        }
+    });
+    let run = env.georeg(&["sync", "many/app"]);
+    run.assert_ok();
+    assert_eq!(env.s.tags("many/app").len(), 60, "{run}");
+    env.assert_in_sync("many/app");
+}

@@ -16,6 +16,7 @@ mod event_log;
 mod failover;
 mod fingerprints;
 pub mod front;
+mod held;
 mod html;
 pub mod http;
 mod metrics;

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use super::app::App;
 use super::auth::{admin_allowed, admin_required, constant_time_eq, csrf_token};
-use super::dashboard::{self, DELETION_PATH, NODES_PATH, PAGE_SIZE, REPOSITORIES_PATH};
+use super::dashboard::{self, NODES_PATH, PAGE_SIZE, REPOSITORIES_PATH};
+use super::held::DELETION_PATH;
 use super::http::{form_value, Incoming, Reply};
 use super::{event_log, fingerprints, metrics, notifications, own_registry};
 use crate::health::{status, Status};

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::defaults::*;
 use super::selective::Selection;
 use crate::error::{Error, Result};
 
@@ -278,98 +279,6 @@ impl ReplicationConfig {
     pub fn selection(&self) -> Selection {
         Selection::new(&self.include, &self.exclude)
     }
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:5050".into()
-}
-fn default_state_file() -> PathBuf {
-    "/var/lib/georeg/state.sqlite3".into()
-}
-fn default_issuer() -> String {
-    "gitlab-issuer".into()
-}
-fn default_service() -> String {
-    "container_registry".into()
-}
-fn default_ttl() -> u64 {
-    300
-}
-/// 8 MiB: a crash costs at most that much re-read, and each worker
-/// copying a large blob holds one chunk in memory.
-const DEFAULT_CHUNK_BYTES: u64 = 8 << 20;
-fn default_chunk_size() -> String {
-    "8MiB".into()
-}
-fn default_stall_seconds() -> u64 {
-    30
-}
-/// A link slower than this copies nothing useful, and a trickle is hostile.
-fn default_min_rate() -> String {
-    "16KiB/s".into()
-}
-/// An hour: a repository of 50 GB new at 20 MB/s fits; what a sync copied
-/// before its budget ran out stays, so even a larger one gets there.
-fn default_sync_budget() -> u64 {
-    3600
-}
-/// A million tags: about 60 MB of memory for the listing.
-fn default_max_tags() -> usize {
-    1_000_000
-}
-/// What the benchmark's workers sweep (`tests/bench/run.sh --only
-/// workers`) found best: 8 is within 1 % of the fastest count on loopback
-/// and 1.8x faster than 4 across a 40 ms WAN, where round trips dominate.
-fn default_workers() -> usize {
-    8
-}
-fn default_backfill_interval() -> u64 {
-    3600
-}
-/// An hour: a node sustains a pass over 100,000 repositories within it
-/// (see docs/how-it-works.md, "Reconciliation").
-fn default_reconcile_interval() -> u64 {
-    3600
-}
-fn default_reverification_interval() -> u64 {
-    7 * 24 * 3600
-}
-fn default_event_retention_max_days() -> u64 {
-    90
-}
-
-fn default_event_retention_days() -> u64 {
-    30
-}
-fn default_failing_alert() -> u64 {
-    3600
-}
-
-/// A week: a weekly carry across the air gap, with a day's slack, stays
-/// healthy; a missed one does not.
-fn default_bundle_max_age() -> u64 {
-    192
-}
-
-fn default_report_interval() -> u64 {
-    60
-}
-/// More than half of a repository's tags gone within an hour is rarely a
-/// cleanup policy at work; ten tags keep small repositories from alarming.
-fn default_burst_share() -> f64 {
-    0.5
-}
-fn default_burst_min_tags() -> u64 {
-    10
-}
-fn default_drill_interval() -> u64 {
-    24 * 3600
-}
-fn default_drill_sample() -> usize {
-    10
-}
-fn yes() -> bool {
-    true
 }
 
 impl Config {

@@ -7,6 +7,7 @@
 //! paths in the file are taken relative to the file's own directory.
 
 pub mod credentials;
+mod defaults;
 mod file;
 pub mod selective;
 mod tests;

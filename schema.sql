@@ -530,3 +530,27 @@ CREATE TABLE health_check (
 -- or very slow ones cannot starve the rest.
 ALTER TABLE repositories ADD COLUMN overran_at TEXT /* when its last sync ran past replication.sync_budget_seconds */;
 CREATE INDEX repositories_overran ON repositories (sync_state) WHERE overran_at IS NOT NULL;
+
+-- @version 14
+-- On a secondary: what it applied to its own registry, in order (pushes,
+-- re-pointed tags, removals actually made, a held removal only once
+-- applied). This is the log its own followers read (GET /api/v1/events),
+-- as a primary's followers read its events: a relay. Pruned as a
+-- primary prunes its events, once every follower reporting in has read it.
+CREATE TABLE applied (
+    -- Increasing, never reused: the position in this relay's log.
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- Unique to this change; what followers store it under.
+    event_id    TEXT NOT NULL UNIQUE DEFAULT (lower(hex(randomblob(16)))),
+    received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    repository  TEXT NOT NULL,
+    action      TEXT NOT NULL CHECK (action IN ('push', 'delete')),
+    tag         TEXT,
+    digest      TEXT,
+    media_type  TEXT
+);
+-- What the node this one follows said of itself at the last read: its
+-- chain of upstreams up to the primary, and why it is behind the primary
+-- (NULL: it is not). This node's readiness includes its upstream's.
+ALTER TABLE cursor ADD COLUMN upstream_chain TEXT /* JSON list of node names, nearest first, up to the primary */;
+ALTER TABLE cursor ADD COLUMN upstream_behind TEXT /* why the upstream is behind the primary (NULL: it is not) */;

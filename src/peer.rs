@@ -1,7 +1,9 @@
-//! The protocol between georeg nodes: the primary georeg's event log, the
-//! fingerprints of its registry (reconciliation), and the status reports
-//! secondaries send it, all authenticated by a JWT signed with the key pair
-//! shared by all nodes (audience "georeg").
+//! The protocol between georeg nodes: the event log of the node followed
+//! (the primary's events, or what a relay applied to its own registry),
+//! the fingerprints of its registry (reconciliation), and the status
+//! reports followers send it, all authenticated by a JWT signed with the key
+//! pair shared by all nodes (audience "georeg"). A follower cannot tell a
+//! relay from the primary except by the chain a page names.
 //!
 //! [`PrimaryNode`] is the one client a secondary uses to talk to the
 //! primary georeg: the cursor reads the log with it, the report thread
@@ -45,6 +47,19 @@ pub struct Page {
     /// The log's identity: another epoch is another log.
     #[serde(default)]
     pub epoch: String,
+    /// The node serving the log (its node_name): the primary, or a relay
+    /// (a secondary serving what it applied to its own registry).
+    #[serde(default)]
+    pub node: String,
+    /// The serving node's own upstreams, nearest first, up to the primary
+    /// (empty on the primary): how a follower knows its chain, and finds
+    /// itself in it when following would make a loop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
+    /// Why the serving node is behind the primary (`None`: it is the
+    /// primary, or in step): a follower is not ready while its relay is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind: Option<String>,
 }
 
 /// The pages of the primary's fingerprints.
@@ -84,6 +99,11 @@ impl PrimaryNode {
 
     pub fn url(&self) -> &str {
         &self.base
+    }
+
+    /// This node's name, as it signs its tokens.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
     }
 
     fn auth(&self) -> String {

@@ -45,6 +45,13 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
     let secondary = node.config.role == Role::Secondary;
     let replicating = secondary && node.config.replication.enabled;
     let replicator = if replicating { Some(node.replicator()?) } else { None };
+    if let (Some(_), Some(upstream)) = (&replicator, &node.primary_node) {
+        cursor::refuse_loop(upstream).map_err(|message| Error::Config {
+            file: node.config.path.clone(),
+            key: "replication.primary_node_url".into(),
+            message,
+        })?;
+    }
     log::info!(
         "georeg {} serving on {scheme}://{listen} as {} node {:?}{}",
         env!("CARGO_PKG_VERSION"),
@@ -53,7 +60,7 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
         match (&replicator, &node.config.replication.primary_node_url) {
             (None, _) if secondary => ", replication paused (replication.enabled = false)".to_string(),
             (None, _) => String::new(),
-            (Some(_), Some(url)) => format!(", following the primary georeg at {url}"),
+            (Some(_), Some(url)) => format!(", following the georeg at {url} (the primary, or a relay)"),
             (Some(_), None) if node.config.notifications.secret.is_some() => {
                 ", receiving the primary registry's notifications directly".to_string()
             }
@@ -201,6 +208,12 @@ fn prune_events(node: &Node) {
         Ok(0) => {}
         Ok(n) => log::info!("pruned {n} events older than {days} days from the state file"),
         Err(e) => log::warn!("cannot prune old events: {e}"),
+    }
+    // What this node applied, once its followers have read it.
+    match node.store.prune_applied(days, max_days) {
+        Ok(0) => {}
+        Ok(n) => log::info!("pruned {n} applied changes older than {days} days from the log followers read"),
+        Err(e) => log::warn!("cannot prune the log of applied changes: {e}"),
     }
     // Deletions done with, kept as long as events are; the last drills.
     if let Err(e) = node.store.prune_deletions(days).and_then(|_| node.store.prune_drills(DRILLS_KEPT)) {

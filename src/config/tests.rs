@@ -161,6 +161,15 @@ fn the_primary_registry_cannot_be_this_nodes_own() {
 }
 
 #[test]
+fn a_node_cannot_follow_itself() {
+    let dir = write_dir("Abc");
+    let listen = parse(&dir, GOOD).unwrap().listen;
+    let itself = GOOD.replace("workers = 2", &format!("workers = 2\nprimary_node_url = \"http://{listen}/\""));
+    let e = err(&dir, &itself);
+    assert!(e.contains("replication.primary_node_url") && e.contains("cannot follow itself"), "{e}");
+}
+
+#[test]
 fn a_paused_or_air_gapped_secondary_needs_no_notification_secret() {
     let dir = write_dir("Abc123");
     let text = GOOD.replace("secret_file = \"secret\"", "").replace("workers = 2", "workers = 2\nenabled = false");

@@ -183,7 +183,19 @@ impl Config {
             }
         }
         if let Some(url) = &self.replication.primary_node_url {
-            self.replication.primary_node_url = Some(self.check_url("replication.primary_node_url", url)?);
+            let url = self.check_url("replication.primary_node_url", url)?;
+            let authority = url.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+            if authority.eq_ignore_ascii_case(&self.listen) {
+                return Err(self.bad(
+                    "replication.primary_node_url",
+                    format!(
+                        "{url} is this node's own address (listen = {:?}): a node cannot follow itself; name the \
+                         primary georeg, or a relay closer to it",
+                        self.listen
+                    ),
+                ));
+            }
+            self.replication.primary_node_url = Some(url);
         }
         if files {
             self.validate_tls()?;

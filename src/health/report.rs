@@ -24,9 +24,20 @@ use crate::store::{Log, Reader};
 #[derive(Default)]
 pub struct Health {
     problem: Mutex<Option<String>>,
+    /// On a secondary: why it is behind the primary, as its followers are
+    /// told with every page of its log (`None`: it is in step).
+    behind: Mutex<Option<String>>,
 }
 
 impl Health {
+    pub fn set_behind(&self, behind: Option<String>) {
+        *self.behind.lock().unwrap_or_else(|p| p.into_inner()) = behind;
+    }
+
+    pub fn behind(&self) -> Option<String> {
+        self.behind.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn set(&self, problem: Option<String>) {
         *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = problem;
     }
@@ -72,15 +83,29 @@ impl Reporter<'_> {
                 None => problem,
             };
             self.health.set(problem.clone());
-            if reported.is_some_and(|at| at.elapsed() + check_every / 2 < interval) {
+            let report_now = reported.is_none_or(|at| at.elapsed() + check_every / 2 >= interval);
+            if !report_now && self.config.role == Role::Primary {
+                if !self.shutdown.sleep(check_every) {
+                    return;
+                }
+                continue;
+            }
+            // One snapshot serves what followers are told, the chart's
+            // sample and the report.
+            let status = self.reader.read(|snap| status::collect(self.config, snap, Some(self.stats), problem));
+            if self.config.role == Role::Secondary {
+                self.health.set_behind(match &status {
+                    Ok(s) => status::behind(self.config, s),
+                    Err(e) => Some(format!("{}: cannot read its state file: {e}", self.config.node_name)),
+                });
+            }
+            if !report_now {
                 if !self.shutdown.sleep(check_every) {
                     return;
                 }
                 continue;
             }
             reported = Some(std::time::Instant::now());
-            // One snapshot serves the chart's sample and the report.
-            let status = self.reader.read(|snap| status::collect(self.config, snap, Some(self.stats), problem));
             if self.config.role == Role::Secondary {
                 self.sample(&status);
             }

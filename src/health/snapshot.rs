@@ -117,6 +117,10 @@ pub struct NodeInfo {
     /// hosts can use (not loopback, not every interface).
     #[serde(default)]
     pub dashboard: Option<String>,
+    /// The node this one follows and its own upstreams, nearest first, up
+    /// to the primary (a secondary following a georeg; empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -195,6 +199,12 @@ pub struct NodeStatus {
     pub dashboard: Option<String>,
     #[serde(default)]
     pub failing: i64,
+    /// Its upstreams, nearest first (this node first), as it reported them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
+    /// The nodes that follow it, as it reported them (a relay's tree).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followers: Vec<NodeStatus>,
 }
 
 /// What failover would lose.

@@ -101,12 +101,18 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
         _ if !serving => Some("no georeg serve owns the state file".to_string()),
         None => Some("the daemon has not checked its registry yet".to_string()),
         Some(c) => c.own_registry.as_ref().map(|e| format!("this node's registry does not answer: {e}")),
-    };
+    }
+    .or_else(|| {
+        // A follower is no closer to the primary than the node it follows.
+        let upstream = cursor.upstream_behind.as_ref().filter(|_| following && !primary)?;
+        Some(format!("the node it follows is behind the primary: {upstream}"))
+    });
     let reconcile = if primary { None } else { Some(store.comparison(config.replication.reconcile_interval_seconds)?) };
     let (last_sync_at, last_event_at, last_verified_at) = store.last_activity()?;
     let daemon = holder.map(|h| h.to_string());
-    let nodes = if primary {
-        let reports = store.nodes()?;
+    // A primary lists its secondaries; a relay, the followers that report to it.
+    let reports = store.nodes()?;
+    let nodes = if primary || !reports.is_empty() {
         Some(
             reports
                 .into_iter()
@@ -134,6 +140,8 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
                         listen: reported.as_ref().map(|s| s.node.listen.clone()).unwrap_or_default(),
                         dashboard: reported.as_ref().and_then(|s| s.node.dashboard.clone()),
                         failing: reported.as_ref().map(|s| s.failing.repositories).unwrap_or_default(),
+                        chain: reported.as_ref().map(|s| s.node.chain.clone()).unwrap_or_default(),
+                        followers: reported.as_ref().and_then(|s| s.nodes.clone()).unwrap_or_default(),
                         events: reported.map(|s| s.events).unwrap_or_default(),
                     }
                 })
@@ -150,6 +158,7 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
             replication_enabled: !primary && config.replication.enabled,
             listen: config.listen.clone(),
             dashboard: dashboard_url(config),
+            chain: if primary { Vec::new() } else { cursor.upstream_chain.clone() },
             selection: (!primary).then(|| config.replication.selection().describe()),
             follows: if primary {
                 None
@@ -192,6 +201,26 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
         status.failover = Some(failover::assess(config, store, &status)?);
     }
     Ok(status)
+}
+
+/// Why this secondary is behind the primary, as its followers are told
+/// with every page of its log (their readiness includes it): what keeps it
+/// from being ready or healthy, or changes waiting longer than
+/// `replication.failing_alert_seconds`. Named after this node, so that a
+/// message that travels down a chain says which hop it is about.
+pub fn behind(config: &Config, s: &Status) -> Option<String> {
+    let alert = config.replication.failing_alert_seconds as i64;
+    let why = s.ready_message.as_ref().map(|m| format!("not ready: {m}")).or_else(|| s.health_message.clone()).or_else(
+        || {
+            (s.events.lag_seconds > alert).then(|| {
+                format!(
+                    "its oldest change not yet applied is {} s old (over replication.failing_alert_seconds)",
+                    s.events.lag_seconds
+                )
+            })
+        },
+    );
+    why.map(|why| format!("{}: {why}", config.node_name))
 }
 
 /// The age of the oldest event not yet applied, leaving out failing

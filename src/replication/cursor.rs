@@ -52,6 +52,15 @@ fn poll(primary: &PrimaryNode, store: &Log, stats: &Stats) -> Result<bool, Strin
     let cursor = store.cursor().map_err(|e| e.to_string())?;
     let after = cursor.last_event_id;
     let page = primary.events(after, PAGE, WAIT)?;
+    let chain = chain_of(&page);
+    let looped = a_loop(primary, &chain);
+    let behind = looped.clone().or_else(|| page.behind.clone());
+    if (&chain, &behind) != (&cursor.upstream_chain, &cursor.upstream_behind) {
+        store.record_upstream(&chain, behind.as_deref()).map_err(|e| e.to_string())?;
+    }
+    if let Some(message) = looped {
+        return Err(message);
+    }
     if let Some((message, restart_after)) = lost_place(&cursor, &page) {
         let queued = store.cursor_lost_place(&message, restart_after, &page.epoch).map_err(|e| e.to_string())?;
         log::warn!(
@@ -79,6 +88,43 @@ fn poll(primary: &PrimaryNode, store: &Log, stats: &Stats) -> Result<bool, Strin
         log::info!("stored {stored} event(s) from the primary's log (through id {through})");
     }
     Ok(page.events.len() >= PAGE)
+}
+
+/// The chain of nodes up to the primary as the page tells it: the node
+/// that served it, then its own upstreams (empty from an older primary
+/// that does not say).
+pub fn chain_of(page: &Page) -> Vec<String> {
+    if page.node.is_empty() {
+        return Vec::new();
+    }
+    std::iter::once(page.node.clone()).chain(page.chain.iter().cloned()).collect()
+}
+
+/// Why following `primary` would make a loop, when this node is in the
+/// chain it leads to: a node following itself through others.
+pub fn a_loop(primary: &PrimaryNode, chain: &[String]) -> Option<String> {
+    let me = primary.node_name();
+    chain.iter().any(|n| n == me).then(|| {
+        format!(
+            "following {} makes a loop: its chain {} leads back to this node ({me}), so nothing is read from it; \
+             point replication.primary_node_url at a node closer to the primary (or, if two nodes share the \
+             node_name {me:?}, give each its own)",
+            primary.url(),
+            chain.join(" -> ")
+        )
+    })
+}
+
+/// Before the daemon starts: refuses to follow a node whose chain leads
+/// back here. A node that does not answer yet is checked at run time.
+pub fn refuse_loop(primary: &PrimaryNode) -> Result<(), String> {
+    match primary.events(i64::MAX, 1, Duration::ZERO) {
+        Ok(page) => a_loop(primary, &chain_of(&page)).map_or(Ok(()), Err),
+        Err(e) => {
+            log::info!("the node this one follows does not answer yet ({e}); its chain is checked once it does");
+            Ok(())
+        }
+    }
 }
 
 /// Whether the cursor can still trust its place in the primary's log; if
@@ -121,19 +167,19 @@ mod tests {
     use super::*;
 
     fn cursor(after: i64, epoch: Option<&str>) -> Cursor {
-        Cursor {
-            last_event_id: after,
-            primary_last_event_id: 0,
-            updated_at: None,
-            last_error: None,
-            primary_epoch: epoch.map(String::from),
-            gap_detected_at: None,
-            gap_message: None,
-        }
+        Cursor { last_event_id: after, primary_epoch: epoch.map(String::from), ..Cursor::default() }
     }
 
     fn page(oldest: i64, last: i64, epoch: &str) -> Page {
-        Page { events: vec![], last_event_id: last, oldest_event_id: oldest, epoch: epoch.into() }
+        Page {
+            events: vec![],
+            last_event_id: last,
+            oldest_event_id: oldest,
+            epoch: epoch.into(),
+            node: "primary".into(),
+            chain: vec![],
+            behind: None,
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::replicator::Replicator;
 use super::report::Report;
 use crate::error::Result;
 use crate::registry::Digest;
-use crate::store::{Cause, Deletion, DeletionKind, NewDeletion, Open};
+use crate::store::{Action, Cause, Deletion, DeletionKind, NewDeletion, Open};
 
 impl Replicator<'_> {
     /// `tag` (at `digest` on the secondary) is gone from the primary:
@@ -98,6 +98,7 @@ impl Replicator<'_> {
     fn delete_manifest_now(&self, repo: &str, digest: &Digest, report: &mut Report) -> Result<()> {
         self.engine.secondary.delete_manifest(repo, digest)?;
         self.engine.store.remove_tags_at(repo, digest)?;
+        self.engine.store.log_applied(repo, Action::Delete, None, Some(digest), None)?;
         report.manifests_deleted += 1;
         log::debug!("{repo}@{digest} deleted (gone from the primary)");
         Ok(())

@@ -25,7 +25,7 @@ use crate::health::Stats;
 use crate::registry::manifest::{self, Manifest};
 use crate::registry::{Digest, Target};
 use crate::shutdown::Shutdown;
-use crate::store::Queue;
+use crate::store::{Action, Queue};
 
 /// Index nesting deeper than this is refused rather than followed.
 const MAX_DEPTH: usize = 4;
@@ -89,6 +89,7 @@ impl Engine<'_> {
             Err(e) => return Err(e),
         }
         self.store.set_tag(repo, tag, &m.digest)?;
+        self.store.log_applied(repo, Action::Push, Some(tag), Some(&m.digest), Some(&m.media_type))?;
         report.tags_copied += 1;
         log::debug!("{repo}:{tag} -> {} copied", m.digest);
         seen.manifests.insert(m.digest);
@@ -109,6 +110,11 @@ impl Engine<'_> {
     ) -> Result<()> {
         self.copy_contents(repo, m, seen, report, depth)?;
         self.secondary.put_manifest(repo, digest.as_str(), m)?;
+        if depth == 0 {
+            // Pushed by digest in its own right (a referrer, an image
+            // pushed by digest), not as an index's child.
+            self.store.log_applied(repo, Action::Push, None, Some(digest), Some(&m.media_type))?;
+        }
         seen.manifests.insert(digest.clone());
         Ok(())
     }

@@ -11,6 +11,7 @@ use super::engine::Engine;
 use crate::error::{Error, Result};
 use crate::registry::manifest::{self, Manifest};
 use crate::registry::Digest;
+use crate::store::Action;
 
 /// `{}`, the OCI empty descriptor's content; config of tag tombstones.
 const EMPTY_JSON: &[u8] = b"{}";
@@ -45,6 +46,7 @@ impl Engine<'_> {
             self.secondary.delete_manifest(repo, &tombstone.digest)?;
         }
         self.store.remove_tag(repo, tag)?;
+        self.store.log_applied(repo, Action::Delete, Some(tag), None, None)?;
         log::debug!("{repo}:{tag} removed (gone from the primary)");
         Ok(())
     }

@@ -13,7 +13,7 @@ use super::shared::NOW;
 use crate::error::Result;
 
 /// A secondary's position in its primary's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Cursor {
     pub last_event_id: i64,
     pub primary_last_event_id: i64,
@@ -24,6 +24,11 @@ pub struct Cursor {
     /// When the cursor last lost its place, and what was done about it.
     pub gap_detected_at: Option<String>,
     pub gap_message: Option<String>,
+    /// The node this one follows and its own upstreams, nearest first, up
+    /// to the primary, as it said at the last read (empty: not known).
+    pub upstream_chain: Vec<String>,
+    /// Why that node is behind the primary, as it said (`None`: it is not).
+    pub upstream_behind: Option<String>,
 }
 
 impl Log {
@@ -96,6 +101,16 @@ impl Log {
         Ok(queued)
     }
 
+    /// Records what the node this one follows said of itself: its chain
+    /// up to the primary, and why it is behind the primary, if it is.
+    pub fn record_upstream(&self, chain: &[String], behind: Option<&str>) -> Result<()> {
+        let chain = serde_json::to_string(chain).unwrap_or_else(|_| "[]".into());
+        self.conn()
+            .prepare_cached("UPDATE cursor SET upstream_chain = ?1, upstream_behind = ?2 WHERE id = 1")?
+            .execute(params![chain, behind])?;
+        Ok(())
+    }
+
     /// Records why reading the primary's log failed, for the operator.
     pub fn cursor_failed(&self, message: &str) -> Result<()> {
         self.conn().execute("UPDATE cursor SET last_error = ?1 WHERE id = 1", [message])?;
@@ -116,7 +131,7 @@ impl Snapshot<'_> {
         let cursor = conn
             .query_row(
                 "SELECT last_event_id, primary_last_event_id, updated_at, last_error, primary_epoch,
-                        gap_detected_at, gap_message
+                        gap_detected_at, gap_message, upstream_chain, upstream_behind
                  FROM cursor WHERE id = 1",
                 [],
                 |r| {
@@ -128,18 +143,15 @@ impl Snapshot<'_> {
                         primary_epoch: r.get(4)?,
                         gap_detected_at: r.get(5)?,
                         gap_message: r.get(6)?,
+                        upstream_chain: r
+                            .get::<_, Option<String>>(7)?
+                            .and_then(|json| serde_json::from_str(&json).ok())
+                            .unwrap_or_default(),
+                        upstream_behind: r.get(8)?,
                     })
                 },
             )
             .optional()?;
-        Ok(cursor.unwrap_or(Cursor {
-            last_event_id: 0,
-            primary_last_event_id: 0,
-            updated_at: None,
-            last_error: None,
-            primary_epoch: None,
-            gap_detected_at: None,
-            gap_message: None,
-        }))
+        Ok(cursor.unwrap_or_default())
     }
 }

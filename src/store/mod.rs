@@ -3,7 +3,8 @@
 //! `repos` (repositories and the sync queue), `tags` (what georeg placed on
 //! the secondary), `verification` (the verification queue), `event` and
 //! `events` (the event log), `cursor` (a secondary's place in its
-//! primary's log), `nodes` (secondaries' reports, on a primary, and the
+//! primary's log), `applied` (what a secondary applied, the log its own
+//! followers read), `nodes` (secondaries' reports, on a primary, and the
 //! chart's samples), `uploads` (blobs copied in chunks), `bundles`
 //! (transfer bundles imported), `deletions` (deletions held back,
 //! `replication.delete_delay_hours`) and `burst` (their alarm), `drills`
@@ -28,6 +29,7 @@
 //! own events are on disk.
 
 mod alarms;
+mod applied;
 mod bundles;
 mod cursor;
 mod deletions;

@@ -6,8 +6,9 @@
 
 use std::fmt::Write;
 
+use super::bars::{sync_bar, verification_bar};
 use super::html::{encode, escape, when};
-use crate::format::{human_age, human_bytes, percent};
+use crate::format::{human_age, human_bytes};
 use crate::health::Status;
 use crate::store::{RepositoryFilter, RepositoryRow};
 
@@ -28,6 +29,7 @@ h2{font-size:16px;margin:0 0 12px}h3{font-size:14px;margin:16px 0 6px;color:var(
 .bar{display:flex;height:14px;border-radius:7px;overflow:hidden;background:#e6eaef;margin:4px 0 6px}.bar span{display:block;height:100%}
 .ok{background:var(--green)}.bad{background:var(--red)}.wait{background:var(--amber)}.run{background:var(--blue)}
 .legend{font-size:13px;color:var(--muted)}.legend b{color:var(--fg);font-weight:600}
+.tree{font-size:13px;margin:4px 0 8px 0;padding-left:20px}.tree li{margin:2px 0}
 .dot{display:inline-block;width:9px;height:9px;border-radius:50%;margin:0 4px 0 10px;vertical-align:baseline}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:12px}
 .kv{border:1px solid var(--line);border-radius:6px;padding:10px 12px}.kv div:first-child{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.03em}.kv div:last-child{font-size:20px;font-weight:600}
@@ -61,50 +63,6 @@ fn page(title: &str, status: &Status, body: &str, refresh: bool) -> String {
         name = escape(&status.node.name),
         role = status.node.role.as_str(),
         version = escape(&status.node.version),
-    )
-}
-
-/// One stacked bar and its legend. `parts`: (label, count, css class).
-fn bar(parts: &[(&str, i64, &str)], total: i64) -> String {
-    let mut out = String::from("<div class=\"bar\">");
-    for (label, n, class) in parts {
-        if *n > 0 && !class.is_empty() {
-            let _ = write!(
-                out,
-                "<span class=\"{class}\" style=\"width:{:.2}%\" title=\"{label}\"></span>",
-                percent(*n, total)
-            );
-        }
-    }
-    out.push_str("</div><div class=\"legend\">");
-    for (label, n, class) in parts {
-        let dot = if class.is_empty() { String::new() } else { format!("<span class=\"dot {class}\"></span>") };
-        let _ = write!(out, "{dot}{label} <b>{n}</b> ({:.1}%) ", percent(*n, total));
-    }
-    let _ = write!(out, "<span class=\"dot\"></span>Total <b>{total}</b></div>");
-    out
-}
-
-fn sync_bar(r: &crate::store::Counts) -> String {
-    bar(
-        &[
-            ("Synced", r.synced, "ok"),
-            ("Failed", r.failed, "bad"),
-            ("Queued", r.pending, "wait"),
-            ("Syncing", r.started, "run"),
-        ],
-        r.total,
-    )
-}
-
-fn verification_bar(r: &crate::store::Counts) -> String {
-    bar(
-        &[
-            ("Verified", r.verified, "ok"),
-            ("Failed", r.verification_failed, "bad"),
-            ("Pending", r.verification_pending, "wait"),
-        ],
-        r.total,
     )
 }
 
@@ -145,50 +103,25 @@ pub fn nodes(
             kv("Last event ID", &s.events.last_event_id.to_string()),
             kv("Events per minute (10 min)", &format!("{:.1}", s.events.per_minute)),
         );
-        body.push_str("<section><h2>Secondary nodes</h2>");
-        let nodes = s.nodes.clone().unwrap_or_default();
-        if nodes.is_empty() {
-            body.push_str("<p class=\"muted\">No secondary has reported yet. Secondaries report every 60 s once they follow this node (replication.primary_node_url).</p>");
-        }
-        for n in nodes {
-            let _ = write!(
-                body,
-                "<h3>{} <span class=\"badge {}\">{}</span> <span class=\"msg\">{}</span></h3>\
-                 <div class=\"legend\">{} · georeg {} · last report {} s ago · last event ID processed {} · lag {} s · \
-                 {} failing</div>\
-                 <div class=\"legend\">Synchronization</div>{}<div class=\"legend\">Verification</div>{}",
-                escape(&n.name),
-                n.health.as_str(),
-                n.health.as_str(),
-                escape(n.message.as_deref().unwrap_or("")),
-                match &n.dashboard {
-                    Some(url) => format!("<a href=\"{0}\">{0}</a>", escape(url)),
-                    None => escape(if n.listen.is_empty() { "address not reported" } else { &n.listen }),
-                },
-                escape(if n.version.is_empty() { "?" } else { &n.version }),
-                n.age_seconds,
-                n.events.cursor_last_event_id.unwrap_or(0),
-                n.events.lag_seconds,
-                n.failing,
-                sync_bar(&n.repositories),
-                verification_bar(&n.repositories),
-            );
-        }
-        body.push_str("</section>");
+        body.push_str(&super::tree::section(s, "Secondary nodes"));
         return page("Geo nodes", s, &body, true);
     }
     let r = &s.repositories;
     let _ = write!(
         body,
         "<section><h2>Secondary node: {}</h2>{} &nbsp; Replication <span class=\"badge {}\">{}</span>\
-         <div class=\"legend\">Follows {} · replicates {}</div></section>",
+         <div class=\"legend\">Follows {}{} · replicates {}</div></section>",
         escape(&s.node.name),
         health(s),
         if s.node.replication_enabled { "synced" } else { "pending" },
         if s.node.replication_enabled { "Enabled" } else { "Paused" },
         escape(s.node.follows.as_deref().unwrap_or("no primary configured")),
+        super::tree::chain(s),
         escape(s.node.selection.as_deref().unwrap_or("every repository")),
     );
+    if s.nodes.is_some() {
+        body.push_str(&super::tree::section(s, "Nodes following this one"));
+    }
     let _ = write!(
         body,
         "<section><h2>Container repositories</h2><h3>Synchronization</h3>{}<h3>Verification</h3>{}{}</section>",
@@ -450,20 +383,4 @@ fn bundles(s: &Status) -> String {
     }
     out.push_str("</section>");
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bars_show_counts_and_percentages() {
-        let html = bar(&[("Synced", 3, "ok"), ("Failed", 1, "bad")], 4);
-        assert!(
-            html.contains("width:75.00%")
-                && html.contains("Synced <b>3</b> (75.0%)")
-                && html.contains("Total <b>4</b>")
-        );
-        assert!(!bar(&[("Synced", 0, "ok")], 0).contains("NaN"));
-    }
 }

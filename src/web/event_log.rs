@@ -1,7 +1,11 @@
-//! What a primary georeg serves its secondaries: the event log
+//! What a georeg node serves the nodes that follow it: the event log
 //! (`GET /api/v1/events?after=ID&limit=N&wait=SECONDS`, a long poll) and the
-//! endpoint their status reports go to. Both need a JWT signed with the
-//! shared key (`auth::check_node_token`); a secondary answers 404.
+//! endpoint their status reports go to. A primary serves the events its
+//! registry notified; a secondary serves what it applied to its own
+//! registry (`store::applied`), which makes it a relay. Each page names the
+//! serving node, its chain of upstreams and whether it is behind the
+//! primary. Both need a JWT signed with the shared key
+//! (`auth::check_node_token`).
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -10,19 +14,18 @@ use super::app::App;
 use super::auth::check_node_token;
 use super::http::{Incoming, Reply};
 use crate::config::Role;
+use crate::error::Result;
 use crate::health::Status;
 use crate::peer::Page;
+use crate::store::Event;
 
-/// Longest long poll of the log a secondary may ask for.
+/// Longest long poll of the log a follower may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 const MAX_PAGE: usize = 1000;
 
 /// `GET /api/v1/events`: up to `limit` events after `after`, waiting up to
 /// `wait` seconds for the first.
 pub fn serve(app: &App, req: &mut Incoming) -> Reply {
-    if app.config.role != Role::Primary {
-        return Reply::error(404, "this node is a secondary; secondaries read the event log of the primary georeg");
-    }
     if let Err(reply) = check_node_token(app, req) {
         return reply;
     }
@@ -32,30 +35,51 @@ pub fn serve(app: &App, req: &mut Incoming) -> Reply {
     let deadline = Instant::now() + wait;
     loop {
         let rung = app.log.appended.count();
-        let events = match app.log.events_after(after, limit) {
+        let events = match read(app, after, limit) {
             Ok(events) => events,
             Err(e) => return Reply::error(503, &format!("cannot read the event log: {e}")),
         };
         let now = Instant::now();
         if !events.is_empty() || now >= deadline || app.shutdown.requested() {
-            let (epoch, oldest_event_id) = match app.log.log_position() {
-                Ok(position) => position,
-                Err(e) => return Reply::error(503, &format!("cannot read the event log: {e}")),
+            return match page(app, events) {
+                Ok(page) => Reply::json(200, &serde_json::to_value(&page).unwrap_or_default()),
+                Err(e) => Reply::error(503, &format!("cannot read the event log: {e}")),
             };
-            let last_event_id = app.log.last_event_id().unwrap_or(0);
-            let page = Page { events, last_event_id, oldest_event_id, epoch };
-            return Reply::json(200, &serde_json::to_value(&page).unwrap_or_default());
         }
         app.log.appended.wait(rung, (deadline - now).min(Duration::from_secs(1)));
     }
 }
 
-/// `POST /api/v1/nodes/status`: a secondary's report, on the primary. A
-/// report is a few kilobytes; one larger than `limit` is refused.
-pub fn receive_report(app: &App, req: &mut Incoming, limit: u64) -> Reply {
-    if app.config.role != Role::Primary {
-        return Reply::error(404, "this node is a secondary; secondaries report to the primary georeg");
+/// The log this node serves: the primary's events, or what this secondary
+/// applied.
+fn read(app: &App, after: i64, limit: usize) -> Result<Vec<Event>> {
+    match app.config.role {
+        Role::Primary => app.log.events_after(after, limit),
+        Role::Secondary => app.log.applied_after(after, limit),
     }
+}
+
+/// A page of `events`, with where the log stands and who serves it.
+fn page(app: &App, events: Vec<Event>) -> Result<Page> {
+    let node = app.config.node_name.clone();
+    Ok(match app.config.role {
+        Role::Primary => {
+            let (epoch, oldest_event_id) = app.log.log_position()?;
+            let last_event_id = app.log.last_event_id()?;
+            Page { events, last_event_id, oldest_event_id, epoch, node, chain: Vec::new(), behind: None }
+        }
+        Role::Secondary => {
+            let (epoch, oldest_event_id, last_event_id) = app.log.applied_position()?;
+            let chain = app.log.cursor()?.upstream_chain;
+            Page { events, last_event_id, oldest_event_id, epoch, node, chain, behind: app.health.behind() }
+        }
+    })
+}
+
+/// `POST /api/v1/nodes/status`: a follower's report, on the node it
+/// follows (the primary, or a relay). A report is a few kilobytes, a
+/// relay's with its followers' summaries; one larger than `limit` is refused.
+pub fn receive_report(app: &App, req: &mut Incoming, limit: u64) -> Reply {
     let claims = match check_node_token(app, req) {
         Ok(c) => c,
         Err(reply) => return reply,

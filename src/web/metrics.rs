@@ -422,6 +422,8 @@ mod tests {
                 listen: "127.0.0.1:5050".into(),
                 dashboard: None,
                 failing: 0,
+                chain: vec![],
+                followers: vec![],
             }]),
             failing: Default::default(),
             daemon: None,

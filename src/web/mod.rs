@@ -1,8 +1,8 @@
 //! georeg's own HTTP server: the notification endpoint the registry posts
 //! to (and the one a secondary's own registry may post its writes to), the
-//! event log, fingerprints and report endpoint a primary serves its
-//! secondaries,
-//! the dashboard, the status API and `/metrics`, and the https front.
+//! event log, fingerprints and report endpoint a node serves the nodes
+//! that follow it (a primary's secondaries, a relay's followers), the
+//! dashboard (with the tree of nodes, `tree.rs`), the status API and `/metrics`, and the https front.
 //!
 //! Handlers read and write the state file and nothing else: the server
 //! never calls into replication. A notification becomes rows in SQLite and
@@ -10,6 +10,7 @@
 
 mod app;
 mod auth;
+mod bars;
 mod chart;
 mod dashboard;
 mod event_log;
@@ -27,6 +28,7 @@ pub mod server;
 mod streak;
 #[cfg(test)]
 mod tests;
+mod tree;
 pub mod wire;
 
 pub use app::App;

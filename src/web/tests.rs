@@ -189,7 +189,7 @@ fn notifications_need_the_secret_and_a_well_formed_envelope() {
 }
 
 #[test]
-fn the_event_log_and_reports_need_a_node_token_on_a_primary() {
+fn the_event_log_and_reports_need_a_node_token_on_a_primary_and_a_relay() {
     let f = Fixture::new("primary");
     f.store.log().record_events(&super::notifications::parse_envelope(ENVELOPE.as_bytes()).unwrap().0, false).unwrap();
     let log = "/api/v1/events?after=0&limit=10";
@@ -211,10 +211,16 @@ fn the_event_log_and_reports_need_a_node_token_on_a_primary() {
     assert_eq!(f.send(post(report, status).with_header(token())).status, 200);
     assert_eq!(f.store.read(|s| s.nodes()).unwrap()[0].name, "s1");
 
-    // A secondary serves neither.
+    // A secondary serves both too, as a relay: the log of what it applied
+    // (another log than the events it read), and its followers' reports.
     let s = Fixture::new("secondary");
-    assert_eq!(s.send(get(log).with_header(bearer(node_token(&s.signer, "s1")))).status, 404);
-    assert_eq!(s.send(post(report, status).with_header(bearer(node_token(&s.signer, "s1")))).status, 404);
+    let page = s.send(get(log).with_header(bearer(node_token(&s.signer, "hop"))));
+    assert_eq!(page.status, 200);
+    let page: crate::peer::Page = serde_json::from_slice(&page.body).unwrap();
+    assert!(page.events.is_empty() && page.epoch.ends_with(".applied"), "{page:?}");
+    assert_eq!(s.send(get(log)).status, 401, "no token");
+    assert_eq!(s.send(post(report, status).with_header(bearer(node_token(&s.signer, "hop")))).status, 200);
+    assert_eq!(s.store.read(|s| s.nodes()).unwrap()[0].name, "hop");
 }
 
 #[test]

@@ -23,6 +23,7 @@ mod other_registry;
 mod ownership;
 mod pace;
 mod reconcile;
+mod relay;
 mod resume;
 mod state_file;
 mod sync;

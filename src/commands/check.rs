@@ -9,7 +9,6 @@
 //! throwaway repository and cancels it, which stores no blob and no
 //! manifest.
 
-use std::fs::Metadata;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::ExitCode;
@@ -21,10 +20,11 @@ use crate::error::Error;
 use crate::peer::PrimaryNode;
 use crate::registry::token::Signer;
 use crate::registry::{self, Client, Target};
+use crate::replication::cursor;
 use crate::store::Store;
 
-/// The user the packaged service runs as.
-pub const SERVICE_USER: &str = "georeg";
+use super::service_files::{give_to_directory_owner, readable, service_user, SERVICE_USER};
+
 /// Where the push check opens (and cancels) its upload. Two components:
 /// some registries route only `namespace/name` (GitLab's paths always
 /// have a group, and container-registry 0.3 answers 404 to one).
@@ -383,17 +383,31 @@ fn check_primary(report: &mut Report, signer: Option<&Signer>, primary: &Client,
     }
 }
 
-/// The primary georeg: its event log, read with this node's JWT.
+/// The georeg followed (the primary, or a relay): its event log, read
+/// with this node's JWT, and the chain it leads up to the primary.
 fn check_primary_node(report: &mut Report, node: &PrimaryNode) {
-    let what = format!("primary georeg {}", node.url());
-    match node.events(0, 1, Duration::ZERO) {
-        Ok(page) => report.ok(&what, &format!("accepts this node's token; last event id {}", page.last_event_id)),
-        Err(e) if e.contains("cannot reach") && !e.contains("TLS") && !e.contains("tls.ca_file") => report.fail(
+    let what = format!("followed georeg {}", node.url());
+    let page = node.events(0, 1, Duration::ZERO);
+    let chain = page.as_ref().map(cursor::chain_of).unwrap_or_default();
+    match (page, cursor::a_loop(node, &chain)) {
+        (Ok(_), Some(looped)) => report.fail(&what, &looped, ""),
+        (Ok(page), None) => report.ok(
+            &what,
+            &format!(
+                "accepts this node's token; last event id {}; {}",
+                page.last_event_id,
+                match chain.len() {
+                    0 | 1 => "the primary".to_string(),
+                    _ => format!("a relay: chain {}", chain.join(" -> ")),
+                }
+            ),
+        ),
+        (Err(e), _) if e.contains("cannot reach") && !e.contains("TLS") && !e.contains("tls.ca_file") => report.fail(
             &what,
             &e,
-            "is the primary georeg running (georeg serve), and is replication.primary_node_url right?",
+            "is the georeg it follows running (georeg serve), and is replication.primary_node_url right?",
         ),
-        Err(e) => report.fail(&what, &e, ""),
+        (Err(e), _) => report.fail(&what, &e, ""),
     }
 }
 
@@ -418,22 +432,6 @@ fn check_state(report: &mut Report, path: &Path) {
     }
 }
 
-/// A state file this check created as root would lock out the service's
-/// own user: hand it to whoever owns its directory (the service user for
-/// /var/lib/georeg). Without root this changes nothing, and needs nothing.
-fn give_to_directory_owner(path: &Path) {
-    let Some(dir) = path.parent().and_then(|d| std::fs::metadata(d).ok()) else {
-        return;
-    };
-    if let Ok(file) = std::fs::metadata(path) {
-        if (file.uid(), file.gid()) != (dir.uid(), dir.gid()) {
-            if let Err(e) = std::os::unix::fs::chown(path, Some(dir.uid()), Some(dir.gid())) {
-                log::debug!("cannot hand {} to its directory's owner: {e}", path.display());
-            }
-        }
-    }
-}
-
 /// Warns when the packaged service's user exists and could not read `path`.
 fn readable_by_service(report: &mut Report, what: &str, path: &Path) {
     let (Some((uid, gid)), Ok(meta)) = (service_user(), std::fs::metadata(path)) else {
@@ -451,46 +449,5 @@ fn readable_by_service(report: &mut Report, what: &str, path: &Path) {
                 meta.permissions().mode() & 0o7777
             ),
         );
-    }
-}
-
-/// The service user's uid and gid, when the package created it.
-fn service_user() -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        match fields.as_slice() {
-            [name, _, uid, gid, ..] if *name == SERVICE_USER => Some((uid.parse().ok()?, gid.parse().ok()?)),
-            _ => None,
-        }
-    })
-}
-
-/// Whether uid/gid may read the file, by its mode bits (supplementary
-/// groups and ACLs aside).
-fn readable(meta: &Metadata, uid: u32, gid: u32) -> bool {
-    let mode = meta.permissions().mode();
-    (meta.uid() == uid && mode & 0o400 != 0) || (meta.gid() == gid && mode & 0o040 != 0) || mode & 0o004 != 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn readability_follows_the_mode_bits() {
-        let path = std::env::temp_dir().join(format!("georeg-check-test-{}", crate::registry::token::random_hex(8)));
-        std::fs::write(&path, "x").unwrap();
-        let set = |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        let meta = || std::fs::metadata(&path).unwrap();
-        let (me, group) = (meta().uid(), meta().gid());
-        set(0o600);
-        assert!(readable(&meta(), me, group));
-        assert!(!readable(&meta(), me + 1, group + 1));
-        set(0o640);
-        assert!(readable(&meta(), me + 1, group));
-        set(0o604);
-        assert!(readable(&meta(), me + 1, group + 1));
-        std::fs::remove_file(&path).unwrap();
     }
 }

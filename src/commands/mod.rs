@@ -15,6 +15,7 @@ mod inventory;
 mod node;
 mod owner;
 mod serve;
+mod service_files;
 mod status;
 mod sync;
 mod token;

@@ -16,7 +16,7 @@ pub fn run(config: &Config, json: bool) -> Result<ExitCode> {
         let text = serde_json::to_string_pretty(&status).map_err(|e| Error::Store { message: e.to_string() })?;
         println!("{text}");
     } else {
-        print!("{}", status::text(&status));
+        print!("{}", crate::health::lines::text(&status));
     }
     Ok(ExitCode::SUCCESS)
 }

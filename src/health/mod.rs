@@ -7,6 +7,7 @@
 //! (`dr`: failover findings).
 
 pub mod failover;
+pub mod lines;
 pub mod report;
 pub mod snapshot;
 pub mod stats;

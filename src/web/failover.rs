@@ -51,7 +51,7 @@ pub fn section(s: &Status) -> String {
         let _ = write!(
             body,
             "<p><strong>Reconciliation:</strong> {}</p>",
-            escape(&crate::health::status::reconcile_line(c, s.reconcile_blocked.as_deref()))
+            escape(&crate::health::lines::reconcile_line(c, s.reconcile_blocked.as_deref()))
         );
     }
     for a in &s.alarms {

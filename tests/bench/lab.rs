@@ -172,6 +172,9 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub agent: String,
+    pub status: u16,
+    /// The answer's body bytes, as the registry logged them.
+    pub bytes: u64,
 }
 
 pub fn mark(reg: &Registry) -> Mark {
@@ -197,7 +200,8 @@ pub fn count(marks: &[&Mark], agent: &str) -> u64 {
     marks.iter().map(|m| m.requests(agent).len() as u64).sum()
 }
 
-/// `127.0.0.1 - - [23/Nov/2026:04:46:50 +0000] "GET /v2/ HTTP/1.1" 401 87 "" "georeg/0.1.0"`
+/// `127.0.0.1 - - [23/Nov/2026:04:46:50 +0000] "GET /v2/ HTTP/1.1" 401 87 "" "georeg/0.1.0"`:
+/// method, path, status, body bytes and User-Agent.
 fn parse_access(line: &str) -> Option<Request> {
     if !line.contains(" - - [") || line.starts_with("time=") {
         return None;
@@ -207,11 +211,14 @@ fn parse_access(line: &str) -> Option<Request> {
     let end = rest.find('"')?;
     let mut request = rest[..end].split(' ');
     let (method, path) = (request.next()?.to_string(), request.next()?.to_string());
-    // The status code follows the request: its absence means a foreign line.
-    rest[end + 1..].split_whitespace().next()?.parse::<u16>().ok()?;
+    // The status code follows the request: its absence means a foreign
+    // line. Then the body's size ("-" for none).
+    let mut after = rest[end + 1..].split_whitespace();
+    let status = after.next()?.parse::<u16>().ok()?;
+    let bytes = after.next().and_then(|b| b.parse().ok()).unwrap_or(0);
     let trimmed = line.trim_end().strip_suffix('"')?;
     let agent = trimmed[trimmed.rfind('"')? + 1..].to_string();
-    Some(Request { method, path, agent })
+    Some(Request { method, path, agent, status, bytes })
 }
 
 /// A process run under GNU time.

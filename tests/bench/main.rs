@@ -3,12 +3,13 @@
 //! `docker-registry` processes on loopback, and georeg beside skopeo across
 //! an emulated WAN (wan.rs), one node against a synthetic primary of
 //! 100,000 repositories (scale.rs), and what reconciliation costs there
-//! (reconcile.rs), and the memory one repository of 1,000,000 tags costs
-//! (tags.rs). Run it with
+//! (reconcile.rs), the memory one repository of 1,000,000 tags costs
+//! (tags.rs), and a chain of relays and one node's many followers
+//! (relay.rs). Run it with
 //! `tests/bench/run.sh [--smoke]` (docs/benchmark.md); it is not part of
 //! `cargo test`.
 //!
-//! usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale,reconcile,tags] [--out FILE]
+//! usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale,reconcile,tags,relay] [--out FILE]
 //!
 //! It prints a markdown report (and writes it to FILE): every figure, every
 //! ratio, and whether each target is met. It asserts that every tool left
@@ -29,6 +30,7 @@ mod reconcile;
 mod reconcile_direct;
 mod reconcile_repair;
 mod reconcile_table;
+mod relay;
 mod report;
 mod scale;
 mod scale_table;
@@ -48,7 +50,8 @@ use lab::Lab;
 use report::Report;
 use scenarios::Sizes;
 
-const ALL: [&str; 11] = ["a", "b", "c", "wan", "workers", "lag", "ingest", "fair", "scale", "reconcile", "tags"];
+const ALL: [&str; 12] =
+    ["a", "b", "c", "wan", "workers", "lag", "ingest", "fair", "scale", "reconcile", "tags", "relay"];
 
 struct Options {
     smoke: bool,
@@ -74,7 +77,7 @@ fn parse() -> Result<Options, String> {
             "--nocapture" | "--bench" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale,reconcile,tags] [--out FILE]"
+                    "unknown argument {other:?}; usage: bench [--smoke] [--only a,b,c,wan,workers,lag,ingest,fair,scale,reconcile,tags,relay] [--out FILE]"
                 ))
             }
         }
@@ -145,6 +148,9 @@ fn main() -> ExitCode {
     }
     if run("tags") {
         tags::many_tags(&sizes, &mut report);
+    }
+    if run("relay") {
+        relay::relay(&lab, &sizes, &mut report);
     }
     report.notes.push(format!("the whole run took {}", report::seconds(started.elapsed())));
     let md = report.markdown();

@@ -5,12 +5,12 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::corpus::{self, ImagePlan, RepoPlan};
+use crate::corpus::{self, ImagePlan, RepoPlan, Tagged};
 use crate::lab::{discard, harness_api, Georeg, Lab};
 use crate::report::{millis, Latency, Report};
 use crate::scenarios::{background, Sizes};
 use crate::support::oci::{describe, sha256};
-use crate::support::{poll_until, SECRET};
+use crate::support::{poll_until, Api, SECRET};
 
 /// Pushes of a small image, one after another, each timed from the
 /// registry's answer to the manifest PUT until the secondary serves the
@@ -46,12 +46,7 @@ fn lag_in(lab: &Lab, s: &Sizes, report: &mut Report, follow: bool) -> Latency {
         "lag: end of the push of a {} MB image until pullable from the secondary ({label})",
         s.lag_bytes / 1_000_000
     );
-    let plans = [RepoPlan {
-        name: REPO.into(),
-        images: (0..s.lag_pushes)
-            .map(|i| ImagePlan { tag: format!("p{i:02}"), layers: vec![(4_000_000_000 + i as u64, s.lag_bytes)] })
-            .collect(),
-    }];
+    let plans = [lag_plan(REPO, s.lag_pushes, s.lag_bytes, 4_000_000_000)];
     eprintln!("bench: {what}");
     let files = lab.path(&format!("lag-{mode}-files"));
     let corpus = corpus::build(&files, &plans, s.workers);
@@ -74,15 +69,8 @@ fn lag_in(lab: &Lab, s: &Sizes, report: &mut Report, follow: bool) -> Latency {
     background(report, &format!("lag ({mode})"));
     let mut samples = Vec::new();
     for t in &corpus.repos[0].tags {
-        corpus::push_image(&papi, REPO, t);
-        let pushed = Instant::now();
-        poll_until(
-            &format!("{REPO}:{} on the secondary", t.tag),
-            Duration::from_secs(60),
-            Duration::from_millis(2),
-            || sapi.digest(REPO, &t.tag).as_deref() == Some(t.digest.as_str()),
-        );
-        samples.push(pushed.elapsed());
+        let served = || sapi.digest(REPO, &t.tag).as_deref() == Some(t.digest.as_str());
+        samples.extend(push_until_served(&papi, REPO, t, &[("the secondary", &served)]));
     }
     let rss = pserve.as_ref().map(|p| p.peak_rss_kib()).unwrap_or(0).max(sserve.peak_rss_kib());
     sserve.stop();
@@ -93,6 +81,38 @@ fn lag_in(lab: &Lab, s: &Sizes, report: &mut Report, follow: bool) -> Latency {
     discard(primary);
     let _ = std::fs::remove_dir_all(&files);
     Latency { what, samples, rate: None, rss_kib: Some(rss), note: String::new() }
+}
+
+/// `pushes` images of one layer of `bytes` each into `repo`, tagged p00,
+/// p01...: distinct content each push (the layers' noise seeded from `seed` on).
+pub fn lag_plan(repo: &str, pushes: usize, bytes: u64, seed: u64) -> RepoPlan {
+    RepoPlan {
+        name: repo.into(),
+        images: (0..pushes)
+            .map(|i| ImagePlan { tag: format!("p{i:02}"), layers: vec![(seed + i as u64, bytes)] })
+            .collect(),
+    }
+}
+
+/// Pushes `t` into the primary as a client does, then waits on each of
+/// `sides` in turn (a name, and whether that side serves the image yet),
+/// polling every 2 ms for up to a minute: for each side, the time from the
+/// end of the push until it served the image.
+pub fn push_until_served(papi: &Api, repo: &str, t: &Tagged, sides: &[(&str, &dyn Fn() -> bool)]) -> Vec<Duration> {
+    corpus::push_image(papi, repo, t);
+    let pushed = Instant::now();
+    sides
+        .iter()
+        .map(|(side, served)| {
+            poll_until(
+                &format!("{repo}:{} on {side}", t.tag),
+                Duration::from_secs(60),
+                Duration::from_millis(2),
+                served,
+            );
+            pushed.elapsed()
+        })
+        .collect()
 }
 
 /// Concurrent clients POST one-event envelopes, as the registry does, to a

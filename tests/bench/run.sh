@@ -8,7 +8,7 @@
 #   tests/bench/run.sh --smoke    small corpora in the test build: checks
 #                                 that the benchmark works (CI), in seconds
 #
-# Other arguments go to the benchmark: --only a,b,c,wan,workers,lag,ingest,fair,scale,reconcile,tags runs
+# Other arguments go to the benchmark: --only a,b,c,wan,workers,lag,ingest,fair,scale,reconcile,tags,relay runs
 # some scenarios (the report is then only printed), --out FILE writes it there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

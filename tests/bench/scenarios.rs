@@ -37,6 +37,13 @@ pub struct Sizes {
     pub ingest_clients: usize,
     /// Notifications sent while 200 slow connections are open.
     pub fair_notifications: usize,
+    /// Pushes through the chain primary -> relay -> second hop.
+    pub relay_pushes: usize,
+    /// Followers long-polling one primary georeg's event log.
+    pub fanout_followers: usize,
+    /// Notifications posted to it while they do, one every `fanout_every`.
+    pub fanout_events: usize,
+    pub fanout_every: Duration,
 }
 
 impl Sizes {
@@ -58,6 +65,10 @@ impl Sizes {
             ingest_events: 10_000,
             ingest_clients: 16,
             fair_notifications: 1000,
+            relay_pushes: 100,
+            fanout_followers: 20,
+            fanout_events: 500,
+            fanout_every: Duration::from_millis(20),
         }
     }
 
@@ -74,6 +85,8 @@ impl Sizes {
             lag_pushes: 5,
             ingest_events: 320,
             fair_notifications: 100,
+            relay_pushes: 5,
+            fanout_events: 50,
             ..Sizes::full()
         }
     }

@@ -32,7 +32,7 @@ fn everything_ok_against_good_registries_and_nothing_left_behind() {
         "ok      key ",
         "ok      this node's registry",
         "ok      primary registry",
-        "ok      primary georeg",
+        "ok      followed georeg",
         "ok      state file",
     ] {
         line(&out, prefix);

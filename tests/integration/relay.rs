@@ -165,6 +165,18 @@ fn a_chain_carries_pushes_repointed_tags_and_deletions_to_the_second_hop_with_on
     assert!(primary_page.contains("Nodes following secondary-test") && primary_page.contains("<b>hop</b>"));
     assert!(page(&env.url()).contains("Nodes following this one"), "the relay's dashboard lists its followers");
     assert!(page(&hop.url()).contains("chain: hop → secondary-test → primary-test"));
+    let check = georeg(&hop.config, &["check"]);
+    assert!(
+        check.stdout.contains("a relay: chain secondary-test -> primary-test") && check.code == 0,
+        "georeg check names the chain: {check}"
+    );
+}
+
+/// Runs `georeg --config CONFIG ARGS...`.
+fn georeg(config: &std::path::Path, args: &[&str]) -> Run {
+    let mut command = std::process::Command::new(georeg_bin());
+    command.arg("--config").arg(config).args(args).env("RUST_LOG", "info").stdin(std::process::Stdio::null());
+    Run::of(command.output().unwrap()).ran(&command, Some(config))
 }
 
 #[test]
@@ -271,9 +283,7 @@ fn a_loop_is_refused_at_run_time_and_at_start() {
 
     // Started again, the second hop refuses at once (exit 2), naming the key.
     env.take_daemon("hop").terminate();
-    let mut command = std::process::Command::new(georeg_bin());
-    command.args(["--config", hop.config.to_str().unwrap(), "serve"]).env("RUST_LOG", "info");
-    let run = Run::of(command.output().unwrap()).ran(&command, Some(&hop.config));
+    let run = georeg(&hop.config, &["serve"]);
     run.assert_code(2);
     assert!(
         run.stderr.contains("replication.primary_node_url") && run.stderr.contains("makes a loop"),

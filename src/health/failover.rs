@@ -47,9 +47,23 @@ pub fn assess(config: &Config, store: &Snapshot, s: &Status) -> Result<Failover>
             true,
             unread,
             format!(
-                "{unread} events in the primary georeg's log not read yet (read up to {}, the primary at {})",
+                "{unread} events in the log of the georeg it follows not read yet (read up to {}, the log at {})",
                 s.events.cursor_last_event_id.unwrap_or(0),
                 s.events.last_event_id
+            ),
+        );
+    }
+    // Following a relay: what the relay lacks of the primary, this node
+    // lacks too. (Promoting this node while the primary stands is never
+    // the question; losing both the primary and the relay is.)
+    if let Some(behind) = store.cursor()?.upstream_behind.filter(|_| s.node.chain.len() > 1) {
+        add(
+            "upstream_behind",
+            true,
+            1,
+            format!(
+                "the relay this node follows ({}) is behind the primary, so this node may lack what it lacks: {behind}",
+                s.node.chain.join(" -> ")
             ),
         );
     }

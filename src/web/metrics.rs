@@ -331,10 +331,18 @@ fn dr_metrics(out: &mut String, status: &Status) {
     }
 }
 
-/// On a primary: the secondaries that report in.
+/// On a primary (and a relay): the nodes that report in, and under each
+/// relay the nodes that follow it, labelled with the relay (`via`).
 fn node_metrics(out: &mut String, nodes: &[crate::health::snapshot::NodeStatus]) {
+    let mut tree = Vec::new();
+    flatten(nodes, None, &mut tree);
     let by_node = |f: &dyn Fn(&crate::health::snapshot::NodeStatus) -> f64| -> Vec<(String, f64)> {
-        nodes.iter().map(|n| (format!("{{node=\"{}\"}}", label_value(&n.name)), f(n))).collect()
+        tree.iter()
+            .map(|(n, via)| {
+                let via = via.map(|v| format!(",via=\"{}\"", label_value(v))).unwrap_or_default();
+                (format!("{{node=\"{}\"{via}}}", label_value(&n.name)), f(n))
+            })
+            .collect()
     };
     metric(
         out,
@@ -357,6 +365,21 @@ fn node_metrics(out: &mut String, nodes: &[crate::health::snapshot::NodeStatus])
         "The secondary's reported event lag.",
         &by_node(&|n| n.events.lag_seconds as f64),
     );
+}
+
+/// Every node of the tree with the relay it reports through (none for
+/// this node's own followers), at most a few levels deep.
+fn flatten<'a>(
+    nodes: &'a [crate::health::snapshot::NodeStatus],
+    via: Option<&'a str>,
+    out: &mut Vec<(&'a crate::health::snapshot::NodeStatus, Option<&'a str>)>,
+) {
+    for n in nodes {
+        out.push((n, via));
+        if out.len() < 10_000 {
+            flatten(&n.followers, Some(&n.name), out);
+        }
+    }
 }
 
 /// The standard process metrics, from /proc/self.
@@ -389,6 +412,7 @@ fn process_metrics(out: &mut String, stats: &Stats) {
 mod tests {
     use super::*;
     use crate::health::snapshot::{EventsStatus, NodeInfo, NodeStatus};
+    use crate::store::Counts;
 
     #[test]
     fn renders_every_family_with_help_and_type() {
@@ -423,7 +447,11 @@ mod tests {
                 dashboard: None,
                 failing: 0,
                 chain: vec![],
-                followers: vec![],
+                followers: vec![serde_json::from_value(serde_json::json!({
+                    "name": "hop", "health": "healthy", "message": null, "reported_at": "", "age_seconds": 1,
+                    "repositories": Counts::default(), "events": {"last_event_id": 1, "lag_seconds": 4}
+                }))
+                .unwrap()],
             }]),
             failing: Default::default(),
             daemon: None,
@@ -439,6 +467,7 @@ mod tests {
         let text = render(&status, &stats);
         assert!(text.contains("georeg_sync_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
         assert!(text.contains("georeg_node_healthy{node=\"se\\\"c\"} 1\n"));
+        assert!(text.contains("georeg_node_lag_seconds{node=\"hop\",via=\"se\\\"c\"} 4\n"), "{text}");
         assert!(text.contains("georeg_build_info{version=\"1.2.3\",role=\"secondary\"} 1\n"), "{text}");
         assert!(text.contains("\ngeoreg_failover_ready 1\n") && text.contains("\ngeoreg_drill_failures 0\n"), "{text}");
         for name in ["georeg_copied_bytes_total", "process_resident_memory_bytes", "process_start_time_seconds"] {

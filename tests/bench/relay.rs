@@ -161,9 +161,8 @@ struct Chain {
 /// Pushes through primary registry -> primary georeg -> relay -> second
 /// hop, each push timed until pullable at the relay, then at the second hop.
 fn chain(lab: &Lab, s: &Sizes, report: &mut Report) -> Chain {
-    let what = |at: &str| {
-        format!("relay lag: end of the push of a {} MB image until pullable {at}", s.lag_bytes / 1_000_000)
-    };
+    let what =
+        |at: &str| format!("relay lag: end of the push of a {} MB image until pullable {at}", s.lag_bytes / 1_000_000);
     eprintln!("bench: relay chain: {} pushes through primary -> relay -> second hop", s.relay_pushes);
     let files = lab.path("relay-files");
     let corpus = corpus::build(&files, &[lag_plan(REPO, s.relay_pushes, s.lag_bytes, 5_000_000_000)], s.workers);
@@ -333,7 +332,9 @@ fn fan_out(lab: &Lab, s: &Sizes, report: &mut Report) -> FanOut {
         empty: followed.iter().map(|f| f.empty).sum(),
         cpu,
         delays: Latency {
-            what: format!("fan-out: an event's notification answered until each of {n} followers' long polls returned it"),
+            what: format!(
+                "fan-out: an event's notification answered until each of {n} followers' long polls returned it"
+            ),
             samples: delays,
             rate: Some(format!("{:.0} answers/s", answers as f64 / wall.as_secs_f64().max(1e-9))),
             rss_kib: Some(rss),

@@ -204,6 +204,7 @@ impl Node {
             form_secret: random_hex(16),
             shutdown: &self.shutdown,
             refusals: Default::default(),
+            long_polls: Default::default(),
         }
     }
 

@@ -15,21 +15,27 @@ const PAGE: usize = 500;
 /// Long-poll length: short enough that shutdown is never held up long.
 const WAIT: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// An empty page answered faster than this came from a node too busy to
+/// let this poll wait: the next poll waits out the rest of it.
+const BUSY_ANSWER: Duration = Duration::from_secs(1);
 
 /// The cursor thread, until shutdown.
 pub fn run(primary: &PrimaryNode, store: &Log, stats: &Stats, shutdown: &Shutdown) {
     let mut backoff = Duration::from_secs(1);
     let mut last_error = String::new();
     while !shutdown.requested() {
+        let started = std::time::Instant::now();
         match poll(primary, store, stats) {
-            Ok(full_page) => {
+            Ok(read) => {
                 if !last_error.is_empty() {
                     log::info!("reading the primary's event log at {} works again", primary.url());
                     last_error.clear();
                 }
                 backoff = Duration::from_secs(1);
-                if full_page {
-                    continue;
+                // A busy node answers an empty page at once rather than
+                // hold a thread for this follower: ask again a little later.
+                if read == 0 && started.elapsed() < BUSY_ANSWER {
+                    shutdown.sleep(BUSY_ANSWER - started.elapsed());
                 }
             }
             Err(message) => {
@@ -47,8 +53,8 @@ pub fn run(primary: &PrimaryNode, store: &Log, stats: &Stats, shutdown: &Shutdow
     }
 }
 
-/// One long poll; true when the page was full (more is waiting).
-fn poll(primary: &PrimaryNode, store: &Log, stats: &Stats) -> Result<bool, String> {
+/// One long poll; how many events the page held.
+fn poll(primary: &PrimaryNode, store: &Log, stats: &Stats) -> Result<usize, String> {
     let cursor = store.cursor().map_err(|e| e.to_string())?;
     let after = cursor.last_event_id;
     let page = primary.events(after, PAGE, WAIT)?;
@@ -67,7 +73,7 @@ fn poll(primary: &PrimaryNode, store: &Log, stats: &Stats) -> Result<bool, Strin
             "{message}: every repository ({queued}) is queued for a full comparison with the primary, which repairs \
              whatever those events would have"
         );
-        return Ok(true);
+        return Ok(1);
     }
     let through = page.events.last().map(|e| e.id).unwrap_or(after);
     let valid: Vec<Event> = page
@@ -87,7 +93,7 @@ fn poll(primary: &PrimaryNode, store: &Log, stats: &Stats) -> Result<bool, Strin
         stats.events_received.fetch_add(stored as u64, Ordering::Relaxed);
         log::info!("stored {stored} event(s) from the primary's log (through id {through})");
     }
-    Ok(page.events.len() >= PAGE)
+    Ok(page.events.len())
 }
 
 /// The chain of nodes up to the primary as the page tells it: the node

@@ -29,4 +29,6 @@ pub struct App<'a> {
     pub shutdown: &'a Shutdown,
     /// The streak of refused notifications in progress (the alarm).
     pub refusals: Refusals,
+    /// Long polls of the event log waiting right now (`event_log`).
+    pub long_polls: std::sync::atomic::AtomicUsize,
 }

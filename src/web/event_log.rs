@@ -8,6 +8,7 @@
 //! (`auth::check_node_token`).
 
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::app::App;
@@ -22,6 +23,28 @@ use crate::store::Event;
 /// Longest long poll of the log a follower may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 const MAX_PAGE: usize = 1000;
+/// Long polls that may wait at once. Each holds one of the server's
+/// threads (16) while it waits; the others stay free for notifications,
+/// pages and reports, so that many followers never delay a notification.
+/// A poll beyond this answers at once, and its follower polls again a
+/// second later.
+pub const MAX_WAITING: usize = 10;
+
+/// One waiting long poll, counted for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn take(count: &'a AtomicUsize) -> Option<Waiting<'a>> {
+        let taken = count.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < MAX_WAITING).then_some(n + 1));
+        taken.ok().map(|_| Waiting(count))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// `GET /api/v1/events`: up to `limit` events after `after`, waiting up to
 /// `wait` seconds for the first.
@@ -32,7 +55,8 @@ pub fn serve(app: &App, req: &mut Incoming) -> Reply {
     let after: i64 = req.query("after").and_then(|v| v.parse().ok()).unwrap_or(0);
     let limit: usize = req.query("limit").and_then(|v| v.parse().ok()).unwrap_or(500).clamp(1, MAX_PAGE);
     let wait = Duration::from_secs(req.query("wait").and_then(|v| v.parse().ok()).unwrap_or(0)).min(MAX_WAIT);
-    let deadline = Instant::now() + wait;
+    let waiting = if wait.is_zero() { None } else { Waiting::take(&app.long_polls) };
+    let deadline = Instant::now() + if waiting.is_some() { wait } else { Duration::ZERO };
     loop {
         let rung = app.log.appended.count();
         let events = match read(app, after, limit) {
@@ -97,5 +121,20 @@ pub fn receive_report(app: &App, req: &mut Incoming, limit: u64) -> Reply {
     {
         Ok(()) => Reply::json(200, &serde_json::json!({"recorded": name})),
         Err(e) => Reply::error(503, &format!("cannot record the report: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_polls_beyond_the_limit_do_not_wait_and_each_frees_its_place() {
+        let count = AtomicUsize::new(0);
+        let held: Vec<Waiting> = (0..MAX_WAITING).map(|_| Waiting::take(&count).unwrap()).collect();
+        assert!(Waiting::take(&count).is_none(), "one more poll would wait");
+        drop(held);
+        assert_eq!(count.load(Ordering::SeqCst), 0);
+        assert!(Waiting::take(&count).is_some());
     }
 }

@@ -71,6 +71,7 @@ impl Fixture {
             form_secret: "unused".into(),
             shutdown: &self.shutdown,
             refusals: Default::default(),
+            long_polls: Default::default(),
         }
     }
 
@@ -499,4 +500,9 @@ fn an_air_gapped_node_whose_last_bundle_is_too_old_is_unhealthy_and_metrics_say_
     f.config.replication.enabled = true;
     let status: serde_json::Value = serde_json::from_str(&body(&f.send(admin(get("/api/v1/status"))))).unwrap();
     assert!(!status["health_message"].as_str().unwrap_or_default().contains("bundle"), "{status}");
+}
+
+#[test]
+fn long_polls_leave_server_threads_for_notifications() {
+    assert!(super::event_log::MAX_WAITING + 4 <= super::server::THREADS);
 }

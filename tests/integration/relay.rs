@@ -291,3 +291,32 @@ fn a_loop_is_refused_at_run_time_and_at_start() {
         run.stderr
     );
 }
+
+#[test]
+fn a_second_hop_is_not_ready_while_its_relay_is_behind_the_primary() {
+    let mut env = chain("relay-behind");
+    env.start_daemons();
+    let hop = relay_hop(&env);
+    hop.start(&env);
+    env.p.push_image("app", "v1", &oci_image(950, &[1000]));
+    wait_until("v1 on the second hop", DEADLINE, || hop.matches_primary(&env, "app"));
+    let readiness = |url: &str| match ureq::get(&format!("{url}/-/readiness")).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    };
+    wait_until("the second hop to be ready", DEADLINE, || readiness(&hop.url()).0 == 200);
+
+    // The relay loses the primary: it is behind, and says so to the hop,
+    // whose own registry and relay still answer.
+    env.primary.stop();
+    wait_until("the second hop to say it is not ready because of its relay", DEADLINE, || {
+        let (code, text) = readiness(&hop.url());
+        code == 503 && text.contains("the node it follows is behind the primary: secondary-test")
+    });
+    let check = georeg(&hop.config, &["failover-check"]);
+    assert!(check.stdout.contains("upstream_behind") && check.code == 1, "{check}");
+
+    env.primary.restart();
+    wait_until("the second hop to be ready again", DEADLINE, || readiness(&hop.url()).0 == 200);
+}

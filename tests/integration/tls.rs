@@ -78,7 +78,7 @@ fn without_the_ca_check_and_the_cursor_say_to_set_tls_ca_file() {
 
     let run = env.georeg(&["check"]);
     assert_eq!(run.code, 1, "{}", run.stdout);
-    for what in [format!("FAILED  primary registry {}", env.primary.url), format!("FAILED  primary georeg {url}")] {
+    for what in [format!("FAILED  primary registry {}", env.primary.url), format!("FAILED  followed georeg {url}")] {
         let line = run.stdout.lines().find(|l| l.starts_with(&what)).unwrap_or_default();
         assert!(line.contains("set tls.ca_file"), "{what}: {}", run.stdout);
     }

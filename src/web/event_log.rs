@@ -23,12 +23,13 @@ use crate::store::Event;
 /// Longest long poll of the log a follower may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 const MAX_PAGE: usize = 1000;
-/// Long polls that may wait at once. Each holds one of the server's
-/// threads (16) while it waits; the others stay free for notifications,
-/// pages and reports, so that many followers never delay a notification.
-/// A poll beyond this answers at once, and its follower polls again a
-/// second later.
-pub const MAX_WAITING: usize = 10;
+/// Long polls that may wait at once: so many followers are told of an
+/// event the moment it is stored. Each holds one of the server's threads
+/// (40) while it waits; the others stay free for notifications, pages and
+/// reports, so that many followers never delay a notification. A poll
+/// beyond this answers at once, and its follower polls again a second
+/// later.
+pub const MAX_WAITING: usize = 32;
 
 /// One waiting long poll, counted for as long as it lives.
 struct Waiting<'a>(&'a AtomicUsize);

@@ -28,9 +28,10 @@ pub const NOTIFICATION_PATH: &str = "/api/v4/container_registry_event/events";
 pub const STATUS_PATH: &str = "/api/v1/status";
 const RESYNC_PATH: &str = "/admin/geo/replication/container_repositories/resync";
 const RESYNC_FAILED_PATH: &str = "/admin/geo/replication/container_repositories/resync_failed";
-/// Fixed pool of HTTP threads. Each secondary's long poll holds one on a
-/// primary for up to a few seconds; notifications take milliseconds.
-pub const THREADS: usize = 16;
+/// Fixed pool of HTTP threads. Each follower's long poll holds one for up
+/// to a few seconds (at most `event_log::MAX_WAITING` at once); the others
+/// answer notifications, pages and reports in milliseconds.
+pub const THREADS: usize = 40;
 /// The largest notification envelope or status report.
 pub const MAX_API_BODY: u64 = 1 << 20;
 /// The largest body anywhere else (the admin forms; requests no endpoint takes).

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::support::daemon::Daemon;
 use crate::support::oci::{oci_image, oci_index, sha256, Api};
-use crate::support::registry::{free_port, Registry, ISSUER, SERVICE};
-use crate::support::{georeg_bin, keys, wait_until, Env, Mode, Run};
+use crate::support::registry::{free_port, Notify, Registry, ISSUER, SERVICE};
+use crate::support::{georeg_bin, keys, wait_until, Env, Mode, Run, SECRET};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -319,4 +319,36 @@ fn a_second_hop_is_not_ready_while_its_relay_is_behind_the_primary() {
 
     env.primary.restart();
     wait_until("the second hop to be ready again", DEADLINE, || readiness(&hop.url()).0 == 200);
+}
+
+#[test]
+fn a_promoted_relay_keeps_its_followers_following_it() {
+    let mut env = chain("relay-promote");
+    env.start_daemons();
+    let hop = relay_hop(&env);
+    hop.start(&env);
+    env.p.push_image("app", "v1", &oci_image(960, &[1000]));
+    wait_until("v1 on the second hop", DEADLINE, || hop.matches_primary(&env, "app"));
+
+    // The primary is lost. The relay becomes the primary: its own role,
+    // and its registry's notifications pointed at it.
+    env.take_daemon("primary").terminate();
+    env.take_secondary_daemon().terminate();
+    env.primary.stop();
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, config.replace("role = \"secondary\"", "role = \"primary\"")).unwrap();
+    let notify = Notify { url: format!("{}/api/v4/container_registry_event/events", env.url()), secret: SECRET.into() };
+    env.secondary.set_notify(Some(&notify));
+    env.start_secondary_daemon();
+
+    // The second hop, configured as before, goes on following it.
+    env.s.push_image("app", "v2", &oci_image(961, &[1000]));
+    wait_until("a push to the promoted relay to reach the second hop", DEADLINE, || {
+        hop.api.tag_digests("app") == env.s.tag_digests("app") && hop.api.tags("app") == ["v1", "v2"]
+    });
+    wait_until("the second hop's chain to end at the promoted relay", DEADLINE, || {
+        status(&hop.url())["node"]["chain"] == serde_json::json!(["secondary-test"])
+    });
+    let gap: Option<String> = hop.state(&env).query_row("SELECT gap_message FROM cursor", [], |r| r.get(0)).unwrap();
+    assert!(gap.as_deref().is_some_and(|g| g.contains("another one than before")), "{gap:?}");
 }

@@ -31,8 +31,8 @@ pub const PAGES: &[Page] = &[
         usage: "georeg check",
         about: "Checks the configuration, the key, this node's registry (on a secondary: a push opened and \
                 cancelled and a delete of a manifest that cannot exist; on a primary: reads only), the primary \
-                registry and primary georeg (on a secondary) and the state file: one ok or FAILED line each, with a \
-                hint. Each registry's line names the authentication it found (GitLab-style token, Basic, Bearer with \
+                registry and the georeg it follows (on a secondary: the primary, or a relay and its chain) and the \
+                state file: one ok or FAILED line each, with a hint. Each registry's line names the authentication it found (GitLab-style token, Basic, Bearer with \
                 its realm, anonymous) and what georeg may do there.",
         options: &[],
         example: "georeg --config /etc/georeg/georeg.toml check",

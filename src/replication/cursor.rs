@@ -189,6 +189,24 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_that_leads_back_here_is_a_loop() {
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+        let signer = std::sync::Arc::new(crate::registry::token::Signer::new(key, "iss"));
+        let me = PrimaryNode::new("http://relay.example.com:5050/", ureq::agent(), signer, "site-a");
+        let mut from_relay = page(1, 9, "e");
+        from_relay.node = "relay".into();
+        from_relay.chain = vec!["primary".into()];
+        assert_eq!(chain_of(&from_relay), ["relay", "primary"]);
+        assert_eq!(a_loop(&me, &chain_of(&from_relay)), None);
+        from_relay.chain = vec!["site-a".into(), "primary".into()];
+        let why = a_loop(&me, &chain_of(&from_relay)).unwrap();
+        assert!(why.contains("relay -> site-a -> primary leads back to this node (site-a)"), "{why}");
+        assert!(why.contains("replication.primary_node_url"), "{why}");
+        from_relay.node = String::new();
+        assert!(chain_of(&from_relay).is_empty(), "an older primary names no chain");
+    }
+
+    #[test]
     fn a_cursor_knows_when_it_cannot_trust_its_place() {
         assert_eq!(lost_place(&cursor(10, Some("a")), &page(1, 20, "a")), None);
         assert_eq!(lost_place(&cursor(0, None), &page(1, 20, "a")), None, "a new secondary reads from the start");

@@ -20,16 +20,16 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::corpus::{self, Tagged};
 use crate::lab::{discard, harness_api, mark, Georeg, Lab, Request, Serve, GEOREG_AGENT, HARNESS_AGENT};
 use crate::notify::{lag_plan, push_until_served};
-use crate::report::{millis, Latency, Report, Table};
+use crate::report::{millis, percentile, Latency, Report, Table};
 use crate::scenarios::{assert_complete, background, Sizes};
 use crate::support::oci::{describe, sha256, OCI_MANIFEST};
-use crate::support::{keys, Api, SECRET};
+use crate::support::{keys, poll_until, Api, SECRET};
 
 const REPO: &str = "relay/app";
 /// A follower's long poll, as a secondary's cursor asks for it.
@@ -40,7 +40,7 @@ const NODE_AUDIENCE: &str = "georeg";
 
 pub fn relay(lab: &Lab, s: &Sizes, report: &mut Report) {
     let chain = chain(lab, s, report);
-    let fan = fan_out(lab, s, report);
+    let fans: Vec<FanOut> = s.fanout_followers.iter().map(|&n| fan_out(lab, s, report, n)).collect();
 
     let (one, two) = (chain.one.percentile(0.99), chain.two.percentile(0.99));
     let ratio = two.as_secs_f64() / one.as_secs_f64().max(1e-9);
@@ -48,18 +48,12 @@ pub fn relay(lab: &Lab, s: &Sizes, report: &mut Report) {
     let blob_ratio = chain.primary_blobs as f64 / chain.pushed_blobs.max(1) as f64;
     let all_ratio = chain.primary_all as f64 / (chain.pushed_blobs + chain.pushed_manifests).max(1) as f64;
     let relay_ratio = chain.relay_blobs as f64 / chain.pushed_blobs.max(1) as f64;
-    let secs = fan.wall.as_secs_f64().max(1e-9);
-    let per_answer = fan.cpu / fan.answers.max(1) as f64;
-    let core_share = fan.cpu / secs;
-    let per_follower = fan.answers as f64 / fan.followers as f64 / secs;
     let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
     report.tables.push(Table {
         title: format!(
-            "Relays: {} pushes of a {} MB image through primary -> relay -> second hop; one primary georeg \
-             long-polled by {} followers",
+            "Relays: {} pushes of a {} MB image through primary -> relay -> second hop",
             s.relay_pushes,
-            s.lag_bytes / 1_000_000,
-            fan.followers
+            s.lag_bytes / 1_000_000
         ),
         header: vec!["measure".into(), "measured".into()],
         rows: vec![
@@ -91,39 +85,51 @@ pub fn relay(lab: &Lab, s: &Sizes, report: &mut Report) {
                 "blob bytes the relay's registry served (to the second hop), against the blob bytes pushed".into(),
                 format!("{} / {} = {relay_ratio:.3}", mb(chain.relay_blobs), mb(chain.pushed_blobs)),
             ],
-            vec![
-                "fan-out: log answers served".into(),
-                format!(
-                    "{} in {} ({:.0} answers/s; {} carried no event); {} notifications, one every {}",
-                    fan.answers,
-                    crate::report::seconds(fan.wall),
-                    fan.answers as f64 / secs,
-                    fan.empty,
-                    fan.events,
-                    millis(s.fanout_every)
-                ),
-            ],
-            vec![
-                "fan-out: the primary georeg's CPU (utime + stime), notifications included".into(),
-                format!(
-                    "{:.2} s over {}: {:.0} % of a core, {:.2} ms per answer",
-                    fan.cpu,
-                    crate::report::seconds(fan.wall),
-                    core_share * 100.0,
-                    per_answer * 1000.0
-                ),
-            ],
-            vec![
-                "fan-out: what one core serves (computed from the CPU per answer)".into(),
-                format!(
-                    "{:.0} answers/s: {:.0} followers at this run's {per_follower:.1} answers/s each, or {:.0} idle \
-                     followers (one empty answer per {WAIT_SECONDS} s each)",
-                    1.0 / per_answer.max(1e-9),
-                    fan.followers as f64 / core_share.max(1e-9),
-                    WAIT_SECONDS as f64 / per_answer.max(1e-9),
-                ),
-            ],
         ],
+    });
+    report.tables.push(Table {
+        title: format!(
+            "Fan-out: one primary georeg, its event log long-polled by each follower (limit={PAGE}, \
+             wait={WAIT_SECONDS}); a notification every {} for up to {} or {}; CPU is the node's utime + stime, \
+             the notifications' included",
+            millis(s.fanout_every),
+            s.fanout_events,
+            crate::report::seconds(s.fanout_for)
+        ),
+        header: [
+            "followers",
+            "notifications",
+            "log answers (without an event)",
+            "answers/s",
+            "CPU: share of a core; per answer",
+            "notification answered: p50 / p99 / max",
+            "event to each follower: p50 / p99",
+            "one core serves (computed from the CPU per answer)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: fans
+            .iter()
+            .map(|f| {
+                let per_core = 1.0 / f.cpu_per_answer().max(1e-9);
+                let at = |d: &[Duration], q: f64| millis(percentile(d, q));
+                vec![
+                    f.followers.to_string(),
+                    format!("{} in {}", f.posted, crate::report::seconds(f.wall)),
+                    format!("{} ({})", f.answers, f.empty),
+                    format!("{:.0}", f.answers_per_s()),
+                    format!("{:.0} %; {:.2} ms", f.core_share() * 100.0, f.cpu_per_answer() * 1000.0),
+                    format!("{} / {} / {}", at(&f.notified, 0.5), at(&f.notified, 0.99), at(&f.notified, 1.0)),
+                    format!("{} / {}", at(&f.delays, 0.5), at(&f.delays, 0.99)),
+                    format!(
+                        "{per_core:.0} answers/s: {:.0} followers at an event every {}, {:.0} idle ones",
+                        per_core * s.fanout_every.as_secs_f64(),
+                        millis(s.fanout_every),
+                        per_core * WAIT_SECONDS as f64
+                    ),
+                ]
+            })
+            .collect(),
     });
     report.target(
         "relay: second-hop lag p99 under twice the one-hop p99 (1 MB image)",
@@ -141,7 +147,27 @@ pub fn relay(lab: &Lab, s: &Sizes, report: &mut Report) {
         format!("{blob_ratio:.3} (every byte served to georeg / every byte pushed: {all_ratio:.3})"),
         blob_ratio <= 1.05,
     );
-    report.latencies.extend([chain.one, chain.two, fan.delays, fan.notified]);
+    report.latencies.extend([chain.one, chain.two]);
+    // The most followers: the run the measure is about.
+    if let Some(f) = fans.into_iter().max_by_key(|f| f.followers) {
+        let n = f.followers;
+        report.latencies.push(Latency {
+            what: format!(
+                "fan-out: an event's notification answered until each of {n} followers' long polls returned it"
+            ),
+            samples: f.delays,
+            rate: Some(format!("{:.0} answers/s", f.answers_per_s())),
+            rss_kib: Some(f.rss_kib),
+            note: format!("{} returned before the notification's answer reached its sender: counted as 0", f.early),
+        });
+        report.latencies.push(Latency {
+            what: format!("fan-out: a notification answered, while {n} followers long-poll the same node"),
+            samples: f.notified,
+            rate: None,
+            rss_kib: None,
+            note: String::new(),
+        });
+    }
 }
 
 /// What the chain measured.
@@ -248,19 +274,42 @@ fn pullable(agent: &ureq::Agent, api: &Api, t: &Tagged) -> bool {
     }
 }
 
-/// What the fan-out measured.
+/// What one fan-out run measured.
 struct FanOut {
     followers: usize,
-    events: usize,
-    /// From the first notification until the last follower had every event.
+    /// Notifications posted (and events each follower had).
+    posted: usize,
+    /// From the first notification until the last follower had the last event.
     wall: Duration,
     answers: u64,
     /// Answers that carried no event (a long poll that waited it out).
     empty: u64,
-    /// CPU seconds of the primary georeg over `wall`.
+    /// CPU seconds of the primary georeg over the run.
     cpu: f64,
-    delays: Latency,
-    notified: Latency,
+    /// From each event's notification answered until each follower had it.
+    delays: Vec<Duration>,
+    /// Of those, how many a follower had before the notification's answer
+    /// reached its sender (counted as 0).
+    early: usize,
+    /// How long each notification took to be answered.
+    notified: Vec<Duration>,
+    rss_kib: u64,
+}
+
+impl FanOut {
+    fn answers_per_s(&self) -> f64 {
+        self.answers as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// CPU seconds per answer served.
+    fn cpu_per_answer(&self) -> f64 {
+        self.cpu / self.answers.max(1) as f64
+    }
+
+    /// The share of one core the node used.
+    fn core_share(&self) -> f64 {
+        self.cpu / self.wall.as_secs_f64().max(1e-9)
+    }
 }
 
 /// What one follower saw: each event's registry id, when the long poll
@@ -271,11 +320,13 @@ struct Followed {
     empty: u64,
 }
 
-fn fan_out(lab: &Lab, s: &Sizes, report: &mut Report) -> FanOut {
-    let (n, m) = (s.fanout_followers, s.fanout_events);
-    eprintln!("bench: relay fan-out: {n} followers long-polling one primary georeg, {m} notifications");
-    let registry = lab.registry("fan-primary", None);
-    let node = Georeg::primary(lab, "fan-georeg", &registry.url);
+/// One primary georeg, `n` followers long-polling it, and notifications
+/// posted to it one every `fanout_every`, up to `fanout_events` or for
+/// `fanout_for`, whichever ends first.
+fn fan_out(lab: &Lab, s: &Sizes, report: &mut Report, n: usize) -> FanOut {
+    eprintln!("bench: relay fan-out: {n} followers long-polling one primary georeg");
+    let registry = lab.registry(&format!("fan{n}-primary"), None);
+    let node = Georeg::primary(lab, &format!("fan{n}-georeg"), &registry.url);
     let registry = lab.restart_registry(registry, Some(&node.notify()));
     let serve = node.serve(lab);
     let log = format!("{}/api/v1/events", node.url());
@@ -283,70 +334,64 @@ fn fan_out(lab: &Lab, s: &Sizes, report: &mut Report) -> FanOut {
     let tokens: Vec<String> = (0..n)
         .map(|i| keys().signer.sign(NODE_AUDIENCE, &format!("follower-{i:02}"), Duration::from_secs(3600), &[]).text)
         .collect();
-    let deadline = Instant::now() + s.fanout_every * m as u32 + Duration::from_secs(120);
-    let ready = Barrier::new(n + 1);
-    background(report, "relay fan-out");
-    let (followed, (committed, answered), cpu, wall) = std::thread::scope(|scope| {
+    let deadline = Instant::now() + s.fanout_for + Duration::from_secs(120);
+    // How many events the followers wait for: known once the posting ends.
+    let (ready, total, stop) = (AtomicUsize::new(0), AtomicUsize::new(usize::MAX), AtomicBool::new(false));
+    background(report, &format!("relay fan-out, {n} followers"));
+    let (followed, (committed, notified), cpu, started) = std::thread::scope(|scope| {
+        // However this ends, the followers stop within one long poll.
+        let _stop = StopOnDrop(&stop);
         let handles: Vec<_> = tokens
             .iter()
             .enumerate()
             .map(|(i, token)| {
-                let (log, ready) = (&log, &ready);
+                let (log, ready, total, stop) = (&log, &ready, &total, &stop);
                 std::thread::Builder::new()
                     .name(format!("follower-{i:02}"))
-                    .spawn_scoped(scope, move || follow(log, token, m, deadline, ready))
+                    .spawn_scoped(scope, move || follow(i, log, token, deadline, ready, total, stop))
                     .expect("start a follower thread")
             })
             .collect();
-        ready.wait();
+        poll_until("every follower's first answer", Duration::from_secs(60), Duration::from_millis(5), || {
+            ready.load(Ordering::SeqCst) == n
+        });
         // Every follower's first long poll reaches the node before the first event.
         std::thread::sleep(Duration::from_millis(200));
         let cpu = serve.cpu_seconds();
         let started = Instant::now();
-        let posted = post_paced(&notifications, m, s.fanout_every, deadline);
+        let posted = post_paced(&notifications, s);
+        total.store(posted.0.len(), Ordering::SeqCst);
         let followed: Vec<Followed> =
             handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect();
-        (followed, posted, serve.cpu_seconds() - cpu, started.elapsed())
+        (followed, posted, serve.cpu_seconds() - cpu, started)
     });
-    let rss = serve.peak_rss_kib();
+    let rss_kib = serve.peak_rss_kib();
     serve.stop();
     discard(registry);
 
-    let ids: Vec<String> = (0..m).map(event_id).collect();
-    let mut delays = Vec::with_capacity(n * m);
-    let mut early = 0;
+    let ids: Vec<String> = (0..committed.len()).map(event_id).collect();
+    let mut delays = Vec::with_capacity(n * ids.len());
+    let (mut early, mut last) = (0, started);
     for (i, f) in followed.iter().enumerate() {
         assert!(f.got.iter().map(|(id, _)| id).eq(ids.iter()), "follower {i} did not get every event once, in order");
         for (id, at) in &f.got {
             let commit = committed[id];
             early += usize::from(*at < commit);
             delays.push(at.saturating_duration_since(commit));
+            last = last.max(*at);
         }
     }
-    let answers: u64 = followed.iter().map(|f| f.answers).sum();
     FanOut {
         followers: n,
-        events: m,
-        wall,
-        answers,
+        posted: ids.len(),
+        wall: last - started,
+        answers: followed.iter().map(|f| f.answers).sum(),
         empty: followed.iter().map(|f| f.empty).sum(),
         cpu,
-        delays: Latency {
-            what: format!(
-                "fan-out: an event's notification answered until each of {n} followers' long polls returned it"
-            ),
-            samples: delays,
-            rate: Some(format!("{:.0} answers/s", answers as f64 / wall.as_secs_f64().max(1e-9))),
-            rss_kib: Some(rss),
-            note: format!("{early} returned before the notification's answer reached its sender: counted as 0"),
-        },
-        notified: Latency {
-            what: format!("fan-out: a notification answered, while {n} followers long-poll the same node"),
-            samples: answered,
-            rate: None,
-            rss_kib: None,
-            note: String::new(),
-        },
+        delays,
+        early,
+        notified,
+        rss_kib,
     }
 }
 
@@ -354,16 +399,20 @@ fn event_id(i: usize) -> String {
     format!("fan-{i:05}")
 }
 
-/// Posts `m` one-event notifications as the registry sends them, one every
-/// `every` (at once after a late one): when each event's answer came, by
-/// its id, and how long each answer took.
-fn post_paced(url: &str, m: usize, every: Duration, deadline: Instant) -> (HashMap<String, Instant>, Vec<Duration>) {
+/// Posts one-event notifications as the registry sends them, one every
+/// `fanout_every` (at once after a late one), up to `fanout_events` or for
+/// `fanout_for`: when each event's answer came, by its id, and how long
+/// each answer took.
+fn post_paced(url: &str, s: &Sizes) -> (HashMap<String, Instant>, Vec<Duration>) {
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).user_agent(HARNESS_AGENT).build();
-    let (mut committed, mut answered) = (HashMap::with_capacity(m), Vec::with_capacity(m));
+    let (mut committed, mut answered) = (HashMap::new(), Vec::new());
     let started = Instant::now();
-    for i in 0..m {
-        assert!(Instant::now() < deadline, "{i} of {m} notifications posted by the deadline");
-        if let Some(wait) = (started + every * i as u32).checked_duration_since(Instant::now()) {
+    for i in 0..s.fanout_events {
+        let slot = started + s.fanout_every * i as u32;
+        if slot - started >= s.fanout_for {
+            break;
+        }
+        if let Some(wait) = slot.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
         let id = event_id(i);
@@ -381,30 +430,61 @@ fn post_paced(url: &str, m: usize, every: Duration, deadline: Instant) -> (HashM
         let at = Instant::now();
         answered.push(at - sent);
         committed.insert(id, at);
+        if at - started >= s.fanout_for {
+            break;
+        }
     }
     (committed, answered)
 }
 
-/// One follower: long polls after the last id it had, as a secondary's
-/// cursor does, until it had `expected` events.
-fn follow(log: &str, token: &str, expected: usize, deadline: Instant, ready: &Barrier) -> Followed {
+/// Sets its flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Follower `index`: long polls after the last id it had, as a
+/// secondary's cursor does, until it had the `total` events posted (or is
+/// told to stop). Its connection opens once the followers before it had their
+/// first answer: secondaries start at different times, and connections
+/// that open within the same few milliseconds can go unanswered (see
+/// docs/benchmark.md).
+fn follow(
+    index: usize,
+    log: &str,
+    token: &str,
+    deadline: Instant,
+    ready: &AtomicUsize,
+    total: &AtomicUsize,
+    stop: &AtomicBool,
+) -> Followed {
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(WAIT_SECONDS + 30)).build();
     let auth = format!("Bearer {token}");
+    let who = std::thread::current().name().unwrap_or("a follower").to_string();
     let poll = |after: i64, wait: u64| -> serde_json::Value {
         let url = format!("{log}?after={after}&limit={PAGE}&wait={wait}");
-        let resp =
-            agent.get(&url).set("Authorization", &auth).call().unwrap_or_else(|e| panic!("GET {url}: {}", describe(e)));
+        let resp = agent
+            .get(&url)
+            .set("Authorization", &auth)
+            .call()
+            .unwrap_or_else(|e| panic!("{who}: GET {url}: {}", describe(e)));
         serde_json::from_reader(resp.into_reader().take(64 << 20))
-            .unwrap_or_else(|e| panic!("GET {url}: not a page of the event log: {e}"))
+            .unwrap_or_else(|e| panic!("{who}: GET {url}: not a page of the event log: {e}"))
     };
+    while ready.load(Ordering::SeqCst) < index && !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     // An answer at once first: the connection is open and the token
     // accepted before the clock starts.
     poll(0, 0);
-    ready.wait();
-    let mut f = Followed { got: Vec::with_capacity(expected), answers: 0, empty: 0 };
+    ready.fetch_add(1, Ordering::SeqCst);
+    let mut f = Followed { got: Vec::new(), answers: 0, empty: 0 };
     let mut after = 0;
-    while f.got.len() < expected {
-        assert!(Instant::now() < deadline, "a follower had {} of {expected} events at its deadline", f.got.len());
+    while f.got.len() < total.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "{who} had {} events at its deadline", f.got.len());
         let page = poll(after, WAIT_SECONDS);
         let at = Instant::now();
         let events = page["events"].as_array().map(Vec::as_slice).unwrap_or_default();

@@ -39,11 +39,13 @@ pub struct Sizes {
     pub fair_notifications: usize,
     /// Pushes through the chain primary -> relay -> second hop.
     pub relay_pushes: usize,
-    /// Followers long-polling one primary georeg's event log.
-    pub fanout_followers: usize,
-    /// Notifications posted to it while they do, one every `fanout_every`.
+    /// Followers long-polling one primary georeg's event log: a run for each count.
+    pub fanout_followers: &'static [usize],
+    /// Notifications posted to it while they do, one every `fanout_every`,
+    /// for at most `fanout_for`.
     pub fanout_events: usize,
     pub fanout_every: Duration,
+    pub fanout_for: Duration,
 }
 
 impl Sizes {
@@ -66,9 +68,10 @@ impl Sizes {
             ingest_clients: 16,
             fair_notifications: 1000,
             relay_pushes: 100,
-            fanout_followers: 20,
+            fanout_followers: &[10, 15, 16, 20],
             fanout_events: 500,
             fanout_every: Duration::from_millis(20),
+            fanout_for: Duration::from_secs(30),
         }
     }
 
@@ -86,7 +89,9 @@ impl Sizes {
             ingest_events: 320,
             fair_notifications: 100,
             relay_pushes: 5,
+            fanout_followers: &[10],
             fanout_events: 50,
+            fanout_for: Duration::from_secs(3),
             ..Sizes::full()
         }
     }

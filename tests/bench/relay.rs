@@ -150,13 +150,13 @@ pub fn relay(lab: &Lab, s: &Sizes, report: &mut Report) {
     report.latencies.extend([chain.one, chain.two]);
     // The most followers: the run the measure is about.
     if let Some(f) = fans.into_iter().max_by_key(|f| f.followers) {
-        let n = f.followers;
+        let (n, rate) = (f.followers, f.answers_per_s());
         report.latencies.push(Latency {
             what: format!(
                 "fan-out: an event's notification answered until each of {n} followers' long polls returned it"
             ),
             samples: f.delays,
-            rate: Some(format!("{:.0} answers/s", f.answers_per_s())),
+            rate: Some(format!("{rate:.0} answers/s")),
             rss_kib: Some(f.rss_kib),
             note: format!("{} returned before the notification's answer reached its sender: counted as 0", f.early),
         });

@@ -252,7 +252,7 @@ pub fn measure(lab: &Lab, label: &str, program: &Path, args: &[String], env: &[(
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
     let wall = started.elapsed();
     let text = std::fs::read_to_string(&rss).unwrap_or_default();
-    let rss_kib = text.lines().filter_map(|l| l.trim().parse().ok()).last().unwrap_or(0);
+    let rss_kib = text.lines().filter_map(|l| l.trim().parse().ok()).next_back().unwrap_or(0);
     Measured {
         wall,
         code: status.code().unwrap_or(-1),

@@ -135,7 +135,7 @@ pub fn lost_state(lab: &Lab, plan: &Plan, report: &mut Report) -> Lost {
         let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         let known = status["reconcile"]["repositories"].as_u64().unwrap_or(0);
         if status["failover"]["ready"] == true {
-            if known as usize >= n + 1 {
+            if known as usize > n {
                 ready = Some(started.elapsed());
                 break;
             }
@@ -163,7 +163,7 @@ pub fn lost_state(lab: &Lab, plan: &Plan, report: &mut Report) -> Lost {
             None => by.push((what, 1)),
         }
     }
-    by.sort_by(|a, b| b.1.cmp(&a.1));
+    by.sort_by_key(|b| std::cmp::Reverse(b.1));
     let keeper = real_keeper(lab, plan, &registry, n);
     discard(registry);
     Lost {

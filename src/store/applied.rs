@@ -118,6 +118,21 @@ mod tests {
     }
 
     #[test]
+    fn a_sync_cut_short_is_logged_as_a_change_to_the_whole_repository() {
+        let store = Store::open_in_memory().unwrap();
+        let queue = store.queue();
+        queue.ensure_repository("g/app").unwrap();
+        queue.ensure_repository("g/other").unwrap();
+        let job = queue.claim_next().unwrap().unwrap();
+        assert_eq!(queue.recover_started().unwrap(), 1);
+        let served = store.log().applied_after(0, 10).unwrap();
+        assert_eq!(served.len(), 1, "{served:?}");
+        let hint = &served[0];
+        assert_eq!((hint.repository.as_str(), hint.action), (job.name.as_str(), Action::Delete));
+        assert!(hint.tag.is_none() && hint.digest.is_none(), "names neither a tag nor a digest: compare it all");
+    }
+
+    #[test]
     fn pruning_keeps_what_a_follower_has_not_read_and_the_newest() {
         let store = Store::open_in_memory().unwrap();
         let queue = store.queue();

@@ -220,8 +220,14 @@ impl Queue {
     /// (kill -9, power loss, a failed write) left `started`. Only the holder
     /// of the state file's lock runs it, right after taking the lock and
     /// before any worker exists: nobody else can hold a claim then.
+    ///
+    /// A sync cut short may have changed the registry without logging it
+    /// for this node's followers (the change lands, then its log row): each
+    /// such repository is logged as changed as a whole, so that a follower
+    /// compares all of it with this node's registry.
     pub fn recover_started(&self) -> Result<usize> {
         let conn = self.conn();
+        conn.execute("INSERT INTO applied (repository, action) SELECT name, 'delete' FROM repositories WHERE sync_state = 'started'", [])?;
         let n = conn.execute(
             "UPDATE repositories SET sync_state = 'pending', claim_id = NULL,
              full_sync_requested = MAX(full_sync_requested, full_sync_running), full_sync_running = 0

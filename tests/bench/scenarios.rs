@@ -68,7 +68,7 @@ impl Sizes {
             ingest_clients: 16,
             fair_notifications: 1000,
             relay_pushes: 100,
-            fanout_followers: &[10, 15, 16, 20],
+            fanout_followers: &[10, 20, 30],
             fanout_events: 500,
             fanout_every: Duration::from_millis(20),
             fanout_for: Duration::from_secs(30),

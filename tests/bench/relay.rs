@@ -38,6 +38,8 @@ const PAGE: usize = 500;
 /// georeg's audience for the tokens its nodes sign for each other.
 const NODE_AUDIENCE: &str = "georeg";
 
+/// The chain, then a fan-out run for each follower count: their tables,
+/// the chain's and the largest fan-out's latencies, and the two targets.
 pub fn relay(lab: &Lab, s: &Sizes, report: &mut Report) {
     let chain = chain(lab, s, report);
     let fans: Vec<FanOut> = s.fanout_followers.iter().map(|&n| fan_out(lab, s, report, n)).collect();

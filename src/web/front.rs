@@ -235,7 +235,6 @@ fn requests<S: Timed>(mut client: S, peer: SocketAddr, socket: &Path) -> io::Res
 
 fn each_request<S: Timed>(client: &mut S, peer: SocketAddr, socket: &Path) -> io::Result<()> {
     let mut buf = Vec::new();
-    let mut backend: Option<UnixStream> = None;
     loop {
         let refused = |client: &mut S, refusal: Refusal| match refusal {
             Refusal::Gone => Ok(()),
@@ -266,7 +265,7 @@ fn each_request<S: Timed>(client: &mut S, peer: SocketAddr, socket: &Path) -> io
             Err(refusal) => return refused(client, refusal),
         };
         let keep = head.keep_alive();
-        if let Err(e) = relay(&mut backend, socket, &head, &body, peer, client) {
+        if let Err(e) = relay(socket, &head, &body, peer, client) {
             log::warn!("cannot pass a request from {peer} to the server: {e}");
             let _ = wire::refuse(client, 503, "the server could not answer; try again");
             return Err(e);
@@ -277,30 +276,20 @@ fn each_request<S: Timed>(client: &mut S, peer: SocketAddr, socket: &Path) -> io
     }
 }
 
-/// Passes one request to the server and its answer back, over a kept
-/// connection to the server's socket (reopened when the server closed it).
-fn relay<S: Timed>(
-    backend: &mut Option<UnixStream>,
-    socket: &Path,
-    head: &wire::Head,
-    body: &[u8],
-    peer: SocketAddr,
-    client: &mut S,
-) -> io::Result<()> {
-    let conn = match backend.take() {
-        Some(conn) => conn,
-        None => {
-            let conn = UnixStream::connect(socket)?;
-            conn.set_read_timeout(Some(ANSWER_TIME))?;
-            conn.set_write_timeout(Some(WRITE_TIME))?;
-            conn
-        }
-    };
-    let mut conn = conn;
+/// Passes one request to the server and its answer back, over a
+/// connection to the server's socket of its own, closed after the answer.
+///
+/// Never kept for the client's next request: tiny_http serves each of its
+/// connections on a task of its pool for as long as the connection lasts,
+/// and a connection accepted while the pool's idle thread is being woken
+/// for another is queued until some task ends. With connections kept open
+/// by idle clients, such a request waited as long as they idled (seen: 8 s
+/// and more, when several clients connected at the same moment).
+fn relay<S: Timed>(socket: &Path, head: &wire::Head, body: &[u8], peer: SocketAddr, client: &mut S) -> io::Result<()> {
+    let mut conn = UnixStream::connect(socket)?;
+    conn.set_read_timeout(Some(ANSWER_TIME))?;
+    conn.set_write_timeout(Some(WRITE_TIME))?;
     wire::write_request(&mut conn, head, body, &peer.to_string())?;
-    let kept = wire::relay_response(&mut conn, client, head.method == "HEAD")?;
-    if kept {
-        *backend = Some(conn);
-    }
+    wire::relay_response(&mut conn, client, head.method == "HEAD")?;
     Ok(())
 }

@@ -322,7 +322,8 @@ pub fn read_body(
 }
 
 /// Writes the request to the server, framed by Content-Length, with the
-/// client's address in [`CLIENT_HEADER`].
+/// client's address in [`CLIENT_HEADER`], on a connection used for it alone
+/// (`Connection: close`).
 pub fn write_request(w: &mut impl Write, head: &Head, body: &[u8], client: &str) -> io::Result<()> {
     let mut out = format!("{} {} HTTP/1.1\r\n", head.method, head.target);
     for (k, v) in &head.headers {
@@ -332,14 +333,15 @@ pub fn write_request(w: &mut impl Write, head: &Head, body: &[u8], client: &str)
         }
         out.push_str(&format!("{k}: {v}\r\n"));
     }
-    out.push_str(&format!("{CLIENT_HEADER}: {client}\r\nContent-Length: {}\r\n\r\n", body.len()));
+    out.push_str(&format!("{CLIENT_HEADER}: {client}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len()));
     w.write_all(out.as_bytes())?;
     w.write_all(body)?;
     w.flush()
 }
 
-/// Relays one answer from the server (`from`) to the client (`to`);
-/// returns whether the server keeps its connection open. `head_only`: the
+/// Relays one answer from the server (`from`) to the client (`to`), less
+/// its `Connection` header; returns whether the server keeps its
+/// connection open. `head_only`: the
 /// request was HEAD, so the answer has no body whatever it declares.
 pub fn relay_response(from: &mut impl Read, to: &mut impl Write, head_only: bool) -> io::Result<bool> {
     let mut buf = Vec::new();
@@ -366,7 +368,13 @@ pub fn relay_response(from: &mut impl Read, to: &mut impl Write, head_only: bool
         })
     };
     let keep = !header("Connection").is_some_and(|c| c.contains("close"));
-    to.write_all(&buf[..end])?;
+    // The server's connection is this request's alone; whether the
+    // client's stays open is the client's choice, not the server's.
+    let relayed: String = head
+        .split_inclusive('\n')
+        .filter(|line| !line.split_once(':').is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("Connection")))
+        .collect();
+    to.write_all(relayed.as_bytes())?;
     let mut rest = buf[end..].to_vec();
     if head_only || status < 200 || status == 204 || status == 304 {
         to.flush()?;

@@ -104,7 +104,10 @@ fn requests_are_passed_on_plainly_framed_and_answers_relayed() {
     let mut out = Vec::new();
     write_request(&mut out, &head, b"body", "10.1.2.3:4").unwrap();
     let text = String::from_utf8(out).unwrap();
-    assert_eq!(text, "POST /x HTTP/1.1\r\nA: b\r\nX-Georeg-Client: 10.1.2.3:4\r\nContent-Length: 4\r\n\r\nbody");
+    assert_eq!(
+        text,
+        "POST /x HTTP/1.1\r\nA: b\r\nX-Georeg-Client: 10.1.2.3:4\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbody"
+    );
     let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK";
     let mut to = Vec::new();
     assert!(relay_response(&mut Cursor::new(answer.to_vec()), &mut to, false).unwrap());
@@ -113,4 +116,9 @@ fn requests_are_passed_on_plainly_framed_and_answers_relayed() {
     relay_response(&mut Cursor::new(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\n".to_vec()), &mut to, true)
         .unwrap();
     assert!(to.ends_with(b"\r\n\r\n"));
+    // The server closes its connection; the client's stays its own choice.
+    let mut to = Vec::new();
+    let closing = b"HTTP/1.1 200 OK\r\nconnection: close\r\nContent-Length: 2\r\n\r\nok";
+    assert!(!relay_response(&mut Cursor::new(closing.to_vec()), &mut to, false).unwrap());
+    assert_eq!(to, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
 }

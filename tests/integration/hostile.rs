@@ -214,3 +214,44 @@ fn two_hundred_slow_connections_from_one_address_do_not_slow_another() {
     assert_eq!(stored, 1000, "every valid event stored exactly once");
     wait_until("the daemon to answer after the attack", Duration::from_secs(10), || target.health() == 200);
 }
+
+/// Opens `n` connections at the same moment, each sending one kept-alive
+/// request; returns how long each waited for its answer (or `None`).
+fn burst(addr: SocketAddr, n: usize) -> Vec<(TcpStream, Option<Duration>)> {
+    let barrier = std::sync::Barrier::new(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    let mut tcp = TcpStream::connect(addr).unwrap();
+                    tcp.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+                    let started = Instant::now();
+                    tcp.write_all(b"GET /-/health HTTP/1.1\r\nHost: georeg\r\n\r\n").unwrap();
+                    let mut answer = [0u8; 512];
+                    let answered = matches!(tcp.read(&mut answer), Ok(n) if n > 0).then(|| started.elapsed());
+                    (tcp, answered)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn connections_opened_at_the_same_moment_are_all_answered_while_others_stay_open() {
+    let env = Env::with_mode("burst", Mode::Direct);
+    env.start_daemons();
+    let addr: SocketAddr = format!("127.0.0.1:{}", env.port).parse().unwrap();
+    // Connections kept open (idle, as a follower's or a registry's are
+    // between requests) while more arrive together, round after round.
+    let mut open = Vec::new();
+    for round in 0..5 {
+        let answers = burst(addr, 6);
+        let unanswered = answers.iter().filter(|(_, a)| a.is_none()).count();
+        let slowest = answers.iter().filter_map(|(_, a)| *a).max().unwrap_or_default();
+        assert_eq!(unanswered, 0, "round {round}: {unanswered} of 6 requests got no answer within 4 s");
+        assert!(slowest < Duration::from_secs(2), "round {round}: an answer took {slowest:?}");
+        open.extend(answers.into_iter().map(|(tcp, _)| tcp));
+    }
+}

@@ -34,12 +34,15 @@ impl Engine<'_> {
             seen.blobs.insert(blob.digest.clone());
             return Ok(());
         }
-        let from = self.store.blob_source(&blob.digest, repo)?;
-        // A blob no other repository is known to hold is most likely to be
+        // Held here already (a tag reusing the repository's layers): the
+        // mount only confirms it, and nothing is read from the source.
+        let here = self.store.holds_blob(repo, &blob.digest)?;
+        let from = if here { None } else { self.store.blob_source(&blob.digest, repo)? };
+        // A blob no repository is known to hold is most likely to be
         // copied: its download from the source opens while the secondary
         // answers the mount, one round trip instead of two. (Still one blob
         // at a time: only the two requests that begin its copy overlap.)
-        let ahead = from.is_none() && blob.size > 0 && !self.chunked(blob);
+        let ahead = !here && from.is_none() && blob.size > 0 && !self.chunked(blob);
         let (mounted, mut body) = if ahead {
             std::thread::scope(|s| {
                 let download = s.spawn(|| {

@@ -120,6 +120,15 @@ impl Queue {
         Ok(())
     }
 
+    /// Whether the repository itself is believed to hold the blob.
+    pub fn holds_blob(&self, repository: &str, digest: &Digest) -> Result<bool> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT 1 FROM blobs b JOIN repositories r ON r.id = b.repository_id WHERE b.digest = ?1 AND r.name = ?2",
+        )?;
+        Ok(stmt.exists([digest.as_str(), repository])?)
+    }
+
     /// Another repository of the secondary believed to hold the blob.
     pub fn blob_source(&self, digest: &Digest, except: &str) -> Result<Option<String>> {
         let conn = self.conn();

@@ -106,6 +106,22 @@ fn blob_shared_with_another_repository_is_mounted() {
 }
 
 #[test]
+fn a_new_tag_reusing_the_repositorys_layers_reads_none_of_them_again() {
+    let env = Env::new("reuse");
+    let layer = oci::random_bytes(33, 400_000);
+    let v1 = oci::oci_image_with_layers(34, "amd64", vec![layer.clone()]);
+    let v2 = oci::oci_image_with_layers(35, "amd64", vec![layer.clone(), oci::random_bytes(36, 1000)]);
+    env.p.push_image("team/app", "v1", &v1);
+    env.georeg(&["sync", "team/app"]).assert_ok();
+    env.p.push_image("team/app", "v2", &v2);
+    env.georeg(&["sync", "team/app"]).assert_ok();
+    env.assert_in_sync("team/app");
+    let digest = oci::sha256(&layer);
+    let reads = env.primary.requests_matching(&["\"GET /v2/team/app/blobs/", &digest]);
+    assert_eq!(reads, 1, "the shared layer {digest} was read from the primary {reads} times, not once");
+}
+
+#[test]
 fn corrupted_blob_on_the_primary_fails_the_sync_and_pushes_nothing() {
     let env = Env::new("corrupt");
     let image = oci_image(40, &[300_000]);

@@ -32,6 +32,8 @@ const RESYNC_FAILED_PATH: &str = "/admin/geo/replication/container_repositories/
 /// to a few seconds (at most `event_log::MAX_WAITING` at once); the others
 /// answer notifications, pages and reports in milliseconds.
 pub const THREADS: usize = 40;
+// Long polls leave threads for notifications, pages and reports.
+const _: () = assert!(super::event_log::MAX_WAITING + 4 <= THREADS);
 /// The largest notification envelope or status report.
 pub const MAX_API_BODY: u64 = 1 << 20;
 /// The largest body anywhere else (the admin forms; requests no endpoint takes).

@@ -554,3 +554,38 @@ CREATE TABLE applied (
 -- (NULL: it is not). This node's readiness includes its upstream's.
 ALTER TABLE cursor ADD COLUMN upstream_chain TEXT /* JSON list of node names, nearest first, up to the primary */;
 ALTER TABLE cursor ADD COLUMN upstream_behind TEXT /* why the upstream is behind the primary (NULL: it is not) */;
+
+-- @version 15
+-- How many repositories are in each (excluded, sync state, verification
+-- state), kept by the triggers below as rows change, whoever changes
+-- them: the status snapshot (dashboard, status API, /metrics, `georeg
+-- status`, reports) reads these few rows instead of counting every
+-- repository on every view (30 ms and more at 100,000 repositories).
+CREATE TABLE repository_counts (
+    is_excluded        INTEGER NOT NULL,
+    sync_state         TEXT NOT NULL,
+    verification_state TEXT NOT NULL,
+    n                  INTEGER NOT NULL,
+    PRIMARY KEY (is_excluded, sync_state, verification_state)
+) WITHOUT ROWID;
+INSERT INTO repository_counts (is_excluded, sync_state, verification_state, n)
+    SELECT excluded, sync_state, verification_state, COUNT(*) FROM repositories GROUP BY 1, 2, 3;
+CREATE TRIGGER repository_counts_insert AFTER INSERT ON repositories BEGIN
+    INSERT INTO repository_counts VALUES (NEW.excluded, NEW.sync_state, NEW.verification_state, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER repository_counts_delete AFTER DELETE ON repositories BEGIN
+    UPDATE repository_counts SET n = n - 1
+        WHERE is_excluded = OLD.excluded AND sync_state = OLD.sync_state
+          AND verification_state = OLD.verification_state;
+END;
+CREATE TRIGGER repository_counts_update AFTER UPDATE OF excluded, sync_state, verification_state ON repositories
+    WHEN OLD.excluded IS NOT NEW.excluded OR OLD.sync_state IS NOT NEW.sync_state
+      OR OLD.verification_state IS NOT NEW.verification_state
+BEGIN
+    UPDATE repository_counts SET n = n - 1
+        WHERE is_excluded = OLD.excluded AND sync_state = OLD.sync_state
+          AND verification_state = OLD.verification_state;
+    INSERT INTO repository_counts VALUES (NEW.excluded, NEW.sync_state, NEW.verification_state, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;

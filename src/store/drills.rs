@@ -184,8 +184,10 @@ impl Snapshot<'_> {
             .optional()?;
         let last_success_at =
             conn.query_row("SELECT MAX(finished_at) FROM drills WHERE failures = 0", [], |r| r.get(0))?;
+        // From the few failures not repaired to their repositories, never
+        // the other way round (CROSS JOIN keeps that order in SQLite).
         let unrepaired = conn.query_row(
-            "SELECT COUNT(*) FROM drill_failures f JOIN repositories r ON r.id = f.repository_id
+            "SELECT COUNT(*) FROM drill_failures f CROSS JOIN repositories r ON r.id = f.repository_id
              WHERE f.repaired_at IS NULL AND r.excluded = 0",
             [],
             |r| r.get(0),

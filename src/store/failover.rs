@@ -40,9 +40,15 @@ pub struct Readiness {
     pub recent_lag_seconds: i64,
 }
 
+/// The sync states of repositories that may have events not applied.
+const MAY_LAG: &str = "('pending', 'started', 'failed')";
+
 impl Snapshot<'_> {
     /// Reads everything failover readiness needs; `reverify_after` is
-    /// `replication.reverification_interval_seconds`.
+    /// `replication.reverification_interval_seconds`. (`+excluded` keeps
+    /// SQLite from reading every repository through the index that starts
+    /// with `excluded`, when the verification state's index finds the few
+    /// rows asked for.)
     pub fn readiness(&self, reverify_after: u64) -> Result<Readiness> {
         let conn = self.conn();
         let counted = |sql: &str, args: &[&dyn ToSql]| -> rusqlite::Result<Counted> {
@@ -51,16 +57,22 @@ impl Snapshot<'_> {
             let (example, detail) = first.unzip();
             Ok(Counted { count, example, detail: detail.flatten() })
         };
+        // Only a pending, syncing or failed repository has events not
+        // applied (storing one makes its repository pending; a sync that
+        // ends with events after its own goes back to pending): read from
+        // the state's index, not by probing the log for every repository.
         let unapplied_events = counted(
-            "SELECT e.repository, e.received_at FROM events e JOIN repositories r ON r.name = e.repository
-             WHERE e.id > r.events_done_through AND r.excluded = 0 ORDER BY e.id",
+            &format!(
+                "SELECT e.repository, e.received_at FROM events e JOIN repositories r ON r.name = e.repository
+                 WHERE e.id > r.events_done_through AND r.excluded = 0 AND r.sync_state IN {MAY_LAG} ORDER BY e.id"
+            ),
             &[],
         )?;
         let oldest_unapplied_seconds: Option<i64> = conn.query_row(
             &format!(
                 "SELECT CAST(strftime('%s', {NOW}) AS INTEGER) - CAST(strftime('%s', MIN(e.received_at)) AS INTEGER)
                  FROM events e JOIN repositories r ON r.name = e.repository
-                 WHERE e.id > r.events_done_through AND r.excluded = 0"
+                 WHERE e.id > r.events_done_through AND r.excluded = 0 AND r.sync_state IN {MAY_LAG}"
             ),
             [],
             |r| r.get(0),
@@ -73,19 +85,19 @@ impl Snapshot<'_> {
         )?;
         let unverified = counted(
             "SELECT name, COALESCE('last verified ' || verified_at, 'never verified') FROM repositories
-             WHERE excluded = 0 AND verification_state IN ('pending', 'started')
+             WHERE +excluded = 0 AND verification_state IN ('pending', 'started')
              ORDER BY verified_at IS NOT NULL, verified_at, id",
             &[],
         )?;
         let verification_failed = counted(
             "SELECT name, verification_failure FROM repositories
-             WHERE excluded = 0 AND verification_state = 'failed'
+             WHERE +excluded = 0 AND verification_state = 'failed'
              ORDER BY verification_started_at, id",
             &[],
         )?;
         let verification_stale = counted(
             "SELECT name, 'last verified ' || verified_at FROM repositories
-             WHERE excluded = 0 AND verification_state = 'succeeded'
+             WHERE +excluded = 0 AND verification_state = 'succeeded'
                AND verified_at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1)
              ORDER BY verified_at, id",
             &[&format!("-{reverify_after} seconds")],

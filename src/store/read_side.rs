@@ -11,7 +11,9 @@ use crate::error::Result;
 
 /// A repository whose syncs are failing: failed, or being tried again
 /// after a failure.
-const FAILING: &str = "(sync_state = 'failed' OR (sync_state = 'started' AND failing_since IS NOT NULL))";
+/// (Written so that the state's index narrows it to failed and started
+/// rows: counting it does not read every repository.)
+const FAILING: &str = "(sync_state IN ('failed', 'started') AND (sync_state = 'failed' OR failing_since IS NOT NULL))";
 
 /// Repository counts by state; excluded repositories are not counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -123,15 +125,15 @@ pub(super) const LAG: &str = "SELECT CAST(strftime('%s', 'now') AS INTEGER)
      WHERE e.id > r.events_done_through AND r.excluded = 0 AND r.sync_state IN ('pending', 'started')";
 
 impl Snapshot<'_> {
-    /// Counted by (sync state, verification state) group, from an index
-    /// (schema version 10), and summed here: the dashboard, the status API,
-    /// `/metrics` and `georeg status` all ask, on every view.
+    /// Counted by (sync state, verification state) group, as the state
+    /// file's triggers keep them (schema version 15), and summed here: the
+    /// dashboard, the status API, `/metrics` and `georeg status` all ask,
+    /// on every view, and read a few rows rather than every repository.
     pub fn counts(&self) -> Result<Counts> {
         let conn = self.conn();
         let mut c = Counts::default();
         let mut stmt = conn.prepare_cached(
-            "SELECT sync_state, verification_state, COUNT(*) FROM repositories WHERE excluded = 0
-             GROUP BY sync_state, verification_state",
+            "SELECT sync_state, verification_state, n FROM repository_counts WHERE is_excluded = 0 AND n > 0",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
@@ -352,6 +354,56 @@ mod tests {
         assert_eq!(store.read(|s| s.oldest_unsynced()).unwrap().unwrap().0, job.name);
         assert_eq!(store.log().resync_failed().unwrap(), 1);
         assert_eq!(store.read(|s| s.counts()).unwrap().failed, 0);
+    }
+
+    #[test]
+    fn the_counts_the_triggers_keep_equal_a_count_of_every_row_after_any_change() {
+        let store = Store::open_in_memory().unwrap();
+        let names: Vec<String> = (0..40).map(|i| format!("g/r{i:02}")).collect();
+        store.add_repositories(&names).unwrap();
+        let counted = |store: &Store| -> Vec<(i64, String, String, i64)> {
+            let conn = store.conn();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT * FROM (SELECT excluded, sync_state, verification_state, COUNT(*) FROM repositories
+                                   GROUP BY 1, 2, 3
+                                   EXCEPT SELECT is_excluded, sync_state, verification_state, n FROM repository_counts)
+                     UNION ALL
+                     SELECT * FROM (SELECT is_excluded, sync_state, verification_state, n FROM repository_counts
+                                   WHERE n <> 0
+                                   EXCEPT SELECT excluded, sync_state, verification_state, COUNT(*) FROM repositories
+                                   GROUP BY 1, 2, 3)",
+                )
+                .unwrap();
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap();
+            rows.collect::<rusqlite::Result<_>>().unwrap()
+        };
+        let sync = ["pending", "started", "synced", "failed"];
+        let verification = ["pending", "started", "succeeded", "failed", "disabled"];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for step in 0..400 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let name = format!("g/r{:02}", x % 40);
+            let sql = match (x >> 8) % 5 {
+                0 => format!("UPDATE repositories SET sync_state = '{}' WHERE name = '{name}'", sync[(x >> 16) as usize % 4]),
+                1 => format!(
+                    "UPDATE repositories SET verification_state = '{}' WHERE name = '{name}'",
+                    verification[(x >> 16) as usize % 5]
+                ),
+                2 => format!("UPDATE repositories SET excluded = 1 - excluded, retry_count = retry_count + 1 WHERE name = '{name}'"),
+                3 => format!("DELETE FROM repositories WHERE name = '{name}'"),
+                _ => format!("INSERT OR IGNORE INTO repositories (name, sync_state) VALUES ('{name}', '{}')", sync[(x >> 16) as usize % 4]),
+            };
+            store.conn().execute(&sql, []).unwrap();
+            assert_eq!(counted(&store), vec![], "after step {step}: {sql}");
+        }
+        // The queue's own paths, too: claims, outcomes, a resync of everything failed.
+        let job = store.queue().claim_next().unwrap().unwrap();
+        store.queue().fail_job(&job, "boom").unwrap();
+        store.log().resync_failed().unwrap();
+        assert_eq!(counted(&store), vec![]);
     }
 
     #[test]

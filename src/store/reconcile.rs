@@ -199,10 +199,13 @@ impl Snapshot<'_> {
     pub fn comparison(&self, window_seconds: u64) -> Result<Comparison> {
         let conn = self.conn();
         let modifier = format!("-{window_seconds} seconds");
+        // The total as the triggers keep it; the others from the index on
+        // (excluded, compared_at), reading only the rows they count.
         let (repositories, never, outside_window) = conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(compared_at IS NULL), 0),
-                    COALESCE(SUM(compared_at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1)), 0)
-             FROM repositories WHERE excluded = 0",
+            "SELECT (SELECT COALESCE(SUM(n), 0) FROM repository_counts WHERE is_excluded = 0),
+                    (SELECT COUNT(*) FROM repositories WHERE excluded = 0 AND compared_at IS NULL),
+                    (SELECT COUNT(*) FROM repositories
+                     WHERE excluded = 0 AND compared_at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1))",
             [&modifier],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;

@@ -382,16 +382,17 @@ impl Queue {
     /// Records repositories found in the primary's catalog; returns how
     /// many were new (queued for their first, full sync).
     pub fn add_repositories(&self, names: &[String]) -> Result<usize> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut added = 0;
-        for name in names {
-            added += tx
-                .prepare_cached("INSERT INTO repositories (name) VALUES (?1) ON CONFLICT (name) DO NOTHING")?
-                .execute([name])?;
-        }
-        tx.commit()?;
-        drop(conn);
+        // One statement for the whole list (a catalog page): each row's
+        // triggers (the kept counts) then cost what a row costs, not what
+        // a statement does (36 us a row when executed one by one).
+        let list = serde_json::to_string(names).map_err(|e| crate::error::Error::Store { message: e.to_string() })?;
+        let added = self
+            .conn()
+            .prepare_cached(
+                "INSERT INTO repositories (name) SELECT value FROM json_each(?1) WHERE true
+                 ON CONFLICT (name) DO NOTHING",
+            )?
+            .execute([list])?;
         if added > 0 {
             self.work.ring();
         }

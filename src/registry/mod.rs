@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub(crate) mod bounded;
+mod challenge;
 mod client;
 pub(crate) mod digest;
 mod download;
@@ -23,6 +24,7 @@ pub(crate) mod names;
 pub(crate) mod pace;
 mod pages;
 pub(crate) mod sha256;
+mod tag_list;
 mod target;
 pub mod token;
 

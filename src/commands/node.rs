@@ -156,6 +156,7 @@ impl Node {
             stats: &self.stats,
             shutdown: &self.shutdown,
             chunk_size: self.config.replication.chunk_bytes,
+            streams: self.config.replication.blob_streams,
         }
     }
 

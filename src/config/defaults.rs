@@ -24,6 +24,11 @@ pub(super) const DEFAULT_CHUNK_BYTES: u64 = 8 << 20;
 pub(super) fn default_chunk_size() -> String {
     "8MiB".into()
 }
+/// 4: enough streams to fill a long link that one TCP stream cannot, and
+/// at most 32 MiB read ahead by the whole process (`replication/ranges.rs`).
+pub(super) fn default_blob_streams() -> usize {
+    4
+}
 pub(super) fn default_stall_seconds() -> u64 {
     30
 }

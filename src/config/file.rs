@@ -153,6 +153,10 @@ pub struct ReplicationConfig {
     /// `chunk_size` in bytes, once checked.
     #[serde(skip)]
     pub chunk_bytes: u64,
+    /// A blob of more than one chunk is read from the primary over this
+    /// many streams at once, a chunk per `Range` request (1: one stream).
+    #[serde(default = "default_blob_streams")]
+    pub blob_streams: usize,
     /// A blob download from the primary that receives no byte for this
     /// long is continued from where it stopped, as a broken one is.
     #[serde(default = "default_stall_seconds")]
@@ -258,6 +262,7 @@ impl Default for ReplicationConfig {
             max_requests_per_second: None,
             max_bytes_per_second: None,
             chunk_size: default_chunk_size(),
+            blob_streams: default_blob_streams(),
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             stall_seconds: default_stall_seconds(),
             min_rate: default_min_rate(),

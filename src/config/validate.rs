@@ -121,6 +121,9 @@ impl Config {
         }
         // Chunks end where the SHA-256 state can be saved: on 64-byte multiples.
         self.replication.chunk_bytes = chunk / 64 * 64;
+        if !(1..=16).contains(&self.replication.blob_streams) {
+            return Err(self.bad("replication.blob_streams", "must be between 1 and 16"));
+        }
         if !(1..=3600).contains(&self.replication.stall_seconds) {
             return Err(self.bad("replication.stall_seconds", "must be between 1 and 3600"));
         }

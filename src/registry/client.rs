@@ -31,6 +31,9 @@ pub struct Client {
     /// NAME_UNKNOWN): content discovery is optional in the OCI spec, and
     /// such a registry is compared by reading tags by name.
     pub(super) unlisted: std::sync::atomic::AtomicBool,
+    /// Set once the registry answered a `Range` request with the whole
+    /// blob: its large blobs are then read over one stream.
+    pub(super) ignores_ranges: std::sync::atomic::AtomicBool,
     /// The caps on what this registry is asked (the primary's).
     pub(super) pacer: Arc<Pacer>,
     /// The bounds on every answer read from it.
@@ -77,6 +80,7 @@ impl Client {
             actions,
             referrers_api: Mutex::new(None),
             unlisted: Default::default(),
+            ignores_ranges: Default::default(),
             pacer: Arc::default(),
             limits: Limits::default(),
             stop: Shutdown::default(),
@@ -95,6 +99,12 @@ impl Client {
         self.limits = limits;
         self.stop = stop.clone();
         self
+    }
+
+    /// Whether a blob can be read in ranges over several streams: false
+    /// once the registry answered a range with the whole blob.
+    pub fn serves_ranges(&self) -> bool {
+        !self.ignores_ranges.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn url(&self) -> &str {

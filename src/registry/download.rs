@@ -34,6 +34,9 @@ pub struct Download<'a> {
     size: u64,
     /// The next byte to deliver.
     offset: u64,
+    /// The byte after the last one asked for: `size` for the rest of the
+    /// blob, less for one range of it.
+    end: u64,
     body: Option<Paced<Box<dyn Read + Send + Sync>>>,
     /// Resumes since the last `PROGRESS` bytes.
     failures: u32,
@@ -55,12 +58,29 @@ impl Client {
         offset: u64,
         shutdown: &'a Shutdown,
     ) -> Result<Download<'a>> {
+        self.download_range(repo, digest, size, offset, size, shutdown)
+    }
+
+    /// The blob's bytes from `offset` up to `end` (exclusive; `size` for
+    /// the rest of it), asked with `Range: bytes=OFFSET-LAST` so that the
+    /// registry sends no more than that, and resumed as
+    /// [`Client::download`] is.
+    pub fn download_range<'a>(
+        &'a self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        offset: u64,
+        end: u64,
+        shutdown: &'a Shutdown,
+    ) -> Result<Download<'a>> {
         let mut d = Download {
             client: self,
             repo: repo.to_string(),
             digest: digest.clone(),
             size,
             offset,
+            end,
             body: None,
             failures: 0,
             since_resume: 0,
@@ -82,8 +102,12 @@ impl<'a> Download<'a> {
     fn open(&self) -> Result<Paced<Box<dyn Read + Send + Sync>>> {
         let c = self.client;
         let url = format!("{}/v2/{}/blobs/{}", c.base, self.repo, self.digest);
-        let range = format!("bytes={}-", self.offset);
-        let headers: &[(&str, &str)] = if self.offset > 0 { &[("Range", &range)] } else { &[] };
+        let part = self.size > 0 && self.end < self.size;
+        let range = match part {
+            true => format!("bytes={}-{}", self.offset, self.end - 1),
+            false => format!("bytes={}-", self.offset),
+        };
+        let headers: &[(&str, &str)] = if self.offset > 0 || part { &[("Range", &range)] } else { &[] };
         let resp = c.send("GET", &url, &c.repo_scopes(&self.repo), headers, Body::Empty)?;
         let mut skip = 0;
         let resp = match resp.status() {
@@ -99,8 +123,21 @@ impl<'a> Download<'a> {
                 }
                 resp
             }
-            // A registry that ignores Range sends the whole blob again.
+            // A registry that ignores Range sends the whole blob again:
+            // it is read from one stream from now on.
+            200 if part => {
+                if !c.ignores_ranges.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "{}: {} ignores Range requests: its large blobs are read over one stream from now on",
+                        self.repo,
+                        c.base
+                    );
+                }
+                skip = self.offset;
+                resp
+            }
             200 if self.offset > 0 => {
+                c.ignores_ranges.store(true, Ordering::Relaxed);
                 log::warn!(
                     "{}: {} ignores Range requests: reading {} of {} again to resume at that byte",
                     self.repo,
@@ -173,6 +210,9 @@ impl<'a> Download<'a> {
 impl Read for Download<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
+            if self.size > 0 && self.end < self.size && self.offset >= self.end {
+                return Ok(0); // the range asked for is all here
+            }
             if self.size > 0 && self.offset >= self.size || buf.is_empty() {
                 // The digest check, not this reader, judges a longer body.
                 return match &mut self.body {
@@ -183,7 +223,11 @@ impl Read for Download<'_> {
             let Some(body) = &mut self.body else {
                 return Err(io::Error::other("the download was abandoned"));
             };
-            let error = match body.read(buf) {
+            let want = match self.size > 0 && self.end < self.size {
+                true => buf.len().min((self.end - self.offset) as usize),
+                false => buf.len(),
+            };
+            let error = match body.read(&mut buf[..want]) {
                 Ok(0) if self.size > 0 => io::Error::new(io::ErrorKind::UnexpectedEof, "the connection ended early"),
                 Ok(n) => {
                     self.offset += n as u64;

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::blobs::Counted;
 use super::engine::Engine;
+use super::ranges::{Ranges, AHEAD};
 use crate::error::{Error, Result};
 use crate::format::human_bytes;
 use crate::registry::digest::{Hasher, VerifyingReader};
@@ -85,6 +86,10 @@ impl Engine<'_> {
         progress: &AtomicU64,
     ) -> Result<()> {
         let chunk = self.chunk_bytes();
+        let mut hasher = hasher;
+        if self.streams > 1 && self.source.serves_ranges() && blob.size - upload.bytes_done > chunk {
+            hasher = self.copy_ranges(repo, blob, &mut upload, hasher, progress)?;
+        }
         if upload.bytes_done < blob.size {
             let body = self.source.blob(
                 repo,
@@ -137,6 +142,75 @@ impl Engine<'_> {
         finished?;
         log::debug!("{repo}: copied blob {} ({}) in chunks", blob.digest, human_bytes(blob.size));
         Ok(())
+    }
+
+    /// Copies the blob from `upload.bytes_done` on as `copy_chunks` does,
+    /// its chunks read over `Engine::streams` streams at once
+    /// (`ranges.rs`): each is hashed in order before it is sent, so the
+    /// digest check covers every byte and a wrong blob is refused before
+    /// its last chunk. Returns the hash so far: when the source turns out
+    /// to ignore ranges, the rest is read over one stream.
+    fn copy_ranges(
+        &self,
+        repo: &str,
+        blob: &BlobRef,
+        upload: &mut Upload,
+        mut hasher: Hasher,
+        progress: &AtomicU64,
+    ) -> Result<Hasher> {
+        let streams = self.streams;
+        let resumes = &self.stats.download_resumes;
+        let read = |start, end, buf: &mut Vec<u8>| {
+            self.source.blob_range(repo, &blob.digest, blob.size, (start, end), buf, self.shutdown, resumes)
+        };
+        let ranges = Ranges::new(blob.size, self.chunk_bytes(), upload.bytes_done, streams, &read, &AHEAD);
+        std::thread::scope(|s| {
+            for _ in 1..streams {
+                s.spawn(|| ranges.help(|| self.source.serves_ranges()));
+            }
+            let copied = (|| -> Result<()> {
+                while upload.bytes_done < blob.size && self.source.serves_ranges() {
+                    self.shutdown.check()?;
+                    let chunk = ranges.take().map_err(|e| match e {
+                        Error::Transport { url, message } => Error::Transport {
+                            url,
+                            message: format!(
+                                "{message} (the copy stands at {} of {}; the next attempt continues from there)",
+                                human_bytes(upload.bytes_done),
+                                human_bytes(blob.size)
+                            ),
+                        },
+                        e => e,
+                    })?;
+                    let buf = &chunk.bytes;
+                    let end = upload.bytes_done + buf.len() as u64;
+                    hasher.update(buf);
+                    self.stats.bytes_copied.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    progress.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    if end == blob.size {
+                        let got = std::mem::replace(&mut hasher, Hasher::for_digest(&blob.digest)).finish();
+                        if got != blob.digest {
+                            self.secondary.cancel_upload(repo, &upload.location);
+                            self.store.forget_upload(repo, &blob.digest)?;
+                            return Err(Error::BlobMismatch {
+                                repository: repo.into(),
+                                digest: blob.digest.to_string(),
+                                message: format!("did not match its digest (got {got})"),
+                            });
+                        }
+                    }
+                    upload.location = self.secondary.patch_upload(repo, &upload.location, upload.bytes_done, buf)?;
+                    ranges.recycle(chunk);
+                    upload.bytes_done = end;
+                    upload.hash_state = if end < blob.size { hasher.save().unwrap_or_default() } else { String::new() };
+                    self.store.record_upload(repo, &blob.digest, blob.size, upload)?;
+                }
+                Ok(())
+            })();
+            ranges.stop();
+            copied
+        })?;
+        Ok(hasher)
     }
 }
 

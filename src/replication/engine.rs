@@ -44,6 +44,9 @@ pub struct Engine<'a> {
     /// Blobs larger than this are copied in chunks that survive a restart
     /// (`replication.chunk_size`; 0: never).
     pub chunk_size: u64,
+    /// Streams one such blob is read over at once, in ranges, when the
+    /// source serves them (`replication.blob_streams`; 1: one stream).
+    pub streams: usize,
 }
 
 /// What the secondary repository is known to hold during one sync.

@@ -2,7 +2,7 @@
 //! primary holds. Three layers, each on the one before:
 //!
 //! - the copy engine ([`Engine`], `engine`): copies a manifest and what it
-//!   references (`blobs`, `chunks`) into the secondary and removes a tag
+//!   references (`blobs`, `chunks`, large ones over several streams: `ranges`) into the secondary and removes a tag
 //!   from it (`deletion`), reading from a [`source::Source`] (the primary,
 //!   or a transfer bundle); it cannot reach the primary registry itself;
 //! - the job loop (`job`): runs a claimed repository and records its
@@ -37,6 +37,7 @@ mod events;
 pub mod import;
 mod job;
 pub mod pool;
+mod ranges;
 mod referrers;
 mod repair;
 mod replicator;

@@ -10,7 +10,7 @@
 use std::io::Read;
 use std::sync::atomic::AtomicU64;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::registry::{Client, Digest, Manifest};
 use crate::shutdown::Shutdown;
 
@@ -42,6 +42,41 @@ pub trait Source: Sync {
 
     /// Where the blob is read from, for messages.
     fn blob_location(&self, repo: &str, digest: &Digest) -> String;
+
+    /// Whether several ranges of one blob may be read at once
+    /// ([`Source::blob_range`]), each over a stream of its own.
+    fn serves_ranges(&self) -> bool {
+        false
+    }
+
+    /// The blob's bytes from `start` up to `end` (exclusive), whole in
+    /// `buf` (what it held is replaced); fewer is an error. The caller
+    /// checks the digest over every range, in order.
+    #[allow(clippy::too_many_arguments)]
+    fn blob_range(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        (start, end): (u64, u64),
+        buf: &mut Vec<u8>,
+        shutdown: &Shutdown,
+        resumes: &AtomicU64,
+    ) -> Result<()> {
+        let body = self.blob(repo, digest, size, start, shutdown, resumes)?;
+        read_range(body.take(end - start), end - start, buf, || self.blob_location(repo, digest))
+    }
+}
+
+/// Reads `len` bytes of a range whole into `buf`, or says where it fell short.
+fn read_range(mut body: impl Read, len: u64, buf: &mut Vec<u8>, url: impl Fn() -> String) -> Result<()> {
+    buf.clear();
+    buf.reserve_exact(len as usize);
+    match body.read_to_end(buf) {
+        Ok(_) if buf.len() as u64 == len => Ok(()),
+        Ok(n) => Err(Error::Transport { url: url(), message: format!("a range of {len} bytes ended after {n}") }),
+        Err(e) => Err(Error::Transport { url: url(), message: e.to_string() }),
+    }
 }
 
 /// The primary registry, read with pull-only tokens; downloads continue
@@ -73,5 +108,23 @@ impl Source for Client {
 
     fn blob_location(&self, repo: &str, digest: &Digest) -> String {
         format!("{}/v2/{repo}/blobs/{digest}", self.url())
+    }
+
+    fn serves_ranges(&self) -> bool {
+        Client::serves_ranges(self)
+    }
+
+    fn blob_range(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        (start, end): (u64, u64),
+        buf: &mut Vec<u8>,
+        shutdown: &Shutdown,
+        resumes: &AtomicU64,
+    ) -> Result<()> {
+        let body = self.download_range(repo, digest, size, start, end, shutdown)?.counting(resumes);
+        read_range(body, end - start, buf, || self.blob_location(repo, digest))
     }
 }

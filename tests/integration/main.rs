@@ -22,6 +22,7 @@ mod operator;
 mod other_registry;
 mod ownership;
 mod pace;
+mod ranges;
 mod reconcile;
 mod relay;
 mod resume;

@@ -48,6 +48,9 @@ pub enum Answer {
     /// This status and nothing else: no body, no error code (a route the
     /// registry does not have).
     Bare(u16),
+    /// The real registry's answer to the request without its `Range`
+    /// header: a registry that ignores ranges and sends the whole blob.
+    IgnoringRange,
 }
 
 type Rule = dyn Fn(&Request) -> Answer + Send + Sync;
@@ -148,7 +151,8 @@ fn serve(
             std::io::copy(&mut body, &mut out).map(|_| ())
         }
         answer => {
-            let (status, mut head, body) = forward(&request, upstream)?;
+            let ranged = !matches!(answer, Answer::IgnoringRange);
+            let (status, mut head, body) = forward(&request, upstream, ranged)?;
             if let Answer::WithLink(link) = &answer {
                 head.retain(|(k, _)| !k.eq_ignore_ascii_case("Link"));
                 head.push(("Link".into(), link.clone()));
@@ -180,11 +184,11 @@ fn serve(
 type Upstream = (u16, Vec<(String, String)>, Vec<u8>);
 
 /// The real registry's answer.
-fn forward(request: &Request, upstream: &str) -> std::io::Result<Upstream> {
+fn forward(request: &Request, upstream: &str, ranged: bool) -> std::io::Result<Upstream> {
     let agent = ureq::AgentBuilder::new().redirects(0).timeout(Duration::from_secs(60)).build();
     let mut req = agent.request(&request.method, &format!("{upstream}{}", request.target));
     for name in ["Authorization", "Accept", "Range"] {
-        if let Some(v) = request.header(name) {
+        if let (Some(v), true) = (request.header(name), ranged || name != "Range") {
             req = req.set(name, v);
         }
     }

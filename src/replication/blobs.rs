@@ -2,7 +2,10 @@
 //! with one request when it is there already or can be mounted, and
 //! otherwise streamed from the engine's source (the primary, or a bundle)
 //! into an upload, its digest and size checked on the way so that a bad
-//! blob is never completed.
+//! blob is never completed. A blob is first planned (`plan_blob`: the
+//! mount asked, the upload opened, the download begun), then landed
+//! (`land_blob`), so that the engine can plan the next blob while the one
+//! before it streams.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,21 +21,29 @@ use crate::registry::Mount;
 use crate::shutdown::Shutdown;
 use crate::store::Upload;
 
-impl Engine<'_> {
-    /// Makes the blob present in the secondary repository with one request
-    /// when it is there already or can be mounted: a mount, from another
+/// How a blob is made present in the secondary repository, found before
+/// its turn to land: while the blob before it streams, when the engine
+/// pipelines a manifest's blobs.
+pub(super) enum Plan<'s> {
+    /// A chunked copy an earlier run left, which the secondary's upload
+    /// still holds.
+    Resume(Upload, Hasher),
+    /// There already, or mounted: from `from` (another repository), or
+    /// confirmed in this one.
+    Present { from: Option<String> },
+    /// To be copied into the upload at `location`, the download maybe
+    /// opened already.
+    Copy { location: String, body: Option<Result<Box<dyn Read + Send + 's>>> },
+}
+
+impl<'e> Engine<'e> {
+    /// Finds how the blob is to be made present: a mount, from another
     /// repository georeg knows holds it or else from the repository itself,
     /// answers 201 when the blob is (now) there, and otherwise 202 with an
-    /// ordinary upload, into which the blob is then copied.
-    pub(super) fn ensure_blob(&self, repo: &str, blob: &BlobRef, seen: &mut Seen, report: &mut Report) -> Result<()> {
-        if seen.blobs.contains(&blob.digest) {
-            return Ok(());
-        }
+    /// ordinary upload, into which the blob is then copied. Nothing lands.
+    pub(super) fn plan_blob(&self, repo: &str, blob: &BlobRef) -> Result<Plan<'e>> {
         if let Some((upload, hasher)) = self.resumable(repo, blob)? {
-            self.copy_chunks(repo, blob, upload, hasher, &seen.progress)?;
-            self.copied(repo, blob, report)?;
-            seen.blobs.insert(blob.digest.clone());
-            return Ok(());
+            return Ok(Plan::Resume(upload, hasher));
         }
         // Held here already (a tag reusing the repository's layers): the
         // mount only confirms it, and nothing is read from the source.
@@ -40,14 +51,13 @@ impl Engine<'_> {
         let from = if here { None } else { self.store.blob_source(&blob.digest, repo)? };
         // A blob no repository is known to hold is most likely to be
         // copied: its download from the source opens while the secondary
-        // answers the mount, one round trip instead of two. (Still one blob
-        // at a time: only the two requests that begin its copy overlap.)
+        // answers the mount, one round trip instead of two.
         let ahead = !here && from.is_none() && blob.size > 0 && !self.chunked(blob);
-        let (mounted, mut body) = if ahead {
+        let source = self.source;
+        let (shutdown, resumes) = (self.shutdown, &self.stats.download_resumes);
+        let (mounted, body) = if ahead {
             std::thread::scope(|s| {
-                let download = s.spawn(|| {
-                    self.source.blob(repo, &blob.digest, blob.size, 0, self.shutdown, &self.stats.download_resumes)
-                });
+                let download = s.spawn(|| source.blob(repo, &blob.digest, blob.size, 0, shutdown, resumes));
                 let mounted = self.secondary.mount_blob(repo, &blob.digest, repo);
                 (mounted, download.join().ok())
             })
@@ -55,12 +65,12 @@ impl Engine<'_> {
             (self.secondary.mount_blob(repo, &blob.digest, from.as_deref().unwrap_or(repo)), None)
         };
         let location = match mounted {
-            Ok(Mount::Mounted) => None,
+            Ok(Mount::Mounted) => return Ok(Plan::Present { from }),
             Ok(Mount::Upload(location)) => {
                 if let Some(from) = &from {
                     self.store.forget_blob(from, &blob.digest)?;
                 }
-                Some(location)
+                location
             }
             Err(e) => {
                 match &from {
@@ -70,25 +80,51 @@ impl Engine<'_> {
                     }
                     None => log::debug!("{repo}: asking for {} by a mount failed, copying it: {e}", blob.digest),
                 }
-                Some(self.secondary.start_upload(repo)?)
+                self.secondary.start_upload(repo)?
             }
         };
-        match location {
-            None if from.is_some() => {
-                report.blobs_mounted += 1;
-                self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+        Ok(Plan::Copy { location, body })
+    }
+
+    /// Lands a planned blob: copies it, or records it present.
+    pub(super) fn land_blob(
+        &self,
+        repo: &str,
+        blob: &BlobRef,
+        plan: Plan<'e>,
+        seen: &mut Seen,
+        report: &mut Report,
+    ) -> Result<()> {
+        match plan {
+            Plan::Resume(upload, hasher) => {
+                self.copy_chunks(repo, blob, upload, hasher, &seen.progress)?;
+                self.copied(repo, blob, report)?;
             }
-            None => report.blobs_present += 1,
-            Some(location) => {
-                self.copy_blob(repo, blob, &location, body.take(), &seen.progress)?;
-                return self.copied(repo, blob, report).map(|()| {
-                    seen.blobs.insert(blob.digest.clone());
-                });
+            Plan::Copy { location, body } => {
+                self.copy_blob(repo, blob, &location, body, &seen.progress)?;
+                self.copied(repo, blob, report)?;
+            }
+            Plan::Present { from } => {
+                match from {
+                    Some(_) => {
+                        report.blobs_mounted += 1;
+                        self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => report.blobs_present += 1,
+                }
+                self.store.record_blob(repo, &blob.digest, blob.size)?;
             }
         }
-        self.store.record_blob(repo, &blob.digest, blob.size)?;
         seen.blobs.insert(blob.digest.clone());
         Ok(())
+    }
+
+    /// Gives up a plan that will not land (the blob before it failed): its
+    /// upload is cancelled, its download dropped.
+    pub(super) fn abandon(&self, repo: &str, plan: Plan<'e>) {
+        if let Plan::Copy { location, .. } = plan {
+            self.secondary.cancel_upload(repo, &location);
+        }
     }
 
     fn copied(&self, repo: &str, blob: &BlobRef, report: &mut Report) -> Result<()> {
@@ -106,7 +142,7 @@ impl Engine<'_> {
         repo: &str,
         blob: &BlobRef,
         location: &str,
-        opened: Option<Result<Box<dyn Read + Send + '_>>>,
+        opened: Option<Result<Box<dyn Read + Send + 'e>>>,
         progress: &AtomicU64,
     ) -> Result<()> {
         // Schema 1 manifests name their layers without sizes: ask.

@@ -22,7 +22,7 @@ use super::report::Report;
 use super::source::Source;
 use crate::error::{Error, Result};
 use crate::health::Stats;
-use crate::registry::manifest::{self, Manifest};
+use crate::registry::manifest::{self, BlobRef, Manifest};
 use crate::registry::{Digest, Target};
 use crate::shutdown::Shutdown;
 use crate::store::{Action, Queue};
@@ -170,9 +170,52 @@ impl Engine<'_> {
                 seen.manifests.insert(child.clone());
             }
         }
-        for blob in &refs.blobs {
-            self.shutdown.check()?;
-            self.ensure_blob(repo, blob, seen, report)?;
+        self.land_blobs(repo, &refs.blobs, seen, report)
+    }
+
+    /// Makes every blob present, landing them one after another in the
+    /// manifest's order. The next blob's plan (its mount, its upload
+    /// opened, its download begun) is found while the one before it
+    /// streams, so that the secondary's answer to one request is not
+    /// waited for before the next is asked; the manifest, put by the
+    /// caller, still comes after every blob has landed.
+    fn land_blobs(&self, repo: &str, all: &[BlobRef], seen: &mut Seen, report: &mut Report) -> Result<()> {
+        let mut blobs: Vec<&BlobRef> = Vec::with_capacity(all.len());
+        for b in all {
+            if !seen.blobs.contains(&b.digest) && !blobs.iter().any(|x| x.digest == b.digest) {
+                blobs.push(b);
+            }
+        }
+        let mut planned = None;
+        for (i, blob) in blobs.iter().enumerate() {
+            if let Err(e) = self.shutdown.check() {
+                if let Some(plan) = planned {
+                    self.abandon(repo, plan);
+                }
+                return Err(e);
+            }
+            let plan = match planned.take() {
+                Some(plan) => plan,
+                None => self.plan_blob(repo, blob)?,
+            };
+            let (landed, next) = std::thread::scope(|s| {
+                // Not beside a blob copied in chunks: the next download
+                // would wait, opened, for minutes.
+                let next = blobs.get(i + 1).filter(|_| !self.chunked(blob));
+                let next = next.map(|next| s.spawn(move || self.plan_blob(repo, next)));
+                let landed = self.land_blob(repo, blob, plan, seen, report);
+                (landed, next.map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))))
+            });
+            match (landed, next) {
+                (Ok(()), Some(next)) => planned = Some(next?),
+                (Ok(()), None) => {}
+                (Err(e), next) => {
+                    if let Some(Ok(plan)) = next {
+                        self.abandon(repo, plan);
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }

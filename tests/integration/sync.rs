@@ -250,3 +250,40 @@ fn unreachable_primary_fails_naming_it() {
     assert_eq!(state, "failed");
     assert!(failure.unwrap().contains(&format!("127.0.0.1:{port}")));
 }
+
+/// The engine plans each blob (its mount, its upload, its download) while
+/// the blob before it streams. The blobs still land before the manifest,
+/// and a blob that fails leaves nothing behind it: the upload opened ahead
+/// for the next one is cancelled, and no tag is put.
+#[test]
+fn blobs_planned_ahead_land_before_the_manifest_and_a_failure_cancels_the_next_upload() {
+    let env = Env::new("pipelined");
+    let good = oci_image(80, &[2_000_000, 2_000_000, 2_000_000]);
+    env.p.push_image("app", "v1", &good);
+    env.georeg(&["sync", "app"]).assert_ok();
+    env.assert_in_sync("app");
+    let log = std::fs::read_to_string(&env.secondary.log).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(" HTTP/1.1\" ")).collect();
+    let last_blob = lines.iter().rposition(|l| l.contains("\"PUT /v2/app/blobs/uploads/")).unwrap();
+    let manifest = lines.iter().position(|l| l.contains("\"PUT /v2/app/manifests/v1")).unwrap();
+    assert!(last_blob < manifest, "the manifest was put before the last blob landed:\n{}", lines.join("\n"));
+    let uploads = env.secondary.requests_matching(&["\"PUT /v2/app/blobs/uploads/", "\" 201 "]);
+    assert_eq!(uploads, 4, "config and three layers, each uploaded once");
+
+    // The first layer corrupt on the primary: the second's upload, opened
+    // while the first streamed, is cancelled, and nothing lands after it.
+    let bad = oci_image(81, &[2_000_000, 2_000_000, 2_000_000]);
+    env.p.push_image("bad", "v1", &bad);
+    let path = env.primary.blob_data_path(&oci::sha256(&bad.blobs[1]));
+    let mut data = std::fs::read(&path).unwrap();
+    data[1000] ^= 0xff;
+    std::fs::write(&path, &data).unwrap();
+    let run = env.georeg(&["sync", "bad"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(env.s.tags("bad").is_empty(), "no tag after a failed blob");
+    for layer in &bad.blobs[1..] {
+        assert!(!env.s.blob_exists("bad", &oci::sha256(layer)), "a layer landed after the failure");
+    }
+    let cancelled = env.secondary.requests_matching(&["\"DELETE /v2/bad/blobs/uploads/"]);
+    assert!(cancelled >= 2, "the failed upload and the one opened ahead are both cancelled: {cancelled}");
+}

@@ -25,7 +25,7 @@ pub(super) fn default_chunk_size() -> String {
     "8MiB".into()
 }
 /// 4: enough streams to fill a long link that one TCP stream cannot, and
-/// at most 32 MiB read ahead by the whole process (`replication/ranges.rs`).
+/// at most 16 MiB read ahead by the whole process (`replication/ranges.rs`).
 pub(super) fn default_blob_streams() -> usize {
     4
 }

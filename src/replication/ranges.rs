@@ -24,36 +24,80 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 /// The most bytes of chunks read in ranges that all the copies of a
-/// process hold together (four chunks of the default 8 MiB).
-pub(super) const AHEAD_BYTES: u64 = 32 << 20;
+/// process hold together with a share (two chunks of the default 8 MiB;
+/// each copy may hold one more without a share, see the module's notes).
+pub(super) const AHEAD_BYTES: u64 = 16 << 20;
 
 /// How long a helper waits before looking again for a chunk to read.
 const LOOK_AGAIN: Duration = Duration::from_millis(100);
 
-/// Bytes read ahead, by every copy of the process.
-pub(super) static AHEAD: Budget = Budget { ahead: Mutex::new(0), limit: AHEAD_BYTES };
+/// The chunks of every copy of the process.
+pub(super) static AHEAD: Budget = Budget::new(AHEAD_BYTES);
 
-/// A bound on the bytes read ahead and not yet taken.
+/// A bound on the bytes of chunks held, and the buffers of chunks sent,
+/// kept for the next reads while any copy runs: a chunk's memory is then
+/// allocated once, not once per chunk in whichever thread read it (the
+/// allocator keeps an arena per thread, and freed chunks scattered over
+/// them held more memory than the chunks themselves).
 pub(super) struct Budget {
-    ahead: Mutex<u64>,
+    held: Mutex<u64>,
     limit: u64,
+    buffers: Mutex<Buffers>,
+}
+
+struct Buffers {
+    spare: Vec<Vec<u8>>,
+    /// Copies running; the spare buffers go when the last one ends.
+    users: usize,
 }
 
 impl Budget {
-    /// Takes `len` bytes, when they are free (or nothing is read ahead at
-    /// all, so that a chunk larger than the budget still gets one).
+    pub(super) const fn new(limit: u64) -> Budget {
+        Budget { held: Mutex::new(0), limit, buffers: Mutex::new(Buffers { spare: Vec::new(), users: 0 }) }
+    }
+
+    /// Takes `len` bytes, when they are free (or nothing is held at all,
+    /// so that a chunk larger than the budget still gets one).
     fn take(&self, len: u64) -> bool {
-        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
-        if *ahead > 0 && *ahead + len > self.limit {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if *held > 0 && *held + len > self.limit {
             return false;
         }
-        *ahead += len;
+        *held += len;
         true
     }
 
     fn give(&self, len: u64) {
-        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
-        *ahead = ahead.saturating_sub(len);
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        *held = held.saturating_sub(len);
+    }
+
+    fn buffers(&self) -> MutexGuard<'_, Buffers> {
+        self.buffers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn buffer(&self) -> Vec<u8> {
+        self.buffers().spare.pop().unwrap_or_default()
+    }
+
+    fn keep(&self, buffer: Vec<u8>) {
+        let mut buffers = self.buffers();
+        // Never more than the budget's chunks and one per copy running.
+        if buffers.users > 0 && buffers.spare.len() < 2 + buffers.users * 2 {
+            buffers.spare.push(buffer);
+        }
+    }
+
+    fn enter(&self) {
+        self.buffers().users += 1;
+    }
+
+    fn leave(&self) {
+        let mut buffers = self.buffers();
+        buffers.users = buffers.users.saturating_sub(1);
+        if buffers.users == 0 {
+            buffers.spare = Vec::new();
+        }
     }
 }
 
@@ -95,9 +139,6 @@ struct State<'f> {
     claimed: u64,
     /// Chunks read ahead, not taken yet.
     done: BTreeMap<u64, Result<Chunk<'f>>>,
-    /// Buffers sent and free again: reused, so that the chunks of a blob
-    /// come and go without the allocator's arenas growing per thread.
-    spare: Vec<Vec<u8>>,
     /// Set when the copy ends, well or not: helpers stop.
     stopped: bool,
 }
@@ -115,7 +156,8 @@ impl<'f> Ranges<'f> {
         budget: &'f Budget,
     ) -> Ranges<'f> {
         let first = from / chunk;
-        let state = State { next: first, claimed: first, done: BTreeMap::new(), spare: Vec::new(), stopped: false };
+        let state = State { next: first, claimed: first, done: BTreeMap::new(), stopped: false };
+        budget.enter();
         Ranges { chunk, size, window: streams as u64, read, budget, state: Mutex::new(state), changed: Condvar::new() }
     }
 
@@ -153,9 +195,8 @@ impl<'f> Ranges<'f> {
                 }
                 state = self.changed.wait_timeout(state, LOOK_AGAIN).unwrap_or_else(|e| e.into_inner()).0;
             };
-            let bytes = state.spare.pop().unwrap_or_default();
             drop(state);
-            let read = self.read_chunk(i, bytes, share);
+            let read = self.read_chunk(i, self.budget.buffer(), share);
             let mut state = self.lock();
             if state.stopped {
                 return; // dropped, its share given back
@@ -182,11 +223,10 @@ impl<'f> Ranges<'f> {
             if state.claimed == i {
                 state.claimed += 1;
                 state.next += 1;
-                let bytes = state.spare.pop().unwrap_or_default();
                 drop(state);
                 let (start, end) = self.bounds(i);
                 let share = if self.budget.take(end - start) { end - start } else { 0 };
-                let read = self.read_chunk(i, bytes, share);
+                let read = self.read_chunk(i, self.budget.buffer(), share);
                 self.changed.notify_all();
                 return read;
             }
@@ -198,12 +238,8 @@ impl<'f> Ranges<'f> {
     /// Gives back a chunk the copy has sent: its share, and its buffer for
     /// the next read.
     pub(super) fn recycle(&self, mut chunk: Chunk<'f>) {
-        let bytes = std::mem::take(&mut chunk.bytes);
+        self.budget.keep(std::mem::take(&mut chunk.bytes));
         drop(chunk);
-        let mut state = self.lock();
-        if !state.stopped {
-            state.spare.push(bytes);
-        }
         self.changed.notify_all();
     }
 
@@ -211,10 +247,19 @@ impl<'f> Ranges<'f> {
     /// taken (an error or a stop ended the copy).
     pub(super) fn stop(&self) {
         let mut state = self.lock();
+        if state.stopped {
+            return;
+        }
         state.stopped = true;
         state.done.clear();
-        state.spare.clear();
+        self.budget.leave();
         self.changed.notify_all();
+    }
+}
+
+impl Drop for Ranges<'_> {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -241,7 +286,7 @@ mod tests {
         };
         for from in [0, 3000] {
             reads.store(0, Ordering::Relaxed);
-            let budget = Budget { ahead: Mutex::new(0), limit: 2500 };
+            let budget = Budget::new(2500);
             let ranges = Ranges::new(10_000, 1000, from, 4, &read, &budget);
             let got = std::thread::scope(|s| {
                 for _ in 0..3 {
@@ -258,7 +303,7 @@ mod tests {
             });
             assert_eq!(got, data[from as usize..], "from {from}");
             assert_eq!(reads.load(Ordering::Relaxed) as u64, (10_000 - from) / 1000, "each chunk read once");
-            assert_eq!(*budget.ahead.lock().unwrap(), 0, "every share given back");
+            assert_eq!(*budget.held.lock().unwrap(), 0, "every share given back");
         }
     }
 
@@ -274,7 +319,7 @@ mod tests {
                 }
             }
         };
-        let budget = Budget { ahead: Mutex::new(0), limit: 1 << 20 };
+        let budget = Budget::new(1 << 20);
         let ranges = Ranges::new(8_000, 1000, 0, 4, &read, &budget);
         let outcome = std::thread::scope(|s| {
             for _ in 0..3 {
@@ -285,6 +330,6 @@ mod tests {
             outcome
         });
         assert!(matches!(outcome[..], [Ok(1000), Ok(1000), Err(Error::Transport { .. })]), "{outcome:?}");
-        assert_eq!(*budget.ahead.lock().unwrap(), 0, "every share given back");
+        assert_eq!(*budget.held.lock().unwrap(), 0, "every share given back");
     }
 }

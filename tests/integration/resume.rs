@@ -108,7 +108,7 @@ fn kill_9_halfway_through_a_300_mb_layer_then_the_copy_continues_where_it_stood(
         share * 100.0
     );
     // What the crash cost: the chunks read ahead over the other streams
-    // (at most 32 MiB in the whole process) and the ones being read and
+    // (at most 16 MiB in the whole process) and the ones being read and
     // sent, never the copy from the start.
     let reread = proxy.downstream_bytes().saturating_sub(size);
     assert!(reread < (32 << 20) + 2 * (8 << 20), "{reread} bytes ({:.1} %) read twice", share * 100.0);

@@ -119,6 +119,11 @@ fn report_missing(which: &Selector, done: &[Deletion], what: &str) -> ExitCode {
 /// secondary now (what the primary has again is dropped instead).
 pub fn apply(node: &Node, which: &Selector) -> Result<ExitCode> {
     node.replicator()?;
+    let (which, excluded) = leave_out_excluded(node, which)?;
+    if matches!(&which, Selector::Ids(ids) if ids.is_empty()) && excluded > 0 {
+        return Ok(ExitCode::from(1));
+    }
+    let which = &which;
     let (marked, outcome) = match Owner::take(node, Locker::Deletions)? {
         Owner::Itself(_lock) => {
             let marked = node.queue.apply_deletions_now(which)?;
@@ -155,7 +160,44 @@ pub fn apply(node: &Node, which: &Selector) -> Result<ExitCode> {
         return Ok(ExitCode::from(INTERRUPTED));
     }
     let code = report_missing(which, &marked, "applied");
-    Ok(if outcome.failed > 0 { ExitCode::from(1) } else { code })
+    Ok(if outcome.failed + excluded > 0 { ExitCode::from(1) } else { code })
+}
+
+/// Held deletions in repositories that selective sync now excludes are
+/// not applied: georeg no longer touches those repositories, so no sync
+/// would ever take them up, and the command would wait for ever. Each is
+/// answered at once with the reason; the rest go on. Returns the
+/// selection left and how many were left out.
+fn leave_out_excluded(node: &Node, which: &Selector) -> Result<(Selector, usize)> {
+    let selection = node.config.replication.selection();
+    let selected = match which {
+        Selector::All => node.reader.read(|s| s.open_deletions())?,
+        Selector::Ids(ids) => node.queue.deletions_by_id(ids)?,
+    };
+    let held = |r: &&Deletion| r.state == DeletionState::Held;
+    let excluded: Vec<&Deletion> =
+        selected.iter().filter(held).filter(|r| !selection.includes(&r.repository)).collect();
+    for r in &excluded {
+        println!(
+            "{} {} {}: FAILED: {} is excluded by selective sync ({}), so georeg no longer applies anything \
+             there; include it again to apply this, or keep it with `georeg deletions --cancel {}`",
+            r.id,
+            r.repository,
+            r.what(),
+            r.repository,
+            selection.describe(),
+            r.id
+        );
+    }
+    if excluded.is_empty() {
+        return Ok((which.clone(), 0));
+    }
+    let left_out: BTreeSet<i64> = excluded.iter().map(|r| r.id).collect();
+    let rest = match which {
+        Selector::All => selected.iter().filter(held).map(|r| r.id).filter(|id| !left_out.contains(id)).collect(),
+        Selector::Ids(ids) => ids.iter().copied().filter(|id| !left_out.contains(id)).collect(),
+    };
+    Ok((Selector::Ids(rest), excluded.len()))
 }
 
 /// How applying went.

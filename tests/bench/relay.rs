@@ -211,7 +211,7 @@ fn chain(lab: &Lab, s: &Sizes, report: &mut Report) -> Chain {
     for t in &corpus.repos[0].tags {
         let at_relay = || pullable(&agent, &rapi, t);
         let at_hop = || pullable(&agent, &hapi, t);
-        let took = push_until_served(&papi, REPO, t, &[("the relay", &at_relay), ("the second hop", &at_hop)]);
+        let (_, took) = push_until_served(&papi, REPO, t, &[("the relay", &at_relay), ("the second hop", &at_hop)]);
         one.push(took[0]);
         two.push(took[1]);
     }

@@ -406,3 +406,40 @@ fn the_daemon_applies_deletions_when_their_delay_runs_out_or_an_operator_asks() 
         .unwrap();
     assert_eq!(state, "applied by delay");
 }
+
+#[test]
+fn applying_a_deletion_in_an_excluded_repository_answers_at_once_with_the_reason() {
+    let env = Env::with_mode("dr-excluded", Mode::Direct);
+    env.add_replication("delete_delay_hours = 1");
+    env.start_daemons();
+    let (kept, gone) = (oci_image(950, &[300]), oci_image(951, &[300]));
+    env.p.push_image("old/app", "v1", &kept);
+    env.p.push_image("old/app", "v2", &gone);
+    env.wait_in_sync("old/app", DEADLINE);
+    env.p.delete_manifest("old/app", &gone.digest);
+    wait_until("the deletion held", DEADLINE, || deletions(&env).len() == 1);
+    let id = id_of(&deletions(&env), "old/app", &gone.digest);
+    let applies_at = || -> String {
+        env.state().query_row("SELECT applies_at FROM deletions WHERE id = ?1", [&id], |r| r.get(0)).unwrap()
+    };
+    let before = applies_at();
+
+    // The operator narrows selective sync: georeg no longer touches
+    // old/app, so nothing would ever apply the deletion.
+    env.add_replication("exclude = [\"old/**\"]");
+    for args in [vec!["deletions", "--apply", id.as_str()], vec!["deletions", "--apply", "--all"]] {
+        let started = std::time::Instant::now();
+        let run = env.georeg(&args);
+        assert_eq!(run.code, 1, "{args:?}: {}\n{}", run.stdout, run.stderr);
+        assert!(started.elapsed() < Duration::from_secs(10), "{args:?} waited {:?}", started.elapsed());
+        assert!(
+            run.stdout.contains(&format!("{id} old/app manifest"))
+                && run.stdout.contains("FAILED: old/app is excluded by selective sync")
+                && run.stdout.contains(&format!("georeg deletions --cancel {id}")),
+            "{args:?}: {}",
+            run.stdout
+        );
+    }
+    assert_eq!(applies_at(), before, "the deletion was not marked due");
+    assert_eq!(env.s.tags("old/app"), ["v1", "v2"], "nothing was removed");
+}

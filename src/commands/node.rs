@@ -78,6 +78,9 @@ impl Node {
         let store = Store::open(&config.state_file)?;
         store.set_selection(config.replication.selection());
         store.set_slow_share(config.replication.workers / 2);
+        if config.role == Role::Secondary {
+            reschedule_deletions(&store, config.replication.delete_delay_hours)?;
+        }
         let tls =
             crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
         let agent = registry::agent(tls.clone());
@@ -296,4 +299,20 @@ pub(super) fn primary_client(
 ) -> Option<Client> {
     let url = config.replication.primary_api_url.as_deref()?;
     Some(Client::read_only(url, agent, primary_auth(config, key)).paced(pacer.clone()))
+}
+
+/// Held deletions follow a changed `replication.delete_delay_hours`, and
+/// the log says so.
+fn reschedule_deletions(store: &Store, delay_hours: u64) -> Result<()> {
+    let Some(r) = store.queue().reschedule_deletions(delay_hours)? else { return Ok(()) };
+    let was: Vec<String> = r.was_hours.iter().map(i64::to_string).collect();
+    log::warn!(
+        "replication.delete_delay_hours is now {delay_hours}: {} held deletions (held {} hours) rescheduled to \
+         {delay_hours} hours after they were seen; {} due now{}",
+        r.moved,
+        was.join(", "),
+        r.due,
+        r.next.map(|t| format!(", the next applies at {t}")).unwrap_or_default()
+    );
+    Ok(())
 }

@@ -34,6 +34,7 @@ mod bundles;
 mod cursor;
 mod deletions;
 mod deletions_burst;
+mod deletions_delay;
 mod drills;
 mod event;
 mod events;

@@ -443,3 +443,54 @@ fn applying_a_deletion_in_an_excluded_repository_answers_at_once_with_the_reason
     assert_eq!(applies_at(), before, "the deletion was not marked due");
     assert_eq!(env.s.tags("old/app"), ["v1", "v2"], "nothing was removed");
 }
+
+#[test]
+fn a_changed_delay_reschedules_held_deletions_and_says_so() {
+    let env = Env::new("dr-redelay");
+    env.add_replication("delete_delay_hours = 24");
+    let (kept, gone) = (oci_image(960, &[300]), oci_image(961, &[300]));
+    env.p.push_image("app", "v1", &kept);
+    env.p.push_image("app", "v2", &gone);
+    env.georeg(&["sync", "app"]).assert_ok();
+    env.p.delete_tag("app", "v2");
+    env.georeg(&["sync", "app"]).assert_ok();
+    let delay = || -> f64 {
+        env.state()
+            .query_row("SELECT (julianday(applies_at) - julianday(seen_at)) * 24 FROM deletions", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert!((delay() - 24.0).abs() < 0.01);
+    let set = |hours: u32| {
+        let text = std::fs::read_to_string(&env.config).unwrap();
+        let changed = text.lines().map(|l| match l.starts_with("delete_delay_hours") {
+            true => format!("delete_delay_hours = {hours}"),
+            false => l.to_string(),
+        });
+        std::fs::write(&env.config, changed.collect::<Vec<_>>().join("\n")).unwrap();
+    };
+
+    // Longer: what is held already is protected for the new delay too.
+    set(72);
+    let run = env.georeg(&["sync", "app"]);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("replication.delete_delay_hours is now 72: 1 held deletions (held 24 hours) rescheduled"),
+        "{}",
+        run.stderr
+    );
+    assert!((delay() - 72.0).abs() < 0.01, "{}", delay());
+    assert_eq!(env.s.tags("app"), ["v1", "v2"]);
+
+    // Off: the held deletion is due, and this sync applies it.
+    set(0);
+    let run = env.georeg(&["sync", "app"]);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("is now 0: 1 held deletions (held 72 hours) rescheduled")
+            && run.stderr.contains("1 due now"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.s.tags("app"), ["v1"], "the due deletion was applied");
+    env.assert_in_sync("app");
+}

@@ -205,6 +205,12 @@ pub struct NodeStatus {
     /// The nodes that follow it, as it reported them (a relay's tree).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub followers: Vec<NodeStatus>,
+    /// What failover to it would lose, as it assessed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
+    /// Its deletions held back and its burst alarm.
+    #[serde(default)]
+    pub deletions: DeletionSummary,
 }
 
 /// What failover would lose.

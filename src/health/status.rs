@@ -141,6 +141,8 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
                         failing: reported.as_ref().map(|s| s.failing.repositories).unwrap_or_default(),
                         chain: reported.as_ref().map(|s| s.node.chain.clone()).unwrap_or_default(),
                         followers: reported.as_ref().and_then(|s| s.nodes.clone()).unwrap_or_default(),
+                        failover: reported.as_ref().and_then(|s| s.failover.clone()),
+                        deletions: reported.as_ref().map(|s| s.deletions.clone()).unwrap_or_default(),
                         events: reported.map(|s| s.events).unwrap_or_default(),
                     }
                 })

@@ -365,6 +365,20 @@ fn node_metrics(out: &mut String, nodes: &[crate::health::snapshot::NodeStatus])
         "The secondary's reported event lag.",
         &by_node(&|n| n.events.lag_seconds as f64),
     );
+    metric(
+        out,
+        "georeg_node_failover_ready",
+        "gauge",
+        "1 when the secondary reported that failover to it would lose nothing.",
+        &by_node(&|n| f64::from(u8::from(n.failover.as_ref().is_some_and(|f| f.ready)))),
+    );
+    metric(
+        out,
+        "georeg_node_deletions_held",
+        "gauge",
+        "Deletions the secondary reported holding back (replication.delete_delay_hours).",
+        &by_node(&|n| n.deletions.held as f64),
+    );
 }
 
 /// Every node of the tree with the relay it reports through (none for
@@ -452,6 +466,8 @@ mod tests {
                     "repositories": Counts::default(), "events": {"last_event_id": 1, "lag_seconds": 4}
                 }))
                 .unwrap()],
+                failover: Some(crate::health::snapshot::Failover { ready: true, ..Default::default() }),
+                deletions: crate::store::DeletionSummary { held: 3, ..Default::default() },
             }]),
             failing: Default::default(),
             daemon: None,
@@ -468,6 +484,9 @@ mod tests {
         assert!(text.contains("georeg_sync_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
         assert!(text.contains("georeg_node_healthy{node=\"se\\\"c\"} 1\n"));
         assert!(text.contains("georeg_node_lag_seconds{node=\"hop\",via=\"se\\\"c\"} 4\n"), "{text}");
+        assert!(text.contains("georeg_node_failover_ready{node=\"se\\\"c\"} 1\n"), "{text}");
+        assert!(text.contains("georeg_node_deletions_held{node=\"se\\\"c\"} 3\n"), "{text}");
+        assert!(text.contains("georeg_node_failover_ready{node=\"hop\",via=\"se\\\"c\"} 0\n"), "{text}");
         assert!(text.contains("georeg_build_info{version=\"1.2.3\",role=\"secondary\"} 1\n"), "{text}");
         assert!(text.contains("\ngeoreg_failover_ready 1\n") && text.contains("\ngeoreg_drill_failures 0\n"), "{text}");
         for name in ["georeg_copied_bytes_total", "process_resident_memory_bytes", "process_start_time_seconds"] {

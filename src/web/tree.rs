@@ -29,7 +29,7 @@ pub fn section(s: &Status, title: &str) -> String {
             out,
             "<h3>{} <span class=\"badge {}\">{}</span> <span class=\"msg\">{}</span></h3>\
              <div class=\"legend\">{} · georeg {} · last report {} s ago · last event ID processed {} · lag {} s · \
-             {} failing</div>\
+             {} failing</div><div class=\"legend\">{}</div>\
              <div class=\"legend\">Synchronization</div>{}<div class=\"legend\">Verification</div>{}",
             escape(&n.name),
             n.health.as_str(),
@@ -44,6 +44,7 @@ pub fn section(s: &Status, title: &str) -> String {
             n.events.cursor_last_event_id.unwrap_or(0),
             n.events.lag_seconds,
             n.failing,
+            failover_and_deletions(n),
             sync_bar(&n.repositories),
             verification_bar(&n.repositories),
         );
@@ -54,6 +55,34 @@ pub fn section(s: &Status, title: &str) -> String {
     }
     out.push_str("</section>");
     out
+}
+
+/// `Failover: ready · 2 deletions held (next 2026-...)`, as the node
+/// reported them: what failover to it would lose, and what it holds back.
+fn failover_and_deletions(n: &NodeStatus) -> String {
+    let failover = match &n.failover {
+        None => "Failover: not assessed".to_string(),
+        Some(f) if f.ready => "Failover: <span class=\"badge synced\">ready</span>".to_string(),
+        Some(f) => {
+            let losses: Vec<String> =
+                f.findings.iter().filter(|x| x.loss).map(|x| format!("{}: {}", x.check, x.message)).collect();
+            format!(
+                "Failover: <span class=\"badge failed\">not ready</span> <span class=\"msg\">{}</span>",
+                escape(&losses.join("; "))
+            )
+        }
+    };
+    let d = &n.deletions;
+    let held = match (d.held, &d.next_applies_at) {
+        (0, _) => "no deletions held".to_string(),
+        (held, Some(next)) => {
+            format!("{} held, the next applies at {next}", crate::format::count(held as u64, "deletion", "deletions"))
+        }
+        (held, None) => format!("{} held", crate::format::count(held as u64, "deletion", "deletions")),
+    };
+    let burst =
+        d.burst.as_ref().map(|b| format!(" · <span class=\"badge failed\">{}</span>", escape(b))).unwrap_or_default();
+    format!("{failover} · {}{burst}", escape(&held))
 }
 
 /// The nodes following a relay, one line each, their own below them.
@@ -138,5 +167,27 @@ mod tests {
         assert_eq!(chain(&status), "");
         status.node.chain = vec!["relay".into(), "primary".into()];
         assert_eq!(chain(&status), " · chain: hop → relay → primary");
+    }
+
+    #[test]
+    fn each_node_shows_what_failover_to_it_would_lose_and_what_it_holds_back() {
+        let mut n = node("site", 1, vec![]);
+        assert!(failover_and_deletions(&n).contains("Failover: not assessed · no deletions held"));
+        n.failover = serde_json::from_value(serde_json::json!({"ready": false, "oldest_unapplied_seconds": 0,
+            "recent_lag_seconds": 0, "findings": [
+                {"check": "failing", "loss": true, "count": 1, "message": "1 repository <failing>"},
+                {"check": "held_deletions", "loss": false, "count": 2, "message": "a note"}]}))
+        .unwrap();
+        n.deletions.held = 2;
+        n.deletions.next_applies_at = Some("2026-12-08T00:00:00Z".into());
+        n.deletions.burst = Some("burst of deletions".into());
+        let line = failover_and_deletions(&n);
+        assert!(
+            line.contains("not ready</span> <span class=\"msg\">failing: 1 repository &lt;failing&gt;</span>"),
+            "{line}"
+        );
+        assert!(!line.contains("a note"), "notes are not losses: {line}");
+        assert!(line.contains("2 deletions held, the next applies at 2026-12-08T00:00:00Z"), "{line}");
+        assert!(line.contains("burst of deletions"), "{line}");
     }
 }

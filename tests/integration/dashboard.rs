@@ -316,3 +316,40 @@ fn primary_dashboard_shows_each_secondary_that_reports() {
         ureq::post(&format!("{primary}/api/v1/nodes/status")).set("Authorization", "Bearer x.y.z").send_string("{}");
     assert!(matches!(forged, Err(ureq::Error::Status(401, _))));
 }
+
+/// A line's value in `/metrics`: `name{labels} value`.
+fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn the_primary_shows_each_secondarys_failover_state_and_held_deletions() {
+    let env = Env::with_mode("dash-primary-dr", Mode::Follow);
+    env.add_replication("report_interval_seconds = 1");
+    env.add_replication("delete_delay_hours = 24");
+    env.start_daemons();
+    let (kept, gone) = (oci_image(970, &[300]), oci_image(971, &[300]));
+    env.p.push_image("app", "v1", &kept);
+    env.p.push_image("app", "v2", &gone);
+    env.wait_in_sync("app", DEADLINE);
+    env.p.delete_manifest("app", &gone.digest);
+
+    let primary = env.primary_node_url();
+    let series = |name: &str| format!("{name}{{node=\"secondary-test\"}}");
+    wait_until("the primary to learn of the held deletion", DEADLINE, || {
+        let (_, text) = get(&format!("{primary}/metrics"), None);
+        metric_value(&text, &series("georeg_node_deletions_held")) == Some(1.0)
+    });
+    // The failover state the primary shows is the one the secondary assessed.
+    wait_until("the primary to show the secondary's own failover state", DEADLINE, || {
+        let (_, own) = get(&format!("{}/api/v1/status", env.url()), None);
+        let own: serde_json::Value = serde_json::from_str(&own).unwrap();
+        let ready = own["failover"]["ready"].as_bool().unwrap();
+        let (_, text) = get(&format!("{primary}/metrics"), None);
+        metric_value(&text, &series("georeg_node_failover_ready")) == Some(f64::from(u8::from(ready)))
+    });
+    let (code, page) = get(&format!("{primary}/admin/geo/nodes"), None);
+    assert_eq!(code, 200);
+    assert!(page.contains("secondary-test") && page.contains("1 deletion held, the next applies at"), "{page}");
+    assert!(page.contains("Failover: <span class=\"badge"), "{page}");
+}

@@ -19,6 +19,32 @@ const ALARM_STANDS_SECONDS: i64 = 600;
 /// A secondary whose last report is older than this is shown offline.
 pub const OFFLINE_AFTER_SECONDS: i64 = 600;
 
+/// What a page's header says of the node (its name, role, version...),
+/// read alone: the repository list shows no more of the status, and reads
+/// the cursor's row rather than the whole snapshot.
+pub fn node(config: &Config, store: &Snapshot) -> Result<NodeInfo> {
+    Ok(node_info(config, store.cursor()?.upstream_chain))
+}
+
+fn node_info(config: &Config, chain: Vec<String>) -> NodeInfo {
+    let primary = config.role == Role::Primary;
+    NodeInfo {
+        name: config.node_name.clone(),
+        role: config.role,
+        version: env!("CARGO_PKG_VERSION").into(),
+        replication_enabled: !primary && config.replication.enabled,
+        listen: config.listen.clone(),
+        dashboard: dashboard_url(config),
+        chain: if primary { Vec::new() } else { chain },
+        selection: (!primary).then(|| config.replication.selection().describe()),
+        follows: if primary {
+            None
+        } else {
+            config.replication.primary_node_url.clone().or_else(|| config.replication.primary_api_url.clone())
+        },
+    }
+}
+
 /// Reads the status from the state file. In the daemon, `stats` adds live
 /// activity and `problem` the last health check's finding.
 pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem: Option<String>) -> Result<Status> {
@@ -152,21 +178,7 @@ pub fn collect(config: &Config, store: &Snapshot, stats: Option<&Stats>, problem
         None
     };
     let mut status = Status {
-        node: NodeInfo {
-            name: config.node_name.clone(),
-            role: config.role,
-            version: env!("CARGO_PKG_VERSION").into(),
-            replication_enabled: !primary && config.replication.enabled,
-            listen: config.listen.clone(),
-            dashboard: dashboard_url(config),
-            chain: if primary { Vec::new() } else { cursor.upstream_chain.clone() },
-            selection: (!primary).then(|| config.replication.selection().describe()),
-            follows: if primary {
-                None
-            } else {
-                config.replication.primary_node_url.clone().or_else(|| config.replication.primary_api_url.clone())
-            },
-        },
+        node: node_info(config, cursor.upstream_chain.clone()),
         healthy: health_message.is_none(),
         health_message,
         ready: ready_message.is_none(),

@@ -9,7 +9,8 @@
 //! (transfer bundles imported), `deletions` (deletions held back,
 //! `replication.delete_delay_hours`) and `burst` (their alarm), `drills`
 //! (pulls from the secondary and what they found), `readiness` (what
-//! failover would lose), `read_side` (what the pages show) and `states`
+//! failover would lose), `read_side` (what the pages show), `listing`
+//! (the repository list's pages, by key) and `states`
 //! (the sync and verification states).
 //!
 //! Callers never see the connection: `handles` gives each side the door
@@ -41,6 +42,7 @@ mod events;
 mod failover;
 mod fingerprints;
 mod handles;
+mod listing;
 pub(crate) mod lock;
 mod nodes;
 mod open;
@@ -69,8 +71,9 @@ pub(crate) use fingerprints::{
     page_digest, Entry as FingerprintEntry, Local as LocalFingerprint, Page as FingerprintPage,
 };
 pub(crate) use handles::{Fingerprints, Log, Queue, Reader, Snapshot, Store};
+pub(crate) use listing::{Key, Page, Position, RepositoryFilter, Total, GROUPS};
 pub(crate) use nodes::Sample;
-pub(crate) use read_side::{Counts, RepositoryFilter, RepositoryRow};
+pub(crate) use read_side::{Counts, RepositoryRow};
 pub(crate) use reconcile::{Comparison, Known, PassRecord};
 pub(crate) use repos::{Job, Progress};
 pub(crate) use states::{Cause, Damage, DeletionKind, DeletionState};

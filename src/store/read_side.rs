@@ -1,7 +1,7 @@
 //! The read side: what the dashboard, the status API, `/metrics` and
 //! `georeg status` show, and the two admin actions of the repository list.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use super::handles::{Log, Snapshot};
@@ -63,21 +63,15 @@ pub struct RepositoryRow {
     pub held_deletions: i64,
 }
 
-/// Filter of the repository list: by state (a sync or verification state)
-/// and by a substring of the name.
-#[derive(Debug, Clone, Default)]
-pub struct RepositoryFilter {
-    pub state: Option<String>,
-    pub name: Option<String>,
-}
-
-const ROW_COLUMNS: &str = "name, sync_state, verification_state, last_synced_at, last_sync_failure, retry_count, \
+/// The columns of a [`RepositoryRow`], for [`repository_row`].
+pub(super) const ROW_COLUMNS: &str =
+    "name, sync_state, verification_state, last_synced_at, last_sync_failure, retry_count, \
                            retry_at, verified_at, verification_failure, sync_started_at, \
                            (SELECT COUNT(*) FROM tags t WHERE t.repository_id = repositories.id), \
                            (SELECT COUNT(*) FROM deletions d WHERE d.repository_id = repositories.id \
                               AND d.state IN ('held', 'applying'))";
 
-fn repository_row(r: &rusqlite::Row) -> rusqlite::Result<RepositoryRow> {
+pub(super) fn repository_row(r: &rusqlite::Row) -> rusqlite::Result<RepositoryRow> {
     Ok(RepositoryRow {
         name: r.get(0)?,
         sync_state: r.get(1)?,
@@ -92,20 +86,6 @@ fn repository_row(r: &rusqlite::Row) -> rusqlite::Result<RepositoryRow> {
         tag_count: r.get(10)?,
         held_deletions: r.get(11)?,
     })
-}
-
-impl RepositoryFilter {
-    /// The WHERE clause and its two parameters (state, name pattern).
-    fn clause(&self) -> (&'static str, String, String) {
-        let state = self.state.clone().unwrap_or_default();
-        let name = format!("%{}%", self.name.clone().unwrap_or_default().replace(['%', '_'], ""));
-        (
-            "excluded = 0 AND (?1 = '' OR sync_state = ?1 OR ('verification_' || verification_state) = ?1)
-             AND name LIKE ?2",
-            state,
-            name,
-        )
-    }
 }
 
 /// Tags the secondary refuses, of repositories not excluded: read from
@@ -179,36 +159,6 @@ impl Snapshot<'_> {
         ))?;
         let rows = stmt.query_map([limit as i64], repository_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// One page of the repository list, failing ones first, then by
-    /// name. The page is chosen by sorting only what the order needs,
-    /// from an index (schema version 10), and its rows' columns (a tag
-    /// count each) are read for that page alone, not for every row sorted.
-    pub fn repository_page(
-        &self,
-        filter: &RepositoryFilter,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<RepositoryRow>> {
-        let (clause, state, name) = filter.clause();
-        let conn = self.conn();
-        let order = "sync_state <> 'failed', verification_state <> 'failed', name";
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {ROW_COLUMNS} FROM (SELECT id FROM repositories WHERE {clause} ORDER BY {order} LIMIT ?3 OFFSET ?4)
-             AS page JOIN repositories USING (id) ORDER BY {order}"
-        ))?;
-        let rows = stmt.query_map(params![state, name, limit as i64, offset as i64], repository_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    pub fn repository_count(&self, filter: &RepositoryFilter) -> Result<i64> {
-        let (clause, state, name) = filter.clause();
-        let conn = self.conn();
-        let n = conn
-            .prepare_cached(&format!("SELECT COUNT(*) FROM repositories WHERE {clause}"))?
-            .query_row(params![state, name], |r| r.get(0))?;
-        Ok(n)
     }
 
     /// Seconds since the oldest event not yet applied to the secondary
@@ -323,12 +273,11 @@ impl Log {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     #[allow(unused_imports)]
     use crate::store::{states::SyncState, Store};
 
     #[test]
-    fn counts_filters_and_pages() {
+    fn counts_and_failures() {
         let store = Store::open_in_memory().unwrap();
         let names: Vec<String> = (0..25).map(|i| format!("g/r{i:02}")).collect();
         store.add_repositories(&names).unwrap();
@@ -342,15 +291,6 @@ mod tests {
         assert_eq!((c.total, c.synced, c.failed, c.pending, c.started), (25, 10, 1, 14, 0));
         assert_eq!(c.verification_pending, 25);
         assert_eq!(store.read(|s| s.recent_failures(5)).unwrap()[0].last_sync_failure.as_deref(), Some("boom"));
-        let failed = RepositoryFilter { state: Some("failed".into()), name: None };
-        assert_eq!(store.read(|s| s.repository_count(&failed)).unwrap(), 1);
-        let by_name = RepositoryFilter { state: None, name: Some("r1".into()) };
-        assert_eq!(store.read(|s| s.repository_count(&by_name)).unwrap(), 10);
-        let page = store.read(|s| s.repository_page(&RepositoryFilter::default(), 20, 10)).unwrap();
-        assert_eq!(page.len(), 5);
-        assert_eq!(page[0].name, "g/r20");
-        let vfilter = RepositoryFilter { state: Some("verification_pending".into()), name: None };
-        assert_eq!(store.read(|s| s.repository_count(&vfilter)).unwrap(), 25);
         assert_eq!(store.read(|s| s.oldest_unsynced()).unwrap().unwrap().0, job.name);
         assert_eq!(store.log().resync_failed().unwrap(), 1);
         assert_eq!(store.read(|s| s.counts()).unwrap().failed, 0);
@@ -404,53 +344,5 @@ mod tests {
         store.queue().fail_job(&job, "boom").unwrap();
         store.log().resync_failed().unwrap();
         assert_eq!(counted(&store), vec![]);
-    }
-
-    #[test]
-    fn pages_list_failing_first_then_by_name_and_counts_add_up() {
-        let store = Store::open_in_memory().unwrap();
-        let names: Vec<String> = (0..25).map(|i| format!("g/r{i:02}")).collect();
-        store.add_repositories(&names).unwrap();
-        store
-            .conn()
-            .execute_batch(
-                "UPDATE repositories SET sync_state = 'synced', verification_state = 'succeeded';
-                 UPDATE repositories SET sync_state = 'failed' WHERE name IN ('g/r20', 'g/r03', 'g/r11');
-                 UPDATE repositories SET verification_state = 'failed' WHERE name IN ('g/r07', 'g/r01');
-                 UPDATE repositories SET verification_state = 'pending', excluded = 1 WHERE name = 'g/r00';
-                 UPDATE repositories SET verification_state = 'started' WHERE name = 'g/r02';",
-            )
-            .unwrap();
-        let all = RepositoryFilter::default();
-        let page = |offset, limit| -> Vec<String> {
-            store.read(|s| s.repository_page(&all, offset, limit)).unwrap().into_iter().map(|r| r.name).collect()
-        };
-        assert_eq!(page(0, 4), ["g/r03", "g/r11", "g/r20", "g/r01"]);
-        assert_eq!(page(4, 3), ["g/r07", "g/r02", "g/r04"]);
-        assert_eq!(page(22, 10), ["g/r23", "g/r24"]);
-        assert_eq!(store.read(|s| s.repository_page(&all, 0, 1)).unwrap()[0].tag_count, 0);
-        let c = store.read(|s| s.counts()).unwrap();
-        assert_eq!((c.total, c.synced, c.failed, c.pending, c.started), (24, 21, 3, 0, 0));
-        assert_eq!((c.verified, c.verification_failed, c.verification_pending), (21, 2, 1));
-        // Every read of the pages walks an index, never the whole table.
-        let conn = store.conn();
-        for sql in [
-            "SELECT sync_state, verification_state, COUNT(*) FROM repositories WHERE excluded = 0
-             GROUP BY sync_state, verification_state",
-            "SELECT id FROM repositories WHERE excluded = 0 ORDER BY sync_state <> 'failed', name LIMIT 50",
-            "SELECT name FROM repositories WHERE excluded = 0 AND sync_state IN ('pending', 'started', 'failed')
-             ORDER BY COALESCE(last_synced_at, created_at) LIMIT 1",
-            "SELECT MAX(last_synced_at) FROM repositories",
-            "SELECT MAX(verified_at) FROM repositories",
-        ] {
-            let plan: Vec<String> = conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .unwrap()
-                .query_map([], |r| r.get(3))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap();
-            assert!(!plan.iter().any(|step| step == "SCAN repositories"), "{sql}: {plan:?}");
-        }
     }
 }

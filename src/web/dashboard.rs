@@ -9,11 +9,13 @@ use std::fmt::Write;
 use super::bars::{sync_bar, verification_bar};
 use super::html::{encode, escape, when};
 use crate::format::{human_age, human_bytes};
+use crate::health::snapshot::NodeInfo;
 use crate::health::Status;
-use crate::store::{RepositoryFilter, RepositoryRow};
+use crate::store::{Key, Page, RepositoryFilter, Total};
 
 pub const NODES_PATH: &str = "/admin/geo/nodes";
 pub const REPOSITORIES_PATH: &str = "/admin/geo/replication/container_repositories";
+/// Rows per page of the repository list.
 pub const PAGE_SIZE: usize = 50;
 /// Seconds between automatic refreshes.
 const REFRESH: u32 = 10;
@@ -48,7 +50,7 @@ form.inline{display:inline}.filters{display:flex;gap:8px;align-items:center;marg
 
 /// A whole page. `refresh`: reload every REFRESH seconds (not on pages
 /// with a form an operator may be typing into).
-fn page(title: &str, status: &Status, body: &str, refresh: bool) -> String {
+fn page(title: &str, node: &NodeInfo, body: &str, refresh: bool) -> String {
     let (meta, note) = if refresh {
         (format!("<meta http-equiv=\"refresh\" content=\"{REFRESH}\">"), format!(" · refreshes every {REFRESH} s"))
     } else {
@@ -60,9 +62,9 @@ fn page(title: &str, status: &Status, body: &str, refresh: bool) -> String {
          <header><h1>georeg</h1><nav><a href=\"{NODES_PATH}\">Geo nodes</a><a href=\"{REPOSITORIES_PATH}\">Container repositories</a></nav>\
          <span class=\"meta\">{name} · {role} · georeg {version}{note}</span></header><main>{body}</main></body></html>",
         title = escape(title),
-        name = escape(&status.node.name),
-        role = status.node.role.as_str(),
-        version = escape(&status.node.version),
+        name = escape(&node.name),
+        role = node.role.as_str(),
+        version = escape(&node.version),
     )
 }
 
@@ -104,7 +106,7 @@ pub fn nodes(
             kv("Events per minute (10 min)", &format!("{:.1}", s.events.per_minute)),
         );
         body.push_str(&super::tree::section(s, "Secondary nodes"));
-        return page("Geo nodes", s, &body, true);
+        return page("Geo nodes", &s.node, &body, true);
     }
     let r = &s.repositories;
     let _ = write!(
@@ -225,28 +227,35 @@ pub fn nodes(
         body.push_str("</table></section>");
     }
     body.push_str(&super::chart::last_day(samples));
-    page("Geo nodes", s, &body, true)
+    page("Geo nodes", &s.node, &body, true)
 }
 
-/// `/admin/geo/replication/container_repositories`.
+/// One page of the repository list, the list's filter and what matches it.
+pub struct RepositoryList<'a> {
+    pub page: &'a Page,
+    pub filter: &'a RepositoryFilter,
+    pub total: Total,
+}
+
+/// `/admin/geo/replication/container_repositories`. `events_stored`: what
+/// a primary says instead of a list.
 pub fn repositories(
-    s: &Status,
-    rows: &[RepositoryRow],
-    filter: &RepositoryFilter,
-    total: i64,
-    page_no: usize,
+    node: &NodeInfo,
+    events_stored: i64,
+    list: &RepositoryList,
     csrf: &str,
     done: Option<&str>,
 ) -> String {
-    if s.node.role == crate::config::Role::Primary {
+    let (rows, filter) = (&list.page.rows, list.filter);
+    if node.role == crate::config::Role::Primary {
         let body = format!(
             "<section><h2>Container repositories</h2><p class=\"muted\">A primary node replicates nothing itself: \
              it keeps the primary registry's notifications ({} events stored) for its secondaries, and each \
              secondary's own dashboard lists its repositories and their states. Their progress is on \
              <a href=\"{NODES_PATH}\">Geo nodes</a>.</p></section>",
-            s.events.stored
+            events_stored
         );
-        return page("Container repositories", s, &body, false);
+        return page("Container repositories", node, &body, false);
     }
     let state = filter.state.clone().unwrap_or_default();
     let name = filter.name.clone().unwrap_or_default();
@@ -331,18 +340,50 @@ pub fn repositories(
         body.push_str("<tr><td colspan=\"10\" class=\"muted\">No repository matches.</td></tr>");
     }
     body.push_str("</table>");
-    let pages = ((total as usize).div_ceil(PAGE_SIZE)).max(1);
-    let link = |p: usize| format!("{REPOSITORIES_PATH}?state={}&name={}&page={p}", encode(&state), encode(&name));
-    body.push_str("<div class=\"pages\">");
-    if page_no > 1 {
-        let _ = write!(body, "<a href=\"{}\">← Previous</a>", escape(&link(page_no - 1)));
+    body.push_str(&pages(list, &state, &name));
+    body.push_str("</section>");
+    page("Container repositories", node, &body, false)
+}
+
+/// The list's links (first, previous, next, last: each carries the key of
+/// the row it continues from, the filter kept) and which rows are shown.
+fn pages(list: &RepositoryList, state: &str, name: &str) -> String {
+    let p = list.page;
+    let link = |rest: &str| escape(&format!("{REPOSITORIES_PATH}?state={}&name={}{rest}", encode(state), encode(name)));
+    let key = |word: &str, k: Option<Key>| {
+        k.map(|k| format!("&{word}={}&group={}", encode(&k.name), k.group)).unwrap_or_default()
+    };
+    let filtered = !state.is_empty() || !name.is_empty();
+    let total = match list.total {
+        Total::Exactly(n) => format!("{n}{}", if filtered { " matching" } else { "" }),
+        Total::MoreThan(n) => format!("more than {n} matching"),
+    };
+    let n = p.rows.len();
+    let shown = match (p.is_first, p.more_after, list.total) {
+        _ if n == 0 => format!("{total} repositories"),
+        (true, _, _) => format!("Rows 1–{n} of {total} repositories"),
+        (false, false, Total::Exactly(all)) => {
+            format!("Rows {}–{all} of {total} repositories", (all - n as i64 + 1).max(1))
+        }
+        (false, false, _) => format!("The last {n} rows of {total} repositories"),
+        _ => {
+            format!("{n} rows, {} to {}, of {total} repositories", escape(&p.rows[0].name), escape(&p.rows[n - 1].name))
+        }
+    };
+    let mut out = String::from("<div class=\"pages\">");
+    if !p.is_first {
+        let _ = write!(out, "<a href=\"{}\">« First</a>", link(""));
     }
-    let _ = write!(body, "<span class=\"muted\">Page {page_no} of {pages} · {total} repositories</span>");
-    if page_no < pages {
-        let _ = write!(body, "<a href=\"{}\">Next →</a>", escape(&link(page_no + 1)));
+    if p.more_before {
+        let _ = write!(out, "<a href=\"{}\">← Previous</a>", link(&key("before", p.first_key())));
     }
-    body.push_str("</div></section>");
-    page("Container repositories", s, &body, false)
+    let _ = write!(out, "<span class=\"muted\">{shown} · failing ones first</span>");
+    if p.more_after {
+        let _ = write!(out, "<a href=\"{}\">Next →</a>", link(&key("after", p.last_key())));
+        let _ = write!(out, "<a href=\"{}\">Last »</a>", link("&last=1"));
+    }
+    out.push_str("</div>");
+    out
 }
 
 /// The transfer bundles of an air-gapped secondary: the last one imported

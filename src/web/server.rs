@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use super::app::App;
 use super::auth::{admin_allowed, admin_required, constant_time_eq, csrf_token};
-use super::dashboard::{self, NODES_PATH, PAGE_SIZE, REPOSITORIES_PATH};
+use super::dashboard::{self, RepositoryList, NODES_PATH, PAGE_SIZE, REPOSITORIES_PATH};
 use super::held::DELETION_PATH;
 use super::http::{form_value, Incoming, Reply};
 use super::{event_log, fingerprints, metrics, notifications, own_registry};
 use crate::health::{status, Status};
 use crate::peer::{EVENTS_PATH, FINGERPRINTS_PATH, NODE_STATUS_PATH};
 use crate::registry;
-use crate::store::{RepositoryFilter, Snapshot};
+use crate::store::{Key, Page, Position, RepositoryFilter, Snapshot, Total};
 
 pub const NOTIFICATION_PATH: &str = "/api/v4/container_registry_event/events";
 pub const STATUS_PATH: &str = "/api/v1/status";
@@ -135,18 +135,48 @@ fn with_status(app: &App, f: impl FnOnce(&Status, &Snapshot) -> crate::error::Re
     }
 }
 
+/// The repository list: one page found by key (`after` or `before` a
+/// row's name, with its `group`, or the `last` page; `page=N` of older
+/// links is the first page), read from one snapshot with the node's
+/// header only, not the whole status: at 100,000 repositories it costs
+/// what a page of 50 does.
 fn repositories_page(app: &App, req: &Incoming) -> Reply {
     let filter = RepositoryFilter {
         state: req.query("state").filter(|s| !s.is_empty()),
         name: req.query("name").filter(|s| !s.is_empty()),
     };
-    let page_no: usize = req.query("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
-    with_status(app, |s, snap| {
-        let rows = snap.repository_page(&filter, (page_no - 1) * PAGE_SIZE, PAGE_SIZE)?;
-        let total = snap.repository_count(&filter)?;
-        let done = req.query("done");
-        Ok(Reply::html(dashboard::repositories(s, &rows, &filter, total, page_no, &csrf_token(app), done.as_deref())))
-    })
+    let at = position(req);
+    let done = req.query("done");
+    let read = app.reader.read(|snap| {
+        let node = status::node(app.config, snap)?;
+        if node.role == crate::config::Role::Primary {
+            let list = RepositoryList { page: &Page::default(), filter: &filter, total: Total::Exactly(0) };
+            return Ok(dashboard::repositories(&node, snap.event_count()?, &list, "", None));
+        }
+        let page = snap.repository_page(&filter, &at, PAGE_SIZE)?;
+        let list = RepositoryList { page: &page, filter: &filter, total: snap.repository_total(&filter)? };
+        Ok(dashboard::repositories(&node, 0, &list, &csrf_token(app), done.as_deref()))
+    });
+    match read {
+        Ok(html) => Reply::html(html),
+        Err(e) => Reply::error(503, &format!("cannot read the state file: {e}")),
+    }
+}
+
+/// The list's position a link names; the first page when it names none
+/// (or an odd one).
+fn position(req: &Incoming) -> Position {
+    let group = req.query("group").and_then(|g| g.parse::<u8>().ok()).filter(|g| *g < crate::store::GROUPS);
+    let key = |name: String| group.map(|group| Key { group, name });
+    if req.query("last").is_some() {
+        Position::Last
+    } else if let Some(key) = req.query("after").and_then(key) {
+        Position::After(key)
+    } else if let Some(key) = req.query("before").and_then(key) {
+        Position::Before(key)
+    } else {
+        Position::First
+    }
 }
 
 /// A button's form, read whole (at most `limit` bytes) and checked for the

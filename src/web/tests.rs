@@ -388,5 +388,43 @@ fn an_air_gapped_node_whose_last_bundle_is_too_old_is_unhealthy_and_metrics_say_
     assert!(!status["health_message"].as_str().unwrap_or_default().contains("bundle"), "{status}");
 }
 
+#[test]
+fn the_repository_list_pages_by_key_and_keeps_its_filter() {
+    let f = Fixture::new("secondary");
+    let names: Vec<String> = (0..120).map(|i| format!("g/r{i:03}")).collect();
+    f.store.add_repositories(&names).unwrap();
+    let list = "/admin/geo/replication/container_repositories";
+    let href = |page: &str, label: &str| -> Option<String> {
+        let end = page.find(&format!("\">{label}</a>"))?;
+        let start = page[..end].rfind("href=\"")? + "href=\"".len();
+        Some(page[start..end].replace("&amp;", "&"))
+    };
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let first = body(&f.send(admin(get(list))));
+    assert!(first.contains("Rows 1–50 of 120 repositories") && first.contains("g/r049<"), "{first}");
+    assert!(href(&first, "← Previous").is_none() && href(&first, "« First").is_none(), "{first}");
+    let next = href(&first, "Next →").unwrap();
+    assert!(next.contains("after=g/r049&group=3"), "{next}");
+    let second = body(&f.send(admin(get(leak(next)))));
+    assert!(second.contains("50 rows, g/r050 to g/r099, of 120 repositories"), "{second}");
+    let previous = body(&f.send(admin(get(leak(href(&second, "← Previous").unwrap())))));
+    assert!(previous.contains("Rows 1–50 of 120"), "{previous}");
+    let last = body(&f.send(admin(get(leak(href(&second, "Last »").unwrap())))));
+    assert!(last.contains("Rows 71–120 of 120 repositories") && href(&last, "Next →").is_none(), "{last}");
+    // The filter goes with the links; a name filter is counted.
+    let filtered = body(&f.send(admin(get("/admin/geo/replication/container_repositories?state=pending&name=r1"))));
+    assert!(filtered.contains("Rows 1–20 of 20 matching repositories"), "{filtered}");
+    assert!(!filtered.contains("Next →"), "{filtered}");
+    let filtered = body(&f.send(admin(get("/admin/geo/replication/container_repositories?state=pending&name=r"))));
+    let next = href(&filtered, "Next →").unwrap();
+    assert!(next.contains("state=pending&name=r&after="), "{next}");
+    // Links of the paged list before keys: the first page, never an error.
+    for old in ["?page=3", "?page=-1", "?after=x&group=9", "?before=g%2Fr000&group=3", "?page=999&state=failed"] {
+        let reply = f.send(admin(get(leak(format!("{list}{old}")))));
+        assert_eq!(reply.status, 200, "{old}");
+    }
+    assert!(body(&f.send(admin(get(leak(format!("{list}?page=3")))))).contains("Rows 1–50 of 120"));
+}
+
 #[path = "fuzz_tests.rs"]
 mod fuzz;

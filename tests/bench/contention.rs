@@ -1,6 +1,6 @@
 //! Notifications while the pages are read, for the scale scenario: the
-//! registry's notifications, sent one after another on one kept-alive
-//! connection as the registry sends them, timed to their answer, first with
+//! registry's notifications, sent one every `notify_every` on one
+//! kept-alive connection as the registry sends them, timed to their answer, first with
 //! no other client (the baseline) and then while two clients read
 //! continuously, as a browser on the dashboard and a Prometheus scraper
 //! would: one the dashboard's pages (`/admin/geo/nodes` and pages of the
@@ -34,8 +34,6 @@ const MAX_READS: usize = 100_000;
 pub const WARM_UP: usize = 2;
 /// How long the sync queue may take to drain before a run.
 const DRAIN: Duration = Duration::from_secs(120);
-/// The dashboard's page size (src/web/dashboard.rs, PAGE_SIZE).
-const PAGE_SIZE: usize = 50;
 
 /// What one run measured.
 #[derive(Default)]
@@ -151,7 +149,7 @@ pub fn measure(node: &Georeg, sc: &Scale, n: usize, primary_url: &str) -> Conten
 }
 
 /// One envelope as distribution sends it: a manifest push by tag.
-fn envelope(primary_url: &str, id: &str, repo: &str, tag: &str) -> String {
+pub fn envelope(primary_url: &str, id: &str, repo: &str, tag: &str) -> String {
     let img = synthetic::image(repo, tag);
     serde_json::json!({"events": [{
         "id": id, "action": "push",
@@ -196,13 +194,18 @@ fn run(node: &Georeg, sc: &Scale, n: usize, primary_url: &str, phase: &str, read
     let stop = AtomicBool::new(false);
     let started_reads = AtomicUsize::new(0);
     let base = node.url();
-    let last = (n + 1).div_ceil(PAGE_SIZE).max(1);
     // The list's pages in an order that jumps about it (7919 is prime), as
-    // an operator paging and filtering would not read neighbours only.
-    let pages: Vec<String> = (0..last.min(500))
+    // an operator paging and filtering would not read neighbours only: a
+    // page after a repository (its link's key), the first and the last.
+    let pages: Vec<String> = (0..500)
         .flat_map(|j| {
-            let page = (j * 7919) % last + 1;
-            ["/admin/geo/nodes".to_string(), format!("/admin/geo/replication/container_repositories?page={page}")]
+            let repos = "/admin/geo/replication/container_repositories";
+            let page = match j % 10 {
+                0 => repos.to_string(),
+                5 => format!("{repos}?last=1"),
+                _ => format!("{repos}?after={}&group=3", synthetic::name((j * 7919) % n.max(1))),
+            };
+            ["/admin/geo/nodes".to_string(), page]
         })
         .collect();
     let api = ["/metrics".to_string(), "/api/v1/status".to_string()];
@@ -226,11 +229,14 @@ fn run(node: &Georeg, sc: &Scale, n: usize, primary_url: &str, phase: &str, read
             }
         }
         let begin = Instant::now();
-        for body in &bodies[WARM_UP..] {
+        for (k, body) in bodies[WARM_UP..].iter().enumerate() {
             if Instant::now() >= deadline {
                 out.cut_short = true;
                 break;
             }
+            // One every `notify_every`, as a registry's pushes arrive.
+            let due = begin + sc.notify_every * k as u32;
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
             let t = Instant::now();
             match post(body) {
                 Ok(()) => out.samples.push(t.elapsed()),

@@ -34,6 +34,7 @@ mod relay;
 mod report;
 mod scale;
 mod scale_table;
+mod scan_notify;
 mod scenarios;
 mod seed;
 mod sweep;

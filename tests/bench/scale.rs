@@ -40,6 +40,8 @@ pub struct Scale {
     /// one run may take.
     pub notifications: usize,
     pub notify_deadline: Duration,
+    /// The pace of the notifications: one every so long.
+    pub notify_every: Duration,
 }
 
 impl Scale {
@@ -55,6 +57,7 @@ impl Scale {
                 workers: s.workers,
                 notifications: 20,
                 notify_deadline: Duration::from_secs(20),
+                notify_every: Duration::from_millis(20),
             }
         } else {
             Scale {
@@ -65,8 +68,9 @@ impl Scale {
                 samples: 10,
                 idle: Duration::from_secs(10),
                 workers: s.workers,
-                notifications: 300,
+                notifications: 200,
                 notify_deadline: Duration::from_secs(120),
+                notify_every: Duration::from_millis(20),
             }
         }
     }
@@ -82,7 +86,7 @@ pub fn scale(lab: &Lab, s: &Sizes, report: &mut Report) {
 }
 
 /// The node's configuration, reading the synthetic primary.
-fn node(lab: &Lab, name: &str, secondary: &Registry, synthetic: &Synthetic, workers: usize) -> Georeg {
+pub fn node(lab: &Lab, name: &str, secondary: &Registry, synthetic: &Synthetic, workers: usize) -> Georeg {
     let node = Georeg::secondary_via(lab, name, secondary, &synthetic.url, workers, None);
     // The seeded state file says synced for repositories the secondary
     // registry does not hold: a drill at start would find them missing and
@@ -93,7 +97,7 @@ fn node(lab: &Lab, name: &str, secondary: &Registry, synthetic: &Synthetic, work
     node
 }
 
-fn remove_state(node: &Georeg) {
+pub fn remove_state(node: &Georeg) {
     for suffix in ["", "-wal", "-shm", ".lock"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", node.state.display()));
     }
@@ -190,7 +194,7 @@ fn at_size(lab: &Lab, sc: &Scale, n: usize, secondary: &Registry, report: &mut R
     let cpu = serve.cpu_seconds();
     std::thread::sleep(sc.idle);
     out.idle_cpu = (serve.cpu_seconds() - cpu) / sc.idle.as_secs_f64();
-    out.pages = pages(&node, sc, n);
+    out.pages = pages(&node, sc);
     out.pages.push(("`georeg status`".into(), status_times(&node, sc.samples)));
     event(&node, &synthetic, secondary, &mut out);
     background(report, &label);
@@ -198,6 +202,9 @@ fn at_size(lab: &Lab, sc: &Scale, n: usize, secondary: &Registry, report: &mut R
     out.rss_kib = serve.peak_rss_kib();
     serve.stop();
     remove_state(&node);
+    eprintln!("bench: {label}: notifications while a fresh node scans the catalog");
+    background(report, &label);
+    (out.scan_notify, out.scan_notify_wall) = crate::scan_notify::measure(lab, sc, n, secondary, &synthetic);
     out
 }
 
@@ -252,19 +259,22 @@ fn scan(node: &Georeg, synthetic: &Synthetic) -> (Duration, synthetic::Counts) {
     (wall, counts.since(&before))
 }
 
+/// The repository list's pages timed in `pages`, as their links name them
+/// (src/web/dashboard.rs): the first, the last, filtered by state, and by
+/// state and a part of the name; and a page after a repository's key.
+pub const LIST_PAGES: [&str; 5] = [
+    "/admin/geo/replication/container_repositories",
+    "/admin/geo/replication/container_repositories?last=1",
+    "/admin/geo/replication/container_repositories?state=failed",
+    "/admin/geo/replication/container_repositories?state=synced&name=repo000042",
+    "/admin/geo/replication/container_repositories?after=ns500%2Frepo050000&group=3",
+];
+
 /// Each page, timed `samples` times after one request to warm up.
-fn pages(node: &Georeg, sc: &Scale, n: usize) -> Vec<(String, Vec<Duration>)> {
-    let repos = "/admin/geo/replication/container_repositories";
-    let last = (n + 1).div_ceil(50);
-    let paths = [
-        "/admin/geo/nodes".to_string(),
-        repos.to_string(),
-        format!("{repos}?page={last}"),
-        format!("{repos}?state=failed"),
-        format!("{repos}?state=synced&name=repo000042"),
-        "/api/v1/status".into(),
-        "/metrics".into(),
-    ];
+fn pages(node: &Georeg, sc: &Scale) -> Vec<(String, Vec<Duration>)> {
+    let mut paths = vec!["/admin/geo/nodes".to_string()];
+    paths.extend(LIST_PAGES.iter().map(|p| p.to_string()));
+    paths.extend(["/api/v1/status".to_string(), "/metrics".to_string()]);
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
     paths
         .iter()
@@ -279,8 +289,7 @@ fn pages(node: &Georeg, sc: &Scale, n: usize) -> Vec<(String, Vec<Duration>)> {
                 started.elapsed()
             };
             get();
-            let shown = path.replace(&format!("page={last}"), "page=LAST");
-            (format!("`GET {shown}`"), (0..sc.samples).map(|_| get()).collect())
+            (format!("`GET {path}`"), (0..sc.samples).map(|_| get()).collect())
         })
         .collect()
 }

@@ -609,3 +609,10 @@ CREATE TRIGGER repository_names_update AFTER UPDATE OF name ON repositories WHEN
     INSERT INTO repository_names (repository_names, rowid, name) VALUES ('delete', OLD.id, OLD.name);
     INSERT INTO repository_names (rowid, name) VALUES (NEW.id, NEW.name);
 END;
+
+-- @version 17
+-- A deletion an import asked for (the bundle no longer lists the tag):
+-- held like one the primary asked for, and applied when due by the next
+-- import that still lists it as gone, or by an operator; `georeg
+-- deletions` names the bundle.
+ALTER TABLE deletions ADD COLUMN bundle TEXT /* the transfer bundle whose import asked for it (NULL: the primary) */;

@@ -68,6 +68,9 @@ fn state(r: &Deletion) -> String {
         "cancelled" => format!("cancelled {}", r.decided_at.as_deref().unwrap_or("")),
         state => {
             let mut s = format!("{state}: {}", r.cause);
+            if let Some(bundle) = &r.bundle {
+                s.push_str(&format!(" (import of bundle {bundle})"));
+            }
             if let Some(e) = &r.last_error {
                 s.push_str(&format!("; last attempt failed: {e}"));
             }

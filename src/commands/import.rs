@@ -92,7 +92,7 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
         if excluded > 0 { format!("; {excluded} left out by selective sync") } else { String::new() },
         if done.is_empty() { String::new() } else { format!("; resuming: {} imported by an earlier run", done.len()) }
     );
-    let importer = node.importer(&bundle);
+    let importer = node.importer(&bundle, &h.id);
     let (imported, failed, interrupted) = (AtomicUsize::new(done.len()), AtomicUsize::new(0), AtomicUsize::new(0));
     let started = Instant::now();
     let copied_before = node.stats.bytes_copied.load(Ordering::Relaxed);

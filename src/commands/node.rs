@@ -146,8 +146,12 @@ impl Node {
     /// An importer into this node's registry that reads what it lacks from
     /// `source` (a transfer bundle). It needs no primary registry: an
     /// air-gapped node may know none.
-    pub fn importer<'a>(&'a self, source: &'a dyn Source) -> Importer<'a> {
-        Importer { engine: self.engine(source) }
+    pub fn importer<'a>(&'a self, source: &'a dyn Source, bundle: &str) -> Importer<'a> {
+        Importer {
+            engine: self.engine(source),
+            deletions: deletion_policy(&self.config.replication),
+            bundle: bundle.to_string(),
+        }
     }
 
     /// The copy engine into this node's registry, reading from `source`.

@@ -11,14 +11,20 @@
 //! request, so an import cut short and run again copies nothing twice.
 //!
 //! An importer has no primary registry to ask: an air-gapped secondary
-//! may not reach one. What the bundle says is the whole truth.
+//! may not reach one. What the bundle says is the whole truth, and a tag
+//! it no longer lists is a deletion like one the primary asks for: held
+//! back by `replication.delete_delay_hours` (`held.rs`), counted by the
+//! burst alarm, and applied once due by the next import that still lists
+//! it as gone (or by an operator).
 
 use std::collections::BTreeMap;
 
 use super::engine::{Engine, Seen};
+use super::held::Deleter;
 use super::report::{Report, TagFailures};
 use crate::error::{Error, Result};
 use crate::registry::{Digest, Mount};
+use crate::store::{Cause, DeletionPolicy};
 
 /// A blob the bundle leaves out because another repository of the
 /// secondary held it when the inventory was taken.
@@ -31,6 +37,10 @@ pub struct Mountable {
 /// Applies a bundle's repositories: the copy engine, reading from the bundle.
 pub struct Importer<'a> {
     pub engine: Engine<'a>,
+    /// How deletions are held back and when they raise the burst alarm.
+    pub deletions: DeletionPolicy,
+    /// The bundle's ID, named on the deletions its import asks for.
+    pub bundle: String,
 }
 
 impl Importer<'_> {
@@ -38,9 +48,23 @@ impl Importer<'_> {
     /// as synced (or failed, with the reason) in the state file.
     pub fn import(&self, repo: &str, tags: &BTreeMap<String, Digest>, mounts: &[Mountable]) -> Result<Report> {
         let job = self.engine.store.claim_for_full_sync(repo)?;
+        let deleter = Deleter { engine: &self.engine, policy: &self.deletions, bundle: Some(&self.bundle) };
         self.engine.run_job(&job, |progress, report| {
             let mut seen = Seen { progress: progress.clone(), ..Seen::default() };
-            self.import_tags(repo, tags, mounts, &mut seen, report).map_err(|e| self.bundle_fault(e))
+            let imported = self.import_tags(repo, tags, mounts, &deleter, &mut seen, report);
+            // A held deletion the bundle still asks for is applied once
+            // due; one whose tag (or manifest) it lists again is dropped.
+            let applied = imported.and_then(|()| {
+                deleter.apply_due(repo, report, &|d| {
+                    Ok(match (&d.tag, d.digest()) {
+                        (Some(tag), _) => tags.contains_key(tag),
+                        (None, Some(digest)) => tags.values().any(|t| *t == digest),
+                        (None, None) => false,
+                    })
+                })
+            });
+            deleter.check_burst(repo, report);
+            applied.map_err(|e| self.bundle_fault(e))
         })
     }
 
@@ -64,6 +88,7 @@ impl Importer<'_> {
         repo: &str,
         tags: &BTreeMap<String, Digest>,
         mounts: &[Mountable],
+        deleter: &Deleter,
         seen: &mut Seen,
         report: &mut Report,
     ) -> Result<()> {
@@ -87,10 +112,10 @@ impl Importer<'_> {
                 .and_then(|m| self.engine.copy_manifest(repo, tag, m, seen, report));
             failures.record(repo, tag, copied)?;
         }
-        for tag in present.keys().filter(|t| !tags.contains_key(*t)) {
+        let cause = if tags.is_empty() { Cause::RepositoryEmptied } else { Cause::TagRemoved };
+        for (tag, digest) in present.iter().filter(|(t, _)| !tags.contains_key(*t)) {
             self.engine.shutdown.check()?;
-            self.engine.remove_tag(repo, tag)?;
-            report.tags_removed += 1;
+            deleter.remove_or_hold_tag(repo, tag, Some(digest), cause, report)?;
         }
         failures.into_result(repo)
     }

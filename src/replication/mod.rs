@@ -34,6 +34,7 @@ mod deletions;
 pub mod drill;
 mod engine;
 mod events;
+mod held;
 pub mod import;
 mod job;
 pub mod pool;

@@ -30,7 +30,7 @@ pub(super) const HOUR_AGO: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 hou
 /// States of a deletion not yet done with: the ones verification expects.
 const OPEN: &str = "('held', 'applying', 'cancelled')";
 const COLUMNS: &str = "h.id, r.name, h.kind, h.tag, h.digest, h.cause, h.tags, h.state, h.seen_at, h.applies_at, \
-                       h.decided_at, h.decided_by, h.last_error, \
+                       h.decided_at, h.decided_by, h.last_error, h.bundle, \
                        CASE WHEN h.kind = 'manifest' THEN (SELECT group_concat(name, ',') FROM \
                          (SELECT t.name FROM tags t WHERE t.repository_id = h.repository_id AND t.digest = h.digest \
                           ORDER BY t.name)) END";
@@ -62,6 +62,8 @@ pub struct NewDeletion<'a> {
     pub digest: Option<&'a Digest>,
     /// `tag removed`, `manifest deleted` or `repository emptied`.
     pub cause: Cause,
+    /// The transfer bundle whose import asks for it (None: the primary).
+    pub bundle: Option<&'a str>,
     /// Tags it takes off the secondary.
     pub tags: i64,
 }
@@ -93,12 +95,20 @@ pub struct Deletion {
     pub decided_at: Option<String>,
     pub decided_by: Option<DecidedBy>,
     pub last_error: Option<String>,
+    /// The transfer bundle whose import asked for it (None: the primary).
+    #[serde(default)]
+    pub bundle: Option<String>,
     /// The tags a manifest deletion takes off the secondary, as the state
     /// file records them now (none for a tag deletion: `tag` names it).
     pub tag_names: Vec<String>,
 }
 
 impl Deletion {
+    /// The digest it names, when it names a valid one.
+    pub fn digest(&self) -> Option<Digest> {
+        self.digest.as_deref().and_then(|d| Digest::parse(d).ok())
+    }
+
     /// `tag v1 (sha256:0123456789ab)`, `manifest sha256:0123456789ab
     /// (tags latest, v1)`, or `(2 tags)` when their names are not known.
     pub fn what(&self) -> String {
@@ -190,8 +200,9 @@ fn deletion_row(r: &rusqlite::Row) -> rusqlite::Result<Deletion> {
         decided_at: r.get(10)?,
         decided_by: r.get(11)?,
         last_error: r.get(12)?,
+        bundle: r.get(13)?,
         tag_names: r
-            .get::<_, Option<String>>(13)?
+            .get::<_, Option<String>>(14)?
             .map(|names| names.split(',').map(String::from).collect())
             .unwrap_or_default(),
     })
@@ -225,8 +236,8 @@ impl Queue {
         let id = self.ensure_repository(repository)?;
         let conn = self.conn();
         conn.prepare_cached(
-            "INSERT OR IGNORE INTO deletions (repository_id, kind, tag, digest, cause, tags, applies_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?7))",
+            "INSERT OR IGNORE INTO deletions (repository_id, kind, tag, digest, cause, tags, applies_at, bundle)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?7), ?8)",
         )?
         .execute(params![
             id,
@@ -235,7 +246,8 @@ impl Queue {
             r.digest.map(Digest::as_str),
             r.cause.as_str(),
             r.tags,
-            format!("+{} hours", policy.delay_hours)
+            format!("+{} hours", policy.delay_hours),
+            r.bundle
         ])?;
         let applies_at = conn
             .prepare_cached(&format!(
@@ -253,10 +265,18 @@ impl Queue {
         self.conn()
             .prepare_cached(&format!(
                 "INSERT INTO deletions (repository_id, kind, tag, digest, cause, tags, state, applies_at, decided_at,
-                                       decided_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'applied', {NOW}, {NOW}, 'delay')"
+                                       decided_by, bundle)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'applied', {NOW}, {NOW}, 'delay', ?7)"
             ))?
-            .execute(params![id, r.kind.as_str(), r.tag, r.digest.map(Digest::as_str), r.cause.as_str(), r.tags])?;
+            .execute(params![
+                id,
+                r.kind.as_str(),
+                r.tag,
+                r.digest.map(Digest::as_str),
+                r.cause.as_str(),
+                r.tags,
+                r.bundle
+            ])?;
         Ok(())
     }
 

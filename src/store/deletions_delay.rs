@@ -84,6 +84,7 @@ mod tests {
                 digest: Some(&d),
                 cause: Cause::TagRemoved,
                 tags: 1,
+                bundle: None,
             };
             store.hold_deletion("app", &r, &day).unwrap();
         }

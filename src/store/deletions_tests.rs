@@ -7,7 +7,14 @@ use crate::store::Store;
 const DAY: DeletionPolicy = DeletionPolicy { delay_hours: 24, burst_share: 0.5, burst_min_tags: 3 };
 
 fn tag_deletion<'a>(tag: &'a str, digest: &'a Digest) -> NewDeletion<'a> {
-    NewDeletion { kind: DeletionKind::Tag, tag: Some(tag), digest: Some(digest), cause: Cause::TagRemoved, tags: 1 }
+    NewDeletion {
+        kind: DeletionKind::Tag,
+        tag: Some(tag),
+        digest: Some(digest),
+        cause: Cause::TagRemoved,
+        tags: 1,
+        bundle: None,
+    }
 }
 
 #[test]
@@ -47,6 +54,7 @@ fn a_manifest_deletion_covers_the_tags_at_its_digest() {
         digest: Some(&d),
         cause: Cause::ManifestDeleted,
         tags: 2,
+        bundle: None,
     };
     store.hold_deletion("app", &gone, &DAY).unwrap();
     assert!(matches!(store.open_deletion("app", Some("v1"), Some(&d)).unwrap(), Open::Held { .. }));

@@ -314,6 +314,7 @@ fn held_deletions_are_listed_with_apply_and_keep_buttons_that_need_the_form_toke
             digest: Some(&d),
             cause: Cause::TagRemoved,
             tags: 1,
+            bundle: None,
         };
         f.store.hold_deletion("g/app", &held, &policy).unwrap();
     }

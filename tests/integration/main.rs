@@ -13,6 +13,7 @@ mod crash;
 mod dashboard;
 mod demo;
 mod dr;
+mod dr_import;
 mod events;
 mod exit_codes;
 mod fidelity;

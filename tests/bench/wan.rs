@@ -123,6 +123,9 @@ pub fn wan(lab: &Lab, s: &Sizes, report: &mut Report) {
 /// What one copier's run across the link took.
 struct Crossing {
     wall: Duration,
+    /// The bytes past the first megabyte and how long the link took to
+    /// send them.
+    bulk: Option<(u64, Duration)>,
     rss_kib: u64,
     requests: u64,
     cpu: crate::lab::Cpu,
@@ -156,12 +159,12 @@ fn across(
     let cpu = CpuMark::children(primary, &secondary);
     let (wall, rss_kib) = copy(&proxy, &secondary);
     let cpu = cpu.elapsed();
-    let (down, up) = (proxy.downstream_bytes(), proxy.upstream_bytes());
+    let (down, up, bulk) = (proxy.downstream_bytes(), proxy.upstream_bytes(), proxy.bulk());
     drop(proxy);
     let requests = count(&[&marks.0, &marks.1], agent);
     assert_complete(primary, &secondary, names, &format!("{tool} across the WAN"));
     discard(secondary);
-    Crossing { wall, rss_kib, requests, cpu, down, up }
+    Crossing { wall, bulk, rss_kib, requests, cpu, down, up }
 }
 
 fn row(shape: &Shape, tool: &str, corpus: &Corpus, c: &Crossing) -> Row {
@@ -221,5 +224,20 @@ fn corpus_across(lab: &Lab, s: &Sizes, report: &mut Report, shape: &Shape) {
         over(&skopeo),
         crate::report::thousands(skopeo.requests),
     ));
+    if let Some((bytes, took)) = georeg.bulk.filter(|_| shape.key != "wan-a") {
+        let rate = bytes as f64 / 1e6 / took.as_secs_f64().max(1e-9);
+        report.notes.push(format!(
+            "{}: georeg's breakdown: {:.2} s of {:.2} s before the link had carried the first megabyte (its first \
+             requests, {:.0} round trips of {} ms), then {:.1} MB in {:.2} s at {rate:.1} MB/s, {:.2} of the link",
+            shape.label,
+            (georeg.wall.saturating_sub(took)).as_secs_f64(),
+            georeg.wall.as_secs_f64(),
+            georeg.wall.saturating_sub(took).as_secs_f64() / shape.rtt.as_secs_f64(),
+            shape.rtt.as_millis(),
+            bytes as f64 / 1e6,
+            took.as_secs_f64(),
+            rate / capacity_mb_per_s()
+        ));
+    }
     report.wan_rows.extend([g, k, l]);
 }

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 const CHUNK: usize = 16 << 10;
 /// Chunks in flight per connection and direction: 4 MiB, a TCP window's worth.
 const IN_FLIGHT: usize = 256;
+/// Downstream bytes after which a copy's bulk is timed ([`WanProxy::bulk`]).
+const BULK_FROM: u64 = 1 << 20;
 /// How far ahead of its average rate an idle link may send.
 const BURST: Duration = Duration::from_millis(2);
 
@@ -85,6 +87,10 @@ struct Shared {
     cuts: AtomicUsize,
     stalls: AtomicUsize,
     conns: Mutex<Vec<Weak<Conn>>>,
+    /// When the link finished sending the downstream megabyte that
+    /// followed the first, and the last downstream byte: the bulk of a
+    /// copy, after its first requests.
+    bulk: Mutex<(Option<Instant>, Option<Instant>)>,
 }
 
 /// One proxied connection; its sockets close when its four threads are done.
@@ -120,6 +126,7 @@ impl WanProxy {
             cuts: AtomicUsize::new(0),
             stalls: AtomicUsize::new(0),
             conns: Mutex::default(),
+            bulk: Mutex::default(),
         });
         let sh = shared.clone();
         let accept = spawn("wan-accept", move || {
@@ -170,6 +177,15 @@ impl WanProxy {
     /// Bytes forwarded client->upstream so far, all connections together.
     pub fn upstream_bytes(&self) -> u64 {
         self.shared.bytes[Dir::Up as usize].load(SeqCst)
+    }
+
+    /// The downstream bytes past the first megabyte, and how long the link
+    /// took to send them: the bulk of a copy, its first requests' round
+    /// trips left out. (The benchmark's; no test times the link.)
+    #[allow(dead_code)]
+    pub fn bulk(&self) -> Option<(u64, Duration)> {
+        let (first, last) = *lock(&self.shared.bulk);
+        Some((self.downstream_bytes().checked_sub(BULK_FROM)?, last?.checked_duration_since(first?)?))
     }
 
     /// Cut points fired so far.
@@ -242,6 +258,9 @@ fn read_loop(sh: &Shared, conn: &Conn, d: Dir, tx: SyncSender<Msg>, spare: Recei
         let (len, fault) = sh.count(d, n);
         if len > 0 {
             let sent = sh.pace(d, len);
+            if d == Dir::Down {
+                sh.mark_bulk(sent);
+            }
             sleep_until(sent);
             if tx.send(Msg::Data(sent.max(not_before) + sh.link.one_way_delay, buf, len)).is_err() {
                 return;
@@ -312,6 +331,15 @@ impl Shared {
         };
         bytes.fetch_add(len as u64, SeqCst);
         (len, fault)
+    }
+
+    /// Notes when downstream bytes were sent, once past the first megabyte.
+    fn mark_bulk(&self, sent: Instant) {
+        let mut bulk = lock(&self.bulk);
+        if bulk.0.is_none() && self.bytes[Dir::Down as usize].load(SeqCst) >= BULK_FROM {
+            bulk.0 = Some(sent);
+        }
+        bulk.1 = Some(bulk.1.map_or(sent, |last| last.max(sent)));
     }
 
     /// Reserves the link's capacity for `len` bytes in direction `d`:

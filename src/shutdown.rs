@@ -76,6 +76,19 @@ impl Shutdown {
         Budget(())
     }
 
+    /// This thread's budget, to carry into a helper thread: its end and
+    /// its length in seconds.
+    pub fn current_budget() -> Option<(Instant, u64)> {
+        BUDGET.with(Cell::get)
+    }
+
+    /// Takes up, in a helper thread, the budget another thread has
+    /// ([`Shutdown::current_budget`]): it ends when that one does.
+    pub fn budget_until(end: Instant, seconds: u64) -> Budget {
+        BUDGET.with(|b| b.set(Some((end, seconds))));
+        Budget(())
+    }
+
     /// `Err(OverBudget)` once this thread's budget is spent.
     pub fn check_budget() -> Result<()> {
         match BUDGET.with(Cell::get) {
@@ -121,6 +134,18 @@ impl Shutdown {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_helper_thread_takes_up_the_budget_of_the_thread_it_helps() {
+        let _budget = Shutdown::budget(0);
+        let carried = Shutdown::current_budget();
+        let over = std::thread::spawn(move || {
+            assert!(Shutdown::check_budget().is_ok(), "a new thread has no budget of its own");
+            let _b = carried.map(|(end, seconds)| Shutdown::budget_until(end, seconds));
+            Shutdown::check_budget().is_err()
+        });
+        assert!(over.join().unwrap(), "the helper's reads end when the sync's budget does");
+    }
 
     #[test]
     fn sleep_ends_early_on_a_stop_request() {

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::format::human_bytes;
 use crate::registry::digest::{Hasher, VerifyingReader};
 use crate::registry::manifest::BlobRef;
+use crate::shutdown::Shutdown;
 use crate::store::Upload;
 
 impl Engine<'_> {
@@ -165,8 +166,13 @@ impl Engine<'_> {
         };
         let ranges = Ranges::new(blob.size, self.chunk_bytes(), upload.bytes_done, streams, &read, &AHEAD);
         std::thread::scope(|s| {
+            // Helpers read within the sync's budget, as the copy does.
+            let (budget, ranges) = (Shutdown::current_budget(), &ranges);
             for _ in 1..streams {
-                s.spawn(|| ranges.help(|| self.source.serves_ranges()));
+                s.spawn(move || {
+                    let _budget = budget.map(|(end, seconds)| Shutdown::budget_until(end, seconds));
+                    ranges.help(|| self.source.serves_ranges())
+                });
             }
             let copied = (|| -> Result<()> {
                 while upload.bytes_done < blob.size && self.source.serves_ranges() {

@@ -111,8 +111,7 @@ impl Engine<'_> {
         report: &mut Report,
         depth: usize,
     ) -> Result<()> {
-        self.copy_contents(repo, m, seen, report, depth)?;
-        self.secondary.put_manifest(repo, digest.as_str(), m)?;
+        self.put_by_digest(repo, digest, m, seen, report, depth)?;
         if depth == 0 {
             // Pushed by digest in its own right (a referrer, an image
             // pushed by digest), not as an index's child.
@@ -120,6 +119,22 @@ impl Engine<'_> {
         }
         seen.manifests.insert(digest.clone());
         Ok(())
+    }
+
+    /// Copies what `m` references and puts it by `digest`, logging
+    /// nothing: an image copied ahead of its tag, which the tag's copy
+    /// logs a moment later (followers then compare it once).
+    pub(super) fn put_by_digest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        m: &Manifest,
+        seen: &mut Seen,
+        report: &mut Report,
+        depth: usize,
+    ) -> Result<()> {
+        self.copy_contents(repo, m, seen, report, depth)?;
+        self.secondary.put_manifest(repo, digest.as_str(), m)
     }
 
     /// The source's manifest `digest`, which it named a moment ago: gone

@@ -264,7 +264,8 @@ impl Replicator<'_> {
         if crate::registry::manifest::is_schema1(&m.media_type, &m.bytes) || seen.manifests.contains(&m.digest) {
             return Ok(());
         }
-        self.engine.copy_by_digest(repo, digest, &m, seen, report, 0)?;
+        self.engine.put_by_digest(repo, digest, &m, seen, report, 0)?;
+        seen.manifests.insert(digest.clone());
         report.manifests_copied += 1;
         Ok(())
     }

@@ -352,3 +352,39 @@ fn a_promoted_relay_keeps_its_followers_following_it() {
     let gap: Option<String> = hop.state(&env).query_row("SELECT gap_message FROM cursor", [], |r| r.get(0)).unwrap();
     assert!(gap.as_deref().is_some_and(|g| g.contains("another one than before")), "{gap:?}");
 }
+
+/// Distribution notifies a push before it writes the tag: the relay copies
+/// the image by digest and puts the tag once it resolves. Its followers
+/// learn of the push once, under its tag, not also as an image pushed by
+/// digest (which cost each of them a second comparison).
+#[test]
+fn a_push_whose_tag_resolves_late_is_logged_once_under_its_tag() {
+    use crate::support::hostile_registry::{Answer, HostileRegistry};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let env = Env::with_mode("relay-late-tag", Mode::Direct);
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let double = HostileRegistry::start(&env.primary.url, move |r| {
+        let tag_read = r.method == "GET" && r.target == "/v2/group/app/manifests/v1";
+        match tag_read && counter.fetch_add(1, Ordering::SeqCst) < 2 {
+            true => Answer::Bare(404), // the tag link not written yet
+            false => Answer::Forward,
+        }
+    });
+    env.route_primary_through(&double.url);
+    env.start_daemons();
+    let image = oci_image(930, &[20_000]);
+    env.p.push_image("group/app", "v1", &image);
+    env.wait_in_sync("group/app", DEADLINE);
+    assert!(asked.load(Ordering::SeqCst) >= 3, "the tag was read before and after it resolved");
+    let logged: Vec<(Option<String>, Option<String>)> = env
+        .state()
+        .prepare("SELECT tag, digest FROM applied WHERE repository = 'group/app' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(logged, [(Some("v1".to_string()), Some(image.digest.clone()))], "logged once, under its tag");
+}

@@ -32,6 +32,7 @@
 mod alarms;
 mod applied;
 mod bundles;
+mod catalog;
 mod cursor;
 mod deletions;
 mod deletions_burst;

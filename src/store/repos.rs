@@ -379,33 +379,6 @@ impl Queue {
         Ok(())
     }
 
-    /// Records repositories found in the primary's catalog; returns how
-    /// many were new (queued for their first, full sync).
-    pub fn add_repositories(&self, names: &[String]) -> Result<usize> {
-        // One statement for each few hundred names: each row's triggers
-        // (the kept counts, the names' trigrams) then cost what a row
-        // costs, not what a statement does (36 us a row when executed one
-        // by one), and the writer is let go between two of them, so that
-        // a notification waits for one of them (a few milliseconds), not
-        // for a whole catalog of 100,000 (1.4 s in one statement).
-        let mut added = 0;
-        for chunk in names.chunks(WRITE_CHUNK) {
-            let list =
-                serde_json::to_string(chunk).map_err(|e| crate::error::Error::Store { message: e.to_string() })?;
-            added += self
-                .conn()
-                .prepare_cached(
-                    "INSERT INTO repositories (name) SELECT value FROM json_each(?1) WHERE true
-                     ON CONFLICT (name) DO NOTHING",
-                )?
-                .execute([list])?;
-        }
-        if added > 0 {
-            self.work.ring();
-        }
-        Ok(added)
-    }
-
     /// Repositories selective sync includes that are not synced (pending,
     /// failed whatever their retry time, or never synced), oldest first.
     pub fn unsynced_repositories(&self) -> Result<Vec<String>> {
@@ -417,60 +390,7 @@ impl Queue {
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
-
-    /// Every repository name in the state file.
-    pub fn repository_names(&self) -> Result<Vec<String>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT name FROM repositories ORDER BY name")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Marks repositories in or out of selective sync. A repository coming
-    /// back in is queued for a full sync.
-    ///
-    /// A transaction for each few hundred names ([`WRITE_CHUNK`]), the
-    /// writer let go between two, as [`Queue::add_repositories`] does; a
-    /// pass cut short is redone whole by the next (at start, every scan).
-    pub fn apply_selection(&self, includes: impl Fn(&str) -> bool) -> Result<usize> {
-        let names = self.repository_names()?;
-        let mut excluded = 0;
-        for chunk in names.chunks(WRITE_CHUNK) {
-            excluded += self.apply_selection_to(chunk, &includes)?;
-        }
-        Ok(excluded)
-    }
-
-    fn apply_selection_to(&self, names: &[String], includes: &impl Fn(&str) -> bool) -> Result<usize> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut excluded = 0;
-        for name in names {
-            let out = !includes(name);
-            excluded += usize::from(out);
-            if out {
-                tx.prepare_cached(
-                    "UPDATE repositories SET excluded = 1, verification_state = 'disabled'
-                     WHERE name = ?1 AND excluded = 0",
-                )?
-                .execute([name])?;
-            } else {
-                tx.prepare_cached(
-                    "UPDATE repositories SET excluded = 0, full_sync_requested = 1, verification_state = 'pending',
-                       sync_state = CASE sync_state WHEN 'started' THEN 'started' ELSE 'pending' END
-                     WHERE name = ?1 AND excluded = 1",
-                )?
-                .execute([name])?;
-            }
-        }
-        tx.commit()?;
-        Ok(excluded)
-    }
 }
-
-/// Names written in one statement or transaction by the catalog scan's
-/// writes: each holds the writer a few milliseconds at most.
-const WRITE_CHUNK: usize = 250;
 
 fn claim_lost(job: &Job) -> Error {
     Error::ClaimLost { repository: job.name.clone() }

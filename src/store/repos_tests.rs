@@ -101,3 +101,13 @@ fn crash_recovery_and_claim_order() {
     let next = store.claim_next().unwrap().unwrap().name;
     assert!(next == "new" || next == "never", "{next}");
 }
+
+#[test]
+fn every_name_is_read_back_across_the_pages_of_the_read() {
+    let store = Store::open_in_memory().unwrap();
+    let names: Vec<String> = (0..4_500).rev().map(|i| format!("team/app-{i:05}")).collect();
+    assert_eq!(store.add_repositories(&names).unwrap(), 4_500);
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(store.repository_names().unwrap(), sorted, "all of them, in order, each once");
+}

@@ -21,6 +21,8 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use sha2::{Digest as _, Sha256};
+
 use super::contents::{Basis, Contents, Deletion, MountHint, RepositoryEntry, FORMAT};
 use super::inventory::{HeldSets, Index, Inventory};
 use super::resume::{Journal, Start, Walked};
@@ -122,7 +124,12 @@ impl Exporter<'_> {
         inventory: Option<&Inventory>,
         gone: &[String],
     ) -> Result<Exported> {
-        let (created_at, mtime, id) = (start.created_at.clone(), start.mtime, start.id.clone());
+        let (created_at, mtime) = (start.created_at.clone(), start.mtime);
+        // The id: the export's time and arguments, and what it found, so
+        // that the same bundle written again has the same id, and two
+        // bundles of one time (SOURCE_DATE_EPOCH) but other contents do not.
+        let mut identity = Sha256::new();
+        identity.update(start.id.as_bytes());
         let index = inventory.map(Index::new);
         // The journal first: a partial file is never newer than its journal.
         let mut journal = Journal::open(out, start)?;
@@ -137,6 +144,7 @@ impl Exporter<'_> {
         for repo in repositories {
             self.shutdown.check()?;
             let walked = self.walk(repo, index.as_ref(), &mut writer, &mut walk).map_err(|e| e.in_repository(repo))?;
+            identity.update(serde_json::to_vec(&walked).unwrap_or_default());
             if let Some(change) = journal.walked(walked)? {
                 return Ok(Exported::Changed(change));
             }
@@ -149,6 +157,7 @@ impl Exporter<'_> {
                 walk.deletions.push(Deletion { repository: name.clone(), tags, repository_gone: true });
             }
         }
+        let id: String = crate::registry::encoding::hex(&identity.finalize()).chars().take(32).collect();
         let blob_bytes: u64 = walk.blobs.iter().map(|b| b.size).sum();
         self.progress.blob_bytes.store(blob_bytes, Ordering::Relaxed);
         for blob in &walk.blobs {

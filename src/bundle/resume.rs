@@ -73,7 +73,8 @@ pub struct Start {
     pub created_at: String,
     /// The same time in seconds: every tar entry's mtime, the signature's date.
     pub mtime: u64,
-    /// Derived from the time and arguments: the same bundle has the same id.
+    /// Derived from the time and arguments; the bundle's id is derived
+    /// from it and what the export finds.
     pub id: String,
     /// The repositories an earlier run walked, when this one resumes it.
     pub resumed: Option<Vec<Walked>>,

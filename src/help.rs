@@ -80,7 +80,9 @@ pub const PAGES: &[Page] = &[
             ("--inventory FILE", "the secondary's signed inventory: an incremental bundle"),
         ],
         example: "georeg export --inventory inventory.json --output /media/usb/bundle.tar",
-        exit: "0 when the bundle is complete; 1 when anything failed (no bundle is left); 130 when interrupted",
+        exit: "0 when the bundle is complete; 1 when anything failed; 130 when interrupted (no bundle is left, but \
+               FILE.tar.partial and FILE.tar.resume: the same command run again goes on from there, other \
+               arguments start over)",
     },
     Page {
         name: "import",

@@ -14,8 +14,12 @@ use crate::registry::{valid_repository, valid_tag, Digest};
 
 /// The `format` of `georeg-bundle.json` this georeg writes and reads.
 /// 2: the signature covers the description's bytes, repositories are in
-/// name order.
-pub const FORMAT: &str = "georeg-bundle/2";
+/// name order. 3: repositories list their referrers; a georeg reading only
+/// format 2 would import such a bundle without them, so it refuses it.
+pub const FORMAT: &str = "georeg-bundle/3";
+
+/// The formats this georeg reads: its own, and format 2 (no referrers).
+pub const READS: [&str; 2] = [FORMAT, "georeg-bundle/2"];
 
 /// The files of the OCI image layout, and the description, inside the tar.
 pub const LAYOUT: &str = "oci-layout";
@@ -73,6 +77,18 @@ pub struct RepositoryEntry {
     /// repositories when the inventory was taken: mounted from there.
     #[serde(default)]
     pub mounts: Vec<MountHint>,
+    /// Manifests the primary lists only through its referrers API
+    /// (signatures, SBOMs: no tag reaches them), each after its subject:
+    /// an import puts them by digest in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<Referrer>,
+}
+
+/// A manifest whose `subject` is another manifest of the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Referrer {
+    pub subject: String,
+    pub digest: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,10 +159,11 @@ pub struct Checks {
 
 impl Checks {
     pub fn header(h: &Header) -> Result<(), String> {
-        if h.format != FORMAT {
+        if !READS.contains(&h.format.as_str()) {
             return Err(format!(
-                "is of format {:?}; this georeg reads {FORMAT:?} (export it with the same georeg version)",
-                printable(&h.format)
+                "is of format {:?}; this georeg reads {} (export it with the same georeg version)",
+                printable(&h.format),
+                READS.join(" and ")
             ));
         }
         if h.created_at.len() != 24 || !h.created_at.ends_with('Z') || !h.created_at.is_ascii() {
@@ -196,6 +213,11 @@ impl Checks {
                 return Err(format!("{}: mounts from {:?}, not a repository name", r.name, printable(&m.from)));
             }
         }
+        for referrer in &r.referrers {
+            for digest in [&referrer.subject, &referrer.digest] {
+                Digest::parse(digest).map_err(|e| format!("{}: a referrer: {}", r.name, printable(&e)))?;
+            }
+        }
         self.last = Some(r.name.clone());
         Ok(())
     }
@@ -212,6 +234,13 @@ impl Contents {
             checks.item(&item)?;
         }
         Ok(())
+    }
+
+    /// The repository's referrers, (subject, referrer), parsed (checked
+    /// by [`Checks`]), in the order an import puts them.
+    pub fn referrers(entry: &RepositoryEntry) -> Vec<(Digest, Digest)> {
+        let parse = |r: &Referrer| Some((Digest::parse(&r.subject).ok()?, Digest::parse(&r.digest).ok()?));
+        entry.referrers.iter().filter_map(parse).collect()
     }
 
     /// The repository's tags with their digests parsed (checked by
@@ -309,6 +338,7 @@ pub(super) mod tests {
                 name: "group/app".into(),
                 tags: [("v1".to_string(), d('a'))].into(),
                 mounts: vec![],
+                referrers: vec![Referrer { subject: d('a'), digest: d('b') }],
             }],
             deletions: vec![],
             files: vec![FileEntry {
@@ -345,6 +375,12 @@ pub(super) mod tests {
         let mut c = contents();
         c.files[0].path = "blobs/sha256/../../x".into();
         assert!(c.check().unwrap_err().contains("not its digest"));
+        let mut c = contents();
+        c.repositories[0].referrers[0].digest = "sha256:zz".into();
+        assert!(c.check().unwrap_err().contains("a referrer"));
+        let mut c = contents();
+        c.format = "georeg-bundle/2".into();
+        assert_eq!(c.check(), Ok(()), "bundles of format 2 still import");
         let mut c = contents();
         c.repositories.push(c.repositories[0].clone());
         assert!(c.check().unwrap_err().contains("twice"));

@@ -6,19 +6,30 @@
 //! noting the blobs it lacks; the second streams those blobs from the
 //! primary into the tar, each checked against its digest on the way,
 //! with a known total for the progress line. Deletions come from
-//! comparing the primary with the inventory.
+//! comparing the primary with the inventory. Referrers the primary lists
+//! through its referrers API travel with the manifests they refer to
+//! (`referrers`).
+//!
+//! The export is deterministic: the same primary, arguments and time give
+//! the same bytes. So an export cut short goes on when run again
+//! (`resume`): it walks the primary again, each repository compared with
+//! what the first run recorded, and keeps what `FILE.partial` holds whole
+//! instead of streaming it again.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use super::contents::{now_text, Basis, Contents, Deletion, MountHint, RepositoryEntry, FORMAT};
+use sha2::{Digest as _, Sha256};
+
+use super::contents::{Basis, Contents, Deletion, MountHint, RepositoryEntry, FORMAT};
 use super::inventory::{HeldSets, Index, Inventory};
+use super::resume::{Journal, Start, Walked};
 use super::tarfile::{Tagged, Writer, Written};
 use crate::error::{Error, Result};
 use crate::registry::digest::VerifyingReader;
-use crate::registry::token::{random_hex, Signer};
+use crate::registry::token::Signer;
 use crate::registry::{manifest, valid_tag, Client, Digest, Manifest};
 use crate::shutdown::Shutdown;
 
@@ -49,6 +60,17 @@ pub struct Summary {
     pub mounts: usize,
     pub deleted_tags: usize,
     pub gone: usize,
+    pub referrers: usize,
+    /// Bytes of `FILE.partial` an interrupted export left, kept.
+    pub kept: u64,
+}
+
+/// How an export ended.
+pub enum Exported {
+    Done(Summary),
+    /// Resuming, the primary was found changed since the first run (how):
+    /// the export must start over.
+    Changed(String),
 }
 
 /// Everything an export reads and signs with.
@@ -62,7 +84,7 @@ pub struct Exporter<'a> {
 }
 
 /// A blob to stream in the second pass, from a repository that has it.
-struct Planned {
+pub(super) struct Planned {
     digest: Digest,
     size: u64,
     repository: String,
@@ -70,7 +92,7 @@ struct Planned {
 
 /// The first pass's findings.
 #[derive(Default)]
-struct Walk {
+pub(super) struct Walk {
     repositories: Vec<RepositoryEntry>,
     deletions: Vec<Deletion>,
     tagged: Vec<Tagged>,
@@ -78,27 +100,54 @@ struct Walk {
     planned: HashSet<Digest>,
 }
 
+/// What one repository's walk carries along: the inventory's view of it,
+/// its entry in the description, and the manifests carried so far.
+pub(super) struct Repo<'r> {
+    pub name: &'r str,
+    pub held: Option<&'r HeldSets>,
+    pub index: Option<&'r Index>,
+    pub entry: RepositoryEntry,
+    pub walked: HashSet<Digest>,
+}
+
 impl Exporter<'_> {
     /// Writes the bundle of `repositories` to `out`; with `inventory`,
     /// only what that secondary lacks. `gone`: repositories the inventory
     /// holds that the primary no longer has (its catalog did not list them).
+    /// `start`: the export's time and id, and what an interrupted run of
+    /// the same export left.
     pub fn export(
         &self,
         out: &Path,
+        start: &Start,
         repositories: &[String],
         inventory: Option<&Inventory>,
         gone: &[String],
-    ) -> Result<Summary> {
-        let created_at = now_text();
-        let mtime = crate::registry::token::now();
-        let id = random_hex(16);
+    ) -> Result<Exported> {
+        let (created_at, mtime) = (start.created_at.clone(), start.mtime);
+        // The id: the export's time and arguments, and what it found, so
+        // that the same bundle written again has the same id, and two
+        // bundles of one time (SOURCE_DATE_EPOCH) but other contents do not.
+        let mut identity = Sha256::new();
+        identity.update(start.id.as_bytes());
         let index = inventory.map(Index::new);
-        let mut writer = Writer::create(out, mtime, &self.progress.written)?;
+        // The journal first: a partial file is never newer than its journal.
+        let mut journal = Journal::open(out, start)?;
+        let mut writer = match start.resumed {
+            Some(_) => Writer::resume(out, mtime, &self.progress.written)?,
+            None => Writer::create(out, mtime, &self.progress.written)?,
+        };
         self.progress.repositories.store(repositories.len(), Ordering::Relaxed);
+        self.progress.walked.store(0, Ordering::Relaxed);
+        self.progress.blob_bytes_done.store(0, Ordering::Relaxed);
         let mut walk = Walk::default();
         for repo in repositories {
             self.shutdown.check()?;
-            self.walk(repo, index.as_ref(), &mut writer, &mut walk).map_err(|e| e.in_repository(repo))?;
+            let walked = self.walk(repo, index.as_ref(), &mut writer, &mut walk).map_err(|e| e.in_repository(repo))?;
+            identity.update(serde_json::to_vec(&walked).unwrap_or_default());
+            if let Some(change) = journal.walked(walked)? {
+                return Ok(Exported::Changed(change));
+            }
             self.progress.walked.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(index) = &index {
@@ -108,6 +157,7 @@ impl Exporter<'_> {
                 walk.deletions.push(Deletion { repository: name.clone(), tags, repository_gone: true });
             }
         }
+        let id: String = crate::registry::encoding::hex(&identity.finalize()).chars().take(32).collect();
         let blob_bytes: u64 = walk.blobs.iter().map(|b| b.size).sum();
         self.progress.blob_bytes.store(blob_bytes, Ordering::Relaxed);
         for blob in &walk.blobs {
@@ -136,8 +186,11 @@ impl Exporter<'_> {
             files: Vec::new(),
         };
         let manifests = writer.manifests();
+        let referrers = contents.repositories.iter().map(|r| r.referrers.len()).sum();
+        let kept = writer.kept();
         let written = writer.finish(self.signer, contents, &walk.tagged)?;
-        Ok(Summary {
+        journal.finish()?;
+        Ok(Exported::Done(Summary {
             id,
             written,
             repositories: repositories.len(),
@@ -148,22 +201,32 @@ impl Exporter<'_> {
             mounts: summary_counts.1,
             deleted_tags: summary_counts.2,
             gone: summary_counts.3,
-        })
+            referrers,
+            kept,
+        }))
     }
 
-    /// Walks one repository: its tags, and what the secondary lacks.
-    fn walk(&self, repo: &str, index: Option<&Index>, writer: &mut Writer, walk: &mut Walk) -> Result<()> {
+    /// Walks one repository: its tags and referrers, and what the
+    /// secondary lacks. Returns what it found, for the journal.
+    fn walk(&self, repo: &str, index: Option<&Index>, writer: &mut Writer, walk: &mut Walk) -> Result<Walked> {
         let held = index.and_then(|i| i.repository(repo));
+        let mut found = Walked { repository: repo.to_string(), tags: Vec::new(), referrers: Vec::new() };
         let Some(listed) = self.primary.tags(repo)? else {
             // Named on the command line but unknown to the primary.
             if let Some(h) = held {
                 let tags = h.tags.keys().cloned().collect();
                 walk.deletions.push(Deletion { repository: repo.to_string(), tags, repository_gone: true });
             }
-            return Ok(());
+            return Ok(found);
         };
-        let mut entry = RepositoryEntry { name: repo.to_string(), tags: BTreeMap::new(), mounts: Vec::new() };
-        let mut walked: HashSet<Digest> = HashSet::new();
+        let entry = RepositoryEntry {
+            name: repo.to_string(),
+            tags: BTreeMap::new(),
+            mounts: Vec::new(),
+            referrers: Vec::new(),
+        };
+        let mut r = Repo { name: repo, held, index, entry, walked: HashSet::new() };
+        let mut subjects = Vec::new();
         for tag in listed {
             self.shutdown.check()?;
             if !valid_tag(&tag) {
@@ -175,33 +238,37 @@ impl Exporter<'_> {
                 // it holds this tag's manifest already.
                 Some(h) => match self.primary.manifest_digest(repo, &tag)? {
                     None => continue, // deleted since the listing
-                    Some(d) if h.manifests.contains(d.as_str()) || walked.contains(&d) => (d, None),
+                    Some(d) if h.manifests.contains(d.as_str()) || r.walked.contains(&d) => (d, None),
                     Some(d) => (d.clone(), Some(self.manifest(repo, &d)?)),
                 },
                 None => match self.primary.manifest(repo, &tag)? {
                     None => continue,
-                    Some(m) if walked.contains(&m.digest) => (m.digest, None),
+                    Some(m) if r.walked.contains(&m.digest) => (m.digest, None),
                     Some(m) => (m.digest.clone(), Some(m)),
                 },
             };
-            entry.tags.insert(tag.clone(), digest.to_string());
+            r.entry.tags.insert(tag.clone(), digest.to_string());
+            found.tags.push((tag.clone(), digest.to_string()));
+            subjects.push(digest.clone());
             // index.json names the tags whose manifest travels.
             walk.tagged.push(Tagged { repository: repo.to_string(), tag, digest });
             if let Some(m) = m {
-                self.carry(repo, m, held, index, writer, walk, &mut entry, &mut walked, 0)?;
+                self.carry(&mut r, m, writer, walk, 0)?;
             }
         }
+        self.carry_referrers(&mut r, subjects, writer, walk)?;
+        found.referrers = r.entry.referrers.iter().map(|x| (x.subject.clone(), x.digest.clone())).collect();
         if let Some(h) = held {
-            let deleted: Vec<String> = h.tags.keys().filter(|t| !entry.tags.contains_key(*t)).cloned().collect();
+            let deleted: Vec<String> = h.tags.keys().filter(|t| !r.entry.tags.contains_key(*t)).cloned().collect();
             if !deleted.is_empty() {
                 walk.deletions.push(Deletion { repository: repo.to_string(), tags: deleted, repository_gone: false });
             }
         }
-        walk.repositories.push(entry);
-        Ok(())
+        walk.repositories.push(r.entry);
+        Ok(found)
     }
 
-    fn manifest(&self, repo: &str, digest: &Digest) -> Result<Manifest> {
+    pub(super) fn manifest(&self, repo: &str, digest: &Digest) -> Result<Manifest> {
         self.primary.manifest(repo, digest.as_str())?.ok_or_else(|| Error::Manifest {
             repository: repo.into(),
             reference: digest.to_string(),
@@ -212,28 +279,24 @@ impl Exporter<'_> {
     /// Puts `m` in the bundle, and what it references that the secondary
     /// lacks: child manifests now, blobs in the plan (or as mounts from
     /// another repository of the secondary).
-    #[allow(clippy::too_many_arguments)]
-    fn carry(
+    pub(super) fn carry(
         &self,
-        repo: &str,
+        r: &mut Repo,
         m: Manifest,
-        held: Option<&HeldSets>,
-        index: Option<&Index>,
         writer: &mut Writer,
         walk: &mut Walk,
-        entry: &mut RepositoryEntry,
-        walked: &mut HashSet<Digest>,
         depth: usize,
     ) -> Result<()> {
+        let repo = r.name;
         let refs = manifest::references(&m.bytes).map_err(|message| Error::Manifest {
             repository: repo.into(),
             reference: m.digest.to_string(),
             message,
         })?;
         writer.add_manifest(&m)?;
-        walked.insert(m.digest.clone());
+        r.walked.insert(m.digest.clone());
         for child in refs.manifests {
-            if walked.contains(&child) || held.is_some_and(|h| h.manifests.contains(child.as_str())) {
+            if r.walked.contains(&child) || r.held.is_some_and(|h| h.manifests.contains(child.as_str())) {
                 continue;
             }
             if depth >= MAX_DEPTH {
@@ -244,15 +307,15 @@ impl Exporter<'_> {
                 });
             }
             let child = self.manifest(repo, &child)?;
-            self.carry(repo, child, held, index, writer, walk, entry, walked, depth + 1)?;
+            self.carry(r, child, writer, walk, depth + 1)?;
         }
         for blob in refs.blobs {
-            if held.is_some_and(|h| h.blobs.contains(blob.digest.as_str())) || walk.planned.contains(&blob.digest) {
+            if r.held.is_some_and(|h| h.blobs.contains(blob.digest.as_str())) || walk.planned.contains(&blob.digest) {
                 continue;
             }
-            if let Some(from) = index.and_then(|i| i.holder(&blob.digest, repo)) {
-                if !entry.mounts.iter().any(|m| m.digest == blob.digest.as_str()) {
-                    entry.mounts.push(MountHint {
+            if let Some(from) = r.index.and_then(|i| i.holder(&blob.digest, repo)) {
+                if !r.entry.mounts.iter().any(|m| m.digest == blob.digest.as_str()) {
+                    r.entry.mounts.push(MountHint {
                         digest: blob.digest.to_string(),
                         size: blob.size,
                         from: from.into(),
@@ -275,6 +338,11 @@ impl Exporter<'_> {
             0 => self.primary.blob_size(repo, &blob.digest)?.unwrap_or(0),
             size => size,
         };
+        if writer.holds_blob(&blob.digest, size) {
+            // Streamed whole by an export that was interrupted later.
+            self.progress.blob_bytes_done.fetch_add(size, Ordering::Relaxed);
+            return Ok(());
+        }
         let body = self.primary.download(repo, &blob.digest, size, 0, self.shutdown)?;
         let metered = Metered { inner: body, done: &self.progress.blob_bytes_done, shutdown: self.shutdown };
         let mut reader = VerifyingReader::new(metered, blob.digest.clone(), size);

@@ -26,7 +26,10 @@ pub mod contents;
 pub mod description;
 pub mod export;
 pub mod inventory;
+pub mod prefix;
 pub mod reader;
+mod referrers;
+pub mod resume;
 pub mod signed;
 pub mod tarfile;
 

@@ -65,13 +65,20 @@ pub struct Statement {
     pub size: u64,
 }
 
-/// The file holding `doc` and its signature.
+/// The file holding `doc` and its signature, signed now.
 pub fn seal<D: Document>(signer: &Signer, doc: &D) -> Result<Vec<u8>, String> {
+    seal_at(signer, doc, now())
+}
+
+/// The file holding `doc` and its signature, dated `iat` (seconds since
+/// the epoch). RS256 is deterministic: the same document, key and time
+/// give the same bytes, which a bundle exported again needs.
+pub fn seal_at<D: Document>(signer: &Signer, doc: &D, iat: u64) -> Result<Vec<u8>, String> {
     let body = serde_json::to_vec_pretty(doc).map_err(|e| format!("cannot be serialized: {e}"))?;
     let statement = Statement {
         iss: signer.issuer().to_string(),
         aud: D::KIND.to_string(),
-        iat: now(),
+        iat,
         jti: doc.id().to_string(),
         sha256: encoding::hex(&Sha256::digest(&body)),
         size: body.len() as u64,

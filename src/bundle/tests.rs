@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
-use super::contents::{blob_path, now_text, Contents, Item, RepositoryEntry, FORMAT};
+use super::contents::{blob_path, Contents, Item, RepositoryEntry, FORMAT};
 use super::reader::Bundle;
 use super::tarfile::{Tagged, Writer};
 use crate::registry::digest::VerifyingReader;
@@ -33,8 +33,8 @@ fn dir() -> Dir {
     Dir(d)
 }
 
-/// A bundle of one image: a manifest, its config and a 100 kB layer.
-fn write(path: &Path, signer: &Signer) -> (Manifest, Vec<u8>) {
+/// One image: a manifest, its config and a 100 kB layer.
+fn image() -> (Manifest, Vec<u8>, Vec<u8>) {
     let layer: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let config = b"{\"architecture\":\"amd64\"}".to_vec();
     let (ld, cd) = (Digest::sha256_of(&layer), Digest::sha256_of(&config));
@@ -45,23 +45,37 @@ fn write(path: &Path, signer: &Signer) -> (Manifest, Vec<u8>) {
     }))
     .unwrap();
     let m = Manifest { digest: Digest::sha256_of(&bytes), media_type: OCI_MANIFEST.into(), bytes };
+    (m, config, layer)
+}
+
+const MTIME: u64 = 1_700_000_000;
+
+/// A bundle of [`image`].
+fn write(path: &Path, signer: &Signer) -> (Manifest, Vec<u8>) {
+    let (m, config, layer) = image();
     let written = AtomicU64::new(0);
-    let mut w = Writer::create(path, 1_700_000_000, &written).unwrap();
+    let mut w = Writer::create(path, MTIME, &written).unwrap();
     w.add_manifest(&m).unwrap();
     w.add_manifest(&m).unwrap();
-    w.add_blob(&cd, config.len() as u64, &config[..]).unwrap();
-    w.add_blob(&ld, layer.len() as u64, &layer[..]).unwrap();
+    w.add_blob(&Digest::sha256_of(&config), config.len() as u64, &config[..]).unwrap();
+    w.add_blob(&Digest::sha256_of(&layer), layer.len() as u64, &layer[..]).unwrap();
+    finish(w, path, signer, &m);
+    (m, layer)
+}
+
+fn finish(w: Writer, path: &Path, signer: &Signer, m: &Manifest) {
     let contents = Contents {
         format: FORMAT.into(),
         id: "b1".into(),
         primary: "http://primary.example".into(),
-        created_at: now_text(),
+        created_at: super::contents::utc_text(MTIME * 1000),
         georeg_version: "0".into(),
         inventory: None,
         repositories: vec![RepositoryEntry {
             name: "g/app".into(),
             tags: [("v1".to_string(), m.digest.to_string())].into(),
             mounts: vec![],
+            referrers: vec![],
         }],
         deletions: vec![],
         files: vec![],
@@ -69,7 +83,6 @@ fn write(path: &Path, signer: &Signer) -> (Manifest, Vec<u8>) {
     let tagged = [Tagged { repository: "g/app".into(), tag: "v1".into(), digest: m.digest.clone() }];
     let done = w.finish(signer, contents, &tagged).unwrap();
     assert_eq!(done.bytes, std::fs::metadata(path).unwrap().len());
-    (m, layer)
 }
 
 fn read_blob(b: &Bundle, digest: &Digest, size: u64, offset: u64) -> crate::error::Result<Vec<u8>> {
@@ -201,17 +214,59 @@ fn offset_of_in(bytes: &[u8], name: &str) -> u64 {
     found.unwrap().raw_file_position()
 }
 
+/// Reads `n` bytes of `data`, then fails: a link lost mid-blob.
+struct Failing<'a>(&'a [u8], usize);
+impl Read for Failing<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.1 == 0 {
+            return Err(std::io::Error::other("the link went away"));
+        }
+        let n = buf.len().min(self.1).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        (self.0, self.1) = (&self.0[n..], self.1 - n);
+        Ok(n)
+    }
+}
+
 #[test]
-fn an_export_that_does_not_finish_leaves_no_file() {
-    let d = dir();
+fn an_export_that_does_not_finish_leaves_its_partial_file_and_a_rerun_writes_the_same_bytes() {
+    let (d, s) = (dir(), signer());
+    let clean = d.0.join("clean.tar");
+    write(&clean, &s);
+    let (m, config, layer) = image();
+    let (cd, ld) = (Digest::sha256_of(&config), Digest::sha256_of(&layer));
+
     let path = d.0.join("b.tar");
     let written = AtomicU64::new(0);
-    let mut w = Writer::create(&path, 0, &written).unwrap();
-    assert!(d.0.join("b.tar.partial").exists());
-    // A blob whose digest check fails mid-stream fails the export.
-    let data = vec![1u8; 1000];
-    let reader = VerifyingReader::new(&data[..], Digest::sha256_of(b"other"), 1000);
-    assert!(w.add_blob(&Digest::sha256_of(b"other"), 1000, reader).is_err());
+    let mut w = Writer::create(&path, MTIME, &written).unwrap();
+    w.add_manifest(&m).unwrap();
+    w.add_blob(&cd, config.len() as u64, &config[..]).unwrap();
+    // The layer's stream breaks half way: the export fails, no bundle.
+    assert!(w.add_blob(&ld, layer.len() as u64, Failing(&layer, 50_000)).is_err());
     drop(w);
-    assert!(!d.0.join("b.tar.partial").exists() && !path.exists());
+    assert!(d.0.join("b.tar.partial").exists() && !path.exists());
+
+    // Run again: the manifest and config are kept, not read again; the
+    // layer is written from where the last whole entry ends.
+    let written = AtomicU64::new(0);
+    let mut w = Writer::resume(&path, MTIME, &written).unwrap();
+    w.add_manifest(&m).unwrap();
+    assert!(w.holds_blob(&cd, config.len() as u64), "the config was whole");
+    assert!(!w.holds_blob(&ld, layer.len() as u64), "the layer was not");
+    assert_eq!(w.kept(), 512 * 2 + 512 * 2 + 512 * 2, "oci-layout, manifest and config, with their headers");
+    w.add_blob(&ld, layer.len() as u64, &layer[..]).unwrap();
+    finish(w, &path, &s, &m);
+    assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&clean).unwrap(), "the bundle a clean export writes");
+    let sums = std::fs::read_to_string(d.0.join("b.tar.sha256")).unwrap();
+    assert_eq!(
+        sums.split(' ').next(),
+        std::fs::read_to_string(d.0.join("clean.tar.sha256")).unwrap().split(' ').next()
+    );
+
+    // A partial file of another export (another time) is written over.
+    std::fs::rename(&path, d.0.join("b.tar.partial")).unwrap();
+    let mut w = Writer::resume(&path, MTIME + 1, &written).unwrap();
+    assert!(!w.holds_blob(&cd, config.len() as u64));
+    w.add_manifest(&m).unwrap();
+    assert_eq!(w.kept(), 0);
 }

@@ -2,8 +2,11 @@
 //! a transfer bundle for an air-gapped secondary, on a host that reaches
 //! the primary registry, with that secondary's configuration. It reads the
 //! primary with pull-only tokens, never contacts `registry.url`, and needs
-//! no state file. Exit 0 with the bundle complete; 1 when anything failed
-//! (no bundle is left behind); 130 when interrupted.
+//! no state file. Exit 0 with the bundle complete; 1 when anything failed;
+//! 130 when interrupted. An export that did not finish leaves no bundle,
+//! but `FILE.partial` and `FILE.resume`: the same command run again goes
+//! on from where it stopped (`bundle::resume`), and other arguments start
+//! over, saying so.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,9 +14,11 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::owner::INTERRUPTED;
-use crate::bundle::export::{Exporter, Progress};
+use crate::bundle::export::{Exported, Exporter, Progress};
 use crate::bundle::inventory::{self, Inventory};
+use crate::bundle::resume::{self, Arguments};
 use crate::bundle::same_url;
+use crate::bundle::tarfile::partial_path;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::human_bytes;
@@ -40,6 +45,7 @@ pub fn run(config: &Config, output: &Path, inventory: Option<&Path>, named: &[St
         return Err(config.bad("replication.primary_api_url", "is not set: export reads the primary registry"));
     };
     let primary = primary.bounded(super::node::read_limits(config), &shutdown);
+    let inventory_file = inventory;
     let inventory = inventory.map(|path| load_inventory(path, &signer, primary_url)).transpose()?;
     let selection = config.replication.selection();
     let (repositories, gone) = if named.is_empty() {
@@ -57,27 +63,74 @@ pub fn run(config: &Config, output: &Path, inventory: Option<&Path>, named: &[St
     } else {
         (named.to_vec(), Vec::new())
     };
+    let arguments = Arguments {
+        primary: primary_url.to_string(),
+        named: named.to_vec(),
+        selection: selection.describe(),
+        inventory: match (&inventory, inventory_file) {
+            (Some(i), Some(path)) => {
+                let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+                Some(format!("{} ({})", i.id, registry::Digest::sha256_of(&bytes)))
+            }
+            _ => None,
+        },
+        georeg_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let epoch = resume::source_date_epoch()?;
+    let (mut start, said) = resume::plan(output, &arguments, &repositories, &gone, epoch);
+    if let Some(said) = said {
+        eprintln!("{said}");
+    }
     let progress = Progress::default();
     let exporter =
         Exporter { primary: &primary, primary_url, signer: &signer, shutdown: &shutdown, progress: &progress };
     let started = Instant::now();
-    let result = crate::progress::while_running(
-        || progress_line(&progress, started),
-        || exporter.export(output, &repositories, inventory.as_ref(), &gone),
-    );
-    let summary = match result {
-        Ok(summary) => summary,
-        Err(Error::Interrupted) => {
-            eprintln!("georeg: interrupted: no bundle was written");
-            return Ok(ExitCode::from(INTERRUPTED));
+    let partial = partial_path(output);
+    let summary = loop {
+        let result = crate::progress::while_running(
+            || progress_line(&progress, started),
+            || exporter.export(output, &start, &repositories, inventory.as_ref(), &gone),
+        );
+        match result {
+            Ok(Exported::Done(summary)) => break summary,
+            Ok(Exported::Changed(how)) => {
+                eprintln!(
+                    "{}: {how}, since the interrupted export began at {}: starting over",
+                    partial.display(),
+                    start.created_at
+                );
+                start = start.again(epoch);
+            }
+            Err(Error::Interrupted) => {
+                eprintln!(
+                    "georeg: interrupted: no bundle was written; {} keeps what was: run the same command again to go \
+                     on from there",
+                    partial.display()
+                );
+                return Ok(ExitCode::from(INTERRUPTED));
+            }
+            Err(e) => {
+                if partial.exists() {
+                    eprintln!(
+                        "georeg: the export stopped; {} and {} keep what it wrote: once the cause is fixed, run the \
+                         same command again to go on from there (or delete them)",
+                        partial.display(),
+                        resume::journal_path(output).display()
+                    );
+                }
+                return Err(e);
+            }
         }
-        Err(e) => return Err(e),
     };
     println!(
-        "bundle {}: {} repositories, {} tags; {} manifests and {} blobs ({}) carried{}{}",
+        "bundle {}: {} repositories, {} tags{}; {} manifests and {} blobs ({}) carried{}{}",
         summary.id,
         summary.repositories,
         summary.tags,
+        match summary.referrers {
+            0 => String::new(),
+            n => format!(", {}", crate::format::count(n as u64, "referrer", "referrers")),
+        },
         summary.manifests,
         summary.blobs,
         human_bytes(summary.blob_bytes),
@@ -106,6 +159,12 @@ pub fn run(config: &Config, output: &Path, inventory: Option<&Path>, named: &[St
         summary.written.sha256,
         summary.written.path.display()
     );
+    if summary.kept > 0 {
+        println!(
+            "kept {} that the interrupted export had written; the rest was read from the primary",
+            human_bytes(summary.kept)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -32,6 +32,8 @@ struct Work {
     name: String,
     tags: BTreeMap<String, Digest>,
     mounts: Vec<Mountable>,
+    /// (subject, referrer), in the order they are put.
+    referrers: Vec<(Digest, Digest)>,
     /// Gone from the primary: its tags are removed.
     gone: bool,
 }
@@ -124,7 +126,7 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
             imported.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        match importer.import(&w.name, &w.tags, &w.mounts) {
+        match importer.import(&w.name, &w.tags, &w.mounts, &w.referrers) {
             Ok(report) => {
                 node.queue.bundle_repository_imported(&h.id, &w.name)?;
                 imported.fetch_add(1, Ordering::Relaxed);
@@ -151,7 +153,8 @@ pub fn run(node: &Node, file: &Path, force_primary: bool, force_older: bool) -> 
             _ => Ok(()),
         })?;
         for name in bundle.gone.iter().filter(|n| selection.includes(n) && !done.contains(*n)) {
-            one(Work { name: name.clone(), tags: BTreeMap::new(), mounts: Vec::new(), gone: true })?;
+            let (tags, mounts, referrers) = (BTreeMap::new(), Vec::new(), Vec::new());
+            one(Work { name: name.clone(), tags, mounts, referrers, gone: true })?;
         }
         Ok(())
     })?;
@@ -183,6 +186,6 @@ impl Work {
                 Some(Mountable { digest, size: m.size, from: m.from.clone() })
             })
             .collect();
-        Work { tags: Contents::tags(&r), name: r.name, mounts, gone: false }
+        Work { tags: Contents::tags(&r), referrers: Contents::referrers(&r), name: r.name, mounts, gone: false }
     }
 }

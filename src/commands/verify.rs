@@ -24,7 +24,7 @@ use crate::bundle::{Contents, Item};
 use crate::error::{Error, Result};
 use crate::format::printable;
 use crate::registry::{self, Digest};
-use crate::replication::verify::{check_blobs, checksum, first_difference, Outcome};
+use crate::replication::verify::{check_blobs, checksum, checksum_with, first_difference, Outcome};
 use crate::store::lock::{Lock, Locker};
 
 pub fn run(node: &Node, blobs: bool, repositories: &[String]) -> Result<ExitCode> {
@@ -143,7 +143,7 @@ pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[Str
         printable(&h.primary),
         h.created_at
     );
-    let verify = |expected: &BTreeMap<String, BTreeMap<String, Digest>>| {
+    let verify = |expected: &BTreeMap<String, Wanted>| {
         let names: Vec<String> = expected.keys().cloned().collect();
         each_repository(node, &names, "verify", |repo| {
             let want = &expected[repo];
@@ -166,7 +166,14 @@ pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[Str
                 (_, None) => {}
             }
             Ok(match outcome? {
-                Outcome::Match { checksum, .. } => Ok(format!("holds what the bundle says, checksum {checksum}")),
+                Outcome::Match { checksum, .. } if want.referrers.is_empty() => {
+                    Ok(format!("holds what the bundle says, checksum {checksum}"))
+                }
+                Outcome::Match { checksum, .. } => Ok(format!(
+                    "holds what the bundle says ({} and {}), checksum {checksum}",
+                    crate::format::count(want.tags.len() as u64, "tag", "tags"),
+                    crate::format::count(want.referrers.len() as u64, "referrer", "referrers")
+                )),
                 o => Err(o.describe()),
             })
         })
@@ -181,7 +188,8 @@ pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[Str
     bundle.each(|item| {
         if let Item::Repository(r) = item {
             if wanted(&r.name) {
-                batch.insert(r.name.clone(), Contents::tags(&r));
+                let referrers = Contents::referrers(&r);
+                batch.insert(r.name.clone(), Wanted { tags: Contents::tags(&r), referrers });
                 if batch.len() >= BATCH {
                     add(verify(&batch)?);
                     batch.clear();
@@ -191,22 +199,48 @@ pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[Str
         Ok(())
     })?;
     for name in bundle.gone.iter().filter(|n| wanted(n)) {
-        batch.insert(name.clone(), BTreeMap::new());
+        batch.insert(name.clone(), Wanted::default());
     }
     add(verify(&batch)?);
     Ok(tally.exit("differ from the bundle"))
 }
 
-/// The repository on this node's registry against the bundle's tags.
-fn compare(node: &Node, repo: &str, want: &BTreeMap<String, Digest>, blobs: bool) -> Result<Outcome> {
-    let got = node.local.tag_digests_among(repo, want.keys())?;
-    let (w, g) = (checksum(want), checksum(&got));
+/// What the bundle says a repository holds.
+#[derive(Default)]
+struct Wanted {
+    tags: BTreeMap<String, Digest>,
+    /// (subject, referrer).
+    referrers: Vec<(Digest, Digest)>,
+}
+
+/// The repository on this node's registry against the bundle's tags and
+/// referrers: the checksum a verification against the primary computes
+/// (tags, then `referrer SUBJECT DIGEST` lines).
+fn compare(node: &Node, repo: &str, want: &Wanted, blobs: bool) -> Result<Outcome> {
+    let got = node.local.tag_digests_among(repo, want.tags.keys())?;
+    let (mut lines, mut held) = (Vec::new(), Vec::new());
+    for (subject, referrer) in &want.referrers {
+        node.shutdown.check()?;
+        let line = format!("referrer {subject} {referrer}");
+        if node.local.manifest_digest(repo, referrer.as_str())?.is_some() {
+            held.push(line.clone());
+        }
+        lines.push(line);
+    }
+    lines.sort();
+    held.sort();
+    let (w, g) = match lines.is_empty() {
+        true => (checksum(&want.tags), checksum(&got)),
+        false => (checksum_with(&want.tags, &lines), checksum_with(&got, &held)),
+    };
     // "primary": the primary as the bundle has it, when it was exported.
-    if let Some(first_difference) = first_difference(want, &got) {
+    let difference = first_difference(&want.tags, &got)
+        .or_else(|| lines.iter().find(|l| !held.contains(l)).map(|l| format!("{l}: secondary missing")));
+    if let Some(first_difference) = difference {
         return Ok(Outcome::Mismatch { primary: format!("{w} (in the bundle)"), secondary: g, first_difference });
     }
     if blobs {
-        let known: Vec<String> = want.keys().cloned().collect();
+        let known: Vec<String> = want.tags.keys().cloned().collect();
         let (n, bytes) = check_blobs(&node.local, repo, &known, &node.shutdown)?;
         log::info!("{repo}: {n} blobs ({}) read back and their digests checked", crate::format::human_bytes(bytes));
     }

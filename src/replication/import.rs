@@ -9,6 +9,9 @@
 //! siblings, and the outcome is recorded like a sync's (tags, blobs,
 //! `synced` or `failed`). What the secondary holds already costs one
 //! request, so an import cut short and run again copies nothing twice.
+//! Referrers the bundle lists (signatures, SBOMs: manifests no tag
+//! reaches) are put by digest once every tag is in place, each after its
+//! subject, as a sync copies those the primary's referrers API lists.
 //!
 //! An importer has no primary registry to ask: an air-gapped secondary
 //! may not reach one. What the bundle says is the whole truth, and a tag
@@ -44,21 +47,32 @@ pub struct Importer<'a> {
 }
 
 impl Importer<'_> {
-    /// Makes the secondary's `repo` hold exactly `tags`, and records it
-    /// as synced (or failed, with the reason) in the state file.
-    pub fn import(&self, repo: &str, tags: &BTreeMap<String, Digest>, mounts: &[Mountable]) -> Result<Report> {
+    /// Makes the secondary's `repo` hold exactly `tags` and every one of
+    /// `referrers` ((subject, referrer), subjects first), and records it as
+    /// synced (or failed, with the reason) in the state file.
+    pub fn import(
+        &self,
+        repo: &str,
+        tags: &BTreeMap<String, Digest>,
+        mounts: &[Mountable],
+        referrers: &[(Digest, Digest)],
+    ) -> Result<Report> {
         let job = self.engine.store.claim_for_full_sync(repo)?;
         let deleter = Deleter { engine: &self.engine, policy: &self.deletions, bundle: Some(&self.bundle) };
         self.engine.run_job(&job, |progress, report| {
             let mut seen = Seen { progress: progress.clone(), ..Seen::default() };
-            let imported = self.import_tags(repo, tags, mounts, &deleter, &mut seen, report);
+            let imported = self
+                .import_tags(repo, tags, mounts, &deleter, &mut seen, report)
+                .and_then(|()| self.import_referrers(repo, referrers, &mut seen, report));
             // A held deletion the bundle still asks for is applied once
             // due; one whose tag (or manifest) it lists again is dropped.
             let applied = imported.and_then(|()| {
                 deleter.apply_due(repo, report, &|d| {
                     Ok(match (&d.tag, d.digest()) {
                         (Some(tag), _) => tags.contains_key(tag),
-                        (None, Some(digest)) => tags.values().any(|t| *t == digest),
+                        (None, Some(digest)) => {
+                            tags.values().any(|t| *t == digest) || referrers.iter().any(|(_, r)| *r == digest)
+                        }
                         (None, None) => false,
                     })
                 })
@@ -66,6 +80,32 @@ impl Importer<'_> {
             deleter.check_burst(repo, report);
             applied.map_err(|e| self.bundle_fault(e))
         })
+    }
+
+    /// Puts by digest each referrer the secondary lacks, in the bundle's
+    /// order (a referrer after its subject). Only once every tag is in:
+    /// a tag that failed fails the repository, and the rerun puts them.
+    fn import_referrers(
+        &self,
+        repo: &str,
+        referrers: &[(Digest, Digest)],
+        seen: &mut Seen,
+        report: &mut Report,
+    ) -> Result<()> {
+        for (subject, referrer) in referrers {
+            self.engine.shutdown.check()?;
+            if seen.manifests.contains(referrer)
+                || self.engine.secondary.manifest_digest(repo, referrer.as_str())?.is_some()
+            {
+                seen.manifests.insert(referrer.clone());
+                continue;
+            }
+            let m = self.engine.source_manifest(repo, referrer)?;
+            self.engine.copy_by_digest(repo, referrer, &m, seen, report, 0)?;
+            report.referrers_copied += 1;
+            log::debug!("{repo}@{referrer} imported (a referrer of {subject})");
+        }
+        Ok(())
     }
 
     /// A bad blob is the bundle's fault, not the primary's.

@@ -170,8 +170,8 @@ fn referrer_lines(
     Ok(Some((on_primary, on_secondary)))
 }
 
-/// The checksum over the tags and then the referrer lines.
-fn checksum_with(tags: &BTreeMap<String, Digest>, referrers: &[String]) -> String {
+/// The checksum over the tags and then the referrer lines (sorted).
+pub fn checksum_with(tags: &BTreeMap<String, Digest>, referrers: &[String]) -> String {
     let mut text = String::new();
     for (tag, digest) in tags {
         text.push_str(&format!("{tag} {digest}\n"));

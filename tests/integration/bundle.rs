@@ -291,3 +291,48 @@ fn a_bundle_for_another_primary_or_older_than_the_last_is_refused_unless_forced(
         env.state().query_row("SELECT forced FROM bundles WHERE forced IS NOT NULL", [], |r| r.get(0)).unwrap();
     assert!(forced.contains("--force-primary") || forced.contains("--force-older"), "{forced}");
 }
+
+#[test]
+fn referrers_the_primary_lists_only_through_its_api_travel_in_a_bundle() {
+    use crate::support::referrers::ReferrersProxy;
+    use crate::support::shapes::referrer;
+    let mut env = Env::new("bundle-referrers");
+    let image = oci_image(40, &[50_000]);
+    let signature = referrer(41, &image, "application/vnd.dev.cosign.artifact.sig.v1+json");
+    let sbom_signature = referrer(42, &signature, "application/vnd.dev.cosign.artifact.sig.v1+json");
+    env.p.push_image("signed/app", "v1", &image);
+    // Pushed by digest, without fallback tags: only the referrers API
+    // reaches them, which a test double in front of distribution 2.8 serves.
+    env.p.push_image("signed/app", &signature.digest, &signature);
+    env.p.push_image("signed/app", &sbom_signature.digest, &sbom_signature);
+    assert_eq!(env.p.tags("signed/app"), ["v1"]);
+    let proxy = ReferrersProxy::start(env.primary.url.trim_start_matches("http://"));
+    proxy.set(&image, &[&signature]);
+    proxy.set(&signature, &[&sbom_signature]);
+    env.route_primary_through(&proxy.url);
+
+    let (path, run) = export(&env, "b.tar", &[]);
+    assert!(run.stdout.contains("1 tags, 2 referrers"), "{}", run.stdout);
+    env.primary.stop();
+    let run = env.georeg(&["import", path.to_str().unwrap()]);
+    run.assert_ok();
+    assert!(run.stdout.contains("2 referrers copied"), "{}", run.stdout);
+    for r in [&signature, &sbom_signature] {
+        let (bytes, _) = env.s.manifest("signed/app", &r.digest).expect("the referrer is on the secondary");
+        assert_eq!(bytes, r.manifest, "byte for byte");
+        assert_eq!(env.s.digest("signed/app", &r.digest).as_deref(), Some(r.digest.as_str()));
+    }
+    assert_eq!(env.s.tags("signed/app"), ["v1"], "no tag was made up for them");
+
+    let verify = |env: &Env| env.georeg(&["verify", "--bundle", path.to_str().unwrap()]);
+    let run = verify(&env);
+    run.assert_ok();
+    assert!(run.stdout.contains("signed/app: holds what the bundle says (1 tag and 2 referrers)"), "{}", run.stdout);
+    // A referrer lost on the secondary is a difference, named.
+    env.s.delete_manifest("signed/app", &sbom_signature.digest);
+    let run = verify(&env);
+    assert_eq!(run.code, 1, "{run}");
+    let named = format!("referrer {} {}: secondary missing", signature.digest, sbom_signature.digest);
+    assert!(run.stdout.contains("signed/app: FAILED") && run.stdout.contains(&named), "{}", run.stdout);
+    env.primary.restart();
+}

@@ -8,6 +8,7 @@ mod auth;
 mod backfill;
 mod bundle;
 mod bundle_bounds;
+mod bundle_resume;
 mod check;
 mod crash;
 mod dashboard;

@@ -10,21 +10,8 @@ use crate::format::unix_seconds;
 use crate::health::stats::{Stats, SYNC_BUCKETS};
 use crate::health::Status;
 
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        let _ = writeln!(out, "{name}{labels} {value}");
-    }
-}
-
-fn one(value: impl Into<f64>) -> Vec<(String, f64)> {
-    vec![(String::new(), value.into())]
-}
-
-fn label_value(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
+use super::exposition::{label_value, metric, one};
+use super::node_metrics::node_metrics;
 
 pub fn render(status: &Status, stats: &Stats) -> String {
     let mut out = String::new();
@@ -328,71 +315,6 @@ fn dr_metrics(out: &mut String, status: &Status) {
     ];
     for (name, help, value) in gauges {
         metric(out, name, "gauge", help, &one(value));
-    }
-}
-
-/// On a primary (and a relay): the nodes that report in, and under each
-/// relay the nodes that follow it, labelled with the relay (`via`).
-fn node_metrics(out: &mut String, nodes: &[crate::health::snapshot::NodeStatus]) {
-    let mut tree = Vec::new();
-    flatten(nodes, None, &mut tree);
-    let by_node = |f: &dyn Fn(&crate::health::snapshot::NodeStatus) -> f64| -> Vec<(String, f64)> {
-        tree.iter()
-            .map(|(n, via)| {
-                let via = via.map(|v| format!(",via=\"{}\"", label_value(v))).unwrap_or_default();
-                (format!("{{node=\"{}\"{via}}}", label_value(&n.name)), f(n))
-            })
-            .collect()
-    };
-    metric(
-        out,
-        "georeg_node_healthy",
-        "gauge",
-        "1 when the secondary's last report was healthy and recent.",
-        &by_node(&|n| f64::from(u8::from(n.health == crate::health::snapshot::NodeHealth::Healthy))),
-    );
-    metric(
-        out,
-        "georeg_node_report_age_seconds",
-        "gauge",
-        "Seconds since the secondary last reported.",
-        &by_node(&|n| n.age_seconds as f64),
-    );
-    metric(
-        out,
-        "georeg_node_lag_seconds",
-        "gauge",
-        "The secondary's reported event lag.",
-        &by_node(&|n| n.events.lag_seconds as f64),
-    );
-    metric(
-        out,
-        "georeg_node_failover_ready",
-        "gauge",
-        "1 when the secondary reported that failover to it would lose nothing.",
-        &by_node(&|n| f64::from(u8::from(n.failover.as_ref().is_some_and(|f| f.ready)))),
-    );
-    metric(
-        out,
-        "georeg_node_deletions_held",
-        "gauge",
-        "Deletions the secondary reported holding back (replication.delete_delay_hours).",
-        &by_node(&|n| n.deletions.held as f64),
-    );
-}
-
-/// Every node of the tree with the relay it reports through (none for
-/// this node's own followers), at most a few levels deep.
-fn flatten<'a>(
-    nodes: &'a [crate::health::snapshot::NodeStatus],
-    via: Option<&'a str>,
-    out: &mut Vec<(&'a crate::health::snapshot::NodeStatus, Option<&'a str>)>,
-) {
-    for n in nodes {
-        out.push((n, via));
-        if out.len() < 10_000 {
-            flatten(&n.followers, Some(&n.name), out);
-        }
     }
 }
 

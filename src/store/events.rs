@@ -35,7 +35,7 @@ impl Log {
             batch.queued.push(Queued { ticket, events: events.to_vec(), schedule });
             ticket
         };
-        let mut conn = self.conn();
+        let mut conn = self.conn_first();
         let queued = {
             let mut batch = self.batch();
             if let Some(outcome) = batch.done.remove(&ticket) {

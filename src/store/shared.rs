@@ -18,6 +18,12 @@ pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 
 pub(crate) struct Shared {
     conn: Mutex<Connection>,
+    /// Notifications waiting for the connection: while any is, other
+    /// writers wait at this gate, so that a notification waits for the
+    /// one statement in progress, not for every writer that asks after it
+    /// (the mutex is not fair: a scan that lets go and takes it again
+    /// at once could keep it for many turns).
+    urgent: Gate,
     /// Notifications waiting for the next group commit, and the outcomes
     /// of committed ones until their callers collect them.
     pub(super) batch: Mutex<Batch>,
@@ -35,6 +41,7 @@ impl Shared {
     pub(super) fn new(conn: Connection) -> Shared {
         Shared {
             conn: Mutex::new(conn),
+            urgent: Gate::default(),
             batch: Mutex::default(),
             work: Bell::default(),
             appended: Bell::default(),
@@ -44,6 +51,18 @@ impl Shared {
     }
 
     pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.urgent.pass();
+        self.lock()
+    }
+
+    /// The connection ahead of every [`Shared::conn`] asked for meanwhile:
+    /// for the commit of notifications, which a registry waits on.
+    pub(super) fn conn_first(&self) -> MutexGuard<'_, Connection> {
+        let _waiting = self.urgent.enter();
+        self.lock()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
         // Statements are atomic, so a panic while holding the lock leaves no
         // half-written state behind and a poisoned lock is safe to reuse.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -79,6 +98,42 @@ pub(super) struct Queued {
     pub(super) ticket: u64,
     pub(super) events: Vec<NewEvent>,
     pub(super) schedule: bool,
+}
+
+/// How many urgent callers wait for the connection; the others wait here
+/// until none does.
+#[derive(Default)]
+struct Gate {
+    waiting: Mutex<usize>,
+    clear: Condvar,
+}
+
+impl Gate {
+    fn pass(&self) {
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: an urgent caller leaves as soon as it has the
+        // connection; the timeout only guards against a lost wakeup.
+        let _ = self.clear.wait_timeout_while(waiting, Duration::from_secs(1), |n| *n > 0);
+    }
+
+    fn enter(&self) -> Entered<'_> {
+        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        Entered(self)
+    }
+}
+
+/// An urgent caller's place at the gate, given up when it has the
+/// connection (or unwinds).
+struct Entered<'a>(&'a Gate);
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.0.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        *waiting -= 1;
+        if *waiting == 0 {
+            self.0.clear.notify_all();
+        }
+    }
 }
 
 /// A doorbell: waiters sleep until it rings or their timeout passes.
@@ -132,6 +187,43 @@ mod tests {
         assert_eq!(retry_delay(5, 1.0).as_secs(), 160);
         assert_eq!(retry_delay(50, 1.0).as_secs(), 3600);
         assert_eq!(retry_delay(50, 1.2).as_secs(), 4320);
+    }
+
+    #[test]
+    fn a_notification_takes_the_connection_before_writers_that_asked_after_it() {
+        let shared = std::sync::Arc::new(Shared::new(Connection::open_in_memory().unwrap()));
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let held = shared.lock();
+        let urgent = {
+            let (shared, order) = (shared.clone(), order.clone());
+            std::thread::spawn(move || {
+                let _conn = shared.conn_first();
+                order.lock().unwrap().push("notification");
+            })
+        };
+        while *shared.urgent.waiting.lock().unwrap() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the notification never asked");
+            std::thread::yield_now();
+        }
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (shared, order, asked) = (shared.clone(), order.clone(), asked.clone());
+            std::thread::spawn(move || {
+                asked.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _conn = shared.conn();
+                order.lock().unwrap().push("scan");
+            })
+        };
+        while !asked.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(std::time::Instant::now() < deadline, "the writer never asked");
+            std::thread::yield_now();
+        }
+        drop(held);
+        urgent.join().unwrap();
+        writer.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["notification", "scan"]);
+        assert_eq!(*shared.urgent.waiting.lock().unwrap(), 0);
     }
 
     #[test]

@@ -616,3 +616,47 @@ END;
 -- import that still lists it as gone, or by an operator; `georeg
 -- deletions` names the bundle.
 ALTER TABLE deletions ADD COLUMN bundle TEXT /* the transfer bundle whose import asked for it (NULL: the primary) */;
+
+-- @version 18
+-- An overwrite is a deletion too: when a tag moves on the primary, the
+-- digest it pointed to is what a secondary would lose. With
+-- replication.delete_delay_hours above 0 the tag moves on the secondary at
+-- once, and the digest it left stays reachable there for the delay under a
+-- backup tag (`georeg-kept-sha256-<hex>`), recorded here as kind
+-- 'overwrite': `tag` the tag, `digest` the digest it left, `replaced_by`
+-- the digest the primary moved it to. `georeg deletions --cancel` puts the
+-- tag back to `digest` on the secondary, which keeps it there while the
+-- primary has the tag at `replaced_by`. The kind's CHECK changes, so the
+-- table is rebuilt; a tag overwritten twice within the delay keeps both
+-- digests, so an overwrite is open once per tag and digest.
+CREATE TABLE deletions_v18 (
+    id            INTEGER PRIMARY KEY,
+    repository_id INTEGER NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+    kind          TEXT NOT NULL CHECK (kind IN ('tag', 'manifest', 'overwrite')),
+    tag           TEXT,
+    digest        TEXT,
+    cause         TEXT NOT NULL,
+    tags          INTEGER NOT NULL DEFAULT 1,
+    state         TEXT NOT NULL DEFAULT 'held'
+                  CHECK (state IN ('held', 'applying', 'applied', 'cancelled', 'dropped')),
+    seen_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    applies_at    TEXT NOT NULL,
+    decided_at    TEXT,
+    decided_by    TEXT CHECK (decided_by IN ('delay', 'operator', 'primary')),
+    last_error    TEXT,
+    burst         TEXT,
+    bundle        TEXT,
+    replaced_by   TEXT /* kind overwrite: the digest the primary moved the tag to */
+);
+INSERT INTO deletions_v18 (id, repository_id, kind, tag, digest, cause, tags, state, seen_at, applies_at,
+                           decided_at, decided_by, last_error, burst, bundle)
+    SELECT id, repository_id, kind, tag, digest, cause, tags, state, seen_at, applies_at,
+           decided_at, decided_by, last_error, burst, bundle FROM deletions;
+DROP TABLE deletions;
+ALTER TABLE deletions_v18 RENAME TO deletions;
+CREATE UNIQUE INDEX deletions_open ON deletions
+    (repository_id, kind, COALESCE(tag, digest), CASE kind WHEN 'overwrite' THEN digest ELSE '' END)
+    WHERE state IN ('held', 'applying', 'cancelled');
+CREATE INDEX deletions_by_state ON deletions (state, applies_at);
+CREATE INDEX deletions_by_time ON deletions (seen_at);
+CREATE INDEX deletions_in_bursts ON deletions (state, seen_at) WHERE burst IS NOT NULL;

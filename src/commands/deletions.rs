@@ -17,7 +17,7 @@ use super::owner::{Owner, INTERRUPTED};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::lock::{current_holder, Lock, Locker};
-use crate::store::{Deletion, DeletionState, Reader, Selector, Store};
+use crate::store::{Deletion, DeletionKind, DeletionState, Reader, Selector, Store};
 
 /// How often a follower looks at the state file.
 const POLL: Duration = Duration::from_millis(250);
@@ -84,12 +84,17 @@ pub fn cancel(config: &Config, which: &Selector) -> Result<ExitCode> {
     let store = Store::open(&config.state_file)?;
     let done = store.queue().cancel_deletions(which)?;
     for r in &done {
-        println!(
-            "{} {} {}: cancelled: kept on the secondary; verification expects the difference",
-            r.id,
-            r.repository,
-            r.what()
-        );
+        let kept = match r.kind {
+            DeletionKind::Overwrite => format!(
+                "the tag goes back to {} on the secondary at its repository's next sync (queued now; without \
+                 `georeg serve` running, `georeg sync {}`) and stays there while the primary has it where it \
+                 moved it",
+                r.digest.as_deref().unwrap_or("its previous digest"),
+                r.repository
+            ),
+            _ => "kept on the secondary".into(),
+        };
+        println!("{} {} {}: cancelled: {kept}; verification expects the difference", r.id, r.repository, r.what());
     }
     Ok(report_missing(which, &done, "cancelled"))
 }
@@ -214,6 +219,9 @@ impl Outcome {
     /// Prints a deletion's outcome once it has one; false while it has not.
     fn print(&mut self, r: &Deletion) -> bool {
         let line = match (r.state.as_str(), &r.last_error) {
+            ("applied", _) if r.kind == DeletionKind::Overwrite => {
+                "applied: the digest the tag left is no longer kept on the secondary".to_string()
+            }
             ("applied", _) => "removed from the secondary".to_string(),
             ("dropped", _) => "not removed: the primary has it again".to_string(),
             ("cancelled", _) => "cancelled meanwhile: kept on the secondary".to_string(),

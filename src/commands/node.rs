@@ -164,6 +164,7 @@ impl Node {
             shutdown: &self.shutdown,
             chunk_size: self.config.replication.chunk_bytes,
             streams: self.config.replication.blob_streams,
+            deletions: deletion_policy(&self.config.replication),
         }
     }
 

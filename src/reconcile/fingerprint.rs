@@ -25,14 +25,17 @@ pub fn of(tags: &BTreeMap<String, Digest>) -> String {
 }
 
 /// The secondary's tags as the primary should have them: tags whose
-/// deletion is held back or cancelled are left out, and tags the secondary
-/// refuses are put in at the digest the primary had.
+/// deletion is held back or cancelled are left out (backup tags of held
+/// overwrites too), tags an operator put back are shown where the primary
+/// moved them, and tags the secondary refuses are put in at the digest
+/// the primary had.
 pub fn as_expected(
     mut tags: BTreeMap<String, Digest>,
     kept: &Kept,
     unsupported: &[(String, String)],
 ) -> BTreeMap<String, Digest> {
     tags.retain(|tag, digest| !kept.covers(tag, digest.as_str()));
+    kept.unpin(&mut tags);
     for (tag, digest) in unsupported {
         if let (false, Ok(d)) = (tags.contains_key(tag), Digest::parse(digest)) {
             tags.insert(tag.clone(), d);

@@ -30,6 +30,17 @@ impl Replicator<'_> {
         self.deleter().remove_or_hold_tag(repo, tag, digest, cause, report)
     }
 
+    /// See [`Deleter::remove_or_hold_gone`].
+    pub(super) fn remove_or_hold_gone<'t>(
+        &self,
+        repo: &str,
+        gone: impl Iterator<Item = (&'t String, &'t Digest)>,
+        cause: Cause,
+        report: &mut Report,
+    ) -> Result<()> {
+        self.deleter().remove_or_hold_gone(repo, gone, cause, report)
+    }
+
     /// See [`Deleter::delete_or_hold_manifest`].
     pub(super) fn delete_or_hold_manifest(&self, repo: &str, digest: &Digest, report: &mut Report) -> Result<()> {
         self.deleter().delete_or_hold_manifest(repo, digest, report)

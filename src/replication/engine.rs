@@ -25,7 +25,7 @@ use crate::health::Stats;
 use crate::registry::manifest::{self, BlobRef, Manifest};
 use crate::registry::{Digest, Target};
 use crate::shutdown::Shutdown;
-use crate::store::{Action, Queue};
+use crate::store::{Action, DeletionPolicy, Queue};
 
 /// Index nesting deeper than this is refused rather than followed.
 const MAX_DEPTH: usize = 4;
@@ -47,6 +47,8 @@ pub struct Engine<'a> {
     /// Streams one such blob is read over at once, in ranges, when the
     /// source serves them (`replication.blob_streams`; 1: one stream).
     pub streams: usize,
+    /// How a tag's move is held back (`overwrites.rs`), like a deletion.
+    pub deletions: DeletionPolicy,
 }
 
 /// What the secondary repository is known to hold during one sync.
@@ -68,7 +70,11 @@ impl Engine<'_> {
         seen: &mut Seen,
         report: &mut Report,
     ) -> Result<()> {
+        if self.pinned(repo, tag, &m.digest, report)? {
+            return Ok(());
+        }
         self.copy_contents(repo, &m, seen, report, 0)?;
+        self.before_tag_moves(repo, tag, &m.digest, report)?;
         match self.secondary.put_manifest(repo, tag, &m) {
             Ok(()) => {}
             // A secondary without compatibility.schema1.enabled refuses

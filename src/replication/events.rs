@@ -114,7 +114,11 @@ impl Replicator<'_> {
             let (p, s) = (self.primary.manifest_digest(repo, tag)?, self.engine.secondary.manifest_digest(repo, tag)?);
             if p != s {
                 let text = format!("tag {tag}: primary {}, secondary {}", show(p.as_ref()), show(s.as_ref()));
-                let only_here = s.filter(|_| p.is_none()).map(|s| OnlyHere::Tag(tag.clone(), s));
+                let only_here = match (s, &p) {
+                    (Some(s), None) => Some(OnlyHere::Tag(tag.clone(), s)),
+                    (Some(s), Some(p)) => Some(OnlyHere::Pinned(tag.clone(), s, p.clone())),
+                    (None, _) => None,
+                };
                 differences.push(Difference { text, only_here });
             }
         }
@@ -278,19 +282,23 @@ struct Difference {
     only_here: Option<OnlyHere>,
 }
 
-/// A tag (at a digest) or a manifest (by digest) only the secondary has.
+/// A tag (at a digest) or a manifest (by digest) only the secondary has,
+/// or a tag it has elsewhere than the primary (secondary's, primary's).
 enum OnlyHere {
     Tag(String, Digest),
     Manifest(Digest),
+    Pinned(String, Digest, Digest),
 }
 
 impl Difference {
-    /// Whether the difference is a deletion held back or cancelled.
+    /// Whether the difference is a deletion held back or cancelled, or a
+    /// tag an operator put back.
     fn expected_by(&self, kept: &crate::store::Kept) -> bool {
         match &self.only_here {
             None => false,
             Some(OnlyHere::Tag(tag, digest)) => kept.covers(tag, digest.as_str()),
             Some(OnlyHere::Manifest(digest)) => kept.manifests.contains(digest.as_str()),
+            Some(OnlyHere::Pinned(tag, here, there)) => kept.pinned_at(tag, here.as_str(), Some(there.as_str())),
         }
     }
 }

@@ -18,7 +18,7 @@ use super::engine::Engine;
 use super::report::Report;
 use crate::error::Result;
 use crate::registry::Digest;
-use crate::store::{Action, Cause, Deletion, DeletionKind, DeletionPolicy, NewDeletion, Open};
+use crate::store::{is_backup_tag, Action, Cause, Deletion, DeletionKind, DeletionPolicy, NewDeletion, Open};
 
 /// The engine, the policy, and who asks.
 pub(super) struct Deleter<'a, 'e> {
@@ -55,6 +55,28 @@ impl Deleter<'_, '_> {
             let applies_at = store.hold_deletion(repo, &deletion, self.policy)?;
             log::debug!("{repo}:{tag} is gone ({}): deletion held until {applies_at}", cause.as_str());
             report.deletions_held += 1;
+        }
+        Ok(())
+    }
+
+    /// Every tag the secondary has that the primary (or the bundle) no
+    /// longer lists: each removed or held. A backup tag is georeg's own
+    /// (`overwrites.rs`): kept while a held overwrite needs it, removed
+    /// otherwise.
+    pub fn remove_or_hold_gone<'t>(
+        &self,
+        repo: &str,
+        gone: impl Iterator<Item = (&'t String, &'t Digest)>,
+        cause: Cause,
+        report: &mut Report,
+    ) -> Result<()> {
+        for (tag, digest) in gone {
+            self.engine.shutdown.check()?;
+            if is_backup_tag(tag) {
+                self.engine.tidy_backup(repo, tag, digest)?;
+            } else {
+                self.remove_or_hold_tag(repo, tag, Some(digest), cause, report)?;
+            }
         }
         Ok(())
     }
@@ -134,7 +156,12 @@ impl Deleter<'_, '_> {
         let (mut done, mut dropped) = (0, 0);
         let result = due.iter().try_for_each(|deletion| -> Result<()> {
             self.engine.shutdown.check()?;
-            let applied = !has_again(deletion)? && self.apply(repo, deletion, report)?;
+            // An overwrite's tag has moved already: what is due is only to
+            // stop keeping the digest it left, whatever the primary has.
+            let applied = match deletion.kind {
+                DeletionKind::Overwrite => self.apply(repo, deletion, report)?,
+                _ => !has_again(deletion)? && self.apply(repo, deletion, report)?,
+            };
             store.finish_deletion(deletion.id, applied)?;
             done += 1;
             match applied {
@@ -178,6 +205,10 @@ impl Deleter<'_, '_> {
                 }
                 Ok(true)
             }
+            (DeletionKind::Overwrite, _, Some(digest)) => {
+                self.engine.release_backup(repo, &digest, deletion.id)?;
+                Ok(true)
+            }
             (DeletionKind::Manifest, _, Some(digest)) => {
                 if secondary.manifest_digest(repo, digest.as_str())?.is_some() {
                     self.delete_manifest_now(repo, &digest, report)?;
@@ -197,7 +228,7 @@ impl Deleter<'_, '_> {
     /// when the last hour's deletions are too many (logged once; health
     /// reports it until an operator decides).
     pub fn check_burst(&self, repo: &str, report: &Report) {
-        if report.deletions_held + report.tags_removed + report.manifests_deleted == 0 {
+        if report.deletions_held + report.tags_removed + report.manifests_deleted + report.tags_overwritten == 0 {
             return;
         }
         match self.engine.store.flag_burst(repo, self.policy) {

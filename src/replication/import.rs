@@ -136,6 +136,8 @@ impl Importer<'_> {
             self.engine.shutdown.check()?;
             self.mount_from(repo, m, seen, report)?;
         }
+        // Tags an operator put back go back first, as in a sync.
+        self.engine.restore_pins(repo, report)?;
         let present = self.engine.secondary.tag_digests(repo)?;
         seen.manifests.extend(present.values().cloned());
         let mut failures = TagFailures::default();
@@ -153,10 +155,7 @@ impl Importer<'_> {
             failures.record(repo, tag, copied)?;
         }
         let cause = if tags.is_empty() { Cause::RepositoryEmptied } else { Cause::TagRemoved };
-        for (tag, digest) in present.iter().filter(|(t, _)| !tags.contains_key(*t)) {
-            self.engine.shutdown.check()?;
-            deleter.remove_or_hold_tag(repo, tag, Some(digest), cause, report)?;
-        }
+        deleter.remove_or_hold_gone(repo, present.iter().filter(|(t, _)| !tags.contains_key(*t)), cause, report)?;
         failures.into_result(repo)
     }
 

@@ -37,6 +37,7 @@ mod events;
 mod held;
 pub mod import;
 mod job;
+mod overwrites;
 pub mod pool;
 mod ranges;
 mod referrers;

@@ -118,6 +118,9 @@ impl Replicator<'_> {
         if listed.is_empty() && !self.primary.lists_tags() {
             return Err(self.primary.unlisted(repo));
         }
+        // Tags an operator put back go back first, so that the listing
+        // below sees them where they are kept.
+        self.engine.restore_pins(repo, report)?;
         // A secondary that lists no tags is asked by name: the primary's
         // tags, and those georeg left there (gone from the primary since).
         let mut present = self.engine.secondary.tag_digests_among(repo, &listed)?;
@@ -179,10 +182,8 @@ impl Replicator<'_> {
         for tag in &deleted_since {
             wanted.remove(tag);
         }
-        for (tag, digest) in present.iter().filter(|(t, _)| !wanted.contains(*t)) {
-            self.engine.shutdown.check()?;
-            self.remove_or_hold_tag(repo, tag, Some(digest), cause, report)?;
-        }
+        let gone = present.iter().filter(|(t, _)| !wanted.contains(*t));
+        self.remove_or_hold_gone(repo, gone, cause, report)?;
         failures.into_result(repo).map(|()| wanted)
     }
 

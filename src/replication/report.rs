@@ -25,6 +25,10 @@ pub struct Report {
     /// an operator cancelled (kept on the secondary).
     pub deletions_held: u64,
     pub deletions_kept: u64,
+    /// Tags the primary moved (held back or not: the burst alarm counts
+    /// them), and tags put back to their previous digest by an operator.
+    pub tags_overwritten: u64,
+    pub tags_restored: u64,
     /// Blobs and manifests a drill found damaged, copied again and read back whole.
     pub repaired: u64,
     /// Events the job applied, counted as processed once it is recorded synced.
@@ -55,6 +59,9 @@ impl std::fmt::Display for Report {
         }
         if self.deletions_kept > 0 {
             write!(f, "; {} deletions cancelled by an operator, kept", self.deletions_kept)?;
+        }
+        if self.tags_restored > 0 {
+            write!(f, "; {} tags put back to their previous digest (overwrites cancelled)", self.tags_restored)?;
         }
         if self.repaired > 0 {
             write!(f, "; {} damaged blobs or manifests repaired", self.repaired)?;

@@ -17,12 +17,12 @@ use crate::store::Action;
 const EMPTY_JSON: &[u8] = b"{}";
 
 impl Engine<'_> {
-    /// Removes one tag from the secondary, leaving sibling tags that share
-    /// its digest in place. Distribution 2.8 can only delete manifests by
-    /// digest, which drops every tag pointing at them; so the tag is first
-    /// re-pointed at a tombstone manifest of its own, and the tombstone is
-    /// deleted by digest.
-    pub(super) fn remove_tag(&self, repo: &str, tag: &str) -> Result<()> {
+    /// Takes `tag` off the secondary registry, leaving sibling tags that
+    /// share its digest in place; records nothing. Distribution 2.8 can
+    /// only delete manifests by digest, which drops every tag pointing at
+    /// them; so the tag is first re-pointed at a tombstone manifest of its
+    /// own, and the tombstone is deleted by digest.
+    pub(super) fn untag(&self, repo: &str, tag: &str) -> Result<()> {
         // The tombstone below can only be deleted where deletes are on:
         // find out first, and leave the tag as it is otherwise.
         if !self.secondary.deletes_enabled(repo)? {
@@ -45,6 +45,13 @@ impl Engine<'_> {
             self.secondary.put_manifest(repo, tag, &tombstone)?;
             self.secondary.delete_manifest(repo, &tombstone.digest)?;
         }
+        Ok(())
+    }
+
+    /// Removes one tag from the secondary, as the primary did: recorded,
+    /// and logged for this node's followers.
+    pub(super) fn remove_tag(&self, repo: &str, tag: &str) -> Result<()> {
+        self.untag(repo, tag)?;
         self.store.remove_tag(repo, tag)?;
         self.store.log_applied(repo, Action::Delete, Some(tag), None, None)?;
         log::debug!("{repo}:{tag} removed (gone from the primary)");

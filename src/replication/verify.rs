@@ -96,7 +96,8 @@ pub fn first_difference(primary: &BTreeMap<String, Digest>, secondary: &BTreeMap
 /// refused; while the primary still has that digest and the secondary
 /// lacks the tag, they are an expected difference, not a mismatch. `kept`:
 /// deletions held back or cancelled; a tag they cover that the secondary
-/// still has and the primary lacks is expected too.
+/// still has and the primary lacks is expected too, as is a tag an
+/// operator put back to the digest an overwrite left.
 pub fn compare(
     primary: &Client,
     secondary: &Client,
@@ -119,6 +120,9 @@ pub fn compare(
     let before = s.len();
     s.retain(|tag, digest| p.contains_key(tag) || !kept.covers(tag, digest.as_str()));
     let kept_out = before - s.len();
+    // A tag an operator put back reads as the primary has it, while the
+    // primary keeps it where it moved it.
+    kept.unpin(&mut s);
     let (mut pc, mut sc) = (checksum(&p), checksum(&s));
     let mut difference = first_difference(&p, &s);
     if let Some((on_primary, on_secondary)) = referrer_lines(primary, secondary, repo, &p)? {

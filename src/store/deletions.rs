@@ -15,7 +15,7 @@
 //! the node unhealthy until an operator decides on them or, with no delay,
 //! for an hour.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,7 @@ const COLUMNS: &str = "h.id, r.name, h.kind, h.tag, h.digest, h.cause, h.tags, h
                        h.decided_at, h.decided_by, h.last_error, h.bundle, \
                        CASE WHEN h.kind = 'manifest' THEN (SELECT group_concat(name, ',') FROM \
                          (SELECT t.name FROM tags t WHERE t.repository_id = h.repository_id AND t.digest = h.digest \
-                          ORDER BY t.name)) END";
+                          ORDER BY t.name)) END, h.replaced_by";
 
 /// How deletions are held, and when they raise the burst alarm.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -101,6 +101,10 @@ pub struct Deletion {
     /// The tags a manifest deletion takes off the secondary, as the state
     /// file records them now (none for a tag deletion: `tag` names it).
     pub tag_names: Vec<String>,
+    /// An overwrite: the digest the primary moved the tag to (`digest` is
+    /// the one it left).
+    #[serde(default)]
+    pub replaced_by: Option<String>,
 }
 
 impl Deletion {
@@ -114,6 +118,11 @@ impl Deletion {
     pub fn what(&self) -> String {
         let short = |d: &str| d.get(..19).unwrap_or(d).to_string();
         match (self.kind, &self.tag, &self.digest) {
+            (DeletionKind::Overwrite, Some(tag), Some(d)) => format!(
+                "tag {tag} (was {}, now {})",
+                short(d),
+                self.replaced_by.as_deref().map(short).unwrap_or_else(|| "?".into())
+            ),
             (DeletionKind::Tag, Some(tag), Some(d)) => format!("tag {tag} ({})", short(d)),
             (DeletionKind::Tag, Some(tag), None) => format!("tag {tag}"),
             (_, _, Some(d)) if self.tag_names.is_empty() => {
@@ -127,27 +136,6 @@ impl Deletion {
             ),
             _ => format!("{} #{}", self.kind, self.id),
         }
-    }
-}
-
-/// Deletions a repository's verification expects: tags (with the digest
-/// they had) and manifests held back or cancelled.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Kept {
-    pub tags: BTreeMap<String, Option<String>>,
-    pub manifests: BTreeSet<String>,
-}
-
-impl Kept {
-    /// Whether `tag` at `digest`, on the secondary but not on the primary,
-    /// is an expected difference.
-    pub fn covers(&self, tag: &str, digest: &str) -> bool {
-        self.tags.get(tag).is_some_and(|d| d.as_deref().is_none_or(|d| d == digest)) || self.manifests.contains(digest)
-    }
-
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.tags.is_empty() && self.manifests.is_empty()
     }
 }
 
@@ -205,6 +193,7 @@ fn deletion_row(r: &rusqlite::Row) -> rusqlite::Result<Deletion> {
             .get::<_, Option<String>>(14)?
             .map(|names| names.split(',').map(String::from).collect())
             .unwrap_or_default(),
+        replaced_by: r.get(15)?,
     })
 }
 
@@ -348,32 +337,6 @@ impl Queue {
         Ok(())
     }
 
-    /// The repository's deletions held back or cancelled: differences from
-    /// the primary that verification expects.
-    pub fn kept_deletions(&self, repository: &str) -> Result<Kept> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT h.kind, h.tag, h.digest FROM deletions h JOIN repositories r ON r.id = h.repository_id
-             WHERE r.name = ?1 AND h.state IN {OPEN}"
-        ))?;
-        let mut kept = Kept::default();
-        let rows = stmt.query_map([repository], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?))
-        })?;
-        for row in rows {
-            match row? {
-                (kind, Some(tag), digest) if kind == "tag" => {
-                    kept.tags.insert(tag, digest);
-                }
-                (_, _, Some(digest)) => {
-                    kept.manifests.insert(digest);
-                }
-                _ => {}
-            }
-        }
-        Ok(kept)
-    }
-
     pub fn deletions_by_id(&self, ids: &[i64]) -> Result<Vec<Deletion>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
@@ -410,7 +373,9 @@ impl Queue {
     }
 
     /// An operator's `--cancel`: the selected held deletions are kept on
-    /// the secondary for good. Returns the deletions cancelled.
+    /// the secondary for good; a tag whose overwrite is cancelled goes back
+    /// to the digest it left, by a full sync of its repository, queued
+    /// here. Returns the deletions cancelled.
     pub fn cancel_deletions(&self, which: &Selector) -> Result<Vec<Deletion>> {
         let (all, ids) = which.params();
         let cancelled: Vec<i64> = self
@@ -421,7 +386,13 @@ impl Queue {
             ))?
             .query_map(params![all, ids], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        self.deletions_by_id(&cancelled)
+        let cancelled = self.deletions_by_id(&cancelled)?;
+        let restore: BTreeSet<&str> =
+            cancelled.iter().filter(|d| d.kind == DeletionKind::Overwrite).map(|d| d.repository.as_str()).collect();
+        for repository in restore {
+            self.request_full_sync(repository)?;
+        }
+        Ok(cancelled)
     }
 }
 

@@ -41,11 +41,13 @@ impl Queue {
 /// The burst alarm for one repository (`scope`) or the whole registry
 /// (`None`), if the last hour's deletions exceed the policy's share of the
 /// tags there. Tags still on the secondary are in `tags`; those removed
-/// within the hour are not any more, so they are added back.
+/// within the hour are not any more, so they are added back (a tag
+/// overwritten is still there). An overwrite counts as a deletion: it
+/// takes the digest the tag had.
 fn burst(conn: &Connection, scope: Option<i64>, repository: &str, p: &DeletionPolicy) -> Result<Option<String>> {
     let (removed, applied): (i64, i64) = conn
         .prepare_cached(&format!(
-            "SELECT COALESCE(SUM(tags), 0), COALESCE(SUM(CASE WHEN state = 'applied' THEN tags END), 0)
+            "SELECT COALESCE(SUM(tags), 0), COALESCE(SUM(CASE WHEN state = 'applied' AND kind <> 'overwrite' THEN tags END), 0)
              FROM deletions WHERE seen_at >= {HOUR_AGO} AND state <> 'dropped' AND (?1 IS NULL OR repository_id = ?1)"
         ))?
         .query_row([scope], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -61,7 +63,7 @@ fn burst(conn: &Connection, scope: Option<i64>, repository: &str, p: &DeletionPo
         None => "of the registry".to_string(),
     };
     Ok(Some(format!(
-        "burst of deletions: {removed} of {total} tags {whose} ({:.0} %) removed on the primary within an hour, over \
+        "burst of deletions: {removed} of {total} tags {whose} ({:.0} %) removed or overwritten on the primary within an hour, over \
          replication.delete_burst_share ({:.0} %)",
         removed as f64 * 100.0 / total as f64,
         p.burst_share * 100.0

@@ -7,8 +7,8 @@
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
-use super::deletions::Kept;
 use super::handles::{Fingerprints, Snapshot};
+use super::kept::Kept;
 use super::shared::NOW;
 use crate::error::Result;
 use crate::registry::Digest;

@@ -7,7 +7,9 @@
 //! followers read), `nodes` (secondaries' reports, on a primary, and the
 //! chart's samples), `uploads` (blobs copied in chunks), `bundles`
 //! (transfer bundles imported), `deletions` (deletions held back,
-//! `replication.delete_delay_hours`) and `burst` (their alarm), `drills`
+//! `replication.delete_delay_hours`), `overwrites` (tags moved, held
+//! back the same way), `kept` (what a comparison expects to differ) and
+//! `burst` (their alarm), `drills`
 //! (pulls from the secondary and what they found), `readiness` (what
 //! failover would lose), `read_side` (what the pages show), `listing`
 //! (the repository list's pages, by key) and `states`
@@ -43,10 +45,12 @@ mod events;
 mod failover;
 mod fingerprints;
 mod handles;
+mod kept;
 mod listing;
 pub(crate) mod lock;
 mod nodes;
 mod open;
+mod overwrites;
 mod read_side;
 mod reconcile;
 mod repos;
@@ -62,7 +66,7 @@ mod tests;
 pub(crate) use alarms::{Alarm, NOTIFICATIONS_REFUSED};
 pub(crate) use bundles::{BundleRow, NewBundle};
 pub(crate) use cursor::Cursor;
-pub(crate) use deletions::{Deletion, DeletionPolicy, DeletionSummary, Kept, NewDeletion, Open, Selector};
+pub(crate) use deletions::{Deletion, DeletionPolicy, DeletionSummary, NewDeletion, Open, Selector};
 #[cfg(test)]
 pub(crate) use drills::DrillRow;
 pub(crate) use drills::{DrillFailure, DrillRecord, DrillSummary, DrillTag};
@@ -72,8 +76,10 @@ pub(crate) use fingerprints::{
     page_digest, Entry as FingerprintEntry, Local as LocalFingerprint, Page as FingerprintPage,
 };
 pub(crate) use handles::{Fingerprints, Log, Queue, Reader, Snapshot, Store};
+pub(crate) use kept::Kept;
 pub(crate) use listing::{Key, Page, Position, RepositoryFilter, Total, GROUPS};
 pub(crate) use nodes::Sample;
+pub(crate) use overwrites::{backup_tag, is_backup_tag};
 pub(crate) use read_side::{Counts, RepositoryRow};
 pub(crate) use reconcile::{Comparison, Known, PassRecord};
 pub(crate) use repos::{Job, Progress};

@@ -74,6 +74,9 @@ pub enum DeletionKind {
     Tag,
     /// A manifest by digest, and every tag pointing at it.
     Manifest,
+    /// The digest a tag pointed to before the primary moved it: kept
+    /// reachable under a backup tag for the delay.
+    Overwrite,
 }
 
 /// `deletions.state`.
@@ -112,15 +115,18 @@ pub enum Cause {
     ManifestDeleted,
     #[serde(rename = "repository emptied")]
     RepositoryEmptied,
+    #[serde(rename = "tag overwritten")]
+    TagOverwritten,
 }
 
 impl DeletionKind {
-    pub const ALL: [DeletionKind; 2] = [DeletionKind::Tag, DeletionKind::Manifest];
+    pub const ALL: [DeletionKind; 3] = [DeletionKind::Tag, DeletionKind::Manifest, DeletionKind::Overwrite];
 
     pub fn as_str(self) -> &'static str {
         match self {
             DeletionKind::Tag => "tag",
             DeletionKind::Manifest => "manifest",
+            DeletionKind::Overwrite => "overwrite",
         }
     }
 }
@@ -158,7 +164,8 @@ impl DecidedBy {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 3] = [Cause::TagRemoved, Cause::ManifestDeleted, Cause::RepositoryEmptied];
+    pub const ALL: [Cause; 4] =
+        [Cause::TagRemoved, Cause::ManifestDeleted, Cause::RepositoryEmptied, Cause::TagOverwritten];
 
     /// As `georeg deletions` shows it and the state file stores it.
     pub fn as_str(self) -> &'static str {
@@ -166,6 +173,7 @@ impl Cause {
             Cause::TagRemoved => "tag removed",
             Cause::ManifestDeleted => "manifest deleted",
             Cause::RepositoryEmptied => "repository emptied",
+            Cause::TagOverwritten => "tag overwritten",
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::support::{wait_until, Env, Mode};
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The deletions `georeg deletions --json` lists, as (id, repository, tag or digest, state).
-fn deletions(env: &Env) -> Vec<(i64, String, String, String)> {
+pub(super) fn deletions(env: &Env) -> Vec<(i64, String, String, String)> {
     let run = env.georeg(&["deletions", "--json"]);
     run.assert_ok();
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
@@ -35,7 +35,7 @@ fn id_of(list: &[(i64, String, String, String)], repo: &str, what: &str) -> Stri
     row.0.to_string()
 }
 
-fn get(url: &str) -> String {
+pub(super) fn get(url: &str) -> String {
     match ureq::get(url).call() {
         Ok(r) => r.into_string().unwrap(),
         Err(ureq::Error::Status(_, r)) => r.into_string().unwrap(),
@@ -43,12 +43,12 @@ fn get(url: &str) -> String {
     }
 }
 
-fn status_json(env: &Env) -> serde_json::Value {
+pub(super) fn status_json(env: &Env) -> serde_json::Value {
     serde_json::from_str(&get(&format!("{}/api/v1/status", env.url()))).unwrap()
 }
 
 /// A metric's value from `/metrics`.
-fn metric(env: &Env, name: &str) -> f64 {
+pub(super) fn metric(env: &Env, name: &str) -> f64 {
     let text = get(&format!("{}/metrics", env.url()));
     let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name} in {text}"));
     line[name.len() + 1..].parse().unwrap()

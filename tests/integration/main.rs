@@ -15,6 +15,7 @@ mod dashboard;
 mod demo;
 mod dr;
 mod dr_import;
+mod dr_overwrite;
 mod events;
 mod exit_codes;
 mod fidelity;

@@ -26,6 +26,8 @@ commands:
   export --output FILE.tar [--inventory FILE] [REPO...]
                            write a transfer bundle of the primary's repositories
                            (with --inventory: only what that secondary lacks)
+  export --inventory FILE --dry-run [REPO...]
+                           say what that secondary lacks, writing nothing
   import FILE.tar [--force-primary] [--force-older]
                            apply a transfer bundle to this node's registry
   inventory --output FILE  write what this node's registry holds, signed, for an
@@ -90,6 +92,11 @@ pub enum Command {
     Export {
         output: PathBuf,
         inventory: Option<PathBuf>,
+        repositories: Vec<String>,
+    },
+    /// `export --inventory FILE --dry-run`: what the secondary lacks.
+    Lacks {
+        inventory: PathBuf,
         repositories: Vec<String>,
     },
     Import {
@@ -182,20 +189,32 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli> {
             Command::Verify { blobs, bundle, repositories }
         }
         Some("export") => {
-            let (mut output, mut inventory, mut repositories) = (None, None, Vec::new());
+            let (mut output, mut inventory, mut repositories, mut dry_run) = (None, None, Vec::new(), false);
             while let Some(w) = words.next() {
                 if let Some(file) = value("export", "--output", &w, &mut words)? {
                     output = Some(file);
                 } else if let Some(file) = value("export", "--inventory", &w, &mut words)? {
                     inventory = Some(file);
+                } else if w == "--dry-run" {
+                    dry_run = true;
                 } else if w.starts_with('-') {
                     return Err(Error::Usage(format!("export: unknown option {w}")));
                 } else {
                     repositories.push(w);
                 }
             }
-            let output = output.ok_or_else(|| Error::Usage("export needs --output FILE.tar".into()))?;
-            Command::Export { output, inventory, repositories }
+            if dry_run {
+                let inventory = inventory.ok_or_else(|| {
+                    Error::Usage("export --dry-run needs --inventory FILE: it says what that secondary lacks".into())
+                })?;
+                if output.is_some() {
+                    return Err(Error::Usage("export --dry-run writes no bundle: leave out --output".into()));
+                }
+                Command::Lacks { inventory, repositories }
+            } else {
+                let output = output.ok_or_else(|| Error::Usage("export needs --output FILE.tar".into()))?;
+                Command::Export { output, inventory, repositories }
+            }
         }
         Some("import") => {
             let (mut bundle, mut force_primary, mut force_older) = (None, false, false);
@@ -426,6 +445,12 @@ mod tests {
         assert!(p(&["backfill", "--json"]).is_err());
         assert!(p(&["status", "--frob"]).is_err());
         assert!(p(&["export", "a"]).is_err(), "export needs --output");
+        assert_eq!(
+            p(&["export", "--inventory", "i.json", "--dry-run", "g/a"]).unwrap().command,
+            Command::Lacks { inventory: "i.json".into(), repositories: vec!["g/a".into()] }
+        );
+        assert!(p(&["export", "--dry-run"]).is_err(), "a dry run compares with an inventory");
+        assert!(p(&["export", "--dry-run", "--inventory", "i", "--output", "b.tar"]).is_err());
         assert!(p(&["export", "--output"]).is_err());
         assert!(p(&["import"]).is_err());
         assert!(p(&["import", "a.tar", "b.tar"]).is_err());

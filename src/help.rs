@@ -67,7 +67,8 @@ pub const PAGES: &[Page] = &[
     },
     Page {
         name: "export",
-        usage: "georeg export --output FILE.tar [--inventory FILE] [REPO...]",
+        usage: "georeg export --output FILE.tar [--inventory FILE] [REPO...]\n       georeg export --inventory FILE \
+                --dry-run [REPO...]",
         about: "Writes a transfer bundle for an air-gapped secondary, on a host that reaches the primary registry, \
                 with that secondary's configuration (pull-only tokens; registry.url is never contacted): one tar \
                 file, an OCI image layout with every manifest and blob of the repositories (the primary's whole \
@@ -78,9 +79,16 @@ pub const PAGES: &[Page] = &[
         options: &[
             ("--output FILE.tar", "the bundle to write (written as FILE.tar.partial, renamed when complete)"),
             ("--inventory FILE", "the secondary's signed inventory: an incremental bundle"),
+            (
+                "--dry-run",
+                "with --inventory, write nothing: one line per repository the secondary lacks anything of (tags \
+                 missing, at another digest, to remove; manifests and blob bytes a bundle would carry), then the \
+                 totals",
+            ),
         ],
         example: "georeg export --inventory inventory.json --output /media/usb/bundle.tar",
-        exit: "0 when the bundle is complete; 1 when anything failed; 130 when interrupted (no bundle is left, but \
+        exit: "0 when the bundle is complete (a dry run: when the secondary lacks nothing); 1 when anything failed \
+               (a dry run: when it lacks anything); 130 when interrupted (no bundle is left, but \
                FILE.tar.partial and FILE.tar.resume: the same command run again goes on from there, other \
                arguments start over)",
     },

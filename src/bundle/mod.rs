@@ -13,6 +13,9 @@
 //!    (`tarfile::Bundle` is a `replication::source::Source`);
 //! 4. `georeg verify --bundle` proves the secondary holds what it says.
 //!
+//! `georeg export --inventory FILE --dry-run` says what the secondary
+//! lacks without writing a bundle (`lacks`).
+//!
 //! Documents that cross the gap carry a signature (`signed`): the shared
 //! key vouches that they were written by a georeg node of this
 //! deployment, and is checked over their bytes before any is parsed;
@@ -26,6 +29,7 @@ pub mod contents;
 pub mod description;
 pub mod export;
 pub mod inventory;
+pub mod lacks;
 pub mod prefix;
 pub mod reader;
 mod referrers;

@@ -31,20 +31,9 @@ pub fn run(config: &Config, output: &Path, inventory: Option<&Path>, named: &[St
     }
     let primary_url = config.primary_api_url()?;
     let signer = super::node::load_signer(config)?;
-    let tls = crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
-    let stall = std::time::Duration::from_secs(config.replication.stall_seconds);
-    let pacer = std::sync::Arc::new(crate::registry::pace::Pacer::new(
-        config.replication.max_bytes_per_second,
-        config.replication.max_requests_per_second,
-    ));
     let shutdown = Shutdown::default();
     shutdown.on_signals()?;
-    let Some(primary) =
-        super::node::primary_client(config, Some(&signer), registry::agent_timing_out(tls, stall), &pacer)
-    else {
-        return Err(config.bad("replication.primary_api_url", "is not set: export reads the primary registry"));
-    };
-    let primary = primary.bounded(super::node::read_limits(config), &shutdown);
+    let primary = primary_reader(config, &signer, &shutdown)?;
     let inventory_file = inventory;
     let inventory = inventory.map(|path| load_inventory(path, &signer, primary_url)).transpose()?;
     let selection = config.replication.selection();
@@ -166,6 +155,101 @@ pub fn run(config: &Config, output: &Path, inventory: Option<&Path>, named: &[St
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The primary registry, read with pull-only tokens this node signs, each
+/// read bounded and stopped by `shutdown`.
+fn primary_reader(
+    config: &Config,
+    signer: &std::sync::Arc<registry::token::Signer>,
+    shutdown: &Shutdown,
+) -> Result<registry::Client> {
+    let tls = crate::tls::client_config(config.tls.ca_file.as_deref()).map_err(|why| config.bad("tls.ca_file", why))?;
+    let stall = std::time::Duration::from_secs(config.replication.stall_seconds);
+    let pacer = std::sync::Arc::new(crate::registry::pace::Pacer::new(
+        config.replication.max_bytes_per_second,
+        config.replication.max_requests_per_second,
+    ));
+    let Some(primary) =
+        super::node::primary_client(config, Some(signer), registry::agent_timing_out(tls, stall), &pacer)
+    else {
+        return Err(config.bad("replication.primary_api_url", "is not set: export reads the primary registry"));
+    };
+    Ok(primary.bounded(super::node::read_limits(config), shutdown))
+}
+
+/// `georeg export --inventory FILE --dry-run [REPO...]`: what the
+/// secondary whose inventory it is lacks, one line per repository, then
+/// the totals; writes nothing. Exit 0 when it lacks nothing, 1 when it
+/// lacks anything (or a repository could not be read), 130 when
+/// interrupted.
+pub fn lacks(config: &Config, inventory_file: &Path, named: &[String]) -> Result<ExitCode> {
+    if let Some(bad) = named.iter().find(|r| !registry::valid_repository(r)) {
+        return Err(Error::Usage(format!("{bad:?} is not a valid repository name")));
+    }
+    let primary_url = config.primary_api_url()?;
+    let signer = super::node::load_signer(config)?;
+    let shutdown = Shutdown::default();
+    shutdown.on_signals()?;
+    let primary = primary_reader(config, &signer, &shutdown)?;
+    let inventory = load_inventory(inventory_file, &signer, primary_url)?;
+    let index = inventory::Index::new(&inventory);
+    let selection = config.replication.selection();
+    let repositories: Vec<String> = if named.is_empty() {
+        let mut names: std::collections::BTreeSet<String> =
+            primary.catalog()?.into_iter().filter(|n| selection.includes(n)).collect();
+        names.extend(inventory.repositories.iter().map(|h| h.name.clone()).filter(|n| selection.includes(n)));
+        names.into_iter().collect()
+    } else {
+        named.to_vec()
+    };
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let total = repositories.len();
+    let mut found = Vec::new();
+    let compared = crate::progress::while_running(
+        || format!("export --dry-run: {}/{total} repositories compared", done.load(Ordering::Relaxed)),
+        || -> Result<()> {
+            for repo in &repositories {
+                let lack = crate::bundle::lacks::compare(&primary, &index, repo, &shutdown);
+                done.fetch_add(1, Ordering::Relaxed);
+                match lack {
+                    Ok(l) if l.is_empty() => {}
+                    Ok(l) => found.push(Ok(l)),
+                    Err(Error::Interrupted) => return Err(Error::Interrupted),
+                    Err(e) => found.push(Err(e.in_repository(repo))),
+                }
+            }
+            Ok(())
+        },
+    );
+    if let Err(Error::Interrupted) = compared {
+        eprintln!("georeg: interrupted: {} of {total} repositories compared", done.load(Ordering::Relaxed));
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
+    compared?;
+    let (mut tags, mut moved, mut removed, mut manifests, mut blobs, mut bytes, mut failed) = (0, 0, 0, 0, 0, 0u64, 0);
+    for l in &found {
+        match l {
+            Ok(l) => {
+                println!("{}", crate::bundle::lacks::line(l));
+                (tags, moved, removed) = (tags + l.missing.len(), moved + l.moved.len(), removed + l.removed.len());
+                (manifests, blobs, bytes) = (manifests + l.manifests, blobs + l.blobs, bytes + l.bytes);
+            }
+            Err(e) => {
+                println!("FAILED: {e}");
+                failed += 1;
+            }
+        }
+    }
+    let lacking = found.len() - failed;
+    println!(
+        "{node} lacks something in {lacking} of {total} repositories: {tags} tags missing, {moved} at another \
+         digest, {removed} to remove; a bundle would carry {manifests} manifests and {blobs} blobs ({size}){fails}",
+        node = inventory.node,
+        size = human_bytes(bytes),
+        fails = if failed > 0 { format!("; {failed} repositories could not be compared") } else { String::new() }
+    );
+    Ok(if found.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// The inventory, its signature checked, when it is of a secondary of

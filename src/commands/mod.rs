@@ -70,6 +70,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export { output, inventory, repositories } => {
             export::run(&Config::load(&Config::resolve_path(config))?, &output, inventory.as_deref(), &repositories)
         }
+        Command::Lacks { inventory, repositories } => {
+            export::lacks(&Config::load(&Config::resolve_path(config))?, &inventory, &repositories)
+        }
         Command::Import { bundle, force_primary, force_older } => {
             import::run(&open_stoppable(config)?, &bundle, force_primary, force_older)
         }

@@ -106,9 +106,26 @@ fn full_then_incremental_bundles_keep_an_air_gapped_secondary_identical() {
     env.p.push_image("air/new", "v1", &oci_image(9, &[60_000]));
     env.p.delete_tag("air/lib", "v1-alias");
     env.p.delete_tag("air/lib", "old");
+    env.p.push_image("air/multi", "latest", &oci_image(10, &[20_000]));
 
     let inventory = env.path("inventory.json");
     env.georeg(&["inventory", "--output", inventory.to_str().unwrap()]).assert_ok();
+    // What the secondary lacks, without writing a bundle.
+    let files = std::fs::read_dir(env.path("")).unwrap().count();
+    let run = env.georeg(&["export", "--inventory", inventory.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(run.code, 1, "it lacks something: {}\n{}", run.stdout, run.stderr);
+    for want in [
+        "air/app: 1 tag missing (v3); a bundle carries 1 manifest and 2 blobs (",
+        "air/new: 1 tag missing (v1); a bundle carries 1 manifest and 2 blobs (",
+        "air/lib: 2 tags to remove (old, v1-alias)",
+        "air/multi: 1 tag at another digest (latest); a bundle carries 1 manifest and 2 blobs (",
+        "air/gone: the primary no longer has it: 1 tag to remove",
+        "lacks something in 5 of 5 repositories: 2 tags missing, 1 at another digest, 3 to remove; a bundle would \
+         carry 3 manifests and 6 blobs (",
+    ] {
+        assert!(run.stdout.contains(want), "{want}: {}", run.stdout);
+    }
+    assert_eq!(std::fs::read_dir(env.path("")).unwrap().count(), files, "a dry run writes nothing");
     let (incremental, run) = export(&env, "incremental.tar", &["--inventory", inventory.to_str().unwrap()]);
     assert!(run.stdout.contains("2 tags and 1 repository to remove"), "{}", run.stdout);
     let (full2, _) = export(&env, "full2.tar", &[]);
@@ -132,6 +149,10 @@ fn full_then_incremental_bundles_keep_an_air_gapped_secondary_identical() {
     assert_eq!(lib.keys().collect::<Vec<_>>(), ["v1"], "the sibling tag stays, the deleted ones go");
     assert_eq!(lib["v1"], shared.digest);
     assert!(env.s.tag_digests("air/gone").is_empty(), "the repository gone from the primary has no tags left");
+    env.georeg(&["inventory", "--output", inventory.to_str().unwrap()]).assert_ok();
+    let run = env.georeg(&["export", "--inventory", inventory.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(run.code, 0, "it lacks nothing now: {}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("lacks something in 0 of"), "{}", run.stdout);
 
     // verify --bundle: proves it without the primary, and catches a change.
     env.primary.stop();

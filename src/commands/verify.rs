@@ -165,14 +165,19 @@ pub fn against_bundle(node: &Node, file: &Path, blobs: bool, repositories: &[Str
                 )?,
                 (_, None) => {}
             }
+            let kept_out = |kept: usize| match kept {
+                0 => String::new(),
+                n => format!(" ({n} tags whose deletion is held back or cancelled left out: see georeg deletions)"),
+            };
             Ok(match outcome? {
-                Outcome::Match { checksum, .. } if want.referrers.is_empty() => {
-                    Ok(format!("holds what the bundle says, checksum {checksum}"))
+                Outcome::Match { checksum, kept, .. } if want.referrers.is_empty() => {
+                    Ok(format!("holds what the bundle says, checksum {checksum}{}", kept_out(kept)))
                 }
-                Outcome::Match { checksum, .. } => Ok(format!(
-                    "holds what the bundle says ({} and {}), checksum {checksum}",
+                Outcome::Match { checksum, kept, .. } => Ok(format!(
+                    "holds what the bundle says ({} and {}), checksum {checksum}{}",
                     crate::format::count(want.tags.len() as u64, "tag", "tags"),
-                    crate::format::count(want.referrers.len() as u64, "referrer", "referrers")
+                    crate::format::count(want.referrers.len() as u64, "referrer", "referrers"),
+                    kept_out(kept)
                 )),
                 o => Err(o.describe()),
             })
@@ -217,7 +222,14 @@ struct Wanted {
 /// referrers: the checksum a verification against the primary computes
 /// (tags, then `referrer SUBJECT DIGEST` lines).
 fn compare(node: &Node, repo: &str, want: &Wanted, blobs: bool) -> Result<Outcome> {
-    let got = node.local.tag_digests_among(repo, want.tags.keys())?;
+    let mut got = node.local.tag_digests_among(repo, want.tags.keys())?;
+    // Deletions and overwrites held back or cancelled differ on purpose,
+    // as in a verification against the primary.
+    let kept = node.queue.kept_deletions(repo)?;
+    let listed = got.len();
+    got.retain(|tag, digest| want.tags.contains_key(tag) || !kept.covers(tag, digest.as_str()));
+    let kept_out = listed - got.len();
+    kept.unpin(&mut got);
     let (mut lines, mut held) = (Vec::new(), Vec::new());
     for (subject, referrer) in &want.referrers {
         node.shutdown.check()?;
@@ -244,5 +256,5 @@ fn compare(node: &Node, repo: &str, want: &Wanted, blobs: bool) -> Result<Outcom
         let (n, bytes) = check_blobs(&node.local, repo, &known, &node.shutdown)?;
         log::info!("{repo}: {n} blobs ({}) read back and their digests checked", crate::format::human_bytes(bytes));
     }
-    Ok(Outcome::Match { checksum: w, unsupported: 0, kept: 0, unlisted: !node.local.lists_tags() })
+    Ok(Outcome::Match { checksum: w, unsupported: 0, kept: kept_out, unlisted: !node.local.lists_tags() })
 }

@@ -76,6 +76,10 @@ fn an_import_holds_the_deletions_its_bundle_asks_for_until_the_delay_or_an_opera
     assert!(list.iter().all(|d| d.2 == "held" && d.3.as_deref() == Some(second.as_str())), "{list:?}");
     let text = env.georeg(&["deletions"]);
     assert!(text.stdout.contains(&format!("held: tag removed (import of bundle {second})")), "{}", text.stdout);
+    // The bundle proves the copy, the held tags expected.
+    let run = env.georeg(&["verify", "--bundle", env.path("second.tar").to_str().unwrap()]);
+    run.assert_ok();
+    assert!(run.stdout.contains("2 tags whose deletion is held back or cancelled left out"), "{}", run.stdout);
     // Two of three tags at once: the burst alarm.
     let status = env.georeg(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();

@@ -221,13 +221,17 @@ fn held_removals_at_a_relay_reach_the_second_hop_only_once_applied() {
             >= relay_last()
     });
     assert_eq!(hop.api.tags("app"), ["gone", "keep"], "a held removal reached the second hop");
-    assert_eq!(env.s.tags("app"), ["gone", "keep"]);
+    // distribution 2.8 removes a tag by re-pointing it at a throwaway
+    // manifest and deleting that: a relay that copied the throwaway in
+    // between holds that overwrite too, the digest it left under a backup
+    // tag of its own (never logged for the second hop).
+    let relay_tags = || -> Vec<String> { env.s.tags("app").into_iter().filter(|t| !t.starts_with("georeg-kept-")).collect() };
+    assert_eq!(relay_tags(), ["gone", "keep"]);
 
     // Applied by an operator at the relay: now it travels on.
-    let id = held().unwrap().to_string();
-    env.georeg(&["deletions", "--apply", &id]).assert_ok();
+    env.georeg(&["deletions", "--apply", "--all"]).assert_ok();
     wait_until("the removal to reach the second hop", DEADLINE, || hop.api.tags("app") == ["keep"]);
-    assert_eq!(env.s.tags("app"), ["keep"]);
+    assert_eq!(env.s.tags("app"), ["keep"], "applied, no backup tag is left");
     hop.assert_matches_primary(&env, "app");
 }
 

@@ -137,7 +137,6 @@ impl Node {
         Ok(Replicator {
             engine: self.engine(primary),
             primary,
-            deletions: deletion_policy(&self.config.replication),
             budget_seconds: self.config.replication.sync_budget_seconds,
             repositories: &self.config.replication.repositories,
         })
@@ -147,11 +146,7 @@ impl Node {
     /// `source` (a transfer bundle). It needs no primary registry: an
     /// air-gapped node may know none.
     pub fn importer<'a>(&'a self, source: &'a dyn Source, bundle: &str) -> Importer<'a> {
-        Importer {
-            engine: self.engine(source),
-            deletions: deletion_policy(&self.config.replication),
-            bundle: bundle.to_string(),
-        }
+        Importer { engine: self.engine(source), bundle: bundle.to_string() }
     }
 
     /// The copy engine into this node's registry, reading from `source`.

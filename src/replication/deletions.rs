@@ -15,7 +15,7 @@ use crate::store::{Cause, Deletion, DeletionKind};
 
 impl Replicator<'_> {
     fn deleter(&self) -> Deleter<'_, '_> {
-        Deleter { engine: &self.engine, policy: &self.deletions, bundle: None }
+        Deleter { engine: &self.engine, policy: &self.engine.deletions, bundle: None }
     }
 
     /// See [`Deleter::remove_or_hold_tag`].

@@ -47,7 +47,9 @@ pub struct Engine<'a> {
     /// Streams one such blob is read over at once, in ranges, when the
     /// source serves them (`replication.blob_streams`; 1: one stream).
     pub streams: usize,
-    /// How a tag's move is held back (`overwrites.rs`), like a deletion.
+    /// How deletions, and a tag's move (`overwrites.rs`), are held back
+    /// (`replication.delete_delay_hours`) and when they raise the burst
+    /// alarm.
     pub deletions: DeletionPolicy,
 }
 

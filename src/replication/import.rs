@@ -27,7 +27,7 @@ use super::held::Deleter;
 use super::report::{Report, TagFailures};
 use crate::error::{Error, Result};
 use crate::registry::{Digest, Mount};
-use crate::store::{Cause, DeletionPolicy};
+use crate::store::Cause;
 
 /// A blob the bundle leaves out because another repository of the
 /// secondary held it when the inventory was taken.
@@ -40,8 +40,6 @@ pub struct Mountable {
 /// Applies a bundle's repositories: the copy engine, reading from the bundle.
 pub struct Importer<'a> {
     pub engine: Engine<'a>,
-    /// How deletions are held back and when they raise the burst alarm.
-    pub deletions: DeletionPolicy,
     /// The bundle's ID, named on the deletions its import asks for.
     pub bundle: String,
 }
@@ -58,7 +56,7 @@ impl Importer<'_> {
         referrers: &[(Digest, Digest)],
     ) -> Result<Report> {
         let job = self.engine.store.claim_for_full_sync(repo)?;
-        let deleter = Deleter { engine: &self.engine, policy: &self.deletions, bundle: Some(&self.bundle) };
+        let deleter = Deleter { engine: &self.engine, policy: &self.engine.deletions, bundle: Some(&self.bundle) };
         self.engine.run_job(&job, |progress, report| {
             let mut seen = Seen { progress: progress.clone(), ..Seen::default() };
             let imported = self

@@ -20,7 +20,7 @@ use super::report::{Report, TagFailures};
 use crate::error::{Error, Result};
 use crate::registry::{self, Client, Digest};
 use crate::shutdown::Shutdown;
-use crate::store::{Cause, DeletionPolicy, Event, Job};
+use crate::store::{Cause, Event, Job};
 
 /// What replicating needs: the copy engine (reading from the primary,
 /// writing to the secondary), the primary registry (read-only) to compare
@@ -29,9 +29,6 @@ pub struct Replicator<'a> {
     pub engine: Engine<'a>,
     /// The primary registry, read-only.
     pub primary: &'a Client,
-    /// How deletions are held back (`replication.delete_delay_hours`) and
-    /// when they raise the burst alarm.
-    pub deletions: DeletionPolicy,
     /// How long one repository's sync may take
     /// (`replication.sync_budget_seconds`).
     pub budget_seconds: u64,

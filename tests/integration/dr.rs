@@ -168,12 +168,21 @@ fn cancelled_deletions_are_kept_and_verification_passes() {
     let check = env.georeg(&["failover-check"]);
     assert!(check.stdout.contains("note cancelled_deletions: 1 deletions cancelled"), "{}", check.stdout);
 
-    // Pushed again on the primary, the tag follows the primary once more.
+    // Pushed again on the primary, the tag follows the primary once more,
+    // and the digest it kept is held like any overwrite.
     let new = oci_image(907, &[600]);
     env.p.push_image("app", "old", &new);
     env.georeg(&["sync", "app"]).assert_ok();
-    env.assert_in_sync("app");
-    assert!(deletions(&env).is_empty(), "the cancelled deletion is done with");
+    assert_eq!(env.s.digest("app", "old"), Some(new.digest.clone()));
+    let list = deletions(&env);
+    assert_eq!(
+        list.iter().map(|r| (r.2.as_str(), r.3.as_str())).collect::<Vec<_>>(),
+        [("old", "held")],
+        "the cancelled deletion is done with; what the tag left is an overwrite held: {list:?}"
+    );
+    let backup = format!("georeg-kept-sha256-{}", old.digest.trim_start_matches("sha256:"));
+    assert_eq!(env.s.digest("app", &backup), Some(old.digest.clone()));
+    env.georeg(&["verify", "app"]).assert_ok();
 }
 
 #[test]

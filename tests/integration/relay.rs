@@ -225,7 +225,8 @@ fn held_removals_at_a_relay_reach_the_second_hop_only_once_applied() {
     // manifest and deleting that: a relay that copied the throwaway in
     // between holds that overwrite too, the digest it left under a backup
     // tag of its own (never logged for the second hop).
-    let relay_tags = || -> Vec<String> { env.s.tags("app").into_iter().filter(|t| !t.starts_with("georeg-kept-")).collect() };
+    let relay_tags =
+        || -> Vec<String> { env.s.tags("app").into_iter().filter(|t| !t.starts_with("georeg-kept-")).collect() };
     assert_eq!(relay_tags(), ["gone", "keep"]);
 
     // Applied by an operator at the relay: now it travels on.

@@ -357,3 +357,52 @@ fn referrers_the_primary_lists_only_through_its_api_travel_in_a_bundle() {
     assert!(run.stdout.contains("signed/app: FAILED") && run.stdout.contains(&named), "{}", run.stdout);
     env.primary.restart();
 }
+
+#[test]
+fn a_bundle_older_than_bundle_max_age_hours_turns_an_air_gapped_node_unhealthy_until_a_new_one_comes() {
+    use crate::dr::{get, metric};
+    let mut env = Env::new("bundle-age");
+    env.add_replication("enabled = false");
+    env.p.push_image("age/app", "v1", &oci_image(1, &[30_000]));
+    // Exported nine days ago (SOURCE_DATE_EPOCH dates it), imported now:
+    // the copy is older than the default 192 hours.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let exported = now - 9 * 24 * 3600;
+    let old = env.path("old.tar");
+    let run = std::process::Command::new(crate::support::georeg_bin())
+        .arg("--config")
+        .arg(&env.config)
+        .args(["export", "--output", old.to_str().unwrap()])
+        .env("SOURCE_DATE_EPOCH", exported.to_string())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let id = bundle_id(&Run::of(run));
+    env.primary.stop();
+    env.georeg(&["import", old.to_str().unwrap()]).assert_ok();
+    assert!(env.s.digest("age/app", "v1").is_some(), "imported");
+
+    let status = env.georeg(&["status"]);
+    let line = status.stdout.lines().find(|l| l.contains("unhealthy:")).unwrap_or_else(|| panic!("{}", status.stdout));
+    assert!(
+        line.contains(&id) && line.contains("exported 216 h ago") && line.contains("replication.bundle_max_age_hours"),
+        "{line}"
+    );
+    env.start_secondary_daemon();
+    let api: serde_json::Value = serde_json::from_str(&get(&format!("{}/api/v1/status", env.url()))).unwrap();
+    assert_eq!(api["healthy"], false, "{api}");
+    assert!(api["health_message"].as_str().unwrap().contains(&id), "{api}");
+    assert_eq!(metric(&env, "georeg_bundle_last_export_timestamp_seconds"), exported as f64);
+    let imported = metric(&env, "georeg_bundle_last_import_timestamp_seconds");
+    assert!(imported >= (now - 5) as f64 && imported <= (now + 600) as f64, "imported at {imported}, now {now}");
+    drop(env.take_secondary_daemon());
+
+    // A fresh bundle carried across: healthy again.
+    env.primary.restart();
+    let (fresh, _) = export(&env, "fresh.tar", &[]);
+    env.primary.stop();
+    env.georeg(&["import", fresh.to_str().unwrap()]).assert_ok();
+    let status = env.georeg(&["status"]);
+    assert!(!status.stdout.contains("unhealthy"), "{}", status.stdout);
+    env.primary.restart();
+}

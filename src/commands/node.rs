@@ -20,6 +20,7 @@ use crate::registry::pace::Pacer;
 use crate::registry::token::{random_hex, Signer, TokenCache};
 use crate::registry::{self, Client, Target};
 use crate::replication::import::Importer;
+use crate::replication::prefetch::Prefetch;
 use crate::replication::source::Source;
 use crate::replication::{Engine, Replicator};
 use crate::shutdown::Shutdown;
@@ -58,6 +59,9 @@ pub(crate) struct Node {
     pub reconcile_primary: Option<Client>,
     /// The primary georeg, on a secondary that follows its event log.
     pub primary_node: Option<PrimaryNode>,
+    /// Blobs the primary registry notified as pushed, to land ahead of
+    /// their manifest (see [`Node::prefetching`]).
+    pub prefetch: Prefetch,
 }
 
 impl Node {
@@ -125,7 +129,19 @@ impl Node {
             reconcile_local,
             reconcile_primary,
             primary_node,
+            prefetch: Prefetch::default(),
         })
+    }
+
+    /// True on a replicating secondary the primary registry notifies
+    /// directly: there its blob pushes arrive, and `serve` lands them ahead
+    /// of their manifests. A follower of a primary georeg learns of
+    /// manifests only (the event log carries no blobs).
+    pub fn prefetching(&self) -> bool {
+        self.config.role == Role::Secondary
+            && self.config.replication.enabled
+            && self.config.replication.primary_node_url.is_none()
+            && self.config.notifications.secret.is_some()
     }
 
     /// A replicator from the primary into this node's registry.
@@ -160,6 +176,7 @@ impl Node {
             chunk_size: self.config.replication.chunk_bytes,
             streams: self.config.replication.blob_streams,
             deletions: deletion_policy(&self.config.replication),
+            prefetch: Some(&self.prefetch),
         }
     }
 
@@ -209,6 +226,7 @@ impl Node {
             shutdown: &self.shutdown,
             refusals: Default::default(),
             long_polls: Default::default(),
+            prefetch: self.prefetching().then_some(&self.prefetch),
         }
     }
 

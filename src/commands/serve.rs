@@ -1,6 +1,7 @@
 //! `georeg serve`: the HTTP server pool, the report thread, event pruning
 //! and, on a secondary, the replication workers, the backfill scanner, the
-//! drills and the cursor over the primary georeg's log; all stopped cleanly
+//! drills, the prefetcher (blobs landed ahead of their manifest) and the
+//! cursor over the primary georeg's log; all stopped cleanly
 //! by SIGTERM or SIGINT.
 //!
 //! Shutdown: the signal sets the stop request; HTTP threads finish the
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::node::Node;
 use crate::config::Role;
 use crate::error::{Error, Result};
-use crate::replication::{backfill, cursor, pool, worker};
+use crate::replication::{backfill, cursor, pool, prefetcher, worker};
 use crate::store::lock::Lock;
 use crate::web::{front, server};
 
@@ -113,6 +114,12 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
             r.run()
         }
     };
+    let prefetching = replicator.is_some() && node.prefetching();
+    let land_ahead = |_| {
+        if let Some(r) = &replicator {
+            prefetcher::run(&node.prefetch, &r.engine, &replication.selection(), replication.sync_budget_seconds)
+        }
+    };
     let follow = |_| {
         if let (Some(_), Some(primary)) = (&replicator, &node.primary_node) {
             cursor::run(primary, &node.log, &node.stats, &node.shutdown)
@@ -135,6 +142,9 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
             }
             if node.primary_node.is_some() {
                 handles.extend(pool::spawn(s, 1, "follow", &follow)?);
+            }
+            if prefetching {
+                handles.extend(pool::spawn(s, 1, "prefetch", &land_ahead)?);
             }
         }
         let replaced = watch_state_file(&node);

@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use super::prefetch::Prefetch;
 use super::report::Report;
 use super::source::Source;
 use crate::error::{Error, Result};
@@ -51,6 +52,10 @@ pub struct Engine<'a> {
     /// (`replication.delete_delay_hours`) and when they raise the burst
     /// alarm.
     pub deletions: DeletionPolicy,
+    /// The blobs landed ahead of their manifest (`prefetch.rs`): a sync
+    /// waits for the one landing in its repository and counts those
+    /// landed present; `None` where nothing lands ahead.
+    pub prefetch: Option<&'a Prefetch>,
 }
 
 /// What the secondary repository is known to hold during one sync.
@@ -203,11 +208,19 @@ impl Engine<'_> {
     /// waited for before the next is asked; the manifest, put by the
     /// caller, still comes after every blob has landed.
     fn land_blobs(&self, repo: &str, all: &[BlobRef], seen: &mut Seen, report: &mut Report) -> Result<()> {
+        let _held = self.prefetch.map(|p| p.hold(repo, self.shutdown)).transpose()?;
         let mut blobs: Vec<&BlobRef> = Vec::with_capacity(all.len());
         for b in all {
-            if !seen.blobs.contains(&b.digest) && !blobs.iter().any(|x| x.digest == b.digest) {
-                blobs.push(b);
+            if seen.blobs.contains(&b.digest) || blobs.iter().any(|x| x.digest == b.digest) {
+                continue;
             }
+            if self.prefetch.is_some_and(|p| p.take_landed(repo, &b.digest)) {
+                // Landed (and recorded) moments ago, confirmed then.
+                report.blobs_present += 1;
+                seen.blobs.insert(b.digest.clone());
+                continue;
+            }
+            blobs.push(b);
         }
         let mut planned = None;
         for (i, blob) in blobs.iter().enumerate() {

@@ -18,13 +18,16 @@
 //! them; `backfill` scans the primary's catalog for what events missed;
 //! `drill` pulls a sample of tags from the secondary as a client would;
 //! `cursor` reads the primary georeg's event log into the state file;
+//! `prefetcher` copies the blobs the primary registry notifies as pushed
+//! before their manifest's event comes (`prefetch`: the hints, in memory);
 //! `pool` runs all of it on named threads; `import` applies a bundle's
 //! repositories with the engine and the job loop, with no primary at all.
 //! Which repositories are replicated at all is the configuration's
 //! (`config::selective`).
 //!
 //! Replication never talks to the HTTP server: events arrive as rows in the
-//! state file, and progress leaves as rows and counters.
+//! state file, and progress leaves as rows and counters. The one thing
+//! passed in memory is the prefetcher's hints, which nothing relies on.
 
 pub mod backfill;
 mod blobs;
@@ -39,6 +42,8 @@ pub mod import;
 mod job;
 mod overwrites;
 pub mod pool;
+pub mod prefetch;
+pub mod prefetcher;
 mod ranges;
 mod referrers;
 mod repair;

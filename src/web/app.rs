@@ -31,4 +31,7 @@ pub struct App<'a> {
     pub refusals: Refusals,
     /// Long polls of the event log waiting right now (`event_log`).
     pub long_polls: std::sync::atomic::AtomicUsize,
+    /// Where blob pushes the primary registry notifies go to be copied
+    /// ahead of their manifest: on a secondary it notifies directly.
+    pub prefetch: Option<&'a crate::replication::prefetch::Prefetch>,
 }

@@ -62,8 +62,11 @@ fn the_envelope_parser_survives_mutated_envelopes_and_keeps_the_grammar() {
     for _ in 0..5000 {
         let pick = rng.below(samples.len());
         let input = rng.mutate(&samples[pick]);
-        if let Ok((events, _)) = crate::web::notifications::parse_envelope(&input) {
-            for e in events {
+        if let Ok(parsed) = crate::web::notifications::parse_envelope(&input) {
+            for b in &parsed.blobs {
+                assert!(registry::valid_repository(&b.repository), "{b:?}");
+            }
+            for e in parsed.events {
                 assert!(registry::valid_repository(&e.repository), "{e:?}");
                 assert!(e.tag.as_deref().is_none_or(registry::valid_tag), "{e:?}");
                 assert!(e.digest.as_deref().is_none_or(|d| registry::Digest::parse(d).is_ok()), "{e:?}");

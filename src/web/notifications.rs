@@ -4,8 +4,11 @@
 //! The registry keeps undelivered events in memory, sends them one at a
 //! time and retries a non-2xx answer forever, blocking everything queued
 //! behind it. So a well-formed envelope is always answered 2xx, even when
-//! georeg acts on none of its events (pulls, mounts, blob pushes), and the
-//! answer is sent only after the events it acts on are committed.
+//! georeg acts on none of its events (pulls, mounts), and the answer is
+//! sent only after the events it acts on are committed. Blob pushes are
+//! stored nowhere: on a secondary the registry notifies directly, they are
+//! offered to the prefetcher (`replication::prefetch`), which copies them
+//! while the client pushes the rest of its image.
 
 use std::io::Read;
 use std::sync::atomic::Ordering;
@@ -18,6 +21,7 @@ use super::http::{Incoming, Reply};
 use super::refusals::{accepted, refused, Refusal};
 use crate::config::Role;
 use crate::registry::{self, Digest};
+use crate::replication::prefetch::Hint;
 use crate::store::{Action, NewEvent};
 
 /// Content types the registry sends: distribution 2.x, 3.x, and plain JSON.
@@ -56,6 +60,24 @@ struct RawTarget {
     tag: Option<String>,
     #[serde(default)]
     url: Option<String>,
+    #[serde(default)]
+    size: Option<u64>,
+}
+
+/// What an envelope holds for georeg: the events it stores, the blob
+/// pushes it may copy ahead, and how many it does nothing with.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub events: Vec<NewEvent>,
+    pub blobs: Vec<Hint>,
+    pub ignored: usize,
+}
+
+/// One event, read.
+enum Classified {
+    Event(NewEvent),
+    Blob(Hint),
+    Ignored,
 }
 
 /// `POST /api/v4/container_registry_event/events`. Envelopes larger than
@@ -87,11 +109,14 @@ pub fn receive(app: &App, req: &mut Incoming, limit: u64) -> Reply {
     if body.len() as u64 > limit {
         return refuse(Refusal::TooLarge, 413, &format!("envelope larger than {limit} bytes"));
     }
-    let (events, ignored) = match parse_envelope(&body) {
+    let Parsed { events, blobs, ignored } = match parse_envelope(&body) {
         Ok(parsed) => parsed,
         Err(message) => return refuse(Refusal::Malformed, 400, &message),
     };
     accepted(app);
+    if let Some(prefetch) = app.prefetch {
+        prefetch.offer(blobs);
+    }
     let schedule = app.config.role == Role::Secondary;
     match app.log.record_events(&events, schedule) {
         Ok(stored) => {
@@ -112,27 +137,28 @@ pub fn receive(app: &App, req: &mut Incoming, limit: u64) -> Reply {
     }
 }
 
-/// The events georeg acts on, and how many it does not act on.
-pub fn parse_envelope(body: &[u8]) -> Result<(Vec<NewEvent>, usize), String> {
+/// The events georeg acts on, the blob pushes, and how many it does
+/// nothing with.
+pub fn parse_envelope(body: &[u8]) -> Result<Parsed, String> {
     let envelope: Envelope = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
     let raw_events = envelope.events.ok_or("the envelope has no \"events\" array")?;
-    let mut events = Vec::new();
-    let mut ignored = 0;
+    let mut parsed = Parsed::default();
     for value in raw_events {
         match serde_json::from_value::<RawEvent>(value.clone()).map(|raw| classify(raw, &value)) {
-            Ok(Some(e)) => events.push(e),
-            Ok(None) => ignored += 1,
+            Ok(Classified::Event(e)) => parsed.events.push(e),
+            Ok(Classified::Blob(b)) => parsed.blobs.push(b),
+            Ok(Classified::Ignored) => parsed.ignored += 1,
             Err(e) => {
                 log::warn!(
                     "ignoring an event georeg cannot read ({}): {}",
                     crate::format::printable(&e.to_string()),
                     crate::format::printable(clip(&value.to_string()))
                 );
-                ignored += 1;
+                parsed.ignored += 1;
             }
         }
     }
-    Ok((events, ignored))
+    Ok(parsed)
 }
 
 /// The event georeg acts on, if any: manifest pushes (by tag or digest),
@@ -140,15 +166,18 @@ pub fn parse_envelope(body: &[u8]) -> Result<(Vec<NewEvent>, usize), String> {
 /// repository, tag or digest the registry's grammar refuses is not stored,
 /// with one warning naming the field: above all, a delete whose digest is
 /// malformed is never read as the deletion of the whole repository.
-fn classify(raw: RawEvent, value: &serde_json::Value) -> Option<NewEvent> {
+fn classify(raw: RawEvent, value: &serde_json::Value) -> Classified {
     let t = raw.target;
     let is_blob = t.url.as_deref().is_some_and(|u| u.contains("/blobs/"))
         || t.media_type.as_deref() == Some("application/octet-stream");
     let tag = t.tag.filter(|tag| !tag.is_empty());
+    if raw.action == "push" && is_blob && tag.is_none() {
+        return blob_pushed(t.repository, t.digest, t.size);
+    }
     let action = match raw.action.as_str() {
         "push" if !is_blob && (tag.is_some() || t.digest.is_some()) => Action::Push,
         "delete" if !is_blob || tag.is_some() => Action::Delete,
-        _ => return None,
+        _ => return Classified::Ignored,
     };
     let refuse = |field: &str, what: &Option<String>| {
         log::warn!(
@@ -157,7 +186,7 @@ fn classify(raw: RawEvent, value: &serde_json::Value) -> Option<NewEvent> {
             clip(&raw.id),
             what.as_deref().map(clip).unwrap_or("(missing)")
         );
-        None
+        Classified::Ignored
     };
     let repository = match t.repository {
         Some(r) if registry::valid_repository(&r) => r,
@@ -172,7 +201,7 @@ fn classify(raw: RawEvent, value: &serde_json::Value) -> Option<NewEvent> {
     }
     // The registry always sends an id; derive a stable one if it did not.
     let event_id = if raw.id.is_empty() { Digest::sha256_of(value.to_string().as_bytes()).to_string() } else { raw.id };
-    Some(NewEvent {
+    Classified::Event(NewEvent {
         event_id,
         repository,
         action,
@@ -180,6 +209,18 @@ fn classify(raw: RawEvent, value: &serde_json::Value) -> Option<NewEvent> {
         digest,
         media_type: t.media_type.filter(|m| m.starts_with("application/vnd.")),
     })
+}
+
+/// A blob push, as a hint for the prefetcher when it names a valid
+/// repository, a digest and a size; otherwise nothing (it was never more
+/// than a hint).
+fn blob_pushed(repository: Option<String>, digest: Option<String>, size: Option<u64>) -> Classified {
+    let repository = repository.filter(|r| registry::valid_repository(r));
+    let digest = digest.and_then(|d| Digest::parse(&d).ok());
+    match (repository, digest, size) {
+        (Some(repository), Some(digest), Some(size)) => Classified::Blob(Hint { repository, digest, size }),
+        _ => Classified::Ignored,
+    }
 }
 
 /// At most 100 characters of what a client sent, for a log line.
@@ -199,9 +240,15 @@ mod tests {
         std::fs::read(format!("{}/tests/data/notifications/{name}.json", env!("CARGO_MANIFEST_DIR"))).unwrap()
     }
 
+    /// The events and the ignored count of an envelope.
+    fn events(body: &[u8]) -> (Vec<NewEvent>, usize) {
+        let parsed = parse_envelope(body).unwrap();
+        (parsed.events, parsed.ignored)
+    }
+
     #[test]
     fn acts_on_manifest_pushes_and_deletes_only() {
-        let (e, ignored) = parse_envelope(&sample("push-manifest-tagged")).unwrap();
+        let (e, ignored) = events(&sample("push-manifest-tagged"));
         assert_eq!((e.len(), ignored), (1, 0));
         assert_eq!(
             (e[0].action, e[0].repository.as_str(), e[0].tag.as_deref()),
@@ -209,16 +256,35 @@ mod tests {
         );
         assert!(e[0].digest.is_some());
 
-        let (e, _) = parse_envelope(&sample("push-manifest-by-digest")).unwrap();
+        let (e, _) = events(&sample("push-manifest-by-digest"));
         assert_eq!((e[0].action, e[0].tag.as_deref()), (Action::Push, None));
 
-        let (e, _) = parse_envelope(&sample("delete-tag")).unwrap();
+        let (e, _) = events(&sample("delete-tag"));
         assert_eq!((e[0].action, e[0].tag.as_deref(), e[0].digest.as_deref()), (Action::Delete, Some("v1"), None));
 
-        for ignored_kind in ["push-blob", "pull-index"] {
-            let (e, ignored) = parse_envelope(&sample(ignored_kind)).unwrap();
-            assert!(e.is_empty() && ignored == 1, "{ignored_kind}");
-        }
+        let (e, ignored) = events(&sample("pull-index"));
+        assert!(e.is_empty() && ignored == 1);
+    }
+
+    #[test]
+    fn a_blob_push_is_a_hint_to_copy_ahead_never_an_event() {
+        let parsed = parse_envelope(&sample("push-blob")).unwrap();
+        assert!(parsed.events.is_empty() && parsed.ignored == 0);
+        let digest = "sha256:8b5d37778d8a79944a8df61236b134f4ccbe6afa2b50db5498fc898a170c3e83";
+        assert_eq!(
+            parsed.blobs,
+            [Hint { repository: "group/app".into(), digest: Digest::parse(digest).unwrap(), size: 4820 }]
+        );
+        // A blob push without a size, or naming a repository the registry
+        // refuses, is nothing.
+        let body = br#"{"events":[
+            {"id":"1","action":"push","target":{"mediaType":"application/octet-stream","repository":"g/app","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}},
+            {"id":"2","action":"push","target":{"mediaType":"application/octet-stream","repository":"Bad Name","size":3,"digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}},
+            {"id":"3","action":"push","target":{"mediaType":"application/octet-stream","repository":"g/app","size":3,"digest":"md5:abc"}}
+        ]}"#;
+        let parsed = parse_envelope(body).unwrap();
+        assert!(parsed.events.is_empty() && parsed.blobs.is_empty());
+        assert_eq!(parsed.ignored, 3);
     }
 
     #[test]
@@ -232,7 +298,7 @@ mod tests {
             {"id":"6","action":"delete","target":{"repository":"g/app","digest":"sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}},
             {"id":"7","action":"push","target":{"repository":"a..b","tag":"x"}}
         ]}"#;
-        let (e, ignored) = parse_envelope(body).unwrap();
+        let (e, ignored) = events(body);
         assert_eq!(e.len(), 2, "a malformed digest is never a repository delete: {e:?}");
         assert!(e[0].digest.is_some() && e[0].tag.is_none());
         assert!(e[1].digest.is_none() && e[1].tag.is_none());
@@ -243,6 +309,6 @@ mod tests {
     fn malformed_envelopes_are_rejected_with_a_reason() {
         assert!(parse_envelope(b"{not json").unwrap_err().contains("malformed JSON"));
         assert!(parse_envelope(br#"{"foo": []}"#).unwrap_err().contains("\"events\""));
-        assert_eq!(parse_envelope(br#"{"events": []}"#).unwrap().0.len(), 0);
+        assert_eq!(parse_envelope(br#"{"events": []}"#).unwrap().events.len(), 0);
     }
 }

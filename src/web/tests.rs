@@ -72,6 +72,7 @@ impl Fixture {
             shutdown: &self.shutdown,
             refusals: Default::default(),
             long_polls: Default::default(),
+            prefetch: None,
         }
     }
 
@@ -192,7 +193,10 @@ fn notifications_need_the_secret_and_a_well_formed_envelope() {
 #[test]
 fn the_event_log_and_reports_need_a_node_token_on_a_primary_and_a_relay() {
     let f = Fixture::new("primary");
-    f.store.log().record_events(&super::notifications::parse_envelope(ENVELOPE.as_bytes()).unwrap().0, false).unwrap();
+    f.store
+        .log()
+        .record_events(&super::notifications::parse_envelope(ENVELOPE.as_bytes()).unwrap().events, false)
+        .unwrap();
     let log = "/api/v1/events?after=0&limit=10";
     assert_eq!(f.send(get(log)).status, 401, "no token");
     assert_eq!(f.send(admin(get(log))).status, 401, "the admin credential is no node token");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::oci::{docker_image, oci_image, oci_index};
+use crate::support::oci::{docker_image, oci_image, oci_index, sha256};
 use crate::support::{wait_until, Env, Mode, SECRET};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -317,4 +317,35 @@ fn one_push_into_a_large_repository_costs_a_handful_of_requests() {
     assert_eq!((heads(&on_primary), heads(&on_secondary)), (1, 1), "{on_primary:#?}\n{on_secondary:#?}");
     assert_eq!(on_secondary.len(), 6 + ahead, "{on_secondary:#?}");
     assert_eq!(env.s.tags("many").len(), 301);
+}
+
+/// The registry notifies each blob as it lands, before the client pushes
+/// the manifest: georeg lands those blobs on the secondary at once, so
+/// that the manifest's event leaves only the manifest to put. Selective
+/// sync still holds.
+fn blobs_land_ahead_of_their_manifest(mode: Mode) {
+    let env = Env::with_mode(&format!("events-ahead-{mode:?}").to_lowercase(), mode);
+    env.add_replication("exclude = [\"private/**\"]");
+    env.start_daemons();
+    let image = oci_image(300, &[200_000, 300_000]);
+    let private = env.p.push_blob("private/app", &image.blobs[1]);
+    for blob in &image.blobs {
+        env.p.push_blob("ahead/app", blob);
+    }
+    wait_until("the blobs on the secondary, before any manifest", DEADLINE, || {
+        image.blobs.iter().all(|b| env.s.blob_exists("ahead/app", &sha256(b)))
+    });
+    assert!(env.s.tags("ahead/app").is_empty());
+    assert!(!env.s.blob_exists("private/app", &private), "an excluded repository's blob landed ahead");
+    env.p.put_manifest("ahead/app", "v1", &image.media_type, &image.manifest);
+    env.wait_in_sync("ahead/app", DEADLINE);
+    let log = env.take_secondary_daemon().log_text();
+    let synced = log.lines().find(|l| l.contains("ahead/app: synced")).unwrap_or_else(|| panic!("{log}"));
+    assert!(synced.contains("0 blobs copied") && synced.contains("3 already present"), "{synced}");
+    assert!(!env.s.blob_exists("private/app", &private));
+}
+
+#[test]
+fn direct_notifications_land_blobs_ahead_of_their_manifest() {
+    blobs_land_ahead_of_their_manifest(Mode::Direct);
 }

@@ -60,6 +60,32 @@ pub struct Page {
     /// primary, or in step): a follower is not ready while its relay is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub behind: Option<String>,
+    /// Blobs the primary registry notified as pushed since the follower's
+    /// mark, for it to land ahead of their manifests (a primary only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<PushedBlob>,
+    /// Where those blob pushes stand now; `None` from a node that passes
+    /// none on (a relay, an older georeg).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob_mark: Option<BlobMark>,
+}
+
+/// A blob the primary registry notified as pushed, passed on to followers
+/// as a hint: held in memory only, so a follower that misses it copies
+/// the blob with its manifest, as it always could.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushedBlob {
+    pub repository: String,
+    pub digest: String,
+    pub size: u64,
+}
+
+/// A follower's place in the primary georeg's blob pushes: the process
+/// they came from (`epoch`, random per start) and the last one read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BlobMark {
+    pub epoch: String,
+    pub through: u64,
 }
 
 /// The pages of the primary's fingerprints.
@@ -113,7 +139,22 @@ impl PrimaryNode {
     /// Up to `limit` events after `after`, waiting up to `wait` for the
     /// first one. The error says what failed and what to check.
     pub fn events(&self, after: i64, limit: usize, wait: Duration) -> Result<Page, String> {
-        let url = format!("{}{EVENTS_PATH}?after={after}&limit={limit}&wait={}", self.base, wait.as_secs());
+        self.events_and_blobs(after, limit, wait, None)
+    }
+
+    /// The same, and the blob pushes after `blobs` (the wait ends at the
+    /// first of either).
+    pub fn events_and_blobs(
+        &self,
+        after: i64,
+        limit: usize,
+        wait: Duration,
+        blobs: Option<&BlobMark>,
+    ) -> Result<Page, String> {
+        let mut url = format!("{}{EVENTS_PATH}?after={after}&limit={limit}&wait={}", self.base, wait.as_secs());
+        if let Some(mark) = blobs {
+            url.push_str(&format!("&blobs_epoch={}&blobs_after={}", mark.epoch, mark.through));
+        }
         let resp = self
             .agent
             .get(&url)

@@ -133,15 +133,15 @@ impl Node {
         })
     }
 
-    /// True on a replicating secondary the primary registry notifies
-    /// directly: there its blob pushes arrive, and `serve` lands them ahead
-    /// of their manifests. A follower of a primary georeg learns of
-    /// manifests only (the event log carries no blobs).
+    /// True on a replicating secondary that learns of blob pushes: the
+    /// primary registry notifies it directly, or it follows a primary
+    /// georeg, which passes them on. `serve` lands them ahead of their
+    /// manifests.
     pub fn prefetching(&self) -> bool {
+        let replication = &self.config.replication;
         self.config.role == Role::Secondary
-            && self.config.replication.enabled
-            && self.config.replication.primary_node_url.is_none()
-            && self.config.notifications.secret.is_some()
+            && replication.enabled
+            && (replication.primary_node_url.is_some() || self.config.notifications.secret.is_some())
     }
 
     /// A replicator from the primary into this node's registry.
@@ -226,7 +226,9 @@ impl Node {
             shutdown: &self.shutdown,
             refusals: Default::default(),
             long_polls: Default::default(),
-            prefetch: self.prefetching().then_some(&self.prefetch),
+            pushed: Default::default(),
+            prefetch: (self.prefetching() && self.config.replication.primary_node_url.is_none())
+                .then_some(&self.prefetch),
         }
     }
 

@@ -122,7 +122,7 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
     };
     let follow = |_| {
         if let (Some(_), Some(primary)) = (&replicator, &node.primary_node) {
-            cursor::run(primary, &node.log, &node.stats, &node.shutdown)
+            cursor::run(primary, &node.log, &node.stats, &node.shutdown, &node.prefetch)
         }
     };
     thread::scope(|s| -> Result<()> {

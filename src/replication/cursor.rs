@@ -1,13 +1,17 @@
 //! A secondary's cursor over the primary georeg's event log: long-polls
 //! the log after the last id it stored, stores each page and advances the
 //! cursor in the same transaction, so a restart resumes exactly after the
-//! last event stored and nothing is read twice or skipped.
+//! last event stored and nothing is read twice or skipped. The blob pushes
+//! a primary passes on with its pages are hints for the prefetcher, kept
+//! in memory only (`prefetch.rs`).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::prefetch::{Hint, Prefetch};
 use crate::health::Stats;
-use crate::peer::{Page, PrimaryNode};
+use crate::peer::{BlobMark, Page, PrimaryNode, PushedBlob};
+use crate::registry::{self, Digest};
 use crate::shutdown::Shutdown;
 use crate::store::{Cursor, Event, Log};
 
@@ -19,13 +23,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// let this poll wait: the next poll waits out the rest of it.
 const BUSY_ANSWER: Duration = Duration::from_secs(1);
 
-/// The cursor thread, until shutdown.
-pub fn run(primary: &PrimaryNode, store: &Log, stats: &Stats, shutdown: &Shutdown) {
+/// The cursor thread, until shutdown. Blob pushes go to `prefetch`.
+pub fn run(primary: &PrimaryNode, store: &Log, stats: &Stats, shutdown: &Shutdown, prefetch: &Prefetch) {
     let mut backoff = Duration::from_secs(1);
     let mut last_error = String::new();
+    let mut blobs = BlobMark::default();
     while !shutdown.requested() {
         let started = std::time::Instant::now();
-        match poll(primary, store, stats) {
+        match poll(primary, store, stats, &mut blobs, prefetch) {
             Ok(read) => {
                 if !last_error.is_empty() {
                     log::info!("reading the primary's event log at {} works again", primary.url());
@@ -53,11 +58,21 @@ pub fn run(primary: &PrimaryNode, store: &Log, stats: &Stats, shutdown: &Shutdow
     }
 }
 
-/// One long poll; how many events the page held.
-fn poll(primary: &PrimaryNode, store: &Log, stats: &Stats) -> Result<usize, String> {
+/// One long poll; how many events and blob pushes the page held.
+fn poll(
+    primary: &PrimaryNode,
+    store: &Log,
+    stats: &Stats,
+    blobs: &mut BlobMark,
+    prefetch: &Prefetch,
+) -> Result<usize, String> {
     let cursor = store.cursor().map_err(|e| e.to_string())?;
     let after = cursor.last_event_id;
-    let page = primary.events(after, PAGE, WAIT)?;
+    let page = primary.events_and_blobs(after, PAGE, WAIT, Some(blobs))?;
+    if let Some(mark) = &page.blob_mark {
+        *blobs = mark.clone();
+    }
+    prefetch.offer(page.blobs.iter().filter_map(hint).collect());
     let chain = chain_of(&page);
     let looped = a_loop(primary, &chain);
     let behind = looped.clone().or_else(|| page.behind.clone());
@@ -93,7 +108,14 @@ fn poll(primary: &PrimaryNode, store: &Log, stats: &Stats) -> Result<usize, Stri
         stats.events_received.fetch_add(stored as u64, Ordering::Relaxed);
         log::info!("stored {stored} event(s) from the primary's log (through id {through})");
     }
-    Ok(page.events.len())
+    Ok(page.events.len() + page.blobs.len())
+}
+
+/// A blob push as a hint, when it names a repository and digest the
+/// registry's grammar accepts.
+fn hint(b: &PushedBlob) -> Option<Hint> {
+    let digest = Digest::parse(&b.digest).ok()?;
+    registry::valid_repository(&b.repository).then(|| Hint { repository: b.repository.clone(), digest, size: b.size })
 }
 
 /// The chain of nodes up to the primary as the page tells it: the node
@@ -185,6 +207,8 @@ mod tests {
             node: "primary".into(),
             chain: vec![],
             behind: None,
+            blobs: vec![],
+            blob_mark: None,
         }
     }
 

@@ -34,4 +34,6 @@ pub struct App<'a> {
     /// Where blob pushes the primary registry notifies go to be copied
     /// ahead of their manifest: on a secondary it notifies directly.
     pub prefetch: Option<&'a crate::replication::prefetch::Prefetch>,
+    /// On a primary: the blob pushes its registry notified, for followers.
+    pub pushed: super::pushed::Pushed,
 }

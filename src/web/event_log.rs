@@ -17,7 +17,7 @@ use super::http::{Incoming, Reply};
 use crate::config::Role;
 use crate::error::Result;
 use crate::health::Status;
-use crate::peer::Page;
+use crate::peer::{BlobMark, Page, PushedBlob};
 use crate::store::Event;
 
 /// Longest long poll of the log a follower may ask for.
@@ -48,7 +48,9 @@ impl Drop for Waiting<'_> {
 }
 
 /// `GET /api/v1/events`: up to `limit` events after `after`, waiting up to
-/// `wait` seconds for the first.
+/// `wait` seconds for the first. On a primary, a follower that gives its
+/// place in the blob pushes (`blobs_epoch`, `blobs_after`) also gets those
+/// after it, and the wait ends at the first of either.
 pub fn serve(app: &App, req: &mut Incoming) -> Reply {
     if let Err(reply) = check_node_token(app, req) {
         return reply;
@@ -56,6 +58,15 @@ pub fn serve(app: &App, req: &mut Incoming) -> Reply {
     let after: i64 = req.query("after").and_then(|v| v.parse().ok()).unwrap_or(0);
     let limit: usize = req.query("limit").and_then(|v| v.parse().ok()).unwrap_or(500).clamp(1, MAX_PAGE);
     let wait = Duration::from_secs(req.query("wait").and_then(|v| v.parse().ok()).unwrap_or(0)).min(MAX_WAIT);
+    // Placed once, so that pushes arriving while this poll waits are
+    // the follower's even on its first poll.
+    let mark = match (&app.config.role, req.query("blobs_epoch")) {
+        (Role::Primary, Some(epoch)) => {
+            let through = req.query("blobs_after").and_then(|v| v.parse().ok()).unwrap_or(0);
+            Some(app.pushed.place(&BlobMark { epoch, through }))
+        }
+        _ => None,
+    };
     let waiting = if wait.is_zero() { None } else { Waiting::take(&app.long_polls) };
     let deadline = Instant::now() + if waiting.is_some() { wait } else { Duration::ZERO };
     loop {
@@ -64,9 +75,16 @@ pub fn serve(app: &App, req: &mut Incoming) -> Reply {
             Ok(events) => events,
             Err(e) => return Reply::error(503, &format!("cannot read the event log: {e}")),
         };
+        let (blobs, blob_mark) = match &mark {
+            Some(mark) => {
+                let (blobs, now) = app.pushed.after(mark);
+                (blobs, Some(now))
+            }
+            None => (Vec::new(), None),
+        };
         let now = Instant::now();
-        if !events.is_empty() || now >= deadline || app.shutdown.requested() {
-            return match page(app, events) {
+        if !events.is_empty() || !blobs.is_empty() || now >= deadline || app.shutdown.requested() {
+            return match page(app, events, blobs, blob_mark) {
                 Ok(page) => Reply::json(200, &serde_json::to_value(&page).unwrap_or_default()),
                 Err(e) => Reply::error(503, &format!("cannot read the event log: {e}")),
             };
@@ -84,19 +102,31 @@ fn read(app: &App, after: i64, limit: usize) -> Result<Vec<Event>> {
     }
 }
 
-/// A page of `events`, with where the log stands and who serves it.
-fn page(app: &App, events: Vec<Event>) -> Result<Page> {
+/// A page of `events` (and blob pushes), with where the log stands and who
+/// serves it.
+fn page(app: &App, events: Vec<Event>, blobs: Vec<PushedBlob>, blob_mark: Option<BlobMark>) -> Result<Page> {
     let node = app.config.node_name.clone();
     Ok(match app.config.role {
         Role::Primary => {
             let (epoch, oldest_event_id) = app.log.log_position()?;
             let last_event_id = app.log.last_event_id()?;
-            Page { events, last_event_id, oldest_event_id, epoch, node, chain: Vec::new(), behind: None }
+            Page {
+                events,
+                last_event_id,
+                oldest_event_id,
+                epoch,
+                node,
+                chain: Vec::new(),
+                behind: None,
+                blobs,
+                blob_mark,
+            }
         }
         Role::Secondary => {
             let (epoch, oldest_event_id, last_event_id) = app.log.applied_position()?;
             let chain = app.log.cursor()?.upstream_chain;
-            Page { events, last_event_id, oldest_event_id, epoch, node, chain, behind: app.health.behind() }
+            let behind = app.health.behind();
+            Page { events, last_event_id, oldest_event_id, epoch, node, chain, behind, blobs, blob_mark }
         }
     })
 }

@@ -25,6 +25,7 @@ mod metrics;
 mod node_metrics;
 mod notifications;
 mod own_registry;
+mod pushed;
 mod refusals;
 pub mod server;
 mod streak;

@@ -8,7 +8,8 @@
 //! sent only after the events it acts on are committed. Blob pushes are
 //! stored nowhere: on a secondary the registry notifies directly, they are
 //! offered to the prefetcher (`replication::prefetch`), which copies them
-//! while the client pushes the rest of its image.
+//! while the client pushes the rest of its image; on a primary georeg they
+//! are kept in memory for the followers' long polls (`pushed.rs`).
 
 use std::io::Read;
 use std::sync::atomic::Ordering;
@@ -116,6 +117,10 @@ pub fn receive(app: &App, req: &mut Incoming, limit: u64) -> Reply {
     accepted(app);
     if let Some(prefetch) = app.prefetch {
         prefetch.offer(blobs);
+    } else if app.config.role == Role::Primary && !blobs.is_empty() {
+        // Passed on to followers by their long polls, which this wakes.
+        app.pushed.add(&blobs);
+        app.log.appended.ring();
     }
     let schedule = app.config.role == Role::Secondary;
     match app.log.record_events(&events, schedule) {

@@ -72,6 +72,7 @@ impl Fixture {
             shutdown: &self.shutdown,
             refusals: Default::default(),
             long_polls: Default::default(),
+            pushed: Default::default(),
             prefetch: None,
         }
     }

@@ -349,3 +349,8 @@ fn blobs_land_ahead_of_their_manifest(mode: Mode) {
 fn direct_notifications_land_blobs_ahead_of_their_manifest() {
     blobs_land_ahead_of_their_manifest(Mode::Direct);
 }
+
+#[test]
+fn a_primary_georeg_passes_blob_pushes_on_to_its_followers() {
+    blobs_land_ahead_of_their_manifest(Mode::Follow);
+}

@@ -18,6 +18,9 @@ pub struct Stats {
     pub bytes_copied: AtomicU64,
     pub blobs_copied: AtomicU64,
     pub blobs_mounted: AtomicU64,
+    /// Blobs landed ahead of their manifest, on the registry's notices of
+    /// blob pushes (`replication::prefetcher`).
+    pub blobs_ahead: AtomicU64,
     /// Blob downloads continued with a Range request after a break or stall.
     pub download_resumes: AtomicU64,
     /// Chunked blob copies taken up after a restart.
@@ -84,6 +87,7 @@ impl Default for Stats {
             bytes_copied: AtomicU64::default(),
             blobs_copied: AtomicU64::default(),
             blobs_mounted: AtomicU64::default(),
+            blobs_ahead: AtomicU64::default(),
             download_resumes: AtomicU64::default(),
             blob_resumes: AtomicU64::default(),
             events_received: AtomicU64::default(),

@@ -215,7 +215,8 @@ impl Engine<'_> {
                 continue;
             }
             if self.prefetch.is_some_and(|p| p.take_landed(repo, &b.digest)) {
-                // Landed (and recorded) moments ago, confirmed then.
+                // Landed moments ago, confirmed then.
+                self.store.record_blob(repo, &b.digest, b.size)?;
                 report.blobs_present += 1;
                 seen.blobs.insert(b.digest.clone());
                 continue;

@@ -2,14 +2,16 @@
 //! the primary registry directly, landing the blobs the registry said were
 //! pushed (`prefetch.rs`) while the client pushes the rest of its image.
 //! Each blob goes the engine's way (mounted when the secondary holds it
-//! elsewhere, else streamed from the primary with its digest checked) and
-//! is recorded as any copied blob; nothing else is written. A blob above
+//! elsewhere, else streamed from the primary with its digest checked);
+//! the sync of its manifest records it. A blob above
 //! `replication.chunk_size` is left to its sync, which copies it in
 //! recorded chunks.
 
-use super::engine::{Engine, Seen};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::blobs::Plan;
+use super::engine::Engine;
 use super::prefetch::{Hint, Prefetch};
-use super::report::Report;
 use crate::config::selective::Selection;
 use crate::registry::manifest::BlobRef;
 use crate::shutdown::Shutdown;
@@ -29,18 +31,28 @@ fn worth_it(engine: &Engine, selection: &Selection, hint: &Hint) -> bool {
     hint.size > 0 && !engine.chunked(&blob) && selection.includes(&hint.repository)
 }
 
-/// Lands one blob; true when the secondary now holds it in the repository.
+/// Lands one blob; true when the secondary now holds it in the
+/// repository. Nothing is recorded: the sync of its manifest records it
+/// (a push abandoned before its manifest leaves no trace in the state
+/// file, and the registry's garbage collection takes the blob).
 fn land(engine: &Engine, hint: &Hint, budget_seconds: u64) -> bool {
     let _budget = Shutdown::budget(budget_seconds);
     let repo = hint.repository.as_str();
     let blob = BlobRef { digest: hint.digest.clone(), size: hint.size };
-    let (mut seen, mut report) = (Seen::default(), Report::default());
-    let landed =
-        engine.plan_blob(repo, &blob).and_then(|plan| engine.land_blob(repo, &blob, plan, &mut seen, &mut report));
+    let progress = AtomicU64::new(0);
+    let landed = engine.plan_blob(repo, &blob).and_then(|plan| match plan {
+        Plan::Copy { location, body } => engine.copy_blob(repo, &blob, &location, body, &progress).map(|()| true),
+        Plan::Present { .. } => Ok(true),
+        // Another copy's upload in chunks, which its sync resumes.
+        Plan::Resume(..) => Ok(false),
+    });
     match landed {
-        Ok(()) => {
-            log::debug!("{repo}: blob {} landed ahead of its manifest", hint.digest);
-            true
+        Ok(landed) => {
+            if landed {
+                engine.stats.blobs_ahead.fetch_add(1, Ordering::Relaxed);
+                log::debug!("{repo}: blob {} landed ahead of its manifest", hint.digest);
+            }
+            landed
         }
         Err(e) => {
             log::debug!("{repo}: blob {} not copied ahead ({e}); the sync of its manifest copies it", hint.digest);

@@ -183,6 +183,11 @@ fn secondary_metrics(out: &mut String, status: &Status, stats: &Stats) {
             &stats.blobs_mounted,
         ),
         (
+            "georeg_blobs_landed_ahead_total",
+            "Blobs landed on the secondary ahead of their manifest, on the primary registry's notices of blob pushes.",
+            &stats.blobs_ahead,
+        ),
+        (
             "georeg_download_resumes_total",
             "Blob downloads from the primary continued with a Range request after a break or stall.",
             &stats.download_resumes,

@@ -339,10 +339,20 @@ fn blobs_land_ahead_of_their_manifest(mode: Mode) {
     assert!(!env.s.blob_exists("private/app", &private), "an excluded repository's blob landed ahead");
     env.p.put_manifest("ahead/app", "v1", &image.media_type, &image.manifest);
     env.wait_in_sync("ahead/app", DEADLINE);
+    assert_eq!(crate::dr::metric(&env, "georeg_blobs_landed_ahead_total"), 3.0);
     let log = env.take_secondary_daemon().log_text();
     let synced = log.lines().find(|l| l.contains("ahead/app: synced")).unwrap_or_else(|| panic!("{log}"));
     assert!(synced.contains("0 blobs copied") && synced.contains("3 already present"), "{synced}");
     assert!(!env.s.blob_exists("private/app", &private));
+
+    // A push abandoned before its manifest: its blob lands, and the state
+    // file records it nowhere (only a manifest's sync records blobs).
+    env.start_secondary_daemon();
+    let orphan = env.p.push_blob("orphan/app", &oci_image(301, &[50_000]).blobs[1]);
+    wait_until("the orphan blob on the secondary", DEADLINE, || env.s.blob_exists("orphan/app", &orphan));
+    let rows: i64 =
+        env.state().query_row("SELECT COUNT(*) FROM blobs WHERE digest = ?1", [&orphan], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 0, "a blob landed ahead was recorded without its manifest");
 }
 
 #[test]

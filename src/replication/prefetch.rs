@@ -85,6 +85,27 @@ impl Drop for Held<'_> {
     }
 }
 
+/// A hint being landed: when dropped, its repository is free again, and
+/// the blob counts as landed only if [`Landing::landed`] was called.
+pub(super) struct Landing<'a> {
+    prefetch: &'a Prefetch,
+    pub(super) hint: Hint,
+    landed: bool,
+}
+
+impl Landing<'_> {
+    /// The blob is in the repository now, confirmed by the registry.
+    pub(super) fn landed(&mut self) {
+        self.landed = true;
+    }
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        self.prefetch.done(&self.hint, self.landed);
+    }
+}
+
 impl Prefetch {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -130,11 +151,18 @@ impl Prefetch {
         }
     }
 
+    /// The next hint to copy, its repository marked as being landed in
+    /// until the [`Landing`] is finished or dropped (so that a prefetcher
+    /// that panics never leaves a sync waiting); `None` on a stop request.
+    pub(super) fn next_landing(&self, shutdown: &Shutdown) -> Option<Landing<'_>> {
+        self.next(shutdown).map(|hint| Landing { prefetch: self, hint, landed: false })
+    }
+
     /// The next hint to copy, now marked as being landed; `None` on a stop
     /// request. Hints for a repository a sync is landing blobs in are
     /// dropped: that sync, or the one its manifest's event starts, copies
     /// them.
-    pub(super) fn next(&self, shutdown: &Shutdown) -> Option<Hint> {
+    fn next(&self, shutdown: &Shutdown) -> Option<Hint> {
         let mut state = self.lock();
         loop {
             if shutdown.requested() {
@@ -160,7 +188,7 @@ impl Prefetch {
 
     /// The prefetcher is done with `hint`; `landed` when the blob is now
     /// in the repository, confirmed by the secondary registry.
-    pub(super) fn done(&self, hint: &Hint, landed: bool) {
+    fn done(&self, hint: &Hint, landed: bool) {
         let mut state = self.lock();
         state.copying = None;
         if landed {
@@ -212,6 +240,21 @@ mod tests {
         });
         p.offer(vec![hint("a", 4)]);
         assert_eq!(p.next(&stop), Some(hint("a", 4)), "the repository is free again once the sync ends");
+    }
+
+    #[test]
+    fn a_landing_dropped_by_a_panic_frees_its_repository() {
+        let p = Prefetch::default();
+        let stop = Shutdown::default();
+        p.offer(vec![hint("a", 1)]);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _landing = p.next_landing(&stop).unwrap();
+            panic!("the copy panicked");
+        }));
+        assert!(outcome.is_err());
+        assert!(p.lock().copying.is_none());
+        drop(p.hold("a", &stop).unwrap());
+        assert!(!p.take_landed("a", &hint("a", 1).digest));
     }
 
     #[test]

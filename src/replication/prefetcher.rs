@@ -19,9 +19,10 @@ use crate::shutdown::Shutdown;
 /// Runs until a stop request. `budget_seconds` bounds each blob's copy as
 /// `replication.sync_budget_seconds` bounds a sync.
 pub fn run(prefetch: &Prefetch, engine: &Engine, selection: &Selection, budget_seconds: u64) {
-    while let Some(hint) = prefetch.next(engine.shutdown) {
-        let landed = worth_it(engine, selection, &hint) && land(engine, &hint, budget_seconds);
-        prefetch.done(&hint, landed);
+    while let Some(mut landing) = prefetch.next_landing(engine.shutdown) {
+        if worth_it(engine, selection, &landing.hint) && land(engine, &landing.hint, budget_seconds) {
+            landing.landed();
+        }
     }
 }
 

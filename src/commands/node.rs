@@ -21,6 +21,7 @@ use crate::registry::token::{random_hex, Signer, TokenCache};
 use crate::registry::{self, Client, Target};
 use crate::replication::import::Importer;
 use crate::replication::prefetch::Prefetch;
+use crate::replication::pushed::Pushed;
 use crate::replication::source::Source;
 use crate::replication::{Engine, Replicator};
 use crate::shutdown::Shutdown;
@@ -62,6 +63,9 @@ pub(crate) struct Node {
     /// Blobs the primary registry notified as pushed, to land ahead of
     /// their manifest (see [`Node::prefetching`]).
     pub prefetch: Prefetch,
+    /// The blobs this node's followers may land ahead: its registry's
+    /// notified pushes on a primary, what its prefetcher landed on a relay.
+    pub pushed: Pushed,
 }
 
 impl Node {
@@ -130,6 +134,7 @@ impl Node {
             reconcile_primary,
             primary_node,
             prefetch: Prefetch::default(),
+            pushed: Pushed::default(),
         })
     }
 
@@ -226,7 +231,7 @@ impl Node {
             shutdown: &self.shutdown,
             refusals: Default::default(),
             long_polls: Default::default(),
-            pushed: Default::default(),
+            pushed: &self.pushed,
             prefetch: (self.prefetching() && self.config.replication.primary_node_url.is_none())
                 .then_some(&self.prefetch),
         }

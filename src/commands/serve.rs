@@ -117,7 +117,13 @@ pub fn run(node: Node, _lock: Lock) -> Result<()> {
     let prefetching = replicator.is_some() && node.prefetching();
     let land_ahead = |_| {
         if let Some(r) = &replicator {
-            prefetcher::run(&node.prefetch, &r.engine, &replication.selection(), replication.sync_budget_seconds)
+            // Landed here, so this node's own followers may land it too.
+            let pass_on = |hint: &crate::replication::prefetch::Hint| {
+                node.pushed.add(std::slice::from_ref(hint));
+                node.log.appended.ring();
+            };
+            let selection = replication.selection();
+            prefetcher::run(&node.prefetch, &r.engine, &selection, replication.sync_budget_seconds, &pass_on)
         }
     };
     let follow = |_| {

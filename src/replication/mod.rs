@@ -44,6 +44,7 @@ mod overwrites;
 pub mod pool;
 pub mod prefetch;
 pub mod prefetcher;
+pub mod pushed;
 mod ranges;
 mod referrers;
 mod repair;

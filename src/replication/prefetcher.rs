@@ -17,11 +17,13 @@ use crate::registry::manifest::BlobRef;
 use crate::shutdown::Shutdown;
 
 /// Runs until a stop request. `budget_seconds` bounds each blob's copy as
-/// `replication.sync_budget_seconds` bounds a sync.
-pub fn run(prefetch: &Prefetch, engine: &Engine, selection: &Selection, budget_seconds: u64) {
+/// `replication.sync_budget_seconds` bounds a sync. Each blob landed is
+/// told to `landed` (a relay passes it on to its own followers).
+pub fn run(prefetch: &Prefetch, engine: &Engine, selection: &Selection, budget_seconds: u64, landed: &dyn Fn(&Hint)) {
     while let Some(mut landing) = prefetch.next_landing(engine.shutdown) {
         if worth_it(engine, selection, &landing.hint) && land(engine, &landing.hint, budget_seconds) {
             landing.landed();
+            landed(&landing.hint);
         }
     }
 }

@@ -34,6 +34,7 @@ pub struct App<'a> {
     /// Where blob pushes the primary registry notifies go to be copied
     /// ahead of their manifest: on a secondary it notifies directly.
     pub prefetch: Option<&'a crate::replication::prefetch::Prefetch>,
-    /// On a primary: the blob pushes its registry notified, for followers.
-    pub pushed: super::pushed::Pushed,
+    /// The blobs followers may land ahead (a primary's notified pushes, a
+    /// relay's landed blobs), for the event log's long polls.
+    pub pushed: &'a crate::replication::pushed::Pushed,
 }

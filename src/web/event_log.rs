@@ -48,9 +48,10 @@ impl Drop for Waiting<'_> {
 }
 
 /// `GET /api/v1/events`: up to `limit` events after `after`, waiting up to
-/// `wait` seconds for the first. On a primary, a follower that gives its
-/// place in the blob pushes (`blobs_epoch`, `blobs_after`) also gets those
-/// after it, and the wait ends at the first of either.
+/// `wait` seconds for the first. A follower that gives its place in the
+/// blobs it may land ahead (`blobs_epoch`, `blobs_after`: the primary's
+/// notified pushes, or what a relay landed) also gets those after it, and
+/// the wait ends at the first of either.
 pub fn serve(app: &App, req: &mut Incoming) -> Reply {
     if let Err(reply) = check_node_token(app, req) {
         return reply;
@@ -60,13 +61,10 @@ pub fn serve(app: &App, req: &mut Incoming) -> Reply {
     let wait = Duration::from_secs(req.query("wait").and_then(|v| v.parse().ok()).unwrap_or(0)).min(MAX_WAIT);
     // Placed once, so that pushes arriving while this poll waits are
     // the follower's even on its first poll.
-    let mark = match (&app.config.role, req.query("blobs_epoch")) {
-        (Role::Primary, Some(epoch)) => {
-            let through = req.query("blobs_after").and_then(|v| v.parse().ok()).unwrap_or(0);
-            Some(app.pushed.place(&BlobMark { epoch, through }))
-        }
-        _ => None,
-    };
+    let mark = req.query("blobs_epoch").map(|epoch| {
+        let through = req.query("blobs_after").and_then(|v| v.parse().ok()).unwrap_or(0);
+        app.pushed.place(&BlobMark { epoch, through })
+    });
     let waiting = if wait.is_zero() { None } else { Waiting::take(&app.long_polls) };
     let deadline = Instant::now() + if waiting.is_some() { wait } else { Duration::ZERO };
     loop {

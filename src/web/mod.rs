@@ -25,7 +25,6 @@ mod metrics;
 mod node_metrics;
 mod notifications;
 mod own_registry;
-mod pushed;
 mod refusals;
 pub mod server;
 mod streak;

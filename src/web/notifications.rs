@@ -9,7 +9,8 @@
 //! stored nowhere: on a secondary the registry notifies directly, they are
 //! offered to the prefetcher (`replication::prefetch`), which copies them
 //! while the client pushes the rest of its image; on a primary georeg they
-//! are kept in memory for the followers' long polls (`pushed.rs`).
+//! are kept in memory for the followers' long polls
+//! (`replication::pushed`).
 
 use std::io::Read;
 use std::sync::atomic::Ordering;

@@ -33,6 +33,7 @@ struct Fixture {
     health: Health,
     signer: Arc<Signer>,
     shutdown: Shutdown,
+    pushed: crate::replication::pushed::Pushed,
 }
 
 impl Fixture {
@@ -57,6 +58,7 @@ impl Fixture {
             health: Health::default(),
             signer,
             shutdown: Shutdown::default(),
+            pushed: Default::default(),
         }
     }
 
@@ -72,7 +74,7 @@ impl Fixture {
             shutdown: &self.shutdown,
             refusals: Default::default(),
             long_polls: Default::default(),
-            pushed: Default::default(),
+            pushed: &self.pushed,
             prefetch: None,
         }
     }

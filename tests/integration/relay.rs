@@ -123,6 +123,15 @@ fn a_chain_carries_pushes_repointed_tags_and_deletions_to_the_second_hop_with_on
     env.p.push_image("group/app", "multi", &oci_index(902));
     wait_until("the second hop to hold the primary's three tags", DEADLINE, || hop.matches_primary(&env, "group/app"));
     hop.assert_matches_primary(&env, "group/app");
+    // Blobs landed ahead of their manifests at both hops: the relay passes
+    // on what it landed, from its own registry.
+    let landed_ahead = |url: &str| {
+        let text = crate::dr::get(&format!("{url}/metrics"));
+        let line = text.lines().find(|l| l.starts_with("georeg_blobs_landed_ahead_total ")).unwrap().to_string();
+        line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+    };
+    let (at_relay, at_hop) = (landed_ahead(&env.url()), landed_ahead(&hop.url()));
+    assert!(at_relay >= 1.0 && at_hop >= 1.0, "landed ahead: {at_relay} at the relay, {at_hop} at the second hop");
 
     // A tag moved, a tag deleted: both reach the second hop through the relay.
     env.p.push_image("group/app", "v1", &oci_image(903, &[20_000]));
@@ -209,7 +218,10 @@ fn held_removals_at_a_relay_reach_the_second_hop_only_once_applied() {
     wait_until("both tags on the second hop", DEADLINE, || hop.api.tags("app").len() == 2);
     env.p.delete_tag("app", "gone");
     let held = || -> Option<i64> {
-        env.state().query_row("SELECT id FROM deletions WHERE state = 'held'", [], |r| r.get(0)).ok()
+        // The removal of the tag itself: a relay that copied the primary's
+        // throwaway in between holds an overwrite first (below).
+        let removal = "SELECT id FROM deletions WHERE state = 'held' AND kind = 'tag' AND tag = 'gone'";
+        env.state().query_row(removal, [], |r| r.get(0)).ok()
     };
     wait_until("the relay to hold the removal", DEADLINE, || held().is_some());
     // The relay logged nothing for it: the second hop has read everything

@@ -1,16 +1,17 @@
-//! [`Pushed`]: on a primary georeg, the last blob pushes its registry
-//! notified, numbered, for the followers' long polls of the event log to
-//! carry (`event_log.rs`): each follower lands them ahead of their
-//! manifests, as a secondary notified directly does. Memory only and
-//! bounded: a follower that falls more than [`KEPT`] behind, or reads
-//! across a restart (another epoch), misses some, and copies those blobs
-//! with their manifests.
+//! [`Pushed`]: the last blobs a node's followers may land ahead of their
+//! manifests, numbered, for the long polls of its event log to carry
+//! (`web::event_log`): on a primary georeg, the blob pushes its registry
+//! notified; on a relay, the blobs its prefetcher landed in its own
+//! registry (which its followers read). Memory only and bounded: a
+//! follower that falls more than [`KEPT`] behind, or reads across a
+//! restart (another epoch), misses some, and copies those blobs with
+//! their manifests.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use super::prefetch::Hint;
 use crate::peer::{BlobMark, PushedBlob};
-use crate::replication::prefetch::Hint;
 
 /// Blob pushes kept for followers.
 pub const KEPT: usize = 1024;

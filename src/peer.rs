@@ -60,19 +60,20 @@ pub struct Page {
     /// primary, or in step): a follower is not ready while its relay is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub behind: Option<String>,
-    /// Blobs the primary registry notified as pushed since the follower's
-    /// mark, for it to land ahead of their manifests (a primary only).
+    /// Blobs the follower may land ahead of their manifests, since its
+    /// mark: the pushes a primary's registry notified, or the blobs a relay
+    /// landed in its own registry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blobs: Vec<PushedBlob>,
-    /// Where those blob pushes stand now; `None` from a node that passes
-    /// none on (a relay, an older georeg).
+    /// Where those blobs stand now; `None` from an older georeg, or to a
+    /// follower that gave no mark.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blob_mark: Option<BlobMark>,
 }
 
-/// A blob the primary registry notified as pushed, passed on to followers
-/// as a hint: held in memory only, so a follower that misses it copies
-/// the blob with its manifest, as it always could.
+/// A blob pushed to the primary registry, passed on to followers as a
+/// hint: held in memory only, so a follower that misses it copies the
+/// blob with its manifest, as it always could.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PushedBlob {
     pub repository: String,
@@ -80,8 +81,9 @@ pub struct PushedBlob {
     pub size: u64,
 }
 
-/// A follower's place in the primary georeg's blob pushes: the process
-/// they came from (`epoch`, random per start) and the last one read.
+/// A follower's place in the blobs the node it follows passes on: the
+/// process they came from (`epoch`, random per start) and the last one
+/// read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BlobMark {
     pub epoch: String,

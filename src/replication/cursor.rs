@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use super::prefetch::{Hint, Prefetch};
 use crate::health::Stats;
-use crate::peer::{BlobMark, Page, PrimaryNode, PushedBlob};
-use crate::registry::{self, Digest};
+use crate::peer::{BlobMark, Page, PrimaryNode};
 use crate::shutdown::Shutdown;
 use crate::store::{Cursor, Event, Log};
 
@@ -72,7 +71,7 @@ fn poll(
     if let Some(mark) = &page.blob_mark {
         *blobs = mark.clone();
     }
-    prefetch.offer(page.blobs.iter().filter_map(hint).collect());
+    prefetch.offer(page.blobs.iter().filter_map(|b| Hint::read(&b.repository, &b.digest, b.size)).collect());
     let chain = chain_of(&page);
     let looped = a_loop(primary, &chain);
     let behind = looped.clone().or_else(|| page.behind.clone());
@@ -109,13 +108,6 @@ fn poll(
         log::info!("stored {stored} event(s) from the primary's log (through id {through})");
     }
     Ok(page.events.len() + page.blobs.len())
-}
-
-/// A blob push as a hint, when it names a repository and digest the
-/// registry's grammar accepts.
-fn hint(b: &PushedBlob) -> Option<Hint> {
-    let digest = Digest::parse(&b.digest).ok()?;
-    registry::valid_repository(&b.repository).then(|| Hint { repository: b.repository.clone(), digest, size: b.size })
 }
 
 /// The chain of nodes up to the primary as the page tells it: the node

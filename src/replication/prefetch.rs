@@ -22,7 +22,8 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::registry::Digest;
+use crate::registry::manifest::BlobRef;
+use crate::registry::{self, Digest};
 use crate::shutdown::Shutdown;
 
 /// Hints waiting, at most: a burst beyond it is left to the syncs.
@@ -38,12 +39,27 @@ const LANDED_FOR: Duration = Duration::from_secs(60);
 /// How often a wait looks at the stop request.
 const TICK: Duration = Duration::from_millis(100);
 
-/// A blob the primary registry notified as pushed.
+/// A blob the primary registry notified as pushed (or a relay landed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hint {
     pub repository: String,
     pub digest: Digest,
     pub size: u64,
+}
+
+impl Hint {
+    /// A hint from what a notification or a page said, when it names a
+    /// repository and a digest the registry's grammar accepts; otherwise
+    /// nothing (it was never more than a hint).
+    pub fn read(repository: &str, digest: &str, size: u64) -> Option<Hint> {
+        let digest = Digest::parse(digest).ok()?;
+        registry::valid_repository(repository).then(|| Hint { repository: repository.to_string(), digest, size })
+    }
+
+    /// The blob, as the engine copies it.
+    pub fn blob(&self) -> BlobRef {
+        BlobRef { digest: self.digest.clone(), size: self.size }
+    }
 }
 
 /// The queue of hints and who is landing blobs where.

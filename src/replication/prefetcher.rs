@@ -1,6 +1,7 @@
-//! The prefetcher: one thread of `georeg serve` on a secondary notified by
-//! the primary registry directly, landing the blobs the registry said were
-//! pushed (`prefetch.rs`) while the client pushes the rest of its image.
+//! The prefetcher: one thread of `georeg serve` on a secondary that learns
+//! of blob pushes (notified by the primary registry directly, or told by
+//! the georeg it follows), landing those blobs (`prefetch.rs`) while the
+//! client pushes the rest of its image.
 //! Each blob goes the engine's way (mounted when the secondary holds it
 //! elsewhere, else streamed from the primary with its digest checked);
 //! the sync of its manifest records it. A blob above
@@ -13,7 +14,6 @@ use super::blobs::Plan;
 use super::engine::Engine;
 use super::prefetch::{Hint, Prefetch};
 use crate::config::selective::Selection;
-use crate::registry::manifest::BlobRef;
 use crate::shutdown::Shutdown;
 
 /// Runs until a stop request. `budget_seconds` bounds each blob's copy as
@@ -30,8 +30,7 @@ pub fn run(prefetch: &Prefetch, engine: &Engine, selection: &Selection, budget_s
 
 /// A blob the sync of its manifest would copy, of a size copied in one go.
 fn worth_it(engine: &Engine, selection: &Selection, hint: &Hint) -> bool {
-    let blob = BlobRef { digest: hint.digest.clone(), size: hint.size };
-    hint.size > 0 && !engine.chunked(&blob) && selection.includes(&hint.repository)
+    hint.size > 0 && !engine.chunked(&hint.blob()) && selection.includes(&hint.repository)
 }
 
 /// Lands one blob; true when the secondary now holds it in the
@@ -41,7 +40,7 @@ fn worth_it(engine: &Engine, selection: &Selection, hint: &Hint) -> bool {
 fn land(engine: &Engine, hint: &Hint, budget_seconds: u64) -> bool {
     let _budget = Shutdown::budget(budget_seconds);
     let repo = hint.repository.as_str();
-    let blob = BlobRef { digest: hint.digest.clone(), size: hint.size };
+    let blob = hint.blob();
     let progress = AtomicU64::new(0);
     let landed = engine.plan_blob(repo, &blob).and_then(|plan| match plan {
         Plan::Copy { location, body } => engine.copy_blob(repo, &blob, &location, body, &progress).map(|()| true),

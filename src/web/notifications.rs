@@ -218,13 +218,10 @@ fn classify(raw: RawEvent, value: &serde_json::Value) -> Classified {
 }
 
 /// A blob push, as a hint for the prefetcher when it names a valid
-/// repository, a digest and a size; otherwise nothing (it was never more
-/// than a hint).
+/// repository, a digest and a size.
 fn blob_pushed(repository: Option<String>, digest: Option<String>, size: Option<u64>) -> Classified {
-    let repository = repository.filter(|r| registry::valid_repository(r));
-    let digest = digest.and_then(|d| Digest::parse(&d).ok());
     match (repository, digest, size) {
-        (Some(repository), Some(digest), Some(size)) => Classified::Blob(Hint { repository, digest, size }),
+        (Some(r), Some(d), Some(size)) => Hint::read(&r, &d, size).map_or(Classified::Ignored, Classified::Blob),
         _ => Classified::Ignored,
     }
 }
